@@ -1,0 +1,34 @@
+"""Harness settings, handed over by hive-core's container backend as `HIVE_*` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hive_share.names import validate_agent_name
+
+
+class HarnessSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HIVE_", frozen=True, extra="ignore")
+
+    agent_name: str
+    """This agent's name (hive-core decides it; the harness only displays it)."""
+    role: Literal["agent", "manager"] = "agent"
+    socket: Path
+    """The agent's socket in hive-core."""
+    harness_socket: Path
+    """Where this harness answers hive-core's pings."""
+    state: Path = Field(default_factory=Path.cwd)
+    """The agent's durable state dir."""
+    web_port: int = Field(default=0, ge=0, le=65535)
+    operator_pronouns: str = "she/her"
+    parent_pid: int | None = None
+    """Set by the local backend: the harness exits when that process dies."""
+
+    @field_validator("agent_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validate_agent_name(value)

@@ -1,0 +1,3 @@
+from hive_core.cli import main
+
+main()

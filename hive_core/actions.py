@@ -1,0 +1,283 @@
+"""Lifecycle and approval actions: the one implementation behind the admin socket,
+the manager socket and the dashboard, so the surfaces never drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from hive_core import agent_dirs
+from hive_core.containers.backend import AgentSpec
+from hive_core.errors import AlreadyExists, BackendError, Conflict, InvalidRequest, NotFound
+from hive_core.liveness import ping
+from hive_core.registry import AgentRecord
+from hive_core.services import Services
+from hive_share import events
+from hive_share.models import AgentInfo, Approval, Role
+from hive_share.names import MANAGER_NAME
+
+logger = logging.getLogger(__name__)
+
+ALIVE_TIMEOUT = 30.0
+"""How long a started harness has to report itself alive."""
+
+
+def spec_for(s: Services, record: AgentRecord) -> AgentSpec:
+    settings = s.settings
+    socket = (
+        settings.manager_socket if record.role == "manager" else settings.agent_socket(record.name)
+    )
+    return AgentSpec(
+        name=record.name,
+        role=record.role,
+        agent_dir=settings.agents_dir / record.name,
+        socket=socket,
+        harness_socket=settings.harness_socket(record.name),
+        web_port=record.web_port,
+        operator_pronouns=settings.operator_pronouns,
+    )
+
+
+def info(s: Services, record: AgentRecord, alive: bool = False) -> AgentInfo:
+    status = s.backend.status(record.name)
+    uptime = None
+    if status.running and status.started_at is not None:
+        uptime = max(0.0, time.time() - status.started_at)
+    return AgentInfo(
+        name=record.name,
+        role=record.role,
+        state="running" if status.running else "stopped",
+        pid=status.pid,
+        uptime_seconds=uptime,
+        web_port=record.web_port,
+        alive=alive,
+    )
+
+
+def publish_state(s: Services, name: str) -> None:
+    record = s.registry.find(name)
+    if record is not None:
+        s.bus.publish(events.ContainerStateChanged(agent=info(s, record)))
+
+
+async def _launch(s: Services, record: AgentRecord) -> None:
+    """Start the harness and wait for it to report itself alive.
+
+    Raises:
+        BackendError: it exited or stayed silent; the message quotes its log.
+    """
+    spec = spec_for(s, record)
+    status = await s.backend.start(spec)
+    assert status.pid is not None
+    outcome = await s.liveness.wait_alive(record.name, status.pid, ALIVE_TIMEOUT)
+    if outcome == "alive":
+        return
+    tail = await asyncio.to_thread(_log_tail, spec)
+    if outcome == "timeout":
+        await s.backend.kill(record.name)
+        raise BackendError(
+            f"{record.name} did not report itself alive within {ALIVE_TIMEOUT:.0f}s; "
+            f"it was killed. Log tail: {tail}"
+        )
+    raise BackendError(f"{record.name} exited during start-up. Log tail: {tail}")
+
+
+def _log_tail(spec: AgentSpec, max_bytes: int = 600) -> str:
+    try:
+        with open(spec.log_path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            return f.read().decode(errors="replace").strip() or "(empty)"
+    except OSError as exc:
+        return f"(log unreadable: {exc.strerror})"
+
+
+async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
+    if s.registry.find(name) is not None:
+        raise AlreadyExists(f"agent {name!r} already exists")
+    s.registry.check_new(name)
+    async with s.transients.recording(name, "spawn", actor):
+        await agent_dirs.prepare(s.settings.agents_dir, name)
+        record = await s.registry.add(name, role)
+        if role != "manager":
+            await s.agent_sockets.open(name)
+        try:
+            await _launch(s, record)
+        finally:
+            publish_state(s, name)
+    return info(s, record, alive=True)
+
+
+async def spawn(s: Services, name: str, actor: str) -> AgentInfo:
+    """Create and start agent `name` (a revived tombstone keeps its state).
+
+    Raises:
+        AlreadyExists, PortCollision, BackendError.
+    """
+    async with s.lock(name):
+        return await _create(s, name, "agent", actor)
+
+
+async def ensure_manager(s: Services) -> None:
+    """Create the manager agent if it does not exist yet."""
+    async with s.lock(MANAGER_NAME):
+        if s.registry.find(MANAGER_NAME) is None:
+            await _create(s, MANAGER_NAME, "manager", "hive-core")
+
+
+async def request_spawn(s: Services, name: str, requester: str) -> Approval:
+    """Queue a spawn for the operator. Raises: AlreadyExists, PortCollision, Conflict."""
+    s.registry.check_new(name)
+    return await s.approvals.add("spawn", name, requester)
+
+
+async def approve(s: Services, approval_id: int, actor: str) -> str:
+    """Approve and carry out a pending request. Raises: NotFound, Conflict, BackendError."""
+    approval = await s.approvals.get(approval_id)
+    if approval.status != "pending":
+        raise Conflict(f"approval {approval_id} is already {approval.status}")
+    try:
+        await spawn(s, approval.agent, actor)
+    except (AlreadyExists, BackendError) as exc:
+        await s.approvals.resolve(approval_id, "failed", exc.message)
+        raise
+    await s.approvals.resolve(approval_id, "approved", None)
+    return f"approved {approval_id}: spawned {approval.agent}"
+
+
+async def deny(s: Services, approval_id: int, reason: str, actor: str) -> str:
+    """Raises: NotFound, Conflict."""
+    approval = await s.approvals.resolve(approval_id, "denied", reason or None)
+    logger.info("%s denied approval %d (%s of %s)", actor, approval_id, approval.kind,
+                approval.agent)
+    return f"denied {approval_id}"
+
+
+async def start(s: Services, name: str, actor: str) -> str:
+    async with s.lock(name):
+        s.registry.get(name)
+        if s.backend.status(name).running:
+            return f"{name} is already running"
+        async with s.transients.recording(name, "start", actor):
+            await s.registry.set_desired(name, "running")
+            try:
+                await _launch(s, s.registry.get(name))
+            finally:
+                publish_state(s, name)
+        return f"started {name}"
+
+
+async def _halt(s: Services, name: str, action: str, actor: str) -> str:
+    async with s.lock(name):
+        s.registry.get(name)
+        if not s.backend.status(name).running:
+            await s.registry.set_desired(name, "stopped")
+            return f"{name} is not running"
+        async with s.transients.recording(name, action, actor):
+            await s.registry.set_desired(name, "stopped")
+            if action == "kill":
+                await s.backend.kill(name)
+            else:
+                await s.backend.stop(name)
+            publish_state(s, name)
+        return f"{'killed' if action == 'kill' else 'stopped'} {name}"
+
+
+async def stop(s: Services, name: str, actor: str) -> str:
+    return await _halt(s, name, "stop", actor)
+
+
+async def kill(s: Services, name: str, actor: str) -> str:
+    return await _halt(s, name, "kill", actor)
+
+
+async def restart(s: Services, name: str, actor: str, action: str = "restart") -> str:
+    async with s.lock(name):
+        s.registry.get(name)
+        async with s.transients.recording(name, action, actor):
+            await s.backend.stop(name)
+            await s.registry.set_desired(name, "running")
+            try:
+                await _launch(s, s.registry.get(name))
+            finally:
+                publish_state(s, name)
+        return f"{'rebuilt' if action == 'rebuild' else 'restarted'} {name}"
+
+
+async def rebuild(s: Services, name: str, actor: str) -> str:
+    """Re-apply the agent's deployed config. On `local` that is a restart."""
+    return await restart(s, name, actor, action="rebuild")
+
+
+async def destroy(s: Services, name: str, purge: bool, actor: str) -> str:
+    """Stop and forget an agent, leaving its dir as a tombstone (or removing it with purge).
+
+    Raises:
+        InvalidRequest: the manager cannot be destroyed.
+        NotFound: no such agent or tombstone.
+    """
+    if name == MANAGER_NAME:
+        raise InvalidRequest("the manager cannot be destroyed; stop it instead")
+    async with s.lock(name):
+        if s.registry.find(name) is None:
+            if not purge:
+                if name in agent_dirs.list_dirs(s.settings.agents_dir):
+                    raise Conflict(f"{name} is already destroyed; add --purge to remove it")
+                raise NotFound(f"no agent or tombstone named {name!r}")
+            await agent_dirs.purge(s.settings.agents_dir, name)
+            return f"purged the tombstone of {name}"
+        async with s.transients.recording(name, "destroy", actor):
+            await s.backend.stop(name)
+            await s.agent_sockets.close(name)
+            await s.registry.remove(name)
+            s.bus.publish(events.ContainerRemoved(name=name))
+            if purge:
+                await agent_dirs.purge(s.settings.agents_dir, name)
+        return f"destroyed {name}" + (" and purged its state" if purge else "; tombstone kept")
+
+
+async def list_agents(s: Services, tombstones: bool) -> list[AgentInfo]:
+    """Every agent with a fresh ping of its harness, then (optionally) the tombstones."""
+    records = s.registry.all()
+
+    async def probe(record: AgentRecord) -> bool:
+        if not s.backend.status(record.name).running:
+            return False
+        return await ping(s.settings.harness_socket(record.name))
+
+    alive = await asyncio.gather(*(probe(r) for r in records))
+    rows = [info(s, r, a) for r, a in zip(records, alive, strict=True)]
+    if tombstones:
+        known = {r.name for r in records}
+        dirs = await asyncio.to_thread(agent_dirs.list_dirs, s.settings.agents_dir)
+        rows += [AgentInfo(name=n, role="agent", state="tombstone") for n in dirs if n not in known]
+    return rows
+
+
+async def restore(s: Services) -> None:
+    """Bring back, after a daemon restart, every agent that should be running."""
+    records = s.registry.all()
+    for record in records:
+        if record.role != "manager":
+            await s.agent_sockets.open(record.name)
+
+    async def bring_back(record: AgentRecord) -> None:
+        try:
+            async with s.lock(record.name):
+                await _launch(s, record)
+        except BackendError as exc:
+            logger.error("could not restore %s: %s", record.name, exc.message)
+        publish_state(s, record.name)
+
+    await asyncio.gather(*(bring_back(r) for r in records if r.desired == "running"))
+
+
+def on_exit(s: Services, name: str, pid: int, code: int, expected: bool) -> None:
+    """Backend hook: a harness process ended."""
+    s.liveness.report_exit(name, pid)
+    if not expected:
+        logger.warning("harness of %s (pid %d) exited on its own with %d", name, pid, code)
+    publish_state(s, name)

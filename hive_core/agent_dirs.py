@@ -1,0 +1,141 @@
+"""Per-agent directories on the host: creation, tombstone listing, fd-relative purge.
+
+Every function takes a name already checked by `validate_agent_name` and
+never follows a symlink inside `<state>/agents/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from hive_core.errors import BackendError, NotFound
+from hive_share.names import InvalidName, validate_agent_name
+
+logger = logging.getLogger(__name__)
+
+SUBDIRS = ("applied", "proposed", "state")
+GIT_TIMEOUT = 30.0
+GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_TERMINAL_PROMPT": "0",
+    "PATH": os.defpath + ":/run/current-system/sw/bin",
+}
+
+
+def _open_dir(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _ensure_dirs(agents_dir: Path, name: str) -> list[str]:
+    """Create `<name>/{applied,proposed,state}`; return the subdirs that were new."""
+    validate_agent_name(name)
+    agents_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root = _open_dir(agents_dir)
+    try:
+        try:
+            os.mkdir(name, 0o700, dir_fd=root)
+        except FileExistsError:
+            pass  # a tombstone being revived keeps its state
+        agent = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        dir_fd=root)
+        try:
+            created = []
+            for sub in SUBDIRS:
+                try:
+                    os.mkdir(sub, 0o700, dir_fd=agent)
+                    created.append(sub)
+                except FileExistsError:
+                    st = os.lstat(sub, dir_fd=agent)
+                    if not stat.S_ISDIR(st.st_mode):
+                        raise BackendError(
+                            f"{agents_dir / name / sub} exists and is not a directory"
+                        ) from None
+            return created
+        finally:
+            os.close(agent)
+    except NotADirectoryError:
+        raise BackendError(f"{agents_dir / name} exists and is not a directory") from None
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP: a symlink where the agent dir should be
+            raise BackendError(f"{agents_dir / name} is a symlink; refusing to use it") from None
+        raise
+    finally:
+        os.close(root)
+
+
+async def _git_init(repo: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "git", "init", "--quiet", "--initial-branch=main", "--", str(repo),
+        cwd=repo.parent.parent, env=GIT_ENV,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with asyncio.timeout(GIT_TIMEOUT):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise BackendError(f"git init of {repo} timed out after {GIT_TIMEOUT:.0f}s") from None
+    if proc.returncode != 0:
+        text = out.decode(errors="replace").strip()
+        raise BackendError(f"git init of {repo} failed: {text}")
+
+
+async def prepare(agents_dir: Path, name: str) -> Path:
+    """Create (or reuse) the agent's dirs; new `applied`/`proposed` become empty git repos.
+
+    Raises:
+        BackendError: a path is not a directory, or git failed.
+    """
+    created = await asyncio.to_thread(_ensure_dirs, agents_dir, name)
+    agent_dir = agents_dir / name
+    for sub in created:
+        if sub != "state":
+            await _git_init(agent_dir / sub)
+    return agent_dir
+
+
+def list_dirs(agents_dir: Path) -> list[str]:
+    """Names of the valid agent dirs under `agents_dir` (real directories only)."""
+    try:
+        entries = list(os.scandir(agents_dir))
+    except FileNotFoundError:
+        return []
+    names = []
+    for entry in entries:
+        try:
+            validate_agent_name(entry.name)
+        except InvalidName:
+            logger.warning("ignoring %s: not a valid agent name", ascii(entry.name))
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            names.append(entry.name)
+    return sorted(names)
+
+
+def _purge(agents_dir: Path, name: str) -> None:
+    validate_agent_name(name)
+    root = _open_dir(agents_dir)
+    try:
+        try:
+            st = os.lstat(name, dir_fd=root)
+        except FileNotFoundError:
+            raise NotFound(f"no tombstone named {name!r}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise BackendError(f"{agents_dir / name} is not a directory; refusing to purge it")
+        # rmtree with dir_fd works fd-relative and never follows symlinks inside the tree.
+        shutil.rmtree(name, dir_fd=root)
+    finally:
+        os.close(root)
+
+
+async def purge(agents_dir: Path, name: str) -> None:
+    """Remove a tombstone. Raises: NotFound, BackendError."""
+    await asyncio.to_thread(_purge, agents_dir, name)

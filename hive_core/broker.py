@@ -1,0 +1,279 @@
+"""The message broker: durable sends with idempotency keys, leased long-poll receives.
+
+Delivery is at-least-once with an explicit ack. `recv` leases undelivered
+messages to the asking connection; `ack` marks them delivered. A lease lives
+in memory and ends when its connection closes (or the daemon restarts), so a
+receiver that dies before reading a reply gets the same messages again on its
+next `recv`. See docs/persistence.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hive_core.bus import EventBus
+from hive_core.clock import Clock
+from hive_core.db import Database
+from hive_core.errors import Conflict, ShuttingDown, UnknownAgent
+from hive_share import events
+from hive_share.models import Message
+
+logger = logging.getLogger(__name__)
+
+RETENTION_SECONDS = 30 * 24 * 3600
+"""Delivered messages older than this are vacuumed."""
+
+LeaseOwner = int
+"""Identifies one connection; its leases end when it closes."""
+
+
+def _message(row: sqlite3.Row) -> Message:
+    return Message(
+        id=row["id"],
+        sender=row["sender"],
+        recipient=row["recipient"],
+        body=row["body"],
+        sent_at=row["sent_at"],
+        delivered_at=row["delivered_at"],
+    )
+
+
+@dataclass
+class _Inbox:
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    leases: dict[int, LeaseOwner] = field(default_factory=dict)
+
+
+class Broker:
+    """Messages between agents, the manager and the operator."""
+
+    def __init__(
+        self, db: Database, bus: EventBus, clock: Clock, is_recipient: Callable[[str], bool]
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._clock = clock
+        self._is_recipient = is_recipient
+        self._inboxes: dict[str, _Inbox] = {}
+        self._closing = asyncio.Event()
+
+    def _inbox(self, recipient: str) -> _Inbox:
+        inbox = self._inboxes.get(recipient)
+        if inbox is None:
+            inbox = self._inboxes[recipient] = _Inbox()
+        return inbox
+
+    def _wake(self, recipient: str) -> None:
+        inbox = self._inboxes.get(recipient)
+        if inbox is not None:
+            inbox.wake.set()
+
+    async def send(
+        self, sender: str, to: str, body: str, idempotency_key: str | None
+    ) -> tuple[int, bool]:
+        """Store a message and wake its recipient. Returns `(id, duplicate)`.
+
+        The id is returned only after the message is committed to disk. A key
+        already used by this sender returns the original id with
+        `duplicate=True`.
+
+        Raises:
+            UnknownAgent: nobody by that name has an inbox.
+            Conflict: the key was used before for a different message.
+            StorageError: the commit failed; nothing was stored.
+        """
+        if not self._is_recipient(to):
+            raise UnknownAgent(f"no agent named {to!r}; `hive-core list` shows who exists")
+        now = self._clock.now()
+
+        def insert(conn: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
+            if idempotency_key is not None:
+                row = conn.execute(
+                    "SELECT * FROM messages WHERE sender = ? AND idempotency_key = ?",
+                    (sender, idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    return row, True
+            row = conn.execute(
+                "INSERT INTO messages (sender, recipient, body, idempotency_key, sent_at) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING *",
+                (sender, to, body, idempotency_key, now),
+            ).fetchone()
+            return row, False
+
+        row, duplicate = await self._db.write(insert)
+        message = _message(row)
+        if duplicate:
+            if message.recipient != to or message.body != body:
+                raise Conflict(
+                    f"idempotency key {idempotency_key!r} was already used for message "
+                    f"{message.id} with a different recipient or body"
+                )
+            return message.id, True
+        self._bus.publish(events.Sent(message=message))
+        self._wake(to)
+        return message.id, False
+
+    async def recv(
+        self, recipient: str, owner: LeaseOwner, wait_seconds: float, limit: int
+    ) -> list[Message]:
+        """Lease up to `limit` undelivered messages, waiting up to `wait_seconds` for one.
+
+        Raises:
+            ShuttingDown: the daemon began shutting down while waiting.
+        """
+        inbox = self._inbox(recipient)
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while True:
+            if self._closing.is_set():
+                raise ShuttingDown("hive-core is shutting down; retry after it restarts")
+            # Subscribe before looking, so a send landing in between still wakes us.
+            inbox.wake.clear()
+            messages = await self._fetch(recipient, inbox, limit)
+            if messages:
+                for m in messages:
+                    inbox.leases[m.id] = owner
+                return messages
+            if not await self._wait(inbox, deadline):
+                return []
+
+    async def _wait(self, inbox: _Inbox, deadline: float) -> bool:
+        """Wait for a wake-up until `deadline` (loop time); False when time ran out.
+
+        Raises:
+            ShuttingDown: the daemon began shutting down.
+        """
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        closing = asyncio.ensure_future(self._closing.wait())
+        woken = asyncio.ensure_future(inbox.wake.wait())
+        try:
+            await asyncio.wait(
+                {closing, woken}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closing.cancel()
+            woken.cancel()
+        if self._closing.is_set():
+            raise ShuttingDown("hive-core is shutting down; retry after it restarts")
+        return True
+
+    async def _fetch(self, recipient: str, inbox: _Inbox, limit: int) -> list[Message]:
+        leased = len(inbox.leases)
+
+        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(
+                "SELECT * FROM messages WHERE recipient = ? AND delivered_at IS NULL "
+                "ORDER BY id LIMIT ?",
+                (recipient, limit + leased),
+            ).fetchall()
+
+        rows = await self._db.read(select)
+        return [_message(r) for r in rows if r["id"] not in inbox.leases][:limit]
+
+    async def ack(self, recipient: str, owner: LeaseOwner, ids: list[int]) -> int:
+        """Mark messages delivered. Only messages leased to `owner` count.
+
+        Raises:
+            Conflict: an id is not leased to this connection.
+        """
+        inbox = self._inbox(recipient)
+        foreign = [i for i in ids if inbox.leases.get(i) != owner]
+        if foreign:
+            raise Conflict(
+                f"messages {foreign[:10]} are not leased to this connection; "
+                "ack only ids returned by your own recv"
+            )
+        return await self._mark_delivered(recipient, ids)
+
+    async def _mark_delivered(self, recipient: str, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        now = self._clock.now()
+
+        def update(conn: sqlite3.Connection) -> list[int]:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"UPDATE messages SET delivered_at = ? WHERE recipient = ? "
+                f"AND delivered_at IS NULL AND id IN ({marks}) RETURNING id",
+                (now, recipient, *ids),
+            ).fetchall()
+            return sorted(r[0] for r in rows)
+
+        done = await self._db.write(update)
+        inbox = self._inbox(recipient)
+        for i in ids:
+            inbox.leases.pop(i, None)
+        if done:
+            self._bus.publish(events.Delivered(recipient=recipient, ids=done, delivered_at=now))
+        return len(done)
+
+    def release(self, owner: LeaseOwner) -> None:
+        """End every lease held by a closed connection and wake the recipients."""
+        for recipient, inbox in self._inboxes.items():
+            mine = [i for i, o in inbox.leases.items() if o == owner]
+            for i in mine:
+                del inbox.leases[i]
+            if mine:
+                logger.info("released %d unacked messages to %s", len(mine), recipient)
+                inbox.wake.set()
+
+    async def inbox(self, recipient: str, limit: int, wait_seconds: float) -> list[Message]:
+        """The newest `limit` messages to `recipient`, oldest first; marks unread ones delivered.
+
+        Waits up to `wait_seconds` when there is nothing unread.
+        """
+        box = self._inbox(recipient)
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while True:
+            box.wake.clear()
+            if await self.undelivered_count(recipient) > 0:
+                break
+            if not await self._wait(box, deadline):
+                break
+
+        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(
+                "SELECT * FROM (SELECT * FROM messages WHERE recipient = ? "
+                "ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (recipient, limit),
+            ).fetchall()
+
+        messages = [_message(r) for r in await self._db.read(select)]
+        await self._mark_delivered(recipient, [m.id for m in messages if m.delivered_at is None])
+        return messages
+
+    async def undelivered_count(self, recipient: str) -> int:
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM messages WHERE recipient = ? AND delivered_at IS NULL",
+                (recipient,),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._db.read(count)
+
+    async def vacuum(self, now: float) -> int:
+        """Delete delivered messages older than the retention window."""
+        cutoff = now - RETENTION_SECONDS
+
+        def delete(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM messages WHERE delivered_at IS NOT NULL AND delivered_at < ?",
+                (cutoff,),
+            )
+            return cur.rowcount
+
+        removed = await self._db.write(delete)
+        if removed:
+            logger.info("vacuumed %d delivered messages older than 30 days", removed)
+        return removed
+
+    def close(self) -> None:
+        """Answer every waiting `recv` with a shutting-down error."""
+        self._closing.set()

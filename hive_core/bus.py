@@ -1,0 +1,76 @@
+"""The in-process dashboard event bus: monotonic `seq`, bounded queue per subscriber.
+
+A subscriber whose queue fills is cut off with a `resync` frame instead of
+slowing the publisher or growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from hive_share.events import DashboardEvent, Frame, Resync
+
+DEFAULT_QUEUE = 1024
+
+
+class Subscription:
+    """One subscriber's view of the bus; iterate to receive frames."""
+
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
+        self._bus = bus
+        self._queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize)
+        self.overflowed = False
+
+    def _offer(self, frame: Frame) -> None:
+        if self.overflowed:
+            return
+        if self._queue.full():
+            self.overflowed = True
+            # Make room for the marker so the reader learns why it stopped.
+            self._queue.get_nowait()
+            self._queue.put_nowait(Frame(seq=frame.seq, event=Resync()))
+            self._bus.unsubscribe(self)
+            return
+        self._queue.put_nowait(frame)
+
+    async def get(self) -> Frame:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+
+    async def __aiter__(self) -> AsyncIterator[Frame]:
+        while True:
+            frame = await self.get()
+            yield frame
+            if isinstance(frame.event, Resync):
+                return
+
+
+class EventBus:
+    """Publish `DashboardEvent`s to every subscriber, in order, with a `seq`."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self._subscribers: set[Subscription] = set()
+
+    def publish(self, event: DashboardEvent) -> int:
+        """Stamp the next `seq` on `event` and queue it for every subscriber."""
+        self.seq += 1
+        frame = Frame(seq=self.seq, event=event)
+        for sub in list(self._subscribers):
+            sub._offer(frame)
+        return self.seq
+
+    def subscribe(self, maxsize: int = DEFAULT_QUEUE) -> Subscription:
+        sub = Subscription(self, maxsize)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

@@ -1,0 +1,1 @@
+"""Container backends: one interface (`backend.py`) and its implementations side by side."""

@@ -1,0 +1,69 @@
+"""The container backend interface every implementation honours."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from hive_share.models import Role
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Everything a backend needs to run one agent's harness."""
+
+    name: str
+    role: Role
+    agent_dir: Path
+    """`<state>/agents/<name>`: holds applied/, proposed/, state/ and the harness log."""
+    socket: Path
+    """The agent's socket in hive-core (`agent.sock`, or `manager.sock` for the manager)."""
+    harness_socket: Path
+    """Where the harness listens for hive-core's pings."""
+    web_port: int
+    operator_pronouns: str
+
+    @property
+    def state_dir(self) -> Path:
+        return self.agent_dir / "state"
+
+    @property
+    def log_path(self) -> Path:
+        return self.agent_dir / "harness.log"
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    running: bool
+    pid: int | None = None
+    started_at: float | None = None
+    """Wall-clock start time, when known."""
+
+
+class ContainerBackend(Protocol):
+    """Runs agents' harnesses. Every method is safe to call for an agent that is not running."""
+
+    async def run(self, ready: asyncio.Event) -> None:
+        """Live in the daemon's task group; set `ready` once usable."""
+        ...
+
+    async def start(self, spec: AgentSpec) -> ContainerStatus:
+        """Start the harness (no-op if running). Raises: BackendError."""
+        ...
+
+    async def stop(self, name: str) -> None:
+        """Stop gracefully (SIGTERM, then SIGKILL after a bound)."""
+        ...
+
+    async def kill(self, name: str) -> None:
+        """Stop at once (SIGKILL)."""
+        ...
+
+    def status(self, name: str) -> ContainerStatus:
+        ...
+
+    async def shutdown(self) -> None:
+        """Stop every harness this backend started (daemon exit)."""
+        ...

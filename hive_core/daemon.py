@@ -1,0 +1,193 @@
+"""`hive-core serve`: wires the services, owns the one task group, starts and drains."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+
+from hive_core import __version__, actions
+from hive_core.approvals import Approvals
+from hive_core.broker import Broker
+from hive_core.bus import EventBus
+from hive_core.clock import Clock, SystemClock
+from hive_core.containers.backend import ContainerBackend
+from hive_core.containers.local import LocalBackend
+from hive_core.db import Database
+from hive_core.errors import StartupError
+from hive_core.liveness import Liveness
+from hive_core.registry import Registry
+from hive_core.sdnotify import notify
+from hive_core.services import Services
+from hive_core.settings import Settings
+from hive_core.sockets import handlers
+from hive_core.sockets.agents import AgentSockets
+from hive_core.sockets.server import Principal, SocketServer
+from hive_core.transients import Transients
+from hive_share import requests as rq
+from hive_share.names import MANAGER_NAME, OPERATOR
+
+logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT = 5.0
+"""Seconds open requests get to finish at shutdown before they are cut."""
+VACUUM_INTERVAL = 3600.0
+CHECKPOINT_INTERVAL = 2.0
+
+
+async def periodic(interval: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `tick` every `interval` seconds; a failing tick is logged and the loop goes on."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await tick()
+        except Exception:
+            logger.exception("%s failed; will retry in %.0fs", what, interval)
+
+
+def _make_backend(
+    settings: Settings, env: Mapping[str, str], services: list[Services]
+) -> ContainerBackend:
+    def on_exit(name: str, pid: int, code: int, expected: bool) -> None:
+        actions.on_exit(services[0], name, pid, code, expected)
+
+    if settings.backend == "local":
+        return LocalBackend(env, on_exit)
+    raise StartupError(
+        "HIVE_BACKEND=nixos is not available in this build; use HIVE_BACKEND=local"
+    )
+
+
+class Daemon:
+    def __init__(self, settings: Settings, env: Mapping[str, str], clock: Clock | None = None):
+        self.settings = settings
+        self.env = env
+        self.clock = clock or SystemClock()
+        self.stopping = asyncio.Event()
+
+    def _servers(self, s: Services) -> list[SocketServer]:
+        st = self.settings
+        host = SocketServer(
+            st.host_socket, Principal("operator", OPERATOR), rq.HOST_VERBS, rq.HOST_REQUEST,
+            lambda req, conn: handlers.handle_host(s, req, conn),
+            on_close=lambda conn: s.broker.release(conn.id), max_connections=256,
+        )
+        manager = SocketServer(
+            st.manager_socket, Principal("manager", MANAGER_NAME), rq.MANAGER_VERBS,
+            rq.MANAGER_REQUEST, lambda req, conn: handlers.handle_manager(s, req, conn),
+            on_close=lambda conn: s.broker.release(conn.id),
+        )
+        return [host, manager]
+
+    def _agent_server(self, s: Services, name: str) -> SocketServer:
+        return SocketServer(
+            self.settings.agent_socket(name), Principal("agent", name), rq.AGENT_VERBS,
+            rq.AGENT_REQUEST, lambda req, conn: handlers.handle_agent(s, req, conn),
+            on_close=lambda conn: s.broker.release(conn.id),
+        )
+
+    async def _open_services(self) -> Services:
+        st = self.settings
+        st.check_socket_paths()
+        st.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db = await Database.open(st.db_path)
+        bus = EventBus()
+        registry = Registry(db, self.clock)
+        await registry.load()
+        holder: list[Services] = []
+        s = Services(
+            settings=st,
+            clock=self.clock,
+            db=db,
+            bus=bus,
+            registry=registry,
+            broker=Broker(db, bus, self.clock, registry.is_recipient),
+            approvals=Approvals(db, bus, self.clock),
+            transients=Transients(db, bus, self.clock),
+            backend=_make_backend(st, self.env, holder),
+            liveness=Liveness(),
+            agent_sockets=AgentSockets(lambda name: self._agent_server(holder[0], name)),
+        )
+        holder.append(s)
+        return s
+
+    async def run(self) -> None:
+        """Serve until `stopping` is set (SIGTERM/SIGINT), then drain and exit.
+
+        Raises:
+            StartupError: the database, a socket or a setting is unusable.
+        """
+        s = await self._open_services()
+        servers = self._servers(s)
+        try:
+            for server in servers:
+                await server.start()
+            async with asyncio.TaskGroup() as tg:
+                backend_ready = asyncio.Event()
+                backend_task = tg.create_task(s.backend.run(backend_ready), name="backend")
+                await backend_ready.wait()
+                loops = [
+                    tg.create_task(periodic(VACUUM_INTERVAL, lambda: s.broker.vacuum(
+                        self.clock.now()), "message vacuum")),
+                    tg.create_task(periodic(CHECKPOINT_INTERVAL, s.db.checkpoint, "checkpoint")),
+                ]
+                await actions.restore(s)
+                await actions.ensure_manager(s)
+                self._announce()
+                await self.stopping.wait()
+                logger.info("shutting down")
+                notify("STOPPING=1", self.env.get("NOTIFY_SOCKET"))
+                await self._drain(s, servers)
+                for task in [*loops, backend_task]:
+                    task.cancel()
+        finally:
+            for server in servers:
+                await server.close(0)
+            await s.db.close()
+            logger.info("stopped")
+
+    async def _drain(self, s: Services, servers: list[SocketServer]) -> None:
+        s.broker.close()  # waiting long-polls answer "shutting down" now
+        await asyncio.gather(
+            *(srv.close(DRAIN_TIMEOUT) for srv in servers),
+            s.agent_sockets.close_all(DRAIN_TIMEOUT),
+        )
+        await s.backend.shutdown()
+
+    def _announce(self) -> None:
+        st = self.settings
+        notify("READY=1", self.env.get("NOTIFY_SOCKET"))
+        print(
+            f"hive-core {__version__} is running (backend: {st.backend}, pid {os.getpid()})\n"
+            f"  state:    {st.state_dir}\n"
+            f"  sockets:  {st.run_dir}  (admin: {st.host_socket})\n"
+            f"  manager:  {MANAGER_NAME}\n"
+            f"  try, from another shell:  hive-core spawn alice && hive-core list",
+            flush=True,
+        )
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+
+
+async def serve(settings: Settings, env: Mapping[str, str]) -> None:
+    daemon = Daemon(settings, env)
+    daemon.install_signal_handlers()
+    await daemon.run()
+
+
+def run_forever(settings: Settings, env: Mapping[str, str]) -> None:
+    """Run the daemon on uvloop when available."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings, env))
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(settings, env))

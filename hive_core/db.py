@@ -1,0 +1,204 @@
+"""hive.sqlite: one writer thread with group commit, one reader thread, numbered migrations.
+
+Every write is a function run inside a shared transaction on the writer thread;
+concurrent writes are committed together (one fsync for the batch) and each
+caller's future resolves only after that commit. Each write runs under its own
+savepoint, so one failing write does not undo the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hive_core.errors import StartupError, StorageError
+from hive_core.migrations import APPLICATION_ID, MIGRATIONS
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = tuple[Callable[[sqlite3.Connection], Any], Future[Any]]
+
+MAX_BATCH = 256
+"""Most writes committed in one transaction."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+def _check_and_migrate(path: Path) -> None:
+    """Open, verify and migrate the database (runs in a worker thread).
+
+    Raises:
+        StartupError: corrupt, foreign, or newer-than-us database.
+    """
+    existed = path.exists() and path.stat().st_size > 0
+    try:
+        conn = _connect(path)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if existed and app_id != APPLICATION_ID and (app_id != 0 or tables > 0):
+                raise StartupError(
+                    f"{path} is not a hyperhive database (application_id={app_id}, "
+                    f"{tables} schema objects); move it away or point HIVE_STATE_DIR elsewhere"
+                )
+            if version > len(MIGRATIONS):
+                raise StartupError(
+                    f"{path} has schema version {version}, newer than this hive-core "
+                    f"understands ({len(MIGRATIONS)}); run a newer hive-core"
+                )
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StartupError(f"{path} failed its integrity check: {check}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StartupError(f"{path} could not be switched to WAL mode (got {mode})")
+            for number, script in enumerate(MIGRATIONS, start=1):
+                if number <= version:
+                    continue
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in script:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+                logger.info("applied migration %d to %s", number, path)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StartupError(f"{path} is unreadable or corrupt: {exc}") from None
+
+
+class Database:
+    """The hive database. Create with `await Database.open(path)`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._writer_conn = _connect(path)
+        self._writer_conn.execute("PRAGMA synchronous = FULL")
+        self._writer_conn.execute("PRAGMA foreign_keys = ON")
+        # Checkpoints run from the reader thread, off the commit path.
+        self._writer_conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._reader_conn = _connect(path)
+        self._reader_conn.execute("PRAGMA query_only = ON")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-db-read")
+        self._writer = threading.Thread(target=self._write_loop, name="hive-db-write", daemon=True)
+        self._writes_since_checkpoint = 0
+        self._closed = False
+        self._writer.start()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Verify, migrate and open the database.
+
+        Raises:
+            StartupError: the file is corrupt, foreign, or from a newer hive-core.
+        """
+        await asyncio.to_thread(_check_and_migrate, path)
+        return await asyncio.to_thread(cls, path)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in a write transaction; return once it is committed to disk.
+
+        Raises:
+            StorageError: the commit failed (disk full, I/O error); nothing was stored.
+            Exception: whatever `fn` raised (its changes are rolled back).
+        """
+        if self._closed:
+            raise StorageError("the database is closed")
+        fut: Future[T] = Future()
+        self._queue.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the reader connection (sees every committed write)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, fn, self._reader_conn)
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL back into the database file if anything was written."""
+        if self._writes_since_checkpoint == 0:
+            return
+        self._writes_since_checkpoint = 0
+        await self.read(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+
+    async def close(self) -> None:
+        """Finish queued writes, checkpoint and close both connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._writer.join)
+        await self.read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+        self._reader.shutdown(wait=True)
+        self._reader_conn.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit_batch(batch)
+            if stop:
+                break
+        self._writer_conn.close()
+
+    def _commit_batch(self, batch: list[Job]) -> None:
+        conn = self._writer_conn
+        results: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, fut in batch:
+                if not fut.set_running_or_notify_cancel():
+                    continue  # the caller gave up before the job started
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = fn(conn)
+                except Exception as exc:  # the job's own failure: undo only its changes
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((fut, None, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((fut, value, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            logger.exception("commit of %d writes to %s failed", len(batch), self.path)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = StorageError(f"could not commit to {self.path}: {exc}")
+            for _, fut in batch:
+                if fut.running():
+                    fut.set_exception(failure)
+            return
+        self._writes_since_checkpoint += len(batch)
+        for fut, value, error in results:
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(value)

@@ -1,0 +1,79 @@
+"""Whether each harness is up: its own `alive` report, and hive-core's ping to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from pathlib import Path
+from typing import Literal
+
+from hive_share import framing
+from hive_share.models import dump
+from hive_share.requests import Ping
+
+PING_TIMEOUT = 2.0
+
+WaitOutcome = Literal["alive", "exited", "timeout"]
+
+
+class Liveness:
+    def __init__(self) -> None:
+        self._alive_pid: dict[str, int] = {}
+        self._exited_pid: dict[str, int] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+
+    def _event(self, name: str) -> asyncio.Event:
+        return self._changed.setdefault(name, asyncio.Event())
+
+    def report_alive(self, name: str, pid: int) -> None:
+        self._alive_pid[name] = pid
+        self._event(name).set()
+
+    def report_exit(self, name: str, pid: int) -> None:
+        if self._alive_pid.get(name) == pid:
+            del self._alive_pid[name]
+        self._exited_pid[name] = pid
+        self._event(name).set()
+
+    async def wait_alive(self, name: str, pid: int, timeout: float) -> WaitOutcome:
+        """Wait until the harness with `pid` reports itself alive, or exits."""
+        event = self._event(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            event.clear()
+            if self._alive_pid.get(name) == pid:
+                return "alive"
+            if self._exited_pid.get(name) == pid:
+                return "exited"
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return "timeout"
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await event.wait()
+
+
+async def ping(path: Path) -> bool:
+    """Ask the harness listening at `path` for a pong; False on any failure.
+
+    Only a real socket is connected to: the path lies in a directory the agent
+    can write, so a symlink planted there is never followed.
+    """
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+        async with asyncio.timeout(PING_TIMEOUT):
+            reader, writer = await asyncio.open_unix_connection(str(path), limit=4096)
+            try:
+                writer.write(framing.encode(dump(Ping(cmd="ping"))))
+                await writer.drain()
+                line = await reader.readline()
+            finally:
+                writer.close()
+        reply = framing.decode(line.rstrip(b"\n"))
+    except (OSError, TimeoutError, ValueError):
+        return False
+    return reply.get("ok") is True and reply.get("result") == "pong"

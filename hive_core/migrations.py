@@ -1,0 +1,55 @@
+"""Numbered schema migrations of hive.sqlite; `PRAGMA user_version` is the last applied."""
+
+from __future__ import annotations
+
+APPLICATION_ID = 0x48495645
+"""'HIVE': marks a file as ours, so a foreign database is refused rather than written to."""
+
+MIGRATIONS: list[list[str]] = [
+    # 1: broker, approvals, agents, transients
+    [
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sender TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            body TEXT NOT NULL,
+            idempotency_key TEXT,
+            sent_at REAL NOT NULL,
+            delivered_at REAL
+        )""",
+        """CREATE UNIQUE INDEX messages_idempotency
+            ON messages(sender, idempotency_key) WHERE idempotency_key IS NOT NULL""",
+        """CREATE INDEX messages_undelivered
+            ON messages(recipient, id) WHERE delivered_at IS NULL""",
+        "CREATE INDEX messages_by_recipient ON messages(recipient, id)",
+        "CREATE INDEX messages_delivered_at ON messages(delivered_at) WHERE delivered_at IS NOT NULL",
+        """CREATE TABLE approvals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            requester TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            created_at REAL NOT NULL,
+            resolved_at REAL,
+            reason TEXT
+        )""",
+        "CREATE INDEX approvals_pending ON approvals(status, id)",
+        """CREATE TABLE agents (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            desired TEXT NOT NULL,
+            web_port INTEGER NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE transients (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent TEXT NOT NULL,
+            action TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            outcome TEXT
+        )""",
+        "CREATE INDEX transients_by_agent ON transients(agent, started_at)",
+    ],
+]

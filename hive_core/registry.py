@@ -1,0 +1,113 @@
+"""The agents hive-core knows: name, role, desired state and web port (the `agents` table).
+
+Kept in memory too, so recipient checks on the send path need no query.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Literal
+
+from hive_core.clock import Clock
+from hive_core.db import Database
+from hive_core.errors import AlreadyExists, PortCollision, UnknownAgent
+from hive_core.ports import agent_web_port
+from hive_share.models import Role
+from hive_share.names import OPERATOR
+
+Desired = Literal["running", "stopped"]
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    name: str
+    role: Role
+    desired: Desired
+    web_port: int
+    created_at: float
+
+
+def _record(row: sqlite3.Row) -> AgentRecord:
+    role, desired = row["role"], row["desired"]
+    if role not in ("agent", "manager") or desired not in ("running", "stopped"):
+        raise ValueError(f"agents row name={row['name']!r} has role={role!r} desired={desired!r}")
+    return AgentRecord(row["name"], role, desired, row["web_port"], row["created_at"])
+
+
+class Registry:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+        self._agents: dict[str, AgentRecord] = {}
+
+    async def load(self) -> None:
+        rows = await self._db.read(
+            lambda c: c.execute("SELECT * FROM agents ORDER BY name").fetchall()
+        )
+        self._agents = {r["name"]: _record(r) for r in rows}
+
+    def is_recipient(self, name: str) -> bool:
+        return name == OPERATOR or name in self._agents
+
+    def get(self, name: str) -> AgentRecord:
+        """Raises: UnknownAgent."""
+        record = self._agents.get(name)
+        if record is None:
+            raise UnknownAgent(f"no agent named {name!r}; `hive-core list` shows who exists")
+        return record
+
+    def find(self, name: str) -> AgentRecord | None:
+        return self._agents.get(name)
+
+    def all(self) -> list[AgentRecord]:
+        return sorted(self._agents.values(), key=lambda r: (r.role != "manager", r.name))
+
+    def check_new(self, name: str) -> int:
+        """The web port a new agent `name` would get.
+
+        Raises:
+            AlreadyExists: the name is taken.
+            PortCollision: another agent hashes to the same port.
+        """
+        if name in self._agents:
+            raise AlreadyExists(f"agent {name!r} already exists")
+        port = agent_web_port(name)
+        for other in self._agents.values():
+            if other.web_port == port:
+                raise PortCollision(
+                    f"agent {name!r} would get web port {port}, already used by "
+                    f"{other.name!r}; pick another name"
+                )
+        return port
+
+    async def add(self, name: str, role: Role) -> AgentRecord:
+        """Raises: AlreadyExists, PortCollision."""
+        port = self.check_new(name)
+        record = AgentRecord(name, role, "running", port, self._clock.now())
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO agents (name, role, desired, web_port, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, role, record.desired, port, record.created_at),
+            )
+
+        await self._db.write(insert)
+        self._agents[name] = record
+        return record
+
+    async def set_desired(self, name: str, desired: Desired) -> None:
+        record = self.get(name)
+        if record.desired == desired:
+            return
+        await self._db.write(
+            lambda c: c.execute("UPDATE agents SET desired = ? WHERE name = ?", (desired, name))
+        )
+        self._agents[name] = AgentRecord(
+            record.name, record.role, desired, record.web_port, record.created_at
+        )
+
+    async def remove(self, name: str) -> None:
+        await self._db.write(lambda c: c.execute("DELETE FROM agents WHERE name = ?", (name,)))
+        self._agents.pop(name, None)

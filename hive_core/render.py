@@ -1,0 +1,89 @@
+"""Human-readable CLI output: tables, ages, and control bytes escaped."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from collections.abc import Sequence
+
+from hive_share.models import AgentInfo, Approval, Message
+
+_UNSAFE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def clean(text: str, limit: int | None = None) -> str:
+    """Escape control, format (bidi, zero-width) and unassigned characters as `\\xNN`/`\\uNNNN`."""
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in _UNSAFE:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    result = "".join(out)
+    if limit is not None and len(result) > limit:
+        result = result[: limit - 1] + "…"
+    return result
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def agents(rows: Sequence[AgentInfo]) -> str:
+    if not rows:
+        return "no agents"
+    return table(
+        ["NAME", "ROLE", "STATE", "PID", "UPTIME", "WEB PORT", "HARNESS"],
+        [
+            [
+                r.name,
+                r.role,
+                r.state,
+                str(r.pid) if r.pid else "-",
+                duration(r.uptime_seconds),
+                str(r.web_port) if r.web_port else "-",
+                ("alive" if r.alive else "not answering") if r.state == "running" else "-",
+            ]
+            for r in rows
+        ],
+    )
+
+
+def approvals(rows: Sequence[Approval], now: float | None = None) -> str:
+    if not rows:
+        return "no pending approvals"
+    now = time.time() if now is None else now
+    return table(
+        ["ID", "KIND", "AGENT", "REQUESTER", "AGE"],
+        [[str(a.id), a.kind, a.agent, a.requester, duration(now - a.created_at)] for a in rows],
+    )
+
+
+def messages(rows: Sequence[Message], now: float | None = None) -> str:
+    if not rows:
+        return "inbox is empty"
+    now = time.time() if now is None else now
+    return table(
+        ["ID", "FROM", "AGE", "BODY"],
+        [[str(m.id), m.sender, duration(now - m.sent_at), clean(m.body, 200)] for m in rows],
+    )

@@ -1,0 +1,41 @@
+"""The daemon's services, wired once in `daemon.py` and handed to every surface.
+
+This holder has no logic of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from hive_core.approvals import Approvals
+from hive_core.broker import Broker
+from hive_core.bus import EventBus
+from hive_core.clock import Clock
+from hive_core.containers.backend import ContainerBackend
+from hive_core.db import Database
+from hive_core.liveness import Liveness
+from hive_core.registry import Registry
+from hive_core.settings import Settings
+from hive_core.sockets.agents import AgentSockets
+from hive_core.transients import Transients
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    db: Database
+    bus: EventBus
+    registry: Registry
+    broker: Broker
+    approvals: Approvals
+    transients: Transients
+    backend: ContainerBackend
+    liveness: Liveness
+    agent_sockets: AgentSockets
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    """One lock per agent name: lifecycle actions on one agent never interleave."""
+
+    def lock(self, name: str) -> asyncio.Lock:
+        return self.locks.setdefault(name, asyncio.Lock())

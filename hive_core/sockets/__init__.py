@@ -1,0 +1,1 @@
+"""The unix sockets of hive-core: one listener per principal (identity = socket)."""

@@ -1,0 +1,107 @@
+"""Request handlers of the host, manager and agent sockets: one-liners onto services and actions."""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from hive_core import __version__, actions
+from hive_core.errors import InvalidRequest
+from hive_core.services import Services
+from hive_core.sockets.server import Conn
+from hive_share import PROTOCOL_VERSION
+from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.models import WireModel
+from hive_share.names import MANAGER_NAME
+
+Common = rq.Version | rq.Ping | rq.Send | rq.Recv | rq.Ack | rq.Alive
+
+
+async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
+    me = conn.principal.name
+    match req:
+        case rq.Version():
+            return rs.VersionResult(protocol=PROTOCOL_VERSION, server=f"hive-core {__version__}")
+        case rq.Ping():
+            return rs.Pong()
+        case rq.Send(to=to, body=body, idempotency_key=key):
+            if to == me:
+                raise InvalidRequest("you cannot send a message to yourself")
+            msg_id, dup = await s.broker.send(me, to, body, key)
+            return rs.Sent(id=msg_id, duplicate=dup)
+        case rq.Recv(wait_seconds=wait, max=limit):
+            return rs.Messages(messages=await s.broker.recv(me, conn.id, wait, limit))
+        case rq.Ack(ids=ids):
+            return rs.Acked(count=await s.broker.ack(me, conn.id, ids))
+        case rq.Alive(pid=pid):
+            s.liveness.report_alive(me, pid)
+            return rs.Done(detail=f"{me} is alive")
+        case _:
+            assert_never(req)
+
+
+async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel:
+    who = conn.principal.name
+    match req:
+        case rq.Version() | rq.Ping() | rq.Send():
+            return await _common(s, req, conn)
+        case rq.Spawn(name=name):
+            info = await actions.spawn(s, name, who)
+            return rs.Done(detail=f"spawned {info.name} (pid {info.pid}, web port {info.web_port})")
+        case rq.RequestSpawn(name=name):
+            return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
+        case rq.Approve(id=approval_id):
+            return rs.Done(detail=await actions.approve(s, approval_id, who))
+        case rq.Deny(id=approval_id, reason=reason):
+            return rs.Done(detail=await actions.deny(s, approval_id, reason, who))
+        case rq.Start(name=name):
+            return rs.Done(detail=await actions.start(s, name, who))
+        case rq.Stop(name=name):
+            return rs.Done(detail=await actions.stop(s, name, who))
+        case rq.Kill(name=name):
+            return rs.Done(detail=await actions.kill(s, name, who))
+        case rq.Restart(name=name):
+            return rs.Done(detail=await actions.restart(s, name, who))
+        case rq.Rebuild(name=name):
+            return rs.Done(detail=await actions.rebuild(s, name, who))
+        case rq.Destroy(name=name, purge=purge):
+            return rs.Done(detail=await actions.destroy(s, name, purge, who))
+        case rq.List():
+            return rs.Agents(agents=await actions.list_agents(s, tombstones=True))
+        case rq.Pending():
+            return rs.Approvals(approvals=await s.approvals.pending())
+        case rq.Inbox(limit=limit, wait_seconds=wait):
+            return rs.Messages(messages=await s.broker.inbox(who, limit, wait))
+        case _:
+            assert_never(req)
+
+
+def _sub_agent(name: str) -> str:
+    if name == MANAGER_NAME:
+        raise InvalidRequest("the manager acts on sub-agents only, not on itself")
+    return name
+
+
+async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> WireModel:
+    who = conn.principal.name
+    match req:
+        case rq.Version() | rq.Ping() | rq.Send() | rq.Recv() | rq.Ack() | rq.Alive():
+            return await _common(s, req, conn)
+        case rq.RequestSpawn(name=name):
+            return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
+        case rq.Start(name=name):
+            return rs.Done(detail=await actions.start(s, _sub_agent(name), who))
+        case rq.Kill(name=name):
+            return rs.Done(detail=await actions.kill(s, _sub_agent(name), who))
+        case rq.Restart(name=name):
+            return rs.Done(detail=await actions.restart(s, _sub_agent(name), who))
+        case rq.Rebuild(name=name):
+            return rs.Done(detail=await actions.rebuild(s, _sub_agent(name), who))
+        case rq.List():
+            return rs.Agents(agents=await actions.list_agents(s, tombstones=False))
+        case _:
+            assert_never(req)
+
+
+async def handle_agent(s: Services, req: rq.AgentRequest, conn: Conn) -> WireModel:
+    return await _common(s, req, conn)

@@ -1,0 +1,80 @@
+"""Dashboard events published by hive-core, tagged by `kind`, framed with a `seq`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from hive_share.models import AgentInfo, Approval, Message, WireModel
+
+
+class Sent(WireModel):
+    kind: Literal["sent"] = "sent"
+    message: Message
+
+
+class Delivered(WireModel):
+    kind: Literal["delivered"] = "delivered"
+    recipient: str
+    ids: list[int]
+    delivered_at: float
+
+
+class ApprovalAdded(WireModel):
+    kind: Literal["approval_added"] = "approval_added"
+    approval: Approval
+
+
+class ApprovalResolved(WireModel):
+    kind: Literal["approval_resolved"] = "approval_resolved"
+    approval: Approval
+
+
+class TransientSet(WireModel):
+    """An operator-initiated transition began (kill, stop, restart, ...)."""
+
+    kind: Literal["transient_set"] = "transient_set"
+    id: int
+    agent: str
+    action: str
+    actor: str
+
+
+class TransientCleared(WireModel):
+    kind: Literal["transient_cleared"] = "transient_cleared"
+    id: int
+    agent: str
+    action: str
+    outcome: str
+
+
+class ContainerStateChanged(WireModel):
+    kind: Literal["container_state_changed"] = "container_state_changed"
+    agent: AgentInfo
+
+
+class ContainerRemoved(WireModel):
+    kind: Literal["container_removed"] = "container_removed"
+    name: str
+
+
+class Resync(WireModel):
+    """The subscriber fell behind and was cut off; refetch the snapshot."""
+
+    kind: Literal["resync"] = "resync"
+
+
+DashboardEvent = Annotated[
+    Sent | Delivered | ApprovalAdded | ApprovalResolved | TransientSet | TransientCleared
+    | ContainerStateChanged | ContainerRemoved | Resync,
+    Field(discriminator="kind"),
+]
+DASHBOARD_EVENT: TypeAdapter[DashboardEvent] = TypeAdapter(DashboardEvent)
+
+
+class Frame(WireModel):
+    """One event on the stream with its monotonic sequence number."""
+
+    seq: int
+    event: DashboardEvent

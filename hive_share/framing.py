@@ -1,0 +1,83 @@
+"""JSON-lines framing: one UTF-8 JSON object per line, 1 MiB cap, no NaN/Infinity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+MAX_LINE = 1024 * 1024
+"""Longest accepted line in bytes, newline excluded. Longer lines close the connection."""
+
+READER_LIMIT = MAX_LINE + 1
+"""`asyncio` stream limit that lets a full-size line plus its newline through."""
+
+
+class FrameError(ValueError):
+    """A line that is not one JSON object; the connection stays usable."""
+
+
+class FrameTooLong(FrameError):
+    """A line over `MAX_LINE`; the peer must close the connection."""
+
+
+def _reject_constant(token: str) -> Any:
+    raise FrameError(f"non-finite number {token} is not allowed")
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """Parse one line into a JSON object.
+
+    Raises:
+        FrameTooLong: the line exceeds `MAX_LINE`.
+        FrameError: not UTF-8, not JSON, not an object, or contains NaN/Infinity.
+    """
+    if len(line) > MAX_LINE:
+        raise FrameTooLong(f"line of {len(line)} bytes exceeds the {MAX_LINE}-byte limit")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FrameError(f"line is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise FrameError(f"malformed JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise FrameError("JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise FrameError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def encode(value: dict[str, Any]) -> bytes:
+    """Serialise one object as a line (newline included).
+
+    Raises:
+        ValueError: the value holds NaN or Infinity.
+    """
+    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8"
+    ) + b"\n"
+
+
+async def read_line(reader: asyncio.StreamReader) -> bytes | None:
+    """Read one line without its newline; `None` at a clean end of stream.
+
+    The reader must have been created with `limit=READER_LIMIT`.
+
+    Raises:
+        FrameTooLong: the line is over `MAX_LINE`.
+        FrameError: the stream ended in the middle of a line.
+    """
+    try:
+        line = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise FrameError("connection closed in the middle of a line") from None
+    except asyncio.LimitOverrunError:
+        raise FrameTooLong(f"line exceeds the {MAX_LINE}-byte limit") from None
+    body = line[:-1]
+    if len(body) > MAX_LINE:
+        raise FrameTooLong(f"line of {len(body)} bytes exceeds the {MAX_LINE}-byte limit")
+    return body

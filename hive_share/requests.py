@@ -1,0 +1,192 @@
+"""Socket requests, tagged by `cmd`, and the verb table of each socket."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+from pydantic import Field, TypeAdapter
+
+from hive_share.models import AgentName, Principal, WireModel
+
+MAX_BODY = 256 * 1024
+MAX_WAIT_SECONDS = 180.0
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class Version(WireModel):
+    """Protocol version of the socket's server."""
+
+    cmd: Literal["version"]
+
+
+class Ping(WireModel):
+    """Liveness probe; answered with `pong`."""
+
+    cmd: Literal["ping"]
+
+
+class Send(WireModel):
+    """Queue a message. The sender is the socket's principal, never a field."""
+
+    cmd: Literal["send"]
+    to: Principal
+    body: Annotated[str, Field(min_length=1, max_length=MAX_BODY)]
+    idempotency_key: IdempotencyKey | None = None
+
+
+class Recv(WireModel):
+    """Lease undelivered messages to this connection; long-polls up to `wait_seconds`."""
+
+    cmd: Literal["recv"]
+    wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
+    max: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class Ack(WireModel):
+    """Mark leased messages delivered; only after this are they gone from the inbox."""
+
+    cmd: Literal["ack"]
+    ids: Annotated[list[int], Field(max_length=1000)]
+
+
+class Alive(WireModel):
+    """The harness reports itself up, with its pid."""
+
+    cmd: Literal["alive"]
+    pid: Annotated[int, Field(gt=0)]
+
+
+class Spawn(WireModel):
+    """Create and start an agent (operator only)."""
+
+    cmd: Literal["spawn"]
+    name: AgentName
+
+
+class RequestSpawn(WireModel):
+    """Queue a spawn for the operator's approval."""
+
+    cmd: Literal["request_spawn"]
+    name: AgentName
+
+
+class Approve(WireModel):
+    """Approve a pending approval by id."""
+
+    cmd: Literal["approve"]
+    id: Annotated[int, Field(gt=0)]
+
+
+class Deny(WireModel):
+    """Deny a pending approval by id, with a reason the requester will see."""
+
+    cmd: Literal["deny"]
+    id: Annotated[int, Field(gt=0)]
+    reason: Annotated[str, Field(max_length=4096)] = ""
+
+
+class Start(WireModel):
+    cmd: Literal["start"]
+    name: AgentName
+
+
+class Stop(WireModel):
+    cmd: Literal["stop"]
+    name: AgentName
+
+
+class Kill(WireModel):
+    cmd: Literal["kill"]
+    name: AgentName
+
+
+class Restart(WireModel):
+    cmd: Literal["restart"]
+    name: AgentName
+
+
+class Rebuild(WireModel):
+    cmd: Literal["rebuild"]
+    name: AgentName
+
+
+class Destroy(WireModel):
+    """Stop and remove an agent, leaving a tombstone; `purge` removes the tombstone too."""
+
+    cmd: Literal["destroy"]
+    name: AgentName
+    purge: bool = False
+
+
+class List(WireModel):
+    """Agents (and, on the host socket, tombstones)."""
+
+    cmd: Literal["list"]
+
+
+class Pending(WireModel):
+    """Pending approvals."""
+
+    cmd: Literal["pending"]
+
+
+class Inbox(WireModel):
+    """The operator's messages, newest last; unread ones are marked delivered."""
+
+    cmd: Literal["inbox"]
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50
+    wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
+
+
+HostRequest = Annotated[
+    Version | Ping | Send | Spawn | RequestSpawn | Approve | Deny | Start | Stop | Kill
+    | Restart | Rebuild | Destroy | List | Pending | Inbox,
+    Field(discriminator="cmd"),
+]
+ManagerRequest = Annotated[
+    Version | Ping | Send | Recv | Ack | Alive | RequestSpawn | Start | Kill | Restart | Rebuild
+    | List,
+    Field(discriminator="cmd"),
+]
+AgentRequest = Annotated[
+    Version | Ping | Send | Recv | Ack | Alive,
+    Field(discriminator="cmd"),
+]
+HarnessRequest = Annotated[Version | Ping, Field(discriminator="cmd")]
+AnyRequest = Annotated[
+    Version | Ping | Send | Recv | Ack | Alive | Spawn | RequestSpawn | Approve | Deny | Start
+    | Stop | Kill | Restart | Rebuild | Destroy | List | Pending | Inbox,
+    Field(discriminator="cmd"),
+]
+
+HOST_REQUEST: TypeAdapter[HostRequest] = TypeAdapter(HostRequest)
+MANAGER_REQUEST: TypeAdapter[ManagerRequest] = TypeAdapter(ManagerRequest)
+AGENT_REQUEST: TypeAdapter[AgentRequest] = TypeAdapter(AgentRequest)
+HARNESS_REQUEST: TypeAdapter[HarnessRequest] = TypeAdapter(HarnessRequest)
+ANY_REQUEST: TypeAdapter[AnyRequest] = TypeAdapter(AnyRequest)
+
+
+def variants(union: object) -> tuple[type[WireModel], ...]:
+    """The request models of an `Annotated[A | B | ..., discriminator]` union."""
+    inner = get_args(union)[0]
+    return tuple(get_args(inner))
+
+
+def verbs_of(union: object) -> frozenset[str]:
+    """The `cmd` tags a request union accepts: that socket's verb table."""
+    return frozenset(
+        get_args(model.model_fields["cmd"].annotation)[0] for model in variants(union)
+    )
+
+
+HOST_VERBS = verbs_of(HostRequest)
+MANAGER_VERBS = verbs_of(ManagerRequest)
+AGENT_VERBS = verbs_of(AgentRequest)
+HARNESS_VERBS = verbs_of(HarnessRequest)
+ALL_VERBS = verbs_of(AnyRequest)
+
+IDENTITY_FIELDS = frozenset(
+    {"from", "sender", "from_agent", "as", "as_agent", "principal", "caller", "identity",
+     "on_behalf_of", "requester", "actor", "user"}
+)
+"""Payload fields that would claim who is asking; refused on every socket."""

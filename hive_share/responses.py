@@ -1,0 +1,105 @@
+"""Socket responses, tagged by `result`; every one carries `ok`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from hive_share.models import AgentInfo, Approval, Message, WireModel
+
+ErrorCode = Literal[
+    "malformed",
+    "too_long",
+    "unknown_verb",
+    "verb_not_allowed",
+    "identity_claim",
+    "invalid_request",
+    "invalid_name",
+    "unknown_agent",
+    "exists",
+    "not_found",
+    "conflict",
+    "port_collision",
+    "backend",
+    "shutting_down",
+    "busy",
+    "storage",
+    "internal",
+]
+
+
+class Error(WireModel):
+    """A refused or failed request. `code` is stable; `error` is for people."""
+
+    ok: Literal[False] = False
+    result: Literal["error"] = "error"
+    code: ErrorCode
+    error: str
+
+
+class VersionResult(WireModel):
+    ok: Literal[True] = True
+    result: Literal["version"] = "version"
+    protocol: int
+    server: str
+
+
+class Pong(WireModel):
+    ok: Literal[True] = True
+    result: Literal["pong"] = "pong"
+
+
+class Sent(WireModel):
+    """A message is committed. `duplicate` means the idempotency key was seen before."""
+
+    ok: Literal[True] = True
+    result: Literal["sent"] = "sent"
+    id: int
+    duplicate: bool = False
+
+
+class Messages(WireModel):
+    ok: Literal[True] = True
+    result: Literal["messages"] = "messages"
+    messages: list[Message]
+
+
+class Acked(WireModel):
+    ok: Literal[True] = True
+    result: Literal["acked"] = "acked"
+    count: int
+
+
+class Agents(WireModel):
+    ok: Literal[True] = True
+    result: Literal["agents"] = "agents"
+    agents: list[AgentInfo]
+
+
+class Approvals(WireModel):
+    ok: Literal[True] = True
+    result: Literal["approvals"] = "approvals"
+    approvals: list[Approval]
+
+
+class ApprovalResult(WireModel):
+    ok: Literal[True] = True
+    result: Literal["approval"] = "approval"
+    approval: Approval
+
+
+class Done(WireModel):
+    """A lifecycle action finished; `detail` says what happened."""
+
+    ok: Literal[True] = True
+    result: Literal["done"] = "done"
+    detail: str
+
+
+Response = Annotated[
+    Error | VersionResult | Pong | Sent | Messages | Acked | Agents | Approvals | ApprovalResult
+    | Done,
+    Field(discriminator="result"),
+]
+RESPONSE: TypeAdapter[Response] = TypeAdapter(Response)
