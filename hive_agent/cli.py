@@ -27,8 +27,9 @@ def run(role: str, argv: list[str]) -> int:
         settings = HarnessSettings()
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        print(f"{prog}: bad setting HIVE_{str(err['loc'][0]).upper()}: {err['msg']}",
-              file=sys.stderr)
+        print(
+            f"{prog}: bad setting HIVE_{str(err['loc'][0]).upper()}: {err['msg']}", file=sys.stderr
+        )
         return 2
     if args.command == "serve":
         from hive_agent.serve import die_with_parent, serve

@@ -151,8 +151,9 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
 async def deny(s: Services, approval_id: int, reason: str, actor: str) -> str:
     """Raises: NotFound, Conflict."""
     approval = await s.approvals.resolve(approval_id, "denied", reason or None)
-    logger.info("%s denied approval %d (%s of %s)", actor, approval_id, approval.kind,
-                approval.agent)
+    logger.info(
+        "%s denied approval %d (%s of %s)", actor, approval_id, approval.kind, approval.agent
+    )
     return f"denied {approval_id}"
 
 

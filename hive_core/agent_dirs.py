@@ -7,6 +7,7 @@ never follows a symlink inside `<state>/agents/`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -38,12 +39,12 @@ def _ensure_dirs(agents_dir: Path, name: str) -> list[str]:
     agents_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     root = _open_dir(agents_dir)
     try:
-        try:
+        # A tombstone being revived keeps its state.
+        with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o700, dir_fd=root)
-        except FileExistsError:
-            pass  # a tombstone being revived keeps its state
-        agent = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        dir_fd=root)
+        agent = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root
+        )
         try:
             created = []
             for sub in SUBDIRS:
@@ -71,10 +72,17 @@ def _ensure_dirs(agents_dir: Path, name: str) -> list[str]:
 
 async def _git_init(repo: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "git", "init", "--quiet", "--initial-branch=main", "--", str(repo),
-        cwd=repo.parent.parent, env=GIT_ENV,
+        "git",
+        "init",
+        "--quiet",
+        "--initial-branch=main",
+        "--",
+        str(repo),
+        cwd=repo.parent.parent,
+        env=GIT_ENV,
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         async with asyncio.timeout(GIT_TIMEOUT):

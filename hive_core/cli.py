@@ -120,11 +120,15 @@ def serve(
     from hive_core.daemon import run_forever
     from hive_core.errors import StartupError
 
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in dict(
-            run_dir=run_dir, state_dir=state_dir, backend=backend, dashboard_host=dashboard_host,
-            dashboard_port=dashboard_port, operator_pronouns=operator_pronouns,
+            run_dir=run_dir,
+            state_dir=state_dir,
+            backend=backend,
+            dashboard_host=dashboard_host,
+            dashboard_port=dashboard_port,
+            operator_pronouns=operator_pronouns,
         ).items()
         if v is not None
     }

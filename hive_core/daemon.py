@@ -56,9 +56,7 @@ def _make_backend(
 
     if settings.backend == "local":
         return LocalBackend(env, on_exit)
-    raise StartupError(
-        "HIVE_BACKEND=nixos is not available in this build; use HIVE_BACKEND=local"
-    )
+    raise StartupError("HIVE_BACKEND=nixos is not available in this build; use HIVE_BACKEND=local")
 
 
 class Daemon:
@@ -71,21 +69,31 @@ class Daemon:
     def _servers(self, s: Services) -> list[SocketServer]:
         st = self.settings
         host = SocketServer(
-            st.host_socket, Principal("operator", OPERATOR), rq.HOST_VERBS, rq.HOST_REQUEST,
+            st.host_socket,
+            Principal("operator", OPERATOR),
+            rq.HOST_VERBS,
+            rq.HOST_REQUEST,
             lambda req, conn: handlers.handle_host(s, req, conn),
-            on_close=lambda conn: s.broker.release(conn.id), max_connections=256,
+            on_close=lambda conn: s.broker.release(conn.id),
+            max_connections=256,
         )
         manager = SocketServer(
-            st.manager_socket, Principal("manager", MANAGER_NAME), rq.MANAGER_VERBS,
-            rq.MANAGER_REQUEST, lambda req, conn: handlers.handle_manager(s, req, conn),
+            st.manager_socket,
+            Principal("manager", MANAGER_NAME),
+            rq.MANAGER_VERBS,
+            rq.MANAGER_REQUEST,
+            lambda req, conn: handlers.handle_manager(s, req, conn),
             on_close=lambda conn: s.broker.release(conn.id),
         )
         return [host, manager]
 
     def _agent_server(self, s: Services, name: str) -> SocketServer:
         return SocketServer(
-            self.settings.agent_socket(name), Principal("agent", name), rq.AGENT_VERBS,
-            rq.AGENT_REQUEST, lambda req, conn: handlers.handle_agent(s, req, conn),
+            self.settings.agent_socket(name),
+            Principal("agent", name),
+            rq.AGENT_VERBS,
+            rq.AGENT_REQUEST,
+            lambda req, conn: handlers.handle_agent(s, req, conn),
             on_close=lambda conn: s.broker.release(conn.id),
         )
 
@@ -131,8 +139,13 @@ class Daemon:
                 backend_task = tg.create_task(s.backend.run(backend_ready), name="backend")
                 await backend_ready.wait()
                 loops = [
-                    tg.create_task(periodic(VACUUM_INTERVAL, lambda: s.broker.vacuum(
-                        self.clock.now()), "message vacuum")),
+                    tg.create_task(
+                        periodic(
+                            VACUUM_INTERVAL,
+                            lambda: s.broker.vacuum(self.clock.now()),
+                            "message vacuum",
+                        )
+                    ),
                     tg.create_task(periodic(CHECKPOINT_INTERVAL, s.db.checkpoint, "checkpoint")),
                 ]
                 await actions.restore(s)

@@ -179,7 +179,7 @@ class Database:
                 conn.execute("SAVEPOINT job")
                 try:
                     value = fn(conn)
-                except Exception as exc:  # the job's own failure: undo only its changes
+                except Exception as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((fut, None, exc))

@@ -37,11 +37,11 @@ class Liveness:
         self._exited_pid[name] = pid
         self._event(name).set()
 
-    async def wait_alive(self, name: str, pid: int, timeout: float) -> WaitOutcome:
+    async def wait_alive(self, name: str, pid: int, within: float) -> WaitOutcome:
         """Wait until the harness with `pid` reports itself alive, or exits."""
         event = self._event(name)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while True:
             event.clear()
             if self._alive_pid.get(name) == pid:

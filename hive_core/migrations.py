@@ -22,7 +22,8 @@ MIGRATIONS: list[list[str]] = [
         """CREATE INDEX messages_undelivered
             ON messages(recipient, id) WHERE delivered_at IS NULL""",
         "CREATE INDEX messages_by_recipient ON messages(recipient, id)",
-        "CREATE INDEX messages_delivered_at ON messages(delivered_at) WHERE delivered_at IS NOT NULL",
+        """CREATE INDEX messages_delivered_at
+            ON messages(delivered_at) WHERE delivered_at IS NOT NULL""",
         """CREATE TABLE approvals (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             kind TEXT NOT NULL,

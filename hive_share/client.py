@@ -10,6 +10,7 @@ Exceptions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from pathlib import Path
 from typing import TypeVar
@@ -85,10 +86,9 @@ class HiveClient:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
-            try:
+            # The peer may already be gone; there is nothing left to flush then.
+            with contextlib.suppress(ConnectionError, BrokenPipeError):
                 await writer.wait_closed()
-            except (ConnectionError, BrokenPipeError):
-                pass  # the peer is already gone; nothing left to flush
 
     async def request(self, req: WireModel) -> Response:
         """Send one request and return the parsed response (errors included).

@@ -66,8 +66,15 @@ class Resync(WireModel):
 
 
 DashboardEvent = Annotated[
-    Sent | Delivered | ApprovalAdded | ApprovalResolved | TransientSet | TransientCleared
-    | ContainerStateChanged | ContainerRemoved | Resync,
+    Sent
+    | Delivered
+    | ApprovalAdded
+    | ApprovalResolved
+    | TransientSet
+    | TransientCleared
+    | ContainerStateChanged
+    | ContainerRemoved
+    | Resync,
     Field(discriminator="kind"),
 ]
 DASHBOARD_EVENT: TypeAdapter[DashboardEvent] = TypeAdapter(DashboardEvent)

@@ -55,9 +55,12 @@ def encode(value: dict[str, Any]) -> bytes:
     Raises:
         ValueError: the value holds NaN or Infinity.
     """
-    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8"
-    ) + b"\n"
+    return (
+        json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8"
+        )
+        + b"\n"
+    )
 
 
 async def read_line(reader: asyncio.StreamReader) -> bytes | None:

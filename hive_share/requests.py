@@ -139,12 +139,36 @@ class Inbox(WireModel):
 
 
 HostRequest = Annotated[
-    Version | Ping | Send | Spawn | RequestSpawn | Approve | Deny | Start | Stop | Kill
-    | Restart | Rebuild | Destroy | List | Pending | Inbox,
+    Version
+    | Ping
+    | Send
+    | Spawn
+    | RequestSpawn
+    | Approve
+    | Deny
+    | Start
+    | Stop
+    | Kill
+    | Restart
+    | Rebuild
+    | Destroy
+    | List
+    | Pending
+    | Inbox,
     Field(discriminator="cmd"),
 ]
 ManagerRequest = Annotated[
-    Version | Ping | Send | Recv | Ack | Alive | RequestSpawn | Start | Kill | Restart | Rebuild
+    Version
+    | Ping
+    | Send
+    | Recv
+    | Ack
+    | Alive
+    | RequestSpawn
+    | Start
+    | Kill
+    | Restart
+    | Rebuild
     | List,
     Field(discriminator="cmd"),
 ]
@@ -154,8 +178,25 @@ AgentRequest = Annotated[
 ]
 HarnessRequest = Annotated[Version | Ping, Field(discriminator="cmd")]
 AnyRequest = Annotated[
-    Version | Ping | Send | Recv | Ack | Alive | Spawn | RequestSpawn | Approve | Deny | Start
-    | Stop | Kill | Restart | Rebuild | Destroy | List | Pending | Inbox,
+    Version
+    | Ping
+    | Send
+    | Recv
+    | Ack
+    | Alive
+    | Spawn
+    | RequestSpawn
+    | Approve
+    | Deny
+    | Start
+    | Stop
+    | Kill
+    | Restart
+    | Rebuild
+    | Destroy
+    | List
+    | Pending
+    | Inbox,
     Field(discriminator="cmd"),
 ]
 
@@ -174,9 +215,7 @@ def variants(union: object) -> tuple[type[WireModel], ...]:
 
 def verbs_of(union: object) -> frozenset[str]:
     """The `cmd` tags a request union accepts: that socket's verb table."""
-    return frozenset(
-        get_args(model.model_fields["cmd"].annotation)[0] for model in variants(union)
-    )
+    return frozenset(get_args(model.model_fields["cmd"].annotation)[0] for model in variants(union))
 
 
 HOST_VERBS = verbs_of(HostRequest)
@@ -186,7 +225,19 @@ HARNESS_VERBS = verbs_of(HarnessRequest)
 ALL_VERBS = verbs_of(AnyRequest)
 
 IDENTITY_FIELDS = frozenset(
-    {"from", "sender", "from_agent", "as", "as_agent", "principal", "caller", "identity",
-     "on_behalf_of", "requester", "actor", "user"}
+    {
+        "from",
+        "sender",
+        "from_agent",
+        "as",
+        "as_agent",
+        "principal",
+        "caller",
+        "identity",
+        "on_behalf_of",
+        "requester",
+        "actor",
+        "user",
+    }
 )
 """Payload fields that would claim who is asking; refused on every socket."""

@@ -98,7 +98,15 @@ class Done(WireModel):
 
 
 Response = Annotated[
-    Error | VersionResult | Pong | Sent | Messages | Acked | Agents | Approvals | ApprovalResult
+    Error
+    | VersionResult
+    | Pong
+    | Sent
+    | Messages
+    | Acked
+    | Agents
+    | Approvals
+    | ApprovalResult
     | Done,
     Field(discriminator="result"),
 ]

@@ -61,8 +61,7 @@ class ContainerBackend(Protocol):
         """Stop at once (SIGKILL)."""
         ...
 
-    def status(self, name: str) -> ContainerStatus:
-        ...
+    def status(self, name: str) -> ContainerStatus: ...
 
     async def shutdown(self) -> None:
         """Stop every harness this backend started (daemon exit)."""

@@ -125,17 +125,17 @@ class LocalBackend:
         async with self._lock(name):
             await self._signal_and_wait(name, signal.SIGKILL, STOP_TIMEOUT)
 
-    async def _signal_and_wait(self, name: str, sig: signal.Signals, timeout: float) -> None:
+    async def _signal_and_wait(self, name: str, sig: signal.Signals, grace: float) -> None:
         child = self._children.get(name)
         if child is None or child.proc.returncode is not None:
             return
         child.expected_exit = True
         _signal_group(child.proc.pid, sig)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(grace):
                 await child.proc.wait()
         except TimeoutError:
-            logger.warning("%s ignored %s for %.0fs; killing it", name, sig.name, timeout)
+            logger.warning("%s ignored %s for %.0fs; killing it", name, sig.name, grace)
             _signal_group(child.proc.pid, signal.SIGKILL)
             await child.proc.wait()
 
@@ -157,4 +157,6 @@ def _open_log(spec: AgentSpec) -> int:
             path.replace(path.with_suffix(".log.1"))
     except FileNotFoundError:
         pass  # first start: no log to rotate yet
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    return os.open(
+        path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )

@@ -40,7 +40,7 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
             assert_never(req)
 
 
-async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel:
+async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel:  # noqa: C901
     who = conn.principal.name
     match req:
         case rq.Version() | rq.Ping() | rq.Send():

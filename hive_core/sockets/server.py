@@ -192,7 +192,7 @@ class SocketServer:
         if not isinstance(cmd, str):
             return error("malformed", 'a request needs a string "cmd" field')
         if cmd not in ALL_VERBS:
-            return error("unknown_verb", f"unknown verb {ascii(cmd[:64])}")
+            return error("unknown_verb", f"unknown verb {cmd[:64]!a}")
         if cmd not in self.verbs:
             return error(
                 "verb_not_allowed",
