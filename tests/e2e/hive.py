@@ -1,0 +1,142 @@
+"""A real `hive-core serve` process in a short temp dir, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from hive_share.client import HiveClient
+
+READY_TIMEOUT = 30.0
+EXIT_TIMEOUT = 30.0
+
+
+class Hive:
+    """One daemon's directories and process; start/stop/kill it as often as needed."""
+
+    def __init__(self, root: Path, extra_env: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.state_dir = root / "s"
+        self.run_dir = root / "r"
+        self.extra_env = dict(extra_env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = root / "daemon.log"
+        self._notify_path = root / "n"
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(str(self._notify_path))
+        self._notify.settimeout(READY_TIMEOUT)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            HIVE_STATE_DIR=str(self.state_dir),
+            HIVE_RUN_DIR=str(self.run_dir),
+            NOTIFY_SOCKET=str(self._notify_path),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def host_sock(self) -> Path:
+        return self.run_dir / "host.sock"
+
+    @property
+    def manager_sock(self) -> Path:
+        return self.run_dir / "manager.sock"
+
+    def agent_sock(self, name: str) -> Path:
+        return self.run_dir / "agents" / name / "agent.sock"
+
+    def harness_sock(self, name: str) -> Path:
+        return self.run_dir / "agents" / name / "harness.sock"
+
+    def start(self) -> None:
+        """Start the daemon and block until it notifies READY=1 (bounded)."""
+        assert self.proc is None or self.proc.poll() is not None
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hive_core", "serve"],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        self.wait_for_notify("READY=1")
+
+    def wait_for_notify(self, state: str) -> None:
+        while True:
+            try:
+                data = self._notify.recv(4096)
+            except TimeoutError:
+                raise AssertionError(
+                    f"daemon never sent {state}; log:\n{self.log()[-3000:]}"
+                ) from None
+            if state.encode() in data.split(b"\n"):
+                return
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> int:
+        """SIGTERM and wait (bounded); returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=EXIT_TIMEOUT)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=EXIT_TIMEOUT)
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `hive-core ARGS` against this daemon."""
+        return subprocess.run(
+            [sys.executable, "-m", "hive_core", *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def client(self, path: Path | None = None) -> HiveClient:
+        return HiveClient(path or self.host_sock)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        self._notify.close()
+
+
+def short_tmp() -> Path:
+    """A temp dir short enough for unix socket paths."""
+    return Path(tempfile.mkdtemp(prefix="hv", dir="/tmp"))
+
+
+async def wait_until_dead(pid: int, bound: float = 15.0) -> None:
+    """Wait for a process we did not start to disappear (pidfd, no polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    gone = asyncio.Event()
+    loop.add_reader(fd, gone.set)
+    try:
+        async with asyncio.timeout(bound):
+            await gone.wait()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
