@@ -1,0 +1,132 @@
+"""Start-up checks, SIGTERM drain, and what survives a daemon restart."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import string
+
+import pytest
+
+from hive_core.ports import agent_web_port
+from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.client import RemoteError
+from tests.e2e.hive import Hive, wait_until_dead
+
+
+def listed(hive: Hive) -> dict[str, dict[str, object]]:
+    result = hive.cli("list", "--json")
+    assert result.returncode == 0, result.stderr
+    return {a["name"]: a for a in json.loads(result.stdout)}
+
+
+async def test_sigterm_answers_waiting_long_polls_and_exits_cleanly(hive: Hive) -> None:
+    assert hive.cli("spawn", "alice").returncode == 0
+    async with hive.client(hive.agent_sock("alice")) as alice:
+        waiting = asyncio.create_task(
+            alice.call(rq.Recv(cmd="recv", wait_seconds=170), rs.Messages)
+        )
+        done, _ = await asyncio.wait({waiting}, timeout=0.3)
+        assert not done
+        code = await asyncio.to_thread(hive.stop)
+        with pytest.raises(RemoteError) as refused:
+            await waiting
+    assert refused.value.code == "shutting_down"
+    assert code == 0
+    assert not hive.host_sock.exists()
+    assert "stopped" in hive.log()
+
+
+def test_running_agents_come_back_and_stopped_ones_stay_stopped(hive: Hive) -> None:
+    for name in ("alice", "bob"):
+        assert hive.cli("spawn", name).returncode == 0
+    assert hive.cli("stop", "bob").returncode == 0
+    before = listed(hive)
+    assert hive.stop() == 0
+    assert not os.path.exists(f"/proc/{before['alice']['pid']}"), "harness outlived the daemon"
+    hive.start()
+    after = listed(hive)
+    assert after["alice"]["state"] == "running" and after["alice"]["alive"] is True
+    assert after["alice"]["pid"] != before["alice"]["pid"]
+    assert after["hm1nd"]["state"] == "running"
+    assert after["bob"]["state"] == "stopped"
+
+
+async def test_harnesses_die_with_a_sigkilled_daemon_and_return_on_restart(hive: Hive) -> None:
+    assert hive.cli("spawn", "alice").returncode == 0
+    pid = listed(hive)["alice"]["pid"]
+    assert isinstance(pid, int)
+    hive.kill9()
+    await wait_until_dead(pid)
+    await asyncio.to_thread(hive.start)
+    assert listed(hive)["alice"]["alive"] is True
+
+
+async def test_unacked_messages_are_redelivered_after_a_daemon_restart(hive: Hive) -> None:
+    assert hive.cli("spawn", "alice").returncode == 0
+    assert hive.cli("send", "alice", "keep me").returncode == 0
+    async with hive.client(hive.agent_sock("alice")) as alice:
+        first = await alice.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)
+    assert [m.body for m in first.messages] == ["keep me"]
+    assert hive.stop() == 0
+    hive.start()
+    async with hive.client(hive.agent_sock("alice")) as alice:
+        again = await alice.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)
+        assert [m.id for m in again.messages] == [m.id for m in first.messages]
+        await alice.call(rq.Ack(cmd="ack", ids=[again.messages[0].id]), rs.Acked)
+    assert hive.stop() == 0
+    hive.start()
+    async with hive.client(hive.agent_sock("alice")) as alice:
+        empty = await alice.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)
+    assert empty.messages == []
+
+
+def test_a_corrupt_database_stops_startup_with_a_clear_message(idle_hive: Hive) -> None:
+    idle_hive.state_dir.mkdir(parents=True)
+    (idle_hive.state_dir / "hive.sqlite").write_bytes(b"this is not sqlite" * 100)
+    result = idle_hive.cli("serve")
+    assert result.returncode == 1
+    assert "hive.sqlite" in result.stderr and "corrupt" in result.stderr
+    assert not idle_hive.host_sock.exists()
+
+
+def test_a_symlink_in_place_of_a_socket_is_refused(idle_hive: Hive) -> None:
+    idle_hive.run_dir.mkdir(parents=True)
+    target = idle_hive.root / "elsewhere"
+    target.write_text("do not touch")
+    os.symlink(target, idle_hive.host_sock)
+    result = idle_hive.cli("serve")
+    assert result.returncode == 1 and "symlink" in result.stderr
+    assert target.read_text() == "do not touch"
+
+
+def test_a_run_dir_too_long_for_socket_paths_is_refused(idle_hive: Hive) -> None:
+    result = idle_hive.cli("serve", "--run-dir", "/tmp/" + "d" * 90)
+    assert result.returncode == 1 and "HIVE_RUN_DIR" in result.stderr
+
+
+def test_an_unavailable_backend_is_refused_at_startup(idle_hive: Hive) -> None:
+    result = idle_hive.cli("serve", "--backend", "nixos")
+    assert result.returncode == 1 and "nixos" in result.stderr
+
+
+def test_spawn_refuses_a_name_whose_web_port_is_taken(hive: Hive) -> None:
+    taken = {agent_web_port("hm1nd"): "hm1nd"}
+    pair = None
+    for letters in itertools.product(string.ascii_lowercase, repeat=3):
+        name = "".join(letters)
+        port = agent_web_port(name)
+        if port in taken and taken[port] != "hm1nd":
+            pair = (taken[port], name)
+            break
+        taken.setdefault(port, name)
+    assert pair is not None
+    first, second = pair
+    assert hive.cli("spawn", first).returncode == 0
+    result = hive.cli("spawn", second)
+    assert result.returncode == 1
+    assert "port_collision" in result.stderr and first in result.stderr
+    assert not (hive.state_dir / "agents" / second).exists()
