@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import os
+import sqlite3
 import string
 
 import pytest
@@ -130,3 +131,38 @@ def test_spawn_refuses_a_name_whose_web_port_is_taken(hive: Hive) -> None:
     assert result.returncode == 1
     assert "port_collision" in result.stderr and first in result.stderr
     assert not (hive.state_dir / "agents" / second).exists()
+
+
+def test_the_daemons_environment_reaches_the_agents(idle_hive: Hive) -> None:
+    idle_hive.extra_env.update(
+        ANTHROPIC_BASE_URL="http://127.0.0.1:9/fake", ANTHROPIC_API_KEY="sk-test-passthrough"
+    )
+    idle_hive.start()
+    assert idle_hive.cli("spawn", "alice").returncode == 0
+    pid = listed(idle_hive)["alice"]["pid"]
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    assert env[b"ANTHROPIC_BASE_URL"] == b"http://127.0.0.1:9/fake"
+    assert env[b"ANTHROPIC_API_KEY"] == b"sk-test-passthrough"
+    assert env[b"HIVE_AGENT_NAME"] == b"alice"
+    assert b"NOTIFY_SOCKET" not in env, "systemd's socket is hive-core's alone"
+    assert b"HIVE_STATE_DIR" not in env
+
+
+def test_operator_transitions_are_recorded_as_transients(hive: Hive) -> None:
+    assert hive.cli("spawn", "alice").returncode == 0
+    for verb in ("kill", "start", "restart", "stop"):
+        assert hive.cli(verb, "alice").returncode == 0
+    db = sqlite3.connect(hive.state_dir / "hive.sqlite")
+    rows = db.execute(
+        "SELECT action, actor, outcome, ended_at >= started_at FROM transients "
+        "WHERE agent = 'alice' ORDER BY id"
+    ).fetchall()
+    db.close()
+    assert rows == [
+        ("spawn", "operator", "done", 1),
+        ("kill", "operator", "done", 1),
+        ("start", "operator", "done", 1),
+        ("restart", "operator", "done", 1),
+        ("stop", "operator", "done", 1),
+    ]

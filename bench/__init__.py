@@ -1,0 +1,1 @@
+"""hive-core benchmarks: `python -m bench` (or `./dev bench`); see docs/benchmarks.md."""

@@ -1,0 +1,34 @@
+"""`python -m bench [--quick]`: print one line per benchmark (see docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import report, suite
+from bench.broker import PHASE_TIMEOUT, BenchError
+from bench.daemon import DaemonError
+from hive_share.client import ClientError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller counts and a shorter idle window (about 10 s in all)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        suite.run(suite.QUICK if args.quick else suite.FULL)
+    except TimeoutError:
+        report.note(f"failed: a phase took longer than {PHASE_TIMEOUT:.0f}s")
+        return 1
+    except (BenchError, DaemonError, ClientError) as exc:
+        report.note(f"failed: {type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

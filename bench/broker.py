@@ -1,0 +1,214 @@
+"""Benchmarks against a live daemon's broker, speaking as its agents over their sockets.
+
+Each agent gets one sender and one receiver connection, kept open across all
+phases: a long-poll `recv` that the bench abandoned would stay blocked inside the
+daemon and steal the next message, so every receiver is only ever cancelled at
+the very end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from bench.daemon import Daemon
+from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.client import HiveClient, new_idempotency_key
+from hive_share.models import Message
+
+LONG_POLL = 60.0
+"""`wait_seconds` of every blocked recv; far longer than any phase."""
+MIN_ARMED = 0.002
+"""A receiver is used only this long after its recv was issued, so the recv is parked
+in the daemon (not still in flight) when the send lands. Rotating over ten
+receivers normally leaves far more than this."""
+PHASE_TIMEOUT = 120.0
+
+
+class BenchError(RuntimeError):
+    """The broker answered, but not what the bench expected."""
+
+
+class Receiver:
+    """One connection that keeps at most one long-poll `recv` outstanding."""
+
+    def __init__(self, path: Path) -> None:
+        self.client = HiveClient(path)
+        self._pending: asyncio.Task[rs.Messages] | None = None
+        self._armed_at = 0.0
+
+    @property
+    def armed(self) -> bool:
+        return self._pending is not None and not self._pending.done()
+
+    def arm(self) -> None:
+        """Issue a blocking recv in the background."""
+        if self._pending is not None:
+            raise BenchError("receiver is already waiting")
+        recv = rq.Recv(cmd="recv", wait_seconds=LONG_POLL)
+        self._pending = asyncio.create_task(self.client.call(recv, rs.Messages))
+        self._armed_at = time.perf_counter()
+
+    async def parked(self) -> None:
+        """Return once the outstanding recv has had `MIN_ARMED` to reach the daemon."""
+        age = time.perf_counter() - self._armed_at
+        if age < MIN_ARMED:
+            await asyncio.sleep(MIN_ARMED - age)
+
+    async def take(self) -> list[Message]:
+        """The messages the outstanding recv returns (waits for them)."""
+        if self._pending is None:
+            raise BenchError("receiver is not waiting")
+        pending, self._pending = self._pending, None
+        return (await pending).messages
+
+    async def ack(self, messages: Sequence[Message]) -> None:
+        acked = await self.client.call(rq.Ack(cmd="ack", ids=[m.id for m in messages]), rs.Acked)
+        if acked.count != len(messages):
+            raise BenchError(f"acked {acked.count} of {len(messages)} messages")
+
+    async def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            await asyncio.gather(self._pending, return_exceptions=True)
+            self._pending = None
+        await self.client.close()
+
+
+class Swarm:
+    """The bench playing `names`: a sender and a receiver connection per agent."""
+
+    def __init__(self, daemon: Daemon, names: Sequence[str]) -> None:
+        self.daemon = daemon
+        self.names = list(names)
+        self.senders = [HiveClient(daemon.agent_socket(n)) for n in names]
+        self.receivers = [Receiver(daemon.agent_socket(n)) for n in names]
+        self.extra: list[Receiver] = []
+
+    async def __aenter__(self) -> Swarm:
+        await asyncio.gather(
+            *(c.connect() for c in self.senders), *(r.client.connect() for r in self.receivers)
+        )
+        for r in self.receivers:
+            r.arm()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.gather(
+            *(r.close() for r in [*self.receivers, *self.extra]),
+            *(c.close() for c in self.senders),
+        )
+
+    async def add_receivers(self, per_agent: int) -> None:
+        """Open and arm `per_agent` more long-poll connections on every agent socket."""
+        fresh = [
+            Receiver(self.daemon.agent_socket(n)) for n in self.names for _ in range(per_agent)
+        ]
+        await asyncio.gather(*(r.client.connect() for r in fresh))
+        for r in fresh:
+            r.arm()
+        self.extra += fresh
+
+    def all_receivers(self) -> list[Receiver]:
+        return [*self.receivers, *self.extra]
+
+    def send_request(self, to: int, body: str) -> rq.Send:
+        """A send to agent number `to` with a fresh idempotency key."""
+        return rq.Send(
+            cmd="send", to=self.names[to], body=body, idempotency_key=new_idempotency_key()
+        )
+
+
+async def spawn_agents(host_socket: Path, names: Sequence[str]) -> None:
+    """Spawn every agent through the operator's host socket, concurrently."""
+
+    async def one(name: str) -> None:
+        async with HiveClient(host_socket) as client:
+            await client.call(rq.Spawn(cmd="spawn", name=name), rs.Done)
+
+    async with asyncio.timeout(PHASE_TIMEOUT):
+        await asyncio.gather(*(one(n) for n in names))
+
+
+async def send_to_wake(swarm: Swarm, rounds: int, warmup: int) -> list[float]:
+    """Seconds from just before a send until the blocked receiver's recv returns it.
+
+    Round-robin: agent i+1 sends to agent i, whose recv has been parked since its
+    last turn. The send's own reply and the receiver's ack are outside the timing.
+    """
+    n = len(swarm.names)
+    samples: list[float] = []
+    async with asyncio.timeout(PHASE_TIMEOUT):
+        for i in range(warmup + rounds):
+            to, sender = i % n, (i + 1) % n
+            receiver = swarm.receivers[to]
+            await receiver.parked()
+            body = f"wake {i}"
+            request = swarm.send_request(to, body)
+            start = time.perf_counter()
+            sent = asyncio.create_task(swarm.senders[sender].call(request, rs.Sent))
+            messages = await receiver.take()
+            elapsed = time.perf_counter() - start
+            await sent
+            if [m.body for m in messages] != [body]:
+                raise BenchError(f"expected [{body!r}], got {[m.body for m in messages]}")
+            await receiver.ack(messages)
+            receiver.arm()
+            if i >= warmup:
+                samples.append(elapsed)
+    return samples
+
+
+async def throughput(swarm: Swarm, per_sender: int) -> float:
+    """Delivered (received and acked) messages per second, all agents sending at once.
+
+    Agent i sends `per_sender` messages to agent i+1 back to back, each with its
+    own idempotency key; every receiver drains with recv (up to 100) + ack.
+    """
+    n = len(swarm.names)
+
+    async def send_all(sender: int) -> None:
+        client = swarm.senders[sender]
+        for k in range(per_sender):
+            await client.call(swarm.send_request((sender + 1) % n, f"burst {k}"), rs.Sent)
+
+    async def drain(receiver: Receiver) -> None:
+        got = 0
+        while got < per_sender:
+            messages = await receiver.take()
+            if any(not m.body.startswith("burst ") for m in messages):
+                raise BenchError("a stray message arrived during the burst")
+            await receiver.ack(messages)
+            got += len(messages)
+            receiver.arm()  # left armed at the end: the idle phase reuses it
+
+    start = time.perf_counter()
+    async with asyncio.timeout(PHASE_TIMEOUT):
+        await asyncio.gather(*(send_all(i) for i in range(n)), *(drain(r) for r in swarm.receivers))
+    return n * per_sender / (time.perf_counter() - start)
+
+
+async def idle_cpu(swarm: Swarm, long_polls_per_agent: int, settle: float, window: float) -> float:
+    """The daemon's CPU use, in % of one core, while only long-polls are waiting.
+
+    `settle` lets the new recvs park and the daemon's periodic WAL checkpoint
+    (every 2 s, only after writes) fold in the earlier bursts before measuring.
+    """
+    missing = long_polls_per_agent - 1  # each agent's receiver is already waiting
+    if missing > 0:
+        await swarm.add_receivers(missing)
+    receivers = swarm.all_receivers()
+    await asyncio.sleep(settle)
+    cpu_start, wall_start = swarm.daemon.cpu_seconds(), time.monotonic()
+    await asyncio.sleep(window)
+    cpu_end, wall_end = swarm.daemon.cpu_seconds(), time.monotonic()
+    waiting = sum(r.armed for r in receivers)
+    if waiting != long_polls_per_agent * len(swarm.names):
+        raise BenchError(f"only {waiting} long-polls were still waiting after the idle window")
+    return 100 * (cpu_end - cpu_start) / (wall_end - wall_start)

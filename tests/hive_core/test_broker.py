@@ -1,0 +1,291 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hive_core.broker import RETENTION_SECONDS, Broker
+from hive_core.bus import EventBus
+from hive_core.db import Database
+from hive_core.errors import Conflict, ShuttingDown, UnknownAgent
+from hive_share import events
+from tests.hive_core.conftest import FakeClock, drain
+
+RECIPIENTS = {"alice", "bob", "operator"}
+DAY = 24 * 3600.0
+
+
+@pytest.fixture
+async def broker(db: Database, bus: EventBus, clock: FakeClock) -> AsyncIterator[Broker]:
+    b = Broker(db, bus, clock, lambda name: name in RECIPIENTS)
+    yield b
+    b.close()
+
+
+async def _barrier(db: Database) -> None:
+    """Return once reads queued before this call have finished and their callers resumed.
+
+    The reader is one thread taking jobs in order, and the loop runs callbacks
+    in order, so a task that queued a read before us has run past it by now.
+    """
+    await db.read(lambda c: None)
+    await db.read(lambda c: None)
+
+
+def _rows(db_path: Path) -> list[tuple[int, str, str, str, float | None]]:
+    """The messages table through a separate connection: only committed rows show."""
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute(
+            "SELECT id, sender, recipient, body, delivered_at FROM messages ORDER BY id"
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+async def test_send_returns_after_the_message_is_committed(
+    broker: Broker, db_path: Path, clock: FakeClock
+) -> None:
+    msg_id, duplicate = await broker.send("alice", "bob", "hello", None)
+    assert duplicate is False
+    assert _rows(db_path) == [(msg_id, "alice", "bob", "hello", None)]
+
+
+async def test_send_publishes_the_message_on_the_bus(
+    broker: Broker, bus: EventBus, clock: FakeClock
+) -> None:
+    sub = bus.subscribe()
+    msg_id, _ = await broker.send("alice", "bob", "hello", None)
+    frames = await drain(sub)
+    assert len(frames) == 1
+    event = frames[0].event
+    assert isinstance(event, events.Sent)
+    assert (event.message.id, event.message.sender, event.message.recipient) == (
+        msg_id,
+        "alice",
+        "bob",
+    )
+    assert event.message.sent_at == clock.now()
+
+
+async def test_a_retried_send_with_the_same_key_is_stored_once(
+    broker: Broker, db_path: Path, bus: EventBus
+) -> None:
+    sub = bus.subscribe()
+    first = await broker.send("alice", "bob", "hello", "key-1")
+    second = await broker.send("alice", "bob", "hello", "key-1")
+    assert first == (first[0], False)
+    assert second == (first[0], True)
+    assert len(_rows(db_path)) == 1
+    assert len(await drain(sub)) == 1
+
+
+async def test_the_same_key_from_another_sender_is_a_different_message(
+    broker: Broker, db_path: Path
+) -> None:
+    a, _ = await broker.send("alice", "bob", "hello", "key-1")
+    b, dup = await broker.send("operator", "bob", "hello", "key-1")
+    assert a != b
+    assert dup is False
+    assert len(_rows(db_path)) == 2
+
+
+@pytest.mark.parametrize(("to", "body"), [("bob", "changed"), ("operator", "hello")])
+async def test_reusing_a_key_for_a_different_message_is_a_conflict(
+    broker: Broker, db_path: Path, to: str, body: str
+) -> None:
+    await broker.send("alice", "bob", "hello", "key-1")
+    with pytest.raises(Conflict, match="key-1"):
+        await broker.send("alice", to, body, "key-1")
+    assert len(_rows(db_path)) == 1
+
+
+async def test_sending_to_an_unknown_recipient_is_refused_and_stores_nothing(
+    broker: Broker, db_path: Path
+) -> None:
+    with pytest.raises(UnknownAgent, match="zed"):
+        await broker.send("alice", "zed", "hello", None)
+    assert _rows(db_path) == []
+
+
+async def test_recv_with_no_wait_on_an_empty_inbox_returns_nothing(broker: Broker) -> None:
+    async with asyncio.timeout(5):
+        assert await broker.recv("bob", owner=1, wait_seconds=0, limit=10) == []
+
+
+async def test_recv_returns_undelivered_messages_oldest_first_up_to_the_limit(
+    broker: Broker,
+) -> None:
+    ids = [(await broker.send("alice", "bob", f"m{i}", None))[0] for i in range(5)]
+    await broker.send("alice", "operator", "not for bob", None)
+    got = await broker.recv("bob", owner=1, wait_seconds=0, limit=3)
+    assert [m.id for m in got] == ids[:3]
+    assert [m.body for m in got] == ["m0", "m1", "m2"]
+    rest = await broker.recv("bob", owner=1, wait_seconds=0, limit=10)
+    assert [m.id for m in rest] == ids[3:]
+
+
+async def test_a_waiting_recv_is_woken_by_a_send(broker: Broker, db: Database) -> None:
+    waiting = asyncio.create_task(broker.recv("bob", owner=1, wait_seconds=30, limit=10))
+    await _barrier(db)
+    assert not waiting.done()  # it found nothing and is waiting
+
+    msg_id, _ = await broker.send("alice", "bob", "wake up", None)
+
+    async with asyncio.timeout(5):
+        got = await waiting
+    assert [(m.id, m.body) for m in got] == [(msg_id, "wake up")]
+
+
+async def test_a_send_to_someone_else_does_not_end_a_waiting_recv(
+    broker: Broker, db: Database
+) -> None:
+    waiting = asyncio.create_task(broker.recv("bob", owner=1, wait_seconds=30, limit=10))
+    await _barrier(db)
+    await broker.send("alice", "operator", "not for bob", None)
+    await _barrier(db)
+    assert not waiting.done()
+
+    await broker.send("alice", "bob", "for bob", None)
+    async with asyncio.timeout(5):
+        got = await waiting
+    assert [m.body for m in got] == ["for bob"]
+
+
+async def test_leased_messages_go_to_nobody_else_until_their_lease_is_released(
+    broker: Broker,
+) -> None:
+    ids = [(await broker.send("alice", "bob", f"m{i}", None))[0] for i in range(2)]
+    first = await broker.recv("bob", owner=1, wait_seconds=0, limit=10)
+    assert [m.id for m in first] == ids
+
+    assert await broker.recv("bob", owner=2, wait_seconds=0, limit=10) == []
+
+    broker.release(1)
+    again = await broker.recv("bob", owner=2, wait_seconds=0, limit=10)
+    assert [m.id for m in again] == ids
+
+
+async def test_release_wakes_a_waiting_receiver_with_the_released_messages(
+    broker: Broker, db: Database
+) -> None:
+    msg_id, _ = await broker.send("alice", "bob", "m", None)
+    await broker.recv("bob", owner=1, wait_seconds=0, limit=10)
+    waiting = asyncio.create_task(broker.recv("bob", owner=2, wait_seconds=30, limit=10))
+    await _barrier(db)
+    assert not waiting.done()
+
+    broker.release(1)
+
+    async with asyncio.timeout(5):
+        got = await waiting
+    assert [m.id for m in got] == [msg_id]
+
+
+async def test_ack_by_a_connection_that_does_not_hold_the_lease_is_a_conflict(
+    broker: Broker, db_path: Path
+) -> None:
+    msg_id, _ = await broker.send("alice", "bob", "m", None)
+    await broker.recv("bob", owner=1, wait_seconds=0, limit=10)
+    with pytest.raises(Conflict):
+        await broker.ack("bob", owner=2, ids=[msg_id])
+    with pytest.raises(Conflict):
+        await broker.ack("bob", owner=1, ids=[msg_id + 1000])
+    assert _rows(db_path)[0][4] is None
+
+
+async def test_ack_of_a_message_never_received_is_a_conflict(broker: Broker) -> None:
+    msg_id, _ = await broker.send("alice", "bob", "m", None)
+    with pytest.raises(Conflict):
+        await broker.ack("bob", owner=1, ids=[msg_id])
+
+
+async def test_ack_marks_messages_delivered_and_publishes_delivered(
+    broker: Broker, bus: EventBus, clock: FakeClock, db_path: Path
+) -> None:
+    ids = [(await broker.send("alice", "bob", f"m{i}", None))[0] for i in range(3)]
+    await broker.recv("bob", owner=1, wait_seconds=0, limit=10)
+    clock.advance(5)
+    sub = bus.subscribe()
+
+    assert await broker.ack("bob", owner=1, ids=ids[:2]) == 2
+
+    assert [r[4] for r in _rows(db_path)] == [clock.now(), clock.now(), None]
+    frames = await drain(sub)
+    assert [f.event for f in frames] == [
+        events.Delivered(recipient="bob", ids=ids[:2], delivered_at=clock.now())
+    ]
+    # Acked messages are gone even after the lease holder disconnects.
+    broker.release(1)
+    again = await broker.recv("bob", owner=2, wait_seconds=0, limit=10)
+    assert [m.id for m in again] == ids[2:]
+
+
+async def test_close_answers_a_waiting_recv_with_shutting_down(
+    broker: Broker, db: Database
+) -> None:
+    waiting = asyncio.create_task(broker.recv("bob", owner=1, wait_seconds=30, limit=10))
+    await _barrier(db)
+    assert not waiting.done()
+
+    broker.close()
+
+    async with asyncio.timeout(5):
+        with pytest.raises(ShuttingDown):
+            await waiting
+    with pytest.raises(ShuttingDown):
+        await broker.recv("bob", owner=1, wait_seconds=0, limit=10)
+
+
+async def test_vacuum_removes_only_delivered_messages_past_retention(
+    broker: Broker, clock: FakeClock, db_path: Path
+) -> None:
+    old_read, _ = await broker.send("alice", "bob", "old read", None)
+    old_unread, _ = await broker.send("alice", "bob", "old unread", None)
+    await broker.recv("bob", owner=1, wait_seconds=0, limit=1)
+    await broker.ack("bob", owner=1, ids=[old_read])
+
+    clock.advance(29 * DAY)
+    recent_read, _ = await broker.send("alice", "operator", "recent read", None)
+    await broker.recv("operator", owner=1, wait_seconds=0, limit=1)
+    await broker.ack("operator", owner=1, ids=[recent_read])
+
+    assert RETENTION_SECONDS == 30 * DAY
+    removed = await broker.vacuum(clock.now() + 2 * DAY)
+
+    assert removed == 1
+    assert [r[0] for r in _rows(db_path)] == [old_unread, recent_read]
+
+
+async def test_inbox_returns_the_newest_messages_oldest_first_and_marks_them_delivered(
+    broker: Broker, db_path: Path
+) -> None:
+    ids = [(await broker.send("alice", "operator", f"m{i}", None))[0] for i in range(5)]
+    await broker.send("alice", "bob", "not for the operator", None)
+
+    got = await broker.inbox("operator", limit=3, wait_seconds=0)
+
+    assert [m.id for m in got] == ids[2:]
+    assert [m.body for m in got] == ["m2", "m3", "m4"]
+    delivered = {r[0]: r[4] for r in _rows(db_path)}
+    assert all(delivered[i] is not None for i in ids[2:])
+    assert await broker.undelivered_count("bob") == 1
+
+
+async def test_inbox_of_an_empty_inbox_returns_nothing_without_waiting(broker: Broker) -> None:
+    async with asyncio.timeout(5):
+        assert await broker.inbox("operator", limit=10, wait_seconds=0) == []
+
+
+async def test_a_waiting_inbox_is_woken_by_a_send(broker: Broker, db: Database) -> None:
+    waiting = asyncio.create_task(broker.inbox("operator", limit=10, wait_seconds=30))
+    await _barrier(db)
+    assert not waiting.done()
+
+    await broker.send("alice", "operator", "hi", None)
+
+    async with asyncio.timeout(5):
+        got = await waiting
+    assert [m.body for m in got] == ["hi"]

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from hive_core.settings import LONGEST_SOCKET_SUFFIX, SOCKET_PATH_MAX, Settings
+
+ENV_VARS = [
+    "HIVE_STATE_DIR",
+    "HIVE_RUN_DIR",
+    "HIVE_BACKEND",
+    "HIVE_DASHBOARD_HOST",
+    "HIVE_DASHBOARD_PORT",
+    "HIVE_OPERATOR_PRONOUNS",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+def _run_dir_of_length(n: int) -> Path:
+    path = Path("/" + "r" * (n - 1))
+    assert len(str(path)) == n
+    return path
+
+
+def test_a_run_dir_too_long_for_socket_paths_is_refused_naming_hive_run_dir() -> None:
+    settings = Settings(run_dir=_run_dir_of_length(100))
+    with pytest.raises(ValueError, match="HIVE_RUN_DIR") as info:
+        settings.check_socket_paths()
+    assert str(settings.run_dir) in str(info.value)
+
+
+def test_the_longest_run_dir_whose_socket_paths_fit_is_accepted() -> None:
+    fits = SOCKET_PATH_MAX - len(LONGEST_SOCKET_SUFFIX)
+    Settings(run_dir=_run_dir_of_length(fits)).check_socket_paths()
+    with pytest.raises(ValueError, match="HIVE_RUN_DIR"):
+        Settings(run_dir=_run_dir_of_length(fits + 1)).check_socket_paths()
+
+
+def test_the_checked_suffix_covers_every_socket_path() -> None:
+    settings = Settings(run_dir=Path("/run/hyperhive"))
+    settings.check_socket_paths()
+    longest_name = "a" * 9
+    sockets = [
+        settings.host_socket,
+        settings.manager_socket,
+        settings.agent_socket(longest_name),
+        settings.harness_socket(longest_name),
+    ]
+    bound = len(str(settings.run_dir) + LONGEST_SOCKET_SUFFIX)
+    assert max(len(str(s)) for s in sockets) == bound
+
+
+def test_settings_are_read_from_hive_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HIVE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("HIVE_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("HIVE_BACKEND", "nixos")
+    monkeypatch.setenv("HIVE_DASHBOARD_PORT", "0")
+    monkeypatch.setenv("HIVE_OPERATOR_PRONOUNS", "they/them")
+
+    settings = Settings()
+
+    assert settings.state_dir == tmp_path / "state"
+    assert settings.run_dir == tmp_path / "run"
+    assert settings.backend == "nixos"
+    assert settings.dashboard_port == 0
+    assert settings.operator_pronouns == "they/them"
+    assert settings.db_path == tmp_path / "state" / "hive.sqlite"
+    assert settings.agents_dir == tmp_path / "state" / "agents"
+    assert settings.host_socket == tmp_path / "run" / "host.sock"
+    assert settings.agent_socket("alice") == tmp_path / "run" / "agents" / "alice" / "agent.sock"
+
+
+def test_defaults_apply_when_no_variable_is_set() -> None:
+    settings = Settings()
+    assert settings.backend == "local"
+    assert settings.dashboard_host == "127.0.0.1"
+    assert settings.dashboard_port == 7357
+    assert settings.operator_pronouns == "she/her"
+    assert settings.state_dir.is_absolute()
+    assert settings.run_dir.is_absolute()
+
+
+def test_relative_directories_are_made_absolute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HIVE_STATE_DIR", "rel/state")
+    assert Settings().state_dir == tmp_path / "rel" / "state"
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("HIVE_BACKEND", "docker"),
+        ("HIVE_BACKEND", "LOCAL"),
+        ("HIVE_DASHBOARD_PORT", "70000"),
+        ("HIVE_DASHBOARD_PORT", "-1"),
+        ("HIVE_DASHBOARD_PORT", "http"),
+        ("HIVE_OPERATOR_PRONOUNS", "   "),
+        ("HIVE_OPERATOR_PRONOUNS", "she\x1b[2J"),
+        ("HIVE_OPERATOR_PRONOUNS", "x" * 41),
+    ],
+)
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.backend = "nixos"  # type: ignore[misc]

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from hive_share import events, framing, requests, responses
+from hive_share.events import DASHBOARD_EVENT, DashboardEvent
+from hive_share.models import AgentInfo, Approval, Message, WireModel, dump
+from hive_share.requests import (
+    AGENT_VERBS,
+    ALL_VERBS,
+    ANY_REQUEST,
+    HARNESS_VERBS,
+    HOST_VERBS,
+    IDENTITY_FIELDS,
+    MANAGER_VERBS,
+    AnyRequest,
+    variants,
+)
+from hive_share.responses import RESPONSE, Response
+
+MESSAGE = Message(
+    id=7,
+    sender="alice",
+    recipient="operator",
+    body='hi "there"\n\u202eevil 日本 \x00',
+    sent_at=1_700_000_000.25,
+    delivered_at=1_700_000_001.5,
+)
+APPROVAL = Approval(
+    id=3,
+    kind="spawn",
+    agent="bob",
+    requester="hm1nd",
+    status="denied",
+    created_at=1_700_000_000.0,
+    resolved_at=1_700_000_060.0,
+    reason="not now",
+)
+AGENT = AgentInfo(
+    name="alice",
+    role="agent",
+    state="running",
+    pid=4242,
+    uptime_seconds=12.5,
+    web_port=8123,
+    alive=True,
+)
+
+SAMPLES: dict[type[WireModel], WireModel] = {
+    # requests
+    requests.Version: requests.Version(cmd="version"),
+    requests.Ping: requests.Ping(cmd="ping"),
+    requests.Send: requests.Send(cmd="send", to="operator", body="héllo\n", idempotency_key="k-1"),
+    requests.Recv: requests.Recv(cmd="recv", wait_seconds=12.5, max=3),
+    requests.Ack: requests.Ack(cmd="ack", ids=[1, 2, 3]),
+    requests.Alive: requests.Alive(cmd="alive", pid=99),
+    requests.Spawn: requests.Spawn(cmd="spawn", name="alice"),
+    requests.RequestSpawn: requests.RequestSpawn(cmd="request_spawn", name="bob"),
+    requests.Approve: requests.Approve(cmd="approve", id=4),
+    requests.Deny: requests.Deny(cmd="deny", id=5, reason="no"),
+    requests.Start: requests.Start(cmd="start", name="alice"),
+    requests.Stop: requests.Stop(cmd="stop", name="alice"),
+    requests.Kill: requests.Kill(cmd="kill", name="alice"),
+    requests.Restart: requests.Restart(cmd="restart", name="alice"),
+    requests.Rebuild: requests.Rebuild(cmd="rebuild", name="alice"),
+    requests.Destroy: requests.Destroy(cmd="destroy", name="alice", purge=True),
+    requests.List: requests.List(cmd="list"),
+    requests.Pending: requests.Pending(cmd="pending"),
+    requests.Inbox: requests.Inbox(cmd="inbox", limit=10, wait_seconds=2.0),
+    # responses
+    responses.Error: responses.Error(code="unknown_agent", error="no agent named 'zed'"),
+    responses.VersionResult: responses.VersionResult(protocol=1, server="hive-core 0.1.0"),
+    responses.Pong: responses.Pong(),
+    responses.Sent: responses.Sent(id=12, duplicate=True),
+    responses.Messages: responses.Messages(messages=[MESSAGE]),
+    responses.Acked: responses.Acked(count=2),
+    responses.Agents: responses.Agents(agents=[AGENT]),
+    responses.Approvals: responses.Approvals(approvals=[APPROVAL]),
+    responses.ApprovalResult: responses.ApprovalResult(approval=APPROVAL),
+    responses.Done: responses.Done(detail="alice started"),
+    # dashboard events
+    events.Sent: events.Sent(message=MESSAGE),
+    events.Delivered: events.Delivered(recipient="bob", ids=[1, 2], delivered_at=1.5),
+    events.ApprovalAdded: events.ApprovalAdded(approval=APPROVAL),
+    events.ApprovalResolved: events.ApprovalResolved(approval=APPROVAL),
+    events.TransientSet: events.TransientSet(id=1, agent="alice", action="kill", actor="operator"),
+    events.TransientCleared: events.TransientCleared(
+        id=1, agent="alice", action="kill", outcome="done"
+    ),
+    events.ContainerStateChanged: events.ContainerStateChanged(agent=AGENT),
+    events.ContainerRemoved: events.ContainerRemoved(name="alice"),
+    events.Resync: events.Resync(),
+    # records
+    Message: MESSAGE,
+    Approval: APPROVAL,
+    AgentInfo: AGENT,
+    events.Frame: events.Frame(
+        seq=41, event=events.Delivered(recipient="a", ids=[], delivered_at=0)
+    ),
+}
+
+UNIONS: list[tuple[str, object, TypeAdapter[Any]]] = [
+    ("request", AnyRequest, ANY_REQUEST),
+    ("response", Response, RESPONSE),
+    ("event", DashboardEvent, DASHBOARD_EVENT),
+]
+RECORDS: list[type[WireModel]] = [Message, Approval, AgentInfo, events.Frame]
+
+CASES = [
+    pytest.param(adapter, model, id=f"{label}-{model.__name__}")
+    for label, union, adapter in UNIONS
+    for model in variants(union)
+] + [pytest.param(TypeAdapter(model), model, id=f"record-{model.__name__}") for model in RECORDS]
+
+
+@pytest.mark.parametrize(("adapter", "model"), CASES)
+def test_every_variant_round_trips_through_a_json_line(
+    adapter: TypeAdapter[Any], model: type[WireModel]
+) -> None:
+    sample = SAMPLES[model]
+    assert type(sample) is model
+    line = framing.encode(dump(sample))
+    assert line.endswith(b"\n")
+    decoded = adapter.validate_python(framing.decode(line[:-1]))
+    assert type(decoded) is model
+    assert decoded == sample
+    assert adapter.validate_json(line) == sample
+
+
+@pytest.mark.parametrize(("label", "union", "adapter"), UNIONS)
+def test_the_samples_cover_every_variant_of_every_union(
+    label: str, union: object, adapter: TypeAdapter[Any]
+) -> None:
+    members = variants(union)
+    assert len(members) >= 3, label
+    missing = [m.__name__ for m in members if m not in SAMPLES]
+    assert missing == [], f"{label} variants without a sample: {missing}"
+
+
+def test_variants_of_the_any_request_union_are_all_request_models() -> None:
+    members = variants(AnyRequest)
+    assert len(members) == len(ALL_VERBS)
+    assert all(issubclass(m, WireModel) and "cmd" in m.model_fields for m in members)
+
+
+def test_agent_socket_has_no_admin_or_manager_verbs() -> None:
+    assert {"spawn", "approve", "deny", "kill", "list", "destroy", "inbox"} & AGENT_VERBS == set()
+    assert {"version", "ping", "send", "recv", "ack", "alive"} <= AGENT_VERBS
+
+
+def test_manager_socket_cannot_spawn_approve_deny_destroy_or_read_the_operator_inbox() -> None:
+    assert {"spawn", "approve", "deny", "destroy", "inbox", "pending"} & MANAGER_VERBS == set()
+    assert {"version", "ping", "send", "recv", "ack", "request_spawn", "list"} <= MANAGER_VERBS
+
+
+def test_host_socket_does_not_lease_messages_or_report_liveness() -> None:
+    assert {"recv", "ack", "alive"} & HOST_VERBS == set()
+    assert {"version", "spawn", "approve", "deny", "destroy", "inbox", "pending"} <= HOST_VERBS
+
+
+def test_harness_socket_only_answers_version_and_ping() -> None:
+    assert {"version", "ping"} == HARNESS_VERBS
+
+
+def test_every_verb_belongs_to_some_socket_and_every_socket_has_version() -> None:
+    assert HOST_VERBS | MANAGER_VERBS | AGENT_VERBS | HARNESS_VERBS == ALL_VERBS
+    for verbs in (HOST_VERBS, MANAGER_VERBS, AGENT_VERBS, HARNESS_VERBS):
+        assert {"version", "ping"} <= verbs
+
+
+def test_no_request_model_declares_an_identity_field() -> None:
+    for model in variants(AnyRequest):
+        assert IDENTITY_FIELDS & model.model_fields.keys() == set(), model.__name__
+
+
+@pytest.mark.parametrize("field", sorted(IDENTITY_FIELDS))
+def test_an_identity_claim_is_refused_by_every_request_model(field: str) -> None:
+    for model in variants(AnyRequest):
+        raw = {**dump(SAMPLES[model]), field: "hm1nd"}
+        with pytest.raises(ValidationError, match="extra_forbidden"):
+            ANY_REQUEST.validate_python(raw)
+
+
+def test_unknown_verbs_are_refused_by_the_union() -> None:
+    with pytest.raises(ValidationError):
+        ANY_REQUEST.validate_python({"cmd": "shell", "argv": ["id"]})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"cmd": "send", "to": "..", "body": "x"},
+        {"cmd": "send", "to": "Alice", "body": "x"},
+        {"cmd": "send", "to": "bob", "body": ""},
+        {"cmd": "send", "to": "bob", "body": "x", "idempotency_key": "a b"},
+        {"cmd": "spawn", "name": "operator"},
+        {"cmd": "spawn", "name": "\u0430lice"},
+        {"cmd": "destroy", "name": "../etc"},
+        {"cmd": "recv", "wait_seconds": 181},
+        {"cmd": "recv", "wait_seconds": -1},
+        {"cmd": "recv", "wait_seconds": float("nan")},
+        {"cmd": "recv", "max": 0},
+        {"cmd": "ack", "ids": list(range(1001))},
+        {"cmd": "alive", "pid": 0},
+        {"cmd": "approve", "id": 0},
+    ],
+)
+def test_invalid_request_arguments_are_refused(raw: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ANY_REQUEST.validate_python(raw)
+
+
+def test_send_accepts_the_operator_as_recipient() -> None:
+    sent = ANY_REQUEST.validate_python({"cmd": "send", "to": "operator", "body": "x"})
+    assert isinstance(sent, requests.Send)
+    assert sent.to == "operator"
+
+
+def test_wire_models_are_frozen() -> None:
+    with pytest.raises(ValidationError):
+        MESSAGE.body = "changed"  # type: ignore[misc]
