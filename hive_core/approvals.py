@@ -9,7 +9,7 @@ from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import Conflict, NotFound
 from hive_share import events
-from hive_share.models import Approval, ApprovalKind
+from hive_share.models import Approval, ApprovalKind, ApprovalStatus
 
 
 def _approval(row: sqlite3.Row) -> Approval:
@@ -73,7 +73,9 @@ class Approvals:
 
         return [_approval(r) for r in await self._db.read(select)]
 
-    async def resolve(self, approval_id: int, status: str, reason: str | None) -> Approval:
+    async def resolve(
+        self, approval_id: int, status: ApprovalStatus, reason: str | None
+    ) -> Approval:
         """Move a pending approval to `status`.
 
         Raises:

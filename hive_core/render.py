@@ -17,7 +17,12 @@ def clean(text: str, limit: int | None = None) -> str:
     for ch in text:
         if unicodedata.category(ch) in _UNSAFE:
             code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+            if code < 0x100:
+                out.append(f"\\x{code:02x}")
+            elif code <= 0xFFFF:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
         else:
             out.append(ch)
     result = "".join(out)

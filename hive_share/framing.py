@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
 MAX_LINE = 1024 * 1024
@@ -25,6 +26,13 @@ def _reject_constant(token: str) -> Any:
     raise FrameError(f"non-finite number {token} is not allowed")
 
 
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if math.isinf(value):  # e.g. 1e400: valid JSON that overflows to infinity
+        raise FrameError(f"number {token[:32]} overflows to infinity")
+    return value
+
+
 def decode(line: bytes) -> dict[str, Any]:
     """Parse one line into a JSON object.
 
@@ -39,7 +47,7 @@ def decode(line: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise FrameError(f"line is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise FrameError(f"malformed JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
