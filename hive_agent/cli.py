@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from pydantic import ValidationError
@@ -17,7 +18,12 @@ def run(role: str, argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=f"The hyperhive {role} harness.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="Run the harness (started by hive-core's container backend).")
+    sub.add_parser("mcp", help="The stdio MCP endpoint claude launches (relays to the harness).")
     args = parser.parse_args(argv)
+    if args.command == "mcp":
+        from hive_agent.relay import main as relay_main
+
+        return relay_main()
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s %(levelname)s {prog}: %(message)s",
@@ -36,13 +42,21 @@ def run(role: str, argv: list[str]) -> int:
 
         if settings.parent_pid is not None:
             die_with_parent(settings.parent_pid)
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, dict(os.environ)))
     return 0
 
 
 def agent_main() -> None:
+    if sys.argv[1:2] == ["mcp"]:  # skip argparse and pydantic on claude's per-turn path
+        from hive_agent.relay import main as relay_main
+
+        sys.exit(relay_main())
     sys.exit(run("agent", sys.argv[1:]))
 
 
 def mind_main() -> None:
+    if sys.argv[1:2] == ["mcp"]:
+        from hive_agent.relay import main as relay_main
+
+        sys.exit(relay_main())
     sys.exit(run("manager", sys.argv[1:]))

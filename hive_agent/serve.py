@@ -1,7 +1,4 @@
-"""`hive-agent serve` / `hive-mind serve`: report to hive-core, answer its pings, exit on SIGTERM.
-
-Messages stay in the broker until the turn loop consumes them.
-"""
+"""`hive-agent serve` / `hive-mind serve`: report to hive-core, run turns, exit on SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,9 +7,14 @@ import ctypes
 import logging
 import os
 import signal
+import time
+from collections.abc import Mapping
 
 from hive_agent.control import start_control, stop_control
+from hive_agent.history import EventHistory
 from hive_agent.settings import HarnessSettings
+from hive_agent.turn import Harness
+from hive_agent.turn_stats import TurnStats
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient, NotRunning
@@ -21,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 CONNECT_ATTEMPTS = 20
+PRUNE_INTERVAL = 3600.0
+STOP_GRACE = 10.0
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -49,16 +53,55 @@ async def report_alive(settings: HarnessSettings) -> None:
             await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
 
 
-async def serve(settings: HarnessSettings) -> None:
+async def _prune_loop(history: EventHistory) -> None:
+    while True:
+        try:
+            removed = await history.prune(time.time())
+            if removed:
+                logger.info("pruned %d events older than 7 days", removed)
+        except Exception:
+            logger.exception("pruning the event history failed; retrying in an hour")
+        await asyncio.sleep(PRUNE_INTERVAL)
+
+
+async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    control = await start_control(settings.harness_socket)
+    history = await EventHistory.open(settings.state)
+    stats = await TurnStats.open(settings.state)
+    harness = Harness(settings, env, history, stats)
+
+    async def controls(req: rq.Cancel | rq.NewSession | rq.SetModel) -> str:
+        match req:
+            case rq.Cancel():
+                return harness.cancel()
+            case rq.NewSession():
+                return harness.request_new_session()
+            case rq.SetModel(model=model):
+                return await harness.set_model(model)
+
+    control = await start_control(settings.harness_socket, controls)
     try:
         await report_alive(settings)
         logger.info("%s (%s) is up, pid %d", settings.agent_name, settings.role, os.getpid())
-        await stopping.wait()
-        logger.info("%s stopping", settings.agent_name)
+        async with asyncio.TaskGroup() as tg:
+            loop_task = tg.create_task(harness.serve(stopping))
+            prune_task = tg.create_task(_prune_loop(history))
+            await stopping.wait()
+            logger.info("%s stopping", settings.agent_name)
+            if harness.busy:  # let the turn end and record itself, within a bound
+                harness.cancel()
+                try:
+                    async with asyncio.timeout(STOP_GRACE):
+                        await asyncio.shield(loop_task)
+                except TimeoutError:
+                    logger.warning("turn did not wind down in %.0fs", STOP_GRACE)
+            loop_task.cancel()  # idle in a long-poll: the lease ends with the connection
+            prune_task.cancel()
     finally:
         await stop_control(control, settings.harness_socket)
+        await harness.mcp.stop()
+        await history.close()
+        await stats.close()

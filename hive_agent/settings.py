@@ -25,6 +25,10 @@ class HarnessSettings(BaseSettings):
     """The agent's durable state dir."""
     web_port: int = Field(default=0, ge=0, le=65535)
     operator_pronouns: str = "she/her"
+    claude_bin: str = "claude"
+    """The Claude Code CLI: a path, or a name looked up on PATH."""
+    agent_config: Path | None = None
+    """This agent's `agent.toml` (model, env, extra MCP servers); absent means defaults."""
     parent_pid: int | None = None
     """Set by the local backend: the harness exits when that process dies."""
 

@@ -15,7 +15,7 @@ from hive_core.liveness import ping
 from hive_core.registry import AgentRecord
 from hive_core.services import Services
 from hive_share import events
-from hive_share.models import AgentInfo, Approval, Role
+from hive_share.models import AgentInfo, Approval, LoginStatus, Role
 from hive_share.names import MANAGER_NAME
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ def info(s: Services, record: AgentRecord, alive: bool = False) -> AgentInfo:
         uptime_seconds=uptime,
         web_port=record.web_port,
         alive=alive,
+        status=s.liveness.status.get(record.name, ""),
+        login=s.liveness.login.get(record.name, "unknown"),
     )
 
 
@@ -274,6 +276,16 @@ async def restore(s: Services) -> None:
         publish_state(s, record.name)
 
     await asyncio.gather(*(bring_back(r) for r in records if r.desired == "running"))
+
+
+def login_state(s: Services, name: str, state: LoginStatus, detail: str) -> None:
+    """A harness says its Claude Code login works again, or no longer does."""
+    before = s.liveness.login.get(name, "unknown")
+    s.liveness.login[name] = state
+    if state != before:
+        level = logging.WARNING if state == "needs_login" else logging.INFO
+        logger.log(level, "%s is now %s%s", name, state, f": {detail}" if detail else "")
+        publish_state(s, name)
 
 
 def on_exit(s: Services, name: str, pid: int, code: int, expected: bool) -> None:

@@ -1,4 +1,4 @@
-"""Whether each harness is up: its own `alive` report, and hive-core's ping to it."""
+"""What each harness reports about itself (alive, status, login), and hive-core's ping to it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from hive_share import framing
-from hive_share.models import dump
+from hive_share.models import LoginStatus, dump
 from hive_share.requests import Ping
 
 PING_TIMEOUT = 2.0
@@ -23,6 +23,8 @@ class Liveness:
         self._alive_pid: dict[str, int] = {}
         self._exited_pid: dict[str, int] = {}
         self._changed: dict[str, asyncio.Event] = {}
+        self.status: dict[str, str] = {}
+        self.login: dict[str, LoginStatus] = {}
 
     def _event(self, name: str) -> asyncio.Event:
         return self._changed.setdefault(name, asyncio.Event())

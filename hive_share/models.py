@@ -40,6 +40,7 @@ Role = Literal["agent", "manager"]
 AgentState = Literal["running", "stopped", "tombstone"]
 ApprovalKind = Literal["spawn"]
 ApprovalStatus = Literal["pending", "approved", "denied", "failed"]
+LoginStatus = Literal["unknown", "logged_in", "needs_login"]
 
 
 class Message(WireModel):
@@ -76,6 +77,9 @@ class AgentInfo(WireModel):
     uptime_seconds: float | None = None
     web_port: int | None = None
     alive: bool = False
+    status: str = ""
+    """The agent's own one-line status (`set_status`)."""
+    login: LoginStatus = "unknown"
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

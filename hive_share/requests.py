@@ -56,6 +56,46 @@ class Alive(WireModel):
     pid: Annotated[int, Field(gt=0)]
 
 
+class SetStatus(WireModel):
+    """The agent's one-line status, shown to the operator."""
+
+    cmd: Literal["set_status"]
+    status: Annotated[str, Field(max_length=200)]
+
+
+class Whoami(WireModel):
+    """Who this socket's principal is."""
+
+    cmd: Literal["whoami"]
+
+
+class LoginState(WireModel):
+    """The harness reports whether its Claude Code login works."""
+
+    cmd: Literal["login_state"]
+    state: Literal["logged_in", "needs_login"]
+    detail: Annotated[str, Field(max_length=1000)] = ""
+
+
+class Cancel(WireModel):
+    """Harness socket: interrupt the running turn."""
+
+    cmd: Literal["cancel"]
+
+
+class NewSession(WireModel):
+    """Harness socket: run the next turn without `--continue`."""
+
+    cmd: Literal["new_session"]
+
+
+class SetModel(WireModel):
+    """Harness socket: switch the model from the next turn on (persisted)."""
+
+    cmd: Literal["set_model"]
+    model: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\[\]-]{1,100}$")]
+
+
 class Spawn(WireModel):
     """Create and start an agent (operator only)."""
 
@@ -164,6 +204,9 @@ ManagerRequest = Annotated[
     | Recv
     | Ack
     | Alive
+    | SetStatus
+    | Whoami
+    | LoginState
     | RequestSpawn
     | Start
     | Kill
@@ -173,10 +216,12 @@ ManagerRequest = Annotated[
     Field(discriminator="cmd"),
 ]
 AgentRequest = Annotated[
-    Version | Ping | Send | Recv | Ack | Alive,
+    Version | Ping | Send | Recv | Ack | Alive | SetStatus | Whoami | LoginState,
     Field(discriminator="cmd"),
 ]
-HarnessRequest = Annotated[Version | Ping, Field(discriminator="cmd")]
+HarnessRequest = Annotated[
+    Version | Ping | Cancel | NewSession | SetModel, Field(discriminator="cmd")
+]
 AnyRequest = Annotated[
     Version
     | Ping
@@ -184,6 +229,12 @@ AnyRequest = Annotated[
     | Recv
     | Ack
     | Alive
+    | SetStatus
+    | Whoami
+    | LoginState
+    | Cancel
+    | NewSession
+    | SetModel
     | Spawn
     | RequestSpawn
     | Approve

@@ -89,6 +89,16 @@ class ApprovalResult(WireModel):
     approval: Approval
 
 
+class Identity(WireModel):
+    """`whoami`: the principal of the socket the request came in on."""
+
+    ok: Literal[True] = True
+    result: Literal["identity"] = "identity"
+    name: str
+    role: Literal["operator", "manager", "agent"]
+    web_port: int | None = None
+
+
 class Done(WireModel):
     """A lifecycle action finished; `detail` says what happened."""
 
@@ -107,6 +117,7 @@ Response = Annotated[
     | Agents
     | Approvals
     | ApprovalResult
+    | Identity
     | Done,
     Field(discriminator="result"),
 ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from hive_core.containers.backend import AgentSpec, ContainerStatus
 from hive_core.errors import BackendError
+from hive_core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,11 @@ LOG_ROTATE_BYTES = 10 * 1024 * 1024
 ExitHook = Callable[[str, int, int, bool], None]
 """`(name, pid, returncode, expected)`: called when a harness process exits."""
 
-STRIPPED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
-"""systemd hand-offs meant for hive-core alone."""
+STRIPPED_ENV = frozenset(
+    {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
+    | {f"HIVE_{field.upper()}" for field in Settings.model_fields}
+)
+"""systemd hand-offs and hive-core's own settings; everything else reaches the harness."""
 
 
 @dataclass
@@ -45,7 +49,7 @@ def harness_argv(role: str) -> list[str]:
 
 
 def harness_env(base: Mapping[str, str], spec: AgentSpec) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if k not in STRIPPED_ENV and not k.startswith("HIVE_")}
+    env = {k: v for k, v in base.items() if k not in STRIPPED_ENV}
     env.update(
         HIVE_AGENT_NAME=spec.name,
         HIVE_ROLE=spec.role,

@@ -15,6 +15,7 @@ from hive_share.models import WireModel
 from hive_share.names import MANAGER_NAME
 
 Common = rq.Version | rq.Ping | rq.Send | rq.Recv | rq.Ack | rq.Alive
+Reports = rq.SetStatus | rq.Whoami | rq.LoginState
 
 
 async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
@@ -36,6 +37,28 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
         case rq.Alive(pid=pid):
             s.liveness.report_alive(me, pid)
             return rs.Done(detail=f"{me} is alive")
+        case _:
+            assert_never(req)
+
+
+def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
+    """What a harness (or its MCP tools) says about its own agent."""
+    me = conn.principal.name
+    match req:
+        case rq.SetStatus(status=status):
+            s.liveness.status[me] = status
+            actions.publish_state(s, me)
+            return rs.Done(detail=f"status set to {status!r}" if status else "status cleared")
+        case rq.Whoami():
+            record = s.registry.find(me)
+            return rs.Identity(
+                name=me,
+                role=conn.principal.kind,
+                web_port=record.web_port if record else None,
+            )
+        case rq.LoginState(state=state, detail=detail):
+            actions.login_state(s, me, state, detail)
+            return rs.Done(detail=f"{me} is {state.replace('_', ' ')}")
         case _:
             assert_never(req)
 
@@ -87,6 +110,8 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
     match req:
         case rq.Version() | rq.Ping() | rq.Send() | rq.Recv() | rq.Ack() | rq.Alive():
             return await _common(s, req, conn)
+        case rq.SetStatus() | rq.Whoami() | rq.LoginState():
+            return _reports(s, req, conn)
         case rq.RequestSpawn(name=name):
             return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
         case rq.Start(name=name):
@@ -104,4 +129,8 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
 
 
 async def handle_agent(s: Services, req: rq.AgentRequest, conn: Conn) -> WireModel:
-    return await _common(s, req, conn)
+    match req:
+        case rq.SetStatus() | rq.Whoami() | rq.LoginState():
+            return _reports(s, req, conn)
+        case _:
+            return await _common(s, req, conn)

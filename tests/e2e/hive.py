@@ -111,6 +111,13 @@ class Hive:
             check=False,
         )
 
+    def spawn_idle(self, *names: str) -> None:
+        """Spawn agents, then stop their harnesses: the socket stays, and the test is the agent."""
+        for name in names:
+            for verb in ("spawn", "stop"):
+                result = self.cli(verb, name)
+                assert result.returncode == 0, result.stderr
+
     def client(self, path: Path | None = None) -> HiveClient:
         return HiveClient(path or self.host_sock)
 

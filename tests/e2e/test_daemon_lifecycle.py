@@ -25,7 +25,7 @@ def listed(hive: Hive) -> dict[str, dict[str, object]]:
 
 
 async def test_sigterm_answers_waiting_long_polls_and_exits_cleanly(hive: Hive) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
+    hive.spawn_idle("alice")
     async with hive.client(hive.agent_sock("alice")) as alice:
         waiting = asyncio.create_task(
             alice.call(rq.Recv(cmd="recv", wait_seconds=170), rs.Messages)
@@ -67,7 +67,7 @@ async def test_harnesses_die_with_a_sigkilled_daemon_and_return_on_restart(hive:
 
 
 async def test_unacked_messages_are_redelivered_after_a_daemon_restart(hive: Hive) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
+    hive.spawn_idle("alice")
     assert hive.cli("send", "alice", "keep me").returncode == 0
     async with hive.client(hive.agent_sock("alice")) as alice:
         first = await alice.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)

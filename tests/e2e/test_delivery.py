@@ -23,7 +23,7 @@ signal.pause()
 
 
 async def test_blocked_recv_wakes_when_a_message_lands(hive: Hive) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
+    hive.spawn_idle("alice")
     async with hive.client(hive.agent_sock("alice")) as alice, hive.client() as op:
         waiting = asyncio.create_task(
             alice.call(rq.Recv(cmd="recv", wait_seconds=120), rs.Messages)
@@ -42,14 +42,14 @@ async def test_blocked_recv_wakes_when_a_message_lands(hive: Hive) -> None:
 
 
 async def test_recv_times_out_empty_after_its_wait(hive: Hive) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
+    hive.spawn_idle("alice")
     async with hive.client(hive.agent_sock("alice")) as alice:
         got = await alice.call(rq.Recv(cmd="recv", wait_seconds=0.2), rs.Messages)
     assert got.messages == []
 
 
 async def test_receiver_killed_before_reading_the_reply_loses_nothing(hive: Hive) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
+    hive.spawn_idle("alice")
     async with hive.client() as op:
         sent = await op.call(rq.Send(cmd="send", to="alice", body="precious"), rs.Sent)
     receiver = await asyncio.create_subprocess_exec(

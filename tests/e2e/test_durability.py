@@ -56,8 +56,7 @@ async def _send_all(
 
 
 async def test_sigkill_mid_burst_loses_and_duplicates_nothing(hive: Hive) -> None:
-    for name in ("alice", "bob", "carol"):
-        assert hive.cli("spawn", name).returncode == 0
+    hive.spawn_idle("alice", "bob", "carol")
     paths = {
         "operator": str(hive.host_sock),
         "alice": str(hive.agent_sock("alice")),

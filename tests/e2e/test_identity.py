@@ -14,8 +14,7 @@ CLAIMS = ["from", "sender", "from_agent", "as", "principal", "on_behalf_of", "re
 
 
 async def test_sender_claims_are_refused_on_every_socket(hive: Hive) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
-    assert hive.cli("spawn", "bob").returncode == 0
+    hive.spawn_idle("alice", "bob")
     for path in (hive.agent_sock("alice"), hive.manager_sock, hive.host_sock):
         conn = await RawConn.open(path)
         try:
@@ -32,8 +31,7 @@ async def test_sender_claims_are_refused_on_every_socket(hive: Hive) -> None:
 
 
 async def test_messages_carry_the_sockets_identity(hive: Hive) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
-    assert hive.cli("spawn", "bob").returncode == 0
+    hive.spawn_idle("alice", "bob")
     async with (
         hive.client(hive.agent_sock("alice")) as alice,
         hive.client(hive.manager_sock) as manager,
@@ -52,8 +50,7 @@ async def test_messages_carry_the_sockets_identity(hive: Hive) -> None:
 
 
 async def test_an_agent_never_receives_or_acks_another_agents_mail(hive: Hive) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
-    assert hive.cli("spawn", "bob").returncode == 0
+    hive.spawn_idle("alice", "bob")
     async with (
         hive.client() as operator,
         hive.client(hive.agent_sock("alice")) as alice,
@@ -97,8 +94,7 @@ async def test_an_agent_never_receives_or_acks_another_agents_mail(hive: Hive) -
 async def test_verbs_from_another_sockets_table_are_refused(
     hive: Hive, socket: str, verbs: list[str]
 ) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
-    assert hive.cli("spawn", "bob").returncode == 0
+    hive.spawn_idle("alice", "bob")
     path = {"agent": hive.agent_sock("alice"), "manager": hive.manager_sock, "host": hive.host_sock}
     conn = await RawConn.open(path[socket])
     try:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from hive_share import events, framing, requests, responses
+from hive_share import events, framing, live, requests, responses
 from hive_share.events import DASHBOARD_EVENT, DashboardEvent
 from hive_share.models import AgentInfo, Approval, Message, WireModel, dump
 from hive_share.requests import (
@@ -57,6 +57,12 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.Recv: requests.Recv(cmd="recv", wait_seconds=12.5, max=3),
     requests.Ack: requests.Ack(cmd="ack", ids=[1, 2, 3]),
     requests.Alive: requests.Alive(cmd="alive", pid=99),
+    requests.SetStatus: requests.SetStatus(cmd="set_status", status="reviewing PR 12"),
+    requests.Whoami: requests.Whoami(cmd="whoami"),
+    requests.LoginState: requests.LoginState(cmd="login_state", state="needs_login", detail="401"),
+    requests.Cancel: requests.Cancel(cmd="cancel"),
+    requests.NewSession: requests.NewSession(cmd="new_session"),
+    requests.SetModel: requests.SetModel(cmd="set_model", model="claude-sonnet-5-5[1m]"),
     requests.Spawn: requests.Spawn(cmd="spawn", name="alice"),
     requests.RequestSpawn: requests.RequestSpawn(cmd="request_spawn", name="bob"),
     requests.Approve: requests.Approve(cmd="approve", id=4),
@@ -80,7 +86,24 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.Agents: responses.Agents(agents=[AGENT]),
     responses.Approvals: responses.Approvals(approvals=[APPROVAL]),
     responses.ApprovalResult: responses.ApprovalResult(approval=APPROVAL),
+    responses.Identity: responses.Identity(name="alice", role="agent", web_port=42001),
     responses.Done: responses.Done(detail="alice started"),
+    # live events
+    live.TurnStarted: live.TurnStarted(
+        turn_id="t1", wake_from=["operator"], new_session=False, model="opus"
+    ),
+    live.TurnEnded: live.TurnEnded(turn_id="t1", result="success", duration_ms=812),
+    live.Text: live.Text(text="hello \u202e"),
+    live.ToolUse: live.ToolUse(id="toolu_1", name="mcp__hyperhive__send", input={"to": "bob"}),
+    live.ToolResult: live.ToolResult(tool_use_id="toolu_1", content="sent", is_error=False),
+    live.Note: live.Note(text="retrying"),
+    live.Raw: live.Raw(line_type="mystery", data={"type": "mystery", "x": [1]}),
+    live.StatusChanged: live.StatusChanged(status="busy"),
+    live.ModelChanged: live.ModelChanged(model="sonnet"),
+    live.TokenUsageChanged: live.TokenUsageChanged(
+        context_tokens=1200, usage=live.TokenUsage(input_tokens=1000, output_tokens=7)
+    ),
+    live.TurnStateChanged: live.TurnStateChanged(state="tool"),
     # dashboard events
     events.Sent: events.Sent(message=MESSAGE),
     events.Delivered: events.Delivered(recipient="bob", ids=[1, 2], delivered_at=1.5),
@@ -106,6 +129,7 @@ UNIONS: list[tuple[str, object, TypeAdapter[Any]]] = [
     ("request", AnyRequest, ANY_REQUEST),
     ("response", Response, RESPONSE),
     ("event", DashboardEvent, DASHBOARD_EVENT),
+    ("live", live.LiveEvent, live.LIVE_EVENT),
 ]
 RECORDS: list[type[WireModel]] = [Message, Approval, AgentInfo, events.Frame]
 
@@ -161,8 +185,8 @@ def test_host_socket_does_not_lease_messages_or_report_liveness() -> None:
     assert {"version", "spawn", "approve", "deny", "destroy", "inbox", "pending"} <= HOST_VERBS
 
 
-def test_harness_socket_only_answers_version_and_ping() -> None:
-    assert {"version", "ping"} == HARNESS_VERBS
+def test_harness_socket_answers_pings_and_turn_controls_only() -> None:
+    assert {"version", "ping", "cancel", "new_session", "set_model"} == HARNESS_VERBS
 
 
 def test_every_verb_belongs_to_some_socket_and_every_socket_has_version() -> None:

@@ -1,0 +1,183 @@
+"""One `claude -p` process: argv, environment, the stdout pump, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hive_agent.stream import TurnObserver
+from hive_share import live
+from hive_share.live import LiveEvent
+
+logger = logging.getLogger(__name__)
+
+MAX_STREAM_LINE = 64 * 1024 * 1024
+"""A stdout line longer than this is dropped with a note (claude's init alone is KBs)."""
+CHUNK = 256 * 1024
+CANCEL_GRACE = 5.0
+"""Seconds between SIGINT and SIGKILL of the process group."""
+
+CLAUDE_ENV = {
+    "ENABLE_TOOL_SEARCH": "false",
+    "DISABLE_AUTOUPDATER": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+}
+
+EventSink = Callable[[LiveEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Everything that decides one claude run."""
+
+    claude_bin: str
+    prompt: str
+    model: str
+    continue_session: bool
+    settings: Path
+    role_prompt: Path
+    mcp_config: Path
+    allowed_tools: Sequence[str]
+    cwd: Path
+    env: Mapping[str, str]
+
+    def argv(self) -> list[str]:
+        """The command line; the prompt goes last, after `--` (variadic flags swallow it)."""
+        args = [self.claude_bin, "-p", "--output-format", "stream-json", "--verbose"]
+        if self.continue_session:
+            args.append("--continue")
+        args += [
+            "--model", self.model,
+            "--settings", str(self.settings),
+            "--append-system-prompt-file", str(self.role_prompt),
+            "--system-prompt-snapshot", "off",
+            "--mcp-config", str(self.mcp_config),
+            "--strict-mcp-config",
+            "--allowedTools", *self.allowed_tools,
+            "--", self.prompt,
+        ]  # fmt: skip
+        return args
+
+
+@dataclass
+class RunOutcome:
+    observer: TurnObserver
+    returncode: int | None
+    cancelled: bool
+    stderr_tail: str = ""
+    events: int = 0
+
+
+@dataclass
+class ClaudeProcess:
+    """Runs one invocation to completion; `cancel()` may be called from anywhere."""
+
+    invocation: Invocation
+    proc: asyncio.subprocess.Process | None = None
+    cancelled: bool = False
+    _kill_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    async def run(self, sink: EventSink) -> RunOutcome:
+        """Start claude and pump its output into `sink` until it exits.
+
+        Raises:
+            FileNotFoundError / PermissionError: the claude binary cannot be run.
+        """
+        inv = self.invocation
+        observer = TurnObserver()
+        self.proc = await asyncio.create_subprocess_exec(
+            *inv.argv(),
+            cwd=inv.cwd,
+            env=dict(inv.env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        if self.cancelled:  # cancelled while starting
+            self._signal(signal.SIGINT)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        stderr_task = asyncio.ensure_future(_drain_stderr(self.proc.stderr))
+        count = 0
+        try:
+            async for line in _lines(self.proc.stdout):
+                if line is None:
+                    await sink(live.Note(text="dropped a stdout line over 64 MiB"))
+                    continue
+                for event in observer.feed(line):
+                    count += 1
+                    await sink(event)
+            code = await self.proc.wait()
+        finally:
+            if self._kill_timer is not None:
+                self._kill_timer.cancel()
+            if self.proc.returncode is None:
+                self._signal(signal.SIGKILL)
+                await self.proc.wait()
+            tail = await stderr_task
+        return RunOutcome(observer, code, self.cancelled, tail, count)
+
+    def cancel(self) -> None:
+        """SIGINT the process group now, SIGKILL it after the grace period."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self._signal(signal.SIGINT)
+        loop = asyncio.get_running_loop()
+        self._kill_timer = loop.call_later(CANCEL_GRACE, self._signal, signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+
+async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes | None]:
+    """Lines of any length up to MAX_STREAM_LINE; None stands for a dropped one."""
+    buf = bytearray()
+    dropping = False
+    while True:
+        chunk = await stream.read(CHUNK)
+        if not chunk:
+            if buf and not dropping:
+                yield bytes(buf)
+            return
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                if not dropping:
+                    buf += chunk[start:]
+                    if len(buf) > MAX_STREAM_LINE:
+                        buf.clear()
+                        dropping = True
+                break
+            if dropping:
+                dropping = False
+                yield None
+            else:
+                buf += chunk[start:nl]
+                yield bytes(buf)
+            buf.clear()
+            start = nl + 1
+
+
+async def _drain_stderr(stream: asyncio.StreamReader, keep: int = 4000) -> str:
+    tail = b""
+    while True:
+        chunk = await stream.read(CHUNK)
+        if not chunk:
+            return tail.decode("utf-8", errors="replace").strip()
+        for line in chunk.splitlines():
+            if line.strip():
+                logger.info("claude stderr: %s", line[:2000].decode("utf-8", errors="replace"))
+        tail = (tail + chunk)[-keep:]

@@ -1,0 +1,99 @@
+"""The agent's live-event bus and its sqlite history (`hyperhive-events.sqlite`).
+
+The harness prunes its own history by age; hive-core never opens this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from hive_share.live import LIVE_EVENT, LiveEvent
+from hive_share.models import dump
+
+EVENTS_FILE = "hyperhive-events.sqlite"
+KEEP_SECONDS = 7 * 24 * 3600
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    turn_id TEXT,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+"""
+
+
+class EventHistory:
+    """Every live event, persisted, then fanned out to in-process subscribers."""
+
+    def __init__(self, conn: aiosqlite.Connection, clock: Callable[[], float] = time.time):
+        self._conn = conn
+        self._clock = clock
+        self._subscribers: set[asyncio.Queue[tuple[int, LiveEvent]]] = set()
+
+    @classmethod
+    async def open(cls, state_dir: Path) -> EventHistory:
+        conn = await aiosqlite.connect(state_dir / EVENTS_FILE)
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.executescript(SCHEMA)
+        await conn.commit()
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def publish(self, event: LiveEvent, turn_id: str | None) -> int:
+        data = dump(event)
+        cursor = await self._conn.execute(
+            "INSERT INTO events (ts, turn_id, kind, data) VALUES (?, ?, ?, ?)",
+            (self._clock(), turn_id, event.kind, json.dumps(data, ensure_ascii=False)),
+        )
+        await self._conn.commit()
+        seq = cursor.lastrowid or 0
+        for queue in list(self._subscribers):
+            if queue.full():
+                self._subscribers.discard(queue)  # a slow reader resyncs from history
+            else:
+                queue.put_nowait((seq, event))
+        return seq
+
+    def subscribe(self, maxsize: int = 1024) -> asyncio.Queue[tuple[int, LiveEvent]]:
+        queue: asyncio.Queue[tuple[int, LiveEvent]] = asyncio.Queue(maxsize)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[tuple[int, LiveEvent]]) -> None:
+        self._subscribers.discard(queue)
+
+    async def recent(self, limit: int = 500, turn_id: str | None = None) -> list[dict[str, Any]]:
+        """The newest events, oldest first, each with its `seq`, `ts` and `turn_id`."""
+        where, args = ("WHERE turn_id = ?", [turn_id]) if turn_id else ("", [])
+        cursor = await self._conn.execute(
+            f"SELECT id, ts, turn_id, data FROM events {where} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
+        rows = await cursor.fetchall()
+        out = []
+        for row_id, ts, tid, data in reversed(list(rows)):
+            try:
+                event = LIVE_EVENT.validate_json(data)
+            except ValueError as exc:
+                raise ValueError(f"events row id={row_id} does not decode: {exc}") from exc
+            out.append({"seq": row_id, "ts": ts, "turn_id": tid, "event": event})
+        return out
+
+    async def prune(self, now: float) -> int:
+        """Delete events older than the retention window (age only)."""
+        cursor = await self._conn.execute("DELETE FROM events WHERE ts < ?", (now - KEEP_SECONDS,))
+        await self._conn.commit()
+        return cursor.rowcount

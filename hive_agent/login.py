@@ -1,0 +1,45 @@
+"""Is this agent's Claude Code logged in? Ask the CLI's own state, offline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from hive_share.models import LoginStatus
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 15.0
+
+
+def has_credentials_file(config_dir: Path) -> bool:
+    return (config_dir / ".credentials.json").is_file()
+
+
+async def probe(claude_bin: str, env: Mapping[str, str]) -> tuple[LoginStatus, str]:
+    """`claude auth status`: exit 0 logged in, 1 not. An API key in the env counts as logged in."""
+    if env.get("ANTHROPIC_API_KEY") or env.get("CLAUDE_CODE_OAUTH_TOKEN"):
+        return "logged_in", "credentials from the environment"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            claude_bin, "auth", "status",
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    except OSError as exc:
+        return "needs_login", f"cannot run {claude_bin}: {exc.strerror}"
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return "needs_login", f"`claude auth status` did not answer in {PROBE_TIMEOUT:.0f}s"
+    text = out.decode("utf-8", errors="replace").strip()
+    if proc.returncode == 0:
+        return "logged_in", ""
+    return "needs_login", text[:500] or "not logged in"

@@ -1,0 +1,40 @@
+"""The role prompt and claude settings shipped with the harness."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from hive_share.names import MANAGER_NAME
+
+PROMPT_FILE = "hyperhive-prompt.md"
+
+
+def _read(name: str) -> str:
+    return resources.files("hive_agent").joinpath("prompts", name).read_text(encoding="utf-8")
+
+
+def render_role_prompt(role: str, name: str, pronouns: str) -> str:
+    """The role prompt with the agent's name and the operator's pronouns substituted."""
+    template = _read("manager.md" if role == "manager" else "agent.md")
+    return (
+        template.replace("{{name}}", name)
+        .replace("{{pronouns}}", pronouns)
+        .replace("{{manager}}", MANAGER_NAME)
+    )
+
+
+def write_role_prompt(state_dir: Path, role: str, name: str, pronouns: str) -> Path:
+    """Write the rendered prompt for `--append-system-prompt-file`; returns its path."""
+    path = state_dir / PROMPT_FILE
+    text = render_role_prompt(role, name, pronouns)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def settings_path() -> Path:
+    """The `--settings` file, straight from the installed package."""
+    return Path(str(resources.files("hive_agent").joinpath("prompts", "claude-settings.json")))

@@ -1,0 +1,341 @@
+"""The turn loop: inbox items wake a claude turn; its results become events and stats.
+
+Items are acknowledged to hive-core only after their turn ended in a way that
+will not be retried, so a crash or an API outage never loses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hive_agent import agent_config, login, prompts
+from hive_agent.classify import RETRYABLE, classify
+from hive_agent.claude import CLAUDE_ENV, ClaudeProcess, Invocation, RunOutcome
+from hive_agent.history import EventHistory
+from hive_agent.mcp_host import McpHost
+from hive_agent.model import ModelStore
+from hive_agent.settings import HarnessSettings
+from hive_agent.stream import TurnObserver
+from hive_agent.turn_stats import TurnRow, TurnStats
+from hive_agent.wake import render_wake
+from hive_share import live
+from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.client import ClientError, HiveClient
+from hive_share.live import LiveEvent, ResultKind, TurnState
+from hive_share.models import LoginStatus, Message
+
+logger = logging.getLogger(__name__)
+
+RECV_WAIT = 180.0
+RETRY_BASE = 10.0
+RETRY_MAX = 300.0
+MCP_CONFIG_FILE = "hyperhive-mcp.json"
+STATUS_FILE = "hyperhive-status"
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    kind: ResultKind
+    detail: str
+
+
+class Harness:
+    """One agent's harness: turn state, model, login, and the loop that runs turns."""
+
+    def __init__(
+        self,
+        settings: HarnessSettings,
+        env: Mapping[str, str],
+        history: EventHistory,
+        stats: TurnStats,
+    ) -> None:
+        self.settings = settings
+        self.env = dict(env)
+        self.history = history
+        self.stats = stats
+        self.models = ModelStore(settings.state)
+        self.mcp = McpHost(
+            settings.harness_socket.with_name("mcp.sock"),
+            settings.role,
+            settings.socket,
+            self._status_from_tool,
+        )
+        self.state: TurnState = "idle"
+        self.current: ClaudeProcess | None = None
+        self.new_session_next = False
+        self.login: LoginStatus = "unknown"
+        self.turn_id: str | None = None
+        self.turns_run = 0
+        self.busy = False
+        """True from the moment items arrive until they are acknowledged."""
+        self.busy = False
+        """True from the moment items arrive until they are acknowledged."""
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- events -------------------------------------------------------------
+
+    async def emit(self, event: LiveEvent) -> None:
+        await self.history.publish(event, self.turn_id)
+
+    async def _set_state(self, state: TurnState) -> None:
+        if state != self.state:
+            self.state = state
+            await self.emit(live.TurnStateChanged(state=state))
+
+    def _status_from_tool(self, status: str) -> None:
+        (self.settings.state / STATUS_FILE).write_text(status + "\n", encoding="utf-8")
+        task = asyncio.ensure_future(self.emit(live.StatusChanged(status=status)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- controls (harness socket) ------------------------------------------
+
+    def cancel(self) -> str:
+        if self.current is None:
+            return "no turn is running"
+        self.current.cancel()
+        self.state = "cancelling"
+        return "cancelling the running turn"
+
+    def request_new_session(self) -> str:
+        self.new_session_next = True
+        return "the next turn starts a new session"
+
+    async def set_model(self, model: str) -> str:
+        self.models.set(model)
+        await self.emit(live.ModelChanged(model=model))
+        return f"model set to {model} from the next turn on"
+
+    # -- the loop -----------------------------------------------------------
+
+    async def serve(self, stopping: asyncio.Event) -> None:
+        """Long-poll the inbox and run a turn per batch of items until `stopping`."""
+        backoff = 0.2
+        while not stopping.is_set():
+            try:
+                async with HiveClient(self.settings.socket) as core:
+                    backoff = 0.2
+                    await self._inbox_loop(core, stopping)
+            except ClientError as exc:
+                logger.warning("lost hive-core (%s); reconnecting in %.1fs", exc, backoff)
+                await _wait(stopping, backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _inbox_loop(self, core: HiveClient, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            got = await core.call(rq.Recv(cmd="recv", wait_seconds=RECV_WAIT), rs.Messages)
+            if got.messages:
+                await self._handle(core, list(got.messages), stopping)
+
+    async def _handle(
+        self, core: HiveClient, items: list[Message], stopping: asyncio.Event
+    ) -> None:
+        self.busy = True
+        try:
+            await self._turns_until_done(core, items, stopping)
+        finally:
+            self.busy = False
+
+    async def _turns_until_done(
+        self, core: HiveClient, items: list[Message], stopping: asyncio.Event
+    ) -> None:
+        delay = RETRY_BASE
+        while True:
+            result = await self.run_turn(items)
+            if stopping.is_set() and (result.kind in RETRYABLE or result.kind == "cancelled"):
+                return  # interrupted by shutdown: the items come back after the restart
+            if result.kind not in RETRYABLE:
+                break
+            await self.emit(
+                live.Note(text=f"turn failed ({result.kind}); retrying in {delay:.0f}s")
+            )
+            if await _wait(stopping, delay):
+                return  # shutting down: the items stay leased until the connection closes
+            delay = min(delay * 2, RETRY_MAX)
+            more = await core.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)
+            items += more.messages
+        await core.call(rq.Ack(cmd="ack", ids=[m.id for m in items]), rs.Acked)
+
+    # -- one turn -----------------------------------------------------------
+
+    async def run_turn(self, items: Sequence[Message]) -> TurnResult:
+        self.turn_id = uuid.uuid4().hex[:12]
+        started = time.time()
+        new_session = self.new_session_next
+        self.new_session_next = False
+        model = self.models.get()
+        wake_from = sorted({m.sender for m in items})
+        await self.emit(
+            live.TurnStarted(
+                turn_id=self.turn_id, wake_from=wake_from, new_session=new_session, model=model
+            )
+        )
+        await self._set_state("thinking")
+        try:
+            config = agent_config.load(self.settings.agent_config)
+        except agent_config.ConfigError as exc:
+            return await self._finish(
+                started, model, wake_from, new_session, None, 0, TurnResult("error", str(exc))
+            )
+        await self.mcp.start()
+        await self._ensure_login_known()
+        prompt = render_wake(items)
+        outcome = await self._invoke(prompt, model, not new_session, config)
+        kind, detail = classify(outcome.observer.result, outcome.returncode, outcome.cancelled)
+        attempts = 1
+        if kind == "prompt_too_long":
+            await self.emit(live.Note(text="context is full: compacting, then retrying once"))
+            await self._set_state("compacting")
+            compacted = await self._invoke("/compact", model, True, config)
+            keep = compacted.observer.compact_result == "success"
+            if not keep:
+                await self.emit(live.Note(text="compaction failed: retrying in a new session"))
+            await self._set_state("thinking")
+            outcome = await self._invoke(prompt, model, keep, config)
+            kind, detail = classify(outcome.observer.result, outcome.returncode, outcome.cancelled)
+            attempts = 2
+        result = TurnResult(kind, detail)
+        await self._after_login(kind, detail)
+        return await self._finish(started, model, wake_from, new_session, outcome, attempts, result)
+
+    async def _invoke(
+        self, prompt: str, model: str, continue_session: bool, config: agent_config.AgentConfig
+    ) -> RunOutcome:
+        inv = Invocation(
+            claude_bin=self.settings.claude_bin,
+            prompt=prompt,
+            model=model,
+            continue_session=continue_session,
+            settings=prompts.settings_path(),
+            role_prompt=prompts.write_role_prompt(
+                self.settings.state, self.settings.role, self.settings.agent_name,
+                self.settings.operator_pronouns,
+            ),
+            mcp_config=self._write_mcp_config(config),
+            allowed_tools=["mcp__hyperhive", *agent_config.allowed_patterns(config)],
+            cwd=self.settings.state,
+            env=self.claude_env(config),
+        )  # fmt: skip
+        self.current = ClaudeProcess(inv)
+        try:
+            return await self.current.run(self.emit)
+        except OSError as exc:
+            await self.emit(live.Note(text=f"cannot run {inv.claude_bin}: {exc.strerror}"))
+            return RunOutcome(TurnObserver(), None, False, str(exc))
+        finally:
+            self.current = None
+
+    def claude_env(self, config: agent_config.AgentConfig) -> dict[str, str]:
+        env = dict(self.env)
+        env.update(config.env)
+        env.update(CLAUDE_ENV)
+        env.setdefault("CLAUDE_CONFIG_DIR", str(self.settings.state / ".claude"))
+        return env
+
+    def _write_mcp_config(self, config: agent_config.AgentConfig) -> Path:
+        servers: dict[str, object] = {
+            agent_config.OUR_SERVER: {
+                "command": sys.executable,
+                "args": ["-m", "hive_agent", "agent", "mcp"],
+                "env": {"HIVE_MCP_SOCKET": str(self.mcp.path)},
+            }
+        }
+        for key, server in config.mcp_servers.items():
+            servers[key] = {"command": server.command, "args": server.args, "env": server.env}
+        path = self.settings.state / MCP_CONFIG_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"mcpServers": servers}, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    async def _finish(
+        self,
+        started: float,
+        model: str,
+        wake_from: list[str],
+        new_session: bool,
+        outcome: RunOutcome | None,
+        attempts: int,
+        result: TurnResult,
+    ) -> TurnResult:
+        ended = time.time()
+        assert self.turn_id is not None
+        row = TurnRow(
+            turn_id=self.turn_id, model=model, wake_from=wake_from, result_kind=result.kind,
+            result_detail=result.detail[:2000], started_at=started, ended_at=ended,
+            session_id=None, new_session=new_session, attempts=attempts,
+        )  # fmt: skip
+        if outcome is not None:
+            obs = outcome.observer
+            usage = obs.usage()
+            raw = obs.result or {}
+            row.session_id = obs.session_id
+            row.input_tokens = usage.input_tokens
+            row.output_tokens = usage.output_tokens
+            row.cache_creation_input_tokens = usage.cache_creation_input_tokens
+            row.cache_read_input_tokens = usage.cache_read_input_tokens
+            row.context_tokens = obs.context_tokens
+            row.cost_usd = float(raw.get("total_cost_usd") or 0.0)
+            row.tools = dict(obs.tool_calls)
+            row.permission_denials = list(raw.get("permission_denials") or [])
+            await self.emit(live.TokenUsageChanged(context_tokens=obs.context_tokens, usage=usage))
+        await self.stats.record(row)
+        await self.emit(
+            live.TurnEnded(
+                turn_id=self.turn_id, result=result.kind, detail=result.detail[:2000],
+                duration_ms=row.duration_ms,
+            )
+        )  # fmt: skip
+        await self._set_state("idle")
+        self.turns_run += 1
+        self.turn_id = None
+        return result
+
+    # -- login --------------------------------------------------------------
+
+    async def _ensure_login_known(self) -> None:
+        if self.login == "unknown":
+            state, detail = await login.probe(
+                self.settings.claude_bin, self.claude_env(agent_config.AgentConfig())
+            )
+            await self._report_login(state, detail)
+
+    async def _after_login(self, kind: ResultKind, detail: str) -> None:
+        if kind == "auth_error":
+            await self._report_login("needs_login", detail)
+        elif kind == "success":
+            await self._report_login("logged_in", "")
+
+    async def _report_login(self, state: LoginStatus, detail: str) -> None:
+        if state == self.login:
+            return
+        self.login = state
+        if state == "needs_login":
+            await self.emit(live.Note(text=f"Claude Code needs a login: {detail}"))
+        try:
+            async with HiveClient(self.settings.socket) as core:
+                await core.call(
+                    rq.LoginState(cmd="login_state", state=state, detail=detail[:1000]), rs.Done
+                )
+        except ClientError as exc:
+            logger.warning("could not report login state %s: %s", state, exc)
+
+
+async def _wait(stopping: asyncio.Event, seconds: float) -> bool:
+    """Wait `seconds` unless stopping is set first; True if stopping."""
+    try:
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
+    except TimeoutError:
+        return False
+    return True

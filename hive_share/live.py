@@ -1,0 +1,123 @@
+"""Live events of one agent's harness, tagged by `kind`: the per-agent page and history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from hive_share.models import WireModel
+
+TurnState = Literal["idle", "thinking", "tool", "compacting", "cancelling"]
+ResultKind = Literal[
+    "success",
+    "cancelled",
+    "max_turns",
+    "prompt_too_long",
+    "auth_error",
+    "rate_limited",
+    "overloaded",
+    "unreachable",
+    "api_error",
+    "error",
+    "crashed",
+]
+
+
+class TokenUsage(WireModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+class TurnStarted(WireModel):
+    kind: Literal["turn_started"] = "turn_started"
+    turn_id: str
+    wake_from: list[str]
+    new_session: bool
+    model: str
+
+
+class TurnEnded(WireModel):
+    kind: Literal["turn_ended"] = "turn_ended"
+    turn_id: str
+    result: ResultKind
+    detail: str = ""
+    duration_ms: int
+
+
+class Text(WireModel):
+    """Assistant text."""
+
+    kind: Literal["text"] = "text"
+    text: str
+
+
+class ToolUse(WireModel):
+    kind: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ToolResult(WireModel):
+    kind: Literal["tool_result"] = "tool_result"
+    tool_use_id: str
+    content: str
+    is_error: bool = False
+
+
+class Note(WireModel):
+    """Something the harness wants the operator to see (a retry, a dropped line, ...)."""
+
+    kind: Literal["note"] = "note"
+    text: str
+
+
+class Raw(WireModel):
+    """A stream-json line of a type this harness does not know; kept, never dropped."""
+
+    kind: Literal["raw"] = "raw"
+    line_type: str
+    data: dict[str, Any]
+
+
+class StatusChanged(WireModel):
+    kind: Literal["status_changed"] = "status_changed"
+    status: str
+
+
+class ModelChanged(WireModel):
+    kind: Literal["model_changed"] = "model_changed"
+    model: str
+
+
+class TokenUsageChanged(WireModel):
+    """Context size after the last API call, and the turn's running totals."""
+
+    kind: Literal["token_usage_changed"] = "token_usage_changed"
+    context_tokens: int
+    usage: TokenUsage
+
+
+class TurnStateChanged(WireModel):
+    kind: Literal["turn_state_changed"] = "turn_state_changed"
+    state: TurnState
+
+
+LiveEvent = Annotated[
+    TurnStarted
+    | TurnEnded
+    | Text
+    | ToolUse
+    | ToolResult
+    | Note
+    | Raw
+    | StatusChanged
+    | ModelChanged
+    | TokenUsageChanged
+    | TurnStateChanged,
+    Field(discriminator="kind"),
+]
+LIVE_EVENT: TypeAdapter[LiveEvent] = TypeAdapter(LiveEvent)
