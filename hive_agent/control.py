@@ -9,6 +9,7 @@ import os
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import assert_never
 
 from pydantic import ValidationError
 
@@ -20,7 +21,8 @@ from hive_share.models import WireModel, dump
 
 logger = logging.getLogger(__name__)
 
-ControlHandler = Callable[[rq.Cancel | rq.NewSession | rq.SetModel], Awaitable[str]]
+Control = rq.Cancel | rq.NewSession | rq.SetModel | rq.TurnStatus
+ControlHandler = Callable[[Control], Awaitable[WireModel]]
 
 
 async def answer(line: bytes, controls: ControlHandler) -> WireModel:
@@ -43,11 +45,13 @@ async def answer(line: bytes, controls: ControlHandler) -> WireModel:
             return rs.VersionResult(protocol=PROTOCOL_VERSION, server=f"hive-agent {__version__}")
         case rq.Ping():
             return rs.Pong()
-        case rq.Cancel() | rq.NewSession() | rq.SetModel():
+        case rq.Cancel() | rq.NewSession() | rq.SetModel() | rq.TurnStatus():
             try:
-                return rs.Done(detail=await controls(req))
+                return await controls(req)
             except ValueError as exc:
                 return rs.Error(code="invalid_request", error=str(exc))
+        case _:
+            assert_never(req)
 
 
 def _clear_stale(path: Path) -> None:

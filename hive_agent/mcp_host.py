@@ -76,9 +76,9 @@ class McpHost:
         try:
             async with stdio_server(_Lines(reader), _Out(writer)) as (read, write):  # type: ignore[arg-type]
                 await low.run(read, write, low.create_initialization_options())
-        except (ConnectionError, BrokenPipeError):
+        except* (ConnectionError, BrokenPipeError):
             logger.debug("MCP session connection dropped")
-        except Exception:
+        except* Exception:
             logger.exception("MCP session failed")
         finally:
             writer.close()

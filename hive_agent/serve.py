@@ -10,7 +10,7 @@ import signal
 import time
 from collections.abc import Mapping
 
-from hive_agent.control import start_control, stop_control
+from hive_agent.control import Control, start_control, stop_control
 from hive_agent.history import EventHistory
 from hive_agent.settings import HarnessSettings
 from hive_agent.turn import Harness
@@ -18,6 +18,7 @@ from hive_agent.turn_stats import TurnStats
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient, NotRunning
+from hive_share.models import WireModel
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +74,16 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     stats = await TurnStats.open(settings.state)
     harness = Harness(settings, env, history, stats)
 
-    async def controls(req: rq.Cancel | rq.NewSession | rq.SetModel) -> str:
+    async def controls(req: Control) -> WireModel:
         match req:
             case rq.Cancel():
-                return harness.cancel()
+                return rs.Done(detail=harness.cancel())
             case rq.NewSession():
-                return harness.request_new_session()
+                return rs.Done(detail=harness.request_new_session())
             case rq.SetModel(model=model):
-                return await harness.set_model(model)
+                return rs.Done(detail=await harness.set_model(model))
+            case rq.TurnStatus(after_turns=after, wait_seconds=wait):
+                return await harness.status(after, wait)
 
     control = await start_control(settings.harness_socket, controls)
     try:

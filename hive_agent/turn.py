@@ -7,6 +7,7 @@ will not be retried, so a crash or an API outage never loses them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -77,6 +78,9 @@ class Harness:
         self.turn_id: str | None = None
         self.turns_run = 0
         self.busy = False
+        self.last_result: ResultKind | None = None
+        self.last_turn_id: str | None = None
+        self._turn_done = asyncio.Condition()
         """True from the moment items arrive until they are acknowledged."""
         self.busy = False
         """True from the moment items arrive until they are acknowledged."""
@@ -115,6 +119,16 @@ class Harness:
         self.models.set(model)
         await self.emit(live.ModelChanged(model=model))
         return f"model set to {model} from the next turn on"
+
+    async def status(self, after_turns: int, wait_seconds: float) -> rs.HarnessState:
+        """The harness state once `after_turns` turns have run, or when the wait ends."""
+        with contextlib.suppress(TimeoutError):  # on time-out, answer with the state as it is
+            async with asyncio.timeout(wait_seconds), self._turn_done:
+                await self._turn_done.wait_for(lambda: self.turns_run >= after_turns)
+        return rs.HarnessState(
+            turn_state=self.state, turns_run=self.turns_run, model=self.models.get(),
+            login=self.login, last_result=self.last_result, last_turn_id=self.last_turn_id,
+        )  # fmt: skip
 
     # -- the loop -----------------------------------------------------------
 
@@ -297,7 +311,11 @@ class Harness:
             )
         )  # fmt: skip
         await self._set_state("idle")
-        self.turns_run += 1
+        async with self._turn_done:
+            self.turns_run += 1
+            self.last_result = result.kind
+            self.last_turn_id = self.turn_id
+            self._turn_done.notify_all()
         self.turn_id = None
         return result
 

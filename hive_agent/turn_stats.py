@@ -90,6 +90,7 @@ class TurnStats:
         values["tools"] = json.dumps(row.tools, sort_keys=True)
         values["permission_denials"] = json.dumps(row.permission_denials)
         values["permission_denial_count"] = len(row.permission_denials)
+        values["tool_call_count"] = sum(row.tools.values())
         values["new_session"] = int(row.new_session)
         values["duration_ms"] = row.duration_ms
         columns = ", ".join(values)

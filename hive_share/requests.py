@@ -96,6 +96,14 @@ class SetModel(WireModel):
     model: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\[\]-]{1,100}$")]
 
 
+class TurnStatus(WireModel):
+    """Harness socket: turn state and counters, once `turns_run >= after_turns` (long-poll)."""
+
+    cmd: Literal["turn_status"]
+    after_turns: Annotated[int, Field(ge=0)] = 0
+    wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
+
+
 class Spawn(WireModel):
     """Create and start an agent (operator only)."""
 
@@ -220,7 +228,7 @@ AgentRequest = Annotated[
     Field(discriminator="cmd"),
 ]
 HarnessRequest = Annotated[
-    Version | Ping | Cancel | NewSession | SetModel, Field(discriminator="cmd")
+    Version | Ping | Cancel | NewSession | SetModel | TurnStatus, Field(discriminator="cmd")
 ]
 AnyRequest = Annotated[
     Version
@@ -235,6 +243,7 @@ AnyRequest = Annotated[
     | Cancel
     | NewSession
     | SetModel
+    | TurnStatus
     | Spawn
     | RequestSpawn
     | Approve

@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from hive_share.models import AgentInfo, Approval, Message, WireModel
+from hive_share.live import ResultKind, TurnState
+from hive_share.models import AgentInfo, Approval, LoginStatus, Message, WireModel
 
 ErrorCode = Literal[
     "malformed",
@@ -99,6 +100,19 @@ class Identity(WireModel):
     web_port: int | None = None
 
 
+class HarnessState(WireModel):
+    """`turn_status`: what the harness is doing and how its last turn ended."""
+
+    ok: Literal[True] = True
+    result: Literal["harness_state"] = "harness_state"
+    turn_state: TurnState
+    turns_run: int
+    model: str
+    login: LoginStatus
+    last_result: ResultKind | None = None
+    last_turn_id: str | None = None
+
+
 class Done(WireModel):
     """A lifecycle action finished; `detail` says what happened."""
 
@@ -118,6 +132,7 @@ Response = Annotated[
     | Approvals
     | ApprovalResult
     | Identity
+    | HarnessState
     | Done,
     Field(discriminator="result"),
 ]

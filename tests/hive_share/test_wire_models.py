@@ -63,6 +63,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.Cancel: requests.Cancel(cmd="cancel"),
     requests.NewSession: requests.NewSession(cmd="new_session"),
     requests.SetModel: requests.SetModel(cmd="set_model", model="claude-sonnet-5-5[1m]"),
+    requests.TurnStatus: requests.TurnStatus(cmd="turn_status", after_turns=2, wait_seconds=5),
     requests.Spawn: requests.Spawn(cmd="spawn", name="alice"),
     requests.RequestSpawn: requests.RequestSpawn(cmd="request_spawn", name="bob"),
     requests.Approve: requests.Approve(cmd="approve", id=4),
@@ -87,6 +88,14 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.Approvals: responses.Approvals(approvals=[APPROVAL]),
     responses.ApprovalResult: responses.ApprovalResult(approval=APPROVAL),
     responses.Identity: responses.Identity(name="alice", role="agent", web_port=42001),
+    responses.HarnessState: responses.HarnessState(
+        turn_state="idle",
+        turns_run=3,
+        model="opus",
+        login="logged_in",
+        last_result="success",
+        last_turn_id="abc",
+    ),
     responses.Done: responses.Done(detail="alice started"),
     # live events
     live.TurnStarted: live.TurnStarted(
@@ -186,7 +195,7 @@ def test_host_socket_does_not_lease_messages_or_report_liveness() -> None:
 
 
 def test_harness_socket_answers_pings_and_turn_controls_only() -> None:
-    assert {"version", "ping", "cancel", "new_session", "set_model"} == HARNESS_VERBS
+    assert {"version", "ping", "cancel", "new_session", "set_model", "turn_status"} == HARNESS_VERBS
 
 
 def test_every_verb_belongs_to_some_socket_and_every_socket_has_version() -> None:
