@@ -1,6 +1,7 @@
 """`agent.toml`: the per-agent harness settings in the agent's `applied` repo.
 
-model = "sonnet"                      # optional default model
+model = "sonnet"                      # default model until one is picked at run time
+max_turns = 50                        # optional cap on round trips per turn
 [env]                                 # extra environment for claude
 FOO = "bar"
 [mcp_servers.matrix]                  # extra MCP servers
@@ -41,6 +42,8 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\[\]-]{1,100}$")] | None = None
+    max_turns: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    """Cap on model round trips per turn (`--max-turns`); none by default."""
     env: dict[str, str] = {}
     mcp_servers: dict[str, McpServer] = {}
 

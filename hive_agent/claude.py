@@ -46,12 +46,15 @@ class Invocation:
     allowed_tools: Sequence[str]
     cwd: Path
     env: Mapping[str, str]
+    max_turns: int | None = None
 
     def argv(self) -> list[str]:
         """The command line; the prompt goes last, after `--` (variadic flags swallow it)."""
         args = [self.claude_bin, "-p", "--output-format", "stream-json", "--verbose"]
         if self.continue_session:
             args.append("--continue")
+        if self.max_turns is not None:
+            args += ["--max-turns", str(self.max_turns)]
         args += [
             "--model", self.model,
             "--settings", str(self.settings),

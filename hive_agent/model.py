@@ -29,11 +29,12 @@ class ModelStore:
         self._path = state_dir / MODEL_FILE
         self._default = default
 
-    def get(self) -> str:
+    def get(self, default: str | None = None) -> str:
+        """The chosen model, else `default` (agent.toml's), else the built-in default."""
         try:
             text = self._path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            return self._default
+            return default or self._default
         try:
             return validate_model(text)
         except InvalidModel as exc:

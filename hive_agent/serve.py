@@ -82,8 +82,8 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
                 return rs.Done(detail=harness.request_new_session())
             case rq.SetModel(model=model):
                 return rs.Done(detail=await harness.set_model(model))
-            case rq.TurnStatus(after_turns=after, wait_seconds=wait):
-                return await harness.status(after, wait)
+            case rq.TurnStatus(after_turns=after, until_state=state, wait_seconds=wait):
+                return await harness.status(after, state, wait)
 
     control = await start_control(settings.harness_socket, controls)
     try:

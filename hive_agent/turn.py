@@ -23,7 +23,7 @@ from hive_agent.classify import RETRYABLE, classify
 from hive_agent.claude import CLAUDE_ENV, ClaudeProcess, Invocation, RunOutcome
 from hive_agent.history import EventHistory
 from hive_agent.mcp_host import McpHost
-from hive_agent.model import ModelStore
+from hive_agent.model import InvalidModel, ModelStore
 from hive_agent.settings import HarnessSettings
 from hive_agent.stream import TurnObserver
 from hive_agent.turn_stats import TurnRow, TurnStats
@@ -80,7 +80,8 @@ class Harness:
         self.busy = False
         self.last_result: ResultKind | None = None
         self.last_turn_id: str | None = None
-        self._turn_done = asyncio.Condition()
+        self._changed = asyncio.Condition()
+        """Notified whenever the turn state or the turn count changes."""
         """True from the moment items arrive until they are acknowledged."""
         self.busy = False
         """True from the moment items arrive until they are acknowledged."""
@@ -90,10 +91,16 @@ class Harness:
 
     async def emit(self, event: LiveEvent) -> None:
         await self.history.publish(event, self.turn_id)
+        if isinstance(event, live.TurnStateChanged) and event.state != self.state:
+            async with self._changed:  # states reported by the stream (tool, compacting)
+                self.state = event.state
+                self._changed.notify_all()
 
     async def _set_state(self, state: TurnState) -> None:
         if state != self.state:
-            self.state = state
+            async with self._changed:
+                self.state = state
+                self._changed.notify_all()
             await self.emit(live.TurnStateChanged(state=state))
 
     def _status_from_tool(self, status: str) -> None:
@@ -120,11 +127,18 @@ class Harness:
         await self.emit(live.ModelChanged(model=model))
         return f"model set to {model} from the next turn on"
 
-    async def status(self, after_turns: int, wait_seconds: float) -> rs.HarnessState:
-        """The harness state once `after_turns` turns have run, or when the wait ends."""
-        with contextlib.suppress(TimeoutError):  # on time-out, answer with the state as it is
-            async with asyncio.timeout(wait_seconds), self._turn_done:
-                await self._turn_done.wait_for(lambda: self.turns_run >= after_turns)
+    async def status(
+        self, after_turns: int, until_state: TurnState | None, wait_seconds: float
+    ) -> rs.HarnessState:
+        """The harness state once `after_turns` turns have run (and the turn state is
+        `until_state`, if given), or as it is when the wait ends."""
+
+        def reached() -> bool:
+            return self.turns_run >= after_turns and until_state in (None, self.state)
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_seconds), self._changed:
+                await self._changed.wait_for(reached)
         return rs.HarnessState(
             turn_state=self.state, turns_run=self.turns_run, model=self.models.get(),
             login=self.login, last_result=self.last_result, last_turn_id=self.last_turn_id,
@@ -187,20 +201,23 @@ class Harness:
         started = time.time()
         new_session = self.new_session_next
         self.new_session_next = False
-        model = self.models.get()
         wake_from = sorted({m.sender for m in items})
+        config, problem = agent_config.AgentConfig(), ""
+        try:
+            config = agent_config.load(self.settings.agent_config)
+            model = self.models.get(config.model)
+        except (agent_config.ConfigError, InvalidModel) as exc:
+            model, problem = "-", str(exc)
         await self.emit(
             live.TurnStarted(
                 turn_id=self.turn_id, wake_from=wake_from, new_session=new_session, model=model
             )
         )
         await self._set_state("thinking")
-        try:
-            config = agent_config.load(self.settings.agent_config)
-        except agent_config.ConfigError as exc:
-            return await self._finish(
-                started, model, wake_from, new_session, None, 0, TurnResult("error", str(exc))
-            )
+        if problem:
+            await self.emit(live.Note(text=f"cannot run a turn: {problem}"))
+            result = TurnResult("error", problem)
+            return await self._finish(started, model, wake_from, new_session, None, 0, result)
         await self.mcp.start()
         await self._ensure_login_known()
         prompt = render_wake(items)
@@ -239,6 +256,7 @@ class Harness:
             allowed_tools=["mcp__hyperhive", *agent_config.allowed_patterns(config)],
             cwd=self.settings.state,
             env=self.claude_env(config),
+            max_turns=config.max_turns,
         )  # fmt: skip
         self.current = ClaudeProcess(inv)
         try:
@@ -311,11 +329,11 @@ class Harness:
             )
         )  # fmt: skip
         await self._set_state("idle")
-        async with self._turn_done:
+        async with self._changed:
             self.turns_run += 1
             self.last_result = result.kind
             self.last_turn_id = self.turn_id
-            self._turn_done.notify_all()
+            self._changed.notify_all()
         self.turn_id = None
         return result
 

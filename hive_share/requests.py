@@ -6,6 +6,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, TypeAdapter
 
+from hive_share.live import TurnState
 from hive_share.models import AgentName, Principal, WireModel
 
 MAX_BODY = 256 * 1024
@@ -101,6 +102,8 @@ class TurnStatus(WireModel):
 
     cmd: Literal["turn_status"]
     after_turns: Annotated[int, Field(ge=0)] = 0
+    until_state: TurnState | None = None
+    """Also wait until the turn state is this one."""
     wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
 
 

@@ -56,6 +56,7 @@ def harness_env(base: Mapping[str, str], spec: AgentSpec) -> dict[str, str]:
         HIVE_SOCKET=str(spec.socket),
         HIVE_HARNESS_SOCKET=str(spec.harness_socket),
         HIVE_STATE=str(spec.state_dir),
+        HIVE_AGENT_CONFIG=str(spec.agent_dir / "applied" / "agent.toml"),
         HIVE_WEB_PORT=str(spec.web_port),
         HIVE_OPERATOR_PRONOUNS=spec.operator_pronouns,
         HIVE_PARENT_PID=str(os.getpid()),

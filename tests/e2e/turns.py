@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +15,8 @@ import pytest
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
-from tests.e2e.hive import Hive
-from tests.fake_anthropic import FakeAnthropic
+from tests.e2e.hive import Hive, short_tmp
+from tests.fake_anthropic import FakeAnthropic, Script
 
 REPO = Path(__file__).resolve().parents[2]
 CLAUDE_BIN = os.environ.get("HIVE_TEST_CLAUDE_BIN") or str(
@@ -86,3 +89,32 @@ async def turns_done(hive: Hive, name: str, count: int, bound: float = 90.0) -> 
         )
     assert state.turns_run >= count, f"{name} ran {state.turns_run} turns, expected {count}"
     return state
+
+
+@contextmanager
+def hive_with(script: Script, **extra_env: str) -> Iterator[tuple[Hive, FakeAnthropic]]:
+    """A daemon whose agents run the real CLI against a fake API driven by `script`."""
+    root = short_tmp()
+    with FakeAnthropic(script) as fake:
+        env = turn_env(fake, root)
+        env.update(extra_env)
+        hive = Hive(root, env)
+        try:
+            hive.start()
+            yield hive, fake
+        finally:
+            hive.close()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def write_agent_toml(hive: Hive, name: str, text: str) -> None:
+    (hive.state_dir / "agents" / name / "applied" / "agent.toml").write_text(text)
+
+
+async def wait_state(hive: Hive, name: str, state: str, bound: float = 60.0) -> None:
+    async with HiveClient(hive.harness_sock(name)) as h:
+        got = await h.call(
+            rq.TurnStatus(cmd="turn_status", until_state=state, wait_seconds=bound),  # type: ignore[arg-type]
+            rs.HarnessState,
+        )
+    assert got.turn_state == state, f"{name} is {got.turn_state}, not {state}"
