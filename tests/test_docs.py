@@ -1,0 +1,100 @@
+"""The docs name every CLI command, socket verb and setting; README and CI start from ./dev."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import typer.core
+import typer.main
+from pydantic_settings import BaseSettings
+
+from hive_agent.settings import HarnessSettings
+from hive_core.cli import app
+from hive_core.settings import Settings
+from hive_share.requests import ALL_VERBS, HARNESS_VERBS
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def _docs_text() -> str:
+    pages = sorted(DOCS.glob("*.md"))
+    assert pages, f"no docs/*.md under {DOCS}"
+    return "\n".join(page.read_text(encoding="utf-8") for page in pages)
+
+
+def _missing(patterns: dict[str, str], text: str) -> list[str]:
+    """The keys whose regex does not occur in `text`."""
+    return sorted(key for key, pattern in patterns.items() if re.search(pattern, text) is None)
+
+
+def _cli_commands() -> list[str]:
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup), f"hive-core app is a {type(group)!r}"
+    return sorted(group.commands)
+
+
+def _env_vars(model: type[BaseSettings]) -> list[str]:
+    prefix = str(model.model_config.get("env_prefix", ""))
+    return sorted(f"{prefix}{field}".upper() for field in model.model_fields)
+
+
+def _first_lines(text: str, count: int) -> list[str]:
+    """The first `count` non-empty lines, code fences skipped."""
+    lines = [line.strip() for line in text.splitlines()]
+    return [line for line in lines if line and not line.startswith("```")][:count]
+
+
+def _words(names: Iterable[str]) -> str:
+    return ", ".join(names)
+
+
+def test_every_cli_command_is_documented() -> None:
+    commands = _cli_commands()
+    assert "serve" in commands
+    patterns = {c: rf"hive-core {re.escape(c)}(?![\w-])" for c in commands}
+    missing = _missing(patterns, _docs_text())
+    assert not missing, f"docs/*.md never mention `hive-core <cmd>` for: {_words(missing)}"
+
+
+def test_every_socket_verb_is_documented() -> None:
+    verbs = sorted(ALL_VERBS | HARNESS_VERBS)
+    assert "send" in verbs
+    patterns = {v: rf"`{re.escape(v)}`" for v in verbs}
+    missing = _missing(patterns, _docs_text())
+    assert not missing, f"docs/*.md never mention these socket verbs as `verb`: {_words(missing)}"
+
+
+def test_every_daemon_setting_is_documented() -> None:
+    names = _env_vars(Settings)
+    assert "HIVE_STATE_DIR" in names
+    missing = _missing({n: rf"{n}(?!\w)" for n in names}, _docs_text())
+    assert not missing, f"docs/*.md never mention these hive-core settings: {_words(missing)}"
+
+
+def test_every_harness_setting_is_documented() -> None:
+    names = _env_vars(HarnessSettings)
+    assert "HIVE_AGENT_NAME" in names
+    missing = _missing({n: rf"{n}(?!\w)" for n in names}, _docs_text())
+    assert not missing, f"docs/*.md never mention these harness settings: {_words(missing)}"
+
+
+def test_readme_opens_with_the_two_dev_commands() -> None:
+    first = _first_lines((ROOT / "README.md").read_text(encoding="utf-8"), 2)
+    wanted = ["./dev serve", "./dev test"]
+    wrong = [
+        f"line {i + 1} should start with {w!r}, got {got!r}"
+        for i, (w, got) in enumerate(zip(wanted, first + [""] * 2, strict=False))
+        if not got.startswith(w)
+    ]
+    assert not wrong, "README.md must open with the two ./dev commands: " + "; ".join(wrong)
+
+
+def test_ci_runs_the_same_command_as_a_developer() -> None:
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    assert any(re.search(r"\./dev test(?!\S)", line) for line in code), (
+        f".ci/run does not call `./dev test`; its lines are: {code}"
+    )
