@@ -10,7 +10,14 @@ import time
 
 from hive_core import agent_dirs
 from hive_core.containers.backend import AgentSpec
-from hive_core.errors import AlreadyExists, BackendError, Conflict, InvalidRequest, NotFound
+from hive_core.errors import (
+    AlreadyExists,
+    BackendError,
+    Conflict,
+    HiveError,
+    InvalidRequest,
+    NotFound,
+)
 from hive_core.liveness import ping
 from hive_core.registry import AgentRecord
 from hive_core.services import Services
@@ -108,6 +115,11 @@ async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
             await s.agent_sockets.open(name)
         try:
             await _launch(s, record)
+        except BackendError as exc:
+            raise BackendError(
+                f"{name} was created but did not start: {exc.message}. "
+                f"`hive-core start {name}` retries; `hive-core destroy {name}` removes it"
+            ) from None
         finally:
             publish_state(s, name)
     return info(s, record, alive=True)
@@ -143,7 +155,7 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
         raise Conflict(f"approval {approval_id} is already {approval.status}")
     try:
         await spawn(s, approval.agent, actor)
-    except (AlreadyExists, BackendError) as exc:
+    except HiveError as exc:
         await s.approvals.resolve(approval_id, "failed", exc.message)
         raise
     await s.approvals.resolve(approval_id, "approved", None)
@@ -227,7 +239,7 @@ async def destroy(s: Services, name: str, purge: bool, actor: str) -> str:
     async with s.lock(name):
         if s.registry.find(name) is None:
             if not purge:
-                if name in agent_dirs.list_dirs(s.settings.agents_dir):
+                if name in await asyncio.to_thread(agent_dirs.list_dirs, s.settings.agents_dir):
                     raise Conflict(f"{name} is already destroyed; add --purge to remove it")
                 raise NotFound(f"no agent or tombstone named {name!r}")
             await agent_dirs.purge(s.settings.agents_dir, name)

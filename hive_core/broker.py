@@ -10,6 +10,7 @@ next `recv`. See docs/persistence.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -26,6 +27,24 @@ logger = logging.getLogger(__name__)
 
 RETENTION_SECONDS = 30 * 24 * 3600
 """Delivered messages older than this are vacuumed."""
+
+RESPONSE_BUDGET = 900 * 1024
+"""Bytes of message bodies one `recv`/`inbox` answer may carry (lines are capped at 1 MiB)."""
+
+
+def fit(messages: list[Message], newest_first: bool = False) -> list[Message]:
+    """The longest run of `messages` whose bodies fit the response budget (at least one)."""
+    order = reversed(messages) if newest_first else iter(messages)
+    kept: list[Message] = []
+    used = 0
+    for m in order:
+        size = len(json.dumps(m.body, ensure_ascii=False).encode("utf-8")) + 200
+        if kept and used + size > RESPONSE_BUDGET:
+            break
+        kept.append(m)
+        used += size
+    return list(reversed(kept)) if newest_first else kept
+
 
 LeaseOwner = int
 """Identifies one connection; its leases end when it closes."""
@@ -174,7 +193,7 @@ class Broker:
             ).fetchall()
 
         rows = await self._db.read(select)
-        return [_message(r) for r in rows if r["id"] not in inbox.leases][:limit]
+        return fit([_message(r) for r in rows if r["id"] not in inbox.leases][:limit])
 
     async def ack(self, recipient: str, owner: LeaseOwner, ids: list[int]) -> int:
         """Mark messages delivered. Only messages leased to `owner` count.
@@ -244,7 +263,7 @@ class Broker:
                 (recipient, limit),
             ).fetchall()
 
-        messages = [_message(r) for r in await self._db.read(select)]
+        messages = fit([_message(r) for r in await self._db.read(select)], newest_first=True)
         await self._mark_delivered(recipient, [m.id for m in messages if m.delivered_at is None])
         return messages
 

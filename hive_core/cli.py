@@ -234,7 +234,7 @@ def approve(
 @app.command()
 def deny(
     approval_id: Annotated[int, typer.Argument(metavar="ID", help="Approval id.")],
-    reason: Annotated[str, typer.Option("--reason", help="Told to the requester.")] = "",
+    reason: Annotated[str, typer.Option("--reason", help="Recorded with the denial.")] = "",
     run_dir: RunDir = None,
 ) -> None:
     """Deny a pending request."""
@@ -244,7 +244,9 @@ def deny(
 
 @app.command()
 def send(
-    to: Annotated[str, typer.Argument(help="Agent name (or operator).", show_default=False)],
+    to: Annotated[
+        str, typer.Argument(help="Agent name (the manager is hm1nd).", show_default=False)
+    ],
     body: Annotated[str, typer.Argument(help="Message text; - reads stdin.", show_default=False)],
     run_dir: RunDir = None,
 ) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
+import stat
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 
 from hive_core import __version__, actions
 from hive_core.approvals import Approvals
@@ -17,7 +20,7 @@ from hive_core.clock import Clock, SystemClock
 from hive_core.containers.backend import ContainerBackend
 from hive_core.containers.local import LocalBackend
 from hive_core.db import Database
-from hive_core.errors import StartupError
+from hive_core.errors import HiveError, StartupError
 from hive_core.liveness import Liveness
 from hive_core.registry import Registry
 from hive_core.sdnotify import notify
@@ -39,24 +42,56 @@ CHECKPOINT_INTERVAL = 2.0
 
 
 async def periodic(interval: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
-    """Run `tick` every `interval` seconds; a failing tick is logged and the loop goes on."""
+    """Run `tick` now and then every `interval` seconds; a failing tick is logged, not fatal."""
     while True:
-        await asyncio.sleep(interval)
         try:
             await tick()
         except Exception:
             logger.exception("%s failed; will retry in %.0fs", what, interval)
+        await asyncio.sleep(interval)
 
 
-def _make_backend(
-    settings: Settings, env: Mapping[str, str], services: list[Services]
-) -> ContainerBackend:
+def _make_backend(env: Mapping[str, str], services: list[Services]) -> ContainerBackend:
     def on_exit(name: str, pid: int, code: int, expected: bool) -> None:
         actions.on_exit(services[0], name, pid, code, expected)
 
-    if settings.backend == "local":
-        return LocalBackend(env, on_exit)
-    raise StartupError("HIVE_BACKEND=nixos is not available in this build; use HIVE_BACKEND=local")
+    return LocalBackend(env, on_exit)
+
+
+def prepare_private_dir(path: Path) -> None:
+    """Create the socket dir, or accept an existing one only if it is ours and private.
+
+    Raises:
+        StartupError: someone else owns it, or others may write to it.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise StartupError(f"{path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise StartupError(f"{path} belongs to uid {st.st_uid}, not to us; remove it")
+    if st.st_mode & 0o022:
+        raise StartupError(
+            f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):o}); "
+            "chmod 700 it or remove it"
+        )
+
+
+def lock_state_dir(state_dir: Path) -> int:
+    """Hold an exclusive lock on the state dir for the daemon's life.
+
+    Raises:
+        StartupError: another hive-core uses this state dir.
+    """
+    fd = os.open(state_dir / "hive.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StartupError(
+            f"another hive-core is already using {state_dir} (it holds hive.lock)"
+        ) from None
+    return fd
 
 
 class Daemon:
@@ -65,6 +100,7 @@ class Daemon:
         self.env = env
         self.clock = clock or SystemClock()
         self.stopping = asyncio.Event()
+        self._lock: int | None = None
 
     def _servers(self, s: Services) -> list[SocketServer]:
         st = self.settings
@@ -99,9 +135,17 @@ class Daemon:
 
     async def _open_services(self) -> Services:
         st = self.settings
-        st.check_socket_paths()
+        if st.backend != "local":
+            raise StartupError(
+                f"HIVE_BACKEND={st.backend} is not available in this build; use HIVE_BACKEND=local"
+            )
+        try:
+            st.check_socket_paths()
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         st.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prepare_private_dir(st.run_dir)
+        self._lock = lock_state_dir(st.state_dir)
         db = await Database.open(st.db_path)
         bus = EventBus()
         registry = Registry(db, self.clock)
@@ -116,7 +160,7 @@ class Daemon:
             broker=Broker(db, bus, self.clock, registry.is_recipient),
             approvals=Approvals(db, bus, self.clock),
             transients=Transients(db, bus, self.clock),
-            backend=_make_backend(st, self.env, holder),
+            backend=_make_backend(self.env, holder),
             liveness=Liveness(),
             agent_sockets=AgentSockets(lambda name: self._agent_server(holder[0], name)),
         )
@@ -149,7 +193,10 @@ class Daemon:
                     tg.create_task(periodic(CHECKPOINT_INTERVAL, s.db.checkpoint, "checkpoint")),
                 ]
                 await actions.restore(s)
-                await actions.ensure_manager(s)
+                try:
+                    await actions.ensure_manager(s)
+                except HiveError as exc:
+                    logger.error("could not start the manager: %s", exc.message)
                 self._announce()
                 await self.stopping.wait()
                 logger.info("shutting down")
@@ -161,6 +208,8 @@ class Daemon:
             for server in servers:
                 await server.close(0)
             await s.db.close()
+            if self._lock is not None:
+                os.close(self._lock)
             logger.info("stopped")
 
     async def _drain(self, s: Services, servers: list[SocketServer]) -> None:

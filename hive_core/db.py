@@ -193,7 +193,8 @@ class Database:
                 conn.execute("ROLLBACK")
             failure = StorageError(f"could not commit to {self.path}: {exc}")
             for _, fut in batch:
-                if fut.running():
+                # Jobs not yet started (BEGIN itself failed) must be answered too.
+                if fut.running() or fut.set_running_or_notify_cancel():
                     fut.set_exception(failure)
             return
         self._writes_since_checkpoint += len(batch)

@@ -49,7 +49,7 @@ def decode(line: bytes) -> dict[str, Any]:
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        raise FrameError(f"malformed JSON: {exc.msg} at column {exc.colno}") from None
+        raise FrameError(f"malformed JSON ({exc.msg}, column {exc.colno})") from None
     except RecursionError:
         raise FrameError("JSON nested too deeply") from None
     if not isinstance(value, dict):

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field, TypeAdapter
+from pydantic import AfterValidator, Field, TypeAdapter
 
 from hive_share.live import TurnState
 from hive_share.models import AgentName, Principal, WireModel
 
 MAX_BODY = 256 * 1024
+"""Most characters in a message body."""
+MAX_BODY_JSON = 512 * 1024
+"""Most bytes a body may take once JSON-escaped, so any one message fits in a 1 MiB line."""
 MAX_WAIT_SECONDS = 180.0
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+def _fits(body: str) -> str:
+    size = len(json.dumps(body, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_BODY_JSON:
+        raise ValueError(f"body takes {size} bytes as JSON; at most {MAX_BODY_JSON} allowed")
+    return body
 
 
 class Version(WireModel):
@@ -31,7 +42,7 @@ class Send(WireModel):
 
     cmd: Literal["send"]
     to: Principal
-    body: Annotated[str, Field(min_length=1, max_length=MAX_BODY)]
+    body: Annotated[str, Field(min_length=1, max_length=MAX_BODY), AfterValidator(_fits)]
     idempotency_key: IdempotencyKey | None = None
 
 

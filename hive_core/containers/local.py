@@ -94,7 +94,12 @@ class LocalBackend:
                 return current
             if self._tg is None:
                 raise BackendError("the local backend is not running")
-            log_fd = await asyncio.to_thread(_open_log, spec)
+            try:
+                log_fd = await asyncio.to_thread(_open_log, spec)
+            except OSError as exc:
+                raise BackendError(
+                    f"cannot open the log of {spec.name} at {spec.log_path}: {exc.strerror}"
+                ) from None
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *harness_argv(spec.role),

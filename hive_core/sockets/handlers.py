@@ -58,7 +58,7 @@ def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
             )
         case rq.LoginState(state=state, detail=detail):
             actions.login_state(s, me, state, detail)
-            return rs.Done(detail=f"{me} is {state.replace('_', ' ')}")
+            return rs.Done(detail=f"recorded {me} as {state}")
         case _:
             assert_never(req)
 

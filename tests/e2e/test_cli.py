@@ -143,7 +143,7 @@ def test_every_command_fails_cleanly_when_the_daemon_is_down(hive: Hive) -> None
 
 
 def test_serve_refuses_a_second_daemon_on_the_same_sockets(hive: Hive) -> None:
-    result = hive.cli("serve")
+    result = hive.cli("serve", "--state-dir", str(hive.root / "other-state"))
     assert result.returncode == 1
     assert "already listening" in result.stderr
     assert agents(hive)["hm1nd"]["state"] == "running"

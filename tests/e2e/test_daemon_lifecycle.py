@@ -166,3 +166,47 @@ def test_operator_transitions_are_recorded_as_transients(hive: Hive) -> None:
         ("restart", "operator", "done", 1),
         ("stop", "operator", "done", 1),
     ]
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused(hive: Hive) -> None:
+    other_run = hive.root / "r2"
+    result = hive.cli("serve", "--run-dir", str(other_run))
+    assert result.returncode == 1
+    assert "already using" in result.stderr and "hive.lock" in result.stderr
+    assert listed(hive)["hm1nd"]["state"] == "running"
+
+
+def test_a_run_dir_others_can_write_is_refused(idle_hive: Hive) -> None:
+    idle_hive.run_dir.mkdir(parents=True)
+    idle_hive.run_dir.chmod(0o777)
+    result = idle_hive.cli("serve")
+    assert result.returncode == 1 and "writable by others" in result.stderr
+    assert not (idle_hive.state_dir / "hive.sqlite").exists()
+
+
+async def test_large_messages_arrive_whole_across_several_receives(hive: Hive) -> None:
+    hive.spawn_idle("alice")
+    bodies = [chr(ord("a") + i) * 200_000 for i in range(6)]
+    async with hive.client() as op:
+        for body in bodies:
+            await op.call(rq.Send(cmd="send", to="alice", body=body), rs.Sent)
+    got: list[str] = []
+    async with hive.client(hive.agent_sock("alice")) as alice:
+        while len(got) < len(bodies):
+            batch = await alice.call(rq.Recv(cmd="recv", wait_seconds=5), rs.Messages)
+            assert batch.messages, "a receive came back empty with messages waiting"
+            got += [m.body for m in batch.messages]
+            await alice.call(rq.Ack(cmd="ack", ids=[m.id for m in batch.messages]), rs.Acked)
+    assert got == bodies
+    inbox = hive.cli("inbox", "--json")
+    assert inbox.returncode == 0, inbox.stderr
+
+
+async def test_a_body_too_large_to_frame_is_refused_with_a_clear_error(hive: Hive) -> None:
+    hive.spawn_idle("alice")
+    async with hive.client() as op:
+        with pytest.raises(RemoteError) as refused:
+            await op.call(
+                rq.Send.model_construct(cmd="send", to="alice", body="\x01" * 100_000), rs.Sent
+            )
+    assert refused.value.code == "invalid_request" and "bytes as JSON" in refused.value.message
