@@ -26,7 +26,10 @@ MIN_ARMED = 0.002
 """A receiver is used only this long after its recv was issued, so the recv is parked
 in the daemon (not still in flight) when the send lands. Rotating over ten
 receivers normally leaves far more than this."""
-PHASE_TIMEOUT = 120.0
+TAKE_TIMEOUT = 10.0
+"""A receiver that gets nothing for this long while messages are being sent to it
+means something else consumed them; fail instead of hanging."""
+PHASE_TIMEOUT = 60.0
 
 
 class BenchError(RuntimeError):
@@ -64,7 +67,15 @@ class Receiver:
         if self._pending is None:
             raise BenchError("receiver is not waiting")
         pending, self._pending = self._pending, None
-        return (await pending).messages
+        try:
+            async with asyncio.timeout(TAKE_TIMEOUT):
+                reply = await pending
+        except TimeoutError:
+            raise BenchError(
+                f"{self.client.path}: no message within {TAKE_TIMEOUT:.0f}s; did another "
+                "client (a harness?) recv it on this agent's socket?"
+            ) from None
+        return reply.messages
 
     async def ack(self, messages: Sequence[Message]) -> None:
         acked = await self.client.call(rq.Ack(cmd="ack", ids=[m.id for m in messages]), rs.Acked)
@@ -131,6 +142,21 @@ async def spawn_agents(host_socket: Path, names: Sequence[str]) -> None:
     async def one(name: str) -> None:
         async with HiveClient(host_socket) as client:
             await client.call(rq.Spawn(cmd="spawn", name=name), rs.Done)
+
+    async with asyncio.timeout(PHASE_TIMEOUT):
+        await asyncio.gather(*(one(n) for n in names))
+
+
+async def stop_harnesses(host_socket: Path, names: Sequence[str]) -> None:
+    """Stop every agent's harness, concurrently; their agent sockets stay open.
+
+    A harness long-polls `recv` on its agent's socket and would take the bench's
+    messages; a stopped agent keeps its socket and inbox, so the bench alone reads them.
+    """
+
+    async def one(name: str) -> None:
+        async with HiveClient(host_socket) as client:
+            await client.call(rq.Stop(cmd="stop", name=name), rs.Done)
 
     async with asyncio.timeout(PHASE_TIMEOUT):
         await asyncio.gather(*(one(n) for n in names))

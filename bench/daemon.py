@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,10 @@ class Daemon:
     def agent_socket(self, name: str) -> Path:
         return self.run_dir / "agents" / name / "agent.sock"
 
+    def harness_socket(self, name: str) -> Path:
+        """Where agent `name`'s harness answers `turn_status` and the other controls."""
+        return self.run_dir / "agents" / name / "harness.sock"
+
     def cpu_seconds(self) -> float:
         """User + system CPU time of the daemon process (all its threads, not its children)."""
         stat = Path(f"/proc/{self.pid}/stat").read_text()
@@ -95,8 +99,9 @@ class Daemon:
             note(f"hive-core stopped {took:.2f}s after SIGTERM")
 
 
-def _daemon_env(root: Path, notify_path: Path) -> dict[str, str]:
+def _daemon_env(root: Path, notify_path: Path, extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_")}
+    env.update(extra)
     env.update(
         HIVE_STATE_DIR=str(root / "state"),
         HIVE_RUN_DIR=str(root / "run"),
@@ -132,8 +137,11 @@ def _wait_ready(notify: socket.socket, daemon: Daemon, timeout: float) -> None:
 
 
 @contextmanager
-def running_daemon() -> Iterator[Daemon]:
+def running_daemon(extra_env: Mapping[str, str] | None = None) -> Iterator[Daemon]:
     """A ready daemon in a fresh `/tmp/hb…` dir; stopped and removed on exit.
+
+    `extra_env` is added to its environment (and so reaches the harnesses it starts,
+    e.g. `HIVE_CLAUDE_BIN`); it cannot override the state and run dirs.
 
     Raises:
         DaemonError: it did not become ready.
@@ -149,7 +157,7 @@ def running_daemon() -> Iterator[Daemon]:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "hive_core", "serve"],
                     cwd=root,
-                    env=_daemon_env(root, notify_path),
+                    env=_daemon_env(root, notify_path, extra_env or {}),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,

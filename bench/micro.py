@@ -1,6 +1,7 @@
-"""Floors measured in the bench process: socket round trips and sqlite commits.
+"""Floors the bench measures itself, without hive-core: socket round trips, sqlite commits.
 
-- `blocking_floor_rtt`: a blocking unix socket echoing raw bytes (no event loop, no JSON).
+- `blocking_floor_rtt`: blocking unix sockets echoing raw bytes between two processes
+  (no event loop, no JSON).
 - `echo_rtt`: an asyncio server echoing JSON lines to one kept-open asyncio client.
 - `sqlite_commits`: one WAL insert+commit with `synchronous=FULL` and `NORMAL`, interleaved.
 
@@ -14,7 +15,8 @@ import contextlib
 import json
 import socket
 import sqlite3
-import threading
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,34 +28,45 @@ def _warmup(rounds: int) -> int:
     return max(10, rounds // 10)
 
 
-def _echo_bytes(listener: socket.socket) -> None:
-    conn, _ = listener.accept()
-    with conn:
-        while data := conn.recv(65536):
-            conn.sendall(data)
+_ECHO_CHILD = """
+import socket, sys
+listener = socket.socket(fileno=int(sys.argv[1]))
+conn, _ = listener.accept()
+listener.close()
+while data := conn.recv(65536):
+    conn.sendall(data)
+"""
+"""The floor's echo server: a separate process, so no GIL is shared with the client."""
 
 
 def blocking_floor_rtt(path: Path, rounds: int) -> list[float]:
-    """Round trips of one line over a blocking unix socket to an echo thread."""
+    """Round trips of one line over a blocking unix socket to an echo process."""
     line = json.dumps(PAYLOAD).encode() + b"\n"
     samples: list[float] = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(str(path))
         listener.listen(1)
-        server = threading.Thread(target=_echo_bytes, args=(listener,), daemon=True)
-        server.start()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.connect(str(path))
-            for i in range(_warmup(rounds) + rounds):
-                start = time.perf_counter()
-                client.sendall(line)
-                got = client.recv(65536)
-                while not got.endswith(b"\n"):
-                    got += client.recv(65536)
-                elapsed = time.perf_counter() - start
-                if i >= _warmup(rounds):
-                    samples.append(elapsed)
-        server.join(5.0)
+        fd = listener.fileno()
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _ECHO_CHILD, str(fd)], pass_fds=(fd,)
+        )
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.connect(str(path))  # queued in the backlog until the child accepts
+                for i in range(_warmup(rounds) + rounds):
+                    start = time.perf_counter()
+                    client.sendall(line)
+                    got = client.recv(65536)
+                    while not got.endswith(b"\n"):
+                        got += client.recv(65536)
+                    elapsed = time.perf_counter() - start
+                    if i >= _warmup(rounds):
+                        samples.append(elapsed)
+            child.wait(5.0)  # it exits when the client closes
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
     path.unlink(missing_ok=True)
     return samples
 

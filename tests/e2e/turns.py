@@ -15,6 +15,7 @@ import pytest
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
+from hive_share.live import TurnState
 from tests.e2e.hive import Hive, short_tmp
 from tests.fake_anthropic import FakeAnthropic, Script
 
@@ -111,10 +112,10 @@ def write_agent_toml(hive: Hive, name: str, text: str) -> None:
     (hive.state_dir / "agents" / name / "applied" / "agent.toml").write_text(text)
 
 
-async def wait_state(hive: Hive, name: str, state: str, bound: float = 60.0) -> None:
+async def wait_state(hive: Hive, name: str, state: TurnState, bound: float = 60.0) -> None:
     async with HiveClient(hive.harness_sock(name)) as h:
         got = await h.call(
-            rq.TurnStatus(cmd="turn_status", until_state=state, wait_seconds=bound),  # type: ignore[arg-type]
+            rq.TurnStatus(cmd="turn_status", until_state=state, wait_seconds=bound),
             rs.HarnessState,
         )
     assert got.turn_state == state, f"{name} is {got.turn_state}, not {state}"
