@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 RETENTION_SECONDS = 30 * 24 * 3600
 """Delivered messages older than this are vacuumed."""
 
+PENDING_CACHE_MAX = 1000
+"""Undelivered messages kept in memory per recipient; past this, reads go to the database."""
+
 RESPONSE_BUDGET = 900 * 1024
 """Bytes of message bodies one `recv`/`inbox` answer may carry (lines are capped at 1 MiB)."""
 
@@ -65,6 +68,24 @@ def _message(row: sqlite3.Row) -> Message:
 class _Inbox:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     leases: dict[int, LeaseOwner] = field(default_factory=dict)
+    pending: dict[int, Message] | None = None
+    """Every undelivered message of this recipient, when known; None means ask the database.
+    Lets a woken `recv` answer without a database round trip."""
+    sends: int = 0
+    """Bumped on every new message, so a database read that raced a send is not cached."""
+
+    def remember(self, message: Message) -> None:
+        self.sends += 1
+        if self.pending is not None:
+            if len(self.pending) >= PENDING_CACHE_MAX:
+                self.pending = None
+            else:
+                self.pending[message.id] = message
+
+    def forget(self, ids: list[int]) -> None:
+        if self.pending is not None:
+            for i in ids:
+                self.pending.pop(i, None)
 
 
 class Broker:
@@ -110,19 +131,19 @@ class Broker:
         now = self._clock.now()
 
         def insert(conn: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
-            if idempotency_key is not None:
-                row = conn.execute(
-                    "SELECT * FROM messages WHERE sender = ? AND idempotency_key = ?",
-                    (sender, idempotency_key),
-                ).fetchone()
-                if row is not None:
-                    return row, True
             row = conn.execute(
                 "INSERT INTO messages (sender, recipient, body, idempotency_key, sent_at) "
-                "VALUES (?, ?, ?, ?, ?) RETURNING *",
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender, idempotency_key) "
+                "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *",
                 (sender, to, body, idempotency_key, now),
             ).fetchone()
-            return row, False
+            if row is not None:
+                return row, False
+            dup = conn.execute(
+                "SELECT * FROM messages WHERE sender = ? AND idempotency_key = ?",
+                (sender, idempotency_key),
+            ).fetchone()
+            return dup, True
 
         row, duplicate = await self._db.write(insert)
         message = _message(row)
@@ -134,7 +155,10 @@ class Broker:
                 )
             return message.id, True
         self._bus.publish(events.Sent(message=message))
-        self._wake(to)
+        box = self._inboxes.get(to)
+        if box is not None:
+            box.remember(message)
+            box.wake.set()
         return message.id, False
 
     async def recv(
@@ -183,6 +207,29 @@ class Broker:
         return True
 
     async def _fetch(self, recipient: str, inbox: _Inbox, limit: int) -> list[Message]:
+        if inbox.pending is None:
+            await self._load_pending(recipient, inbox, limit)
+        if inbox.pending is not None:
+            free = sorted(i for i in inbox.pending if i not in inbox.leases)[:limit]
+            return fit([inbox.pending[i] for i in free])
+        return await self._select_unleased(recipient, inbox, limit)
+
+    async def _load_pending(self, recipient: str, inbox: _Inbox, limit: int) -> None:
+        """Read every undelivered message into memory if there are few enough."""
+        before = inbox.sends
+
+        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(
+                "SELECT * FROM messages WHERE recipient = ? AND delivered_at IS NULL "
+                "ORDER BY id LIMIT ?",
+                (recipient, PENDING_CACHE_MAX),
+            ).fetchall()
+
+        rows = await self._db.read(select)
+        if len(rows) < PENDING_CACHE_MAX and inbox.sends == before:
+            inbox.pending = {r["id"]: _message(r) for r in rows}
+
+    async def _select_unleased(self, recipient: str, inbox: _Inbox, limit: int) -> list[Message]:
         leased = len(inbox.leases)
 
         def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
@@ -226,6 +273,7 @@ class Broker:
 
         done = await self._db.write(update)
         inbox = self._inbox(recipient)
+        inbox.forget(done)
         for i in ids:
             inbox.leases.pop(i, None)
         if done:

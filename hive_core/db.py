@@ -169,6 +169,9 @@ class Database:
         self._writer_conn.close()
 
     def _commit_batch(self, batch: list[Job]) -> None:
+        if len(batch) == 1:
+            self._commit_one(*batch[0])
+            return
         conn = self._writer_conn
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
@@ -197,7 +200,34 @@ class Database:
                 if fut.running() or fut.set_running_or_notify_cancel():
                     fut.set_exception(failure)
             return
-        self._writes_since_checkpoint += len(batch)
+        self._settle(len(batch), results)
+
+    def _commit_one(self, fn: Callable[[sqlite3.Connection], Any], fut: Future[Any]) -> None:
+        """A batch of one needs no savepoint: its transaction is its own."""
+        if not fut.set_running_or_notify_cancel():
+            return
+        conn = self._writer_conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = fn(conn)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+                conn.execute("ROLLBACK")
+                fut.set_exception(exc)
+                return
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            logger.exception("commit to %s failed", self.path)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            fut.set_exception(StorageError(f"could not commit to {self.path}: {exc}"))
+            return
+        self._settle(1, [(fut, value, None)])
+
+    def _settle(
+        self, count: int, results: list[tuple[Future[Any], Any, BaseException | None]]
+    ) -> None:
+        self._writes_since_checkpoint += count
         for fut, value, error in results:
             if error is not None:
                 fut.set_exception(error)

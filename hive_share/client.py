@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from hive_share import framing
-from hive_share.models import WireModel, dump
+from hive_share.models import WireModel
 from hive_share.responses import RESPONSE, Error, Response
 
 R = TypeVar("R", bound=WireModel)
@@ -101,7 +101,7 @@ class HiveClient:
                 await self.connect()
             assert self._reader is not None and self._writer is not None
             try:
-                self._writer.write(framing.encode(dump(req)))
+                self._writer.write(framing.encode_model(req))
                 await self._writer.drain()
                 line = await framing.read_line(self._reader)
             except (ConnectionError, framing.FrameError) as exc:

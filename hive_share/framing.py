@@ -7,6 +7,8 @@ import json
 import math
 from typing import Any
 
+from pydantic import BaseModel
+
 MAX_LINE = 1024 * 1024
 """Longest accepted line in bytes, newline excluded. Longer lines close the connection."""
 
@@ -69,6 +71,11 @@ def encode(value: dict[str, Any]) -> bytes:
         )
         + b"\n"
     )
+
+
+def encode_model(model: BaseModel) -> bytes:
+    """Serialise a wire model as a line; pydantic writes non-finite floats as null."""
+    return model.__pydantic_serializer__.to_json(model) + b"\n"
 
 
 async def read_line(reader: asyncio.StreamReader) -> bytes | None:

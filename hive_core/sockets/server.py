@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from hive_core.errors import HiveError, StartupError
 from hive_share import framing
-from hive_share.models import WireModel, dump
+from hive_share.models import WireModel
 from hive_share.requests import ALL_VERBS, IDENTITY_FIELDS
 from hive_share.responses import Error, ErrorCode
 
@@ -179,7 +179,7 @@ class SocketServer:
             if line is None:
                 return
             response = await self.dispatch(line, conn)
-            writer.write(framing.encode(dump(response)))
+            writer.write(framing.encode_model(response))
             await writer.drain()
 
     async def dispatch(self, line: bytes, conn: Conn) -> WireModel:
@@ -222,5 +222,5 @@ class SocketServer:
 
 async def _reply_and_close(writer: asyncio.StreamWriter, response: Error) -> None:
     with contextlib.suppress(ConnectionError, BrokenPipeError):
-        writer.write(framing.encode(dump(response)))
+        writer.write(framing.encode_model(response))
         await writer.drain()

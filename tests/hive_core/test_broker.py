@@ -289,3 +289,39 @@ async def test_a_waiting_inbox_is_woken_by_a_send(broker: Broker, db: Database) 
     async with asyncio.timeout(5):
         got = await waiting
     assert [m.body for m in got] == ["hi"]
+
+
+async def test_concurrent_sends_reach_a_looping_receiver_exactly_once_in_order(
+    broker: Broker,
+) -> None:
+    senders = ["alice", "operator"]
+    per_sender = 150
+    total = per_sender * len(senders)
+
+    async def send_all(who: str) -> list[int]:
+        ids = []
+        for i in range(per_sender):
+            msg_id, _ = await broker.send(who, "bob", f"{who}-{i}", f"{who}-{i}")
+            ids.append(msg_id)
+        return ids
+
+    async def receive_all() -> list[tuple[int, str]]:
+        got: list[tuple[int, str]] = []
+        while len(got) < total:
+            batch = await broker.recv("bob", owner=7, wait_seconds=5, limit=17)
+            assert batch, "a receive timed out with messages outstanding"
+            got += [(m.id, m.body) for m in batch]
+            await broker.ack("bob", 7, [m.id for m in batch])
+        return got
+
+    async with asyncio.timeout(30):
+        receiver = asyncio.create_task(receive_all())
+        sent = await asyncio.gather(*(send_all(who) for who in senders))
+        received = await receiver
+    ids = [i for i, _ in received]
+    assert len(ids) == len(set(ids)) == total
+    assert sorted(ids) == sorted(i for batch in sent for i in batch)
+    for who in senders:
+        mine = [body for _, body in received if body.startswith(who)]
+        assert mine == [f"{who}-{i}" for i in range(per_sender)]
+    assert await broker.recv("bob", owner=7, wait_seconds=0, limit=10) == []
