@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import ValidationError
 
 from hive_agent.wake import render_items
 from hive_share import requests as rq
@@ -31,6 +32,17 @@ HINTS = {
     "shutting_down": "hive-core is restarting; try again in a moment.",
     "busy": "Too many requests at once; try again shortly.",
 }
+
+
+def make(model: type[R], **fields: Any) -> R:
+    """Build a request, turning a bad argument into an error the model can act on."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "argument"
+        hint = HINTS.get(err["type"], "")
+        raise ToolError(f"{field}: {err['msg']}. {hint}".strip()) from None
 
 
 class Tools:
@@ -55,10 +67,14 @@ class Tools:
             raise ToolError("wait_seconds must be between 0 and 180")
         try:
             async with HiveClient(self.core_socket) as client:
-                got = await client.call(rq.Recv(cmd="recv", wait_seconds=wait_seconds), rs.Messages)
+                got = await client.call(
+                    make(rq.Recv, cmd="recv", wait_seconds=wait_seconds), rs.Messages
+                )
                 if not got.messages:
                     return "No new items."
-                await client.call(rq.Ack(cmd="ack", ids=[m.id for m in got.messages]), rs.Acked)
+                await client.call(
+                    make(rq.Ack, cmd="ack", ids=[m.id for m in got.messages]), rs.Acked
+                )
         except ClientError as exc:
             raise ToolError(f"recv failed ({exc}); nothing was lost, try again") from None
         return render_items(got.messages)
@@ -69,7 +85,7 @@ def _common(server: MCPServer[Any], tools: Tools) -> None:
     async def send(to: str, body: str) -> str:
         """Send a message to an agent by name, to the manager, or to `operator`.
         The recipient sees you as the sender."""
-        sent = await tools.call(rq.Send(cmd="send", to=to, body=body), rs.Sent)
+        sent = await tools.call(make(rq.Send, cmd="send", to=to, body=body), rs.Sent)
         return f"Sent to {to} (message {sent.id})."
 
     @server.tool(structured_output=False)
@@ -80,14 +96,14 @@ def _common(server: MCPServer[Any], tools: Tools) -> None:
     @server.tool(structured_output=False)
     async def set_status(status: str) -> str:
         """Set your one-line status for the operator; an empty string clears it."""
-        await tools.call(rq.SetStatus(cmd="set_status", status=status), rs.Done)
+        await tools.call(make(rq.SetStatus, cmd="set_status", status=status), rs.Done)
         tools.on_status(status)
         return "Status cleared." if not status else f"Status set: {status}"
 
     @server.tool(structured_output=False)
     async def whoami() -> str:
         """Your name and role in the hive."""
-        me = await tools.call(rq.Whoami(cmd="whoami"), rs.Identity)
+        me = await tools.call(make(rq.Whoami, cmd="whoami"), rs.Identity)
         return f"You are {me.name} ({me.role})."
 
 
@@ -95,7 +111,7 @@ def _manager(server: MCPServer[Any], tools: Tools) -> None:
     @server.tool(name="list", structured_output=False)
     async def list_agents() -> str:
         """The hive's agents: state, harness health and status."""
-        agents = (await tools.call(rq.List(cmd="list"), rs.Agents)).agents
+        agents = (await tools.call(make(rq.List, cmd="list"), rs.Agents)).agents
         lines = [
             f"{a.name} ({a.role}): {a.state}"
             + (", harness not answering" if a.state == "running" and not a.alive else "")
@@ -108,28 +124,30 @@ def _manager(server: MCPServer[Any], tools: Tools) -> None:
     @server.tool(structured_output=False)
     async def request_spawn(name: str) -> str:
         """Ask the operator to approve a new agent `name`."""
-        got = await tools.call(rq.RequestSpawn(cmd="request_spawn", name=name), rs.ApprovalResult)
+        got = await tools.call(
+            make(rq.RequestSpawn, cmd="request_spawn", name=name), rs.ApprovalResult
+        )
         return f"Queued approval {got.approval.id}: spawn {name}. The operator decides."
 
     @server.tool(structured_output=False)
     async def start(name: str) -> str:
         """Start a stopped sub-agent."""
-        return (await tools.call(rq.Start(cmd="start", name=name), rs.Done)).detail
+        return (await tools.call(make(rq.Start, cmd="start", name=name), rs.Done)).detail
 
     @server.tool(structured_output=False)
     async def kill(name: str) -> str:
         """Stop a sub-agent at once."""
-        return (await tools.call(rq.Kill(cmd="kill", name=name), rs.Done)).detail
+        return (await tools.call(make(rq.Kill, cmd="kill", name=name), rs.Done)).detail
 
     @server.tool(structured_output=False)
     async def restart(name: str) -> str:
         """Stop and start a sub-agent."""
-        return (await tools.call(rq.Restart(cmd="restart", name=name), rs.Done)).detail
+        return (await tools.call(make(rq.Restart, cmd="restart", name=name), rs.Done)).detail
 
     @server.tool(structured_output=False)
     async def rebuild(name: str) -> str:
         """Re-apply a sub-agent's deployed config and restart it."""
-        return (await tools.call(rq.Rebuild(cmd="rebuild", name=name), rs.Done)).detail
+        return (await tools.call(make(rq.Rebuild, cmd="rebuild", name=name), rs.Done)).detail
 
 
 def build_server(role: str, tools: Tools) -> MCPServer[Any]:

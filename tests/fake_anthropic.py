@@ -88,7 +88,8 @@ class Seen:
         return ""
 
     def last_tool_results(self) -> list[dict[str, Any]]:
-        messages = self.body.get("messages", [])
+        # The CLI may append role:"system" nudges after the results; look past them.
+        messages = [m for m in self.body.get("messages", []) if m.get("role") != "system"]
         if not messages or messages[-1].get("role") != "user":
             return []
         content = messages[-1].get("content")
