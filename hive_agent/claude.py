@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ MAX_STREAM_LINE = 64 * 1024 * 1024
 CHUNK = 256 * 1024
 CANCEL_GRACE = 5.0
 """Seconds between SIGINT and SIGKILL of the process group."""
+ARGV_PROMPT_MAX = 100_000
+"""Bytes of prompt passed as an argument; Linux refuses any single argument of 128 KiB."""
 
 CLAUDE_ENV = {
     "ENABLE_TOOL_SEARCH": "false",
@@ -48,6 +51,11 @@ class Invocation:
     env: Mapping[str, str]
     max_turns: int | None = None
 
+    @property
+    def prompt_on_stdin(self) -> bool:
+        """A prompt too long for one argument goes to claude's stdin instead."""
+        return len(self.prompt.encode("utf-8")) > ARGV_PROMPT_MAX
+
     def argv(self) -> list[str]:
         """The command line; the prompt goes last, after `--` (variadic flags swallow it)."""
         args = [self.claude_bin, "-p", "--output-format", "stream-json", "--verbose"]
@@ -63,8 +71,9 @@ class Invocation:
             "--mcp-config", str(self.mcp_config),
             "--strict-mcp-config",
             "--allowedTools", *self.allowed_tools,
-            "--", self.prompt,
         ]  # fmt: skip
+        if not self.prompt_on_stdin:
+            args += ["--", self.prompt]
         return args
 
 
@@ -94,17 +103,22 @@ class ClaudeProcess:
         """
         inv = self.invocation
         observer = TurnObserver()
+        guard = [sys.executable, "-m", "hive_agent.guard", str(os.getpid()), "--"]
         self.proc = await asyncio.create_subprocess_exec(
+            *guard,
             *inv.argv(),
             cwd=inv.cwd,
             env=dict(inv.env),
-            stdin=asyncio.subprocess.DEVNULL,
+            # An open stdin pipe makes claude wait for it: /dev/null unless it carries the prompt.
+            stdin=asyncio.subprocess.PIPE if inv.prompt_on_stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
         if self.cancelled:  # cancelled while starting
-            self._signal(signal.SIGINT)
+            self._interrupt()
+        if inv.prompt_on_stdin:
+            await _feed(self.proc, inv.prompt)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         stderr_task = asyncio.ensure_future(_drain_stderr(self.proc.stderr))
         count = 0
@@ -131,7 +145,10 @@ class ClaudeProcess:
         if self.cancelled:
             return
         self.cancelled = True
-        if self.proc is None or self.proc.returncode is not None:
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        if self.proc is None or self.proc.returncode is not None or self._kill_timer:
             return
         self._signal(signal.SIGINT)
         loop = asyncio.get_running_loop()
@@ -142,6 +159,17 @@ class ClaudeProcess:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
+
+
+async def _feed(proc: asyncio.subprocess.Process, prompt: str) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(prompt.encode("utf-8"))
+        await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        logger.warning("claude closed its stdin before reading the prompt")
+    finally:
+        proc.stdin.close()
 
 
 async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes | None]:

@@ -77,7 +77,7 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     async def controls(req: Control) -> WireModel:
         match req:
             case rq.Cancel():
-                return rs.Done(detail=harness.cancel())
+                return rs.Done(detail=await harness.cancel())
             case rq.NewSession():
                 return rs.Done(detail=harness.request_new_session())
             case rq.SetModel(model=model):
@@ -95,7 +95,7 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
             await stopping.wait()
             logger.info("%s stopping", settings.agent_name)
             if harness.busy:  # let the turn end and record itself, within a bound
-                harness.cancel()
+                await harness.cancel()
                 try:
                     async with asyncio.timeout(STOP_GRACE):
                         await asyncio.shield(loop_task)

@@ -48,6 +48,8 @@ STATUS_FILE = "hyperhive-status"
 class TurnResult:
     kind: ResultKind
     detail: str
+    attempts: int = 1
+    """Runs of the prompt itself (a compaction in between is not counted)."""
 
 
 class Harness:
@@ -78,19 +80,21 @@ class Harness:
         self.turn_id: str | None = None
         self.turns_run = 0
         self.busy = False
+        """True from the moment items arrive until they are acknowledged."""
         self.last_result: ResultKind | None = None
         self.last_turn_id: str | None = None
         self._changed = asyncio.Condition()
         """Notified whenever the turn state or the turn count changes."""
-        """True from the moment items arrive until they are acknowledged."""
-        self.busy = False
-        """True from the moment items arrive until they are acknowledged."""
+        self._cancel_requested = False
+        """Set by `cancel()` while items are being worked on; ends the current turn."""
         self._background: set[asyncio.Task[None]] = set()
 
     # -- events -------------------------------------------------------------
 
     async def emit(self, event: LiveEvent) -> None:
         await self.history.publish(event, self.turn_id)
+        if isinstance(event, live.Note):
+            logger.info("note: %s", event.text[:500])
         if isinstance(event, live.TurnStateChanged) and event.state != self.state:
             async with self._changed:  # states reported by the stream (tool, compacting)
                 self.state = event.state
@@ -111,11 +115,13 @@ class Harness:
 
     # -- controls (harness socket) ------------------------------------------
 
-    def cancel(self) -> str:
-        if self.current is None:
+    async def cancel(self) -> str:
+        if not self.busy:
             return "no turn is running"
-        self.current.cancel()
-        self.state = "cancelling"
+        self._cancel_requested = True
+        if self.current is not None:
+            self.current.cancel()
+        await self._set_state("cancelling")
         return "cancelling the running turn"
 
     def request_new_session(self) -> str:
@@ -126,6 +132,13 @@ class Harness:
         self.models.set(model)
         await self.emit(live.ModelChanged(model=model))
         return f"model set to {model} from the next turn on"
+
+    def _model(self) -> str:
+        try:
+            default = agent_config.load(self.settings.agent_config).model
+        except agent_config.ConfigError:
+            default = None
+        return self.models.get(default)
 
     async def status(
         self, after_turns: int, until_state: TurnState | None, wait_seconds: float
@@ -140,7 +153,7 @@ class Harness:
             async with asyncio.timeout(wait_seconds), self._changed:
                 await self._changed.wait_for(reached)
         return rs.HarnessState(
-            turn_state=self.state, turns_run=self.turns_run, model=self.models.get(),
+            turn_state=self.state, turns_run=self.turns_run, model=self._model(),
             login=self.login, last_result=self.last_result, last_turn_id=self.last_turn_id,
         )  # fmt: skip
 
@@ -169,6 +182,7 @@ class Harness:
         self, core: HiveClient, items: list[Message], stopping: asyncio.Event
     ) -> None:
         self.busy = True
+        self._cancel_requested = False
         try:
             await self._turns_until_done(core, items, stopping)
         finally:
@@ -192,7 +206,9 @@ class Harness:
             delay = min(delay * 2, RETRY_MAX)
             more = await core.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)
             items += more.messages
-        await core.call(rq.Ack(cmd="ack", ids=[m.id for m in items]), rs.Acked)
+        ids = [m.id for m in items]
+        for start in range(0, len(ids), 1000):  # the ack verb takes 1000 ids at a time
+            await core.call(rq.Ack(cmd="ack", ids=ids[start : start + 1000]), rs.Acked)
 
     # -- one turn -----------------------------------------------------------
 
@@ -216,28 +232,53 @@ class Harness:
         await self._set_state("thinking")
         if problem:
             await self.emit(live.Note(text=f"cannot run a turn: {problem}"))
-            result = TurnResult("error", problem)
-            return await self._finish(started, model, wake_from, new_session, None, 0, result)
+            result = TurnResult("error", problem, attempts=0)
+            return await self._finish(started, model, wake_from, new_session, [], result)
         await self.mcp.start()
-        await self._ensure_login_known()
-        prompt = render_wake(items)
-        outcome = await self._invoke(prompt, model, not new_session, config)
-        kind, detail = classify(outcome.observer.result, outcome.returncode, outcome.cancelled)
-        attempts = 1
-        if kind == "prompt_too_long":
-            await self.emit(live.Note(text="context is full: compacting, then retrying once"))
-            await self._set_state("compacting")
-            compacted = await self._invoke("/compact", model, True, config)
-            keep = compacted.observer.compact_result == "success"
-            if not keep:
-                await self.emit(live.Note(text="compaction failed: retrying in a new session"))
-            await self._set_state("thinking")
-            outcome = await self._invoke(prompt, model, keep, config)
+        await self._ensure_login_known(config)
+        runs: list[RunOutcome] = []
+        result = await self._attempts(render_wake(items), model, new_session, config, runs)
+        if result.kind in RETRYABLE and new_session:
+            self.new_session_next = True  # the retry must still start afresh
+        await self._after_login(result.kind, result.detail)
+        return await self._finish(started, model, wake_from, new_session, runs, result)
+
+    async def _attempts(
+        self,
+        prompt: str,
+        model: str,
+        new_session: bool,
+        config: agent_config.AgentConfig,
+        runs: list[RunOutcome],
+    ) -> TurnResult:
+        """The turn's claude runs: the prompt, and on overflow a compaction and one retry."""
+        steps: list[tuple[str, bool]] = [(prompt, not new_session)]
+        while steps:
+            text, continue_session = steps.pop(0)
+            if self._cancel_requested:
+                return TurnResult("cancelled", "cancelled by the operator")
+            try:
+                outcome = await self._invoke(text, model, continue_session, config)
+            except OSError as exc:  # writing the prompt or MCP config failed
+                return TurnResult("error", f"cannot prepare the turn: {exc}")
+            runs.append(outcome)
+            if text == "/compact":
+                keep = outcome.observer.compact_result == "success"
+                if not keep:
+                    await self.emit(live.Note(text="compaction failed: retrying in a new session"))
+                await self._set_state("thinking")
+                steps.append((prompt, keep))
+                continue
             kind, detail = classify(outcome.observer.result, outcome.returncode, outcome.cancelled)
-            attempts = 2
-        result = TurnResult(kind, detail)
-        await self._after_login(kind, detail)
-        return await self._finish(started, model, wake_from, new_session, outcome, attempts, result)
+            if kind == "crashed" and outcome.stderr_tail:
+                detail = f"{detail}: {outcome.stderr_tail[-500:]}"
+            if kind == "prompt_too_long" and len(runs) == 1:
+                await self.emit(live.Note(text="context is full: compacting, then retrying once"))
+                await self._set_state("compacting")
+                steps.append(("/compact", True))
+                continue
+            return TurnResult(kind, detail, attempts=2 if len(runs) > 1 else 1)
+        raise AssertionError("unreachable: the last step always returns")
 
     async def _invoke(
         self, prompt: str, model: str, continue_session: bool, config: agent_config.AgentConfig
@@ -263,7 +304,7 @@ class Harness:
             return await self.current.run(self.emit)
         except OSError as exc:
             await self.emit(live.Note(text=f"cannot run {inv.claude_bin}: {exc.strerror}"))
-            return RunOutcome(TurnObserver(), None, False, str(exc))
+            return RunOutcome(TurnObserver(), None, False, f"cannot run {inv.claude_bin}: {exc}")
         finally:
             self.current = None
 
@@ -296,8 +337,7 @@ class Harness:
         model: str,
         wake_from: list[str],
         new_session: bool,
-        outcome: RunOutcome | None,
-        attempts: int,
+        runs: list[RunOutcome],
         result: TurnResult,
     ) -> TurnResult:
         ended = time.time()
@@ -305,22 +345,27 @@ class Harness:
         row = TurnRow(
             turn_id=self.turn_id, model=model, wake_from=wake_from, result_kind=result.kind,
             result_detail=result.detail[:2000], started_at=started, ended_at=ended,
-            session_id=None, new_session=new_session, attempts=attempts,
+            session_id=None, new_session=new_session, attempts=result.attempts if runs else 0,
         )  # fmt: skip
-        if outcome is not None:
-            obs = outcome.observer
+        for run in runs:  # a compaction and its retry cost tokens too
+            obs = run.observer
             usage = obs.usage()
             raw = obs.result or {}
-            row.session_id = obs.session_id
-            row.input_tokens = usage.input_tokens
-            row.output_tokens = usage.output_tokens
-            row.cache_creation_input_tokens = usage.cache_creation_input_tokens
-            row.cache_read_input_tokens = usage.cache_read_input_tokens
-            row.context_tokens = obs.context_tokens
-            row.cost_usd = float(raw.get("total_cost_usd") or 0.0)
-            row.tools = dict(obs.tool_calls)
-            row.permission_denials = list(raw.get("permission_denials") or [])
-            await self.emit(live.TokenUsageChanged(context_tokens=obs.context_tokens, usage=usage))
+            row.session_id = obs.session_id or row.session_id
+            row.input_tokens += usage.input_tokens
+            row.output_tokens += usage.output_tokens
+            row.cache_creation_input_tokens += usage.cache_creation_input_tokens
+            row.cache_read_input_tokens += usage.cache_read_input_tokens
+            row.cost_usd += float(raw.get("total_cost_usd") or 0.0)
+            for tool, count in obs.tool_calls.items():
+                row.tools[tool] = row.tools.get(tool, 0) + count
+            row.permission_denials += list(raw.get("permission_denials") or [])
+        if runs:
+            last = runs[-1].observer
+            row.context_tokens = last.context_tokens
+            await self.emit(
+                live.TokenUsageChanged(context_tokens=last.context_tokens, usage=last.usage())
+            )
         await self.stats.record(row)
         await self.emit(
             live.TurnEnded(
@@ -339,11 +384,9 @@ class Harness:
 
     # -- login --------------------------------------------------------------
 
-    async def _ensure_login_known(self) -> None:
+    async def _ensure_login_known(self, config: agent_config.AgentConfig) -> None:
         if self.login == "unknown":
-            state, detail = await login.probe(
-                self.settings.claude_bin, self.claude_env(agent_config.AgentConfig())
-            )
+            state, detail = await login.probe(self.settings.claude_bin, self.claude_env(config))
             await self._report_login(state, detail)
 
     async def _after_login(self, kind: ResultKind, detail: str) -> None:
@@ -355,7 +398,6 @@ class Harness:
     async def _report_login(self, state: LoginStatus, detail: str) -> None:
         if state == self.login:
             return
-        self.login = state
         if state == "needs_login":
             await self.emit(live.Note(text=f"Claude Code needs a login: {detail}"))
         try:
@@ -364,7 +406,9 @@ class Harness:
                     rq.LoginState(cmd="login_state", state=state, detail=detail[:1000]), rs.Done
                 )
         except ClientError as exc:
-            logger.warning("could not report login state %s: %s", state, exc)
+            logger.warning("could not report login state %s (will retry): %s", state, exc)
+            return
+        self.login = state  # only once hive-core knows; otherwise the next turn reports again
 
 
 async def _wait(stopping: asyncio.Event, seconds: float) -> bool:

@@ -5,6 +5,7 @@ the manager socket and the dashboard, so the surfaces never drift.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -116,9 +117,11 @@ async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
         try:
             await _launch(s, record)
         except BackendError as exc:
+            remedy = f"`hive-core start {name}` retries"
+            if role != "manager":
+                remedy += f"; `hive-core destroy {name}` removes it"
             raise BackendError(
-                f"{name} was created but did not start: {exc.message}. "
-                f"`hive-core start {name}` retries; `hive-core destroy {name}` removes it"
+                f"{name} was created but did not start: {exc.message}. {remedy}"
             ) from None
         finally:
             publish_state(s, name)
@@ -250,7 +253,8 @@ async def destroy(s: Services, name: str, purge: bool, actor: str) -> str:
             await s.registry.remove(name)
             s.bus.publish(events.ContainerRemoved(name=name))
             if purge:
-                await agent_dirs.purge(s.settings.agents_dir, name)
+                with contextlib.suppress(NotFound):  # its dir was already gone
+                    await agent_dirs.purge(s.settings.agents_dir, name)
         return f"destroyed {name}" + (" and purged its state" if purge else "; tombstone kept")
 
 

@@ -71,11 +71,11 @@ class _Inbox:
     pending: dict[int, Message] | None = None
     """Every undelivered message of this recipient, when known; None means ask the database.
     Lets a woken `recv` answer without a database round trip."""
-    sends: int = 0
-    """Bumped on every new message, so a database read that raced a send is not cached."""
+    version: int = 0
+    """Bumped on every send and ack, so a database read that raced either is not cached."""
 
     def remember(self, message: Message) -> None:
-        self.sends += 1
+        self.version += 1
         if self.pending is not None:
             if len(self.pending) >= PENDING_CACHE_MAX:
                 self.pending = None
@@ -83,6 +83,7 @@ class _Inbox:
                 self.pending[message.id] = message
 
     def forget(self, ids: list[int]) -> None:
+        self.version += 1
         if self.pending is not None:
             for i in ids:
                 self.pending.pop(i, None)
@@ -216,7 +217,7 @@ class Broker:
 
     async def _load_pending(self, recipient: str, inbox: _Inbox, limit: int) -> None:
         """Read every undelivered message into memory if there are few enough."""
-        before = inbox.sends
+        before = inbox.version
 
         def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute(
@@ -226,7 +227,7 @@ class Broker:
             ).fetchall()
 
         rows = await self._db.read(select)
-        if len(rows) < PENDING_CACHE_MAX and inbox.sends == before:
+        if len(rows) < PENDING_CACHE_MAX and inbox.version == before:
             inbox.pending = {r["id"]: _message(r) for r in rows}
 
     async def _select_unleased(self, recipient: str, inbox: _Inbox, limit: int) -> list[Message]:

@@ -260,7 +260,10 @@ def send(
         fail("message body is empty")
     if len(text) > rq.MAX_BODY:
         fail(f"message body is {len(text)} characters; at most {rq.MAX_BODY} allowed")
-    req = rq.Send(cmd="send", to=to, body=text, idempotency_key=new_idempotency_key())
+    try:
+        req = rq.Send(cmd="send", to=to, body=text, idempotency_key=new_idempotency_key())
+    except ValidationError as exc:
+        fail(f"message body refused: {exc.errors(include_url=False)[0]['msg']}")
     resp = call(run_dir, req, rs.Sent, attempts=SEND_ATTEMPTS)
     typer.echo(f"sent message {resp.id} to {to}")
 

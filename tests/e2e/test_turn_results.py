@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from pathlib import Path
 
 from hive_share import requests as rq
+from tests.e2e.hive import wait_until_dead
 from tests.e2e.turns import (
     control,
     hive_with,
     operator_send,
+    state_dir,
     turn_rows,
     turns_done,
     wait_state,
@@ -117,3 +122,39 @@ async def test_cancel_mid_tool_ends_the_turn_as_cancelled() -> None:
         await wait_state(hive, "slow", "tool")
         await control(hive, "slow", rq.Cancel(cmd="cancel"))
         await turns_done(hive, "slow", 2)
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Pids whose working directory is `directory` (claude runs in the agent's state dir)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/cwd") == str(directory):
+                    pids.append(int(entry))
+    return pids
+
+
+async def test_killing_an_agent_mid_turn_takes_its_claude_down_too() -> None:
+    with hive_with(Errors()) as (hive, _):
+        assert hive.cli("spawn", "slow").returncode == 0
+        listed = {a["name"]: a for a in json.loads(hive.cli("list", "--json").stdout)}
+        harness_pid = listed["slow"]["pid"]
+        await operator_send(hive, "slow", "wait for mail")
+        await wait_state(hive, "slow", "tool")
+        workers = [p for p in _processes_in(state_dir(hive, "slow")) if p != harness_pid]
+        assert workers, "no claude process found in the agent's state dir"
+        assert hive.cli("kill", "slow").returncode == 0
+        for pid in workers:
+            await wait_until_dead(pid)
+
+
+async def test_a_message_too_long_for_one_argument_reaches_claude_whole() -> None:
+    with hive_with(lambda seen: text("read it")) as (hive, fake):
+        assert hive.cli("spawn", "big").returncode == 0
+        body = "".join(f"line {i:06d} of a long report\n" for i in range(6000))
+        assert len(body.encode()) > 150_000
+        await operator_send(hive, "big", body)
+        state = await turns_done(hive, "big", 1)
+        assert state.last_result == "success"
+        assert body.rstrip("\n") in fake.requests_of("big")[0].last_user_text()
