@@ -49,6 +49,11 @@ def latency(name: str, value: float, baseline: float, target: str = NONE) -> Lin
     )
 
 
+def duration(name: str, value: float, target: str = NONE) -> Line:
+    """A latency line with no baseline (an informational floor)."""
+    return Line(name, _duration(value, "ms" if value >= 1e-3 else "µs"), target=target)
+
+
 def rate(name: str, value: float, baseline: float, target: str = NONE) -> Line:
     """A throughput line in messages per second."""
     return Line(name, f"{value:.0f} msg/s", f"{baseline:.0f} msg/s", ratio(value, baseline), target)

@@ -25,5 +25,9 @@ def p50(samples: Sequence[float]) -> float:
     return percentile(samples, 50)
 
 
+def p90(samples: Sequence[float]) -> float:
+    return percentile(samples, 90)
+
+
 def p99(samples: Sequence[float]) -> float:
     return percentile(samples, 99)

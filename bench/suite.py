@@ -1,4 +1,4 @@
-"""The whole run: floors first, then one daemon for every broker benchmark."""
+"""The whole run: floors, the MCP relay, then one daemon for the broker and turn benchmarks."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import broker, micro, report
+from bench import broker, micro, report, turn
 from bench.daemon import Daemon, running_daemon
-from bench.stats import p50, p99
+from bench.stats import p50, p90, p99
 
 AGENTS = [f"b{i}" for i in range(10)]
+TURN_AGENT = "w0"
+"""The agent whose harness runs the fake claude's turns (the broker's agents are stopped)."""
 LONG_POLLS_PER_AGENT = 2
 CHECKPOINT_SETTLE = 2.5
 """hive-core checkpoints the WAL every 2 s after writes; let that pass before idling."""
@@ -26,6 +28,9 @@ class Sizes:
     wake_warmup: int
     per_sender: int
     idle_window: float
+    mcp_rounds: int
+    turns: int
+    """Turns timed after the harness's first (warm-up) turn; also the spawn floor's rounds."""
 
 
 FULL = Sizes(
@@ -35,6 +40,8 @@ FULL = Sizes(
     wake_warmup=20,
     per_sender=1000,
     idle_window=5.0,
+    mcp_rounds=15,
+    turns=20,
 )
 QUICK = Sizes(
     echo_rounds=300,
@@ -43,6 +50,8 @@ QUICK = Sizes(
     wake_warmup=10,
     per_sender=100,
     idle_window=2.0,
+    mcp_rounds=5,
+    turns=5,
 )
 
 
@@ -52,6 +61,8 @@ class Floors:
 
     echo_rtt: float
     full_commit: float
+    sdk_import: float = 0.0
+    claude_spawn: float = 0.0
 
 
 def measure_floors(sizes: Sizes) -> Floors:
@@ -65,10 +76,24 @@ def measure_floors(sizes: Sizes) -> Floors:
     return Floors(echo_rtt=p50(echo), full_commit=p50(full))
 
 
-async def _against_daemon(daemon: Daemon, sizes: Sizes, floors: Floors) -> None:
+def measure_mcp(directory: Path, sizes: Sizes) -> float:
+    """The relay lines; returns `mcp_sdk_import_p50`."""
+    got = asyncio.run(turn.mcp_startup(directory, sizes.mcp_rounds))
+    python, sdk = p50(got.python), p50(got.sdk_import)
+    report.emit(report.duration("python_startup_p50", python))
+    report.emit(report.latency("mcp_sdk_import_p50", sdk, python))
+    report.emit(report.latency("mcp_ready_p50", p50(got.ready), sdk, "< 0.5 s"))
+    report.emit(report.latency("mcp_tools_listed_p50", p50(got.listed), python))
+    return sdk
+
+
+async def _broker(daemon: Daemon, sizes: Sizes, floors: Floors) -> float:
+    """The broker lines; returns `send_to_wake_p50`."""
     started = time.monotonic()
     await broker.spawn_agents(daemon.host_socket, AGENTS)
-    report.note(f"spawned {len(AGENTS)} agents in {time.monotonic() - started:.2f}s")
+    await broker.stop_harnesses(daemon.host_socket, AGENTS)
+    report.note(f"spawned {len(AGENTS)} agents, stopped their harnesses, in "
+                f"{time.monotonic() - started:.2f}s")  # fmt: skip
     async with broker.Swarm(daemon, AGENTS) as swarm:
         wake = await broker.send_to_wake(swarm, sizes.wake_rounds, sizes.wake_warmup)
         baseline = floors.echo_rtt + floors.full_commit
@@ -90,10 +115,38 @@ async def _against_daemon(daemon: Daemon, sizes: Sizes, floors: Floors) -> None:
         )
         polls = LONG_POLLS_PER_AGENT * len(AGENTS)
         report.emit(report.cpu_percent(f"idle_cpu_{polls}_longpolls", cpu, "< 1%"))
+    return p50(wake)
+
+
+async def _turns(daemon: Daemon, log: Path, sizes: Sizes, floors: Floors, wake: float) -> None:
+    samples = await turn.harness_wake(daemon, TURN_AGENT, log, 1 + sizes.turns)
+    first, rest = samples[0], samples[1:]
+    report.emit(report.latency("harness_first_turn_wake_to_claude", first, floors.sdk_import))
+    baseline = wake + floors.claude_spawn
+    report.emit(report.latency("harness_wake_to_claude_p50", p50(rest), baseline))
+    report.emit(report.latency("harness_wake_to_claude_p90", p90(rest), baseline))
+
+
+async def _against_daemon(daemon: Daemon, log: Path, sizes: Sizes, floors: Floors) -> None:
+    wake = await _broker(daemon, sizes, floors)
+    await _turns(daemon, log, sizes, floors, wake)
 
 
 def run(sizes: Sizes) -> None:
     """Measure and print every line."""
     floors = measure_floors(sizes)
-    with running_daemon() as daemon:
-        asyncio.run(_against_daemon(daemon, sizes, floors))
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="hb") as tmp:
+        directory = Path(tmp)
+        sdk_import = measure_mcp(directory, sizes)
+        fake = turn.write_fake_claude(directory)
+        spawn = asyncio.run(turn.claude_spawn_floor(fake, directory / "floor.log", sizes.turns))
+        report.emit(report.duration("claude_spawn_floor_p50", p50(spawn)))
+        floors = Floors(floors.echo_rtt, floors.full_commit, sdk_import, p50(spawn))
+        log = directory / "spawn.log"
+        env = {
+            "HIVE_CLAUDE_BIN": str(fake),
+            "ANTHROPIC_API_KEY": "bench-not-a-key",  # the harness's login probe takes it as-is
+            turn.SPAWN_LOG_ENV: str(log),
+        }
+        with running_daemon(env) as daemon:
+            asyncio.run(_against_daemon(daemon, log, sizes, floors))
