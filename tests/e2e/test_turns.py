@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -12,12 +11,12 @@ import pytest
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
-from tests.e2e.hive import Hive, short_tmp
+from tests.e2e.hive import Hive
 from tests.e2e.turns import (
     PRONOUNS,
     event_kinds,
+    hive_with,
     operator_send,
-    turn_env,
     turn_rows,
     turns_done,
 )
@@ -41,15 +40,8 @@ def relay_script(seen: Seen) -> Reply:
 
 @pytest.fixture
 def relay() -> Iterator[tuple[Hive, FakeAnthropic]]:
-    root = short_tmp()
-    with FakeAnthropic(relay_script) as fake:
-        hive = Hive(root, turn_env(fake, root))
-        try:
-            hive.start()
-            yield hive, fake
-        finally:
-            hive.close()
-            shutil.rmtree(root, ignore_errors=True)
+    with hive_with(relay_script) as pair:
+        yield pair
 
 
 async def test_a_message_relays_through_two_agents_to_the_operator(
