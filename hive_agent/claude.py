@@ -117,12 +117,12 @@ class ClaudeProcess:
         )
         if self.cancelled:  # cancelled while starting
             self._interrupt()
-        if inv.prompt_on_stdin:
-            await _feed(self.proc, inv.prompt)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         stderr_task = asyncio.ensure_future(_drain_stderr(self.proc.stderr))
         count = 0
         try:
+            if inv.prompt_on_stdin:
+                await _feed(self.proc, inv.prompt)
             async for line in _lines(self.proc.stdout):
                 if line is None:
                     await sink(live.Note(text="dropped a stdout line over 64 MiB"))
@@ -179,7 +179,9 @@ async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes | None]:
     while True:
         chunk = await stream.read(CHUNK)
         if not chunk:
-            if buf and not dropping:
+            if dropping:
+                yield None
+            elif buf:
                 yield bytes(buf)
             return
         start = 0
@@ -192,7 +194,7 @@ async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes | None]:
                         buf.clear()
                         dropping = True
                 break
-            if dropping:
+            if dropping or len(buf) + nl - start > MAX_STREAM_LINE:
                 dropping = False
                 yield None
             else:

@@ -25,7 +25,11 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def relay(sock: socket.socket, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
     """Copy stdin→socket and socket→stdout until the server closes its side."""
-    sel = selectors.DefaultSelector()
+    with selectors.DefaultSelector() as sel:
+        _pump(sel, sock, stdin_fd, stdout_fd)
+
+
+def _pump(sel: selectors.BaseSelector, sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
     sel.register(stdin_fd, selectors.EVENT_READ, "in")
     sel.register(sock, selectors.EVENT_READ, "sock")
     while True:
