@@ -106,6 +106,7 @@ def _daemon_env(root: Path, notify_path: Path, extra: Mapping[str, str]) -> dict
         HIVE_STATE_DIR=str(root / "state"),
         HIVE_RUN_DIR=str(root / "run"),
         HIVE_BACKEND="local",
+        HIVE_DASHBOARD_PORT="0",
         NOTIFY_SOCKET=str(notify_path),
     )
     return env

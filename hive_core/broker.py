@@ -291,6 +291,18 @@ class Broker:
                 logger.info("released %d unacked messages to %s", len(mine), recipient)
                 inbox.wake.set()
 
+    async def recent(self, recipient: str, limit: int) -> list[Message]:
+        """The newest `limit` messages to `recipient` that fit one reply, oldest first."""
+
+        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(
+                "SELECT * FROM (SELECT * FROM messages WHERE recipient = ? "
+                "ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (recipient, limit),
+            ).fetchall()
+
+        return fit([_message(r) for r in await self._db.read(select)], newest_first=True)
+
     async def inbox(self, recipient: str, limit: int, wait_seconds: float) -> list[Message]:
         """The newest `limit` messages to `recipient`, oldest first; marks unread ones delivered.
 
@@ -305,14 +317,7 @@ class Broker:
             if not await self._wait(box, deadline):
                 break
 
-        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return conn.execute(
-                "SELECT * FROM (SELECT * FROM messages WHERE recipient = ? "
-                "ORDER BY id DESC LIMIT ?) ORDER BY id",
-                (recipient, limit),
-            ).fetchall()
-
-        messages = fit([_message(r) for r in await self._db.read(select)], newest_first=True)
+        messages = await self.recent(recipient, limit)
         await self._mark_delivered(recipient, [m.id for m in messages if m.delivered_at is None])
         return messages
 

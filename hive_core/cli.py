@@ -287,5 +287,11 @@ def inbox(
         typer.echo(render.messages(resp.messages))
 
 
+@app.command("login-link")
+def login_link(run_dir: RunDir = None) -> None:
+    """Print a one-time dashboard login link (valid for 10 minutes)."""
+    typer.echo(call(run_dir, rq.LoginLink(cmd="login_link"), rs.Done).detail)
+
+
 def main() -> None:
     app()

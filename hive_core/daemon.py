@@ -19,6 +19,7 @@ from hive_core.bus import EventBus
 from hive_core.clock import Clock, SystemClock
 from hive_core.containers.backend import ContainerBackend
 from hive_core.containers.local import LocalBackend
+from hive_core.dashboard.server import Dashboard
 from hive_core.db import Database
 from hive_core.errors import HiveError, StartupError
 from hive_core.liveness import Liveness
@@ -175,10 +176,14 @@ class Daemon:
         """
         s = await self._open_services()
         servers = self._servers(s)
+        dashboard: Dashboard | None = None
         try:
             for server in servers:
                 await server.start()
+            dashboard = Dashboard(s)
             async with asyncio.TaskGroup() as tg:
+                dashboard_task = tg.create_task(dashboard.serve(), name="dashboard")
+                s.login_link = dashboard.login_link
                 backend_ready = asyncio.Event()
                 backend_task = tg.create_task(s.backend.run(backend_ready), name="backend")
                 await backend_ready.wait()
@@ -197,16 +202,24 @@ class Daemon:
                     await actions.ensure_manager(s)
                 except HiveError as exc:
                     logger.error("could not start the manager: %s", exc.message)
-                self._announce()
+                self._announce(dashboard)
                 await self.stopping.wait()
                 logger.info("shutting down")
                 notify("STOPPING=1", self.env.get("NOTIFY_SOCKET"))
+                await dashboard.stop()
                 await self._drain(s, servers)
-                for task in [*loops, backend_task]:
+                try:
+                    async with asyncio.timeout(DRAIN_TIMEOUT):
+                        await asyncio.shield(dashboard_task)
+                except TimeoutError:
+                    logger.warning("the dashboard did not stop within %.0fs", DRAIN_TIMEOUT)
+                for task in [*loops, backend_task, dashboard_task]:
                     task.cancel()
         finally:
             for server in servers:
                 await server.close(0)
+            if dashboard is not None:
+                dashboard.close()
             await s.db.close()
             if self._lock is not None:
                 os.close(self._lock)
@@ -220,14 +233,17 @@ class Daemon:
         )
         await s.backend.shutdown()
 
-    def _announce(self) -> None:
+    def _announce(self, dashboard: Dashboard) -> None:
         st = self.settings
         notify("READY=1", self.env.get("NOTIFY_SOCKET"))
         print(
             f"hive-core {__version__} is running (backend: {st.backend}, pid {os.getpid()})\n"
-            f"  state:    {st.state_dir}\n"
-            f"  sockets:  {st.run_dir}  (admin: {st.host_socket})\n"
-            f"  manager:  {MANAGER_NAME}\n"
+            f"  state:     {st.state_dir}\n"
+            f"  sockets:   {st.run_dir}  (admin: {st.host_socket})\n"
+            f"  manager:   {MANAGER_NAME}\n"
+            f"  dashboard: {dashboard.url}\n"
+            f"  login:     {dashboard.login_link()}  (one use, 10 minutes; "
+            "`hive-core login-link` prints another)\n"
             f"  try, from another shell:  hive-core spawn alice && hive-core list",
             flush=True,
         )

@@ -6,6 +6,7 @@ This holder has no logic of its own.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hive_core.approvals import Approvals
@@ -34,6 +35,8 @@ class Services:
     backend: ContainerBackend
     liveness: Liveness
     agent_sockets: AgentSockets
+    login_link: Callable[[], str] | None = None
+    """Mints a one-time dashboard login link, once the dashboard listens."""
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """One lock per agent name: lifecycle actions on one agent never interleave."""
 

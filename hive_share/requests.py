@@ -118,6 +118,12 @@ class TurnStatus(WireModel):
     wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
 
 
+class LoginLink(WireModel):
+    """A fresh one-time dashboard login link (operator only)."""
+
+    cmd: Literal["login_link"]
+
+
 class Spawn(WireModel):
     """Create and start an agent (operator only)."""
 
@@ -204,6 +210,7 @@ HostRequest = Annotated[
     Version
     | Ping
     | Send
+    | LoginLink
     | Spawn
     | RequestSpawn
     | Approve
@@ -258,6 +265,7 @@ AnyRequest = Annotated[
     | NewSession
     | SetModel
     | TurnStatus
+    | LoginLink
     | Spawn
     | RequestSpawn
     | Approve

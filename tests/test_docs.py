@@ -98,3 +98,16 @@ def test_ci_runs_the_same_command_as_a_developer() -> None:
     assert any(re.search(r"\./dev test(?!\S)", line) for line in code), (
         f".ci/run does not call `./dev test`; its lines are: {code}"
     )
+
+
+async def test_every_mcp_tool_is_documented() -> None:
+    from hive_agent.mcp_tools import Tools, build_server
+
+    names: set[str] = set()
+    for role in ("agent", "manager"):
+        server = build_server(role, Tools(ROOT / "unused.sock", lambda status: None))
+        names |= {tool.name for tool in await server.list_tools()}
+    assert {"send", "recv", "set_status", "whoami", "request_spawn", "list"} <= names
+    patterns = {n: rf"`{re.escape(n)}(?:\(|`)" for n in names}
+    missing = _missing(patterns, _docs_text())
+    assert not missing, f"docs/*.md never mention the MCP tool `<name>` for: {_words(missing)}"

@@ -91,6 +91,10 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.Done(detail=await actions.destroy(s, name, purge, who))
         case rq.List():
             return rs.Agents(agents=await actions.list_agents(s, tombstones=True))
+        case rq.LoginLink():
+            if s.login_link is None:
+                raise InvalidRequest("the dashboard is not listening yet")
+            return rs.Done(detail=s.login_link())
         case rq.Pending():
             return rs.Approvals(approvals=await s.approvals.pending())
         case rq.Inbox(limit=limit, wait_seconds=wait):

@@ -40,6 +40,7 @@ class Hive:
             HIVE_STATE_DIR=str(self.state_dir),
             HIVE_RUN_DIR=str(self.run_dir),
             NOTIFY_SOCKET=str(self._notify_path),
+            HIVE_DASHBOARD_PORT="0",
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

@@ -64,6 +64,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.NewSession: requests.NewSession(cmd="new_session"),
     requests.SetModel: requests.SetModel(cmd="set_model", model="claude-sonnet-5-5[1m]"),
     requests.TurnStatus: requests.TurnStatus(cmd="turn_status", after_turns=2, wait_seconds=5),
+    requests.LoginLink: requests.LoginLink(cmd="login_link"),
     requests.Spawn: requests.Spawn(cmd="spawn", name="alice"),
     requests.RequestSpawn: requests.RequestSpawn(cmd="request_spawn", name="bob"),
     requests.Approve: requests.Approve(cmd="approve", id=4),

@@ -1,0 +1,1 @@
+"""The operator dashboard: HTTP on loopback, one-time login links, session cookies."""

@@ -1,0 +1,100 @@
+"""Runs the dashboard under uvicorn on a socket bound up front, so the port is known at once."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from hive_core.dashboard.app import allowed_hosts, build_app
+from hive_core.dashboard.auth import Credentials
+from hive_core.errors import StartupError
+from hive_core.services import Services
+
+logger = logging.getLogger(__name__)
+
+PORT_FILE = "dashboard.port"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: hive-core owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Raises: StartupError (address in use, bad host)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(
+            f"cannot bind the dashboard to {host}:{port}: {exc.strerror}; "
+            "set HIVE_DASHBOARD_PORT (0 picks a free port)"
+        ) from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class Dashboard:
+    def __init__(self, s: Services) -> None:
+        self.s = s
+        self.creds = Credentials()
+        st = s.settings
+        self.sock = _bind(st.dashboard_host, st.dashboard_port)
+        self.port: int = self.sock.getsockname()[1]
+        self.port_file: Path = st.run_dir / PORT_FILE
+        tmp = self.port_file.with_suffix(".tmp")
+        tmp.write_text(f"{self.port}\n")
+        os.replace(tmp, self.port_file)
+        hosts = allowed_hosts(st.dashboard_host, self.port)
+        config = uvicorn.Config(
+            build_app(s, self.creds, lambda: hosts), log_level="warning", lifespan="off"
+        )
+        self._server = _Server(config)
+        if not is_loopback(st.dashboard_host):
+            logger.warning(
+                "the dashboard listens on %s, beyond loopback; every request still needs a login",
+                st.dashboard_host,
+            )
+
+    @property
+    def url(self) -> str:
+        host = self.s.settings.dashboard_host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}/"
+
+    def login_link(self) -> str:
+        return f"{self.url}login?code={self.creds.new_code()}"
+
+    async def serve(self) -> None:
+        await self._server.serve(sockets=[self.sock])
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.port_file.unlink()
+        except FileNotFoundError:
+            logger.debug("dashboard port file already gone")
