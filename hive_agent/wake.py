@@ -30,14 +30,42 @@ def _token(bodies: Sequence[str]) -> str:
             return token
 
 
+FREE_TEXT = ("detail", "reason")
+"""Event fields that can carry text from outside hive-core; they are fenced like bodies."""
+
+
+def _texts(m: Message) -> list[str]:
+    if m.event is None:
+        return [m.body]
+    data = m.event.model_dump()
+    return [str(data[k]) for k in FREE_TEXT if data.get(k)]
+
+
+def _render_event(m: Message, head: str, token: str) -> str:
+    assert m.event is not None
+    data = m.event.model_dump()
+    lines = [f"{head}: event from hive-core", f"Event: {data.pop('kind')}"]
+    fenced = {k: data.pop(k) for k in FREE_TEXT if k in data}
+    lines += [f"{key}: {value}" for key, value in data.items() if value is not None]
+    for key, value in fenced.items():
+        if value:
+            lines.append(f"{key} (untrusted text between the BODY-{token} markers):")
+            lines.append(f"<<<BODY-{token}\n{value}\nBODY-{token}>>>")
+    return "\n".join(lines)
+
+
 def render_items(messages: Sequence[Message]) -> str:
     """The items alone, as the `recv` tool also shows them."""
-    token = _token([m.body for m in messages])
+    token = _token([text for m in messages for text in _texts(m)])
     parts = []
     for n, m in enumerate(messages, start=1):
+        head = f"## Item {n} of {len(messages)}: message {m.id}"
+        if m.event is not None:
+            parts.append(_render_event(m, head, token))
+            continue
         sent = datetime.fromtimestamp(m.sent_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         parts.append(
-            f"## Item {n} of {len(messages)}: message {m.id}\n"
+            f"{head}\n"
             f"From: {sender_label(m.sender)}\n"
             f"Sent: {sent}\n"
             f"Body (untrusted text between the BODY-{token} markers):\n"

@@ -22,9 +22,9 @@ from hive_core.errors import (
 from hive_core.liveness import ping
 from hive_core.registry import AgentRecord
 from hive_core.services import Services
-from hive_share import events
+from hive_share import events, helper
 from hive_share.models import AgentInfo, Approval, LoginStatus, Role
-from hive_share.names import MANAGER_NAME
+from hive_share.names import MANAGER_NAME, OPERATOR
 
 logger = logging.getLogger(__name__)
 
@@ -159,19 +159,41 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
     try:
         await spawn(s, approval.agent, actor)
     except HiveError as exc:
-        await s.approvals.resolve(approval_id, "failed", exc.message)
+        await tell_requester(s, await s.approvals.resolve(approval_id, "failed", exc.message))
         raise
-    await s.approvals.resolve(approval_id, "approved", None)
+    await tell_requester(s, await s.approvals.resolve(approval_id, "approved", None))
     return f"approved {approval_id}: spawned {approval.agent}"
 
 
 async def deny(s: Services, approval_id: int, reason: str, actor: str) -> str:
     """Raises: NotFound, Conflict."""
     approval = await s.approvals.resolve(approval_id, "denied", reason or None)
+    await tell_requester(s, approval)
     logger.info(
         "%s denied approval %d (%s of %s)", actor, approval_id, approval.kind, approval.agent
     )
     return f"denied {approval_id}"
+
+
+async def tell_requester(s: Services, approval: Approval) -> None:
+    """An agent that asked for something hears how it ended (the operator sees it directly)."""
+    if approval.requester == OPERATOR or not s.registry.is_recipient(approval.requester):
+        return
+    await s.broker.notify(
+        approval.requester,
+        helper.ApprovalResolved(
+            id=approval.id, approval_kind=approval.kind, agent=approval.agent,
+            status=approval.status, reason=approval.reason,
+        ),
+    )  # fmt: skip
+
+
+async def tell_overseer(s: Services, about: str, event: helper.HelperEvent) -> None:
+    """News about an agent goes to the manager; news about the manager to the operator."""
+    to = (
+        OPERATOR if about == MANAGER_NAME or s.registry.find(MANAGER_NAME) is None else MANAGER_NAME
+    )
+    await s.broker.notify(to, event)
 
 
 async def start(s: Services, name: str, actor: str) -> str:
@@ -294,19 +316,26 @@ async def restore(s: Services) -> None:
     await asyncio.gather(*(bring_back(r) for r in records if r.desired == "running"))
 
 
-def login_state(s: Services, name: str, state: LoginStatus, detail: str) -> None:
+async def login_state(s: Services, name: str, state: LoginStatus, detail: str) -> None:
     """A harness says its Claude Code login works again, or no longer does."""
     before = s.liveness.login.get(name, "unknown")
     s.liveness.login[name] = state
-    if state != before:
-        level = logging.WARNING if state == "needs_login" else logging.INFO
-        logger.log(level, "%s is now %s%s", name, state, f": {detail}" if detail else "")
-        publish_state(s, name)
+    if state == before:
+        return
+    level = logging.WARNING if state == "needs_login" else logging.INFO
+    logger.log(level, "%s is now %s%s", name, state, f": {detail}" if detail else "")
+    publish_state(s, name)
+    if state == "needs_login":
+        await tell_overseer(s, name, helper.NeedsLogin(agent=name, detail=detail))
+    elif before == "needs_login":
+        await tell_overseer(s, name, helper.LoggedIn(agent=name))
 
 
 def on_exit(s: Services, name: str, pid: int, code: int, expected: bool) -> None:
     """Backend hook: a harness process ended."""
     s.liveness.report_exit(name, pid)
+    s.liveness.last_exit[name] = code
     if not expected:
         logger.warning("harness of %s (pid %d) exited on its own with %d", name, pid, code)
+        s.on_unexpected_exit(name)
     publish_state(s, name)

@@ -21,6 +21,7 @@ from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import Conflict, ShuttingDown, UnknownAgent
 from hive_share import events
+from hive_share.helper import HELPER_EVENT, HIVE_SENDER, HelperEvent, summary
 from hive_share.models import Message
 
 logger = logging.getLogger(__name__)
@@ -54,14 +55,20 @@ LeaseOwner = int
 
 
 def _message(row: sqlite3.Row) -> Message:
-    return Message(
-        id=row["id"],
-        sender=row["sender"],
-        recipient=row["recipient"],
-        body=row["body"],
-        sent_at=row["sent_at"],
-        delivered_at=row["delivered_at"],
-    )
+    """Raises: ValueError naming the row when it does not decode (never skipped)."""
+    try:
+        event = HELPER_EVENT.validate_json(row["event"]) if row["event"] else None
+        return Message(
+            id=row["id"],
+            sender=row["sender"],
+            recipient=row["recipient"],
+            body=row["body"],
+            sent_at=row["sent_at"],
+            delivered_at=row["delivered_at"],
+            event=event,
+        )
+    except ValueError as exc:
+        raise ValueError(f"messages row id={row['id']} does not decode: {exc}") from exc
 
 
 @dataclass
@@ -155,12 +162,39 @@ class Broker:
                     f"{message.id} with a different recipient or body"
                 )
             return message.id, True
+        self._delivered_to_inbox(message)
+        return message.id, False
+
+    async def notify(self, to: str, event: HelperEvent) -> int:
+        """Put a helper event into `to`'s inbox (sender `hive`); returns the message id.
+
+        Raises:
+            UnknownAgent: nobody by that name has an inbox.
+        """
+        if not self._is_recipient(to):
+            raise UnknownAgent(f"no agent named {to!r} to tell: {summary(event)}")
+        now = self._clock.now()
+        body = summary(event)
+        payload = event.model_dump_json()
+
+        def insert(conn: sqlite3.Connection) -> sqlite3.Row:
+            row: sqlite3.Row = conn.execute(
+                "INSERT INTO messages (sender, recipient, body, sent_at, event) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING *",
+                (HIVE_SENDER, to, body, now, payload),
+            ).fetchone()
+            return row
+
+        message = _message(await self._db.write(insert))
+        self._delivered_to_inbox(message)
+        return message.id
+
+    def _delivered_to_inbox(self, message: Message) -> None:
         self._bus.publish(events.Sent(message=message))
-        box = self._inboxes.get(to)
+        box = self._inboxes.get(message.recipient)
         if box is not None:
             box.remember(message)
             box.wake.set()
-        return message.id, False
 
     async def recv(
         self, recipient: str, owner: LeaseOwner, wait_seconds: float, limit: int

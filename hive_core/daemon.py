@@ -19,6 +19,7 @@ from hive_core.bus import EventBus
 from hive_core.clock import Clock, SystemClock
 from hive_core.containers.backend import ContainerBackend
 from hive_core.containers.local import LocalBackend
+from hive_core.crash_watch import CrashWatch
 from hive_core.dashboard.server import Dashboard
 from hive_core.db import Database
 from hive_core.errors import HiveError, StartupError
@@ -197,11 +198,15 @@ class Daemon:
                     ),
                     tg.create_task(periodic(CHECKPOINT_INTERVAL, s.db.checkpoint, "checkpoint")),
                 ]
+                await s.transients.close_dangling()
                 await actions.restore(s)
                 try:
                     await actions.ensure_manager(s)
                 except HiveError as exc:
                     logger.error("could not start the manager: %s", exc.message)
+                watch = CrashWatch(s, self.clock)
+                s.on_unexpected_exit = watch.nudge
+                loops.append(tg.create_task(watch.run(), name="crash-watch"))
                 self._announce(dashboard)
                 await self.stopping.wait()
                 logger.info("shutting down")

@@ -25,6 +25,8 @@ class Liveness:
         self._changed: dict[str, asyncio.Event] = {}
         self.status: dict[str, str] = {}
         self.login: dict[str, LoginStatus] = {}
+        self.last_exit: dict[str, int] = {}
+        """Exit code of each agent's last harness process."""
 
     def _event(self, name: str) -> asyncio.Event:
         return self._changed.setdefault(name, asyncio.Event())

@@ -53,4 +53,8 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX transients_by_agent ON transients(agent, started_at)",
     ],
+    # 2: helper events travel as messages with the event attached (JSON)
+    [
+        "ALTER TABLE messages ADD COLUMN event TEXT",
+    ],
 ]

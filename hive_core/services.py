@@ -35,6 +35,8 @@ class Services:
     backend: ContainerBackend
     liveness: Liveness
     agent_sockets: AgentSockets
+    on_unexpected_exit: Callable[[str], None] = lambda name: None
+    """Set to the crash watch's nudge: a harness died without being asked to."""
     login_link: Callable[[], str] | None = None
     """Mints a one-time dashboard login link, once the dashboard listens."""
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)

@@ -54,15 +54,30 @@ class Transients:
                 events.TransientCleared(id=tid, agent=agent, action=action, outcome=outcome)
             )
 
-    async def since(self, agent: str, since: float) -> list[tuple[str, float]]:
-        """`(action, started_at)` of the transitions of `agent` started at or after `since`."""
+    async def close_dangling(self) -> int:
+        """Mark transitions a previous daemon never finished as `interrupted` (at start-up),
+        so an open one does not mask a later crash forever."""
+        now = self._clock.now()
 
-        def select(conn: sqlite3.Connection) -> list[tuple[str, float]]:
+        def close(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE transients SET ended_at = ?, outcome = 'interrupted' "
+                "WHERE ended_at IS NULL",
+                (now,),
+            ).rowcount
+
+        return await self._db.write(close)
+
+    async def since(self, agent: str, since: float) -> list[tuple[str, float, bool]]:
+        """`(action, started_at, still_open)` of the transitions of `agent` that started at
+        or after `since`, or are still under way."""
+
+        def select(conn: sqlite3.Connection) -> list[tuple[str, float, bool]]:
             rows = conn.execute(
-                "SELECT action, started_at FROM transients WHERE agent = ? AND started_at >= ? "
-                "ORDER BY id",
+                "SELECT action, started_at, ended_at IS NULL FROM transients "
+                "WHERE agent = ? AND (started_at >= ? OR ended_at IS NULL) ORDER BY id",
                 (agent, since),
             ).fetchall()
-            return [(r[0], r[1]) for r in rows]
+            return [(r[0], r[1], bool(r[2])) for r in rows]
 
         return await self._db.read(select)

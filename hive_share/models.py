@@ -2,45 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel
 
-from hive_share.names import InvalidName, validate_agent_name, validate_principal
+from hive_share.base import (
+    AgentName,
+    AgentState,
+    ApprovalKind,
+    ApprovalStatus,
+    LoginStatus,
+    Principal,
+    Role,
+    WireModel,
+)
+from hive_share.helper import HelperEvent
 
-
-class WireModel(BaseModel):
-    """Base of every wire model: unknown fields and non-finite floats are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def _agent_name(value: str) -> str:
-    try:
-        return validate_agent_name(value)
-    except InvalidName as exc:
-        raise PydanticCustomError("invalid_name", str(exc)) from None
-
-
-def _principal(value: str) -> str:
-    try:
-        return validate_principal(value)
-    except InvalidName as exc:
-        raise PydanticCustomError("invalid_name", str(exc)) from None
-
-
-AgentName = Annotated[str, AfterValidator(_agent_name)]
-"""An agent name, validated by `hive_share.names.validate_agent_name`."""
-
-Principal = Annotated[str, AfterValidator(_principal)]
-"""An agent name or `operator`: anyone with an inbox."""
-
-Role = Literal["agent", "manager"]
-AgentState = Literal["running", "stopped", "tombstone"]
-ApprovalKind = Literal["spawn"]
-ApprovalStatus = Literal["pending", "approved", "denied", "failed"]
-LoginStatus = Literal["unknown", "logged_in", "needs_login"]
+__all__ = [
+    "AgentInfo",
+    "AgentName",
+    "AgentState",
+    "Approval",
+    "ApprovalKind",
+    "ApprovalStatus",
+    "LoginStatus",
+    "Message",
+    "Principal",
+    "Role",
+    "WireModel",
+    "dump",
+]
 
 
 class Message(WireModel):
@@ -52,6 +43,8 @@ class Message(WireModel):
     body: str
     sent_at: float
     delivered_at: float | None = None
+    event: HelperEvent | None = None
+    """Set on helper events (sender `hive`); `body` then holds a one-line summary."""
 
 
 class Approval(WireModel):
@@ -87,4 +80,3 @@ def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
 
-NonEmptyText = Annotated[str, Field(min_length=1)]

@@ -41,7 +41,7 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
             assert_never(req)
 
 
-def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
+async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
     """What a harness (or its MCP tools) says about its own agent."""
     me = conn.principal.name
     match req:
@@ -57,7 +57,7 @@ def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
                 web_port=record.web_port if record else None,
             )
         case rq.LoginState(state=state, detail=detail):
-            actions.login_state(s, me, state, detail)
+            await actions.login_state(s, me, state, detail)
             return rs.Done(detail=f"recorded {me} as {state}")
         case _:
             assert_never(req)
@@ -115,7 +115,7 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
         case rq.Version() | rq.Ping() | rq.Send() | rq.Recv() | rq.Ack() | rq.Alive():
             return await _common(s, req, conn)
         case rq.SetStatus() | rq.Whoami() | rq.LoginState():
-            return _reports(s, req, conn)
+            return await _reports(s, req, conn)
         case rq.RequestSpawn(name=name):
             return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
         case rq.Start(name=name):
@@ -135,6 +135,6 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
 async def handle_agent(s: Services, req: rq.AgentRequest, conn: Conn) -> WireModel:
     match req:
         case rq.SetStatus() | rq.Whoami() | rq.LoginState():
-            return _reports(s, req, conn)
+            return await _reports(s, req, conn)
         case _:
             return await _common(s, req, conn)

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from hive_share import events, framing, live, requests, responses
+from hive_share import events, framing, helper, live, requests, responses
 from hive_share.events import DASHBOARD_EVENT, DashboardEvent
 from hive_share.models import AgentInfo, Approval, Message, WireModel, dump
 from hive_share.requests import (
@@ -83,7 +83,19 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.VersionResult: responses.VersionResult(protocol=1, server="hive-core 0.1.0"),
     responses.Pong: responses.Pong(),
     responses.Sent: responses.Sent(id=12, duplicate=True),
-    responses.Messages: responses.Messages(messages=[MESSAGE]),
+    responses.Messages: responses.Messages(
+        messages=[
+            MESSAGE,
+            Message(
+                id=8,
+                sender="hive",
+                recipient="hm1nd",
+                body="alice crashed",
+                sent_at=1.0,
+                event=helper.ContainerCrash(agent="alice", detail="-9"),
+            ),
+        ]
+    ),
     responses.Acked: responses.Acked(count=2),
     responses.Agents: responses.Agents(agents=[AGENT]),
     responses.Approvals: responses.Approvals(approvals=[APPROVAL]),
@@ -98,6 +110,15 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         last_turn_id="abc",
     ),
     responses.Done: responses.Done(detail="alice started"),
+    # helper events
+    helper.ContainerCrash: helper.ContainerCrash(
+        agent="alice", detail="exit -9 \u202e", restart_in_seconds=5.0
+    ),
+    helper.NeedsLogin: helper.NeedsLogin(agent="alice", detail="401"),
+    helper.LoggedIn: helper.LoggedIn(agent="alice"),
+    helper.ApprovalResolved: helper.ApprovalResolved(
+        id=3, approval_kind="spawn", agent="bob", status="denied", reason="no"
+    ),
     # live events
     live.TurnStarted: live.TurnStarted(
         turn_id="t1", wake_from=["operator"], new_session=False, model="opus"
@@ -140,6 +161,7 @@ UNIONS: list[tuple[str, object, TypeAdapter[Any]]] = [
     ("response", Response, RESPONSE),
     ("event", DashboardEvent, DASHBOARD_EVENT),
     ("live", live.LiveEvent, live.LIVE_EVENT),
+    ("helper", helper.HelperEvent, helper.HELPER_EVENT),
 ]
 RECORDS: list[type[WireModel]] = [Message, Approval, AgentInfo, events.Frame]
 

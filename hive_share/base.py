@@ -1,0 +1,43 @@
+"""The base of every wire model, validated name types, and the small shared literals."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
+
+from hive_share.names import InvalidName, validate_agent_name, validate_principal
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: unknown fields and non-finite floats are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _agent_name(value: str) -> str:
+    try:
+        return validate_agent_name(value)
+    except InvalidName as exc:
+        raise PydanticCustomError("invalid_name", str(exc)) from None
+
+
+def _principal(value: str) -> str:
+    try:
+        return validate_principal(value)
+    except InvalidName as exc:
+        raise PydanticCustomError("invalid_name", str(exc)) from None
+
+
+AgentName = Annotated[str, AfterValidator(_agent_name)]
+"""An agent name, validated by `hive_share.names.validate_agent_name`."""
+
+Principal = Annotated[str, AfterValidator(_principal)]
+"""An agent name or `operator`: anyone with an inbox."""
+
+Role = Literal["agent", "manager"]
+AgentState = Literal["running", "stopped", "tombstone"]
+ApprovalKind = Literal["spawn"]
+ApprovalStatus = Literal["pending", "approved", "denied", "failed"]
+LoginStatus = Literal["unknown", "logged_in", "needs_login"]
