@@ -6,6 +6,7 @@ Tools return plain text. Errors say what went wrong and what to do about it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ from hive_agent.wake import render_items
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import ClientError, HiveClient, RemoteError
-from hive_share.models import WireModel
+from hive_share.models import Question, Reminder, WireModel
 
 R = TypeVar("R", bound=WireModel)
 
@@ -107,6 +108,100 @@ def _common(server: MCPServer[Any], tools: Tools) -> None:
         return f"You are {me.name} ({me.role})."
 
 
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _question_line(q: Question) -> str:
+    to = q.target or "operator"
+    opts = f" options: {', '.join(q.options)}" if q.options else ""
+    expires = f" expires {_when(q.expires_at)}" if q.expires_at else ""
+    return f"question {q.id} from {q.asker} to {to}: {q.question!r}{opts}{expires}"
+
+
+def _reminder_text(r: Reminder, full: bool) -> str:
+    head = f"reminder {r.id} ({r.status}, due {_when(r.due_at)}): {r.message!r}"
+    if r.file_path:
+        head += f" file {r.file_path}"
+    if full and r.payload_note:
+        head += f"\n  payload: {r.payload_note}"
+    if full and r.payload is not None:
+        head += f"\n----- payload -----\n{r.payload}\n----- end -----"
+    return head
+
+
+def _coordination(server: MCPServer[Any], tools: Tools) -> None:
+    @server.tool(structured_output=False)
+    async def ask(
+        question: str,
+        to: str | None = None,
+        options: list[str] | None = None,
+        ttl_seconds: float | None = None,
+    ) -> str:
+        """Ask the operator (leave `to` empty) or an agent a question. The answer arrives later
+        in your inbox as a question_answered event; options, if given, limit the answer."""
+        got = await tools.call(
+            make(rq.Ask, cmd="ask", question=question, to=to, options=options,
+                 ttl_seconds=ttl_seconds),
+            rs.QuestionResult,
+        )  # fmt: skip
+        return f"Asked question {got.question.id} to {to or 'the operator'}."
+
+    @server.tool(structured_output=False)
+    async def answer(id: int, answer: str) -> str:
+        """Answer a question someone asked you (from a question_asked event)."""
+        await tools.call(
+            make(rq.AnswerQuestion, cmd="answer", id=id, answer=answer), rs.QuestionResult
+        )
+        return f"Answered question {id}."
+
+    @server.tool(structured_output=False)
+    async def remind(
+        message: str,
+        in_seconds: float | None = None,
+        at: float | None = None,
+        file_path: str | None = None,
+    ) -> str:
+        """Wake yourself later with `message`: after in_seconds, or at epoch time `at`. With
+        file_path (under /state/), that file's content is attached when it fires."""
+        got = await tools.call(
+            make(rq.Remind, cmd="remind", message=message, at=at, in_seconds=in_seconds,
+                 file_path=file_path),
+            rs.ReminderResult,
+        )  # fmt: skip
+        return f"Reminder {got.reminder.id} set for {_when(got.reminder.due_at)}."
+
+    @server.tool(structured_output=False)
+    async def list_reminders(id: int | None = None) -> str:
+        """Your pending and recently delivered reminders; with id, that one with its payload."""
+        got = await tools.call(
+            make(rq.ListReminders, cmd="list_reminders", id=id), rs.RemindersResult
+        )
+        if not got.reminders:
+            return "No reminders."
+        return "\n".join(_reminder_text(r, full=id is not None) for r in got.reminders)
+
+    @server.tool(structured_output=False)
+    async def cancel_reminder(id: int) -> str:
+        """Cancel a pending reminder of yours."""
+        await tools.call(make(rq.CancelReminder, cmd="cancel_reminder", id=id), rs.ReminderResult)
+        return f"Reminder {id} cancelled."
+
+    @server.tool(structured_output=False)
+    async def get_open_threads() -> str:
+        """Your loose ends: pending requests, questions you asked or must answer, reminders.
+        For the manager: the whole hive's."""
+        got = await tools.call(make(rq.GetOpenThreads, cmd="get_open_threads"), rs.OpenThreads)
+        lines = [
+            f"approval {a.id}: {a.kind} {a.agent} asked by {a.requester}" for a in got.approvals
+        ]
+        lines += [_question_line(q) for q in got.questions]
+        lines.append(f"{got.pending_reminders} pending reminders")
+        return "\n".join(lines)
+
+
 def _manager(server: MCPServer[Any], tools: Tools) -> None:
     @server.tool(name="list", structured_output=False)
     async def list_agents() -> str:
@@ -153,6 +248,7 @@ def _manager(server: MCPServer[Any], tools: Tools) -> None:
 def build_server(role: str, tools: Tools) -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer("hyperhive", instructions=INSTRUCTIONS)
     _common(server, tools)
+    _coordination(server, tools)
     if role == "manager":
         _manager(server, tools)
     return server

@@ -366,6 +366,7 @@ class Harness:
             await self.emit(
                 live.TokenUsageChanged(context_tokens=last.context_tokens, usage=last.usage())
             )
+        row.open_threads_count, row.open_reminders_count = await self._loose_ends()
         await self.stats.record(row)
         await self.emit(
             live.TurnEnded(
@@ -381,6 +382,16 @@ class Harness:
             self._changed.notify_all()
         self.turn_id = None
         return result
+
+    async def _loose_ends(self) -> tuple[int | None, int | None]:
+        """Post-turn open-threads and pending-reminders counts (None if hive-core is away)."""
+        try:
+            async with HiveClient(self.settings.socket) as core:
+                got = await core.call(rq.GetOpenThreads(cmd="get_open_threads"), rs.OpenThreads)
+        except ClientError as exc:
+            logger.warning("could not count open threads after the turn: %s", exc)
+            return None, None
+        return len(got.approvals) + len(got.questions), got.pending_reminders
 
     # -- login --------------------------------------------------------------
 

@@ -30,7 +30,7 @@ def _token(bodies: Sequence[str]) -> str:
             return token
 
 
-FREE_TEXT = ("detail", "reason")
+FREE_TEXT = ("detail", "reason", "question", "answer", "message", "payload_note")
 """Event fields that can carry text from outside hive-core; they are fenced like bodies."""
 
 

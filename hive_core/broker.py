@@ -19,15 +19,21 @@ from dataclasses import dataclass, field
 from hive_core.bus import EventBus
 from hive_core.clock import Clock
 from hive_core.db import Database
-from hive_core.errors import Conflict, ShuttingDown, UnknownAgent
+from hive_core.errors import Busy, Conflict, ShuttingDown, UnknownAgent
 from hive_share import events
 from hive_share.helper import HELPER_EVENT, HIVE_SENDER, HelperEvent, summary
 from hive_share.models import Message
+from hive_share.names import OPERATOR
 
 logger = logging.getLogger(__name__)
 
 RETENTION_SECONDS = 30 * 24 * 3600
 """Delivered messages older than this are vacuumed."""
+
+SEND_RATE = 20.0
+"""Messages per second an agent may send, sustained."""
+SEND_BURST = 200.0
+"""Messages an agent may send in a burst before the rate applies."""
 
 PENDING_CACHE_MAX = 1000
 """Undelivered messages kept in memory per recipient; past this, reads go to the database."""
@@ -96,6 +102,20 @@ class _Inbox:
                 self.pending.pop(i, None)
 
 
+@dataclass
+class _Bucket:
+    tokens: float = SEND_BURST
+    at: float = 0.0
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(SEND_BURST, self.tokens + (now - self.at) * SEND_RATE)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 class Broker:
     """Messages between agents, the manager and the operator."""
 
@@ -107,6 +127,7 @@ class Broker:
         self._clock = clock
         self._is_recipient = is_recipient
         self._inboxes: dict[str, _Inbox] = {}
+        self._buckets: dict[str, _Bucket] = {}
         self._closing = asyncio.Event()
 
     def _inbox(self, recipient: str) -> _Inbox:
@@ -137,6 +158,13 @@ class Broker:
         if not self._is_recipient(to):
             raise UnknownAgent(f"no agent named {to!r}; `hive-core list` shows who exists")
         now = self._clock.now()
+        if sender != OPERATOR:
+            bucket = self._buckets.setdefault(sender, _Bucket(at=now))
+            if not bucket.take(now):
+                raise Busy(
+                    f"{sender} is sending faster than {SEND_RATE:.0f} messages/s after a burst "
+                    f"of {SEND_BURST:.0f}; slow down and retry"
+                )
 
         def insert(conn: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
             row = conn.execute(
@@ -164,6 +192,10 @@ class Broker:
             return message.id, True
         self._delivered_to_inbox(message)
         return message.id, False
+
+    def knows(self, name: str) -> bool:
+        """Whether `name` has an inbox."""
+        return self._is_recipient(name)
 
     async def notify(self, to: str, event: HelperEvent) -> int:
         """Put a helper event into `to`'s inbox (sender `hive`); returns the message id.

@@ -287,6 +287,58 @@ def inbox(
         typer.echo(render.messages(resp.messages))
 
 
+@app.command()
+def questions(run_dir: RunDir = None, as_json: Json = False) -> None:
+    """Pending questions addressed to the operator."""
+    resp = call(run_dir, rq.Questions(cmd="questions"), rs.QuestionsResult)
+    if as_json:
+        emit_json([dump(q) for q in resp.questions])
+    else:
+        typer.echo(render.questions(resp.questions))
+
+
+@app.command()
+def answer(
+    question_id: Annotated[int, typer.Argument(metavar="ID", help="Question id.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The answer.", show_default=False)],
+    run_dir: RunDir = None,
+) -> None:
+    """Answer a question as the operator (any question: the operator may override)."""
+    try:
+        req = rq.AnswerQuestion(cmd="answer", id=question_id, answer=text)
+    except ValidationError as exc:
+        fail(exc.errors(include_url=False)[0]["msg"])
+    resp = call(run_dir, req, rs.QuestionResult)
+    typer.echo(f"answered question {resp.question.id} (asked by {resp.question.asker})")
+
+
+@app.command("cancel-question")
+def cancel_question(
+    question_id: Annotated[int, typer.Argument(metavar="ID", help="Question id.")],
+    run_dir: RunDir = None,
+) -> None:
+    """Withdraw a pending question; its asker is told."""
+    resp = call(
+        run_dir, rq.CancelQuestion(cmd="cancel_question", id=question_id), rs.QuestionResult
+    )
+    typer.echo(f"cancelled question {resp.question.id} (asked by {resp.question.asker})")
+
+
+@app.command()
+def reminders(
+    agent: Annotated[str | None, typer.Argument(help="Only this agent's.")] = None,
+    run_dir: RunDir = None,
+    as_json: Json = False,
+) -> None:
+    """Pending and recently delivered reminders, hive-wide or of one agent."""
+    req = rq.ListReminders(cmd="list_reminders", agent=_name(agent) if agent else None)
+    resp = call(run_dir, req, rs.RemindersResult)
+    if as_json:
+        emit_json([dump(r) for r in resp.reminders])
+    else:
+        typer.echo(render.reminders(resp.reminders))
+
+
 @app.command("login-link")
 def login_link(run_dir: RunDir = None) -> None:
     """Print a one-time dashboard login link (valid for 10 minutes)."""

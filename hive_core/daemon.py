@@ -24,7 +24,9 @@ from hive_core.dashboard.server import Dashboard
 from hive_core.db import Database
 from hive_core.errors import HiveError, StartupError
 from hive_core.liveness import Liveness
+from hive_core.questions import Questions
 from hive_core.registry import Registry
+from hive_core.reminders import Reminders
 from hive_core.sdnotify import notify
 from hive_core.services import Services
 from hive_core.settings import Settings
@@ -41,6 +43,8 @@ DRAIN_TIMEOUT = 5.0
 """Seconds open requests get to finish at shutdown before they are cut."""
 VACUUM_INTERVAL = 3600.0
 CHECKPOINT_INTERVAL = 2.0
+COORDINATION_TICK = 5.0
+"""How often due reminders are delivered and expired questions resolved."""
 
 
 async def periodic(interval: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
@@ -153,15 +157,18 @@ class Daemon:
         registry = Registry(db, self.clock)
         await registry.load()
         holder: list[Services] = []
+        broker = Broker(db, bus, self.clock, registry.is_recipient)
         s = Services(
             settings=st,
             clock=self.clock,
             db=db,
             bus=bus,
             registry=registry,
-            broker=Broker(db, bus, self.clock, registry.is_recipient),
+            broker=broker,
             approvals=Approvals(db, bus, self.clock),
             transients=Transients(db, bus, self.clock),
+            questions=Questions(db, bus, self.clock, broker),
+            reminders=Reminders(db, self.clock, broker, st.agents_dir),
             backend=_make_backend(self.env, holder),
             liveness=Liveness(),
             agent_sockets=AgentSockets(lambda name: self._agent_server(holder[0], name)),
@@ -197,6 +204,20 @@ class Daemon:
                         )
                     ),
                     tg.create_task(periodic(CHECKPOINT_INTERVAL, s.db.checkpoint, "checkpoint")),
+                    tg.create_task(
+                        periodic(
+                            COORDINATION_TICK,
+                            lambda: s.reminders.tick(self.clock.now()),
+                            "reminder scheduler",
+                        )
+                    ),
+                    tg.create_task(
+                        periodic(
+                            COORDINATION_TICK,
+                            lambda: s.questions.expire_due(self.clock.now()),
+                            "question TTL watchdog",
+                        )
+                    ),
                 ]
                 await s.transients.close_dangling()
                 await actions.restore(s)

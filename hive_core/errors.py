@@ -5,6 +5,7 @@ HiveError                 .code is the stable wire code
 ├── UnknownAgent          unknown_agent
 ├── AlreadyExists         exists
 ├── NotFound              not_found
+├── Forbidden             forbidden
 ├── Conflict              conflict
 ├── PortCollision         port_collision
 ├── BackendError          backend
@@ -45,6 +46,12 @@ class AlreadyExists(HiveError):
 
 class NotFound(HiveError):
     code: ClassVar[ErrorCode] = "not_found"
+
+
+class Forbidden(HiveError):
+    """The caller may not do this (e.g. answer a question addressed to someone else)."""
+
+    code: ClassVar[ErrorCode] = "forbidden"
 
 
 class Conflict(HiveError):

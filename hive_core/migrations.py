@@ -57,4 +57,34 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE messages ADD COLUMN event TEXT",
     ],
+    # 3: questions and reminders
+    [
+        """CREATE TABLE questions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            asker TEXT NOT NULL,
+            target TEXT,
+            question TEXT NOT NULL,
+            options TEXT,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            answer TEXT,
+            answerer TEXT,
+            resolved_at REAL
+        )""",
+        "CREATE INDEX questions_pending ON questions(status, expires_at)",
+        """CREATE TABLE reminders (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent TEXT NOT NULL,
+            message TEXT NOT NULL,
+            due_at REAL NOT NULL,
+            file_path TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            payload TEXT,
+            payload_note TEXT,
+            created_at REAL NOT NULL,
+            delivered_at REAL
+        )""",
+        "CREATE INDEX reminders_due ON reminders(status, due_at)",
+    ],
 ]

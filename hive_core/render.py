@@ -6,7 +6,7 @@ import time
 import unicodedata
 from collections.abc import Sequence
 
-from hive_share.models import AgentInfo, Approval, Message
+from hive_share.models import AgentInfo, Approval, Message, Question, Reminder
 
 _UNSAFE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
@@ -82,6 +82,39 @@ def approvals(rows: Sequence[Approval], now: float | None = None) -> str:
         ["ID", "KIND", "AGENT", "REQUESTER", "AGE"],
         [[str(a.id), a.kind, a.agent, a.requester, duration(now - a.created_at)] for a in rows],
     )
+
+
+def questions(rows: Sequence[Question], now: float | None = None) -> str:
+    if not rows:
+        return "no pending questions"
+    now = time.time() if now is None else now
+    return table(
+        ["ID", "FROM", "AGE", "OPTIONS", "QUESTION"],
+        [
+            [str(q.id), q.asker, duration(now - q.created_at),
+             clean(" | ".join(q.options), 40) if q.options else "-", clean(q.question, 160)]
+            for q in rows
+        ],
+    )  # fmt: skip
+
+
+def reminders(rows: Sequence[Reminder], now: float | None = None) -> str:
+    if not rows:
+        return "no reminders"
+    now = time.time() if now is None else now
+
+    def due(r: Reminder) -> str:
+        delta = r.due_at - now
+        return f"in {duration(delta)}" if delta >= 0 else f"{duration(-delta)} ago"
+
+    return table(
+        ["ID", "AGENT", "STATUS", "DUE", "FILE", "MESSAGE"],
+        [
+            [str(r.id), r.agent, r.status, due(r), clean(r.file_path or "-", 40),
+             clean(r.message, 120)]
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 def messages(rows: Sequence[Message], now: float | None = None) -> str:

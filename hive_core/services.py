@@ -16,7 +16,9 @@ from hive_core.clock import Clock
 from hive_core.containers.backend import ContainerBackend
 from hive_core.db import Database
 from hive_core.liveness import Liveness
+from hive_core.questions import Questions
 from hive_core.registry import Registry
+from hive_core.reminders import Reminders
 from hive_core.settings import Settings
 from hive_core.sockets.agents import AgentSockets
 from hive_core.transients import Transients
@@ -32,6 +34,8 @@ class Services:
     broker: Broker
     approvals: Approvals
     transients: Transients
+    questions: Questions
+    reminders: Reminders
     backend: ContainerBackend
     liveness: Liveness
     agent_sockets: AgentSockets

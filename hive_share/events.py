@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from hive_share.models import AgentInfo, Approval, Message, WireModel
+from hive_share.models import AgentInfo, Approval, Message, Question, WireModel
 
 
 class Sent(WireModel):
@@ -49,6 +49,16 @@ class TransientCleared(WireModel):
     outcome: str
 
 
+class QuestionAdded(WireModel):
+    kind: Literal["question_added"] = "question_added"
+    question: Question
+
+
+class QuestionResolved(WireModel):
+    kind: Literal["question_resolved"] = "question_resolved"
+    question: Question
+
+
 class ContainerStateChanged(WireModel):
     kind: Literal["container_state_changed"] = "container_state_changed"
     agent: AgentInfo
@@ -70,6 +80,8 @@ DashboardEvent = Annotated[
     | Delivered
     | ApprovalAdded
     | ApprovalResolved
+    | QuestionAdded
+    | QuestionResolved
     | TransientSet
     | TransientCleared
     | ContainerStateChanged

@@ -47,8 +47,48 @@ class ApprovalResolved(WireModel):
     reason: str | None = None
 
 
+class QuestionAsked(WireModel):
+    """Someone asks you a question; reply with the `answer` tool and its id."""
+
+    kind: Literal["question_asked"] = "question_asked"
+    id: int
+    asker: str
+    question: str
+    options: list[str] | None = None
+    expires_at: float | None = None
+
+
+class QuestionAnswered(WireModel):
+    """How a question you asked ended: answered, cancelled by the operator, or expired."""
+
+    kind: Literal["question_answered"] = "question_answered"
+    id: int
+    question: str
+    outcome: Literal["answered", "cancelled", "expired"]
+    answer: str | None = None
+    answerer: str
+    """`operator`, the peer's name, or `watchdog` (the TTL ran out)."""
+
+
+class ReminderDue(WireModel):
+    """A reminder you set is due; `list_reminders(id)` shows it with its file payload."""
+
+    kind: Literal["reminder_due"] = "reminder_due"
+    id: int
+    message: str
+    payload_bytes: int | None = None
+    payload_note: str | None = None
+
+
 HelperEvent = Annotated[
-    ContainerCrash | NeedsLogin | LoggedIn | ApprovalResolved, Field(discriminator="kind")
+    ContainerCrash
+    | NeedsLogin
+    | LoggedIn
+    | ApprovalResolved
+    | QuestionAsked
+    | QuestionAnswered
+    | ReminderDue,
+    Field(discriminator="kind"),
 ]
 HELPER_EVENT: TypeAdapter[HelperEvent] = TypeAdapter(HelperEvent)
 
@@ -65,3 +105,9 @@ def summary(event: HelperEvent) -> str:
             return f"{agent} is logged in again"
         case ApprovalResolved(id=approval_id, approval_kind=kind, agent=agent, status=status):
             return f"approval {approval_id} ({kind} {agent}) was {status}"
+        case QuestionAsked(id=qid, asker=asker):
+            return f"{asker} asks you question {qid}"
+        case QuestionAnswered(id=qid, outcome=outcome, answerer=answerer):
+            return f"question {qid} was {outcome} by {answerer}"
+        case ReminderDue(id=rid):
+            return f"reminder {rid} is due"

@@ -13,6 +13,8 @@ from hive_share.base import (
     ApprovalStatus,
     LoginStatus,
     Principal,
+    QuestionStatus,
+    ReminderStatus,
     Role,
     WireModel,
 )
@@ -28,6 +30,10 @@ __all__ = [
     "LoginStatus",
     "Message",
     "Principal",
+    "Question",
+    "QuestionStatus",
+    "Reminder",
+    "ReminderStatus",
     "Role",
     "WireModel",
     "dump",
@@ -75,8 +81,37 @@ class AgentInfo(WireModel):
     login: LoginStatus = "unknown"
 
 
+class Question(WireModel):
+    """A structured question: to the operator (`target` None) or to an agent."""
+
+    id: int
+    asker: str
+    target: str | None = None
+    question: str
+    options: list[str] | None = None
+    created_at: float
+    expires_at: float | None = None
+    status: QuestionStatus
+    answer: str | None = None
+    answerer: str | None = None
+    resolved_at: float | None = None
+
+
+class Reminder(WireModel):
+    """A reminder an agent set for itself; `payload` is the file content read when it fired."""
+
+    id: int
+    agent: str
+    message: str
+    due_at: float
+    file_path: str | None = None
+    status: ReminderStatus
+    created_at: float
+    delivered_at: float | None = None
+    payload: str | None = None
+    payload_note: str | None = None
+
+
 def dump(model: BaseModel) -> dict[str, Any]:
     """A model as a JSON-ready dict (the one serialisation path)."""
     return model.model_dump(mode="json")
-
-

@@ -124,6 +124,81 @@ class LoginLink(WireModel):
     cmd: Literal["login_link"]
 
 
+MAX_QUESTION = 8 * 1024
+StateFilePath = Annotated[str, Field(min_length=8, max_length=1024, pattern=r"^/state/[^\x00]+$")]
+
+
+class Ask(WireModel):
+    """Ask the operator (no `to`) or an agent a question; the answer comes back as an event."""
+
+    cmd: Literal["ask"]
+    question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION)]
+    to: AgentName | None = None
+    options: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=200)]],
+            Field(min_length=2, max_length=20),
+        ]
+        | None
+    ) = None
+    ttl_seconds: Annotated[float, Field(ge=1, le=7 * 24 * 3600)] | None = None
+
+
+class AnswerQuestion(WireModel):
+    """Answer a question addressed to you (the operator may answer any)."""
+
+    cmd: Literal["answer"]
+    id: Annotated[int, Field(gt=0)]
+    answer: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION)]
+
+
+class CancelQuestion(WireModel):
+    """Operator: withdraw a pending question; its asker is told."""
+
+    cmd: Literal["cancel_question"]
+    id: Annotated[int, Field(gt=0)]
+
+
+class Questions(WireModel):
+    """Operator: the pending questions addressed to the operator."""
+
+    cmd: Literal["questions"]
+
+
+class Remind(WireModel):
+    """Set a reminder: at a time (`at`, epoch seconds) or after `in_seconds`; optionally with
+    a file under /state whose content is read when it fires."""
+
+    cmd: Literal["remind"]
+    message: Annotated[str, Field(min_length=1, max_length=4096)]
+    at: Annotated[float, Field(gt=0)] | None = None
+    in_seconds: Annotated[float, Field(ge=0, le=366 * 24 * 3600)] | None = None
+    file_path: StateFilePath | None = None
+
+
+class ListReminders(WireModel):
+    """Your reminders (pending, and the last delivered); with `id`, that one in full.
+    On the host socket, `agent` narrows the hive-wide list."""
+
+    cmd: Literal["list_reminders"]
+    id: Annotated[int, Field(gt=0)] | None = None
+    agent: AgentName | None = None
+
+
+class CancelReminder(WireModel):
+    """Cancel a pending reminder of yours."""
+
+    cmd: Literal["cancel_reminder"]
+    id: Annotated[int, Field(gt=0)]
+
+
+class GetOpenThreads(WireModel):
+    """Loose ends: pending approvals and unanswered questions (hive-wide for the manager and
+    the operator)."""
+
+    cmd: Literal["get_open_threads"]
+
+
 class Spawn(WireModel):
     """Create and start an agent (operator only)."""
 
@@ -210,6 +285,11 @@ HostRequest = Annotated[
     Version
     | Ping
     | Send
+    | AnswerQuestion
+    | CancelQuestion
+    | Questions
+    | ListReminders
+    | GetOpenThreads
     | LoginLink
     | Spawn
     | RequestSpawn
@@ -230,6 +310,12 @@ ManagerRequest = Annotated[
     Version
     | Ping
     | Send
+    | Ask
+    | AnswerQuestion
+    | Remind
+    | ListReminders
+    | CancelReminder
+    | GetOpenThreads
     | Recv
     | Ack
     | Alive
@@ -245,7 +331,21 @@ ManagerRequest = Annotated[
     Field(discriminator="cmd"),
 ]
 AgentRequest = Annotated[
-    Version | Ping | Send | Recv | Ack | Alive | SetStatus | Whoami | LoginState,
+    Version
+    | Ping
+    | Send
+    | Ask
+    | AnswerQuestion
+    | Remind
+    | ListReminders
+    | CancelReminder
+    | GetOpenThreads
+    | Recv
+    | Ack
+    | Alive
+    | SetStatus
+    | Whoami
+    | LoginState,
     Field(discriminator="cmd"),
 ]
 HarnessRequest = Annotated[
@@ -255,6 +355,14 @@ AnyRequest = Annotated[
     Version
     | Ping
     | Send
+    | Ask
+    | AnswerQuestion
+    | CancelQuestion
+    | Questions
+    | Remind
+    | ListReminders
+    | CancelReminder
+    | GetOpenThreads
     | Recv
     | Ack
     | Alive

@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from hive_share.live import ResultKind, TurnState
-from hive_share.models import AgentInfo, Approval, LoginStatus, Message, WireModel
+from hive_share.models import (
+    AgentInfo,
+    Approval,
+    LoginStatus,
+    Message,
+    Question,
+    Reminder,
+    WireModel,
+)
 
 ErrorCode = Literal[
     "malformed",
@@ -19,6 +27,7 @@ ErrorCode = Literal[
     "invalid_name",
     "unknown_agent",
     "exists",
+    "forbidden",
     "not_found",
     "conflict",
     "port_collision",
@@ -113,6 +122,40 @@ class HarnessState(WireModel):
     last_turn_id: str | None = None
 
 
+class QuestionResult(WireModel):
+    ok: Literal[True] = True
+    result: Literal["question"] = "question"
+    question: Question
+
+
+class QuestionsResult(WireModel):
+    ok: Literal[True] = True
+    result: Literal["questions"] = "questions"
+    questions: list[Question]
+
+
+class ReminderResult(WireModel):
+    ok: Literal[True] = True
+    result: Literal["reminder"] = "reminder"
+    reminder: Reminder
+
+
+class RemindersResult(WireModel):
+    ok: Literal[True] = True
+    result: Literal["reminders"] = "reminders"
+    reminders: list[Reminder]
+
+
+class OpenThreads(WireModel):
+    """Loose ends: pending approvals, unanswered questions, and pending reminders counted."""
+
+    ok: Literal[True] = True
+    result: Literal["open_threads"] = "open_threads"
+    approvals: list[Approval]
+    questions: list[Question]
+    pending_reminders: int
+
+
 class Done(WireModel):
     """A lifecycle action finished; `detail` says what happened."""
 
@@ -133,6 +176,11 @@ Response = Annotated[
     | ApprovalResult
     | Identity
     | HarnessState
+    | QuestionResult
+    | QuestionsResult
+    | ReminderResult
+    | RemindersResult
+    | OpenThreads
     | Done,
     Field(discriminator="result"),
 ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from hive_core import __version__, actions
-from hive_core.errors import InvalidRequest
+from hive_core import __version__, actions, open_threads
+from hive_core.errors import Forbidden, InvalidRequest
 from hive_core.services import Services
 from hive_core.sockets.server import Conn
 from hive_share import PROTOCOL_VERSION
@@ -16,6 +16,14 @@ from hive_share.names import MANAGER_NAME
 
 Common = rq.Version | rq.Ping | rq.Send | rq.Recv | rq.Ack | rq.Alive
 Reports = rq.SetStatus | rq.Whoami | rq.LoginState
+Coordination = (
+    rq.Ask
+    | rq.AnswerQuestion
+    | rq.Remind
+    | rq.ListReminders
+    | rq.CancelReminder
+    | rq.GetOpenThreads
+)
 
 
 async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
@@ -63,6 +71,32 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
             assert_never(req)
 
 
+async def _coordination(s: Services, req: Coordination, conn: Conn) -> WireModel:
+    """Questions, reminders and open threads, as an agent or the manager."""
+    me = conn.principal.name
+    match req:
+        case rq.Ask(question=text, to=to, options=options, ttl_seconds=ttl):
+            asked = await s.questions.ask(me, to, text, options, ttl)
+            return rs.QuestionResult(question=asked)
+        case rq.AnswerQuestion(id=question_id, answer=answer):
+            return rs.QuestionResult(question=await s.questions.answer(question_id, answer, me))
+        case rq.Remind(message=message, at=at, in_seconds=delay, file_path=path):
+            reminder = await s.reminders.add(me, message, at, delay, path)
+            return rs.ReminderResult(reminder=reminder)
+        case rq.ListReminders(id=reminder_id, agent=agent):
+            if agent is not None and agent != me:
+                raise Forbidden("you can list only your own reminders; leave `agent` out")
+            return rs.RemindersResult(reminders=await s.reminders.listing(me, reminder_id))
+        case rq.CancelReminder(id=reminder_id):
+            return rs.ReminderResult(reminder=await s.reminders.cancel(me, reminder_id))
+        case rq.GetOpenThreads():
+            if conn.principal.kind == "manager":
+                return await open_threads.hive_wide(s)
+            return await open_threads.for_agent(s, me)
+        case _:
+            assert_never(req)
+
+
 async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel:  # noqa: C901
     who = conn.principal.name
     match req:
@@ -91,6 +125,16 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.Done(detail=await actions.destroy(s, name, purge, who))
         case rq.List():
             return rs.Agents(agents=await actions.list_agents(s, tombstones=True))
+        case rq.AnswerQuestion(id=question_id, answer=answer):
+            return rs.QuestionResult(question=await s.questions.answer(question_id, answer, who))
+        case rq.CancelQuestion(id=question_id):
+            return rs.QuestionResult(question=await s.questions.cancel(question_id))
+        case rq.Questions():
+            return rs.QuestionsResult(questions=await s.questions.pending(operator_only=True))
+        case rq.ListReminders(id=reminder_id, agent=agent):
+            return rs.RemindersResult(reminders=await s.reminders.listing(agent, reminder_id))
+        case rq.GetOpenThreads():
+            return await open_threads.hive_wide(s)
         case rq.LoginLink():
             if s.login_link is None:
                 raise InvalidRequest("the dashboard is not listening yet")
@@ -116,6 +160,15 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
             return await _common(s, req, conn)
         case rq.SetStatus() | rq.Whoami() | rq.LoginState():
             return await _reports(s, req, conn)
+        case (
+            rq.Ask()
+            | rq.AnswerQuestion()
+            | rq.Remind()
+            | rq.ListReminders()
+            | rq.CancelReminder()
+            | rq.GetOpenThreads()
+        ):
+            return await _coordination(s, req, conn)
         case rq.RequestSpawn(name=name):
             return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
         case rq.Start(name=name):
@@ -136,5 +189,14 @@ async def handle_agent(s: Services, req: rq.AgentRequest, conn: Conn) -> WireMod
     match req:
         case rq.SetStatus() | rq.Whoami() | rq.LoginState():
             return await _reports(s, req, conn)
+        case (
+            rq.Ask()
+            | rq.AnswerQuestion()
+            | rq.Remind()
+            | rq.ListReminders()
+            | rq.CancelReminder()
+            | rq.GetOpenThreads()
+        ):
+            return await _coordination(s, req, conn)
         case _:
             return await _common(s, req, conn)

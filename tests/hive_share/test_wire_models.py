@@ -7,7 +7,15 @@ from pydantic import TypeAdapter, ValidationError
 
 from hive_share import events, framing, helper, live, requests, responses
 from hive_share.events import DASHBOARD_EVENT, DashboardEvent
-from hive_share.models import AgentInfo, Approval, Message, WireModel, dump
+from hive_share.models import (
+    AgentInfo,
+    Approval,
+    Message,
+    Question,
+    Reminder,
+    WireModel,
+    dump,
+)
 from hive_share.requests import (
     AGENT_VERBS,
     ALL_VERBS,
@@ -49,6 +57,32 @@ AGENT = AgentInfo(
     alive=True,
 )
 
+QUESTION = Question(
+    id=5,
+    asker="alice",
+    target=None,
+    question="deploy now?",
+    options=["yes", "no"],
+    created_at=1.0,
+    expires_at=61.0,
+    status="answered",
+    answer="yes",
+    answerer="operator",
+    resolved_at=2.0,
+)
+REMINDER = Reminder(
+    id=4,
+    agent="alice",
+    message="check the build",
+    due_at=100.0,
+    file_path="/state/todo.md",
+    status="delivered",
+    created_at=1.0,
+    delivered_at=100.5,
+    payload="- a",
+    payload_note="4 bytes",
+)
+
 SAMPLES: dict[type[WireModel], WireModel] = {
     # requests
     requests.Version: requests.Version(cmd="version"),
@@ -65,6 +99,18 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.SetModel: requests.SetModel(cmd="set_model", model="claude-sonnet-5-5[1m]"),
     requests.TurnStatus: requests.TurnStatus(cmd="turn_status", after_turns=2, wait_seconds=5),
     requests.LoginLink: requests.LoginLink(cmd="login_link"),
+    requests.Ask: requests.Ask(
+        cmd="ask", question="ok?", to="bob", options=["y", "n"], ttl_seconds=60
+    ),
+    requests.AnswerQuestion: requests.AnswerQuestion(cmd="answer", id=5, answer="y"),
+    requests.CancelQuestion: requests.CancelQuestion(cmd="cancel_question", id=5),
+    requests.Questions: requests.Questions(cmd="questions"),
+    requests.Remind: requests.Remind(
+        cmd="remind", message="hi", in_seconds=30, file_path="/state/notes.md"
+    ),
+    requests.ListReminders: requests.ListReminders(cmd="list_reminders", id=4, agent="alice"),
+    requests.CancelReminder: requests.CancelReminder(cmd="cancel_reminder", id=4),
+    requests.GetOpenThreads: requests.GetOpenThreads(cmd="get_open_threads"),
     requests.Spawn: requests.Spawn(cmd="spawn", name="alice"),
     requests.RequestSpawn: requests.RequestSpawn(cmd="request_spawn", name="bob"),
     requests.Approve: requests.Approve(cmd="approve", id=4),
@@ -109,6 +155,13 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         last_result="success",
         last_turn_id="abc",
     ),
+    responses.QuestionResult: responses.QuestionResult(question=QUESTION),
+    responses.QuestionsResult: responses.QuestionsResult(questions=[QUESTION]),
+    responses.ReminderResult: responses.ReminderResult(reminder=REMINDER),
+    responses.RemindersResult: responses.RemindersResult(reminders=[REMINDER]),
+    responses.OpenThreads: responses.OpenThreads(
+        approvals=[APPROVAL], questions=[QUESTION], pending_reminders=2
+    ),
     responses.Done: responses.Done(detail="alice started"),
     # helper events
     helper.ContainerCrash: helper.ContainerCrash(
@@ -116,6 +169,15 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     ),
     helper.NeedsLogin: helper.NeedsLogin(agent="alice", detail="401"),
     helper.LoggedIn: helper.LoggedIn(agent="alice"),
+    helper.QuestionAsked: helper.QuestionAsked(
+        id=5, asker="alice", question="ok?", options=["y", "n"], expires_at=9.0
+    ),
+    helper.QuestionAnswered: helper.QuestionAnswered(
+        id=5, question="ok?", outcome="expired", answer=None, answerer="watchdog"
+    ),
+    helper.ReminderDue: helper.ReminderDue(
+        id=4, message="check", payload_bytes=10, payload_note="/state/a: 10 bytes"
+    ),
     helper.ApprovalResolved: helper.ApprovalResolved(
         id=3, approval_kind="spawn", agent="bob", status="denied", reason="no"
     ),
@@ -140,6 +202,8 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     events.Delivered: events.Delivered(recipient="bob", ids=[1, 2], delivered_at=1.5),
     events.ApprovalAdded: events.ApprovalAdded(approval=APPROVAL),
     events.ApprovalResolved: events.ApprovalResolved(approval=APPROVAL),
+    events.QuestionAdded: events.QuestionAdded(question=QUESTION),
+    events.QuestionResolved: events.QuestionResolved(question=QUESTION),
     events.TransientSet: events.TransientSet(id=1, agent="alice", action="kill", actor="operator"),
     events.TransientCleared: events.TransientCleared(
         id=1, agent="alice", action="kill", outcome="done"
@@ -151,6 +215,8 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     Message: MESSAGE,
     Approval: APPROVAL,
     AgentInfo: AGENT,
+    Question: QUESTION,
+    Reminder: REMINDER,
     events.Frame: events.Frame(
         seq=41, event=events.Delivered(recipient="a", ids=[], delivered_at=0)
     ),
@@ -163,7 +229,7 @@ UNIONS: list[tuple[str, object, TypeAdapter[Any]]] = [
     ("live", live.LiveEvent, live.LIVE_EVENT),
     ("helper", helper.HelperEvent, helper.HELPER_EVENT),
 ]
-RECORDS: list[type[WireModel]] = [Message, Approval, AgentInfo, events.Frame]
+RECORDS: list[type[WireModel]] = [Message, Approval, AgentInfo, Question, Reminder, events.Frame]
 
 CASES = [
     pytest.param(adapter, model, id=f"{label}-{model.__name__}")
