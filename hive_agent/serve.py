@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Mapping
 
+from hive_agent import __version__
 from hive_agent.control import Control, start_control, stop_control
 from hive_agent.history import EventHistory
 from hive_agent.settings import HarnessSettings
@@ -46,7 +47,8 @@ async def report_alive(settings: HarnessSettings) -> None:
     for attempt in range(CONNECT_ATTEMPTS):
         try:
             async with HiveClient(settings.socket) as client:
-                await client.call(rq.Alive(cmd="alive", pid=os.getpid()), rs.Done)
+                alive = rq.Alive(cmd="alive", pid=os.getpid(), version=__version__)
+                await client.call(alive, rs.Done)
                 return
         except NotRunning:
             if attempt == CONNECT_ATTEMPTS - 1:

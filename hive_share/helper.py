@@ -36,6 +36,14 @@ class LoggedIn(WireModel):
     agent: str
 
 
+class NeedsUpdate(WireModel):
+    """An agent's harness runs other code than hive-core: `rebuild` it."""
+
+    kind: Literal["needs_update"] = "needs_update"
+    agent: str
+    detail: str
+
+
 class ApprovalResolved(WireModel):
     """A request of yours was approved, denied, or failed when carried out."""
 
@@ -84,6 +92,7 @@ HelperEvent = Annotated[
     ContainerCrash
     | NeedsLogin
     | LoggedIn
+    | NeedsUpdate
     | ApprovalResolved
     | QuestionAsked
     | QuestionAnswered
@@ -103,6 +112,8 @@ def summary(event: HelperEvent) -> str:
             return f"{agent} needs a Claude Code login"
         case LoggedIn(agent=agent):
             return f"{agent} is logged in again"
+        case NeedsUpdate(agent=agent):
+            return f"{agent} needs a rebuild to run the current hyperhive"
         case ApprovalResolved(id=approval_id, approval_kind=kind, agent=agent, status=status):
             return f"approval {approval_id} ({kind} {agent}) was {status}"
         case QuestionAsked(id=qid, asker=asker):

@@ -66,6 +66,8 @@ class Alive(WireModel):
 
     cmd: Literal["alive"]
     pid: Annotated[int, Field(gt=0)]
+    version: Annotated[str, Field(max_length=64)] | None = None
+    """The harness's package version; one that differs from hive-core's needs a rebuild."""
 
 
 class SetStatus(WireModel):

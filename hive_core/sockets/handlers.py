@@ -8,7 +8,7 @@ from hive_core import __version__, actions, open_threads
 from hive_core.errors import Forbidden, InvalidRequest
 from hive_core.services import Services
 from hive_core.sockets.server import Conn
-from hive_share import PROTOCOL_VERSION
+from hive_share import PROTOCOL_VERSION, helper
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.models import WireModel
@@ -42,8 +42,15 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
             return rs.Messages(messages=await s.broker.recv(me, conn.id, wait, limit))
         case rq.Ack(ids=ids):
             return rs.Acked(count=await s.broker.ack(me, conn.id, ids))
-        case rq.Alive(pid=pid):
+        case rq.Alive(pid=pid, version=version):
             s.liveness.report_alive(me, pid)
+            if version is not None and version != __version__:
+                await actions.tell_overseer(
+                    s, me,
+                    helper.NeedsUpdate(
+                        agent=me, detail=f"its harness is {version}, hive-core is {__version__}"
+                    ),
+                )  # fmt: skip
             return rs.Done(detail=f"{me} is alive")
         case _:
             assert_never(req)

@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from hive_core import __version__ as hive_version
 from hive_share import helper
 from hive_share import requests as rq
 from hive_share import responses as rs
@@ -82,3 +83,14 @@ async def test_login_changes_reach_the_manager(hive: Hive, state: str) -> None:
     expected = ["NeedsLogin"] if state == "needs_login" else ["NeedsLogin", "LoggedIn"]
     assert kinds == expected
     assert all(getattr(m.event, "agent", None) == "alice" for m in told)
+
+
+async def test_a_harness_on_other_code_tells_the_manager_it_needs_a_rebuild(hive: Hive) -> None:
+    assert hive.cli("stop", "hm1nd").returncode == 0
+    hive.spawn_idle("alice")
+    async with hive.client(hive.agent_sock("alice")) as alice:
+        await alice.call(rq.Alive(cmd="alive", pid=os.getpid(), version="0.0.1"), rs.Done)
+        await alice.call(rq.Alive(cmd="alive", pid=os.getpid(), version=hive_version), rs.Done)
+    (told,) = await manager_inbox(hive, wait=5)
+    assert isinstance(told.event, helper.NeedsUpdate)
+    assert told.event.agent == "alice" and "0.0.1" in told.event.detail

@@ -169,6 +169,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     ),
     helper.NeedsLogin: helper.NeedsLogin(agent="alice", detail="401"),
     helper.LoggedIn: helper.LoggedIn(agent="alice"),
+    helper.NeedsUpdate: helper.NeedsUpdate(agent="alice", detail="0.1.0 vs 0.2.0"),
     helper.QuestionAsked: helper.QuestionAsked(
         id=5, asker="alice", question="ok?", options=["y", "n"], expires_at=9.0
     ),
