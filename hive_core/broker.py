@@ -229,7 +229,12 @@ class Broker:
             box.wake.set()
 
     async def recv(
-        self, recipient: str, owner: LeaseOwner, wait_seconds: float, limit: int
+        self,
+        recipient: str,
+        owner: LeaseOwner,
+        wait_seconds: float,
+        limit: int,
+        is_open: Callable[[], bool] = lambda: True,
     ) -> list[Message]:
         """Lease up to `limit` undelivered messages, waiting up to `wait_seconds` for one.
 
@@ -243,6 +248,8 @@ class Broker:
                 raise ShuttingDown("hive-core is shutting down; retry after it restarts")
             # Subscribe before looking, so a send landing in between still wakes us.
             inbox.wake.clear()
+            if not is_open():
+                return []  # the receiver hung up while waiting: lease nothing to it
             messages = await self._fetch(recipient, inbox, limit)
             if messages:
                 for m in messages:

@@ -39,7 +39,8 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
             msg_id, dup = await s.broker.send(me, to, body, key)
             return rs.Sent(id=msg_id, duplicate=dup)
         case rq.Recv(wait_seconds=wait, max=limit):
-            return rs.Messages(messages=await s.broker.recv(me, conn.id, wait, limit))
+            got = await s.broker.recv(me, conn.id, wait, limit, conn.is_open)
+            return rs.Messages(messages=got)
         case rq.Ack(ids=ids):
             return rs.Acked(count=await s.broker.ack(me, conn.id, ids))
         case rq.Alive(pid=pid, version=version):

@@ -44,6 +44,8 @@ class Principal:
 class Conn:
     id: int
     principal: Principal
+    is_open: Callable[[], bool] = lambda: True
+    """False once the peer has closed its end (a long-poll must not lease to a dead client)."""
 
 
 Handler = Callable[[Any, Conn], Awaitable[WireModel]]
@@ -147,7 +149,7 @@ class SocketServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        conn = Conn(next(_conn_ids), self.principal)
+        conn = Conn(next(_conn_ids), self.principal, lambda: not reader.at_eof())
         if len(self._connections) >= self._max_connections:
             await _reply_and_close(writer, error("busy", "too many connections on this socket"))
             return

@@ -325,3 +325,20 @@ async def test_concurrent_sends_reach_a_looping_receiver_exactly_once_in_order(
         mine = [body for _, body in received if body.startswith(who)]
         assert mine == [f"{who}-{i}" for i in range(per_sender)]
     assert await broker.recv("bob", owner=7, wait_seconds=0, limit=10) == []
+
+
+async def test_a_long_poll_whose_client_hung_up_leases_nothing(
+    broker: Broker, db: Database
+) -> None:
+    open_ = True
+    abandoned = asyncio.create_task(
+        broker.recv("bob", owner=1, wait_seconds=30, limit=10, is_open=lambda: open_)
+    )
+    await _barrier(db)  # it has looked at the empty inbox and parked on its wake-up
+    assert not abandoned.done()
+    open_ = False  # the client hangs up; the daemon has not noticed through a write yet
+    msg_id, _ = await broker.send("alice", "bob", "for the living", None)
+    async with asyncio.timeout(5):
+        assert await abandoned == []
+    got = await broker.recv("bob", owner=2, wait_seconds=0, limit=10)
+    assert [m.id for m in got] == [msg_id]
