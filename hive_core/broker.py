@@ -108,7 +108,8 @@ class _Bucket:
     at: float = 0.0
 
     def take(self, now: float) -> bool:
-        self.tokens = min(SEND_BURST, self.tokens + (now - self.at) * SEND_RATE)
+        # A wall clock stepped backwards refills nothing rather than taking tokens away.
+        self.tokens = min(SEND_BURST, self.tokens + max(0.0, now - self.at) * SEND_RATE)
         self.at = now
         if self.tokens < 1:
             return False

@@ -9,6 +9,7 @@ themselves; a question is resolved once. The asker always hears the outcome as
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from typing import Literal
 
@@ -20,6 +21,8 @@ from hive_core.errors import Busy, Conflict, Forbidden, InvalidRequest, NotFound
 from hive_share import events, helper
 from hive_share.models import Question
 from hive_share.names import OPERATOR
+
+logger = logging.getLogger(__name__)
 
 MAX_OPEN_PER_ASKER = 20
 Outcome = Literal["answered", "cancelled", "expired"]
@@ -136,6 +139,9 @@ class Questions:
                 await self._resolve(_question(row), "expired", None, WATCHDOG)
             except Conflict:
                 continue  # answered in the meantime
+            except Exception:
+                logger.exception("expiring question %d failed; the sweep goes on", row["id"])
+                continue
             expired.append(row["id"])
         return expired
 
@@ -159,6 +165,9 @@ class Questions:
 
         resolved = _question(await self._db.write(update))
         self._bus.publish(events.QuestionResolved(question=resolved))
+        if not self._broker.knows(resolved.asker):
+            logger.info("question %d resolved; its asker %s is gone", resolved.id, resolved.asker)
+            return resolved
         await self._broker.notify(
             resolved.asker,
             helper.QuestionAnswered(

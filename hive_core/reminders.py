@@ -147,14 +147,14 @@ class Reminders:
         for row in rows:
             reminder = _reminder(row)
             try:
-                await self._fire(reminder, now)
+                if await self._fire(reminder, now):
+                    fired.append(reminder.id)
             except Exception:
                 logger.exception("delivering reminder %d of %s failed", reminder.id, reminder.agent)
-                continue
-            fired.append(reminder.id)
         return fired
 
-    async def _fire(self, reminder: Reminder, now: float) -> None:
+    async def _fire(self, reminder: Reminder, now: float) -> bool:
+        """Deliver one reminder; False when it was cancelled meanwhile."""
         payload, note = None, None
         if reminder.file_path is not None:
             payload, note = await asyncio.to_thread(
@@ -170,10 +170,10 @@ class Reminders:
             return cur.rowcount == 1
 
         if not await self._db.write(update):
-            return  # cancelled meanwhile
+            return False  # cancelled meanwhile
         if not self._broker.knows(reminder.agent):
             logger.info("reminder %d is for %s, which is gone", reminder.id, reminder.agent)
-            return
+            return True
         size = len(payload.encode("utf-8")) if payload is not None else None
         await self._broker.notify(
             reminder.agent,
@@ -181,3 +181,4 @@ class Reminders:
                 id=reminder.id, message=reminder.message, payload_bytes=size, payload_note=note
             ),
         )
+        return True
