@@ -14,7 +14,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 
-from hive_agent.wake import render_items
+from hive_agent.wake import fence, render_items
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import ClientError, HiveClient, RemoteError
@@ -31,7 +31,7 @@ HINTS = {
     "unknown_agent": "Check the name; the manager's list tool shows who exists.",
     "invalid_name": "Names are lowercase letters, digits and '-', at most 9 characters.",
     "shutting_down": "hive-core is restarting; try again in a moment.",
-    "busy": "Too many requests at once; try again shortly.",
+    "busy": "Slow down: wait for answers, cancel reminders you no longer need, or retry later.",
 }
 
 
@@ -116,9 +116,11 @@ def _when(ts: float | None) -> str:
 
 def _question_line(q: Question) -> str:
     to = q.target or "operator"
-    opts = f" options: {', '.join(q.options)}" if q.options else ""
-    expires = f" expires {_when(q.expires_at)}" if q.expires_at else ""
-    return f"question {q.id} from {q.asker} to {to}: {q.question!r}{opts}{expires}"
+    expires = f", expires {_when(q.expires_at)}" if q.expires_at else ""
+    text = fence("question", q.question)
+    if q.options:
+        text += "\n" + fence("options", " | ".join(q.options))
+    return f"question {q.id} from {q.asker} to {to}{expires}\n{text}"
 
 
 def _reminder_text(r: Reminder, full: bool) -> str:
@@ -128,7 +130,7 @@ def _reminder_text(r: Reminder, full: bool) -> str:
     if full and r.payload_note:
         head += f"\n  payload: {r.payload_note}"
     if full and r.payload is not None:
-        head += f"\n----- payload -----\n{r.payload}\n----- end -----"
+        head += "\n" + fence("payload", r.payload)
     return head
 
 

@@ -30,7 +30,7 @@ def _token(bodies: Sequence[str]) -> str:
             return token
 
 
-FREE_TEXT = ("detail", "reason", "question", "answer", "message", "payload_note")
+FREE_TEXT = ("detail", "reason", "question", "answer", "options", "message", "payload_note")
 """Event fields that can carry text from outside hive-core; they are fenced like bodies."""
 
 
@@ -52,6 +52,15 @@ def _render_event(m: Message, head: str, token: str) -> str:
             lines.append(f"{key} (untrusted text between the BODY-{token} markers):")
             lines.append(f"<<<BODY-{token}\n{value}\nBODY-{token}>>>")
     return "\n".join(lines)
+
+
+def fence(label: str, text: str) -> str:
+    """`text` between random-token markers it cannot contain, under `label`."""
+    token = _token([text])
+    return (
+        f"{label} (untrusted text between the BODY-{token} markers):\n"
+        f"<<<BODY-{token}\n{text}\nBODY-{token}>>>"
+    )
 
 
 def render_items(messages: Sequence[Message]) -> str:

@@ -49,6 +49,8 @@ def fit(messages: list[Message], newest_first: bool = False) -> list[Message]:
     used = 0
     for m in order:
         size = len(json.dumps(m.body, ensure_ascii=False).encode("utf-8")) + 200
+        if m.event is not None:
+            size += len(m.event.model_dump_json())
         if kept and used + size > RESPONSE_BUDGET:
             break
         kept.append(m)
@@ -161,7 +163,7 @@ class Broker:
         now = self._clock.now()
         if sender != OPERATOR:
             bucket = self._buckets.setdefault(sender, _Bucket(at=now))
-            if not bucket.take(now):
+            if not bucket.take(now) and not await self._key_used(sender, idempotency_key):
                 raise Busy(
                     f"{sender} is sending faster than {SEND_RATE:.0f} messages/s after a burst "
                     f"of {SEND_BURST:.0f}; slow down and retry"
@@ -198,8 +200,16 @@ class Broker:
         """Whether `name` has an inbox."""
         return self._is_recipient(name)
 
-    async def notify(self, to: str, event: HelperEvent) -> int:
+    async def notify(
+        self,
+        to: str,
+        event: HelperEvent,
+        together: Callable[[sqlite3.Connection], bool] | None = None,
+    ) -> int | None:
         """Put a helper event into `to`'s inbox (sender `hive`); returns the message id.
+
+        `together` runs in the same transaction first; when it returns False nothing is
+        stored and None is returned (e.g. the reminder was cancelled meanwhile).
 
         Raises:
             UnknownAgent: nobody by that name has an inbox.
@@ -210,7 +220,9 @@ class Broker:
         body = summary(event)
         payload = event.model_dump_json()
 
-        def insert(conn: sqlite3.Connection) -> sqlite3.Row:
+        def insert(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            if together is not None and not together(conn):
+                return None
             row: sqlite3.Row = conn.execute(
                 "INSERT INTO messages (sender, recipient, body, sent_at, event) "
                 "VALUES (?, ?, ?, ?, ?) RETURNING *",
@@ -218,7 +230,10 @@ class Broker:
             ).fetchone()
             return row
 
-        message = _message(await self._db.write(insert))
+        stored = await self._db.write(insert)
+        if stored is None:
+            return None
+        message = _message(stored)
         self._delivered_to_inbox(message)
         return message.id
 
@@ -228,6 +243,17 @@ class Broker:
         if box is not None:
             box.remember(message)
             box.wake.set()
+
+    async def _key_used(self, sender: str, key: str | None) -> bool:
+        """Whether `key` already stored a message (a retry is answered, never throttled)."""
+        if key is None:
+            return False
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT 1 FROM messages WHERE sender = ? AND idempotency_key = ?", (sender, key)
+            ).fetchone()
+        )
+        return row is not None
 
     async def recv(
         self,

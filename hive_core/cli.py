@@ -58,6 +58,15 @@ def _settings(run_dir: Path | None) -> Settings:
         fail(f"bad setting: {exc.errors(include_url=False)[0]['msg']}")
 
 
+def build(model: type[R], **fields: Any) -> R:
+    """A request from command-line values; a bad value ends with a one-line error."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        fail(f"{'.'.join(str(p) for p in err['loc']) or 'argument'}: {err['msg']}")
+
+
 def _name(name: str) -> str:
     try:
         return validate_agent_name(name)
@@ -228,7 +237,7 @@ def approve(
     run_dir: RunDir = None,
 ) -> None:
     """Approve a pending request and carry it out."""
-    typer.echo(call(run_dir, rq.Approve(cmd="approve", id=approval_id), rs.Done).detail)
+    typer.echo(call(run_dir, build(rq.Approve, cmd="approve", id=approval_id), rs.Done).detail)
 
 
 @app.command()
@@ -238,7 +247,7 @@ def deny(
     run_dir: RunDir = None,
 ) -> None:
     """Deny a pending request."""
-    req = rq.Deny(cmd="deny", id=approval_id, reason=reason)
+    req = build(rq.Deny, cmd="deny", id=approval_id, reason=reason)
     typer.echo(call(run_dir, req, rs.Done).detail)
 
 
@@ -319,7 +328,7 @@ def cancel_question(
 ) -> None:
     """Withdraw a pending question; its asker is told."""
     resp = call(
-        run_dir, rq.CancelQuestion(cmd="cancel_question", id=question_id), rs.QuestionResult
+        run_dir, build(rq.CancelQuestion, cmd="cancel_question", id=question_id), rs.QuestionResult
     )
     typer.echo(f"cancelled question {resp.question.id} (asked by {resp.question.asker})")
 

@@ -72,8 +72,10 @@ class CrashWatch:
                 await self.tick(self._clock.now())
             except Exception:
                 logger.exception("crash watch scan failed; scanning again in %.0fs", interval)
+            due = [h.restart_at for h in self._crashes.values() if h.restart_at is not None]
+            pause = min([interval, *(t - self._clock.now() for t in due)])
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(max(pause, 0.0)):
                     await self._wake.wait()
 
     async def tick(self, now: float) -> list[str]:
@@ -110,6 +112,7 @@ class CrashWatch:
         detail = f"the harness exited with code {code}" if code is not None else "it vanished"
         if len(history.times) >= MAX_CRASHES:
             history.restart_at = None
+            history.times.clear()  # an operator start later begins a fresh count
             await self._s.registry.set_desired(name, "stopped")
             logger.error("%s crashed %d times in 10 minutes; not restarting", name, MAX_CRASHES)
             delay = None
@@ -133,6 +136,8 @@ class CrashWatch:
                 await actions.start(self._s, name, "crash-watch")
             except HiveError as exc:
                 logger.error("restarting %s failed: %s", name, exc.message)
+                if name not in self._exited:  # an exit the backend reported is counted by the scan
+                    await self._crashed(name, now)  # a failed restart counts: back off or give up
 
     def _publish_changes(self) -> None:
         s = self._s

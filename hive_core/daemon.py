@@ -220,14 +220,14 @@ class Daemon:
                     ),
                 ]
                 await s.transients.close_dangling()
+                watch = CrashWatch(s, self.clock)
+                s.on_unexpected_exit = watch.nudge  # harnesses dying during restore count too
+                loops.append(tg.create_task(watch.run(), name="crash-watch"))
                 await actions.restore(s)
                 try:
                     await actions.ensure_manager(s)
                 except HiveError as exc:
                     logger.error("could not start the manager: %s", exc.message)
-                watch = CrashWatch(s, self.clock)
-                s.on_unexpected_exit = watch.nudge
-                loops.append(tg.create_task(watch.run(), name="crash-watch"))
                 self._announce(dashboard)
                 await self.stopping.wait()
                 logger.info("shutting down")

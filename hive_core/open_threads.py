@@ -22,5 +22,5 @@ async def hive_wide(s: Services) -> rs.OpenThreads:
     return rs.OpenThreads(
         approvals=await s.approvals.pending(),
         questions=await s.questions.pending(),
-        pending_reminders=sum(1 for r in await s.reminders.listing(None) if r.status == "pending"),
+        pending_reminders=await s.reminders.pending_total(),
     )

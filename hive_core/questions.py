@@ -168,13 +168,14 @@ class Questions:
         if not self._broker.knows(resolved.asker):
             logger.info("question %d resolved; its asker %s is gone", resolved.id, resolved.asker)
             return resolved
-        await self._broker.notify(
-            resolved.asker,
-            helper.QuestionAnswered(
-                id=resolved.id, question=resolved.question, outcome=outcome,
-                answer=answer, answerer=answerer,
-            ),
+        told = helper.QuestionAnswered(
+            id=resolved.id, question=resolved.question, outcome=outcome, answer=answer,
+            answerer=answerer,
         )  # fmt: skip
+        await self._broker.notify(resolved.asker, told)
+        target = resolved.target
+        if target is not None and target != answerer and self._broker.knows(target):
+            await self._broker.notify(target, told)  # it need not answer any more
         return resolved
 
     async def pending(self, *, operator_only: bool = False) -> list[Question]:

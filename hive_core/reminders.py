@@ -104,7 +104,18 @@ class Reminders:
             ).fetchall()
             return [*pending, *recent]
 
-        return [_reminder(r) for r in await self._db.read(select)]
+        # Payloads (up to 64 KiB each) only with `id`; a listing must fit one reply.
+        return [
+            _reminder(r).model_copy(update={"payload": None}) for r in await self._db.read(select)
+        ]
+
+    async def pending_total(self) -> int:
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT count(*) FROM reminders WHERE status = 'pending'"
+            ).fetchone()
+        )
+        return int(row[0])
 
     async def pending_count(self, agent: str) -> int:
         row = await self._db.read(
@@ -145,12 +156,11 @@ class Reminders:
         )
         fired = []
         for row in rows:
-            reminder = _reminder(row)
             try:
-                if await self._fire(reminder, now):
-                    fired.append(reminder.id)
+                if await self._fire(_reminder(row), now):
+                    fired.append(row["id"])
             except Exception:
-                logger.exception("delivering reminder %d of %s failed", reminder.id, reminder.agent)
+                logger.exception("delivering reminder %d of %s failed", row["id"], row["agent"])
         return fired
 
     async def _fire(self, reminder: Reminder, now: float) -> bool:
