@@ -149,8 +149,9 @@ class Questions:
         self, question: Question, outcome: Outcome, answer: str | None, answerer: str
     ) -> Question:
         now = self._clock.now()
+        rows: list[sqlite3.Row] = []
 
-        def update(conn: sqlite3.Connection) -> sqlite3.Row:
+        def update(conn: sqlite3.Connection) -> bool:
             row: sqlite3.Row | None = conn.execute(
                 "UPDATE questions SET status = ?, answer = ?, answerer = ?, resolved_at = ? "
                 "WHERE id = ? AND status = 'pending' RETURNING *",
@@ -161,18 +162,21 @@ class Questions:
                     "SELECT status FROM questions WHERE id = ?", (question.id,)
                 ).fetchone()
                 raise Conflict(f"question {question.id} is already {current[0]}")
-            return row
+            rows.append(row)
+            return True
 
-        resolved = _question(await self._db.write(update))
-        self._bus.publish(events.QuestionResolved(question=resolved))
-        if not self._broker.knows(resolved.asker):
-            logger.info("question %d resolved; its asker %s is gone", resolved.id, resolved.asker)
-            return resolved
         told = helper.QuestionAnswered(
-            id=resolved.id, question=resolved.question, outcome=outcome, answer=answer,
+            id=question.id, question=question.question, outcome=outcome, answer=answer,
             answerer=answerer,
         )  # fmt: skip
-        await self._broker.notify(resolved.asker, told)
+        if self._broker.knows(question.asker):
+            # Resolved and told in one transaction: the asker never misses its answer.
+            await self._broker.notify(question.asker, told, together=update)
+        else:
+            logger.info("question %d resolved; its asker %s is gone", question.id, question.asker)
+            await self._db.write(update)
+        resolved = _question(rows[0])
+        self._bus.publish(events.QuestionResolved(question=resolved))
         target = resolved.target
         if target is not None and target != answerer and self._broker.knows(target):
             await self._broker.notify(target, told)  # it need not answer any more

@@ -171,7 +171,7 @@ class Reminders:
                 read_state_file, self._agents_dir, reminder.agent, reminder.file_path
             )
 
-        def update(conn: sqlite3.Connection) -> bool:
+        def mark(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "UPDATE reminders SET status = 'delivered', delivered_at = ?, payload = ?, "
                 "payload_note = ? WHERE id = ? AND status = 'pending'",
@@ -179,16 +179,12 @@ class Reminders:
             )
             return cur.rowcount == 1
 
-        if not await self._db.write(update):
-            return False  # cancelled meanwhile
         if not self._broker.knows(reminder.agent):
             logger.info("reminder %d is for %s, which is gone", reminder.id, reminder.agent)
-            return True
+            return await self._db.write(mark)
         size = len(payload.encode("utf-8")) if payload is not None else None
-        await self._broker.notify(
-            reminder.agent,
-            helper.ReminderDue(
-                id=reminder.id, message=reminder.message, payload_bytes=size, payload_note=note
-            ),
+        event = helper.ReminderDue(
+            id=reminder.id, message=reminder.message, payload_bytes=size, payload_note=note
         )
-        return True
+        # Marked delivered and put in the inbox in one transaction: never one without the other.
+        return await self._broker.notify(reminder.agent, event, together=mark) is not None
