@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 from hive_share import requests as rq
 from hive_share import responses as rs
@@ -149,9 +150,17 @@ def test_serve_refuses_a_second_daemon_on_the_same_sockets(hive: Hive) -> None:
     assert agents(hive)["hm1nd"]["state"] == "running"
 
 
-async def test_shell_completion_is_offered(hive: Hive) -> None:
-    result = hive.cli("--show-completion", "bash")
-    assert result.returncode == 0 and "complete" in result.stdout
+def test_shell_completion_is_offered() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hive_core", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("_")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "complete" in result.stdout
 
 
 async def test_killed_agent_process_is_gone_and_restart_brings_it_back(hive: Hive) -> None:
