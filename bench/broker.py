@@ -194,15 +194,17 @@ async def send_to_wake(swarm: Swarm, rounds: int, warmup: int) -> list[float]:
 async def throughput(swarm: Swarm, per_sender: int) -> float:
     """Delivered (received and acked) messages per second, all agents sending at once.
 
-    Agent i sends `per_sender` messages to agent i+1 back to back, each with its
-    own idempotency key; every receiver drains with recv (up to 100) + ack.
+    Sender i sends `per_sender` messages to agent i+1 back to back, each with its
+    own idempotency key; every receiver drains with recv (up to 100) + ack. The
+    senders are ten operator connections: agents are rate-limited by design
+    (`broker.SEND_RATE`), and this measures what the broker itself carries.
     """
     n = len(swarm.names)
 
     async def send_all(sender: int) -> None:
-        client = swarm.senders[sender]
-        for k in range(per_sender):
-            await client.call(swarm.send_request((sender + 1) % n, f"burst {k}"), rs.Sent)
+        async with HiveClient(swarm.daemon.host_socket) as client:
+            for k in range(per_sender):
+                await client.call(swarm.send_request((sender + 1) % n, f"burst {k}"), rs.Sent)
 
     async def drain(receiver: Receiver) -> None:
         got = 0
