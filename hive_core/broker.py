@@ -391,20 +391,25 @@ class Broker:
                 logger.info("released %d unacked messages to %s", len(mine), recipient)
                 inbox.wake.set()
 
-    async def recent(self, recipient: str, limit: int) -> list[Message]:
-        """The newest `limit` messages to `recipient` that fit one reply, oldest first."""
+    async def recent(self, recipient: str, limit: int, before: int | None = None) -> list[Message]:
+        """The newest `limit` messages to `recipient` (below id `before`, when given) that fit
+        one reply, oldest first."""
+        below = before if before is not None else 2**63 - 1
 
         def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute(
-                "SELECT * FROM (SELECT * FROM messages WHERE recipient = ? "
+                "SELECT * FROM (SELECT * FROM messages WHERE recipient = ? AND id < ? "
                 "ORDER BY id DESC LIMIT ?) ORDER BY id",
-                (recipient, limit),
+                (recipient, below, limit),
             ).fetchall()
 
         return fit([_message(r) for r in await self._db.read(select)], newest_first=True)
 
-    async def inbox(self, recipient: str, limit: int, wait_seconds: float) -> list[Message]:
-        """The newest `limit` messages to `recipient`, oldest first; marks unread ones delivered.
+    async def inbox(
+        self, recipient: str, limit: int, wait_seconds: float, before: int | None = None
+    ) -> list[Message]:
+        """The newest `limit` messages to `recipient` (below id `before` to page back), oldest
+        first; marks the unread ones among them delivered.
 
         Waits up to `wait_seconds` when there is nothing unread.
         """
@@ -417,7 +422,7 @@ class Broker:
             if not await self._wait(box, deadline):
                 break
 
-        messages = await self.recent(recipient, limit)
+        messages = await self.recent(recipient, limit, before)
         await self._mark_delivered(recipient, [m.id for m in messages if m.delivered_at is None])
         return messages
 

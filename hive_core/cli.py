@@ -281,12 +281,15 @@ def send(
 def inbox(
     limit: Annotated[int, typer.Option(help="How many of the newest messages.")] = 50,
     wait: Annotated[float, typer.Option(help="Seconds to wait for an unread message.")] = 0.0,
+    before: Annotated[
+        int | None, typer.Option(help="Page back: only messages with an id below this one.")
+    ] = None,
     run_dir: RunDir = None,
     as_json: Json = False,
 ) -> None:
     """The operator's messages, oldest first; shown ones are marked read."""
     try:
-        req = rq.Inbox(cmd="inbox", limit=limit, wait_seconds=wait)
+        req = rq.Inbox(cmd="inbox", limit=limit, wait_seconds=wait, before=before)
     except ValidationError as exc:
         fail(exc.errors(include_url=False)[0]["msg"])
     resp = call(run_dir, req, rs.Messages)

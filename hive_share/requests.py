@@ -281,6 +281,8 @@ class Inbox(WireModel):
     cmd: Literal["inbox"]
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
     wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
+    before: Annotated[int, Field(gt=0)] | None = None
+    """Page back: only messages with an id below this one."""
 
 
 HostRequest = Annotated[

@@ -342,3 +342,22 @@ async def test_a_long_poll_whose_client_hung_up_leases_nothing(
         assert await abandoned == []
     got = await broker.recv("bob", owner=2, wait_seconds=0, limit=10)
     assert [m.id for m in got] == [msg_id]
+
+
+async def test_the_operator_pages_back_through_an_inbox_too_big_for_one_reply(
+    broker: Broker,
+) -> None:
+    bodies = [f"{i:02d}" + "x" * 200_000 for i in range(9)]  # ~1.8 MB: two replies at least
+    for body in bodies:
+        await broker.send("alice", "operator", body, None)
+    seen: list[str] = []
+    before: int | None = None
+    while True:
+        page = await broker.inbox("operator", limit=50, wait_seconds=0, before=before)
+        if not page:
+            break
+        assert len(page) < len(bodies), "one reply held more than its byte budget"
+        seen = [m.body for m in page] + seen
+        before = page[0].id
+    assert seen == bodies
+    assert await broker.undelivered_count("operator") == 0

@@ -123,7 +123,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.Destroy: requests.Destroy(cmd="destroy", name="alice", purge=True),
     requests.List: requests.List(cmd="list"),
     requests.Pending: requests.Pending(cmd="pending"),
-    requests.Inbox: requests.Inbox(cmd="inbox", limit=10, wait_seconds=2.0),
+    requests.Inbox: requests.Inbox(cmd="inbox", limit=10, wait_seconds=2.0, before=99),
     # responses
     responses.Error: responses.Error(code="unknown_agent", error="no agent named 'zed'"),
     responses.VersionResult: responses.VersionResult(protocol=1, server="hive-core 0.1.0"),
