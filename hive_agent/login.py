@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 
 from hive_share.models import LoginStatus
 
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 15.0
-
-
-def has_credentials_file(config_dir: Path) -> bool:
-    return (config_dir / ".credentials.json").is_file()
 
 
 async def probe(claude_bin: str, env: Mapping[str, str]) -> tuple[LoginStatus, str]:

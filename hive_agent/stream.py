@@ -155,10 +155,6 @@ class TurnObserver:
             events.append(live.TurnStateChanged(state="thinking"))
         return events
 
-    @property
-    def tool_call_count(self) -> int:
-        return sum(self.tool_calls.values())
-
     def usage(self) -> live.TokenUsage:
         raw = (self.result or {}).get("usage") or {}
         return live.TokenUsage(

@@ -265,7 +265,10 @@ class Harness:
             if text == "/compact":
                 keep = outcome.observer.compact_result == "success"
                 if not keep:
-                    await self.emit(live.Note(text="compaction failed: retrying in a new session"))
+                    why = outcome.observer.compact_error or "no compaction result"
+                    await self.emit(
+                        live.Note(text=f"compaction failed ({why}): retrying in a new session")
+                    )
                 await self._set_state("thinking")
                 steps.append((prompt, keep))
                 continue

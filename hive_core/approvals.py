@@ -8,15 +8,13 @@ from hive_core.bus import EventBus
 from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import Conflict, NotFound
+from hive_core.rows import decode
 from hive_share import events
 from hive_share.models import Approval, ApprovalKind, ApprovalStatus
 
 
 def _approval(row: sqlite3.Row) -> Approval:
-    try:
-        return Approval.model_validate(dict(row))
-    except ValueError as exc:
-        raise ValueError(f"approvals row id={row['id']} does not decode: {exc}") from exc
+    return decode(Approval, "approvals", row)
 
 
 class Approvals:

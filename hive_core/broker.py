@@ -15,11 +15,13 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hive_core.bus import EventBus
 from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import Busy, Conflict, ShuttingDown, UnknownAgent
+from hive_core.rows import decode
 from hive_share import events
 from hive_share.helper import HELPER_EVENT, HIVE_SENDER, HelperEvent, summary
 from hive_share.models import Message
@@ -62,21 +64,14 @@ LeaseOwner = int
 """Identifies one connection; its leases end when it closes."""
 
 
+def _wire_message(data: dict[str, Any]) -> dict[str, Any]:
+    data.pop("idempotency_key")
+    raw = data["event"]
+    return {**data, "event": HELPER_EVENT.validate_json(raw) if raw else None}
+
+
 def _message(row: sqlite3.Row) -> Message:
-    """Raises: ValueError naming the row when it does not decode (never skipped)."""
-    try:
-        event = HELPER_EVENT.validate_json(row["event"]) if row["event"] else None
-        return Message(
-            id=row["id"],
-            sender=row["sender"],
-            recipient=row["recipient"],
-            body=row["body"],
-            sent_at=row["sent_at"],
-            delivered_at=row["delivered_at"],
-            event=event,
-        )
-    except ValueError as exc:
-        raise ValueError(f"messages row id={row['id']} does not decode: {exc}") from exc
+    return decode(Message, "messages", row, _wire_message)
 
 
 @dataclass

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from typing import Literal
+from typing import Any, Literal
 
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import Busy, Conflict, Forbidden, InvalidRequest, NotFound, UnknownAgent
+from hive_core.rows import decode
 from hive_share import events, helper
 from hive_share.models import Question
 from hive_share.names import OPERATOR
@@ -29,14 +30,12 @@ Outcome = Literal["answered", "cancelled", "expired"]
 WATCHDOG = "watchdog"
 
 
+def _with_options(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "options": json.loads(data["options"]) if data["options"] else None}
+
+
 def _question(row: sqlite3.Row) -> Question:
-    """Raises: ValueError naming the row (a row is never skipped)."""
-    try:
-        data = dict(row)
-        data["options"] = json.loads(data["options"]) if data["options"] else None
-        return Question.model_validate(data)
-    except ValueError as exc:
-        raise ValueError(f"questions row id={row['id']} does not decode: {exc}") from exc
+    return decode(Question, "questions", row, _with_options)
 
 
 class Questions:

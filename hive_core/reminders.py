@@ -16,6 +16,7 @@ from hive_core.broker import Broker
 from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import Busy, Conflict, InvalidRequest, NotFound
+from hive_core.rows import decode
 from hive_core.state_files import parse_state_path, read_state_file
 from hive_share import helper
 from hive_share.models import Reminder
@@ -24,15 +25,10 @@ logger = logging.getLogger(__name__)
 
 MAX_PENDING_PER_AGENT = 100
 MAX_AHEAD = 366 * 24 * 3600.0
-TICK = 5.0
 
 
 def _reminder(row: sqlite3.Row) -> Reminder:
-    """Raises: ValueError naming the row (never skipped)."""
-    try:
-        return Reminder.model_validate(dict(row))
-    except ValueError as exc:
-        raise ValueError(f"reminders row id={row['id']} does not decode: {exc}") from exc
+    return decode(Reminder, "reminders", row)
 
 
 class Reminders:

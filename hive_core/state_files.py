@@ -10,11 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from hive_core.errors import InvalidRequest
 
-CONTAINER_STATE = PurePosixPath("/state")
 MAX_PAYLOAD = 64 * 1024
 
 

@@ -162,21 +162,9 @@ def _sub_agent(name: str) -> str:
 
 
 async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> WireModel:
+    """The manager's lifecycle verbs; every other verb it has is an agent's verb."""
     who = conn.principal.name
     match req:
-        case rq.Version() | rq.Ping() | rq.Send() | rq.Recv() | rq.Ack() | rq.Alive():
-            return await _common(s, req, conn)
-        case rq.SetStatus() | rq.Whoami() | rq.LoginState():
-            return await _reports(s, req, conn)
-        case (
-            rq.Ask()
-            | rq.AnswerQuestion()
-            | rq.Remind()
-            | rq.ListReminders()
-            | rq.CancelReminder()
-            | rq.GetOpenThreads()
-        ):
-            return await _coordination(s, req, conn)
         case rq.RequestSpawn(name=name):
             return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
         case rq.Start(name=name):
@@ -190,7 +178,7 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
         case rq.List():
             return rs.Agents(agents=await actions.list_agents(s, tombstones=False))
         case _:
-            assert_never(req)
+            return await handle_agent(s, req, conn)
 
 
 async def handle_agent(s: Services, req: rq.AgentRequest, conn: Conn) -> WireModel:
