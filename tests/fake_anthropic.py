@@ -6,6 +6,7 @@ demand), answers non-streaming requests too, and records every request.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import socket
@@ -215,9 +216,7 @@ class FakeAnthropic:
             self.seen.append(seen)
             self._changed.notify_all()
         if reply.hold is not None:
-            import anyio.to_thread
-
-            await anyio.to_thread.run_sync(reply.hold.wait, WAIT_BOUND)
+            await asyncio.to_thread(reply.hold.wait, WAIT_BOUND)
         if reply.status != 200:
             return JSONResponse(
                 {"type": "error",

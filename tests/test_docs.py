@@ -111,3 +111,60 @@ async def test_every_mcp_tool_is_documented() -> None:
     patterns = {n: rf"`{re.escape(n)}(?:\(|`)" for n in names}
     missing = _missing(patterns, _docs_text())
     assert not missing, f"docs/*.md never mention the MCP tool `<name>` for: {_words(missing)}"
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_OUTSIDE_NOTES = re.compile(
+    r"\.\./shared/|(?<![\w-])shared/(?:spec|ARCHITECTURE|STYLE|SECURITY|PERFORMANCE)"
+)
+
+
+def _markdown_pages() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "CLAUDE.md", *sorted(DOCS.glob("*.md"))]
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading slugs: lowercase, punctuation dropped, spaces to dashes."""
+    slugs = set()
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            slugs.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return slugs
+
+
+def _broken_link(page: Path, target: str) -> str | None:
+    """Why `target`, linked from `page`, does not land on something in this repository."""
+    if re.match(r"[a-z]+:", target):
+        return None  # a URL, not a path into the repository
+    path_part, _, anchor = target.partition("#")
+    dest = (page.parent / path_part).resolve() if path_part else page
+    if not dest.is_relative_to(ROOT):
+        return "leaves the repository"
+    if not dest.exists():
+        return "names a file that does not exist"
+    if anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+        return f"names a heading #{anchor} that {dest.name} does not have"
+    return None
+
+
+def test_every_link_in_the_docs_stays_inside_the_repository() -> None:
+    broken = []
+    for page in _markdown_pages():
+        text = page.read_text(encoding="utf-8")
+        for target in _LINK.findall(text):
+            why = _broken_link(page, target)
+            if why:
+                broken.append(f"{page.relative_to(ROOT)}: ({target}) {why}")
+        broken += [
+            f"{page.relative_to(ROOT)}: mentions {m.group(0)!r}, which users of the repository "
+            "do not have"
+            for m in _OUTSIDE_NOTES.finditer(text)
+        ]
+    assert not broken, "\n".join(broken)
+
+
+def test_the_entry_page_lists_every_doc() -> None:
+    entry = (ROOT / "CLAUDE.md").read_text(encoding="utf-8")
+    missing = [p.name for p in sorted(DOCS.glob("*.md")) if not re.search(rf"\b{p.name}\b", entry)]
+    assert not missing, f"CLAUDE.md's file map does not list: {_words(missing)}"
