@@ -34,7 +34,7 @@ async def answer(line: bytes, controls: ControlHandler) -> WireModel:
     if not isinstance(cmd, str):
         return rs.Error(code="malformed", error='a request needs a string "cmd" field')
     if cmd not in rq.HARNESS_VERBS:
-        code = "verb_not_allowed" if cmd in rq.ALL_VERBS else "unknown_verb"
+        code: rs.ErrorCode = "verb_not_allowed" if cmd in rq.ALL_VERBS else "unknown_verb"
         return rs.Error(code=code, error=f"verb {cmd[:64]!a} is not served by the harness")
     try:
         req = rq.HARNESS_REQUEST.validate_python(raw)
@@ -73,7 +73,9 @@ async def start_control(path: Path, controls: ControlHandler) -> asyncio.Server:
                 try:
                     line = await framing.read_line(reader)
                 except framing.FrameError as exc:
-                    code = "too_long" if isinstance(exc, framing.FrameTooLong) else "malformed"
+                    code: rs.ErrorCode = (
+                        "too_long" if isinstance(exc, framing.FrameTooLong) else "malformed"
+                    )
                     writer.write(framing.encode(dump(rs.Error(code=code, error=str(exc)))))
                     return
                 if line is None:

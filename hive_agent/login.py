@@ -6,14 +6,14 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from hive_share.models import LoginStatus
+from hive_share.models import LoginReport
 
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 15.0
 
 
-async def probe(claude_bin: str, env: Mapping[str, str]) -> tuple[LoginStatus, str]:
+async def probe(claude_bin: str, env: Mapping[str, str]) -> tuple[LoginReport, str]:
     """`claude auth status`: exit 0 logged in, 1 not. An API key in the env counts as logged in."""
     if env.get("ANTHROPIC_API_KEY") or env.get("CLAUDE_CODE_OAUTH_TOKEN"):
         return "logged_in", "credentials from the environment"

@@ -33,7 +33,7 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import ClientError, HiveClient
 from hive_share.live import LiveEvent, ResultKind, TurnState
-from hive_share.models import LoginStatus, Message
+from hive_share.models import LoginReport, LoginStatus, Message
 
 logger = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ class Harness:
         elif kind == "success":
             await self._report_login("logged_in", "")
 
-    async def _report_login(self, state: LoginStatus, detail: str) -> None:
+    async def _report_login(self, state: LoginReport, detail: str) -> None:
         if state == self.login:
             return
         if state == "needs_login":

@@ -11,9 +11,12 @@ from hive_share.names import InvalidName, validate_agent_name, validate_principa
 
 
 class WireModel(BaseModel):
-    """Base of every wire model: unknown fields and non-finite floats are refused."""
+    """Base of every wire model: unknown fields, non-finite floats and coercions are refused.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    Strict: `true` is not an integer and `"5"` is not a number.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 def _agent_name(value: str) -> str:
@@ -40,6 +43,8 @@ Role = Literal["agent", "manager"]
 AgentState = Literal["running", "stopped", "tombstone"]
 ApprovalKind = Literal["spawn"]
 ApprovalStatus = Literal["pending", "approved", "denied", "failed"]
-LoginStatus = Literal["unknown", "logged_in", "needs_login"]
+LoginReport = Literal["logged_in", "needs_login"]
+"""What a harness reports about its Claude Code login."""
+LoginStatus = Literal["unknown", LoginReport]
 QuestionStatus = Literal["pending", "answered", "cancelled", "expired"]
 ReminderStatus = Literal["pending", "delivered", "cancelled"]

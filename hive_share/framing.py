@@ -15,6 +15,10 @@ MAX_LINE = 1024 * 1024
 READER_LIMIT = MAX_LINE + 1
 """`asyncio` stream limit that lets a full-size line plus its newline through."""
 
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+"""Integers on the wire fit SQLite's 64-bit integers; anything wider is refused."""
+
 
 class FrameError(ValueError):
     """A line that is not one JSON object; the connection stays usable."""
@@ -35,12 +39,22 @@ def _finite_float(token: str) -> float:
     return value
 
 
+def _int64(token: str) -> int:
+    # Checked on the digits first: int() of thousands of digits is slow, and past
+    # 4,300 digits Python refuses it with a ValueError of its own.
+    if len(token.lstrip("-")) > 19 or not INT64_MIN <= (value := int(token)) <= INT64_MAX:
+        shown = token if len(token) <= 24 else token[:21] + "..."
+        raise FrameError(f"integer {shown} is outside the 64-bit range")
+    return value
+
+
 def decode(line: bytes) -> dict[str, Any]:
     """Parse one line into a JSON object.
 
     Raises:
         FrameTooLong: the line exceeds `MAX_LINE`.
-        FrameError: not UTF-8, not JSON, not an object, or contains NaN/Infinity.
+        FrameError: not UTF-8, not JSON, not an object, or holds NaN/Infinity or an
+            integer outside the 64-bit range.
     """
     if len(line) > MAX_LINE:
         raise FrameTooLong(f"line of {len(line)} bytes exceeds the {MAX_LINE}-byte limit")
@@ -49,9 +63,15 @@ def decode(line: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise FrameError(f"line is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_int64
+        )
     except json.JSONDecodeError as exc:
         raise FrameError(f"malformed JSON ({exc.msg}, column {exc.colno})") from None
+    except FrameError:
+        raise
+    except ValueError as exc:  # any other value json cannot turn into a Python object
+        raise FrameError(f"malformed JSON ({str(exc)[:200]})") from None
     except RecursionError:
         raise FrameError("JSON nested too deeply") from None
     if not isinstance(value, dict):

@@ -7,14 +7,17 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field, TypeAdapter
 
+from hive_share.framing import INT64_MAX
 from hive_share.live import TurnState
-from hive_share.models import AgentName, Principal, WireModel
+from hive_share.models import AgentName, LoginReport, Principal, WireModel
 
 MAX_BODY = 256 * 1024
 """Most characters in a message body."""
 MAX_BODY_JSON = 512 * 1024
 """Most bytes a body may take once JSON-escaped, so any one message fits in a 1 MiB line."""
 MAX_WAIT_SECONDS = 180.0
+Id = Annotated[int, Field(gt=0, le=INT64_MAX)]
+"""A row id: positive and within SQLite's 64-bit integers."""
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
@@ -58,14 +61,14 @@ class Ack(WireModel):
     """Mark leased messages delivered; only after this are they gone from the inbox."""
 
     cmd: Literal["ack"]
-    ids: Annotated[list[int], Field(max_length=1000)]
+    ids: Annotated[list[Id], Field(max_length=1000)]
 
 
 class Alive(WireModel):
     """The harness reports itself up, with its pid."""
 
     cmd: Literal["alive"]
-    pid: Annotated[int, Field(gt=0)]
+    pid: Annotated[int, Field(gt=0, le=2**31 - 1)]
     version: Annotated[str, Field(max_length=64)] | None = None
     """The harness's package version; one that differs from hive-core's needs a rebuild."""
 
@@ -87,7 +90,7 @@ class LoginState(WireModel):
     """The harness reports whether its Claude Code login works."""
 
     cmd: Literal["login_state"]
-    state: Literal["logged_in", "needs_login"]
+    state: LoginReport
     detail: Annotated[str, Field(max_length=1000)] = ""
 
 
@@ -114,7 +117,7 @@ class TurnStatus(WireModel):
     """Harness socket: turn state and counters, once `turns_run >= after_turns` (long-poll)."""
 
     cmd: Literal["turn_status"]
-    after_turns: Annotated[int, Field(ge=0)] = 0
+    after_turns: Annotated[int, Field(ge=0, le=INT64_MAX)] = 0
     until_state: TurnState | None = None
     """Also wait until the turn state is this one."""
     wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
@@ -150,7 +153,7 @@ class AnswerQuestion(WireModel):
     """Answer a question addressed to you (the operator may answer any)."""
 
     cmd: Literal["answer"]
-    id: Annotated[int, Field(gt=0)]
+    id: Id
     answer: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION)]
 
 
@@ -158,7 +161,7 @@ class CancelQuestion(WireModel):
     """Operator: withdraw a pending question; its asker is told."""
 
     cmd: Literal["cancel_question"]
-    id: Annotated[int, Field(gt=0)]
+    id: Id
 
 
 class Questions(WireModel):
@@ -183,7 +186,7 @@ class ListReminders(WireModel):
     On the host socket, `agent` narrows the hive-wide list."""
 
     cmd: Literal["list_reminders"]
-    id: Annotated[int, Field(gt=0)] | None = None
+    id: Id | None = None
     agent: AgentName | None = None
 
 
@@ -191,7 +194,7 @@ class CancelReminder(WireModel):
     """Cancel a pending reminder of yours."""
 
     cmd: Literal["cancel_reminder"]
-    id: Annotated[int, Field(gt=0)]
+    id: Id
 
 
 class GetOpenThreads(WireModel):
@@ -219,14 +222,14 @@ class Approve(WireModel):
     """Approve a pending approval by id."""
 
     cmd: Literal["approve"]
-    id: Annotated[int, Field(gt=0)]
+    id: Id
 
 
 class Deny(WireModel):
     """Deny a pending approval by id, with a reason the requester will see."""
 
     cmd: Literal["deny"]
-    id: Annotated[int, Field(gt=0)]
+    id: Id
     reason: Annotated[str, Field(max_length=4096)] = ""
 
 
@@ -281,7 +284,7 @@ class Inbox(WireModel):
     cmd: Literal["inbox"]
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
     wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
-    before: Annotated[int, Field(gt=0)] | None = None
+    before: Id | None = None
     """Page back: only messages with an id below this one."""
 
 

@@ -138,3 +138,17 @@ async def test_read_line_refuses_an_endless_line_without_waiting_for_its_end() -
     async with asyncio.timeout(5):
         with pytest.raises(FrameTooLong):
             await framing.read_line(reader)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"9" * 5000, b"1" * 4301, b"9223372036854775808", b"-9223372036854775809", b"1" + b"0" * 19],
+)
+def test_decode_refuses_integers_outside_the_64_bit_range(number: bytes) -> None:
+    with pytest.raises(FrameError, match="64-bit range"):
+        framing.decode(b'{"id":' + number + b"}")
+
+
+@pytest.mark.parametrize("number", [9223372036854775807, -9223372036854775808, 0, -1])
+def test_decode_accepts_integers_inside_the_64_bit_range(number: int) -> None:
+    assert framing.decode(b'{"id":%d}' % number) == {"id": number}
