@@ -376,6 +376,10 @@ class Broker:
             self._bus.publish(events.Delivered(recipient=recipient, ids=done, delivered_at=now))
         return len(done)
 
+    def holds_leases(self, owner: LeaseOwner) -> bool:
+        """Whether this connection holds leased messages it has not acked yet."""
+        return any(owner in inbox.leases.values() for inbox in self._inboxes.values())
+
     def release(self, owner: LeaseOwner) -> None:
         """End every lease held by a closed connection and wake the recipients."""
         for recipient, inbox in self._inboxes.items():

@@ -32,6 +32,7 @@ from hive_core.services import Services
 from hive_core.settings import Settings
 from hive_core.sockets import handlers
 from hive_core.sockets.agents import AgentSockets
+from hive_core.sockets.limits import ConnectionCaps, ConnectionPool, raise_nofile_limit
 from hive_core.sockets.server import Principal, SocketServer
 from hive_core.transients import Transients
 from hive_share import requests as rq
@@ -107,6 +108,17 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.stopping = asyncio.Event()
         self._lock: int | None = None
+        self._caps = ConnectionCaps.for_limit(1024)
+        self._agent_pool = ConnectionPool(self._caps.agents_total)
+
+    def _size_connection_caps(self) -> None:
+        nofile = raise_nofile_limit()
+        self._caps = caps = ConnectionCaps.for_limit(nofile)
+        self._agent_pool = ConnectionPool(caps.agents_total)
+        logger.info(
+            "descriptor limit %d; connections: host %d, manager %d, each agent %d, "
+            "all agents %d", nofile, caps.host, caps.manager, caps.agent, caps.agents_total,
+        )  # fmt: skip
 
     def _servers(self, s: Services) -> list[SocketServer]:
         st = self.settings
@@ -117,7 +129,8 @@ class Daemon:
             rq.HOST_REQUEST,
             lambda req, conn: handlers.handle_host(s, req, conn),
             on_close=lambda conn: s.broker.release(conn.id),
-            max_connections=256,
+            holds_work=lambda conn: s.broker.holds_leases(conn.id),
+            max_connections=self._caps.host,
         )
         manager = SocketServer(
             st.manager_socket,
@@ -126,6 +139,8 @@ class Daemon:
             rq.MANAGER_REQUEST,
             lambda req, conn: handlers.handle_manager(s, req, conn),
             on_close=lambda conn: s.broker.release(conn.id),
+            holds_work=lambda conn: s.broker.holds_leases(conn.id),
+            max_connections=self._caps.manager,
         )
         return [host, manager]
 
@@ -137,6 +152,9 @@ class Daemon:
             rq.AGENT_REQUEST,
             lambda req, conn: handlers.handle_agent(s, req, conn),
             on_close=lambda conn: s.broker.release(conn.id),
+            holds_work=lambda conn: s.broker.holds_leases(conn.id),
+            max_connections=self._caps.agent,
+            pool=self._agent_pool,
         )
 
     async def _open_services(self) -> Services:
@@ -151,6 +169,7 @@ class Daemon:
             raise StartupError(str(exc)) from None
         st.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         prepare_private_dir(st.run_dir)
+        self._size_connection_caps()
         self._lock = lock_state_dir(st.state_dir)
         db = await Database.open(st.db_path)
         bus = EventBus()

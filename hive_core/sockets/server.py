@@ -13,14 +13,16 @@ import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
 from hive_core.errors import HiveError, StartupError
+from hive_core.sockets.limits import ConnectionPool
 from hive_share import framing
 from hive_share.models import WireModel
 from hive_share.requests import ALL_VERBS, IDENTITY_FIELDS
@@ -96,8 +98,59 @@ def prepare_socket_path(path: Path) -> None:
     raise StartupError(f"another hive-core is already listening on {path}")
 
 
+IDLE_TIMEOUT = 30.0
+"""Seconds a connection may take to send a complete line. A connection waiting for
+its next request is held to it too, unless it holds leased messages (a harness in
+the middle of a turn); a request being handled (a parked `recv`) is not."""
+BUFFER_BUDGET = 8 * framing.MAX_LINE
+"""Bytes of unfinished lines one socket buffers over all its connections."""
+CHUNK = 64 * 1024
+BURST_QUIET = 10.0
+"""A cap hit less than this many seconds after the last report is counted, not logged."""
+
+
+class _Refused(Exception):
+    """The connection is closed on our side with this error."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.reply = error(code, message)
+
+
+class _Burst:
+    """Logs the first hit of a limit, then at most once per `BURST_QUIET` with a count."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._last = -BURST_QUIET
+        self._missed = 0
+
+    def hit(self) -> None:
+        now = time.monotonic()
+        if now - self._last < BURST_QUIET:
+            self._missed += 1
+            return
+        more = f" ({self._missed} more since the last report)" if self._missed else ""
+        logger.warning("%s%s", self._what, more)
+        self._last, self._missed = now, 0
+
+
+@dataclass(eq=False)
+class _Connection:
+    conn: Conn
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    buf: bytearray = field(default_factory=bytearray)
+    in_request: bool = False
+
+
 class SocketServer:
-    """Serves one socket. Requests on one connection are answered in order."""
+    """Serves one socket. Requests on one connection are answered in order.
+
+    What one peer can cost is bounded: `max_connections` at a time (the next one
+    is answered `busy` and closed), `IDLE_TIMEOUT` to send each line, and
+    `BUFFER_BUDGET` bytes of unfinished lines over the whole socket.
+    """
 
     def __init__(
         self,
@@ -108,7 +161,11 @@ class SocketServer:
         handler: Handler,
         *,
         on_close: Callable[[Conn], None] | None = None,
+        holds_work: Callable[[Conn], bool] = lambda conn: False,
         max_connections: int = 64,
+        pool: ConnectionPool | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
+        buffer_budget: int = BUFFER_BUDGET,
     ) -> None:
         self.path = path
         self.principal = principal
@@ -116,26 +173,47 @@ class SocketServer:
         self._adapter = adapter
         self._handler = handler
         self._on_close = on_close
+        self._holds_work = holds_work
         self._max_connections = max_connections
+        self._pool = pool
+        self._idle_timeout = idle_timeout
+        self._buffer_budget = buffer_budget
+        self._buffered = 0
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
+        where = f"{principal.kind} socket {path}"
+        self._full = _Burst(f"{where}: {max_connections} connections open; refusing more (busy)")
+        self._slow = _Burst(f"{where}: closed a connection that sent no complete line "
+                            f"within {idle_timeout:.0f}s")  # fmt: skip
+        self._pool_empty = _Burst(f"{where}: the shared pool of {pool.size if pool else 0} "
+                                  "agent connections is used up; refusing more (busy)")  # fmt: skip
+        self._fat = _Burst(f"{where}: unfinished lines reached {buffer_budget} bytes; "
+                           "closed the connection adding to them")  # fmt: skip
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
 
     async def start(self) -> None:
         """Bind and listen (mode 0600). Raises: StartupError."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         prepare_socket_path(self.path)
         self._server = await asyncio.start_unix_server(
-            self._serve_connection, path=str(self.path), limit=framing.READER_LIMIT
+            self._serve_connection, path=str(self.path), limit=CHUNK
         )
         os.chmod(self.path, 0o600)
 
     async def close(self, drain_timeout: float) -> None:
-        """Stop accepting, let open requests finish within the bound, then cut the rest."""
+        """Stop accepting, close idle connections at once, give requests being handled
+        `drain_timeout` seconds to finish, then cut the rest."""
         if self._server is None:
             return
         self._server.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        for c in self._connections.values():
+            if not c.in_request:
+                c.writer.close()  # its read sees the end of the stream and the task ends
         if self._connections:
             _, pending = await asyncio.wait(self._connections, timeout=drain_timeout)
             for task in pending:
@@ -151,38 +229,94 @@ class SocketServer:
         assert task is not None
         conn = Conn(next(_conn_ids), self.principal, lambda: not reader.at_eof())
         if len(self._connections) >= self._max_connections:
+            self._full.hit()
             await _reply_and_close(writer, error("busy", "too many connections on this socket"))
             return
-        self._connections.add(task)
+        if self._pool is not None and not self._pool.take():
+            self._pool_empty.hit()
+            await _reply_and_close(writer, error("busy", "too many connections to hive-core"))
+            return
+        c = _Connection(conn, reader, writer)
+        self._connections[task] = c
         try:
-            await self._request_loop(reader, writer, conn)
+            await self._request_loop(c)
+        except _Refused as exc:
+            await _reply_and_close(writer, exc.reply)
         except (ConnectionError, BrokenPipeError):
             logger.debug("connection %d on %s dropped", conn.id, self.path)
+        except asyncio.CancelledError:
+            logger.debug("connection %d on %s cut at shutdown", conn.id, self.path)
         finally:
-            self._connections.discard(task)
+            del self._connections[task]
+            if self._pool is not None:
+                self._pool.give_back()
+            self._buffered -= len(c.buf)
             if self._on_close is not None:
                 self._on_close(conn)
             writer.close()
             with contextlib.suppress(ConnectionError, BrokenPipeError):
                 await writer.wait_closed()
 
-    async def _request_loop(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: Conn
-    ) -> None:
+    async def _request_loop(self, c: _Connection) -> None:
         while True:
             try:
-                line = await framing.read_line(reader)
+                line = await self._next_line(c)
             except framing.FrameTooLong as exc:
-                await _reply_and_close(writer, error("too_long", str(exc)))
-                return
+                raise _Refused("too_long", str(exc)) from None
             except framing.FrameError as exc:
-                await _reply_and_close(writer, error("malformed", str(exc)))
-                return
+                raise _Refused("malformed", str(exc)) from None
             if line is None:
                 return
-            response = await self.dispatch(line, conn)
-            writer.write(framing.encode_model(response))
-            await writer.drain()
+            c.in_request = True
+            try:
+                response = await self.dispatch(line, c.conn)
+                c.writer.write(framing.encode_model(response))
+                await c.writer.drain()
+            finally:
+                c.in_request = False
+
+    async def _next_line(self, c: _Connection) -> bytes | None:
+        """The next complete line without its newline; None at a clean end of stream.
+
+        Raises:
+            FrameTooLong: the line is over `MAX_LINE`.
+            FrameError: the stream ended in the middle of a line.
+            _Refused: the line took too long, or the socket's buffer budget ran out.
+        """
+        deadline = None if c.buf or self._holds_work(c.conn) else self._deadline()
+        scanned = 0
+        while (newline := c.buf.find(b"\n", scanned)) < 0:
+            if len(c.buf) > framing.MAX_LINE:
+                raise framing.FrameTooLong(f"line exceeds the {framing.MAX_LINE}-byte limit")
+            scanned = len(c.buf)
+            if c.buf and deadline is None:
+                deadline = self._deadline()  # a line has begun: it must end in time
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await c.reader.read(CHUNK)
+            except TimeoutError:
+                self._slow.hit()
+                raise _Refused(
+                    "malformed", f"no complete line within {self._idle_timeout:.0f}s"
+                ) from None
+            if not chunk:
+                if c.buf:
+                    raise framing.FrameError("connection closed in the middle of a line")
+                return None
+            if self._buffered + len(chunk) > self._buffer_budget:
+                self._fat.hit()
+                raise _Refused("busy", "this socket is buffering too much; try again")
+            c.buf += chunk
+            self._buffered += len(chunk)
+        line = bytes(c.buf[:newline])
+        del c.buf[: newline + 1]
+        self._buffered -= newline + 1
+        if len(line) > framing.MAX_LINE:
+            raise framing.FrameTooLong(f"line of {len(line)} bytes exceeds the limit")
+        return line
+
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self._idle_timeout
 
     async def dispatch(self, line: bytes, conn: Conn) -> WireModel:
         """Parse, authorise and run one request line; never raises."""
@@ -226,3 +360,6 @@ async def _reply_and_close(writer: asyncio.StreamWriter, response: Error) -> Non
     with contextlib.suppress(ConnectionError, BrokenPipeError):
         writer.write(framing.encode_model(response))
         await writer.drain()
+    writer.close()
+    with contextlib.suppress(ConnectionError, BrokenPipeError):
+        await writer.wait_closed()

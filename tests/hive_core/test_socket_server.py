@@ -1,0 +1,190 @@
+"""What one peer can cost a socket: connections, time to send a line, buffered bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hive_core.sockets.limits import ConnectionCaps, ConnectionPool
+from hive_core.sockets.server import Conn, Principal, SocketServer
+from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.models import WireModel
+from tests.e2e.hive import short_tmp
+from tests.e2e.raw import RawConn
+
+BOUND = 10.0
+
+
+async def _version(req: Any, conn: Conn) -> WireModel:
+    return rs.VersionResult(protocol=1, server="test")
+
+
+@contextlib.asynccontextmanager
+async def serving(path: Path, **kwargs: Any) -> AsyncIterator[SocketServer]:
+    server = SocketServer(
+        path, Principal("operator", "operator"), rq.HOST_VERBS, rq.HOST_REQUEST, _version, **kwargs
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close(0)
+
+
+@pytest.fixture
+def sock() -> Path:
+    return short_tmp() / "t.sock"
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(BOUND):
+        while not condition():
+            await asyncio.sleep(0)
+
+
+async def test_a_connection_over_the_cap_is_answered_busy_and_closed(sock: Path) -> None:
+    async with serving(sock, max_connections=1) as server:
+        first = await RawConn.open(sock)
+        await _until(lambda: server.connection_count == 1)
+        second = await RawConn.open(sock)
+        async with asyncio.timeout(BOUND):
+            line = await second.reader.readline()
+        assert b'"code":"busy"' in line
+        assert await second.closed_by_server()
+        assert (await first.ask_json({"cmd": "version"}) or {})["ok"] is True
+        await first.close()
+        await second.close()
+
+
+async def test_busy_is_logged_once_per_burst(sock: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "hive_core.sockets.server")
+    async with serving(sock, max_connections=1) as server:
+        holder = await RawConn.open(sock)
+        await _until(lambda: server.connection_count == 1)
+        for _ in range(20):
+            refused = await RawConn.open(sock)
+            async with asyncio.timeout(BOUND):
+                assert b'"code":"busy"' in await refused.reader.readline()
+            assert await refused.closed_by_server()
+            await refused.close()
+        await holder.close()
+    busy = [r for r in caplog.records if "refusing more" in r.getMessage()]
+    assert len(busy) == 1
+    assert str(sock) in busy[0].getMessage()
+
+
+async def test_a_half_line_is_cut_after_the_idle_timeout(sock: Path) -> None:
+    async with serving(sock, idle_timeout=0.2) as server:
+        slow = await RawConn.open(sock)
+        slow.writer.write(b'{"cmd": "vers')
+        await slow.writer.drain()
+        async with asyncio.timeout(BOUND):
+            line = await slow.reader.readline()
+        assert b'"code":"malformed"' in line and b"no complete line" in line
+        assert await slow.closed_by_server()
+        await _until(lambda: server.connection_count == 0)
+        await slow.close()
+
+
+async def test_a_line_trickled_byte_by_byte_is_still_cut(sock: Path) -> None:
+    async with serving(sock, idle_timeout=0.3) as server:
+        slow = await RawConn.open(sock)
+        closed = asyncio.ensure_future(slow.reader.read())
+        async with asyncio.timeout(BOUND):
+            while not closed.done():
+                with contextlib.suppress(ConnectionError):
+                    slow.writer.write(b" ")
+                    await slow.writer.drain()
+                await asyncio.wait([closed], timeout=0.05)
+        assert b"no complete line" in closed.result()
+        await _until(lambda: server.connection_count == 0)
+        await slow.close()
+
+
+async def test_an_idle_connection_is_closed_unless_it_holds_leased_work(sock: Path) -> None:
+    holders: set[int] = set()
+
+    async def mark(req: Any, conn: Conn) -> WireModel:
+        holders.add(conn.id)  # stands for a recv that leased messages to this connection
+        return await _version(req, conn)
+
+    async with serving(sock, idle_timeout=0.2, holds_work=lambda c: c.id in holders) as server:
+        server._handler = mark
+        busy = await RawConn.open(sock)
+        assert (await busy.ask_json({"cmd": "version"}) or {})["ok"] is True
+        server._handler = _version
+        idle = await RawConn.open(sock)
+        assert (await idle.ask_json({"cmd": "version"}) or {})["ok"] is True
+        async with asyncio.timeout(BOUND):
+            assert b"no complete line" in await idle.reader.readline()
+        assert await idle.closed_by_server()
+        assert (await busy.ask_json({"cmd": "version"}) or {})["ok"] is True
+        await busy.close()
+        await idle.close()
+
+
+async def test_unfinished_lines_are_bounded_per_socket(sock: Path) -> None:
+    async with serving(sock, buffer_budget=100_000) as server:
+        first = await RawConn.open(sock)
+        first.writer.write(b'{"cmd": "version", "pad": "' + b"x" * 70_000)
+        await first.writer.drain()
+        await _until(lambda: server._buffered >= 70_000)
+        second = await RawConn.open(sock)
+        second.writer.write(b'{"cmd": "version", "pad": "' + b"y" * 40_000)
+        await second.writer.drain()
+        async with asyncio.timeout(BOUND):
+            line = await second.reader.readline()
+        assert b'"code":"busy"' in line
+        assert await second.closed_by_server()
+        await first.close()
+        await second.close()
+        await _until(lambda: server._buffered == 0)
+
+
+async def test_sockets_sharing_a_pool_refuse_when_it_is_used_up(tmp_path: Path) -> None:
+    root = short_tmp()
+    pool = ConnectionPool(1)
+    async with serving(root / "a.sock", pool=pool), serving(root / "b.sock", pool=pool):
+        a = await RawConn.open(root / "a.sock")
+        await _until(lambda: pool.used == 1)
+        b = await RawConn.open(root / "b.sock")
+        async with asyncio.timeout(BOUND):
+            assert b'"code":"busy"' in await b.reader.readline()
+        await a.close()
+        await _until(lambda: pool.used == 0)
+        c = await RawConn.open(root / "b.sock")
+        assert (await c.ask_json({"cmd": "version"}) or {})["ok"] is True
+        await b.close()
+        await c.close()
+
+
+async def test_close_does_not_wait_for_idle_connections(sock: Path) -> None:
+    server = SocketServer(
+        sock, Principal("operator", "operator"), rq.HOST_VERBS, rq.HOST_REQUEST, _version
+    )
+    await server.start()
+    idle = [await RawConn.open(sock) for _ in range(5)]
+    await _until(lambda: server.connection_count == 5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await server.close(drain_timeout=30)
+    assert loop.time() - started < 5  # the drain bound is 30 s: idle ones are not waited for
+    for conn in idle:
+        assert await conn.closed_by_server()
+        await conn.close()
+
+
+@pytest.mark.parametrize("nofile", [256, 1024, 4096, 20_000, 1 << 20])
+def test_connection_caps_stay_well_under_the_descriptor_limit(nofile: int) -> None:
+    caps = ConnectionCaps.for_limit(nofile)
+    total = caps.host + caps.manager + caps.agents_total
+    if nofile >= 1024:
+        assert total <= nofile * 3 // 4
+        assert caps.agent >= 8 and caps.agents_total >= caps.agent
