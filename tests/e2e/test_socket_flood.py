@@ -57,7 +57,7 @@ async def _until_closed(reader: asyncio.StreamReader) -> None:
 
 @pytest.mark.slow
 async def test_flooded_agent_sockets_cost_the_rest_nothing(hive: Hive) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < 2 * FLOOD + 512:
         pytest.skip(f"the descriptor hard limit {hard} is too low to open {2 * FLOOD} sockets")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -44,8 +44,9 @@ def sock() -> Path:
 
 
 async def _until(condition: Callable[[], bool]) -> None:
+    """Let the server, on this same loop, run until `condition` holds (bounded)."""
     async with asyncio.timeout(BOUND):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - the server state has no event to wait on
             await asyncio.sleep(0)
 
 
