@@ -147,6 +147,12 @@ class ClaudeProcess:
         self.cancelled = True
         self._interrupt()
 
+    def kill(self) -> None:
+        """SIGKILL the process group now: the harness is stopping, and the turn's items
+        come back after the restart, so there is nothing to wind down gracefully."""
+        self.cancelled = True
+        self._signal(signal.SIGKILL)
+
     def _interrupt(self) -> None:
         if self.proc is None or self.proc.returncode is not None or self._kill_timer:
             return

@@ -97,7 +97,7 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
             await stopping.wait()
             logger.info("%s stopping", settings.agent_name)
             if harness.busy:  # let the turn end and record itself, within a bound
-                await harness.cancel()
+                await harness.cancel(stopping=True)
                 try:
                     async with asyncio.timeout(STOP_GRACE):
                         await asyncio.shield(loop_task)

@@ -115,12 +115,16 @@ class Harness:
 
     # -- controls (harness socket) ------------------------------------------
 
-    async def cancel(self) -> str:
+    async def cancel(self, *, stopping: bool = False) -> str:
+        """Interrupt the running turn; `stopping` kills claude at once instead of SIGINT."""
         if not self.busy:
             return "no turn is running"
         self._cancel_requested = True
         if self.current is not None:
-            self.current.cancel()
+            if stopping:
+                self.current.kill()
+            else:
+                self.current.cancel()
         await self._set_state("cancelling")
         return "cancelling the running turn"
 

@@ -211,9 +211,11 @@ class SocketServer:
         self._server.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        for c in self._connections.values():
+        for task, c in self._connections.items():
             if not c.in_request:
                 c.writer.close()  # its read sees the end of the stream and the task ends
+            elif c.reader.at_eof():
+                task.cancel()  # nobody is left to read the answer (a dead harness's recv)
         if self._connections:
             _, pending = await asyncio.wait(self._connections, timeout=drain_timeout)
             for task in pending:

@@ -1,0 +1,80 @@
+"""SIGTERM and destroy are quick, quiet, and lose nothing that was acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from hive_share import requests as rq
+from hive_share import responses as rs
+from tests.e2e.hive import Hive
+from tests.e2e.turns import hive_with, operator_send, turns_done, wait_state
+from tests.fake_anthropic import Reply, Seen, text
+
+IDLE_AGENTS = [f"idle{i}" for i in range(17)]
+BUSY_AGENTS = ["busy1", "busy2", "busy3"]
+
+
+def _clean_log(hive: Hive) -> None:
+    log = hive.log_path.read_text(errors="replace")
+    assert "Traceback" not in log
+    assert "CancelledError" not in log
+
+
+@pytest.mark.slow
+async def test_sigterm_with_idle_and_mid_turn_agents_exits_within_two_seconds() -> None:
+    release = threading.Event()
+
+    def script(seen: Seen) -> Reply:
+        reply = text("done")
+        if seen.agent() in BUSY_AGENTS and not release.is_set():
+            reply.hold = release  # held until after the restart
+        return reply
+
+    with hive_with(script) as (hive, fake):
+        for name in IDLE_AGENTS + BUSY_AGENTS:
+            assert hive.cli("spawn", name).returncode == 0, name
+        kept = [await operator_send(hive, name, f"for {name}") for name in IDLE_AGENTS[:3]]
+        for name in BUSY_AGENTS:
+            await operator_send(hive, name, f"work for {name}")
+        for name in BUSY_AGENTS:
+            await wait_state(hive, name, "thinking")
+        fake.wait_for(
+            lambda seen: {s.agent() for s in seen} >= set(BUSY_AGENTS), "every busy agent's request"
+        )
+        async with hive.client() as host:
+            await host.call(rq.Send(cmd="send", to="busy1", body="queued behind"), rs.Sent)
+
+        assert hive.proc is not None
+        started = time.monotonic()
+        code = await asyncio.to_thread(hive.stop)
+        took = time.monotonic() - started
+
+        assert code == 0
+        log = hive.log_path.read_text(errors="replace")
+        assert took <= 2.0, f"SIGTERM took {took:.2f}s: {log[log.index('shutting down') - 30 :]}"
+        _clean_log(hive)
+
+        release.set()
+        hive.start()
+        for name in BUSY_AGENTS:
+            await turns_done(hive, name, 1)  # the interrupted turn's items come back
+        busy1 = fake.requests_of("busy1")[-1].last_user_text()
+        assert "work for busy1" in busy1 and "queued behind" in busy1
+        for message_id, name in zip(kept, IDLE_AGENTS[:3], strict=True):
+            await turns_done(hive, name, 1)
+            assert any(f"for {name}" in r.last_user_text() for r in fake.requests_of(name))
+            assert message_id > 0
+
+
+async def test_destroy_of_a_running_agent_takes_under_a_second(hive: Hive) -> None:
+    assert hive.cli("spawn", "alice").returncode == 0
+    started = time.monotonic()
+    done = await asyncio.to_thread(hive.cli, "destroy", "alice")
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert took < 1.0, f"destroy took {took:.2f}s"
+    _clean_log(hive)
