@@ -32,6 +32,13 @@ CLAUDE_ENV = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
 }
 
+BUILTIN_TOOLS = (
+    "Bash", "Read", "Write", "Edit", "Glob", "Grep", "NotebookEdit", "WebFetch", "WebSearch",
+)  # fmt: skip
+"""The only Claude Code built-ins a turn offers (`--tools`, an allow list, so a built-in a new
+CLI version adds stays out until chosen). The others message, schedule, spawn or switch
+worktrees outside the hive, or cannot work in `-p` mode: docs/turn-loop.md says which and why."""
+
 EventSink = Callable[[LiveEvent], Awaitable[None]]
 
 
@@ -70,6 +77,7 @@ class Invocation:
             "--system-prompt-snapshot", "off",
             "--mcp-config", str(self.mcp_config),
             "--strict-mcp-config",
+            "--tools", ",".join(BUILTIN_TOOLS),
             "--allowedTools", *self.allowed_tools,
         ]  # fmt: skip
         if not self.prompt_on_stdin:

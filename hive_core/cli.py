@@ -118,6 +118,13 @@ def serve(
     dashboard_port: Annotated[
         int | None, typer.Option(help="Dashboard port, 0 = any free (env HIVE_DASHBOARD_PORT).")
     ] = None,
+    dashboard_allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated host names the dashboard answers to beyond loopback; "
+            "required with a non-loopback --dashboard-host (env HIVE_DASHBOARD_ALLOWED_HOSTS)."
+        ),
+    ] = None,
     operator_pronouns: Annotated[
         str | None, typer.Option(help="Pronouns for the operator (env HIVE_OPERATOR_PRONOUNS).")
     ] = None,
@@ -137,6 +144,7 @@ def serve(
             backend=backend,
             dashboard_host=dashboard_host,
             dashboard_port=dashboard_port,
+            dashboard_allowed_hosts=dashboard_allowed_hosts,
             operator_pronouns=operator_pronouns,
         ).items()
         if v is not None

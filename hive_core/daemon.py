@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import stat
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -165,6 +166,7 @@ class Daemon:
             )
         try:
             st.check_socket_paths()
+            st.check_dashboard_hosts()
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         st.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -280,18 +282,28 @@ class Daemon:
 
     def _announce(self, dashboard: Dashboard) -> None:
         st = self.settings
-        notify("READY=1", self.env.get("NOTIFY_SOCKET"))
         print(
             f"hive-core {__version__} is running (backend: {st.backend}, pid {os.getpid()})\n"
             f"  state:     {st.state_dir}\n"
             f"  sockets:   {st.run_dir}  (admin: {st.host_socket})\n"
             f"  manager:   {MANAGER_NAME}\n"
             f"  dashboard: {dashboard.url}\n"
-            f"  login:     {dashboard.login_link()}  (one use, 10 minutes; "
-            "`hive-core login-link` prints another)\n"
+            f"  login:     {self._login_line(dashboard)}\n"
             f"  try, from another shell:  hive-core spawn alice && hive-core list",
             flush=True,
         )
+        # After the banner, so whoever waits for READY (systemd, the tests) can read it.
+        notify("READY=1", self.env.get("NOTIFY_SOCKET"))
+
+    @staticmethod
+    def _login_line(dashboard: Dashboard) -> str:
+        # A login code is a credential: on a terminal only, never into a journal or log file.
+        if sys.stdout.isatty():
+            return (
+                f"{dashboard.login_link()}  (one use, 10 minutes; "
+                "`hive-core login-link` prints another)"
+            )
+        return "run `hive-core login-link` for a one-time link"
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SOCKET_PATH_MAX = 107
 """`sun_path` holds 108 bytes including the terminating NUL."""
 
 LONGEST_SOCKET_SUFFIX = "/agents/" + "x" * 9 + "/harness.sock"
+
+
+HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address or `localhost`; any other name counts as beyond loopback."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def host_header_name(entry: str) -> str:
+    """One allowed host as a Host header carries it: lowercase, an IPv6 address in brackets.
+
+    Raises:
+        ValueError: not a host name or an address, or one no browser can send (0.0.0.0, ::).
+    """
+    name = entry.strip().lower()
+    if not name:
+        raise ValueError("an empty host name (a comma too many?)")
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        if len(name) > 253 or not HOST_NAME.fullmatch(name):
+            raise ValueError(
+                f"{entry!r} is not a host name or an IP address (no scheme, port or path)"
+            ) from None
+        return name
+    if address.is_unspecified:
+        raise ValueError(f"{entry!r} is the any-address; name the host browsers connect to")
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
 
 
 def default_state_dir() -> Path:
@@ -40,6 +76,9 @@ class Settings(BaseSettings):
     """Container backend."""
     dashboard_host: str = "127.0.0.1"
     """Dashboard bind address."""
+    dashboard_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    """Host names the dashboard answers to beyond loopback (comma-separated in the environment);
+    required to bind beyond loopback. The first one is the host of the printed links."""
     dashboard_port: int = Field(default=7357, ge=0, le=65535)
     """Dashboard port; 0 picks a free one and writes it to `<run>/dashboard.port`."""
     operator_pronouns: str = "she/her"
@@ -49,6 +88,18 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("dashboard_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(value.split(",")) if value.strip() else ()
+        return value
+
+    @field_validator("dashboard_allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(host_header_name(entry) for entry in value))
 
     @field_validator("operator_pronouns")
     @classmethod
@@ -68,6 +119,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"run dir {self.run_dir} is too long: agent socket paths would be {longest} bytes "
                 f"(the limit is {SOCKET_PATH_MAX}); set HIVE_RUN_DIR to a shorter path"
+            )
+
+    def check_dashboard_hosts(self) -> None:
+        """Refuse a bind beyond loopback that names no host to answer to.
+
+        Raises:
+            ValueError: naming the bind address and HIVE_DASHBOARD_ALLOWED_HOSTS.
+        """
+        if not is_loopback(self.dashboard_host) and not self.dashboard_allowed_hosts:
+            raise ValueError(
+                f"the dashboard would listen on {self.dashboard_host}, beyond loopback, but "
+                "HIVE_DASHBOARD_ALLOWED_HOSTS is empty: set it to the host names browsers use "
+                "to reach this machine (comma-separated, e.g. hive.example.net,192.0.2.7)"
             )
 
     @property

@@ -1,6 +1,6 @@
 """Dashboard credentials: single-use login codes exchanged for session cookies.
 
-Codes come from `hive-core login-link` (or the start-up banner) and expire
+Codes come from `hive-core login-link` (or the start-up banner, on a terminal) and expire
 after ten minutes; sessions live in memory and end when the daemon restarts.
 """
 

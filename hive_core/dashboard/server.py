@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import socket
@@ -16,6 +15,7 @@ from hive_core.dashboard.app import allowed_hosts, build_app
 from hive_core.dashboard.auth import Credentials
 from hive_core.errors import StartupError
 from hive_core.services import Services
+from hive_core.settings import Settings, is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +48,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def link_host(st: Settings) -> str:
+    """The host of the printed links: the bind address on loopback, else the first allowed host.
+
+    Never the any-address: `http://0.0.0.0:…` reaches nobody from another machine.
+    """
+    if is_loopback(st.dashboard_host):
+        host = st.dashboard_host
+        return f"[{host}]" if ":" in host else host
+    return st.dashboard_allowed_hosts[0]
 
 
 class Dashboard:
@@ -66,22 +70,22 @@ class Dashboard:
         tmp = self.port_file.with_suffix(".tmp")
         tmp.write_text(f"{self.port}\n")
         os.replace(tmp, self.port_file)
-        hosts = allowed_hosts(st.dashboard_host, self.port)
+        hosts = allowed_hosts(st.dashboard_host, st.dashboard_allowed_hosts, self.port)
         config = uvicorn.Config(
             build_app(s, self.creds, lambda: hosts), log_level="warning", lifespan="off"
         )
         self._server = _Server(config)
         if not is_loopback(st.dashboard_host):
             logger.warning(
-                "the dashboard listens on %s, beyond loopback; every request still needs a login",
+                "the dashboard listens on %s, beyond loopback, for %s; every request still "
+                "needs a login",
                 st.dashboard_host,
+                ", ".join(st.dashboard_allowed_hosts),
             )
 
     @property
     def url(self) -> str:
-        host = self.s.settings.dashboard_host
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{self.port}/"
+        return f"http://{link_host(self.s.settings)}:{self.port}/"
 
     def login_link(self) -> str:
         return f"{self.url}login?code={self.creds.new_code()}"

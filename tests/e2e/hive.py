@@ -60,15 +60,18 @@ class Hive:
     def harness_sock(self, name: str) -> Path:
         return self.run_dir / "agents" / name / "harness.sock"
 
-    def start(self) -> None:
-        """Start the daemon and block until it notifies READY=1 (bounded)."""
+    def start(self, stdout: int | None = None) -> None:
+        """Start the daemon and block until it notifies READY=1 (bounded).
+
+        Its stdout (the banner) goes to the log, or to the descriptor `stdout` (a pty, say).
+        """
         assert self.proc is None or self.proc.poll() is not None
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hive_core", "serve"],
             env=self.env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=log if stdout is None else stdout,
             stderr=log,
         )
         log.close()

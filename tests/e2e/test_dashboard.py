@@ -1,13 +1,30 @@
-"""The dashboard listener: port file, one-time login links, sessions, Host checks."""
+"""The dashboard listener: port file, one-time login links, sessions, Host checks, headers."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import pty
 import re
+import select
+import shutil
 import socket
+import time
+from collections.abc import Iterator
 
-from tests.e2e.hive import Hive
+import pytest
+
+from tests.e2e.hive import Hive, short_tmp
+
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+BANNER_BOUND = 30.0
 
 
 def get(
@@ -29,15 +46,64 @@ def dashboard_port(hive: Hive) -> int:
     return int((hive.run_dir / "dashboard.port").read_text())
 
 
+def login_code(hive: Hive) -> str:
+    link = hive.cli("login-link")
+    assert link.returncode == 0, link.stderr
+    match = re.search(r"/login\?code=([\w-]+)", link.stdout)
+    assert match is not None, link.stdout
+    return match.group(1)
+
+
 def test_port_zero_binds_a_free_port_and_writes_it_to_the_run_dir(hive: Hive) -> None:
     port = dashboard_port(hive)
     assert port > 0
     assert get(port, "/healthz")[0] == 200
     banner = hive.log()
     assert f"dashboard: http://127.0.0.1:{port}/" in banner
-    assert f"http://127.0.0.1:{port}/login?code=" in banner
     assert hive.stop() == 0
     assert not (hive.run_dir / "dashboard.port").exists()
+
+
+def test_without_a_terminal_the_banner_says_how_to_get_a_link_and_holds_no_code(
+    hive: Hive,
+) -> None:
+    # Under systemd stdout is the journal: a login code there is a credential on disk.
+    banner = hive.log()
+    assert "login:     run `hive-core login-link` for a one-time link" in banner
+    assert "code=" not in banner
+
+
+def read_until(fd: int, marker: str) -> str:
+    """Read a pty until `marker` and the end of its line appeared (bounded)."""
+    out = b""
+    deadline = time.monotonic() + BANNER_BOUND
+    while True:
+        text = out.decode(errors="replace")
+        at = text.find(marker)
+        if at >= 0 and "\n" in text[at:]:
+            return text
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(left, 0))
+        if not ready:
+            raise AssertionError(f"no {marker!r} on the terminal; got:\n{text}")
+        out += os.read(fd, 4096)
+
+
+def test_on_a_terminal_the_banner_prints_a_working_login_link(idle_hive: Hive) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        try:
+            idle_hive.start(stdout=terminal)
+        finally:
+            os.close(terminal)
+        banner = read_until(controller, "login:")
+        port = dashboard_port(idle_hive)
+        match = re.search(rf"login: +http://127\.0\.0\.1:{port}/login\?code=([\w-]+) ", banner)
+        assert match is not None, banner
+        assert get(port, f"/login?code={match.group(1)}")[0] == 303
+        assert idle_hive.stop() == 0
+    finally:
+        os.close(controller)
 
 
 def test_state_needs_a_session_from_a_one_time_login_link(hive: Hive) -> None:
@@ -45,11 +111,8 @@ def test_state_needs_a_session_from_a_one_time_login_link(hive: Hive) -> None:
     port = dashboard_port(hive)
     assert get(port, "/api/state")[0] == 401
     assert get(port, "/api/state", cookie="hive_session=guessed")[0] == 401
-    link = hive.cli("login-link")
-    assert link.returncode == 0, link.stderr
-    match = re.search(r"/login\?code=([\w-]+)", link.stdout)
-    assert match is not None, link.stdout
-    status, headers, _ = get(port, f"/login?code={match.group(1)}")
+    code = login_code(hive)
+    status, headers, _ = get(port, f"/login?code={code}")
     assert status == 303
     cookie_header = headers["set-cookie"]
     assert "httponly" in cookie_header.lower() and "samesite=strict" in cookie_header.lower()
@@ -60,7 +123,7 @@ def test_state_needs_a_session_from_a_one_time_login_link(hive: Hive) -> None:
     assert {a["name"] for a in state["agents"]} == {"hm1nd", "alice"}
     assert state["seq"] >= 1 and state["approvals"] == [] and state["inbox"] == []
     # The code was single-use.
-    assert get(port, f"/login?code={match.group(1)}")[0] == 403
+    assert get(port, f"/login?code={code}")[0] == 403
 
 
 def test_a_foreign_host_header_is_refused(hive: Hive) -> None:
@@ -78,3 +141,70 @@ def test_a_dashboard_port_in_use_stops_startup_with_a_clear_message(idle_hive: H
         result = idle_hive.cli("serve", "--dashboard-port", str(port))
     assert result.returncode == 1
     assert "cannot bind the dashboard" in result.stderr and "HIVE_DASHBOARD_PORT" in result.stderr
+
+
+def test_every_response_carries_the_security_headers(hive: Hive) -> None:
+    port = dashboard_port(hive)
+    code = login_code(hive)
+    responses = {
+        "ok": get(port, "/healthz"),
+        "login": get(port, f"/login?code={code}"),
+        "used code": get(port, f"/login?code={code}"),
+        "no session": get(port, "/api/state"),
+        "no such route": get(port, "/nope"),
+        "foreign host": get(port, "/healthz", host=f"evil.example:{port}"),
+    }
+    statuses = {what: status for what, (status, _, _) in responses.items()}
+    assert statuses == {
+        "ok": 200, "login": 303, "used code": 403, "no session": 401,
+        "no such route": 404, "foreign host": 421,
+    }  # fmt: skip
+    for what, (_, headers, _) in responses.items():
+        got = {name: headers.get(name) for name in SECURITY_HEADERS}
+        assert got == SECURITY_HEADERS, what
+
+
+def test_a_bind_beyond_loopback_without_allowed_hosts_is_refused(idle_hive: Hive) -> None:
+    result = idle_hive.cli("serve", "--dashboard-host", "0.0.0.0")
+    assert result.returncode == 1
+    assert result.stderr.startswith("hive-core: cannot start: ")
+    assert "0.0.0.0" in result.stderr and "HIVE_DASHBOARD_ALLOWED_HOSTS" in result.stderr
+    assert not (idle_hive.state_dir / "hive.sqlite").exists()
+
+
+@pytest.mark.parametrize("hosts", ["hive.example.net:7357", "http://hive.example.net", "0.0.0.0"])
+def test_a_bad_allowed_host_is_refused_naming_the_setting(idle_hive: Hive, hosts: str) -> None:
+    result = idle_hive.cli("serve", "--dashboard-allowed-hosts", hosts)
+    assert result.returncode == 1
+    assert "bad setting dashboard_allowed_hosts" in result.stderr, result.stderr
+
+
+@pytest.fixture
+def wide_hive() -> Iterator[Hive]:
+    """A daemon whose dashboard listens on every address, for two allowed names."""
+    root = short_tmp()
+    h = Hive(
+        root,
+        {"HIVE_DASHBOARD_HOST": "0.0.0.0", "HIVE_DASHBOARD_ALLOWED_HOSTS": "Hive.Test,192.0.2.7"},
+    )
+    try:
+        h.start()
+        yield h
+    finally:
+        h.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_beyond_loopback_the_allowed_names_are_served_and_linked(wide_hive: Hive) -> None:
+    port = dashboard_port(wide_hive)
+    banner = wide_hive.log()
+    assert f"dashboard: http://hive.test:{port}/" in banner
+    assert "0.0.0.0:" not in banner
+    link = wide_hive.cli("login-link").stdout
+    assert link.startswith(f"http://hive.test:{port}/login?code="), link
+    for host in (f"hive.test:{port}", f"HIVE.TEST:{port}", f"192.0.2.7:{port}"):
+        assert get(port, "/healthz", host=host)[0] == 200, host
+    for host in (f"0.0.0.0:{port}", f"evil.example:{port}", "hive.test:1", "hive.test"):
+        assert get(port, "/healthz", host=host)[0] == 421, host
+    code = login_code(wide_hive)
+    assert get(port, f"/login?code={code}", host=f"hive.test:{port}")[0] == 303

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 
-from hive_agent import claude
+from hive_agent import claude, prompts
 from hive_agent.claude import Invocation, _lines
 
 
@@ -177,3 +178,15 @@ def test_the_argument_limit_counts_utf8_bytes_not_characters(tmp_path: Path) -> 
 
 def test_the_argument_limit_stays_under_linuxs_128_kib_per_argument() -> None:
     assert claude.ARGV_PROMPT_MAX < 128 * 1024
+
+
+def test_argv_offers_only_the_chosen_builtins(tmp_path: Path) -> None:
+    offered = _value_after(_invocation(tmp_path).argv(), "--tools").split(",")
+    assert offered == list(claude.BUILTIN_TOOLS)
+    assert not {"SendMessage", "CronCreate", "Agent", "EnterWorktree"} & set(offered)
+
+
+def test_the_settings_allow_every_builtin_a_turn_offers() -> None:
+    allowed = json.loads(prompts.settings_path().read_text())["permissions"]["allow"]
+    assert set(claude.BUILTIN_TOOLS) <= set(allowed)
+    assert "mcp__hyperhive" in allowed

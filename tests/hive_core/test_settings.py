@@ -13,6 +13,7 @@ ENV_VARS = [
     "HIVE_BACKEND",
     "HIVE_DASHBOARD_HOST",
     "HIVE_DASHBOARD_PORT",
+    "HIVE_DASHBOARD_ALLOWED_HOSTS",
     "HIVE_OPERATOR_PRONOUNS",
 ]
 
@@ -108,6 +109,14 @@ def test_relative_directories_are_made_absolute(
         ("HIVE_OPERATOR_PRONOUNS", "   "),
         ("HIVE_OPERATOR_PRONOUNS", "she\x1b[2J"),
         ("HIVE_OPERATOR_PRONOUNS", "x" * 41),
+        ("HIVE_DASHBOARD_ALLOWED_HOSTS", "hive.example.net:7357"),
+        ("HIVE_DASHBOARD_ALLOWED_HOSTS", "http://hive.example.net"),
+        ("HIVE_DASHBOARD_ALLOWED_HOSTS", "hive.example.net/"),
+        ("HIVE_DASHBOARD_ALLOWED_HOSTS", "*.example.net"),
+        ("HIVE_DASHBOARD_ALLOWED_HOSTS", "a,,b"),
+        ("HIVE_DASHBOARD_ALLOWED_HOSTS", "0.0.0.0"),
+        ("HIVE_DASHBOARD_ALLOWED_HOSTS", "[::]"),
+        ("HIVE_DASHBOARD_ALLOWED_HOSTS", "-bad.example"),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
@@ -120,3 +129,29 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.backend = "nixos"  # type: ignore[misc]
+
+
+def test_allowed_hosts_are_split_on_commas_and_written_as_a_host_header_carries_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "HIVE_DASHBOARD_ALLOWED_HOSTS", " Hive.Example.net,192.0.2.7,fe80::1,hive.example.net"
+    )
+    assert Settings().dashboard_allowed_hosts == ("hive.example.net", "192.0.2.7", "[fe80::1]")
+    monkeypatch.setenv("HIVE_DASHBOARD_ALLOWED_HOSTS", "")
+    assert Settings().dashboard_allowed_hosts == ()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "hive.example.net"])
+def test_a_bind_beyond_loopback_needs_allowed_hosts(host: str) -> None:
+    with pytest.raises(ValueError, match="HIVE_DASHBOARD_ALLOWED_HOSTS") as info:
+        Settings(dashboard_host=host).check_dashboard_hosts()
+    assert host in str(info.value)
+    Settings(
+        dashboard_host=host, dashboard_allowed_hosts="hive.example.net"
+    ).check_dashboard_hosts()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_a_loopback_bind_needs_no_allowed_hosts(host: str) -> None:
+    Settings(dashboard_host=host).check_dashboard_hosts()
