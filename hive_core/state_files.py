@@ -52,6 +52,10 @@ def read_state_file(agents_dir: Path, agent: str, path: str) -> tuple[str | None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None, f"{path} is not a regular file"
+        if st.st_nlink > 1:
+            # A hard link can point at any file the host can read (another agent's,
+            # /etc's): only a file with no other name is the agent's own.
+            return None, f"{path} has {st.st_nlink} hard links; only a file with one is attached"
         if st.st_size > MAX_PAYLOAD:
             return None, f"{path} is {st.st_size} bytes; at most {MAX_PAYLOAD} are attached"
         data = os.read(fd, MAX_PAYLOAD + 1)

@@ -312,3 +312,18 @@ def test_no_file_descriptor_is_left_open(agents_dir: Path, state: Path, outside:
         for path in paths:
             read_state_file(agents_dir, "alice", path)
     assert _open_fds() == before
+
+
+def test_a_hard_link_to_another_agents_file_is_not_read(
+    agents_dir: Path, state: Path, outside: Path
+) -> None:
+    os.link(outside / "secret", state / "leak")
+    content, note = read_state_file(agents_dir, "alice", "/state/leak")
+    assert content is None
+    assert "2 hard links" in note
+    assert SECRET not in note
+
+
+def test_a_file_with_one_link_is_read(agents_dir: Path, state: Path) -> None:
+    (state / "mine").write_text("mine")
+    assert read_state_file(agents_dir, "alice", "/state/mine")[0] == "mine"
