@@ -9,6 +9,7 @@ the very end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -220,6 +221,34 @@ async def throughput(swarm: Swarm, per_sender: int) -> float:
     async with asyncio.timeout(PHASE_TIMEOUT):
         await asyncio.gather(*(send_all(i) for i in range(n)), *(drain(r) for r in swarm.receivers))
     return n * per_sender / (time.perf_counter() - start)
+
+
+class WalWatch:
+    """Samples the daemon's WAL size every `interval` seconds while it runs."""
+
+    def __init__(self, daemon: Daemon, interval: float = 0.05) -> None:
+        self._daemon = daemon
+        self._interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, self._daemon.wal_bytes())
+            self.samples += 1
+            await asyncio.sleep(self._interval)
+
+    async def __aenter__(self) -> WalWatch:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.peak = max(self.peak, self._daemon.wal_bytes())
 
 
 async def idle_cpu(swarm: Swarm, long_polls_per_agent: int, settle: float, window: float) -> float:

@@ -64,6 +64,12 @@ class Daemon:
         """Where agent `name`'s harness answers `turn_status` and the other controls."""
         return self.run_dir / "agents" / name / "harness.sock"
 
+    def wal_bytes(self) -> int:
+        try:
+            return (self.state_dir / "hive.sqlite-wal").stat().st_size
+        except FileNotFoundError:
+            return 0
+
     def cpu_seconds(self) -> float:
         """User + system CPU time of the daemon process (all its threads, not its children)."""
         stat = Path(f"/proc/{self.pid}/stat").read_text()

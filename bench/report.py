@@ -64,6 +64,13 @@ def cpu_percent(name: str, value: float, target: str = NONE) -> Line:
     return Line(name, f"{value:.2f} %", target=target)
 
 
+def mebibytes(name: str, size: int, baseline: int | None = None, target: str = NONE) -> Line:
+    """A size line in MiB, against an optional baseline size."""
+    base = NONE if baseline is None else f"{baseline / 2**20:.1f} MiB"
+    r = NONE if not baseline else ratio(size, baseline)
+    return Line(name, f"{size / 2**20:.1f} MiB", base, r, target)
+
+
 def emit(line: Line) -> None:
     print(line, flush=True)
 

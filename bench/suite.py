@@ -100,7 +100,8 @@ async def _broker(daemon: Daemon, sizes: Sizes, floors: Floors) -> float:
         report.emit(report.latency("send_to_wake_p50", p50(wake), baseline, "≤ 3.0x"))
         report.emit(report.latency("send_to_wake_p99", p99(wake), baseline))
 
-        rate = await broker.throughput(swarm, sizes.per_sender)
+        async with broker.WalWatch(daemon) as wal:
+            rate = await broker.throughput(swarm, sizes.per_sender)
         report.emit(
             report.rate(
                 "broker_msgs_per_s_10_agents",
@@ -115,6 +116,9 @@ async def _broker(daemon: Daemon, sizes: Sizes, floors: Floors) -> float:
         )
         polls = LONG_POLLS_PER_AGENT * len(AGENTS)
         report.emit(report.cpu_percent(f"idle_cpu_{polls}_longpolls", cpu, "< 1%"))
+        sent = len(AGENTS) * sizes.per_sender
+        report.emit(report.mebibytes(f"wal_peak_during_{sent}_sends", wal.peak, None, "≤ 64 MiB"))
+        report.emit(report.mebibytes("wal_after_idle", daemon.wal_bytes(), None, "0 MiB"))
     return p50(wake)
 
 

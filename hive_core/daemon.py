@@ -160,6 +160,9 @@ class Daemon:
 
     async def _open_services(self) -> Services:
         st = self.settings
+        # Everything hive-core (and a local harness) creates is private, whatever the
+        # umask it was started with: files 0600, directories 0700.
+        os.umask(0o077)
         if st.backend != "local":
             raise StartupError(
                 f"HIVE_BACKEND={st.backend} is not available in this build; use HIVE_BACKEND=local"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +30,10 @@ Job = tuple[Callable[[sqlite3.Connection], Any], Future[Any]]
 
 MAX_BATCH = 256
 """Most writes committed in one transaction."""
+WAL_LIMIT = 64 * 1024 * 1024
+"""The WAL is kept under this size, under any load."""
+WAL_CHECKPOINT_AT = 16 * 1024 * 1024
+"""A WAL this big is checkpointed and truncated by the writer, between two batches."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -37,12 +43,32 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _refuse_links(path: Path) -> None:
+    """sqlite follows symlinks: refuse one at the database or its journal files.
+
+    Raises:
+        StartupError: a symlink or a non-regular file is in the way.
+    """
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise StartupError(
+                f"{candidate} is a symlink; refusing to open it (its target is left untouched)"
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise StartupError(f"{candidate} is not a regular file; move it away")
+
+
 def _check_and_migrate(path: Path) -> None:
     """Open, verify and migrate the database (runs in a worker thread).
 
     Raises:
         StartupError: corrupt, foreign, or newer-than-us database.
     """
+    _refuse_links(path)
     existed = path.exists() and path.stat().st_size > 0
     try:
         conn = _connect(path)
@@ -82,17 +108,27 @@ def _check_and_migrate(path: Path) -> None:
         raise StartupError(f"{path} is unreadable or corrupt: {exc}") from None
 
 
+def _checkpoint_truncate(conn: sqlite3.Connection) -> None:
+    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        logger.info("the WAL checkpoint could not finish (a reader held it); will retry")
+
+
 class Database:
     """The hive database. Create with `await Database.open(path)`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, checkpoint_at: int = WAL_CHECKPOINT_AT) -> None:
         self.path = path
+        self._wal = Path(f"{path}-wal")
+        self._checkpoint_at = checkpoint_at
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._writer_conn = _connect(path)
         self._writer_conn.execute("PRAGMA synchronous = FULL")
         self._writer_conn.execute("PRAGMA foreign_keys = ON")
-        # Checkpoints run from the reader thread, off the commit path.
+        # Checkpoints run off the commit path: from the reader thread every few seconds,
+        # and from the writer between batches only when the WAL has grown large.
         self._writer_conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._writer_conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
         self._reader_conn = _connect(path)
         self._reader_conn.execute("PRAGMA query_only = ON")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-db-read")
@@ -101,15 +137,22 @@ class Database:
         self._closed = False
         self._writer.start()
 
+    def wal_bytes(self) -> int:
+        """The size of the WAL file now (0 when there is none)."""
+        try:
+            return self._wal.stat().st_size
+        except FileNotFoundError:
+            return 0
+
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path, checkpoint_at: int = WAL_CHECKPOINT_AT) -> Database:
         """Verify, migrate and open the database.
 
         Raises:
             StartupError: the file is corrupt, foreign, or from a newer hive-core.
         """
         await asyncio.to_thread(_check_and_migrate, path)
-        return await asyncio.to_thread(cls, path)
+        return await asyncio.to_thread(cls, path, checkpoint_at)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in a write transaction; return once it is committed to disk.
@@ -130,8 +173,11 @@ class Database:
         return await loop.run_in_executor(self._reader, fn, self._reader_conn)
 
     async def checkpoint(self) -> None:
-        """Fold the WAL back into the database file if anything was written."""
+        """Fold the WAL back into the database file: passively while writes come in,
+        and truncating it to nothing once they stop."""
         if self._writes_since_checkpoint == 0:
+            if self.wal_bytes() > 0:
+                await self.read(_checkpoint_truncate)
             return
         self._writes_since_checkpoint = 0
         await self.read(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
@@ -164,6 +210,10 @@ class Database:
                     break
                 batch.append(item)
             self._commit_batch(batch)
+            if self.wal_bytes() > self._checkpoint_at:
+                # Under a steady stream of writes a passive checkpoint never catches up and
+                # the WAL never restarts; stop writing for one truncating checkpoint.
+                _checkpoint_truncate(self._writer_conn)
             if stop:
                 break
         self._writer_conn.close()

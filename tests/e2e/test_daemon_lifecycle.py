@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import sqlite3
+import stat
 import string
 
 import pytest
@@ -210,3 +211,38 @@ async def test_a_body_too_large_to_frame_is_refused_with_a_clear_error(hive: Hiv
                 rq.Send.model_construct(cmd="send", to="alice", body="\x01" * 100_000), rs.Sent
             )
     assert refused.value.code == "invalid_request" and "bytes as JSON" in refused.value.message
+
+
+def test_a_symlink_at_the_database_is_refused_and_its_target_untouched(idle_hive: Hive) -> None:
+    idle_hive.state_dir.mkdir(parents=True)
+    target = idle_hive.root / "elsewhere.sqlite"
+    target.write_bytes(b"precious bytes")
+    os.symlink(target, idle_hive.state_dir / "hive.sqlite")
+    result = idle_hive.cli("serve")
+    assert result.returncode == 1
+    assert "hive.sqlite is a symlink" in result.stderr
+    assert target.read_bytes() == b"precious bytes"
+    assert not (idle_hive.root / "elsewhere.sqlite-wal").exists()
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_everything_hive_core_creates_is_private_whatever_the_umask(
+    idle_hive: Hive, umask: int
+) -> None:
+    old = os.umask(umask)
+    try:
+        idle_hive.start()
+    finally:
+        os.umask(old)
+    assert idle_hive.cli("spawn", "alice").returncode == 0
+    loose = []
+    for root in (idle_hive.state_dir, idle_hive.run_dir):
+        for path in [root, *root.rglob("*")]:
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            mode = stat.S_IMODE(st.st_mode)
+            # Directories are 0700; files 0600 (git's own sample hooks are 0700).
+            if mode & 0o077 or (stat.S_ISDIR(st.st_mode) and mode != 0o700):
+                loose.append(f"{oct(mode)} {path}")
+    assert not loose, "\n".join(loose)

@@ -174,3 +174,32 @@ async def test_a_closed_database_refuses_writes(db_path: Path) -> None:
     await db.close()
     with pytest.raises(StorageError, match="closed"):
         await db.write(lambda c: None)
+
+
+async def test_the_wal_stays_bounded_under_sustained_writes(db_path: Path) -> None:
+    limit = 512 * 1024
+    db = await Database.open(db_path, checkpoint_at=limit)
+    biggest = 0
+    try:
+        for round_ in range(40):
+            await asyncio.gather(*(db.write(_insert("a", f"{round_}-{i}" + "x" * 4000))
+                                   for i in range(50)))  # fmt: skip
+            biggest = max(biggest, db.wal_bytes())
+        assert len(await _bodies(db)) == 2000
+        # 2,000 writes of ~4 KiB leave ~16 MiB of WAL when nothing checkpoints it.
+        assert biggest <= limit + 2 * 1024 * 1024
+    finally:
+        await db.close()
+
+
+async def test_an_idle_checkpoint_truncates_the_wal(db_path: Path) -> None:
+    db = await Database.open(db_path)
+    try:
+        await asyncio.gather(*(db.write(_insert("a", f"m{i}")) for i in range(20)))
+        assert db.wal_bytes() > 0
+        await db.checkpoint()  # writes happened since the last one: passive
+        await db.checkpoint()  # nothing since: truncate
+        assert db.wal_bytes() == 0
+        assert len(await _bodies(db)) == 20
+    finally:
+        await db.close()
