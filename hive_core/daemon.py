@@ -289,7 +289,7 @@ class Daemon:
             f"  dashboard: {dashboard.url}\n"
             f"  login:     {dashboard.login_link()}  (one use, 10 minutes; "
             "`hive-core login-link` prints another)\n"
-            f"  try, from another shell:  hive-core spawn alice && hive-core list",
+            f"  try, from another shell:  {st.cli_name} spawn alice && {st.cli_name} list",
             flush=True,
         )
 

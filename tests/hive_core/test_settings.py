@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from hive_core import run_dir
 from hive_core.settings import LONGEST_SOCKET_SUFFIX, SOCKET_PATH_MAX, Settings
 
 ENV_VARS = [
@@ -14,6 +15,7 @@ ENV_VARS = [
     "HIVE_DASHBOARD_HOST",
     "HIVE_DASHBOARD_PORT",
     "HIVE_OPERATOR_PRONOUNS",
+    "HIVE_CLI_NAME",
 ]
 
 
@@ -108,6 +110,9 @@ def test_relative_directories_are_made_absolute(
         ("HIVE_OPERATOR_PRONOUNS", "   "),
         ("HIVE_OPERATOR_PRONOUNS", "she\x1b[2J"),
         ("HIVE_OPERATOR_PRONOUNS", "x" * 41),
+        ("HIVE_CLI_NAME", ""),
+        ("HIVE_CLI_NAME", "./dev\x1b[2J"),
+        ("HIVE_CLI_NAME", "x" * 201),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
@@ -120,3 +125,35 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.backend = "nixos"  # type: ignore[misc]
+
+
+def test_the_banner_names_hive_core_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().cli_name == "hive-core"
+    monkeypatch.setenv("HIVE_CLI_NAME", "./dev")
+    assert Settings().cli_name == "./dev"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"XDG_RUNTIME_DIR": "/run/user/1000"},
+        {"HIVE_RUN_DIR": "/srv/hive/run"},
+        {"hive_run_dir": "/srv/lower"},
+        {"HIVE_RUN_DIR": "rel/run"},
+        {"HIVE_RUN_DIR": "~/run"},
+        {"HIVE_RUN_DIR": ""},
+    ],
+)
+def test_the_cli_finds_the_run_dir_as_the_settings_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("XDG_RUNTIME_DIR", "hive_run_dir"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert run_dir.run_dir() == Settings().run_dir
+    assert run_dir.host_socket(run_dir.run_dir()) == Settings().host_socket
+    assert run_dir.run_dir(Path("x")) == Settings(run_dir=Path("x")).run_dir
