@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import broker, micro, report, turn
+from bench import broker, cli, micro, report, turn
 from bench.daemon import Daemon, running_daemon
 from bench.stats import p50, p90, p99
 
@@ -31,6 +31,7 @@ class Sizes:
     mcp_rounds: int
     turns: int
     """Turns timed after the harness's first (warm-up) turn; also the spawn floor's rounds."""
+    cli_rounds: int
 
 
 FULL = Sizes(
@@ -42,6 +43,7 @@ FULL = Sizes(
     idle_window=5.0,
     mcp_rounds=15,
     turns=20,
+    cli_rounds=21,
 )
 QUICK = Sizes(
     echo_rounds=300,
@@ -52,6 +54,7 @@ QUICK = Sizes(
     idle_window=2.0,
     mcp_rounds=5,
     turns=5,
+    cli_rounds=5,
 )
 
 
@@ -153,4 +156,6 @@ def run(sizes: Sizes) -> None:
             turn.SPAWN_LOG_ENV: str(log),
         }
         with running_daemon(env) as daemon:
+            listed, floor = cli.list_and_floor(daemon, sizes.cli_rounds)
+            report.emit(report.latency("cli_list_p50", p50(listed), p50(floor), "≤ 3.0x"))
             asyncio.run(_against_daemon(daemon, log, sizes, floors))

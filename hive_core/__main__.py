@@ -1,3 +1,3 @@
 from hive_core.cli import main
 
-main()
+raise SystemExit(main())

@@ -390,10 +390,23 @@ class Broker:
                 logger.info("released %d unacked messages to %s", len(mine), recipient)
                 inbox.wake.set()
 
-    async def recent(self, recipient: str, limit: int, before: int | None = None) -> list[Message]:
+    async def recent(
+        self, recipient: str, limit: int, before: int | None = None, after: int | None = None
+    ) -> list[Message]:
         """The newest `limit` messages to `recipient` (below id `before`, when given) that fit
-        one reply, oldest first."""
+        one reply, oldest first; with `after`, the oldest `limit` above that id instead, so
+        a reader following the inbox skips none."""
         below = before if before is not None else 2**63 - 1
+        if after is not None:
+
+            def select_after(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+                return conn.execute(
+                    "SELECT * FROM messages WHERE recipient = ? AND id > ? AND id < ? "
+                    "ORDER BY id LIMIT ?",
+                    (recipient, after, below, limit),
+                ).fetchall()
+
+            return fit([_message(r) for r in await self._db.read(select_after)])
 
         def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute(
@@ -405,25 +418,49 @@ class Broker:
         return fit([_message(r) for r in await self._db.read(select)], newest_first=True)
 
     async def inbox(
-        self, recipient: str, limit: int, wait_seconds: float, before: int | None = None
+        self,
+        recipient: str,
+        limit: int,
+        wait_seconds: float,
+        before: int | None = None,
+        after: int | None = None,
     ) -> list[Message]:
-        """The newest `limit` messages to `recipient` (below id `before` to page back), oldest
-        first; marks the unread ones among them delivered.
+        """The newest `limit` messages to `recipient` (below id `before` to page back), or the
+        oldest `limit` above id `after` (to follow it), oldest first; marks the unread ones
+        among them delivered.
 
-        Waits up to `wait_seconds` when there is nothing unread.
+        Waits up to `wait_seconds` while there is nothing unread, or, with `after`, nothing
+        above `after`.
         """
         box = self._inbox(recipient)
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
             box.wake.clear()
-            if await self.undelivered_count(recipient) > 0:
+            if await self._has_news(recipient, before, after):
                 break
             if not await self._wait(box, deadline):
                 break
 
-        messages = await self.recent(recipient, limit, before)
+        messages = await self.recent(recipient, limit, before, after)
         await self._mark_delivered(recipient, [m.id for m in messages if m.delivered_at is None])
         return messages
+
+    async def _has_news(self, recipient: str, before: int | None, after: int | None) -> bool:
+        """What ends an `inbox` wait: an unread message, or one between `after` and `before`."""
+        if after is None:
+            return await self.undelivered_count(recipient) > 0
+        below = before if before is not None else 2**63 - 1
+
+        def newer(conn: sqlite3.Connection) -> bool:
+            return (
+                conn.execute(
+                    "SELECT 1 FROM messages WHERE recipient = ? AND id > ? AND id < ? LIMIT 1",
+                    (recipient, after, below),
+                ).fetchone()
+                is not None
+            )
+
+        return await self._db.read(newer)
 
     async def undelivered_count(self, recipient: str) -> int:
         def count(conn: sqlite3.Connection) -> int:

@@ -1,70 +1,47 @@
-"""The `hive-core` command line: `serve`, and thin calls on the admin socket for the rest."""
+"""The `hive-core` command line: `serve`, and one request on the admin socket per other command.
+
+The client commands run on the standard library alone: argparse, one blocking
+socket (`hive_share.blocking`) and the wire schema stored from the models
+(`hive_share.schema`), which checks each request before it is sent, so a bad
+value names its option, and each answer when it arrives. Typer, asyncio and
+pydantic each cost several interpreter starts to import, and `hive-core list`
+should cost about one (docs/benchmarks.md, `cli_list_p50`). `serve` imports the
+daemon, and with it everything else, only when it runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import json
+import math
 import os
 import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from types import SimpleNamespace
+from typing import Any, NoReturn
 
-import typer
-from pydantic import ValidationError
-
-from hive_core import render
-from hive_core.settings import Settings
-from hive_share import requests as rq
-from hive_share import responses as rs
-from hive_share.client import (
-    ClientError,
-    ConnectionLost,
-    HiveClient,
-    NotRunning,
-    RemoteError,
-    new_idempotency_key,
-)
-from hive_share.models import WireModel, dump
+from hive_core import __version__, render
+from hive_core.run_dir import host_socket, run_dir
+from hive_share import blocking, schema
 from hive_share.names import InvalidName, validate_agent_name, validate_principal
 
-R = TypeVar("R", bound=WireModel)
-
-app = typer.Typer(
-    name="hive-core",
-    help="Run and steer a hive of Claude Code agents.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-
-RunDir = Annotated[
-    Path | None,
-    typer.Option("--run-dir", help="Socket directory of the daemon (env HIVE_RUN_DIR)."),
-]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-NameArg = Annotated[str, typer.Argument(help="Agent name.", show_default=False)]
-
+PROG = "hive-core"
 SEND_ATTEMPTS = 5
 
 
+class CliError(Exception):
+    """Ends the command with `hive-core: <message>` on stderr and exit `status`."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
 def fail(message: str) -> NoReturn:
-    typer.echo(f"hive-core: {render.clean(message)}", err=True)
-    raise typer.Exit(1)
-
-
-def _settings(run_dir: Path | None) -> Settings:
-    try:
-        return Settings(run_dir=run_dir) if run_dir is not None else Settings()
-    except ValidationError as exc:
-        fail(f"bad setting: {exc.errors(include_url=False)[0]['msg']}")
-
-
-def build(model: type[R], **fields: Any) -> R:
-    """A request from command-line values; a bad value ends with a one-line error."""
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        fail(f"{'.'.join(str(p) for p in err['loc']) or 'argument'}: {err['msg']}")
+    raise CliError(message)
 
 
 def _name(name: str) -> str:
@@ -74,88 +51,86 @@ def _name(name: str) -> str:
         fail(str(exc))
 
 
-async def _call(path: Path, req: WireModel, expect: type[R], attempts: int = 1) -> R:
-    last: ClientError | None = None
+def request(args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
+    """A host-socket request from command-line values, checked against the wire schema;
+    a bad value is reported under the option (or argument) it came from."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    try:
+        checked: dict[str, Any] = schema.check("host_request", given)
+    except schema.SchemaError as exc:
+        field = str(exc.path[0]) if exc.path else "request"
+        fail(f"{args.labels.get(field, field)}: {exc.message}")
+    return checked
+
+
+def _cli_name() -> str:
+    """How to name the CLI in hints: `./dev` sets HIVE_CLI_NAME (docs/settings.md)."""
+    return os.environ.get("HIVE_CLI_NAME") or PROG
+
+
+def call(
+    args: argparse.Namespace, req: dict[str, Any], expect: str, attempts: int = 1
+) -> dict[str, Any]:
+    """Send `req` on `host.sock`; a dropped connection is retried up to `attempts` times."""
+    path = host_socket(run_dir(args.run_dir))
     for attempt in range(attempts):
         try:
-            async with HiveClient(path) as client:
-                return await client.call(req, expect)
-        except ConnectionLost as exc:
-            last = exc
-            await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-    assert last is not None
-    raise last
+            return blocking.call(path, req, expect)
+        except blocking.NotRunning as exc:
+            fail(f"hive-core is not running ({exc}); start it with `{_cli_name()} serve`")
+        except blocking.RemoteError as exc:
+            fail(f"{exc.message} [{exc.code}]")
+        except blocking.ConnectionLost as exc:
+            if attempt + 1 == attempts:
+                fail(str(exc))
+            time.sleep(min(0.2 * 2**attempt, 2.0))
+        except blocking.ClientError as exc:
+            fail(str(exc))
+    raise AssertionError("unreachable: the last attempt fails or returns")
 
 
-def call(run_dir: Path | None, req: WireModel, expect: type[R], attempts: int = 1) -> R:
-    path = _settings(run_dir).host_socket
-    try:
-        return asyncio.run(_call(path, req, expect, attempts))
-    except NotRunning as exc:
-        fail(f"hive-core is not running ({exc}); start it with `hive-core serve`")
-    except RemoteError as exc:
-        fail(f"{exc.message} [{exc.code}]")
-    except ClientError as exc:
-        fail(str(exc))
+def records(items: list[dict[str, Any]]) -> list[Any]:
+    """Checked wire records as attribute namespaces: what `render` reads (`r.name`)."""
+    return [SimpleNamespace(**item) for item in items]
 
 
 def emit_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=True))
+    print(json.dumps(value, indent=2, ensure_ascii=True))
 
 
-@app.command()
-def serve(
-    run_dir: RunDir = None,
-    state_dir: Annotated[
-        Path | None, typer.Option(help="Durable state directory (env HIVE_STATE_DIR).")
-    ] = None,
-    backend: Annotated[
-        str | None, typer.Option(help="Container backend: local or nixos (env HIVE_BACKEND).")
-    ] = None,
-    dashboard_host: Annotated[
-        str | None, typer.Option(help="Dashboard bind address (env HIVE_DASHBOARD_HOST).")
-    ] = None,
-    dashboard_port: Annotated[
-        int | None, typer.Option(help="Dashboard port, 0 = any free (env HIVE_DASHBOARD_PORT).")
-    ] = None,
-    dashboard_allowed_hosts: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated host names the dashboard answers to beyond loopback; "
-            "required with a non-loopback --dashboard-host (env HIVE_DASHBOARD_ALLOWED_HOSTS)."
-        ),
-    ] = None,
-    operator_pronouns: Annotated[
-        str | None, typer.Option(help="Pronouns for the operator (env HIVE_OPERATOR_PRONOUNS).")
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
-) -> None:
+def _detail(args: argparse.Namespace, **fields: Any) -> None:
+    """One lifecycle request whose answer is a `done` line."""
+    print(call(args, request(args, **fields), "done")["detail"])
+
+
+# -- the commands ----------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C."""
     import logging
 
+    from pydantic import ValidationError
+
     from hive_core.daemon import run_forever
     from hive_core.errors import StartupError
+    from hive_core.settings import Settings
 
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in dict(
-            run_dir=run_dir,
-            state_dir=state_dir,
-            backend=backend,
-            dashboard_host=dashboard_host,
-            dashboard_port=dashboard_port,
-            dashboard_allowed_hosts=dashboard_allowed_hosts,
-            operator_pronouns=operator_pronouns,
-        ).items()
-        if v is not None
-    }
+    flags = (
+        "run_dir", "state_dir", "backend", "dashboard_host", "dashboard_port",
+        "dashboard_allowed_hosts",
+    )  # fmt: skip
+    given = {f: getattr(args, f) for f in (*flags, "operator_pronouns")}
+    overrides = {k: v for k, v in given.items() if v is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        fail(f"bad setting {'.'.join(map(str, err['loc']))}: {err['msg']}")
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        where = args.labels.get(field) if field in overrides else f"HIVE_{field.upper()}"
+        fail(f"bad setting {where}: {err['msg']}")
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -165,205 +140,336 @@ def serve(
         fail(f"cannot start: {group.exceptions[0]}")
 
 
-@app.command()
-def spawn(name: NameArg, run_dir: RunDir = None) -> None:
+def spawn(args: argparse.Namespace) -> None:
     """Create and start an agent now (the operator needs no approval)."""
-    typer.echo(call(run_dir, rq.Spawn(cmd="spawn", name=_name(name)), rs.Done).detail)
+    _detail(args, cmd="spawn", name=_name(args.name))
 
 
-@app.command("request-spawn")
-def request_spawn(name: NameArg, run_dir: RunDir = None) -> None:
+def request_spawn(args: argparse.Namespace) -> None:
     """Queue a spawn for approval (as the manager would)."""
-    resp = call(run_dir, rq.RequestSpawn(cmd="request_spawn", name=_name(name)), rs.ApprovalResult)
-    typer.echo(f"queued approval {resp.approval.id}: spawn {resp.approval.agent}")
+    resp = call(args, request(args, cmd="request_spawn", name=_name(args.name)), "approval")
+    print(f"queued approval {resp['approval']['id']}: spawn {resp['approval']['agent']}")
 
 
-@app.command()
-def start(name: NameArg, run_dir: RunDir = None) -> None:
+def start(args: argparse.Namespace) -> None:
     """Start a stopped agent."""
-    typer.echo(call(run_dir, rq.Start(cmd="start", name=_name(name)), rs.Done).detail)
+    _detail(args, cmd="start", name=_name(args.name))
 
 
-@app.command()
-def stop(name: NameArg, run_dir: RunDir = None) -> None:
+def stop(args: argparse.Namespace) -> None:
     """Stop an agent gracefully (SIGTERM, then SIGKILL after 10 s)."""
-    typer.echo(call(run_dir, rq.Stop(cmd="stop", name=_name(name)), rs.Done).detail)
+    _detail(args, cmd="stop", name=_name(args.name))
 
 
-@app.command()
-def kill(name: NameArg, run_dir: RunDir = None) -> None:
+def kill(args: argparse.Namespace) -> None:
     """Stop an agent at once."""
-    typer.echo(call(run_dir, rq.Kill(cmd="kill", name=_name(name)), rs.Done).detail)
+    _detail(args, cmd="kill", name=_name(args.name))
 
 
-@app.command()
-def restart(name: NameArg, run_dir: RunDir = None) -> None:
+def restart(args: argparse.Namespace) -> None:
     """Stop and start an agent."""
-    typer.echo(call(run_dir, rq.Restart(cmd="restart", name=_name(name)), rs.Done).detail)
+    _detail(args, cmd="restart", name=_name(args.name))
 
 
-@app.command()
-def rebuild(name: NameArg, run_dir: RunDir = None) -> None:
+def rebuild(args: argparse.Namespace) -> None:
     """Re-apply an agent's deployed config and restart it."""
-    typer.echo(call(run_dir, rq.Rebuild(cmd="rebuild", name=_name(name)), rs.Done).detail)
+    _detail(args, cmd="rebuild", name=_name(args.name))
 
 
-@app.command()
-def destroy(
-    name: NameArg,
-    purge: Annotated[bool, typer.Option("--purge", help="Also delete its state.")] = False,
-    run_dir: RunDir = None,
-) -> None:
+def destroy(args: argparse.Namespace) -> None:
     """Stop and remove an agent, keeping its state as a tombstone unless --purge."""
-    req = rq.Destroy(cmd="destroy", name=_name(name), purge=purge)
-    typer.echo(call(run_dir, req, rs.Done).detail)
+    _detail(args, cmd="destroy", name=_name(args.name), purge=args.purge)
 
 
-@app.command("list")
-def list_(run_dir: RunDir = None, as_json: Json = False) -> None:
+def list_(args: argparse.Namespace) -> None:
     """Agents and tombstones."""
-    resp = call(run_dir, rq.List(cmd="list"), rs.Agents)
-    if as_json:
-        emit_json([dump(a) for a in resp.agents])
+    agents = call(args, request(args, cmd="list"), "agents")["agents"]
+    if args.as_json:
+        emit_json(agents)
     else:
-        typer.echo(render.agents(resp.agents))
+        print(render.agents(records(agents)))
 
 
-@app.command()
-def pending(run_dir: RunDir = None, as_json: Json = False) -> None:
+def pending(args: argparse.Namespace) -> None:
     """Approvals waiting for the operator."""
-    resp = call(run_dir, rq.Pending(cmd="pending"), rs.Approvals)
-    if as_json:
-        emit_json([dump(a) for a in resp.approvals])
+    approvals = call(args, request(args, cmd="pending"), "approvals")["approvals"]
+    if args.as_json:
+        emit_json(approvals)
     else:
-        typer.echo(render.approvals(resp.approvals))
+        print(render.approvals(records(approvals)))
 
 
-@app.command()
-def approve(
-    approval_id: Annotated[int, typer.Argument(metavar="ID", help="Approval id.")],
-    run_dir: RunDir = None,
-) -> None:
+def approve(args: argparse.Namespace) -> None:
     """Approve a pending request and carry it out."""
-    typer.echo(call(run_dir, build(rq.Approve, cmd="approve", id=approval_id), rs.Done).detail)
+    _detail(args, cmd="approve", id=args.id)
 
 
-@app.command()
-def deny(
-    approval_id: Annotated[int, typer.Argument(metavar="ID", help="Approval id.")],
-    reason: Annotated[str, typer.Option("--reason", help="Recorded with the denial.")] = "",
-    run_dir: RunDir = None,
-) -> None:
+def deny(args: argparse.Namespace) -> None:
     """Deny a pending request."""
-    req = build(rq.Deny, cmd="deny", id=approval_id, reason=reason)
-    typer.echo(call(run_dir, req, rs.Done).detail)
+    _detail(args, cmd="deny", id=args.id, reason=args.reason)
 
 
-@app.command()
-def send(
-    to: Annotated[
-        str, typer.Argument(help="Agent name (the manager is hm1nd).", show_default=False)
-    ],
-    body: Annotated[str, typer.Argument(help="Message text; - reads stdin.", show_default=False)],
-    run_dir: RunDir = None,
-) -> None:
+def send(args: argparse.Namespace) -> None:
     """Send a message as the operator; acknowledged once it is on disk."""
     try:
-        validate_principal(to)
+        validate_principal(args.to)
     except InvalidName as exc:
         fail(str(exc))
-    text = sys.stdin.read() if body == "-" else body
+    text = sys.stdin.read() if args.body == "-" else args.body
     if not text:
         fail("message body is empty")
-    if len(text) > rq.MAX_BODY:
-        fail(f"message body is {len(text)} characters; at most {rq.MAX_BODY} allowed")
-    try:
-        req = rq.Send(cmd="send", to=to, body=text, idempotency_key=new_idempotency_key())
-    except ValidationError as exc:
-        fail(f"message body refused: {exc.errors(include_url=False)[0]['msg']}")
-    resp = call(run_dir, req, rs.Sent, attempts=SEND_ATTEMPTS)
-    typer.echo(f"sent message {resp.id} to {to}")
+    key = blocking.new_idempotency_key()
+    req = request(args, cmd="send", to=args.to, body=text, idempotency_key=key)
+    resp = call(args, req, "sent", attempts=SEND_ATTEMPTS)
+    print(f"sent message {resp['id']} to {args.to}")
 
 
-@app.command()
-def inbox(
-    limit: Annotated[int, typer.Option(help="How many of the newest messages.")] = 50,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for an unread message.")] = 0.0,
-    before: Annotated[
-        int | None, typer.Option(help="Page back: only messages with an id below this one.")
-    ] = None,
-    run_dir: RunDir = None,
-    as_json: Json = False,
-) -> None:
-    """The operator's messages, oldest first; shown ones are marked read."""
-    try:
-        req = rq.Inbox(cmd="inbox", limit=limit, wait_seconds=wait, before=before)
-    except ValidationError as exc:
-        fail(exc.errors(include_url=False)[0]["msg"])
-    resp = call(run_dir, req, rs.Messages)
-    if as_json:
-        emit_json([dump(m) for m in resp.messages])
-    else:
-        typer.echo(render.messages(resp.messages))
+def inbox(args: argparse.Namespace) -> None:
+    """The operator's messages, oldest first; shown ones are marked read.
 
-
-@app.command()
-def questions(run_dir: RunDir = None, as_json: Json = False) -> None:
-    """Pending questions addressed to the operator."""
-    resp = call(run_dir, rq.Questions(cmd="questions"), rs.QuestionsResult)
-    if as_json:
-        emit_json([dump(q) for q in resp.questions])
-    else:
-        typer.echo(render.questions(resp.questions))
-
-
-@app.command()
-def answer(
-    question_id: Annotated[int, typer.Argument(metavar="ID", help="Question id.")],
-    text: Annotated[str, typer.Argument(metavar="TEXT", help="The answer.", show_default=False)],
-    run_dir: RunDir = None,
-) -> None:
-    """Answer a question as the operator (any question: the operator may override)."""
-    try:
-        req = rq.AnswerQuestion(cmd="answer", id=question_id, answer=text)
-    except ValidationError as exc:
-        fail(exc.errors(include_url=False)[0]["msg"])
-    resp = call(run_dir, req, rs.QuestionResult)
-    typer.echo(f"answered question {resp.question.id} (asked by {resp.question.asker})")
-
-
-@app.command("cancel-question")
-def cancel_question(
-    question_id: Annotated[int, typer.Argument(metavar="ID", help="Question id.")],
-    run_dir: RunDir = None,
-) -> None:
-    """Withdraw a pending question; its asker is told."""
-    resp = call(
-        run_dir, build(rq.CancelQuestion, cmd="cancel_question", id=question_id), rs.QuestionResult
+    With --wait, only new ones (unread, or above --after); exit 1 when none came in time.
+    """
+    req = request(
+        args,
+        cmd="inbox",
+        limit=args.limit,
+        wait_seconds=args.wait_seconds,
+        before=args.before,
+        after=args.after,
     )
-    typer.echo(f"cancelled question {resp.question.id} (asked by {resp.question.asker})")
+    messages = call(args, req, "messages")["messages"]
+    if args.wait_seconds is not None and args.after is None:
+        # Shown messages are marked read: the unread ones are those not shown before.
+        messages = [m for m in messages if m["delivered_at"] is None]
+    if args.as_json:
+        emit_json(messages)
+    elif messages or args.wait_seconds is None:
+        print(render.messages(records(messages)))
+    if args.wait_seconds is not None and not messages:
+        raise CliError(f"no new message within {args.wait_seconds:g}s")
 
 
-@app.command()
-def reminders(
-    agent: Annotated[str | None, typer.Argument(help="Only this agent's.")] = None,
-    run_dir: RunDir = None,
-    as_json: Json = False,
-) -> None:
-    """Pending and recently delivered reminders, hive-wide or of one agent."""
-    req = rq.ListReminders(cmd="list_reminders", agent=_name(agent) if agent else None)
-    resp = call(run_dir, req, rs.RemindersResult)
-    if as_json:
-        emit_json([dump(r) for r in resp.reminders])
+def questions(args: argparse.Namespace) -> None:
+    """Pending questions addressed to the operator."""
+    found = call(args, request(args, cmd="questions"), "questions")["questions"]
+    if args.as_json:
+        emit_json(found)
     else:
-        typer.echo(render.reminders(resp.reminders))
+        print(render.questions(records(found)))
 
 
-@app.command("login-link")
-def login_link(run_dir: RunDir = None) -> None:
+def answer(args: argparse.Namespace) -> None:
+    """Answer a question as the operator (any question: the operator may override)."""
+    req = request(args, cmd="answer", id=args.id, answer=args.answer)
+    question = call(args, req, "question")["question"]
+    print(f"answered question {question['id']} (asked by {question['asker']})")
+
+
+def cancel_question(args: argparse.Namespace) -> None:
+    """Withdraw a pending question; its asker is told."""
+    question = call(args, request(args, cmd="cancel_question", id=args.id), "question")["question"]
+    print(f"cancelled question {question['id']} (asked by {question['asker']})")
+
+
+def reminders(args: argparse.Namespace) -> None:
+    """Pending and recently delivered reminders, hive-wide or of one agent."""
+    agent = _name(args.agent) if args.agent else None
+    found = call(args, request(args, cmd="list_reminders", agent=agent), "reminders")["reminders"]
+    if args.as_json:
+        emit_json(found)
+    else:
+        print(render.reminders(records(found)))
+
+
+def login_link(args: argparse.Namespace) -> None:
     """Print a one-time dashboard login link (valid for 10 minutes)."""
-    typer.echo(call(run_dir, rq.LoginLink(cmd="login_link"), rs.Done).detail)
+    _detail(args, cmd="login_link")
 
 
-def main() -> None:
-    app()
+# -- the parser ------------------------------------------------------------------------------
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+class _Commands:
+    """Adds one sub-parser per command, with the options most of them share."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.group = parser.add_subparsers(metavar="COMMAND", title="commands")
+        self.parsers: dict[str, argparse.ArgumentParser] = {}
+
+    def add(self, name: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        doc = (func.__doc__ or "").strip()
+        sub = self.group.add_parser(name, help=doc.split("\n")[0], description=doc)
+        sub.set_defaults(func=func)
+        self.parsers[name] = sub
+        return sub
+
+    def client(
+        self, name: str, func: Callable[[argparse.Namespace], None], *, agent: bool = False
+    ) -> argparse.ArgumentParser:
+        """A command that talks to the daemon: `--run-dir`, and optionally a NAME."""
+        sub = self.add(name, func)
+        if agent:
+            sub.add_argument("name", metavar="NAME", help="Agent name.")
+        _run_dir_option(sub)
+        return sub
+
+
+def _run_dir_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--run-dir",
+        type=Path,
+        metavar="PATH",
+        help="Socket directory of the daemon (env HIVE_RUN_DIR).",
+    )
+
+
+def _json_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--json", dest="as_json", action="store_true", help="Print JSON instead of a table."
+    )
+
+
+def _id_argument(sub: argparse.ArgumentParser, what: str) -> None:
+    sub.add_argument("id", metavar="ID", type=int, help=f"{what} id.")
+
+
+def _serve_options(sub: argparse.ArgumentParser) -> None:
+    _run_dir_option(sub)
+    add = sub.add_argument
+    add(
+        "--state-dir",
+        type=Path,
+        metavar="PATH",
+        help="Durable state directory (env HIVE_STATE_DIR).",
+    )
+    add("--backend", choices=["local", "nixos"], help="Container backend (env HIVE_BACKEND).")
+    add("--dashboard-host", help="Dashboard bind address (env HIVE_DASHBOARD_HOST).")
+    add(
+        "--dashboard-port", type=int, help="Dashboard port, 0 = any free (env HIVE_DASHBOARD_PORT)."
+    )
+    add(
+        "--dashboard-allowed-hosts",
+        help="Comma-separated host names the dashboard answers to beyond loopback; required "
+        "with a non-loopback --dashboard-host (env HIVE_DASHBOARD_ALLOWED_HOSTS).",
+    )
+    add("--operator-pronouns", help="Pronouns for the operator (env HIVE_OPERATOR_PRONOUNS).")
+    add("--verbose", "-v", action="store_true", help="Debug logging.")
+
+
+def _inbox_options(sub: argparse.ArgumentParser) -> None:
+    add = sub.add_argument
+    add("--limit", type=int, metavar="N", help="How many messages (default 50, at most 1000).")
+    add(
+        "--wait",
+        dest="wait_seconds",
+        type=_finite,
+        metavar="SECONDS",
+        help="Wait up to SECONDS (at most 180) for a new message; show only new ones; "
+        "exit 1 if none came.",
+    )
+    add("--before", type=int, metavar="ID", help="Page back: only messages below this id.")
+    add("--after", type=int, metavar="ID", help="Only messages above this id (the last shown).")
+
+
+def _label(action: argparse.Action) -> str:
+    """How an error names the option or argument a wire field came from."""
+    if action.option_strings:
+        return max(action.option_strings, key=len)
+    return str(action.metavar or action.dest)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's sub-parser, by command name."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Run and steer a hive of Claude Code agents."
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    for flag, verb in (("--show-completion", "Print"), ("--install-completion", "Install")):
+        parser.add_argument(
+            flag,
+            nargs="?",
+            const="",
+            metavar="SHELL",
+            help=f"{verb} shell completion for SHELL (bash, zsh, fish; default: $SHELL).",
+        )
+    parser.set_defaults(func=None)
+    cmds = _Commands(parser)
+    _serve_options(cmds.add("serve", serve))
+    for name, func in (
+        ("spawn", spawn),
+        ("request-spawn", request_spawn),
+        ("start", start),
+        ("stop", stop),
+        ("kill", kill),
+        ("restart", restart),
+        ("rebuild", rebuild),
+    ):
+        cmds.client(name, func, agent=True)
+    destroy_ = cmds.client("destroy", destroy, agent=True)
+    destroy_.add_argument("--purge", action="store_true", help="Also delete its state.")
+    _json_option(cmds.client("list", list_))
+    _json_option(cmds.client("pending", pending))
+    _id_argument(cmds.client("approve", approve), "Approval")
+    deny_ = cmds.client("deny", deny)
+    _id_argument(deny_, "Approval")
+    deny_.add_argument("--reason", default="", help="Recorded with the denial.")
+    send_ = cmds.client("send", send)
+    send_.add_argument("to", metavar="TO", help="Agent name (the manager is hm1nd).")
+    send_.add_argument("body", metavar="BODY", help="Message text; - reads stdin.")
+    inbox_ = cmds.client("inbox", inbox)
+    _inbox_options(inbox_)
+    _json_option(inbox_)
+    _json_option(cmds.client("questions", questions))
+    answer_ = cmds.client("answer", answer)
+    _id_argument(answer_, "Question")
+    answer_.add_argument("answer", metavar="TEXT", help="The answer.")
+    _id_argument(cmds.client("cancel-question", cancel_question), "Question")
+    reminders_ = cmds.client("reminders", reminders)
+    reminders_.add_argument("agent", metavar="AGENT", nargs="?", help="Only this agent's.")
+    _json_option(reminders_)
+    cmds.client("login-link", login_link)
+    for sub in cmds.parsers.values():
+        sub.set_defaults(labels={a.dest: _label(a) for a in sub._actions})
+    return parser, cmds.parsers
+
+
+def _completion(args: argparse.Namespace, commands: dict[str, argparse.ArgumentParser]) -> None:
+    from hive_core import completion  # only here: most commands never need it
+
+    try:
+        print(completion.run(args, PROG, commands))
+    except completion.CompletionError as exc:
+        fail(str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 done, 1 refused or failed, 2 usage)."""
+    parser, commands = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a usage error: argparse has printed
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        if args.show_completion is not None or args.install_completion is not None:
+            _completion(args, commands)
+            return 0
+        if args.func is None:
+            parser.print_help(sys.stderr)
+            return 2
+        args.func(args)
+    except CliError as exc:
+        print(f"{PROG}: {render.clean(exc.message)}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -102,6 +102,13 @@ def lock_state_dir(state_dir: Path) -> int:
     return fd
 
 
+def _login_line(dashboard: Dashboard, cli: str) -> str:
+    # A login code is a credential: on a terminal only, never into a journal or log file.
+    if sys.stdout.isatty():
+        return f"{dashboard.login_link()}  (one use, 10 minutes; `{cli} login-link` prints another)"
+    return f"run `{cli} login-link` for a one-time link"
+
+
 class Daemon:
     def __init__(self, settings: Settings, env: Mapping[str, str], clock: Clock | None = None):
         self.settings = settings
@@ -291,22 +298,12 @@ class Daemon:
             f"  sockets:   {st.run_dir}  (admin: {st.host_socket})\n"
             f"  manager:   {MANAGER_NAME}\n"
             f"  dashboard: {dashboard.url}\n"
-            f"  login:     {self._login_line(dashboard)}\n"
-            f"  try, from another shell:  hive-core spawn alice && hive-core list",
+            f"  login:     {_login_line(dashboard, st.cli_name)}\n"
+            f"  try, from another shell:  {st.cli_name} spawn alice && {st.cli_name} list",
             flush=True,
         )
         # After the banner, so whoever waits for READY (systemd, the tests) can read it.
         notify("READY=1", self.env.get("NOTIFY_SOCKET"))
-
-    @staticmethod
-    def _login_line(dashboard: Dashboard) -> str:
-        # A login code is a credential: on a terminal only, never into a journal or log file.
-        if sys.stdout.isatty():
-            return (
-                f"{dashboard.login_link()}  (one use, 10 minutes; "
-                "`hive-core login-link` prints another)"
-            )
-        return "run `hive-core login-link` for a one-time link"
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,12 +1,19 @@
-"""Human-readable CLI output: tables, ages, and control bytes escaped."""
+"""Human-readable CLI output: tables, ages, and control bytes escaped.
+
+The CLI hands in its answer's records as attribute namespaces checked against the
+wire schema (`hive_share.schema`), not as the models: the models are for typing only,
+so printing a table imports no pydantic.
+"""
 
 from __future__ import annotations
 
 import time
 import unicodedata
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from hive_share.models import AgentInfo, Approval, Message, Question, Reminder
+if TYPE_CHECKING:
+    from hive_share.models import AgentInfo, Approval, Message, Question, Reminder
 
 _UNSAFE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hive_core.run_dir import default_run_dir, host_socket
+
 SOCKET_PATH_MAX = 107
 """`sun_path` holds 108 bytes including the terminating NUL."""
 
@@ -56,13 +58,6 @@ def default_state_dir() -> Path:
     return Path(base) / "hyperhive"
 
 
-def default_run_dir() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "hyperhive"
-    return Path(f"/tmp/hyperhive-{os.getuid()}")
-
-
 class Settings(BaseSettings):
     """Every setting of hive-core. Services get this object; none reads the environment."""
 
@@ -83,6 +78,8 @@ class Settings(BaseSettings):
     """Dashboard port; 0 picks a free one and writes it to `<run>/dashboard.port`."""
     operator_pronouns: str = "she/her"
     """Substituted into the agents' role prompts."""
+    cli_name: str = "hive-core"
+    """How the start-up banner's hint names the CLI (`./dev` sets `./dev`)."""
 
     @field_validator("state_dir", "run_dir")
     @classmethod
@@ -106,6 +103,13 @@ class Settings(BaseSettings):
     def _pronouns(cls, value: str) -> str:
         if not value.strip() or len(value) > 40 or not value.isprintable():
             raise ValueError("operator pronouns must be 1-40 printable characters, e.g. 'she/her'")
+        return value
+
+    @field_validator("cli_name")
+    @classmethod
+    def _cli_name(cls, value: str) -> str:
+        if not value.strip() or len(value) > 200 or not value.isprintable():
+            raise ValueError("the CLI name must be 1-200 printable characters, e.g. './dev'")
         return value
 
     def check_socket_paths(self) -> None:
@@ -144,7 +148,7 @@ class Settings(BaseSettings):
 
     @property
     def host_socket(self) -> Path:
-        return self.run_dir / "host.sock"
+        return host_socket(self.run_dir)
 
     @property
     def manager_socket(self) -> Path:

@@ -1,51 +1,42 @@
-"""A small async client for the hive sockets, used by the CLI and the harness.
+"""A small async client for the hive sockets, used by the harness, the tests and the bench.
 
 Exceptions:
     ClientError
     ├── NotRunning      the socket is missing or refuses connections
     ├── ConnectionLost  the connection dropped before a response arrived
     └── RemoteError     the server answered with `ok: false` (has `.code`)
+
+The tree lives in `hive_share.blocking` (the standard-library client the CLI uses).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from pathlib import Path
 from typing import TypeVar
 
 from hive_share import framing
+from hive_share.blocking import (
+    ClientError,
+    ConnectionLost,
+    NotRunning,
+    RemoteError,
+    new_idempotency_key,
+)
 from hive_share.models import WireModel
 from hive_share.responses import RESPONSE, Error, Response
 
+__all__ = [
+    "ClientError",
+    "ConnectionLost",
+    "HiveClient",
+    "NotRunning",
+    "RemoteError",
+    "new_idempotency_key",
+]
+
 R = TypeVar("R", bound=WireModel)
-
-
-class ClientError(Exception):
-    """Base of every client-side failure."""
-
-
-class NotRunning(ClientError):
-    """Nothing is listening on the socket."""
-
-
-class ConnectionLost(ClientError):
-    """The connection closed before a response arrived; the request may have run."""
-
-
-class RemoteError(ClientError):
-    """The server refused the request."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def new_idempotency_key() -> str:
-    """A fresh key for one logical send; reuse it on every retry of that send."""
-    return uuid.uuid4().hex
 
 
 class HiveClient:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+if TYPE_CHECKING:  # the CLI's blocking client decodes lines without asyncio or pydantic
+    import asyncio
+
+    from pydantic import BaseModel
 
 MAX_LINE = 1024 * 1024
 """Longest accepted line in bytes, newline excluded. Longer lines close the connection."""
@@ -107,6 +109,8 @@ async def read_line(reader: asyncio.StreamReader) -> bytes | None:
         FrameTooLong: the line is over `MAX_LINE`.
         FrameError: the stream ended in the middle of a line.
     """
+    import asyncio  # here, not at the top: see the TYPE_CHECKING import
+
     try:
         line = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as exc:

@@ -286,6 +286,9 @@ class Inbox(WireModel):
     wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
     before: Id | None = None
     """Page back: only messages with an id below this one."""
+    after: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None
+    """Follow: only messages with an id above this one (0: all), oldest first; a wait lasts
+    until there is one."""
 
 
 HostRequest = Annotated[

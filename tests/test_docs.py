@@ -6,12 +6,10 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-import typer.core
-import typer.main
 from pydantic_settings import BaseSettings
 
 from hive_agent.settings import HarnessSettings
-from hive_core.cli import app
+from hive_core.cli import build_parser
 from hive_core.settings import Settings
 from hive_share.requests import ALL_VERBS, HARNESS_VERBS
 
@@ -31,9 +29,8 @@ def _missing(patterns: dict[str, str], text: str) -> list[str]:
 
 
 def _cli_commands() -> list[str]:
-    group = typer.main.get_command(app)
-    assert isinstance(group, typer.core.TyperGroup), f"hive-core app is a {type(group)!r}"
-    return sorted(group.commands)
+    _, commands = build_parser()
+    return sorted(commands)
 
 
 def _env_vars(model: type[BaseSettings]) -> list[str]:
@@ -90,6 +87,13 @@ def test_readme_opens_with_the_two_dev_commands() -> None:
         if not got.startswith(w)
     ]
     assert not wrong, "README.md must open with the two ./dev commands: " + "; ".join(wrong)
+
+
+def test_dev_tells_hive_core_to_name_dev_in_its_hints() -> None:
+    script = (ROOT / "dev").read_text(encoding="utf-8")
+    export = script.find("export HIVE_CLI_NAME=")
+    run = script.find('exec "$venv/bin/hive-core"')
+    assert 0 <= export < run, "./dev must export HIVE_CLI_NAME before it runs hive-core"
 
 
 def test_ci_runs_the_same_command_as_a_developer() -> None:

@@ -149,8 +149,8 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.Done(detail=s.login_link())
         case rq.Pending():
             return rs.Approvals(approvals=await s.approvals.pending())
-        case rq.Inbox(limit=limit, wait_seconds=wait, before=before):
-            return rs.Messages(messages=await s.broker.inbox(who, limit, wait, before))
+        case rq.Inbox(limit=limit, wait_seconds=wait, before=before, after=after):
+            return rs.Messages(messages=await s.broker.inbox(who, limit, wait, before, after))
         case _:
             assert_never(req)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
+from hive_core import __version__
 from hive_share import requests as rq
 from hive_share import responses as rs
 from tests.e2e.hive import Hive, wait_until_dead
@@ -171,3 +175,156 @@ async def test_killed_agent_process_is_gone_and_restart_brings_it_back(hive: Hiv
     await wait_until_dead(pid)
     ok(hive.cli("start", "hank"))
     assert agents(hive)["hank"]["alive"] is True
+
+
+def bare_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """`hive-core ARGS` with no daemon: its run dir does not exist."""
+    return subprocess.run(
+        [sys.executable, "-m", "hive_core", *args],
+        env={**os.environ, "HIVE_RUN_DIR": "/nonexistent/hive", **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_version_prints_the_package_version() -> None:
+    result = bare_cli("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        f"hive-core {__version__}\n",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["inbox", "--wait", "181"], "--wait: must be ≤ 180"),
+        (["inbox", "--wait", "-1"], "--wait: must be ≥ 0"),
+        (["inbox", "--limit", "0"], "--limit: must be ≥ 1"),
+        (["inbox", "--limit", "1001"], "--limit: must be ≤ 1000"),
+        (["inbox", "--before", "0"], "--before: must be > 0"),
+        (["inbox", "--after", "-1"], "--after: must be ≥ 0"),
+        (["inbox", "--after", str(2**63)], "--after: must be ≤ 9223372036854775807"),
+        (["approve", "0"], "ID: must be > 0"),
+        (["deny", str(2**63)], "ID: must be ≤ 9223372036854775807"),
+        (["deny", "1", "--reason", "r" * 4097], "--reason: must be at most 4096 characters"),
+        (["answer", "0", "yes"], "ID: must be > 0"),
+        (["answer", "1", ""], "TEXT: must be at least 1 character"),
+        (["cancel-question", "-3"], "ID: must be > 0"),
+        (["serve", "--dashboard-port", "70000"], "bad setting --dashboard-port: "),
+        (["serve", "--operator-pronouns", " "], "bad setting --operator-pronouns: "),
+    ],
+)
+def test_an_out_of_range_value_is_refused_naming_its_option(args: list[str], error: str) -> None:
+    assert refused(bare_cli(*args)).startswith(f"hive-core: {error}")
+
+
+def test_a_too_long_body_and_a_bad_setting_from_the_environment_are_named() -> None:
+    body = "x" * (rq.MAX_BODY + 1)
+    assert refused(bare_cli("send", "alice", "-", stdin=body)) == (
+        f"hive-core: BODY: must be at most {rq.MAX_BODY} characters"
+    )
+    bad = bare_cli("serve", HIVE_DASHBOARD_PORT="70000", HIVE_STATE_DIR="/nonexistent/state")
+    assert refused(bad).startswith("hive-core: bad setting HIVE_DASHBOARD_PORT: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["inbox", "--wait", "nan"], "argument --wait: not a finite number: 'nan'"),
+        (["inbox", "--wait", "soon"], "argument --wait: not a number: 'soon'"),
+        (["inbox", "--limit", "many"], "argument --limit: invalid int value: 'many'"),
+        (["approve", "first"], "argument ID: invalid int value: 'first'"),
+        (["serve", "--backend", "podman"], "argument --backend: invalid choice: 'podman'"),
+        (["list", "--everything"], "unrecognized arguments: --everything"),
+        (["launch"], "argument COMMAND: invalid choice: 'launch'"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_a_usage_error_naming_its_option(
+    args: list[str], error: str
+) -> None:
+    result = bare_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("usage: hive-core")
+    assert error in result.stderr.strip().splitlines()[-1]
+
+
+async def test_inbox_wait_shows_only_new_messages_and_exits_1_when_none_came(hive: Hive) -> None:
+    hive.spawn_idle("ivy")
+    assert refused(hive.cli("inbox", "--wait", "0.2")) == "hive-core: no new message within 0.2s"
+    async with hive.client(hive.agent_sock("ivy")) as ivy:
+        one = (await ivy.call(rq.Send(cmd="send", to="operator", body="one"), rs.Sent)).id
+        shown = ok(hive.cli("inbox", "--wait", "5"))
+        assert "one" in shown
+        # Shown once, so not new again; a plain `inbox` still lists it.
+        assert "no new message" in refused(hive.cli("inbox", "--wait", "0.2"))
+        assert "one" in ok(hive.cli("inbox"))
+
+        two = (await ivy.call(rq.Send(cmd="send", to="operator", body="two"), rs.Sent)).id
+        listed = json.loads(ok(hive.cli("inbox", "--after", str(one), "--json")))
+        assert [m["body"] for m in listed] == ["two"]
+        quiet = hive.cli("inbox", "--after", str(two), "--wait", "0.2", "--json")
+        assert quiet.returncode == 1 and json.loads(quiet.stdout) == []
+
+        follower = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "hive_core", "inbox", "--after", str(two), "--wait", "60"],
+            env=hive.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        await ivy.call(rq.Send(cmd="send", to="operator", body="three"), rs.Sent)
+        async with asyncio.timeout(30):
+            out, err = (s.decode() for s in await follower.communicate())
+    assert follower.returncode == 0, err
+    assert "three" in out and "two" not in out and "one" not in out
+
+
+# The client commands import none of these: each costs an interpreter start or more
+# (docs/benchmarks.md, cli_list_p50).
+HEAVY_MODULES = {
+    "asyncio", "pydantic", "pydantic_core", "pydantic_settings", "typer", "click", "rich",
+    "fastapi", "starlette", "uvicorn", "mcp", "uvloop", "sqlite3", "hive_agent",
+    "hive_core.daemon", "hive_core.settings", "hive_share.models", "hive_share.requests",
+}  # fmt: skip
+IMPORT_PROBE = """
+import json, sys
+from hive_core.cli import main
+codes = [main(args) for args in json.loads(sys.argv[1])]
+print(json.dumps({"codes": codes, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_the_client_commands_import_no_pydantic_asyncio_or_web_stack(hive: Hive) -> None:
+    hive.spawn_idle("jo")
+    commands = [
+        ["list"], ["list", "--json"], ["pending"], ["inbox"], ["inbox", "--json"],
+        ["questions"], ["reminders"], ["send", "jo", "hi"], ["stop", "jo"],
+        ["--show-completion", "bash"], ["--version"], ["inbox", "--limit", "0"],
+    ]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, json.dumps(commands)],
+        env=hive.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["codes"] == [0] * 11 + [1], result.stderr
+    loaded = {m for m in probe["modules"] if m in HEAVY_MODULES or m.split(".")[0] in HEAVY_MODULES}
+    assert loaded == set()
+
+
+def test_the_banner_names_the_cli_as_hive_cli_name_says(idle_hive: Hive) -> None:
+    idle_hive.extra_env["HIVE_CLI_NAME"] = "./dev"
+    idle_hive.start()
+    assert idle_hive.stop() == 0  # READY=1 goes out just before the banner; exit flushes it
+    assert "try, from another shell:  ./dev spawn alice && ./dev list" in idle_hive.log()
+    assert "start it with `./dev serve`" in refused(
+        idle_hive.cli("list", "--run-dir", "/nonexistent")
+    )

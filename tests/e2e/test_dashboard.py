@@ -176,7 +176,7 @@ def test_a_bind_beyond_loopback_without_allowed_hosts_is_refused(idle_hive: Hive
 def test_a_bad_allowed_host_is_refused_naming_the_setting(idle_hive: Hive, hosts: str) -> None:
     result = idle_hive.cli("serve", "--dashboard-allowed-hosts", hosts)
     assert result.returncode == 1
-    assert "bad setting dashboard_allowed_hosts" in result.stderr, result.stderr
+    assert "bad setting --dashboard-allowed-hosts" in result.stderr, result.stderr
 
 
 @pytest.fixture

@@ -361,3 +361,39 @@ async def test_the_operator_pages_back_through_an_inbox_too_big_for_one_reply(
         before = page[0].id
     assert seen == bodies
     assert await broker.undelivered_count("operator") == 0
+
+
+async def test_inbox_after_an_id_returns_the_oldest_above_it_so_a_follower_skips_none(
+    broker: Broker,
+) -> None:
+    ids = [(await broker.send("alice", "operator", f"m{i}", None))[0] for i in range(7)]
+    seen: list[int] = []
+    after = 0
+    while page := await broker.inbox("operator", limit=3, wait_seconds=0, after=after):
+        seen += [m.id for m in page]
+        after = page[-1].id
+    assert seen == ids
+    assert [m.id for m in await broker.inbox("operator", 10, 0, after=ids[4])] == ids[5:]
+    assert await broker.undelivered_count("operator") == 0
+
+
+async def test_inbox_after_waits_past_older_unread_messages_until_a_newer_one(
+    broker: Broker, db: Database
+) -> None:
+    old, _ = await broker.send("alice", "operator", "old and unread", None)
+    waiting = asyncio.create_task(broker.inbox("operator", 10, wait_seconds=30, after=old))
+    await _barrier(db)
+    assert not waiting.done(), "an unread message at or below `after` ended the wait"
+
+    new, _ = await broker.send("alice", "operator", "new", None)
+
+    async with asyncio.timeout(5):
+        got = await waiting
+    assert [m.id for m in got] == [new]
+    assert await broker.undelivered_count("operator") == 1  # the old one was not shown
+
+
+async def test_inbox_after_with_nothing_newer_times_out_empty(broker: Broker) -> None:
+    last, _ = await broker.send("alice", "operator", "seen", None)
+    async with asyncio.timeout(5):
+        assert await broker.inbox("operator", 10, wait_seconds=0.05, after=last) == []

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from hive_core import run_dir
 from hive_core.settings import LONGEST_SOCKET_SUFFIX, SOCKET_PATH_MAX, Settings
 
 ENV_VARS = [
@@ -15,6 +16,7 @@ ENV_VARS = [
     "HIVE_DASHBOARD_PORT",
     "HIVE_DASHBOARD_ALLOWED_HOSTS",
     "HIVE_OPERATOR_PRONOUNS",
+    "HIVE_CLI_NAME",
 ]
 
 
@@ -117,6 +119,9 @@ def test_relative_directories_are_made_absolute(
         ("HIVE_DASHBOARD_ALLOWED_HOSTS", "0.0.0.0"),
         ("HIVE_DASHBOARD_ALLOWED_HOSTS", "[::]"),
         ("HIVE_DASHBOARD_ALLOWED_HOSTS", "-bad.example"),
+        ("HIVE_CLI_NAME", ""),
+        ("HIVE_CLI_NAME", "./dev\x1b[2J"),
+        ("HIVE_CLI_NAME", "x" * 201),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
@@ -155,3 +160,35 @@ def test_a_bind_beyond_loopback_needs_allowed_hosts(host: str) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
 def test_a_loopback_bind_needs_no_allowed_hosts(host: str) -> None:
     Settings(dashboard_host=host).check_dashboard_hosts()
+
+
+def test_the_banner_names_hive_core_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().cli_name == "hive-core"
+    monkeypatch.setenv("HIVE_CLI_NAME", "./dev")
+    assert Settings().cli_name == "./dev"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"XDG_RUNTIME_DIR": "/run/user/1000"},
+        {"HIVE_RUN_DIR": "/srv/hive/run"},
+        {"hive_run_dir": "/srv/lower"},
+        {"HIVE_RUN_DIR": "rel/run"},
+        {"HIVE_RUN_DIR": "~/run"},
+        {"HIVE_RUN_DIR": ""},
+    ],
+)
+def test_the_cli_finds_the_run_dir_as_the_settings_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("XDG_RUNTIME_DIR", "hive_run_dir"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert run_dir.run_dir() == Settings().run_dir
+    assert run_dir.host_socket(run_dir.run_dir()) == Settings().host_socket
+    assert run_dir.run_dir(Path("x")) == Settings(run_dir=Path("x")).run_dir
