@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 from collections.abc import Mapping
 
 from hive_share.models import LoginReport
@@ -13,8 +15,20 @@ logger = logging.getLogger(__name__)
 PROBE_TIMEOUT = 15.0
 
 
+def why_not_runnable(claude_bin: str, env: Mapping[str, str]) -> str:
+    """Why `claude_bin` cannot be run (looked up on the env's PATH), or "" when it can."""
+    if shutil.which(claude_bin, path=env.get("PATH", os.defpath)) is not None:
+        return ""
+    if os.sep in claude_bin:
+        return f"{claude_bin} does not exist or is not executable"
+    return f"{claude_bin} is not on PATH"
+
+
 async def probe(claude_bin: str, env: Mapping[str, str]) -> tuple[LoginReport, str]:
     """`claude auth status`: exit 0 logged in, 1 not. An API key in the env counts as logged in."""
+    missing = why_not_runnable(claude_bin, env)
+    if missing:
+        return "claude_missing", missing
     if env.get("ANTHROPIC_API_KEY") or env.get("CLAUDE_CODE_OAUTH_TOKEN"):
         return "logged_in", "credentials from the environment"
     try:
@@ -26,7 +40,7 @@ async def probe(claude_bin: str, env: Mapping[str, str]) -> tuple[LoginReport, s
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     except OSError as exc:
-        return "needs_login", f"cannot run {claude_bin}: {exc.strerror}"
+        return "claude_missing", f"cannot run {claude_bin}: {exc.strerror}"
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
             out, _ = await proc.communicate()

@@ -213,6 +213,7 @@ def _manager(server: MCPServer[Any], tools: Tools) -> None:
             f"{a.name} ({a.role}): {a.state}"
             + (", harness not answering" if a.state == "running" and not a.alive else "")
             + (", needs login" if a.login == "needs_login" else "")
+            + (", cannot run claude" if a.login == "claude_missing" else "")
             + (f" — {a.status}" if a.status else "")
             for a in agents
         ]

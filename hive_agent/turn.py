@@ -311,6 +311,9 @@ class Harness:
             return await self.current.run(self.emit)
         except OSError as exc:
             await self.emit(live.Note(text=f"cannot run {inv.claude_bin}: {exc.strerror}"))
+            await self._report_login(
+                "claude_missing", f"cannot run {inv.claude_bin}: {exc.strerror}"
+            )
             return RunOutcome(TurnObserver(), None, False, f"cannot run {inv.claude_bin}: {exc}")
         finally:
             self.current = None
@@ -418,6 +421,8 @@ class Harness:
             return
         if state == "needs_login":
             await self.emit(live.Note(text=f"Claude Code needs a login: {detail}"))
+        elif state == "claude_missing":
+            await self.emit(live.Note(text=f"Claude Code cannot be run: {detail}"))
         try:
             async with HiveClient(self.settings.socket) as core:
                 await core.call(

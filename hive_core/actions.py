@@ -322,12 +322,14 @@ async def login_state(s: Services, name: str, state: LoginStatus, detail: str) -
     s.liveness.login[name] = state
     if state == before:
         return
-    level = logging.WARNING if state == "needs_login" else logging.INFO
+    level = logging.INFO if state == "logged_in" else logging.WARNING
     logger.log(level, "%s is now %s%s", name, state, f": {detail}" if detail else "")
     publish_state(s, name)
     if state == "needs_login":
         await tell_overseer(s, name, helper.NeedsLogin(agent=name, detail=detail))
-    elif before == "needs_login":
+    elif state == "claude_missing":
+        await tell_overseer(s, name, helper.ClaudeMissing(agent=name, detail=detail))
+    elif before in ("needs_login", "claude_missing"):
         await tell_overseer(s, name, helper.LoggedIn(agent=name))
 
 

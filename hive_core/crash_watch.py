@@ -24,6 +24,7 @@ from hive_core.clock import Clock
 from hive_core.errors import HiveError
 from hive_core.services import Services
 from hive_share import events, helper
+from hive_share.names import MANAGER_NAME, OPERATOR
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,9 @@ class CrashWatch:
             logger.warning("%s crashed (%s); restarting in %.0fs", name, detail, delay)
         event = helper.ContainerCrash(agent=name, detail=detail, restart_in_seconds=delay)
         await actions.tell_overseer(self._s, name, event)
+        if delay is None and name != MANAGER_NAME and self._s.registry.find(MANAGER_NAME):
+            # Giving up needs a person: the manager may be the one crashing, or busy.
+            await self._s.broker.notify(OPERATOR, event)
 
     async def _restart_due(self, now: float) -> None:
         for name, history in self._crashes.items():

@@ -12,7 +12,7 @@ from typing import Literal
 from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import AlreadyExists, PortCollision, UnknownAgent
-from hive_core.ports import agent_web_port
+from hive_core.ports import PORT_BASE, PORT_RANGE, agent_web_port
 from hive_share.models import Role
 from hive_share.names import OPERATOR
 
@@ -68,21 +68,21 @@ class Registry:
 
         Raises:
             AlreadyExists: the name is taken.
-            PortCollision: another agent hashes to the same port.
+            PortCollision: every web port of the range is taken.
         """
         if name in self._agents:
             raise AlreadyExists(f"agent {name!r} already exists")
-        port = agent_web_port(name)
-        for other in self._agents.values():
-            if other.web_port == port:
-                raise PortCollision(
-                    f"agent {name!r} would get web port {port}, already used by "
-                    f"{other.name!r}; pick another name"
-                )
+        port = agent_web_port(name, {other.web_port for other in self._agents.values()})
+        if port is None:
+            raise PortCollision(
+                f"every web port from {PORT_BASE} to {PORT_BASE + PORT_RANGE - 1} is taken; "
+                "destroy an agent first"
+            )
         return port
 
     async def add(self, name: str, role: Role) -> AgentRecord:
-        """Raises: AlreadyExists, PortCollision."""
+        """Register an agent with its web port, kept from now on. Raises: AlreadyExists,
+        PortCollision."""
         port = self.check_new(name)
         record = AgentRecord(name, role, "running", port, self._clock.now())
 

@@ -65,7 +65,7 @@ def agents(rows: Sequence[AgentInfo]) -> str:
     if not rows:
         return "no agents"
     return table(
-        ["NAME", "ROLE", "STATE", "PID", "UPTIME", "WEB PORT", "HARNESS"],
+        ["NAME", "ROLE", "STATE", "PID", "UPTIME", "WEB PORT", "HARNESS", "LOGIN"],
         [
             [
                 r.name,
@@ -75,6 +75,7 @@ def agents(rows: Sequence[AgentInfo]) -> str:
                 duration(r.uptime_seconds),
                 str(r.web_port) if r.web_port else "-",
                 ("alive" if r.alive else "not answering") if r.state == "running" else "-",
+                r.login if r.state == "running" else "-",
             ]
             for r in rows
         ],

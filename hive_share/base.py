@@ -43,8 +43,9 @@ Role = Literal["agent", "manager"]
 AgentState = Literal["running", "stopped", "tombstone"]
 ApprovalKind = Literal["spawn"]
 ApprovalStatus = Literal["pending", "approved", "denied", "failed"]
-LoginReport = Literal["logged_in", "needs_login"]
-"""What a harness reports about its Claude Code login."""
+LoginReport = Literal["logged_in", "needs_login", "claude_missing"]
+"""What a harness reports about its Claude Code: logged in, needing a login, or not
+installed (the binary cannot be run)."""
 LoginStatus = Literal["unknown", LoginReport]
 QuestionStatus = Literal["pending", "answered", "cancelled", "expired"]
 ReminderStatus = Literal["pending", "delivered", "cancelled"]

@@ -31,6 +31,14 @@ class NeedsLogin(WireModel):
     detail: str = ""
 
 
+class ClaudeMissing(WireModel):
+    """An agent's harness cannot run the Claude Code CLI at all."""
+
+    kind: Literal["claude_missing"] = "claude_missing"
+    agent: str
+    detail: str = ""
+
+
 class LoggedIn(WireModel):
     kind: Literal["logged_in"] = "logged_in"
     agent: str
@@ -91,6 +99,7 @@ class ReminderDue(WireModel):
 HelperEvent = Annotated[
     ContainerCrash
     | NeedsLogin
+    | ClaudeMissing
     | LoggedIn
     | NeedsUpdate
     | ApprovalResolved
@@ -109,7 +118,17 @@ def summary(event: HelperEvent) -> str:
             then = f"restarting in {delay:.0f}s" if delay is not None else "not restarting"
             return f"{agent} crashed; {then}"
         case NeedsLogin(agent=agent):
-            return f"{agent} needs a Claude Code login"
+            return (
+                f"{agent} needs a Claude Code login: set ANTHROPIC_API_KEY or "
+                "CLAUDE_CODE_OAUTH_TOKEN for hive-core (or in its agent.toml [env]), "
+                f"or log Claude Code in with CLAUDE_CONFIG_DIR=<{agent}'s state>/.claude"
+            )
+        case ClaudeMissing(agent=agent, detail=detail):
+            return (
+                f"{agent} cannot run Claude Code ({detail}): install it "
+                "(npm install -g @anthropic-ai/claude-code) or point HIVE_CLAUDE_BIN at it, "
+                f"then restart {agent}"
+            )
         case LoggedIn(agent=agent):
             return f"{agent} is logged in again"
         case NeedsUpdate(agent=agent):

@@ -187,6 +187,8 @@ class SocketServer:
                             f"within {idle_timeout:.0f}s")  # fmt: skip
         self._pool_empty = _Burst(f"{where}: the shared pool of {pool.size if pool else 0} "
                                   "agent connections is used up; refusing more (busy)")  # fmt: skip
+        self._deaf = _Burst(f"{where}: closed a connection that read no answer "
+                            f"within {idle_timeout:.0f}s")  # fmt: skip
         self._fat = _Burst(f"{where}: unfinished lines reached {buffer_budget} bytes; "
                            "closed the connection adding to them")  # fmt: skip
 
@@ -273,7 +275,12 @@ class SocketServer:
             try:
                 response = await self.dispatch(line, c.conn)
                 c.writer.write(framing.encode_model(response))
-                await c.writer.drain()
+                try:
+                    async with asyncio.timeout(self._idle_timeout):
+                        await c.writer.drain()
+                except TimeoutError:
+                    self._deaf.hit()
+                    return  # a peer that reads no answers holds them in our memory: cut it
             finally:
                 c.in_request = False
 

@@ -12,7 +12,7 @@ import string
 
 import pytest
 
-from hive_core.ports import agent_web_port
+from hive_core.ports import hashed_port
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import RemoteError
@@ -115,23 +115,30 @@ def test_an_unavailable_backend_is_refused_at_startup(idle_hive: Hive) -> None:
     assert result.returncode == 1 and "nixos" in result.stderr
 
 
-def test_spawn_refuses_a_name_whose_web_port_is_taken(hive: Hive) -> None:
-    taken = {agent_web_port("hm1nd"): "hm1nd"}
+def test_a_name_whose_hashed_port_is_taken_gets_the_next_free_one_for_good(hive: Hive) -> None:
+    taken = {hashed_port("hm1nd"): "hm1nd"}
     pair = None
     for letters in itertools.product(string.ascii_lowercase, repeat=3):
         name = "".join(letters)
-        port = agent_web_port(name)
-        if port in taken and taken[port] != "hm1nd":
+        port = hashed_port(name)
+        if port in taken and taken[port] != "hm1nd" and port + 1 not in taken:
             pair = (taken[port], name)
             break
         taken.setdefault(port, name)
     assert pair is not None
     first, second = pair
     assert hive.cli("spawn", first).returncode == 0
-    result = hive.cli("spawn", second)
-    assert result.returncode == 1
-    assert "port_collision" in result.stderr and first in result.stderr
-    assert not (hive.state_dir / "agents" / second).exists()
+    assert hive.cli("spawn", second).returncode == 0, "a colliding name is not refused"
+
+    def ports() -> dict[str, int]:
+        return {a["name"]: a["web_port"] for a in json.loads(hive.cli("list", "--json").stdout)}
+
+    assert ports()[second] == ports()[first] + 1
+    assert str(ports()[second]) in hive.cli("list").stdout
+    assert hive.cli("destroy", first).returncode == 0
+    assert hive.stop() == 0
+    hive.start()
+    assert ports()[second] == hashed_port(second) + 1  # kept, though its first choice is free
 
 
 def test_the_daemons_environment_reaches_the_agents(idle_hive: Hive) -> None:

@@ -94,3 +94,23 @@ async def test_a_harness_on_other_code_tells_the_manager_it_needs_a_rebuild(hive
     (told,) = await manager_inbox(hive, wait=5)
     assert isinstance(told.event, helper.NeedsUpdate)
     assert told.event.agent == "alice" and "0.0.1" in told.event.detail
+
+
+async def test_a_missing_claude_is_told_apart_from_a_missing_login(idle_hive: Hive) -> None:
+    idle_hive.extra_env["HIVE_CLAUDE_BIN"] = str(idle_hive.root / "no-such-claude")
+    idle_hive.start()
+    assert idle_hive.cli("stop", "hm1nd").returncode == 0
+    assert idle_hive.cli("spawn", "alice").returncode == 0
+    async with idle_hive.client() as host:
+        await host.call(rq.Send(cmd="send", to="alice", body="hello"), rs.Sent)
+    (told,) = await manager_inbox(idle_hive, wait=30)
+    assert isinstance(told.event, helper.ClaudeMissing)
+    assert told.event.agent == "alice"
+    assert "no-such-claude" in told.event.detail
+    assert "login" not in told.body
+    assert "install it" in told.body and "HIVE_CLAUDE_BIN" in told.body
+    table = idle_hive.cli("list").stdout
+    header, *rows = table.splitlines()
+    assert "LOGIN" in header.split()
+    alice = next(r for r in rows if r.startswith("alice"))
+    assert alice.split()[-1] == "claude_missing"

@@ -348,6 +348,8 @@ async def test_backoff_doubles_and_the_fifth_crash_in_ten_minutes_gives_up(hive:
     assert event.agent == "alice"
     assert event.restart_in_seconds is None
     assert "stays stopped" in event.detail
+    # Giving up needs a person: the operator hears it too, but not of each crash before.
+    assert await hive.crashes(OPERATOR) == [event]
     found = hive.s.registry.find("alice")
     assert found is not None
     assert found.desired == "stopped"

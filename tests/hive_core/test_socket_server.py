@@ -189,3 +189,19 @@ def test_connection_caps_stay_well_under_the_descriptor_limit(nofile: int) -> No
     if nofile >= 1024:
         assert total <= nofile * 3 // 4
         assert caps.agent >= 8 and caps.agents_total >= caps.agent
+
+
+async def test_a_peer_that_reads_no_answers_is_cut_off(sock: Path) -> None:
+    big = rs.VersionResult(protocol=1, server="x" * 200_000)
+
+    async def bulky(req: Any, conn: Conn) -> WireModel:
+        return big
+
+    async with serving(sock, idle_timeout=0.2) as server:
+        server._handler = bulky
+        deaf = await RawConn.open(sock)
+        deaf.writer.write(b'{"cmd": "version"}\n' * 50)  # ~10 MB of answers, never read
+        await deaf.writer.drain()
+        await _until(lambda: server.connection_count == 1)
+        await _until(lambda: server.connection_count == 0)
+        await deaf.close()

@@ -168,6 +168,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         agent="alice", detail="exit -9 \u202e", restart_in_seconds=5.0
     ),
     helper.NeedsLogin: helper.NeedsLogin(agent="alice", detail="401"),
+    helper.ClaudeMissing: helper.ClaudeMissing(agent="alice", detail="claude is not on PATH"),
     helper.LoggedIn: helper.LoggedIn(agent="alice"),
     helper.NeedsUpdate: helper.NeedsUpdate(agent="alice", detail="0.1.0 vs 0.2.0"),
     helper.QuestionAsked: helper.QuestionAsked(
