@@ -8,14 +8,12 @@ import os
 import pty
 import re
 import select
-import shutil
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.hive import Hive, short_tmp
+from tests.e2e.hive import Hive
 
 SECURITY_HEADERS = {
     "cache-control": "no-store",
@@ -180,19 +178,13 @@ def test_a_bad_allowed_host_is_refused_naming_the_setting(idle_hive: Hive, hosts
 
 
 @pytest.fixture
-def wide_hive() -> Iterator[Hive]:
+def wide_hive(idle_hive: Hive) -> Hive:
     """A daemon whose dashboard listens on every address, for two allowed names."""
-    root = short_tmp()
-    h = Hive(
-        root,
-        {"HIVE_DASHBOARD_HOST": "0.0.0.0", "HIVE_DASHBOARD_ALLOWED_HOSTS": "Hive.Test,192.0.2.7"},
+    idle_hive.extra_env.update(
+        HIVE_DASHBOARD_HOST="0.0.0.0", HIVE_DASHBOARD_ALLOWED_HOSTS="Hive.Test,192.0.2.7"
     )
-    try:
-        h.start()
-        yield h
-    finally:
-        h.close()
-        shutil.rmtree(root, ignore_errors=True)
+    idle_hive.start()
+    return idle_hive
 
 
 def test_beyond_loopback_the_allowed_names_are_served_and_linked(wide_hive: Hive) -> None:

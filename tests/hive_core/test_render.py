@@ -92,10 +92,24 @@ def test_agents_show_harness_liveness_only_for_running_agents() -> None:
             AgentInfo(name="carol", role="agent", state="tombstone"),
         ]
     )
-    lines = out.splitlines()
-    assert lines[1].startswith("alice") and lines[1].endswith("alive")
-    assert lines[2].endswith("not answering")
-    assert lines[3].startswith("carol") and lines[3].endswith("-")
+    header, *lines = [line.split("  ") for line in out.splitlines()]
+    cells = [[c.strip() for c in row if c.strip()] for row in [header, *lines]]
+    harness = cells[0].index("HARNESS")
+    assert [row[harness] for row in cells[1:3]] == ["alive", "not answering"]
+    assert cells[3][0] == "carol" and cells[3][-1] == "-"
+
+
+def test_agents_show_the_login_of_running_agents() -> None:
+    out = render.agents(
+        [
+            AgentInfo(name="alice", role="agent", state="running", pid=7, login="claude_missing"),
+            AgentInfo(name="bob", role="agent", state="stopped", login="needs_login"),
+        ]
+    )
+    header, alice, bob = out.splitlines()
+    assert header.split()[-1] == "LOGIN"
+    assert alice.split()[-1] == "claude_missing"
+    assert bob.split()[-1] == "-"
 
 
 def test_approvals_show_their_age() -> None:
