@@ -14,27 +14,21 @@ import shutil
 import stat
 from pathlib import Path
 
+from hive_core import config_repos
 from hive_core.errors import BackendError, NotFound
 from hive_share.names import InvalidName, validate_agent_name
 
 logger = logging.getLogger(__name__)
 
 SUBDIRS = ("applied", "proposed", "state")
-GIT_TIMEOUT = 30.0
-GIT_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_TERMINAL_PROMPT": "0",
-    "PATH": os.defpath + ":/run/current-system/sw/bin",
-}
 
 
 def _open_dir(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
-def _ensure_dirs(agents_dir: Path, name: str) -> list[str]:
-    """Create `<name>/{applied,proposed,state}`; return the subdirs that were new."""
+def _ensure_dirs(agents_dir: Path, name: str) -> None:
+    """Create `<name>/{applied,proposed,state}` where missing."""
     validate_agent_name(name)
     agents_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     root = _open_dir(agents_dir)
@@ -46,18 +40,15 @@ def _ensure_dirs(agents_dir: Path, name: str) -> list[str]:
             name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root
         )
         try:
-            created = []
             for sub in SUBDIRS:
                 try:
                     os.mkdir(sub, 0o700, dir_fd=agent)
-                    created.append(sub)
                 except FileExistsError:
                     st = os.lstat(sub, dir_fd=agent)
                     if not stat.S_ISDIR(st.st_mode):
                         raise BackendError(
                             f"{agents_dir / name / sub} exists and is not a directory"
                         ) from None
-            return created
         finally:
             os.close(agent)
     except NotADirectoryError:
@@ -70,44 +61,15 @@ def _ensure_dirs(agents_dir: Path, name: str) -> list[str]:
         os.close(root)
 
 
-async def _git_init(repo: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        "init",
-        "--quiet",
-        "--initial-branch=main",
-        "--",
-        str(repo),
-        cwd=repo.parent.parent,
-        env=GIT_ENV,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(GIT_TIMEOUT):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise BackendError(f"git init of {repo} timed out after {GIT_TIMEOUT:.0f}s") from None
-    if proc.returncode != 0:
-        text = out.decode(errors="replace").strip()
-        raise BackendError(f"git init of {repo} failed: {text}")
-
-
 async def prepare(agents_dir: Path, name: str) -> Path:
-    """Create (or reuse) the agent's dirs; new `applied`/`proposed` become empty git repos.
+    """Create (or reuse) the agent's dirs and seed its config repos.
 
     Raises:
         BackendError: a path is not a directory, or git failed.
     """
-    created = await asyncio.to_thread(_ensure_dirs, agents_dir, name)
-    agent_dir = agents_dir / name
-    for sub in created:
-        if sub != "state":
-            await _git_init(agent_dir / sub)
-    return agent_dir
+    await asyncio.to_thread(_ensure_dirs, agents_dir, name)
+    await config_repos.seed(agents_dir, name)
+    return agents_dir / name
 
 
 def list_dirs(agents_dir: Path) -> list[str]:

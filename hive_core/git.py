@@ -1,0 +1,126 @@
+"""Running git on the per-agent config repos, hardened against the repos' own contents.
+
+An agent (the manager) can write to `proposed/` and so to anything git reads
+from it: hooks, `.git/config`, `.gitattributes`. Every git command hive-core
+runs goes through `run`, which:
+
+- ignores the system and global config, and `HOME`;
+- turns off hooks, `core.fsmonitor`, external diff and textconv, pagers and
+  credential helpers by command-line config (which outranks a repo's own);
+- names the repo with `--git-dir` / `--work-tree` and runs with a neutral cwd,
+  never inside the repo, so no `.git` discovery happens;
+- takes an argv list (never a shell) and a timeout, and drains stdout and
+  stderr.
+
+Only core-owned repos (`applied/`, staging checkouts) are ever written by a
+command run here; `proposed/` is only read, as the source of a fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hive_core.errors import BackendError
+
+GIT_TIMEOUT = 30.0
+IDENTITY = ("hive-core", "hive-core@localhost")
+
+HARDENING = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "core.untrackedCache=false",
+    "-c", "diff.external=",
+    "-c", "core.pager=cat",
+    "-c", "core.askPass=",
+    "-c", "credential.helper=",
+    "-c", "core.sshCommand=false",
+    "-c", "protocol.allow=never",
+    "-c", "protocol.file.allow=always",
+    "-c", "safe.directory=*",
+    "-c", "init.defaultBranch=main",
+    "-c", "advice.detachedHead=false",
+    "-c", "gc.auto=0",
+    "-c", f"user.name={IDENTITY[0]}",
+    "-c", f"user.email={IDENTITY[1]}",
+)  # fmt: skip
+"""Command-line config: it outranks the repo's `.git/config`, so a hostile repo cannot
+re-enable what is turned off here."""
+
+
+def git_env() -> dict[str, str]:
+    """A clean environment: no user or system config, no prompts, a fixed locale."""
+    return {
+        "PATH": os.defpath + ":/run/current-system/sw/bin",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_ATTR_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_OPTIONAL_LOCKS": "0",
+        "HOME": "/nonexistent",
+        "LC_ALL": "C",
+    }
+
+
+class GitError(BackendError):
+    """A git command failed or timed out; the message quotes its output."""
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A repo by its directories; nothing here ever becomes a cwd."""
+
+    git_dir: Path
+    work_tree: Path | None = None
+
+    @classmethod
+    def at(cls, path: Path) -> Repo:
+        """A non-bare repo whose work tree is `path`."""
+        return cls(path / ".git", path)
+
+
+async def run(
+    repo: Repo | None,
+    *args: str,
+    cwd: Path,
+    stdin: bytes | None = None,
+    limit: float = GIT_TIMEOUT,
+    check: bool = True,
+) -> tuple[int, bytes]:
+    """Run one git command on `repo` and return (exit code, stdout).
+
+    `cwd` must be a core-owned directory outside every agent-writable repo; `limit`
+    bounds the run in seconds.
+
+    Raises:
+        GitError: it timed out, or exited non-zero while `check` is set.
+    """
+    argv = ["git", *HARDENING]
+    if repo is not None:
+        argv.append(f"--git-dir={repo.git_dir}")
+        if repo.work_tree is not None:
+            argv.append(f"--work-tree={repo.work_tree}")
+    argv += args
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=git_env(),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(limit):
+            out, err = await proc.communicate(stdin)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise GitError(f"git {args[0]} timed out after {limit:.0f}s") from None
+    code = proc.returncode
+    assert code is not None
+    if check and code != 0:
+        text = err.decode("utf-8", errors="replace").strip() or out.decode(errors="replace")
+        raise GitError(f"git {args[0]} failed ({code}): {text.strip()[:2000]}")
+    return code, out
