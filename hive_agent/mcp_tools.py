@@ -105,7 +105,12 @@ def _common(server: MCPServer[Any], tools: Tools) -> None:
     async def whoami() -> str:
         """Your name and role in the hive."""
         me = await tools.call(make(rq.Whoami, cmd="whoami"), rs.Identity)
-        return f"You are {me.name} ({me.role})."
+        where = (
+            f" Each agent's config working copy is {me.config_root}/<agent>/proposed."
+            if me.config_root
+            else ""
+        )
+        return f"You are {me.name} ({me.role}).{where}"
 
 
 def _when(ts: float | None) -> str:
@@ -226,6 +231,20 @@ def _manager(server: MCPServer[Any], tools: Tools) -> None:
             make(rq.RequestSpawn, cmd="request_spawn", name=name), rs.ApprovalResult
         )
         return f"Queued approval {got.approval.id}: spawn {name}. The operator decides."
+
+    @server.tool(structured_output=False)
+    async def request_init_config(name: str) -> str:
+        """Prepare agent `name`'s config repos (it need not exist yet) and say where its
+        working copy is; committed changes there are what you ask to deploy."""
+        got = await tools.call(
+            make(rq.RequestInitConfig, cmd="request_init_config", name=name), rs.ConfigRepos
+        )
+        state = "Seeded from the template" if got.seeded else "Already prepared"
+        return (
+            f"{state}: {name}'s working copy is {got.proposed} (a git repo whose remote "
+            f"`applied` holds the deployed config, now at {got.applied_commit[:12]}). "
+            "Edit agent.toml there and commit."
+        )
 
     @server.tool(structured_output=False)
     async def start(name: str) -> str:

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 
-from hive_core import agent_dirs
+from hive_core import agent_dirs, config_repos
 from hive_core.containers.backend import AgentSpec
 from hive_core.errors import (
     AlreadyExists,
@@ -23,6 +23,7 @@ from hive_core.liveness import ping
 from hive_core.registry import AgentRecord
 from hive_core.services import Services
 from hive_share import events, helper
+from hive_share import responses as rs
 from hive_share.models import AgentInfo, Approval, LoginStatus, Role
 from hive_share.names import MANAGER_NAME, OPERATOR
 
@@ -143,6 +144,23 @@ async def ensure_manager(s: Services) -> None:
     async with s.lock(MANAGER_NAME):
         if s.registry.find(MANAGER_NAME) is None:
             await _create(s, MANAGER_NAME, "manager", "hive-core")
+
+
+async def init_config(s: Services, name: str) -> rs.ConfigRepos:
+    """Seed `name`'s config repos (idempotent); the agent need not exist yet.
+
+    Raises:
+        BackendError: a directory is in the way, or git failed.
+    """
+    async with s.lock(name):
+        await agent_dirs.create_dirs(s.settings.agents_dir, name)
+        sha, seeded = await config_repos.seed(s.settings.agents_dir, name)
+    return rs.ConfigRepos(
+        agent=name,
+        proposed=str(s.settings.agents_dir / name / "proposed"),
+        applied_commit=sha,
+        seeded=seeded,
+    )
 
 
 async def request_spawn(s: Services, name: str, requester: str) -> Approval:

@@ -61,13 +61,18 @@ def _ensure_dirs(agents_dir: Path, name: str) -> None:
         os.close(root)
 
 
+async def create_dirs(agents_dir: Path, name: str) -> None:
+    """Create the agent's dirs where missing. Raises: BackendError."""
+    await asyncio.to_thread(_ensure_dirs, agents_dir, name)
+
+
 async def prepare(agents_dir: Path, name: str) -> Path:
     """Create (or reuse) the agent's dirs and seed its config repos.
 
     Raises:
         BackendError: a path is not a directory, or git failed.
     """
-    await asyncio.to_thread(_ensure_dirs, agents_dir, name)
+    await create_dirs(agents_dir, name)
     await config_repos.seed(agents_dir, name)
     return agents_dir / name
 

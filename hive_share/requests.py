@@ -218,6 +218,14 @@ class RequestSpawn(WireModel):
     name: AgentName
 
 
+class RequestInitConfig(WireModel):
+    """Manager socket: seed an agent's config repos (it need not exist yet), so its
+    config can be prepared before its spawn is requested."""
+
+    cmd: Literal["request_init_config"]
+    name: AgentName
+
+
 class Approve(WireModel):
     """Approve a pending approval by id."""
 
@@ -333,6 +341,7 @@ ManagerRequest = Annotated[
     | Whoami
     | LoginState
     | RequestSpawn
+    | RequestInitConfig
     | Start
     | Kill
     | Restart
@@ -386,6 +395,7 @@ AnyRequest = Annotated[
     | LoginLink
     | Spawn
     | RequestSpawn
+    | RequestInitConfig
     | Approve
     | Deny
     | Start

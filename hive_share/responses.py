@@ -107,6 +107,23 @@ class Identity(WireModel):
     name: str
     role: Literal["operator", "manager", "agent"]
     web_port: int | None = None
+    config_root: str | None = None
+    """The manager only: the directory holding `<agent>/proposed`, each agent's config
+    working copy."""
+
+
+class ConfigRepos(WireModel):
+    """`request_init_config`: where an agent's config lives and what is deployed."""
+
+    ok: Literal[True] = True
+    result: Literal["config_repos"] = "config_repos"
+    agent: str
+    proposed: str
+    """The manager's working copy: edit and commit here."""
+    applied_commit: str
+    """What `applied/main` holds: the config the agent runs (or will, once spawned)."""
+    seeded: bool
+    """False when both repos already had history; nothing was changed then."""
 
 
 class HarnessState(WireModel):
@@ -175,6 +192,7 @@ Response = Annotated[
     | Approvals
     | ApprovalResult
     | Identity
+    | ConfigRepos
     | HarnessState
     | QuestionResult
     | QuestionsResult

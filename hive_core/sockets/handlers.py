@@ -71,6 +71,7 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
                 name=me,
                 role=conn.principal.kind,
                 web_port=record.web_port if record else None,
+                config_root=str(s.settings.agents_dir) if me == MANAGER_NAME else None,
             )
         case rq.LoginState(state=state, detail=detail):
             await actions.login_state(s, me, state, detail)
@@ -167,6 +168,8 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
     match req:
         case rq.RequestSpawn(name=name):
             return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
+        case rq.RequestInitConfig(name=name):
+            return await actions.init_config(s, name)
         case rq.Start(name=name):
             return rs.Done(detail=await actions.start(s, _sub_agent(name), who))
         case rq.Kill(name=name):

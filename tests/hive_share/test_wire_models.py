@@ -113,6 +113,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.GetOpenThreads: requests.GetOpenThreads(cmd="get_open_threads"),
     requests.Spawn: requests.Spawn(cmd="spawn", name="alice"),
     requests.RequestSpawn: requests.RequestSpawn(cmd="request_spawn", name="bob"),
+    requests.RequestInitConfig: requests.RequestInitConfig(cmd="request_init_config", name="bob"),
     requests.Approve: requests.Approve(cmd="approve", id=4),
     requests.Deny: requests.Deny(cmd="deny", id=5, reason="no"),
     requests.Start: requests.Start(cmd="start", name="alice"),
@@ -147,6 +148,9 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.Approvals: responses.Approvals(approvals=[APPROVAL]),
     responses.ApprovalResult: responses.ApprovalResult(approval=APPROVAL),
     responses.Identity: responses.Identity(name="alice", role="agent", web_port=42001),
+    responses.ConfigRepos: responses.ConfigRepos(
+        agent="bob", proposed="/s/agents/bob/proposed", applied_commit="4b8e" * 10, seeded=True
+    ),
     responses.HarnessState: responses.HarnessState(
         turn_state="idle",
         turns_run=3,
