@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hive_agent import agent_config, login, prompts
+from hive_agent import login, prompts
 from hive_agent.classify import RETRYABLE, classify
 from hive_agent.claude import CLAUDE_ENV, ClaudeProcess, Invocation, RunOutcome
 from hive_agent.history import EventHistory
@@ -28,7 +28,7 @@ from hive_agent.settings import HarnessSettings
 from hive_agent.stream import TurnObserver
 from hive_agent.turn_stats import TurnRow, TurnStats
 from hive_agent.wake import render_wake
-from hive_share import live
+from hive_share import agent_config, live
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import ClientError, HiveClient

@@ -1,4 +1,5 @@
-"""`agent.toml`: the per-agent harness settings in the agent's `applied` repo.
+"""`agent.toml`: the per-agent harness settings in the agent's `applied` repo, checked by
+the harness at every turn and by hive-core before it deploys a proposed commit.
 
 model = "sonnet"                      # default model until one is picked at run time
 max_turns = 50                        # optional cap on round trips per turn
@@ -71,15 +72,28 @@ def load(path: Path | None) -> AgentConfig:
     if path is None or not path.exists():
         return AgentConfig()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        config = AgentConfig.model_validate(data)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, where: str) -> AgentConfig:
+    """Check agent.toml's text; `where` names it in errors. hive-core validates a
+    proposed config with this before deploying it, the harness at every turn.
+
+    Raises:
+        ConfigError: not TOML, unknown fields, or a server key that would shadow ours.
+    """
+    try:
+        config = AgentConfig.model_validate(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {where}: {err['msg']}") from None
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{where}: {loc}: {err['msg']}") from None
     for key in config.mcp_servers:
         if normalize_key(key) == OUR_SERVER:
-            raise ConfigError(f"{path}: mcp_servers.{key} would shadow the {OUR_SERVER} server")
+            raise ConfigError(f"{where}: mcp_servers.{key} would shadow the {OUR_SERVER} server")
     return config

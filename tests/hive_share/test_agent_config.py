@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hive_agent.agent_config import (
+from hive_share.agent_config import (
     AgentConfig,
     ConfigError,
     McpServer,
