@@ -247,6 +247,20 @@ def _manager(server: MCPServer[Any], tools: Tools) -> None:
         )
 
     @server.tool(structured_output=False)
+    async def request_apply_commit(agent: str, commit: str) -> str:
+        """Propose commit `commit` (from `agent`'s proposed repo) for deployment; the
+        operator sees its diff and approves or denies it, and you hear the outcome."""
+        got = await tools.call(
+            make(rq.RequestApplyCommit, cmd="request_apply_commit", agent=agent, commit=commit),
+            rs.ApprovalResult,
+        )
+        a = got.approval
+        return (
+            f"Queued approval {a.id}: apply {(a.commit or commit)[:12]} to {agent}. "
+            "The operator decides; an approval_resolved event tells you how it ended."
+        )
+
+    @server.tool(structured_output=False)
     async def start(name: str) -> str:
         """Start a stopped sub-agent."""
         return (await tools.call(make(rq.Start, cmd="start", name=name), rs.Done)).detail

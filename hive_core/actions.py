@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 
-from hive_core import agent_dirs, config_repos
+from hive_core import agent_dirs, config_repos, deploys
 from hive_core.containers.backend import AgentSpec
 from hive_core.errors import (
     AlreadyExists,
@@ -64,6 +64,7 @@ def info(s: Services, record: AgentRecord, alive: bool = False) -> AgentInfo:
         alive=alive,
         status=s.liveness.status.get(record.name, ""),
         login=s.liveness.login.get(record.name, "unknown"),
+        deployed_commit=record.deployed_commit,
     )
 
 
@@ -111,8 +112,11 @@ async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
         raise AlreadyExists(f"agent {name!r} already exists")
     s.registry.check_new(name)
     async with s.transients.recording(name, "spawn", actor):
-        await agent_dirs.prepare(s.settings.agents_dir, name)
+        await agent_dirs.create_dirs(s.settings.agents_dir, name)
+        deployed, _ = await config_repos.seed(s.settings.agents_dir, name)
         record = await s.registry.add(name, role)
+        await s.registry.set_deployed(name, deployed)
+        record = s.registry.get(name)
         if role != "manager":
             await s.agent_sockets.open(name)
         try:
@@ -175,17 +179,59 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
     if approval.status != "pending":
         raise Conflict(f"approval {approval_id} is already {approval.status}")
     try:
-        await spawn(s, approval.agent, actor)
+        if approval.kind == "apply_commit":
+            done = await _apply(s, approval, actor)
+        else:
+            await spawn(s, approval.agent, actor)
+            done = f"spawned {approval.agent}"
     except HiveError as exc:
-        await tell_requester(s, await s.approvals.resolve(approval_id, "failed", exc.message))
+        failed = await s.approvals.resolve(approval_id, "failed", exc.message)
+        await tell_requester(s, failed)
+        if approval.kind == "apply_commit" and approval.requester != OPERATOR:
+            await s.broker.notify(OPERATOR, _resolved(failed))
         raise
-    await tell_requester(s, await s.approvals.resolve(approval_id, "approved", None))
-    return f"approved {approval_id}: spawned {approval.agent}"
+    await tell_requester(s, await s.approvals.resolve(approval_id, "approved", done))
+    return f"approved {approval_id}: {done}"
+
+
+async def _apply(s: Services, approval: Approval, actor: str) -> str:
+    """Deploy an approved commit and restart the agent on it if it runs."""
+    name, sha = approval.agent, approval.commit or ""
+    async with s.lock(name), s.transients.recording(name, "deploy", actor):
+        previous = await deploys.deploy(s, approval)
+        record = s.registry.find(name)
+        if record is None or not s.backend.status(name).running:
+            return f"deployed {sha[:12]} to {name}"
+        await s.backend.stop(name)
+        try:
+            await _launch(s, record)
+        except BackendError as exc:
+            why = f"did not come up: {exc.message}"
+            await deploys.roll_back(s, approval, previous, why)
+            try:
+                await _launch(s, record)  # back on the config it ran before
+            except BackendError as again:
+                logger.error("%s did not come back on its old config either: %s", name,
+                             again.message)  # fmt: skip
+            raise BackendError(
+                f"deploy of {sha[:12]} to {name} was rolled back to "
+                f"{(previous or '-')[:12]}: it {why}"
+            ) from None
+        finally:
+            publish_state(s, name)
+        return f"deployed {sha[:12]} to {name} and restarted it"
+
+
+async def request_apply_commit(s: Services, agent: str, commit: str, requester: str) -> Approval:
+    """Queue a proposed config commit for the operator. Raises: see `deploys.propose`."""
+    async with s.lock(agent):
+        return await deploys.propose(s, agent, commit, requester)
 
 
 async def deny(s: Services, approval_id: int, reason: str, actor: str) -> str:
     """Raises: NotFound, Conflict."""
     approval = await s.approvals.resolve(approval_id, "denied", reason or None)
+    await deploys.tag_denied(s, approval, reason)
     await tell_requester(s, approval)
     logger.info(
         "%s denied approval %d (%s of %s)", actor, approval_id, approval.kind, approval.agent
@@ -197,12 +243,13 @@ async def tell_requester(s: Services, approval: Approval) -> None:
     """An agent that asked for something hears how it ended (the operator sees it directly)."""
     if approval.requester == OPERATOR or not s.registry.is_recipient(approval.requester):
         return
-    await s.broker.notify(
-        approval.requester,
-        helper.ApprovalResolved(
-            id=approval.id, approval_kind=approval.kind, agent=approval.agent,
-            status=approval.status, reason=approval.reason,
-        ),
+    await s.broker.notify(approval.requester, _resolved(approval))
+
+
+def _resolved(approval: Approval) -> helper.ApprovalResolved:
+    return helper.ApprovalResolved(
+        id=approval.id, approval_kind=approval.kind, agent=approval.agent,
+        status=approval.status, reason=approval.reason,
     )  # fmt: skip
 
 

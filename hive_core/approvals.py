@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from hive_core.bus import EventBus
 from hive_core.clock import Clock
@@ -13,8 +14,13 @@ from hive_share import events
 from hive_share.models import Approval, ApprovalKind, ApprovalStatus
 
 
+def _columns(data: dict[str, Any]) -> dict[str, Any]:
+    data["commit"] = data.pop("commit_sha")  # `commit` is an SQL keyword
+    return data
+
+
 def _approval(row: sqlite3.Row) -> Approval:
-    return decode(Approval, "approvals", row)
+    return decode(Approval, "approvals", row, _columns)
 
 
 class Approvals:
@@ -23,7 +29,15 @@ class Approvals:
         self._bus = bus
         self._clock = clock
 
-    async def add(self, kind: ApprovalKind, agent: str, requester: str) -> Approval:
+    async def add(
+        self,
+        kind: ApprovalKind,
+        agent: str,
+        requester: str,
+        *,
+        commit: str | None = None,
+        diff: str | None = None,
+    ) -> Approval:
         """Queue a pending approval.
 
         Raises:
@@ -39,9 +53,9 @@ class Approvals:
             if dup is not None:
                 raise Conflict(f"a {kind} of {agent!r} is already pending as approval {dup[0]}")
             row: sqlite3.Row = conn.execute(
-                "INSERT INTO approvals (kind, agent, requester, created_at) VALUES (?, ?, ?, ?) "
-                "RETURNING *",
-                (kind, agent, requester, now),
+                "INSERT INTO approvals (kind, agent, requester, created_at, commit_sha, diff) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+                (kind, agent, requester, now, commit, diff),
             ).fetchone()
             return row
 

@@ -199,6 +199,15 @@ def pending(args: argparse.Namespace) -> None:
         print(render.approvals(records(approvals)))
 
 
+def show(args: argparse.Namespace) -> None:
+    """One approval whole: a proposed config change with its diff."""
+    got = call(args, request(args, cmd="show_approval", id=args.id), "approval")["approval"]
+    if args.as_json:
+        emit_json(got)
+    else:
+        print(render.approval(records([got])[0], colour=sys.stdout.isatty()))
+
+
 def approve(args: argparse.Namespace) -> None:
     """Approve a pending request and carry it out."""
     _detail(args, cmd="approve", id=args.id)
@@ -419,6 +428,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     destroy_.add_argument("--purge", action="store_true", help="Also delete its state.")
     _json_option(cmds.client("list", list_))
     _json_option(cmds.client("pending", pending))
+    show_ = cmds.client("show", show)
+    _id_argument(show_, "Approval")
+    _json_option(show_)
     _id_argument(cmds.client("approve", approve), "Approval")
     deny_ = cmds.client("deny", deny)
     _id_argument(deny_, "Approval")

@@ -33,7 +33,7 @@ BACKOFF_BASE = 5.0
 BACKOFF_MAX = 300.0
 CRASH_WINDOW = 600.0
 MAX_CRASHES = 5
-STOPPING = frozenset({"stop", "kill", "restart", "rebuild", "destroy"})
+STOPPING = frozenset({"stop", "kill", "restart", "rebuild", "destroy", "deploy"})
 """Transitions that end a harness on purpose."""
 
 

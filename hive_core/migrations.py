@@ -87,4 +87,10 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX reminders_due ON reminders(status, due_at)",
     ],
+    # 4: config as code: proposed commits and their diffs; what each agent runs
+    [
+        "ALTER TABLE approvals ADD COLUMN commit_sha TEXT",
+        "ALTER TABLE approvals ADD COLUMN diff TEXT",
+        "ALTER TABLE agents ADD COLUMN deployed_commit TEXT",
+    ],
 ]

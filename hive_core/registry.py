@@ -5,6 +5,7 @@ Kept in memory too, so recipient checks on the send path need no query.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from dataclasses import dataclass
 from typing import Literal
@@ -26,13 +27,17 @@ class AgentRecord:
     desired: Desired
     web_port: int
     created_at: float
+    deployed_commit: str | None = None
+    """The config commit the agent runs (`applied/main` when it was last deployed)."""
 
 
 def _record(row: sqlite3.Row) -> AgentRecord:
     role, desired = row["role"], row["desired"]
     if role not in ("agent", "manager") or desired not in ("running", "stopped"):
         raise ValueError(f"agents row name={row['name']!r} has role={role!r} desired={desired!r}")
-    return AgentRecord(row["name"], role, desired, row["web_port"], row["created_at"])
+    return AgentRecord(
+        row["name"], role, desired, row["web_port"], row["created_at"], row["deployed_commit"]
+    )
 
 
 class Registry:
@@ -104,9 +109,17 @@ class Registry:
         await self._db.write(
             lambda c: c.execute("UPDATE agents SET desired = ? WHERE name = ?", (desired, name))
         )
-        self._agents[name] = AgentRecord(
-            record.name, record.role, desired, record.web_port, record.created_at
+        self._agents[name] = dataclasses.replace(record, desired=desired)
+
+    async def set_deployed(self, name: str, commit: str) -> None:
+        """Record the config commit `name` now runs."""
+        record = self.get(name)
+        await self._db.write(
+            lambda c: c.execute(
+                "UPDATE agents SET deployed_commit = ? WHERE name = ?", (commit, name)
+            )
         )
+        self._agents[name] = dataclasses.replace(record, deployed_commit=commit)
 
     async def remove(self, name: str) -> None:
         await self._db.write(lambda c: c.execute("DELETE FROM agents WHERE name = ?", (name,)))

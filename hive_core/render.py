@@ -65,7 +65,7 @@ def agents(rows: Sequence[AgentInfo]) -> str:
     if not rows:
         return "no agents"
     return table(
-        ["NAME", "ROLE", "STATE", "PID", "UPTIME", "WEB PORT", "HARNESS", "LOGIN"],
+        ["NAME", "ROLE", "STATE", "PID", "UPTIME", "WEB PORT", "HARNESS", "LOGIN", "DEPLOYED"],
         [
             [
                 r.name,
@@ -76,6 +76,7 @@ def agents(rows: Sequence[AgentInfo]) -> str:
                 str(r.web_port) if r.web_port else "-",
                 ("alive" if r.alive else "not answering") if r.state == "running" else "-",
                 r.login if r.state == "running" else "-",
+                (r.deployed_commit or "-")[:12],
             ]
             for r in rows
         ],
@@ -87,9 +88,56 @@ def approvals(rows: Sequence[Approval], now: float | None = None) -> str:
         return "no pending approvals"
     now = time.time() if now is None else now
     return table(
-        ["ID", "KIND", "AGENT", "REQUESTER", "AGE"],
-        [[str(a.id), a.kind, a.agent, a.requester, duration(now - a.created_at)] for a in rows],
-    )
+        ["ID", "KIND", "AGENT", "REQUESTER", "AGE", "CHANGE"],
+        [
+            [str(a.id), a.kind, a.agent, a.requester, duration(now - a.created_at),
+             diff_stat(a.diff, a.commit)]
+            for a in rows
+        ],
+    )  # fmt: skip
+
+
+def diff_stat(diff: str | None, commit: str | None) -> str:
+    """`3 files, +12 -4 (4b8e1f0a9c2d)` for a proposal; `-` for anything else."""
+    if diff is None:
+        return "-"
+    lines = diff.splitlines()
+    files = sum(line.startswith("diff --git ") for line in lines)
+    added = sum(line.startswith("+") and not line.startswith("+++") for line in lines)
+    removed = sum(line.startswith("-") and not line.startswith("---") for line in lines)
+    noun = "file" if files == 1 else "files"
+    return f"{files} {noun}, +{added} -{removed} ({(commit or '')[:12]})"
+
+
+_COLOURS = {"+": "\x1b[32m", "-": "\x1b[31m", "@": "\x1b[36m"}
+_RESET = "\x1b[0m"
+
+
+def approval(a: Approval, colour: bool) -> str:
+    """One approval whole; a diff with every hidden character made visible and flagged."""
+    head = [
+        f"approval {a.id}: {a.kind} {a.agent}",
+        f"requested by {a.requester}, {a.status}",
+    ]
+    if a.reason:
+        head.append(f"reason: {clean(a.reason)}")
+    if a.commit:
+        head.append(f"commit: {a.commit}")
+    if a.diff is None:
+        return "\n".join(head)
+    shown, hidden = [], 0
+    for line in a.diff.splitlines():
+        safe = clean(line)
+        hidden += safe != line
+        if colour and line[:1] in _COLOURS and not line.startswith(("+++", "---")):
+            safe = _COLOURS[line[:1]] + safe + _RESET
+        shown.append(safe)
+    if hidden:
+        head.append(
+            f"WARNING: {hidden} diff lines hold invisible or bidirectional-control "
+            "characters, shown as \\uNNNN escapes"
+        )
+    return "\n".join([*head, "", *shown])
 
 
 def questions(rows: Sequence[Question], now: float | None = None) -> str:

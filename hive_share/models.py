@@ -66,6 +66,10 @@ class Approval(WireModel):
     created_at: float
     resolved_at: float | None = None
     reason: str | None = None
+    commit: str | None = None
+    """`apply_commit`: the proposed commit, pinned as tag `proposal/<id>`."""
+    diff: str | None = None
+    """`apply_commit`: the unified diff from what was deployed to the proposal."""
 
 
 class AgentInfo(WireModel):
@@ -81,6 +85,8 @@ class AgentInfo(WireModel):
     status: str = ""
     """The agent's own one-line status (`set_status`)."""
     login: LoginStatus = "unknown"
+    deployed_commit: str | None = None
+    """The config commit it runs; None for a tombstone or before its first deploy."""
 
 
 class Question(WireModel):

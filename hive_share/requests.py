@@ -226,6 +226,22 @@ class RequestInitConfig(WireModel):
     name: AgentName
 
 
+class RequestApplyCommit(WireModel):
+    """Manager socket: propose a commit of `agent`'s proposed repo for deployment."""
+
+    cmd: Literal["request_apply_commit"]
+    agent: AgentName
+    commit: Annotated[str, Field(pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})$")]
+    """The full commit id (`git rev-parse HEAD` in the working copy)."""
+
+
+class ShowApproval(WireModel):
+    """One approval whole, pending or resolved, with its diff."""
+
+    cmd: Literal["show_approval"]
+    id: Id
+
+
 class Approve(WireModel):
     """Approve a pending approval by id."""
 
@@ -311,6 +327,7 @@ HostRequest = Annotated[
     | LoginLink
     | Spawn
     | RequestSpawn
+    | ShowApproval
     | Approve
     | Deny
     | Start
@@ -342,6 +359,7 @@ ManagerRequest = Annotated[
     | LoginState
     | RequestSpawn
     | RequestInitConfig
+    | RequestApplyCommit
     | Start
     | Kill
     | Restart
@@ -396,6 +414,8 @@ AnyRequest = Annotated[
     | Spawn
     | RequestSpawn
     | RequestInitConfig
+    | RequestApplyCommit
+    | ShowApproval
     | Approve
     | Deny
     | Start

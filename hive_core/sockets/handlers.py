@@ -116,6 +116,8 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.Done(detail=f"spawned {info.name} (pid {info.pid}, web port {info.web_port})")
         case rq.RequestSpawn(name=name):
             return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
+        case rq.ShowApproval(id=approval_id):
+            return rs.ApprovalResult(approval=await s.approvals.get(approval_id))
         case rq.Approve(id=approval_id):
             return rs.Done(detail=await actions.approve(s, approval_id, who))
         case rq.Deny(id=approval_id, reason=reason):
@@ -170,6 +172,9 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
             return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
         case rq.RequestInitConfig(name=name):
             return await actions.init_config(s, name)
+        case rq.RequestApplyCommit(agent=agent, commit=commit):
+            approval = await actions.request_apply_commit(s, agent, commit, who)
+            return rs.ApprovalResult(approval=approval)
         case rq.Start(name=name):
             return rs.Done(detail=await actions.start(s, _sub_agent(name), who))
         case rq.Kill(name=name):

@@ -107,19 +107,27 @@ def test_agents_show_the_login_of_running_agents() -> None:
         ]
     )
     header, alice, bob = out.splitlines()
-    assert header.split()[-1] == "LOGIN"
-    assert alice.split()[-1] == "claude_missing"
-    assert bob.split()[-1] == "-"
+    at = header.index("LOGIN")
+    assert alice[at:].split()[0] == "claude_missing"
+    assert bob[at:].split()[0] == "-"
 
 
-def test_approvals_show_their_age() -> None:
-    approval = Approval(
-        id=4,
-        kind="spawn",
-        agent="bob",
-        requester="hm1nd",
-        status="pending",
-        created_at=100.0,
+def test_a_proposal_shows_a_diff_stat_and_its_commit() -> None:
+    diff = (
+        "diff --git a/agent.toml b/agent.toml\n--- a/agent.toml\n+++ b/agent.toml\n"
+        '@@ -1 +1 @@\n-# x\n+model = "opus"\n'
     )
-    out = render.approvals([approval], now=100.0 + 125)
-    assert out.splitlines()[1].split() == ["4", "spawn", "bob", "hm1nd", "2m05s"]
+    a = Approval(id=5, kind="apply_commit", agent="bob", requester="hm1nd", status="pending",
+                 created_at=0, commit="4b8e1f0a9c2d" * 3, diff=diff)  # fmt: skip
+    assert render.approvals([a], now=60).splitlines()[1].endswith("1 file, +1 -1 (4b8e1f0a9c2d)")
+
+
+def test_a_shown_diff_makes_hidden_characters_visible_and_warns() -> None:
+    diff = '+model = "opus\u202e"\n+ok = 1\n'
+    a = Approval(id=5, kind="apply_commit", agent="bob", requester="hm1nd", status="pending",
+                 created_at=0, commit="4b8e1f0a9c2d", diff=diff)  # fmt: skip
+    plain = render.approval(a, colour=False)
+    assert "\u202e" not in plain and "\\u202e" in plain
+    assert "WARNING: 1 diff lines" in plain
+    assert "\x1b[" not in plain
+    assert "\x1b[32m+ok = 1" in render.approval(a, colour=True)

@@ -71,6 +71,7 @@ def test_an_answer_in_pieces_is_read_whole_and_checked(path: Path) -> None:
             "alive": False,
             "status": "",
             "login": "unknown",
+            "deployed_commit": None,
         }
     ]
 

@@ -114,6 +114,10 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.Spawn: requests.Spawn(cmd="spawn", name="alice"),
     requests.RequestSpawn: requests.RequestSpawn(cmd="request_spawn", name="bob"),
     requests.RequestInitConfig: requests.RequestInitConfig(cmd="request_init_config", name="bob"),
+    requests.RequestApplyCommit: requests.RequestApplyCommit(
+        cmd="request_apply_commit", agent="bob", commit="4b8e" * 10
+    ),
+    requests.ShowApproval: requests.ShowApproval(cmd="show_approval", id=3),
     requests.Approve: requests.Approve(cmd="approve", id=4),
     requests.Deny: requests.Deny(cmd="deny", id=5, reason="no"),
     requests.Start: requests.Start(cmd="start", name="alice"),
