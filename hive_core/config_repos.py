@@ -87,6 +87,22 @@ async def _clone_proposed(agent_dir: Path, cwd: Path) -> None:
     os.chmod(agent_dir / "proposed", 0o700)
 
 
+def clear_stale_locks(agents_dir: Path, names: list[str]) -> list[str]:
+    """Remove `applied/.git/index.lock` of each agent: hive-core owns those repos and runs
+    no git at start-up, so a lock there was left by a git killed with a previous daemon.
+    Returns the agents whose lock was removed. `proposed/` is the manager's: not touched."""
+    cleared = []
+    for name in names:
+        lock = agents_dir / name / "applied" / ".git" / "index.lock"
+        try:
+            lock.unlink()
+        except FileNotFoundError:
+            continue
+        logger.warning("removed a stale %s left by an interrupted git", lock)
+        cleared.append(name)
+    return cleared
+
+
 async def seed(agents_dir: Path, name: str) -> tuple[str, bool]:
     """Make sure `name`'s `applied/` has a first commit and `proposed/` is a clone of it.
 

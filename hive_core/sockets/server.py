@@ -274,6 +274,10 @@ class SocketServer:
             c.in_request = True
             try:
                 response = await self.dispatch(line, c.conn)
+                if c.writer.is_closing():
+                    # Shut while the line was on its way in (close() saw no request yet);
+                    # uvloop raises on a write to a closed transport.
+                    return
                 c.writer.write(framing.encode_model(response))
                 try:
                     async with asyncio.timeout(self._idle_timeout):

@@ -20,8 +20,8 @@ BUSY_AGENTS = ["busy1", "busy2", "busy3"]
 
 def _clean_log(hive: Hive) -> None:
     log = hive.log_path.read_text(errors="replace")
-    assert "Traceback" not in log
-    assert "CancelledError" not in log
+    at = max(log.find("Traceback"), log.find("CancelledError"))
+    assert at < 0, log[max(0, at - 300) : at + 3000]
 
 
 @pytest.mark.slow
@@ -37,7 +37,9 @@ async def test_sigterm_with_idle_and_mid_turn_agents_exits_within_two_seconds() 
     with hive_with(script) as (hive, fake):
         for name in IDLE_AGENTS + BUSY_AGENTS:
             assert hive.cli("spawn", name).returncode == 0, name
-        kept = [await operator_send(hive, name, f"for {name}") for name in IDLE_AGENTS[:3]]
+        for name in IDLE_AGENTS[:3]:  # agents that worked and went idle again
+            await operator_send(hive, name, f"for {name}")
+            await turns_done(hive, name, 1)
         for name in BUSY_AGENTS:
             await operator_send(hive, name, f"work for {name}")
         for name in BUSY_AGENTS:
@@ -64,10 +66,10 @@ async def test_sigterm_with_idle_and_mid_turn_agents_exits_within_two_seconds() 
             await turns_done(hive, name, 1)  # the interrupted turn's items come back
         busy1 = fake.requests_of("busy1")[-1].last_user_text()
         assert "work for busy1" in busy1 and "queued behind" in busy1
-        for message_id, name in zip(kept, IDLE_AGENTS[:3], strict=True):
-            await turns_done(hive, name, 1)
-            assert any(f"for {name}" in r.last_user_text() for r in fake.requests_of(name))
-            assert message_id > 0
+        for name in IDLE_AGENTS[:3]:  # what they acknowledged is not handed out again
+            async with hive.client(hive.harness_sock(name)) as h:
+                state = await h.call(rq.TurnStatus(cmd="turn_status"), rs.HarnessState)
+            assert state.turns_run == 0
 
 
 async def test_destroy_of_a_running_agent_takes_under_a_second(hive: Hive) -> None:

@@ -28,7 +28,10 @@ AGENT_TOOLS = {
     "send", "recv", "set_status", "whoami", "ask", "answer", "remind",
     "list_reminders", "cancel_reminder", "get_open_threads",
 }  # fmt: skip
-MANAGER_TOOLS = AGENT_TOOLS | {"list", "request_spawn", "start", "kill", "restart", "rebuild"}
+MANAGER_TOOLS = AGENT_TOOLS | {
+    "list", "request_spawn", "request_init_config", "request_apply_commit",
+    "start", "kill", "restart", "rebuild",
+}  # fmt: skip
 TOOLS_BUDGET = 40_000
 """Bytes of tool definitions per request (the CLI sends them on every call): was 66,941."""
 

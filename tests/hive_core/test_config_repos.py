@@ -106,3 +106,16 @@ async def test_git_never_runs_what_a_hostile_repo_configures(
     await config_repos.seed(agents_dir, "alice")
 
     assert not canary.exists()
+
+
+async def test_a_stale_index_lock_in_applied_is_cleared_but_proposed_is_left_alone(
+    agents_dir: Path,
+) -> None:
+    agent = await agent_dirs.prepare(agents_dir, "alice")
+    for sub in ("applied", "proposed"):
+        (agent / sub / ".git" / "index.lock").write_text("")
+    assert config_repos.clear_stale_locks(agents_dir, ["alice", "bob"]) == ["alice"]
+    assert not (agent / "applied" / ".git" / "index.lock").exists()
+    assert (agent / "proposed" / ".git" / "index.lock").exists()
+    (agent / "applied" / "agent.toml").write_text("model = 'x'\n")
+    await git.run(Repo.at(agent / "applied"), "add", "--all", cwd=agents_dir)  # git works again
