@@ -301,9 +301,11 @@ async def kill(s: Services, name: str, actor: str) -> str:
 
 async def restart(s: Services, name: str, actor: str, action: str = "restart") -> str:
     async with s.lock(name):
-        s.registry.get(name)
+        record = s.registry.get(name)
         async with s.transients.recording(name, action, actor):
             await s.backend.stop(name)
+            if action == "rebuild" and record.deployed_commit is not None:
+                await deploys.reset_to(s, name, record.deployed_commit)
             await s.registry.set_desired(name, "running")
             try:
                 await _launch(s, s.registry.get(name))
@@ -313,7 +315,8 @@ async def restart(s: Services, name: str, actor: str, action: str = "restart") -
 
 
 async def rebuild(s: Services, name: str, actor: str) -> str:
-    """Re-apply the agent's deployed config. On `local` that is a restart."""
+    """Re-apply the agent's deployed config: `applied/` is put back exactly at the deployed
+    commit (repairing any drift), then the agent restarts on it."""
     return await restart(s, name, actor, action="rebuild")
 
 

@@ -23,12 +23,18 @@ from hive_core.errors import BackendError, InvalidRequest, NotFound
 from hive_core.git import GitError, Repo
 from hive_core.services import Services
 from hive_share import agent_config
-from hive_share.models import Approval
+from hive_share.models import Approval, ApprovalStatus
 
 logger = logging.getLogger(__name__)
 
 MAX_DIFF = 256 * 1024
 """Bytes of unified diff one proposal may carry; the operator must be able to read it."""
+ENDINGS: tuple[tuple[str, ApprovalStatus], ...] = (
+    ("deployed", "approved"),
+    ("failed", "failed"),
+    ("denied", "denied"),
+)
+"""The tag that ends a proposal, and the approval status it means."""
 COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
 
@@ -111,7 +117,7 @@ async def deploy(s: Services, approval: Approval) -> str | None:
         await _tag(applied, f"failed/{approval.id}", sha, message, cwd)
         raise BackendError(f"deploy of {sha[:12]} to {name} failed: {message}") from None
     await _tag(applied, f"deployed/{approval.id}", sha, f"approval {approval.id}", cwd)
-    await git.run(applied, "reset", "--quiet", "--hard", sha, cwd=cwd)
+    await reset_to(s, name, sha)
     if s.registry.find(name) is not None:
         await s.registry.set_deployed(name, sha)
     logger.info("deployed %s to %s (approval %d)", sha[:12], name, approval.id)
@@ -166,6 +172,49 @@ def _not_runnable(command: str, env: dict[str, str]) -> str:
     if os.sep in command:
         return f"command {command} does not exist or is not executable"
     return f"command {command} is not on PATH"
+
+
+async def reset_to(s: Services, name: str, sha: str) -> None:
+    """Put `applied/` (main, index and files) back exactly at `sha`. Raises: GitError."""
+    applied, cwd = applied_repo(s, name), s.settings.agents_dir
+    await git.run(applied, "reset", "--quiet", "--hard", sha, cwd=cwd)
+    await git.run(applied, "clean", "--quiet", "-d", "--force", "-x", cwd=cwd)
+
+
+async def reconcile(s: Services) -> None:
+    """After a crash, make every pending `apply_commit` agree with its tags: a deploy that
+    was tagged `deployed/` is finished (main, record), one tagged `failed/` or `denied/`
+    is resolved as such; one with neither was never finalized and stays pending."""
+    for approval in await s.approvals.pending():
+        if approval.kind != "apply_commit" or approval.commit is None:
+            continue
+        try:
+            await _reconcile_one(s, approval)
+        except (BackendError, ValueError) as exc:
+            message = exc.message if isinstance(exc, BackendError) else str(exc)
+            logger.error("could not reconcile approval %d: %s", approval.id, message)
+
+
+async def _reconcile_one(s: Services, approval: Approval) -> None:
+    assert approval.commit is not None
+    name, cwd = approval.agent, s.settings.agents_dir
+    applied = applied_repo(s, name)
+    for end, status in ENDINGS:
+        tag = f"{end}/{approval.id}"
+        code, out = await git.run(applied, "tag", "--list", "--format=%(contents)", tag,
+                                  cwd=cwd, check=False)  # fmt: skip
+        if code != 0 or not out.strip():
+            continue
+        if end == "deployed":
+            await reset_to(s, name, approval.commit)
+            if s.registry.find(name) is not None:
+                await s.registry.set_deployed(name, approval.commit)
+            reason = f"deployed {approval.commit[:12]} to {name} (finished after a restart)"
+        else:
+            reason = out.decode("utf-8", errors="replace").strip()
+        await s.approvals.resolve(approval.id, status, reason)
+        logger.warning("approval %d was interrupted; its tag %s says %s", approval.id, tag, status)
+        return
 
 
 async def tag_denied(s: Services, approval: Approval, reason: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hive_core import actions, agent_dirs, config_repos
+from hive_core import actions, agent_dirs, config_repos, deploys
 from hive_core.errors import BackendError
 from hive_core.git import Repo
 from hive_share import helper
@@ -61,3 +61,77 @@ async def test_a_deploy_that_does_not_come_up_is_rolled_back_and_both_are_told(
         got = await hive.s.broker.recv(who, owner=7, wait_seconds=0, limit=10)
         resolved = [m.event for m in got if isinstance(m.event, helper.ApprovalResolved)]
         assert [e.status for e in resolved] == ["failed"], who
+
+
+async def _proposal(hive: Hive) -> tuple[Path, str, str, int]:
+    """bob with a pending proposal; (applied, initial commit, proposed commit, approval id)."""
+    agents_dir = hive.s.settings.agents_dir
+    await agent_dirs.prepare(agents_dir, "bob")
+    await _populate(hive)
+    applied = agents_dir / "bob" / "applied"
+    initial = _git(applied, "rev-parse", "main")
+    await hive.s.registry.set_deployed("bob", initial)
+    proposed = agents_dir / "bob" / "proposed"
+    (proposed / "agent.toml").write_text('model = "claude-next"\n')
+    _git(proposed, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", "next")
+    sha = _git(proposed, "rev-parse", "HEAD")
+    approval = await actions.request_apply_commit(hive.s, "bob", sha, MANAGER_NAME)
+    return applied, initial, sha, approval.id
+
+
+@pytest.mark.parametrize("moved_main", [False, True])
+async def test_a_deploy_killed_after_its_deployed_tag_is_finished_at_start(
+    hive: Hive, moved_main: bool
+) -> None:
+    applied, _, sha, approval_id = await _proposal(hive)
+    _git(applied, "tag", "-a", "-m", f"approval {approval_id}", f"deployed/{approval_id}", sha)
+    if moved_main:  # killed between moving main and recording it
+        _git(applied, "reset", "-q", "--hard", sha)
+
+    await deploys.reconcile(hive.s)
+
+    assert (await hive.s.approvals.get(approval_id)).status == "approved"
+    assert _git(applied, "rev-parse", "main") == sha
+    assert (applied / "agent.toml").read_text() == 'model = "claude-next"\n'
+    assert hive.s.registry.get("bob").deployed_commit == sha
+
+
+@pytest.mark.parametrize(("end", "status"), [("failed", "failed"), ("denied", "denied")])
+async def test_a_proposal_killed_after_its_end_tag_gets_that_end_at_start(
+    hive: Hive, end: str, status: str
+) -> None:
+    applied, initial, sha, approval_id = await _proposal(hive)
+    _git(applied, "tag", "-a", "-m", "the note", f"{end}/{approval_id}", sha)
+
+    await deploys.reconcile(hive.s)
+
+    approval = await hive.s.approvals.get(approval_id)
+    assert (approval.status, approval.reason) == (status, "the note")
+    assert _git(applied, "rev-parse", "main") == initial
+    assert hive.s.registry.get("bob").deployed_commit == initial
+
+
+async def test_a_proposal_killed_before_any_end_stays_pending_and_can_still_be_deployed(
+    hive: Hive,
+) -> None:
+    applied, initial, sha, approval_id = await _proposal(hive)
+    _git(applied, "tag", "-d", f"proposal/{approval_id}")  # killed before the tag
+
+    await deploys.reconcile(hive.s)
+
+    assert (await hive.s.approvals.get(approval_id)).status == "pending"
+    assert _git(applied, "rev-parse", "main") == initial
+    assert "deployed" in await actions.approve(hive.s, approval_id, OPERATOR)
+    assert _git(applied, "rev-parse", "main") == sha
+
+
+async def test_rebuild_puts_applied_back_at_the_deployed_commit(hive: Hive) -> None:
+    applied, initial, _, _ = await _proposal(hive)
+    (applied / "agent.toml").write_text("drifted = true\n")
+    (applied / "stray.txt").write_text("left behind\n")
+
+    assert await actions.rebuild(hive.s, "bob", OPERATOR) == "rebuilt bob"
+
+    assert _git(applied, "status", "--porcelain") == ""
+    assert _git(applied, "rev-parse", "main") == initial
+    assert not (applied / "stray.txt").exists()
