@@ -261,6 +261,13 @@ def _manager(server: MCPServer[Any], tools: Tools) -> None:
         )
 
     @server.tool(structured_output=False)
+    async def update() -> str:
+        """Ask the operator to rebuild every agent whose harness runs another hyperhive
+        version than hive-core (the `needs_update` events name them)."""
+        got = await tools.call(make(rq.Update, cmd="update"), rs.ApprovalResult)
+        return f"Queued approval {got.approval.id}: update. The operator decides."
+
+    @server.tool(structured_output=False)
     async def start(name: str) -> str:
         """Start a stopped sub-agent."""
         return (await tools.call(make(rq.Start, cmd="start", name=name), rs.Done)).detail

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 
-from hive_core import agent_dirs, config_repos, deploys
+from hive_core import __version__, agent_dirs, config_repos, deploys
 from hive_core.containers.backend import AgentSpec
 from hive_core.errors import (
     AlreadyExists,
@@ -181,6 +181,8 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
     try:
         if approval.kind == "apply_commit":
             done = await _apply(s, approval, actor)
+        elif approval.kind == "update":
+            done = await _update(s, actor)
         else:
             await spawn(s, approval.agent, actor)
             done = f"spawned {approval.agent}"
@@ -220,6 +222,40 @@ async def _apply(s: Services, approval: Approval, actor: str) -> str:
         finally:
             publish_state(s, name)
         return f"deployed {sha[:12]} to {name} and restarted it"
+
+
+UPDATE_TARGET = "all"
+"""The `agent` of an update approval: it concerns every agent (a reserved name)."""
+
+
+def outdated(s: Services) -> list[str]:
+    """Agents whose harness reported a version other than hive-core's."""
+    return [
+        r.name
+        for r in s.registry.all()
+        if s.liveness.versions.get(r.name, __version__) != __version__
+    ]
+
+
+async def request_update(s: Services, requester: str) -> Approval:
+    """Queue a rebuild of every outdated agent. Raises: InvalidRequest (none), Conflict."""
+    stale = outdated(s)
+    if not stale:
+        raise InvalidRequest(f"every harness runs hyperhive {__version__}; nothing to update")
+    return await s.approvals.add("update", UPDATE_TARGET, requester)
+
+
+async def _update(s: Services, actor: str) -> str:
+    stale = outdated(s)
+    failed = []
+    for name in stale:
+        try:
+            await rebuild(s, name, actor)
+        except HiveError as exc:
+            failed.append(f"{name}: {exc.message}")
+    if failed:
+        raise BackendError("update failed for " + "; ".join(failed))
+    return "rebuilt " + (", ".join(stale) if stale else "nothing (all up to date by now)")
 
 
 async def request_apply_commit(s: Services, agent: str, commit: str, requester: str) -> Approval:

@@ -199,6 +199,12 @@ def pending(args: argparse.Namespace) -> None:
         print(render.approvals(records(approvals)))
 
 
+def update(args: argparse.Namespace) -> None:
+    """Queue a rebuild of every agent whose harness runs another hyperhive version."""
+    got = call(args, request(args, cmd="update"), "approval")["approval"]
+    print(f"queued approval {got['id']}: update; `{_cli_name()} approve {got['id']}` runs it")
+
+
 def show(args: argparse.Namespace) -> None:
     """One approval whole: a proposed config change with its diff."""
     got = call(args, request(args, cmd="show_approval", id=args.id), "approval")["approval"]
@@ -428,6 +434,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     destroy_.add_argument("--purge", action="store_true", help="Also delete its state.")
     _json_option(cmds.client("list", list_))
     _json_option(cmds.client("pending", pending))
+    cmds.client("update", update)
     show_ = cmds.client("show", show)
     _id_argument(show_, "Approval")
     _json_option(show_)

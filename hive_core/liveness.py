@@ -25,6 +25,8 @@ class Liveness:
         self._changed: dict[str, asyncio.Event] = {}
         self.status: dict[str, str] = {}
         self.login: dict[str, LoginStatus] = {}
+        self.versions: dict[str, str] = {}
+        """The hyperhive version each harness last reported itself alive with."""
         self.last_exit: dict[str, int] = {}
         """Exit code of each agent's last harness process."""
 

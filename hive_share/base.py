@@ -41,7 +41,7 @@ Principal = Annotated[str, AfterValidator(_principal)]
 
 Role = Literal["agent", "manager"]
 AgentState = Literal["running", "stopped", "tombstone"]
-ApprovalKind = Literal["spawn", "apply_commit"]
+ApprovalKind = Literal["spawn", "apply_commit", "update"]
 ApprovalStatus = Literal["pending", "approved", "denied", "failed"]
 LoginReport = Literal["logged_in", "needs_login", "claude_missing"]
 """What a harness reports about its Claude Code: logged in, needing a login, or not

@@ -235,6 +235,12 @@ class RequestApplyCommit(WireModel):
     """The full commit id (`git rev-parse HEAD` in the working copy)."""
 
 
+class Update(WireModel):
+    """Queue an approval that rebuilds every agent whose harness runs another version."""
+
+    cmd: Literal["update"]
+
+
 class ShowApproval(WireModel):
     """One approval whole, pending or resolved, with its diff."""
 
@@ -328,6 +334,7 @@ HostRequest = Annotated[
     | Spawn
     | RequestSpawn
     | ShowApproval
+    | Update
     | Approve
     | Deny
     | Start
@@ -360,6 +367,7 @@ ManagerRequest = Annotated[
     | RequestSpawn
     | RequestInitConfig
     | RequestApplyCommit
+    | Update
     | Start
     | Kill
     | Restart
@@ -416,6 +424,7 @@ AnyRequest = Annotated[
     | RequestInitConfig
     | RequestApplyCommit
     | ShowApproval
+    | Update
     | Approve
     | Deny
     | Start

@@ -45,6 +45,8 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
             return rs.Acked(count=await s.broker.ack(me, conn.id, ids))
         case rq.Alive(pid=pid, version=version):
             s.liveness.report_alive(me, pid)
+            if version is not None:
+                s.liveness.versions[me] = version
             if version is not None and version != __version__:
                 await actions.tell_overseer(
                     s, me,
@@ -116,6 +118,8 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.Done(detail=f"spawned {info.name} (pid {info.pid}, web port {info.web_port})")
         case rq.RequestSpawn(name=name):
             return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
+        case rq.Update():
+            return rs.ApprovalResult(approval=await actions.request_update(s, who))
         case rq.ShowApproval(id=approval_id):
             return rs.ApprovalResult(approval=await s.approvals.get(approval_id))
         case rq.Approve(id=approval_id):
@@ -175,6 +179,8 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
         case rq.RequestApplyCommit(agent=agent, commit=commit):
             approval = await actions.request_apply_commit(s, agent, commit, who)
             return rs.ApprovalResult(approval=approval)
+        case rq.Update():
+            return rs.ApprovalResult(approval=await actions.request_update(s, who))
         case rq.Start(name=name):
             return rs.Done(detail=await actions.start(s, _sub_agent(name), who))
         case rq.Kill(name=name):

@@ -215,3 +215,20 @@ async def test_a_hostile_proposed_repo_runs_nothing_through_any_core_operation(
     assert hive.cli("rebuild", "bob").returncode == 0
 
     assert not canary.exists()
+
+
+async def test_update_rebuilds_the_agents_on_other_code_once_approved(bob: Hive) -> None:
+    hive = bob
+    refused = hive.cli("update")
+    assert refused.returncode == 1 and "nothing to update" in refused.stderr
+    pid = _listed(hive, "bob")["pid"]
+    async with hive.client(hive.agent_sock("bob")) as agent:  # a harness on older code
+        await agent.call(rq.Alive(cmd="alive", pid=int(str(pid)), version="0.0.1"), rs.Done)
+    async with hive.client(hive.manager_sock) as manager:
+        queued = await manager.call(rq.Update(cmd="update"), rs.ApprovalResult)
+    assert (queued.approval.kind, queued.approval.agent) == ("update", "all")
+    done = hive.cli("approve", str(queued.approval.id))
+    assert done.returncode == 0, done.stderr
+    assert "rebuilt bob" in done.stdout
+    assert _listed(hive, "bob")["pid"] != pid
+    assert "nothing to update" in hive.cli("update").stderr  # the new harness is current

@@ -118,6 +118,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         cmd="request_apply_commit", agent="bob", commit="4b8e" * 10
     ),
     requests.ShowApproval: requests.ShowApproval(cmd="show_approval", id=3),
+    requests.Update: requests.Update(cmd="update"),
     requests.Approve: requests.Approve(cmd="approve", id=4),
     requests.Deny: requests.Deny(cmd="deny", id=5, reason="no"),
     requests.Start: requests.Start(cmd="start", name="alice"),
