@@ -113,4 +113,4 @@ async def test_a_missing_claude_is_told_apart_from_a_missing_login(idle_hive: Hi
     header, *rows = table.splitlines()
     assert "LOGIN" in header.split()
     alice = next(r for r in rows if r.startswith("alice"))
-    assert alice.split()[-1] == "claude_missing"
+    assert alice[header.index("LOGIN") :].split()[0] == "claude_missing"
