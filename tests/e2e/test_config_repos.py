@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import RemoteError
 from tests.e2e.hive import Hive
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, timeout=30
-    )
-    return done.stdout.strip()
+from tests.git import git as _git
 
 
 async def test_the_manager_seeds_the_config_of_an_agent_that_does_not_exist_yet(

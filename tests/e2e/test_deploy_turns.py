@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 from hive_share import helper
@@ -13,16 +12,10 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from tests.e2e.turns import hive_with, operator_send, turns_done
 from tests.fake_anthropic import Reply, Seen, text, tool_use
+from tests.git import git as _git
 
 NEW_MODEL = "claude-deployed-model-7"
 SHA = re.compile(r"\b[0-9a-f]{40}\b")
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, timeout=30
-    )
-    return done.stdout.strip()
 
 
 async def test_the_manager_proposes_a_model_change_that_the_operator_deploys() -> None:

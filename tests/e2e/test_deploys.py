@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,7 @@ from hive_share import responses as rs
 from hive_share.client import RemoteError
 from hive_share.models import Approval, Message
 from tests.e2e.hive import Hive
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, timeout=30
-    )
-    return done.stdout.strip()
+from tests.git import git as _git
 
 
 def _commit(hive: Hive, agent: str, toml: str, message: str = "change") -> str:

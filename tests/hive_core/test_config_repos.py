@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from hive_core import agent_dirs, config_repos, git
 from hive_core.git import Repo
+from tests.git import git as _git
 
 
 @pytest.fixture
@@ -14,13 +14,6 @@ def agents_dir(tmp_path: Path) -> Path:
     path = tmp_path / "state" / "agents"
     path.mkdir(parents=True)
     return path
-
-
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, timeout=30
-    )
-    return out.stdout.strip()
 
 
 async def test_a_new_agent_gets_the_template_committed_on_applied_main(agents_dir: Path) -> None:
