@@ -30,11 +30,13 @@ logger = logging.getLogger(__name__)
 MAX_DIFF = 256 * 1024
 """Bytes of unified diff one proposal may carry; the operator must be able to read it."""
 ENDINGS: tuple[tuple[str, ApprovalStatus], ...] = (
-    ("deployed", "approved"),
     ("failed", "failed"),
     ("denied", "denied"),
+    ("deployed", "approved"),
 )
-"""The tag that ends a proposal, and the approval status it means."""
+"""The tag that ends a proposal, and the approval status it means. `failed/` comes first:
+beside a `deployed/` tag it means a roll back was under way."""
+ROLLED_BACK = re.compile(r"^rolled back to ([0-9a-f]{40}|[0-9a-f]{64})$", re.MULTILINE)
 COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
 
@@ -130,12 +132,13 @@ async def roll_back(s: Services, approval: Approval, previous: str | None, why: 
     assert approval.commit is not None
     name, cwd = approval.agent, s.settings.agents_dir
     applied = applied_repo(s, name)
+    # In this order, so that a crash at any point leaves tags that `reconcile` finishes:
+    # the failed tag first, naming where to go back to; then main; then the old tag.
+    note = why if previous is None else f"{why}\n\nrolled back to {previous}"
+    await _tag(applied, f"failed/{approval.id}", approval.commit, note, cwd)
     if previous is not None:
-        await git.run(applied, "reset", "--quiet", "--hard", previous, cwd=cwd)
-        if s.registry.find(name) is not None:
-            await s.registry.set_deployed(name, previous)
+        await _go_back(s, name, previous)
     await git.run(applied, "tag", "--delete", f"deployed/{approval.id}", cwd=cwd)
-    await _tag(applied, f"failed/{approval.id}", approval.commit, why, cwd)
     logger.error("rolled %s back to %s: %s", name, (previous or "-")[:12], why)
 
 
@@ -174,6 +177,12 @@ def _not_runnable(command: str, env: dict[str, str]) -> str:
     return f"command {command} is not on PATH"
 
 
+async def _go_back(s: Services, name: str, previous: str) -> None:
+    await reset_to(s, name, previous)
+    if s.registry.find(name) is not None:
+        await s.registry.set_deployed(name, previous)
+
+
 async def reset_to(s: Services, name: str, sha: str) -> None:
     """Put `applied/` (main, index and files) back exactly at `sha`. Raises: GitError."""
     applied, cwd = applied_repo(s, name), s.settings.agents_dir
@@ -205,13 +214,16 @@ async def _reconcile_one(s: Services, approval: Approval) -> None:
                                   cwd=cwd, check=False)  # fmt: skip
         if code != 0 or not out.strip():
             continue
+        note = out.decode("utf-8", errors="replace").strip()
         if end == "deployed":
-            await reset_to(s, name, approval.commit)
-            if s.registry.find(name) is not None:
-                await s.registry.set_deployed(name, approval.commit)
+            await _go_back(s, name, approval.commit)  # forward, in fact: finish the deploy
             reason = f"deployed {approval.commit[:12]} to {name} (finished after a restart)"
         else:
-            reason = out.decode("utf-8", errors="replace").strip()
+            reason = note.split("\n\n")[0]
+            if (back := ROLLED_BACK.search(note)) is not None:  # a roll back to finish
+                await _go_back(s, name, back.group(1))
+                await git.run(applied, "tag", "--delete", f"deployed/{approval.id}",
+                              cwd=cwd, check=False)  # fmt: skip
         await s.approvals.resolve(approval.id, status, reason)
         logger.warning("approval %d was interrupted; its tag %s says %s", approval.id, tag, status)
         return

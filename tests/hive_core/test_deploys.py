@@ -116,3 +116,20 @@ async def test_rebuild_puts_applied_back_at_the_deployed_commit(hive: Hive) -> N
     assert _git(applied, "status", "--porcelain") == ""
     assert _git(applied, "rev-parse", "main") == initial
     assert not (applied / "stray.txt").exists()
+
+
+async def test_a_roll_back_killed_half_way_is_finished_at_start(hive: Hive) -> None:
+    applied, initial, sha, approval_id = await _proposal(hive)
+    _git(applied, "tag", "-a", "-m", f"approval {approval_id}", f"deployed/{approval_id}", sha)
+    _git(applied, "reset", "-q", "--hard", sha)
+    await hive.s.registry.set_deployed("bob", sha)
+    note = f"did not come up: it exited\n\nrolled back to {initial}"
+    _git(applied, "tag", "-a", "-m", note, f"failed/{approval_id}", sha)  # then killed
+
+    await deploys.reconcile(hive.s)
+
+    approval = await hive.s.approvals.get(approval_id)
+    assert (approval.status, approval.reason) == ("failed", "did not come up: it exited")
+    assert _git(applied, "rev-parse", "main") == initial
+    assert hive.s.registry.get("bob").deployed_commit == initial
+    assert _git(applied, "tag", "--list", "deployed/*") == ""
