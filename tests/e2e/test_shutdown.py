@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -80,3 +81,25 @@ async def test_destroy_of_a_running_agent_takes_under_a_second(hive: Hive) -> No
     assert done.returncode == 0, done.stderr
     assert took < 1.0, f"destroy took {took:.2f}s"
     _clean_log(hive)
+
+
+async def test_sigterm_does_not_wait_for_a_claude_that_ignores_sigint(idle_hive: Hive) -> None:
+    started_fifo = idle_hive.root / "started"
+    os.mkfifo(started_fifo)
+    stubborn = idle_hive.root / "claude"
+    stubborn.write_text(f"#!/bin/sh\ntrap '' INT\necho started > {started_fifo}\nexec sleep 600\n")
+    stubborn.chmod(0o755)
+    idle_hive.extra_env.update(HIVE_CLAUDE_BIN=str(stubborn), ANTHROPIC_API_KEY="sk-test")
+    idle_hive.start()
+    assert idle_hive.cli("spawn", "alice").returncode == 0
+    await operator_send(idle_hive, "alice", "work")
+    async with asyncio.timeout(60):  # the stand-in claude is running and ignores SIGINT
+        assert (await asyncio.to_thread(started_fifo.read_text)).strip() == "started"
+
+    started = time.monotonic()
+    code = await asyncio.to_thread(idle_hive.stop)
+    took = time.monotonic() - started
+
+    assert code == 0
+    assert took <= 2.0, f"SIGTERM took {took:.2f}s"
+    _clean_log(idle_hive)
