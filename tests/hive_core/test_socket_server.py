@@ -104,7 +104,12 @@ async def test_a_line_trickled_byte_by_byte_is_still_cut(sock: Path) -> None:
                     slow.writer.write(b" ")
                     await slow.writer.drain()
                 await asyncio.wait([closed], timeout=0.05)
-        assert b"no complete line" in closed.result()
+        # Cut while bytes were still arriving, the close may reach the peer as a reset
+        # that discards the error line; either way the connection was cut in time.
+        if closed.exception() is None:
+            assert b"no complete line" in closed.result()
+        else:
+            assert isinstance(closed.exception(), ConnectionResetError)
         await _until(lambda: server.connection_count == 0)
         await slow.close()
 
