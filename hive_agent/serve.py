@@ -10,14 +10,16 @@ import signal
 import time
 from collections.abc import Mapping
 
-from hive_agent import __version__
+from hive_agent import __version__, start_check
 from hive_agent.control import Control, start_control, stop_control
 from hive_agent.history import EventHistory
 from hive_agent.settings import HarnessSettings
+from hive_agent.start_check import StartReport
 from hive_agent.turn import Harness
 from hive_agent.turn_stats import TurnStats
 from hive_share import requests as rq
 from hive_share import responses as rs
+from hive_share.agent_config import AgentConfig
 from hive_share.client import HiveClient, NotRunning
 from hive_share.models import WireModel
 
@@ -38,8 +40,9 @@ def die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-async def report_alive(settings: HarnessSettings) -> None:
-    """Tell hive-core this harness is up; retries while the daemon is (re)starting.
+async def report_alive(settings: HarnessSettings, report: StartReport) -> None:
+    """Tell hive-core this harness is up, with what its start check found; retries while
+    the daemon is (re)starting.
 
     Raises:
         NotRunning: hive-core never answered.
@@ -47,7 +50,10 @@ async def report_alive(settings: HarnessSettings) -> None:
     for attempt in range(CONNECT_ATTEMPTS):
         try:
             async with HiveClient(settings.socket) as client:
-                alive = rq.Alive(cmd="alive", pid=os.getpid(), version=__version__)
+                alive = rq.Alive(
+                    cmd="alive", pid=os.getpid(), version=__version__,
+                    model=report.model, problems=report.problems[:20],
+                )  # fmt: skip
                 await client.call(alive, rs.Done)
                 return
         except NotRunning:
@@ -89,7 +95,11 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
 
     control = await start_control(settings.harness_socket, controls)
     try:
-        await report_alive(settings)
+        report = await start_check.check(
+            settings.agent_config, harness.models, harness.claude_env(AgentConfig()),
+            settings.state,
+        )  # fmt: skip
+        await report_alive(settings, report)
         logger.info("%s (%s) is up, pid %d", settings.agent_name, settings.role, os.getpid())
         async with asyncio.TaskGroup() as tg:
             loop_task = tg.create_task(harness.serve(stopping))

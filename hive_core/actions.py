@@ -187,13 +187,62 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
             await spawn(s, approval.agent, actor)
             done = f"spawned {approval.agent}"
     except HiveError as exc:
-        failed = await s.approvals.resolve(approval_id, "failed", exc.message)
-        await tell_requester(s, failed)
-        if approval.kind == "apply_commit" and approval.requester != OPERATOR:
-            await s.broker.notify(OPERATOR, _resolved(failed))
+        await announce(s, await s.approvals.resolve(approval_id, "failed", exc.message))
         raise
-    await tell_requester(s, await s.approvals.resolve(approval_id, "approved", done))
+    await announce(s, await s.approvals.resolve(approval_id, "approved", done))
     return f"approved {approval_id}: {done}"
+
+
+async def announce(s: Services, approval: Approval) -> None:
+    """The requester hears how its approval ended; a failed deploy the manager asked for
+    is the operator's news too."""
+    await tell_requester(s, approval)
+    if (
+        approval.status == "failed"
+        and approval.kind == "apply_commit"
+        and approval.requester != OPERATOR
+    ):
+        await s.broker.notify(OPERATOR, _resolved(approval))
+
+
+async def finish_interrupted(s: Services, done: deploys.Reconciled) -> None:
+    """After a crash and the restore: requesters hear of the deploys their tags ended, and
+    a deploy finalized but never seen to come up is verified now, or rolled back."""
+    for approval in done.resolved:
+        await announce(s, approval)
+    for item in done.unverified:
+        try:
+            await _verify_interrupted(s, item)
+        except HiveError as exc:
+            logger.error("could not verify approval %d: %s", item.approval.id, exc.message)
+
+
+async def _verify_interrupted(s: Services, item: deploys.Unverified) -> None:
+    approval = item.approval
+    name, sha = approval.agent, approval.commit or ""
+    async with s.lock(name):
+        record = s.registry.find(name)
+        status = s.backend.status(name)
+        problems = s.liveness.problems.get(name) or []
+        if record is None or record.desired != "running":
+            reason = f"deployed {sha[:12]} to {name} (finished after a restart)"
+        elif status.running and s.liveness.is_alive(name, status.pid) and not problems:
+            reason = f"deployed {sha[:12]} to {name} and restarted it (finished after a restart)"
+        else:
+            why = "did not come up after a restart: " + (
+                f"its start check failed: {'; '.join(problems)}" if problems else "not running"
+            )
+            if status.running:
+                await s.backend.stop(name)
+            await deploys.roll_back(s, approval, item.previous, why)
+            try:
+                await _launch(s, record)
+            except BackendError as exc:
+                logger.error("%s did not come back on its old config: %s", name, exc.message)
+            publish_state(s, name)
+            await announce(s, await s.approvals.resolve(approval.id, "failed", why))
+            return
+    await announce(s, await s.approvals.resolve(approval.id, "approved", reason))
 
 
 async def _apply(s: Services, approval: Approval, actor: str) -> str:
@@ -207,6 +256,9 @@ async def _apply(s: Services, approval: Approval, actor: str) -> str:
         await s.backend.stop(name)
         try:
             await _launch(s, record)
+            if problems := s.liveness.problems.get(name):
+                await s.backend.stop(name)
+                raise BackendError(f"its start check failed: {'; '.join(problems)}")
         except BackendError as exc:
             why = f"did not come up: {exc.message}"
             await deploys.roll_back(s, approval, previous, why)
@@ -221,7 +273,10 @@ async def _apply(s: Services, approval: Approval, actor: str) -> str:
             ) from None
         finally:
             publish_state(s, name)
-        return f"deployed {sha[:12]} to {name} and restarted it"
+        model = s.liveness.models.get(name)
+        return f"deployed {sha[:12]} to {name} and restarted it" + (
+            f" (model {model})" if model else ""
+        )
 
 
 UPDATE_TARGET = "all"

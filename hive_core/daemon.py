@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from hive_core import __version__, actions, agent_dirs, config_repos, deploys
+from hive_core import __version__, actions, agent_dirs, config_repos, deploys, git
 from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
@@ -177,6 +177,7 @@ class Daemon:
         try:
             st.check_socket_paths()
             st.check_dashboard_hosts()
+            git.use(st.git)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         st.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -254,11 +255,12 @@ class Daemon:
                 agents_dir = self.settings.agents_dir
                 names = await asyncio.to_thread(agent_dirs.list_dirs, agents_dir)
                 await asyncio.to_thread(config_repos.clear_stale_locks, agents_dir, names)
-                await deploys.reconcile(s)
+                interrupted = await deploys.reconcile(s)
                 watch = CrashWatch(s, self.clock)
                 s.on_unexpected_exit = watch.nudge  # harnesses dying during restore count too
                 loops.append(tg.create_task(watch.run(), name="crash-watch"))
                 await actions.restore(s)
+                await actions.finish_interrupted(s, interrupted)
                 try:
                     await actions.ensure_manager(s)
                 except HiveError as exc:

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hive_core import config_repos, git
@@ -37,6 +38,7 @@ ENDINGS: tuple[tuple[str, ApprovalStatus], ...] = (
 """The tag that ends a proposal, and the approval status it means. `failed/` comes first:
 beside a `deployed/` tag it means a roll back was under way."""
 ROLLED_BACK = re.compile(r"^rolled back to ([0-9a-f]{40}|[0-9a-f]{64})$", re.MULTILINE)
+DEPLOYED_OVER = re.compile(r"^deployed over ([0-9a-f]{40}|[0-9a-f]{64})$", re.MULTILINE)
 COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
 
@@ -118,7 +120,9 @@ async def deploy(s: Services, approval: Approval) -> str | None:
         message = exc.message if isinstance(exc, BackendError) else str(exc)
         await _tag(applied, f"failed/{approval.id}", sha, message, cwd)
         raise BackendError(f"deploy of {sha[:12]} to {name} failed: {message}") from None
-    await _tag(applied, f"deployed/{approval.id}", sha, f"approval {approval.id}", cwd)
+    # The commit it replaces goes in the tag: a crash before verify ends needs it.
+    over = f"\n\ndeployed over {base}" if base is not None else ""
+    await _tag(applied, f"deployed/{approval.id}", sha, f"approval {approval.id}{over}", cwd)
     await reset_to(s, name, sha)
     if s.registry.find(name) is not None:
         await s.registry.set_deployed(name, sha)
@@ -190,21 +194,40 @@ async def reset_to(s: Services, name: str, sha: str) -> None:
     await git.run(applied, "clean", "--quiet", "-d", "--force", "-x", cwd=cwd)
 
 
-async def reconcile(s: Services) -> None:
+@dataclass(frozen=True)
+class Unverified:
+    """A deploy finalized before a crash whose agent was never seen to come up on it."""
+
+    approval: Approval
+    previous: str | None
+    """The commit to roll back to."""
+
+
+@dataclass
+class Reconciled:
+    resolved: list[Approval] = field(default_factory=list)
+    """Approvals a tag ended; their requesters have not heard."""
+    unverified: list[Unverified] = field(default_factory=list)
+
+
+async def reconcile(s: Services) -> Reconciled:
     """After a crash, make every pending `apply_commit` agree with its tags: a deploy that
-    was tagged `deployed/` is finished (main, record), one tagged `failed/` or `denied/`
-    is resolved as such; one with neither was never finalized and stays pending."""
+    was tagged `deployed/` is finished (main, record) and left to verify once the agents are
+    restored; one tagged `failed/` or `denied/` is resolved as such; one with neither was
+    never finalized and stays pending."""
+    done = Reconciled()
     for approval in await s.approvals.pending():
         if approval.kind != "apply_commit" or approval.commit is None:
             continue
         try:
-            await _reconcile_one(s, approval)
+            await _reconcile_one(s, approval, done)
         except (BackendError, ValueError) as exc:
             message = exc.message if isinstance(exc, BackendError) else str(exc)
             logger.error("could not reconcile approval %d: %s", approval.id, message)
+    return done
 
 
-async def _reconcile_one(s: Services, approval: Approval) -> None:
+async def _reconcile_one(s: Services, approval: Approval, done: Reconciled) -> None:
     assert approval.commit is not None
     name, cwd = approval.agent, s.settings.agents_dir
     applied = applied_repo(s, name)
@@ -215,17 +238,18 @@ async def _reconcile_one(s: Services, approval: Approval) -> None:
         if code != 0 or not out.strip():
             continue
         note = out.decode("utf-8", errors="replace").strip()
+        logger.warning("approval %d was interrupted; its tag %s says %s", approval.id, tag, status)
         if end == "deployed":
             await _go_back(s, name, approval.commit)  # forward, in fact: finish the deploy
-            reason = f"deployed {approval.commit[:12]} to {name} (finished after a restart)"
-        else:
-            reason = note.split("\n\n")[0]
-            if (back := ROLLED_BACK.search(note)) is not None:  # a roll back to finish
-                await _go_back(s, name, back.group(1))
-                await git.run(applied, "tag", "--delete", f"deployed/{approval.id}",
-                              cwd=cwd, check=False)  # fmt: skip
-        await s.approvals.resolve(approval.id, status, reason)
-        logger.warning("approval %d was interrupted; its tag %s says %s", approval.id, tag, status)
+            over = DEPLOYED_OVER.search(note)
+            done.unverified.append(Unverified(approval, over.group(1) if over else None))
+            return
+        reason = note.split("\n\n")[0]
+        if (back := ROLLED_BACK.search(note)) is not None:  # a roll back to finish
+            await _go_back(s, name, back.group(1))
+            await git.run(applied, "tag", "--delete", f"deployed/{approval.id}",
+                          cwd=cwd, check=False)  # fmt: skip
+        done.resolved.append(await s.approvals.resolve(approval.id, status, reason))
         return
 
 

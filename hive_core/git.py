@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from hive_core.errors import BackendError
 
 GIT_TIMEOUT = 30.0
+SEARCH_PATH = os.defpath + ":/run/current-system/sw/bin"
+"""Where git (and what it runs itself) is looked up: fixed, not the daemon's PATH."""
+_binary = "git"
 IDENTITY = ("hive-core", "hive-core@localhost")
 
 HARDENING = (
@@ -53,7 +57,7 @@ re-enable what is turned off here."""
 def git_env() -> dict[str, str]:
     """A clean environment: no user or system config, no prompts, a fixed locale."""
     return {
-        "PATH": os.defpath + ":/run/current-system/sw/bin",
+        "PATH": SEARCH_PATH,
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": "/dev/null",
         "GIT_ATTR_NOSYSTEM": "1",
@@ -62,6 +66,21 @@ def git_env() -> dict[str, str]:
         "HOME": "/nonexistent",
         "LC_ALL": "C",
     }
+
+
+def use(binary: str) -> str:
+    """Run `binary` as git from now on (`HIVE_GIT`); returns the path it resolves to.
+
+    Raises:
+        ValueError: it is not an executable file, or not on `SEARCH_PATH`.
+    """
+    global _binary
+    found = shutil.which(binary, path=SEARCH_PATH)
+    if found is None:
+        where = "is not an executable file" if os.sep in binary else f"is not on {SEARCH_PATH}"
+        raise ValueError(f"git ({binary}) {where}; install git or set HIVE_GIT to its path")
+    _binary = found
+    return found
 
 
 class GitError(BackendError):
@@ -97,7 +116,7 @@ async def run(
     Raises:
         GitError: it timed out, or exited non-zero while `check` is set.
     """
-    argv = ["git", *HARDENING]
+    argv = [_binary, *HARDENING]
     if repo is not None:
         argv.append(f"--git-dir={repo.git_dir}")
         if repo.work_tree is not None:

@@ -29,13 +29,26 @@ class Liveness:
         """The hyperhive version each harness last reported itself alive with."""
         self.last_exit: dict[str, int] = {}
         """Exit code of each agent's last harness process."""
+        self.models: dict[str, str] = {}
+        """The model each harness said its next turn runs."""
+        self.problems: dict[str, list[str]] = {}
+        """What each harness's start check found wrong (empty: nothing)."""
 
     def _event(self, name: str) -> asyncio.Event:
         return self._changed.setdefault(name, asyncio.Event())
 
-    def report_alive(self, name: str, pid: int) -> None:
+    def report_alive(
+        self, name: str, pid: int, model: str | None = None, problems: list[str] | None = None
+    ) -> None:
         self._alive_pid[name] = pid
+        if model is not None:
+            self.models[name] = model
+        self.problems[name] = list(problems or [])
         self._event(name).set()
+
+    def is_alive(self, name: str, pid: int | None) -> bool:
+        """Has the harness with `pid` reported itself alive (and not exited since)?"""
+        return pid is not None and self._alive_pid.get(name) == pid
 
     def report_exit(self, name: str, pid: int) -> None:
         if self._alive_pid.get(name) == pid:

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     """Dashboard port; 0 picks a free one and writes it to `<run>/dashboard.port`."""
     operator_pronouns: str = "she/her"
     """Substituted into the agents' role prompts."""
+    git: str = "git"
+    """The git binary run on the config repos: a path, or a name looked up on git's own
+    fixed PATH (`git.SEARCH_PATH`), never the daemon's."""
     cli_name: str = "hive-core"
     """How the start-up banner's hint names the CLI (`./dev` sets `./dev`)."""
 

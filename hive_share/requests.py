@@ -71,6 +71,13 @@ class Alive(WireModel):
     pid: Annotated[int, Field(gt=0, le=2**31 - 1)]
     version: Annotated[str, Field(max_length=64)] | None = None
     """The harness's package version; one that differs from hive-core's needs a rebuild."""
+    model: Annotated[str, Field(max_length=100)] | None = None
+    """The model its next turn will run."""
+    problems: list[Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=list, max_length=20
+    )
+    """What its start check found wrong: agent.toml, the model, an extra MCP server that
+    did not answer `initialize`. A deploy whose harness reports any is rolled back."""
 
 
 class SetStatus(WireModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import assert_never
 
 from hive_core import __version__, actions, open_threads
@@ -13,6 +14,8 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.models import WireModel
 from hive_share.names import MANAGER_NAME
+
+logger = logging.getLogger(__name__)
 
 Common = rq.Version | rq.Ping | rq.Send | rq.Recv | rq.Ack | rq.Alive
 Reports = rq.SetStatus | rq.Whoami | rq.LoginState
@@ -43,8 +46,10 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
             return rs.Messages(messages=got)
         case rq.Ack(ids=ids):
             return rs.Acked(count=await s.broker.ack(me, conn.id, ids))
-        case rq.Alive(pid=pid, version=version):
-            s.liveness.report_alive(me, pid)
+        case rq.Alive(pid=pid, version=version, model=model, problems=problems):
+            s.liveness.report_alive(me, pid, model, problems)
+            if problems:
+                logger.warning("%s started with problems: %s", me, "; ".join(problems))
             if version is not None:
                 s.liveness.versions[me] = version
             if version is not None and version != __version__:

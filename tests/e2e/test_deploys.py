@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from hive_share.client import RemoteError
 from hive_share.models import Approval, Message
 from tests.e2e.hive import Hive
 from tests.git import git as _git
+
+EXTRA_SERVER = Path(__file__).resolve().parents[1] / "extra_mcp_server.py"
 
 
 def _commit(hive: Hive, agent: str, toml: str, message: str = "change") -> str:
@@ -225,3 +228,39 @@ async def test_update_rebuilds_the_agents_on_other_code_once_approved(bob: Hive)
     assert "rebuilt bob" in done.stdout
     assert _listed(hive, "bob")["pid"] != pid
     assert "nothing to update" in hive.cli("update").stderr  # the new harness is current
+
+
+async def test_a_config_whose_mcp_server_never_answers_is_rolled_back(bob: Hive) -> None:
+    hive = bob
+    initial = _git(_applied(hive, "bob"), "rev-parse", "main")
+    sha = _commit(hive, "bob", '[mcp_servers.mute]\ncommand = "true"\n')  # runs, says nothing
+    approval = await _propose(hive, "bob", sha)
+    failed = hive.cli("approve", str(approval.id))
+    assert failed.returncode == 1
+    assert "rolled back" in failed.stderr and "mcp server mute did not" in failed.stderr
+    assert _git(_applied(hive, "bob"), "rev-parse", "main") == initial
+    assert (_applied(hive, "bob") / "agent.toml").read_text() != "[mcp_servers.mute]\n"
+    tags = _tags(hive, "bob")
+    assert tags[f"failed/{approval.id}"] == sha and f"deployed/{approval.id}" not in tags
+    note = _annotation(hive, "bob", f"failed/{approval.id}")
+    assert note.startswith("did not come up") and f"rolled back to {initial}" in note
+    row = _listed(hive, "bob")
+    assert (row["state"], row["deployed_commit"]) == ("running", initial)
+    (told,) = await _manager_inbox(hive)
+    assert isinstance(told.event, helper.ApprovalResolved) and told.event.status == "failed"
+    assert "mcp server mute" in (told.event.reason or "")
+
+
+async def test_a_config_whose_mcp_server_answers_deploys_and_names_the_model(bob: Hive) -> None:
+    hive = bob
+    server = EXTRA_SERVER
+    sha = _commit(
+        hive, "bob",
+        f'model = "claude-with-tools"\n[mcp_servers.extra]\ncommand = "{sys.executable}"\n'
+        f'args = ["{server}"]\n',
+    )  # fmt: skip
+    approval = await _propose(hive, "bob", sha)
+    done = hive.cli("approve", str(approval.id))
+    assert done.returncode == 0, done.stderr
+    assert "restarted it (model claude-with-tools)" in done.stdout
+    assert _listed(hive, "bob")["deployed_commit"] == sha

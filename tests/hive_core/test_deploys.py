@@ -61,20 +61,50 @@ async def _proposal(hive: Hive) -> tuple[Path, str, str, int]:
 
 
 @pytest.mark.parametrize("moved_main", [False, True])
-async def test_a_deploy_killed_after_its_deployed_tag_is_finished_at_start(
+async def test_a_deploy_killed_after_its_deployed_tag_is_finished_and_verified_at_start(
     hive: Hive, moved_main: bool
 ) -> None:
-    applied, _, sha, approval_id = await _proposal(hive)
-    _git(applied, "tag", "-a", "-m", f"approval {approval_id}", f"deployed/{approval_id}", sha)
+    applied, initial, sha, approval_id = await _proposal(hive)
+    note = f"approval {approval_id}\n\ndeployed over {initial}"
+    _git(applied, "tag", "-a", "-m", note, f"deployed/{approval_id}", sha)
     if moved_main:  # killed between moving main and recording it
         _git(applied, "reset", "-q", "--hard", sha)
 
-    await deploys.reconcile(hive.s)
+    done = await deploys.reconcile(hive.s)
 
-    assert (await hive.s.approvals.get(approval_id)).status == "approved"
+    assert [(u.approval.id, u.previous) for u in done.unverified] == [(approval_id, initial)]
+    assert (await hive.s.approvals.get(approval_id)).status == "pending"  # until verified
     assert _git(applied, "rev-parse", "main") == sha
     assert (applied / "agent.toml").read_text() == 'model = "claude-next"\n'
     assert hive.s.registry.get("bob").deployed_commit == sha
+    await actions.finish_interrupted(hive.s, done)  # bob runs: it came up
+    approval = await hive.s.approvals.get(approval_id)
+    assert approval.status == "approved" and "after a restart" in (approval.reason or "")
+    got = await hive.s.broker.recv(MANAGER_NAME, owner=7, wait_seconds=0, limit=10)
+    assert [m.event.status for m in got if isinstance(m.event, helper.ApprovalResolved)] == [
+        "approved"
+    ]
+
+
+async def test_a_deploy_killed_before_its_agent_came_up_is_rolled_back_at_start(
+    hive: Hive,
+) -> None:
+    applied, initial, sha, approval_id = await _proposal(hive)
+    note = f"approval {approval_id}\n\ndeployed over {initial}"
+    _git(applied, "tag", "-a", "-m", note, f"deployed/{approval_id}", sha)
+    done = await deploys.reconcile(hive.s)
+    hive.fake.crash("bob", 1)  # the restore could not bring it up on the new config
+
+    await actions.finish_interrupted(hive.s, done)
+
+    approval = await hive.s.approvals.get(approval_id)
+    assert approval.status == "failed" and "did not come up after a restart" in (
+        approval.reason or ""
+    )
+    assert _git(applied, "rev-parse", "main") == initial
+    assert hive.s.registry.get("bob").deployed_commit == initial
+    assert _git(applied, "tag", "--list", f"deployed/{approval_id}") == ""
+    assert hive.fake.status("bob").running  # back on its old config
 
 
 @pytest.mark.parametrize(("end", "status"), [("failed", "failed"), ("denied", "denied")])
