@@ -24,7 +24,7 @@ from hive_core.registry import AgentRecord
 from hive_core.services import Services
 from hive_share import events, helper
 from hive_share import responses as rs
-from hive_share.models import AgentInfo, Approval, LoginStatus, Role
+from hive_share.models import AgentInfo, AgentState, Approval, LoginStatus, Role
 from hive_share.names import MANAGER_NAME, OPERATOR
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
         await agent_dirs.create_dirs(s.settings.agents_dir, name)
         deployed, _ = await config_repos.seed(s.settings.agents_dir, name)
         record = await s.registry.add(name, role)
+        await asyncio.to_thread(agent_dirs.clear_prepared, s.settings.agents_dir, name)
         await s.registry.set_deployed(name, deployed)
         record = s.registry.get(name)
         if role != "manager":
@@ -159,6 +160,8 @@ async def init_config(s: Services, name: str) -> rs.ConfigRepos:
     async with s.lock(name):
         await agent_dirs.create_dirs(s.settings.agents_dir, name)
         sha, seeded = await config_repos.seed(s.settings.agents_dir, name)
+        if s.registry.find(name) is None:
+            await asyncio.to_thread(agent_dirs.mark_prepared, s.settings.agents_dir, name)
     return rs.ConfigRepos(
         agent=name,
         proposed=str(s.settings.agents_dir / name / "proposed"),
@@ -453,7 +456,12 @@ async def list_agents(s: Services, tombstones: bool) -> list[AgentInfo]:
     if tombstones:
         known = {r.name for r in records}
         dirs = await asyncio.to_thread(agent_dirs.list_dirs, s.settings.agents_dir)
-        rows += [AgentInfo(name=n, role="agent", state="tombstone") for n in dirs if n not in known]
+        agents_dir = s.settings.agents_dir
+        for name in dirs:
+            if name not in known:
+                prepared = agent_dirs.is_prepared(agents_dir, name)
+                state: AgentState = "prepared" if prepared else "tombstone"
+                rows.append(AgentInfo(name=name, role="agent", state=state))
     return rows
 
 

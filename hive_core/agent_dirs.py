@@ -77,6 +77,28 @@ async def prepare(agents_dir: Path, name: str) -> Path:
     return agents_dir / name
 
 
+PREPARED = ".prepared"
+"""Marks the dir of an agent whose config was prepared (`request_init_config`) and which has
+not been spawned since: `list` shows it as `prepared`, not as a tombstone."""
+
+
+def mark_prepared(agents_dir: Path, name: str) -> None:
+    validate_agent_name(name)
+    fd = os.open(agents_dir / name / PREPARED,
+                 os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)  # fmt: skip
+    os.close(fd)
+
+
+def clear_prepared(agents_dir: Path, name: str) -> None:
+    validate_agent_name(name)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(agents_dir / name / PREPARED)
+
+
+def is_prepared(agents_dir: Path, name: str) -> bool:
+    return os.path.lexists(agents_dir / name / PREPARED)
+
+
 def list_dirs(agents_dir: Path) -> list[str]:
     """Names of the valid agent dirs under `agents_dir` (real directories only)."""
     try:

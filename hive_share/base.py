@@ -40,7 +40,7 @@ Principal = Annotated[str, AfterValidator(_principal)]
 """An agent name or `operator`: anyone with an inbox."""
 
 Role = Literal["agent", "manager"]
-AgentState = Literal["running", "stopped", "tombstone"]
+AgentState = Literal["running", "stopped", "tombstone", "prepared"]
 ApprovalKind = Literal["spawn", "apply_commit", "update"]
 ApprovalStatus = Literal["pending", "approved", "denied", "failed"]
 LoginReport = Literal["logged_in", "needs_login", "claude_missing"]

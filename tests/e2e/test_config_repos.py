@@ -30,12 +30,16 @@ async def test_the_manager_seeds_the_config_of_an_agent_that_does_not_exist_yet(
     assert _git(bob / "proposed", "rev-parse", "applied/main") == got.applied_commit
     assert me.config_root is not None and Path(me.config_root) / "bob" == bob
     listed = {a["name"]: a["state"] for a in json.loads(hive.cli("list", "--json").stdout)}
-    assert listed["bob"] == "tombstone"  # prepared, not spawned: a dir with no agent
+    assert listed["bob"] == "prepared"  # a dir with no agent, not a tombstone
+    assert "prepared" in hive.cli("list").stdout
 
     (bob / "proposed" / "agent.toml").write_text('model = "claude-prepared"\n')
     _git(bob / "proposed", "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", "m")
     assert hive.cli("spawn", "bob").returncode == 0
     assert _git(bob / "applied", "rev-parse", "main") == got.applied_commit  # not deployed
+    assert hive.cli("destroy", "bob").returncode == 0
+    listed = {a["name"]: a["state"] for a in json.loads(hive.cli("list", "--json").stdout)}
+    assert listed["bob"] == "tombstone"  # spawned once: its dir is a tombstone now
 
 
 async def test_only_the_manager_may_seed_config_repos(hive: Hive) -> None:
