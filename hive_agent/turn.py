@@ -88,6 +88,9 @@ class Harness:
         self._cancel_requested = False
         """Set by `cancel()` while items are being worked on; ends the current turn."""
         self._background: set[asyncio.Task[None]] = set()
+        self._reported: TurnState = "idle"
+        """The turn state hive-core last heard; a harness that reports alive is idle."""
+        self._reporter: asyncio.Task[None] | None = None
 
     # -- events -------------------------------------------------------------
 
@@ -99,6 +102,7 @@ class Harness:
             async with self._changed:  # states reported by the stream (tool, compacting)
                 self.state = event.state
                 self._changed.notify_all()
+            self._report_state()
 
     async def _set_state(self, state: TurnState) -> None:
         if state != self.state:
@@ -106,6 +110,24 @@ class Harness:
                 self.state = state
                 self._changed.notify_all()
             await self.emit(live.TurnStateChanged(state=state))
+            self._report_state()
+
+    def _report_state(self) -> None:
+        """Tell hive-core the turn state (the dashboard's chip): one report in flight at a
+        time, always of the latest state."""
+        if self._reporter is None or self._reporter.done():
+            self._reporter = asyncio.ensure_future(self._send_states())
+
+    async def _send_states(self) -> None:
+        while self._reported != self.state:
+            state = self.state
+            try:
+                async with HiveClient(self.settings.socket) as core:
+                    await core.call(rq.ReportTurnState(cmd="turn_state", state=state), rs.Done)
+            except ClientError as exc:
+                logger.warning("could not report turn state %s: %s", state, exc)
+                return
+            self._reported = state
 
     def _status_from_tool(self, status: str) -> None:
         (self.settings.state / STATUS_FILE).write_text(status + "\n", encoding="utf-8")

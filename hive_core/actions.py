@@ -18,11 +18,13 @@ from hive_core.errors import (
     HiveError,
     InvalidRequest,
     NotFound,
+    UnknownAgent,
 )
-from hive_core.liveness import ping
+from hive_core.liveness import harness_call, ping
 from hive_core.registry import AgentRecord
 from hive_core.services import Services
 from hive_share import events, helper
+from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.models import AgentInfo, AgentState, Approval, LoginStatus, Role
 from hive_share.names import MANAGER_NAME, OPERATOR
@@ -65,6 +67,9 @@ def info(s: Services, record: AgentRecord, alive: bool = False) -> AgentInfo:
         status=s.liveness.status.get(record.name, ""),
         login=s.liveness.login.get(record.name, "unknown"),
         deployed_commit=record.deployed_commit,
+        model=s.liveness.models.get(record.name),
+        turn_state=s.liveness.turn_state.get(record.name) if status.running else None,
+        needs_update=s.liveness.versions.get(record.name, __version__) != __version__,
     )
 
 
@@ -194,6 +199,30 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
         raise
     await announce(s, await s.approvals.resolve(approval_id, "approved", done))
     return f"approved {approval_id}: {done}"
+
+
+RELAY_TIMEOUT = 10.0
+
+
+async def relay(s: Services, name: str, request: rq.Cancel | rq.NewSession | rq.SetModel) -> str:
+    """Hand a turn control to `name`'s harness and return what it answered.
+
+    Raises:
+        UnknownAgent: no such agent.
+        BackendError: its harness is not running or did not answer.
+        InvalidRequest: the harness refused it.
+    """
+    if s.registry.find(name) is None:
+        raise UnknownAgent(f"no agent named {name!r}")
+    if not s.backend.status(name).running:
+        raise BackendError(f"{name} is not running; `hive-core start {name}` first")
+    try:
+        answer = await harness_call(s.settings.harness_socket(name), request, RELAY_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BackendError(f"{name}'s harness did not answer {request.cmd}: {exc}") from None
+    if answer.get("ok") is not True:
+        raise InvalidRequest(f"{name}'s harness refused {request.cmd}: {answer.get('error')}")
+    return f"{name}: {answer.get('detail', 'done')}"
 
 
 async def announce(s: Services, approval: Approval) -> None:

@@ -15,7 +15,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from hive_core.bus import EventBus
 from hive_core.clock import Clock
@@ -26,6 +26,8 @@ from hive_share import events
 from hive_share.helper import HELPER_EVENT, HIVE_SENDER, HelperEvent, summary
 from hive_share.models import Message
 from hive_share.names import OPERATOR
+
+FlowState = Literal["queued", "leased", "delivered"]
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +278,7 @@ class Broker:
             if messages:
                 for m in messages:
                     inbox.leases[m.id] = owner
+                self._bus.publish(events.Leased(recipient=recipient, ids=[m.id for m in messages]))
                 return messages
             if not await self._wait(inbox, deadline):
                 return []
@@ -388,7 +391,30 @@ class Broker:
                 del inbox.leases[i]
             if mine:
                 logger.info("released %d unacked messages to %s", len(mine), recipient)
+                self._bus.publish(events.Released(recipient=recipient, ids=mine))
                 inbox.wake.set()
+
+    def flow_state(self, message: Message) -> FlowState:
+        """Where a message is on its way: queued, leased to a `recv`, or delivered."""
+        if message.delivered_at is not None:
+            return "delivered"
+        inbox = self._inboxes.get(message.recipient)
+        return "leased" if inbox is not None and message.id in inbox.leases else "queued"
+
+    async def flow(self, limit: int, before: int | None = None) -> tuple[list[Message], bool]:
+        """The newest `limit` messages hive-wide (below id `before`), oldest first, and
+        whether older ones exist: the dashboard's message flow."""
+        below = before if before is not None else 2**63 - 1
+
+        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(
+                "SELECT * FROM messages WHERE id < ? ORDER BY id DESC LIMIT ?",
+                (below, limit + 1),
+            ).fetchall()
+
+        rows = await self._db.read(select)
+        kept = fit([_message(r) for r in reversed(rows[:limit])], newest_first=True)
+        return kept, len(rows) > len(kept)
 
     async def recent(
         self, recipient: str, limit: int, before: int | None = None, after: int | None = None

@@ -34,6 +34,15 @@ class Subscription:
             return
         self._queue.put_nowait(frame)
 
+    def cut(self) -> None:
+        """End this subscription with a `resync` frame now (the server is stopping)."""
+        if not self.overflowed:
+            self.overflowed = True
+            if self._queue.full():
+                self._queue.get_nowait()
+            self._queue.put_nowait(Frame(seq=self._bus.seq, event=Resync()))
+            self._bus.unsubscribe(self)
+
     async def get(self) -> Frame:
         return await self._queue.get()
 

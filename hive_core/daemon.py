@@ -34,7 +34,7 @@ from hive_core.settings import Settings
 from hive_core.sockets import handlers
 from hive_core.sockets.agents import AgentSockets
 from hive_core.sockets.limits import ConnectionCaps, ConnectionPool, raise_nofile_limit
-from hive_core.sockets.server import Principal, SocketServer
+from hive_core.sockets.server import Conn, Principal, SocketServer
 from hive_core.transients import Transients
 from hive_share import requests as rq
 from hive_share.names import MANAGER_NAME, OPERATOR
@@ -46,6 +46,9 @@ DRAIN_TIMEOUT = 5.0
 VACUUM_INTERVAL = 3600.0
 CHECKPOINT_INTERVAL = 2.0
 COORDINATION_TICK = 5.0
+OPERATOR_CONN = 0
+"""The connection id of the dashboard's requests (socket connections count from 1); the
+host verbs it uses hold no leases."""
 """How often due reminders are delivered and expired questions resolved."""
 
 
@@ -220,7 +223,8 @@ class Daemon:
         try:
             for server in servers:
                 await server.start()
-            dashboard = Dashboard(s)
+            as_operator = Conn(id=OPERATOR_CONN, principal=servers[0].principal)
+            dashboard = Dashboard(s, lambda raw: servers[0].dispatch_raw(raw, as_operator))
             async with asyncio.TaskGroup() as tg:
                 dashboard_task = tg.create_task(dashboard.serve(), name="dashboard")
                 s.login_link = dashboard.login_link

@@ -7,10 +7,11 @@ import contextlib
 import os
 import stat
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from hive_share import framing
-from hive_share.models import LoginStatus, dump
+from hive_share.live import TurnState
+from hive_share.models import LoginStatus, WireModel, dump
 from hive_share.requests import Ping
 
 PING_TIMEOUT = 2.0
@@ -31,6 +32,8 @@ class Liveness:
         """Exit code of each agent's last harness process."""
         self.models: dict[str, str] = {}
         """The model each harness said its next turn runs."""
+        self.turn_state: dict[str, TurnState] = {}
+        """Each harness's last reported turn state."""
         self.problems: dict[str, list[str]] = {}
         """What each harness's start check found wrong (empty: nothing)."""
 
@@ -41,6 +44,7 @@ class Liveness:
         self, name: str, pid: int, model: str | None = None, problems: list[str] | None = None
     ) -> None:
         self._alive_pid[name] = pid
+        self.turn_state[name] = "idle"  # a harness reports alive before its first turn
         if model is not None:
             self.models[name] = model
         self.problems[name] = list(problems or [])
@@ -53,6 +57,7 @@ class Liveness:
     def report_exit(self, name: str, pid: int) -> None:
         if self._alive_pid.get(name) == pid:
             del self._alive_pid[name]
+            self.turn_state.pop(name, None)
         self._exited_pid[name] = pid
         self._event(name).set()
 
@@ -73,6 +78,29 @@ class Liveness:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await event.wait()
+
+
+async def harness_call(path: Path, request: WireModel, limit: float) -> dict[str, Any]:
+    """Send one request to the harness listening at `path` and return its decoded answer.
+
+    Only a real socket is connected to (the directory is the agent's to write).
+
+    Raises:
+        OSError: no socket there, or the connection failed.
+        TimeoutError: no answer within `limit` seconds.
+        ValueError: the answer is not one JSON object line.
+    """
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise ConnectionRefusedError(f"{path} is not a socket")
+    async with asyncio.timeout(limit):
+        reader, writer = await asyncio.open_unix_connection(str(path), limit=framing.READER_LIMIT)
+        try:
+            writer.write(framing.encode(dump(request)))
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+    return framing.decode(line.rstrip(b"\n"))
 
 
 async def ping(path: Path) -> bool:

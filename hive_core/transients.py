@@ -20,6 +20,8 @@ class Transients:
         self._db = db
         self._bus = bus
         self._clock = clock
+        self.active: dict[int, dict[str, object]] = {}
+        """The transitions under way, by id: what the dashboard shows as spinners."""
 
     @asynccontextmanager
     async def recording(self, agent: str, action: str, actor: str) -> AsyncIterator[int]:
@@ -35,12 +37,15 @@ class Transients:
             return int(row[0])
 
         tid = await self._db.write(insert)
+        self.active[tid] = {"id": tid, "agent": agent, "action": action, "actor": actor,
+                            "started_at": started}  # fmt: skip
         self._bus.publish(events.TransientSet(id=tid, agent=agent, action=action, actor=actor))
         outcome = "failed"
         try:
             yield tid
             outcome = "done"
         finally:
+            self.active.pop(tid, None)
             ended = self._clock.now()
 
             def finish(conn: sqlite3.Connection) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, TypeAdapter
 
@@ -19,6 +19,22 @@ class Delivered(WireModel):
     recipient: str
     ids: list[int]
     delivered_at: float
+
+
+class Leased(WireModel):
+    """Messages handed to a `recv`, not yet acknowledged."""
+
+    kind: Literal["leased"] = "leased"
+    recipient: str
+    ids: list[int]
+
+
+class Released(WireModel):
+    """Leased messages whose receiver hung up unacknowledged: queued again."""
+
+    kind: Literal["released"] = "released"
+    recipient: str
+    ids: list[int]
 
 
 class ApprovalAdded(WireModel):
@@ -77,6 +93,8 @@ class Resync(WireModel):
 
 DashboardEvent = Annotated[
     Sent
+    | Leased
+    | Released
     | Delivered
     | ApprovalAdded
     | ApprovalResolved
@@ -90,6 +108,10 @@ DashboardEvent = Annotated[
     Field(discriminator="kind"),
 ]
 DASHBOARD_EVENT: TypeAdapter[DashboardEvent] = TypeAdapter(DashboardEvent)
+DASHBOARD_EVENT_KINDS = frozenset(
+    model.model_fields["kind"].default for model in get_args(get_args(DashboardEvent)[0])
+)
+"""Every `kind` on the stream: what `/dashboard/stream?kinds=` may name."""
 
 
 class Frame(WireModel):

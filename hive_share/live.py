@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from hive_share.models import WireModel
+from hive_share.base import WireModel
 
 TurnState = Literal["idle", "thinking", "tool", "compacting", "cancelling"]
 ResultKind = Literal[

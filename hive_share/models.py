@@ -20,6 +20,7 @@ from hive_share.base import (
     WireModel,
 )
 from hive_share.helper import HelperEvent
+from hive_share.live import TurnState
 
 __all__ = [
     "AgentInfo",
@@ -87,6 +88,12 @@ class AgentInfo(WireModel):
     login: LoginStatus = "unknown"
     deployed_commit: str | None = None
     """The config commit it runs; None for a tombstone or before its first deploy."""
+    model: str | None = None
+    """The model its harness said its next turn runs."""
+    turn_state: TurnState | None = None
+    """Its harness's last reported turn state; None when it is not running."""
+    needs_update: bool = False
+    """Its harness runs other hyperhive code than hive-core's: `update` rebuilds it."""
 
 
 class Question(WireModel):

@@ -101,6 +101,13 @@ class LoginState(WireModel):
     detail: Annotated[str, Field(max_length=1000)] = ""
 
 
+class ReportTurnState(WireModel):
+    """The harness reports its turn state when it changes (the dashboard's turn chip)."""
+
+    cmd: Literal["turn_state"]
+    state: TurnState
+
+
 class Cancel(WireModel):
     """Harness socket: interrupt the running turn."""
 
@@ -118,6 +125,15 @@ class SetModel(WireModel):
 
     cmd: Literal["set_model"]
     model: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\[\]-]{1,100}$")]
+
+
+class Relay(WireModel):
+    """Host socket: hand a turn control to an agent's harness (the CLI's and the
+    dashboard's cancel, new session, model)."""
+
+    cmd: Literal["relay"]
+    name: AgentName
+    request: Annotated[Cancel | NewSession | SetModel, Field(discriminator="cmd")]
 
 
 class TurnStatus(WireModel):
@@ -331,6 +347,7 @@ class Inbox(WireModel):
 HostRequest = Annotated[
     Version
     | Ping
+    | Relay
     | Send
     | AnswerQuestion
     | CancelQuestion
@@ -371,6 +388,7 @@ ManagerRequest = Annotated[
     | SetStatus
     | Whoami
     | LoginState
+    | ReportTurnState
     | RequestSpawn
     | RequestInitConfig
     | RequestApplyCommit
@@ -397,7 +415,8 @@ AgentRequest = Annotated[
     | Alive
     | SetStatus
     | Whoami
-    | LoginState,
+    | LoginState
+    | ReportTurnState,
     Field(discriminator="cmd"),
 ]
 HarnessRequest = Annotated[
@@ -421,10 +440,12 @@ AnyRequest = Annotated[
     | SetStatus
     | Whoami
     | LoginState
+    | ReportTurnState
     | Cancel
     | NewSession
     | SetModel
     | TurnStatus
+    | Relay
     | LoginLink
     | Spawn
     | RequestSpawn

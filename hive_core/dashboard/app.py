@@ -1,37 +1,108 @@
-"""The dashboard's HTTP routes. Every read needs a session; Host is checked on every request.
+"""The dashboard's HTTP routes: the page, its assets, the snapshot, the event stream, the
+actions, an agent's log and config.
 
-The web UI itself arrives with the dashboard work; today the routes are the
-login exchange and the state snapshot the UI will build on. `build_app` wraps
-the routes in two ASGI layers, outside FastAPI's own error handling, so that
-no response escapes them: the Host check (421) and the security headers.
+Every read needs a session; Host is checked on every request; every state change also
+needs a same-origin request with the `X-Hive-Request` header and a JSON body, so a form
+posted from another site can never act. `build_app` wraps the routes in two ASGI layers,
+outside FastAPI's own error handling, so that no response escapes them: the Host check
+(421) and the security headers.
+
+Actions are host-socket requests: they go through the host socket's own dispatch, as the
+operator, so the dashboard and the CLI run the same code with the same checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import MutableHeaders
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hive_core import actions
+from hive_core.bus import Subscription
+from hive_core.dashboard import views
 from hive_core.dashboard.auth import SESSION_COOKIE, Credentials
+from hive_core.errors import HiveError
 from hive_core.services import Services
-from hive_share.models import dump
-from hive_share.names import OPERATOR
+from hive_share.events import DASHBOARD_EVENT_KINDS, Resync
+from hive_share.framing import INT64_MAX
+from hive_share.models import WireModel, dump
+from hive_share.names import InvalidName, validate_agent_name
+from hive_share.responses import Error
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+ASSETS = Path(__file__).parent / "assets"
+FRONT_ASSETS = Path(str(resources.files("hive_front") / "assets"))
 
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 """On every response, errors included; no-referrer keeps a login code out of Referer."""
+NO_STORE = "no-store"
+ASSET_CACHE = "no-cache"
+"""Assets may be cached but are revalidated (ETag) on each load: an upgrade shows at once."""
+CSRF_HEADER = "x-hive-request"
+STREAM_QUEUE = 256
+"""Frames one event-stream subscriber may lag behind before it is cut off with `resync`."""
+MAX_STREAMS = 32
+SEND_TIMEOUT = 5.0
+"""Seconds one frame may take to reach a stream's client before the stream is dropped."""
+PING_SECONDS = 15
+
+AGENT_ACTIONS: dict[str, dict[str, Any]] = {
+    "start": {"cmd": "start"},
+    "stop": {"cmd": "stop"},
+    "restart": {"cmd": "restart"},
+    "kill": {"cmd": "kill"},
+    "rebuild": {"cmd": "rebuild"},
+    "destroy": {"cmd": "destroy"},
+    "purge": {"cmd": "destroy", "purge": True},
+    "new-session": {"cmd": "relay", "request": {"cmd": "new_session"}},
+    "cancel": {"cmd": "relay", "request": {"cmd": "cancel"}},
+}
+"""`POST /api/agents/{name}/{action}`: the host request each action is."""
+
+HTTP_STATUS: dict[str, int] = {
+    "malformed": 400,
+    "too_long": 413,
+    "unknown_verb": 400,
+    "verb_not_allowed": 403,
+    "identity_claim": 400,
+    "invalid_request": 400,
+    "invalid_name": 400,
+    "unknown_agent": 404,
+    "exists": 409,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "port_collision": 409,
+    "backend": 502,
+    "shutting_down": 503,
+    "busy": 429,
+    "storage": 507,
+    "internal": 500,
+}
+
+Operator = Callable[[dict[str, Any]], Awaitable[WireModel]]
+"""Runs one host-socket request as the operator and returns its response."""
 
 
 def allowed_hosts(bind_host: str, names: tuple[str, ...], port: int) -> frozenset[str]:
@@ -64,7 +135,8 @@ class HostCheck:
 
 
 class SecurityHeaders:
-    """Sets SECURITY_HEADERS on every HTTP response that passes through, replacing any."""
+    """Sets SECURITY_HEADERS on every HTTP response that passes through, replacing any, and
+    `Cache-Control: no-store` on all but the static assets."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -73,54 +145,313 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        asset = str(scope.get("path", "")).startswith("/assets/")
 
         async def send_secured(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
+                ok = 200 <= message["status"] < 400
+                headers["Cache-Control"] = ASSET_CACHE if asset and ok else NO_STORE
             await send(message)
 
         await self.app(scope, receive, send_secured)
 
 
-def build_app(s: Services, creds: Credentials, hosts: Callable[[], frozenset[str]]) -> ASGIApp:
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DenyBody(_Body):
+    reason: str = Field(default="", max_length=2000)
+
+
+class AnswerBody(_Body):
+    answer: str
+
+
+class SendBody(_Body):
+    to: str
+    body: str
+
+
+class SpawnBody(_Body):
+    name: str
+
+
+class EmptyBody(_Body):
+    pass
+
+
+def _error(status: int, message: str, code: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message, "code": code}, status_code=status)
+
+
+def _answer(response: WireModel) -> JSONResponse:
+    if isinstance(response, Error):
+        return _error(HTTP_STATUS.get(response.code, 500), response.error, response.code)
+    body = dump(response)
+    detail = body.pop("detail", None)
+    body.pop("result", None)
+    return JSONResponse({**body, "ok": True, "detail": detail or "done"})
+
+
+class Csrf:
+    """Whether a state-changing request came from the page itself."""
+
+    def __init__(self, hosts: Callable[[], frozenset[str]]) -> None:
+        self.hosts = hosts
+
+    def problem(self, request: Request) -> str:
+        if request.headers.get(CSRF_HEADER) != "1":
+            return f"a state change needs the header {CSRF_HEADER}: 1"
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return "a state change needs a JSON body (Content-Type: application/json)"
+        origin = request.headers.get("origin")
+        if origin is not None:
+            scheme, _, host = origin.partition("://")
+            if scheme not in ("http", "https") or host.lower() not in self.hosts():
+                return f"a request from {origin[:100]!r} may not change anything here"
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site != "same-origin":
+            return f"a {site[:20]} request may not change anything here"
+        return ""
+
+
+@dataclass
+class _Context:
+    s: Services
+    creds: Credentials
+    csrf: Csrf
+    operator: Operator
+    streams: set[Subscription]
+
+
+router = APIRouter()
+
+
+def _ctx(request: Request) -> _Context:
+    ctx: _Context = request.app.state.hive
+    return ctx
+
+
+def _session(request: Request) -> bool:
+    return _ctx(request).creds.valid_session(request.cookies.get(SESSION_COOKIE))
+
+
+def _unauthorized() -> JSONResponse:
+    return _error(401, "log in with the link `hive-core login-link` prints", "forbidden")
+
+
+async def _act(request: Request, raw: dict[str, Any], body: type[_Body] = EmptyBody) -> Response:
+    """Check the request, merge its JSON body into `raw`, run it as the operator."""
+    if not _session(request):
+        return _unauthorized()
+    ctx = _ctx(request)
+    if problem := ctx.csrf.problem(request):
+        return _error(403, problem, "forbidden")
+    try:
+        parsed = body.model_validate_json(await request.body())
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        return _error(400, f"{where}: {first['msg']}", "invalid_request")
+    return _answer(await ctx.operator({**raw, **parsed.model_dump()}))
+
+
+async def _read(request: Request, read: Callable[[], Awaitable[Any]]) -> Response:
+    """A session-guarded read whose HiveError becomes its error response."""
+    if not _session(request):
+        return _unauthorized()
+    try:
+        return JSONResponse(await read())
+    except HiveError as exc:
+        return _error(HTTP_STATUS[exc.code], exc.message, exc.code)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@router.get("/login")
+async def login(request: Request, code: str = "") -> Response:
+    token = _ctx(request).creds.redeem(code)
+    if token is None:
+        return JSONResponse(
+            {"error": "login code unknown, used or expired; run `hive-core login-link`"},
+            status_code=403,
+        )
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/")
+    return response
+
+
+@router.get("/")
+async def page(request: Request) -> Response:
+    if not _session(request):
+        return FileResponse(ASSETS / "login.html", status_code=401)
+    return FileResponse(ASSETS / "index.html")
+
+
+@router.get("/api/state")
+async def state(request: Request) -> Response:
+    return await _read(request, lambda: views.snapshot(_ctx(request).s))
+
+
+@router.get("/dashboard/history")
+async def history(request: Request, before: int | None = None, limit: int = 100) -> Response:
+    if before is not None and not 0 < before <= INT64_MAX:
+        return _error(400, "before: a message id, 1 or more", "invalid_request")
+    if not 0 < limit <= views.FLOW_PAGE:
+        return _error(400, f"limit: 1 to {views.FLOW_PAGE}", "invalid_request")
+    return await _read(request, lambda: views.history(_ctx(request).s, before, limit))
+
+
+@router.get("/dashboard/stream")
+async def stream(request: Request, kinds: str = "") -> Response:
+    if not _session(request):
+        return _unauthorized()
+    ctx = _ctx(request)
+    wanted = {k for k in kinds.split(",") if k}
+    if unknown := wanted - DASHBOARD_EVENT_KINDS:
+        return _error(400, f"kinds: unknown {sorted(unknown)[:5]}", "invalid_request")
+    if len(ctx.streams) >= MAX_STREAMS:
+        return _error(503, f"{MAX_STREAMS} event streams are open already", "busy")
+    sub = ctx.s.bus.subscribe(STREAM_QUEUE)
+    ctx.streams.add(sub)
+    return EventSourceResponse(
+        _frames(sub, wanted, ctx.streams),
+        ping=PING_SECONDS,
+        send_timeout=SEND_TIMEOUT,
+        headers={"X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/api/approvals/{approval_id}/approve")
+async def approve(request: Request, approval_id: int) -> Response:
+    return await _act(request, {"cmd": "approve", "id": approval_id})
+
+
+@router.post("/api/approvals/{approval_id}/deny")
+async def deny(request: Request, approval_id: int) -> Response:
+    return await _act(request, {"cmd": "deny", "id": approval_id}, DenyBody)
+
+
+@router.get("/api/approvals/{approval_id}")
+async def show_approval(request: Request, approval_id: int) -> Response:
+    if not _session(request):
+        return _unauthorized()
+    return _answer(await _ctx(request).operator({"cmd": "show_approval", "id": approval_id}))
+
+
+@router.post("/api/questions/{question_id}/answer")
+async def answer(request: Request, question_id: int) -> Response:
+    return await _act(request, {"cmd": "answer", "id": question_id}, AnswerBody)
+
+
+@router.post("/api/questions/{question_id}/cancel")
+async def cancel_question(request: Request, question_id: int) -> Response:
+    return await _act(request, {"cmd": "cancel_question", "id": question_id})
+
+
+@router.post("/api/send")
+async def send(request: Request) -> Response:
+    return await _act(request, {"cmd": "send"}, SendBody)
+
+
+@router.post("/api/spawn")
+async def spawn(request: Request) -> Response:
+    return await _act(request, {"cmd": "spawn"}, SpawnBody)
+
+
+@router.post("/api/update")
+async def update(request: Request) -> Response:
+    return await _act(request, {"cmd": "update"})
+
+
+@router.post("/api/agents/{name}/{action}")
+async def agent_action(request: Request, name: str, action: str) -> Response:
+    if action not in AGENT_ACTIONS:
+        return _error(404, f"no action {action[:40]!r}", "not_found")
+    return await _act(request, {**AGENT_ACTIONS[action], "name": name})
+
+
+@router.get("/api/agents/{name}/log")
+async def log(request: Request, name: str, lines: int = 200) -> Response:
+    if problem := _agent_problem(name, lines):
+        return problem
+    return await _read(request, lambda: views.log_tail(_ctx(request).s, name, lines))
+
+
+@router.get("/api/agents/{name}/log/stream")
+async def log_stream(request: Request, name: str, lines: int = 200) -> Response:
+    if not _session(request):
+        return _unauthorized()
+    if problem := _agent_problem(name, lines):
+        return problem
+    follow = views.log_follow(_ctx(request).s, name, lines)
+    try:
+        first = await anext(follow)
+    except HiveError as exc:
+        return _error(HTTP_STATUS[exc.code], exc.message, exc.code)
+    return EventSourceResponse(
+        _log_frames(first, follow), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT
+    )
+
+
+@router.get("/api/agents/{name}/config")
+async def config(request: Request, name: str) -> Response:
+    if problem := _agent_problem(name, 1):
+        return problem
+    return await _read(request, lambda: views.deployed_config(_ctx(request).s, name))
+
+
+def build_app(
+    s: Services,
+    creds: Credentials,
+    hosts: Callable[[], frozenset[str]],
+    operator: Operator,
+    streams: set[Subscription] | None = None,
+) -> ASGIApp:
+    """The dashboard application. `streams` collects the open event-stream subscriptions,
+    so the server can end them when it stops."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get("/login")
-    async def login(code: str = "") -> Response:
-        session = creds.redeem(code)
-        if session is None:
-            return JSONResponse(
-                {"error": "login code unknown, used or expired; run `hive-core login-link`"},
-                status_code=403,
-            )
-        response = RedirectResponse("/api/state", status_code=303)
-        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
-        return response
-
-    @app.get("/api/state")
-    async def state(request: Request) -> Response:
-        if not creds.valid_session(request.cookies.get(SESSION_COOKIE)):
-            return JSONResponse({"error": "log in with `hive-core login-link`"}, status_code=401)
-        return JSONResponse(await snapshot(s))
-
+    app.state.hive = _Context(
+        s, creds, Csrf(hosts), operator, streams if streams is not None else set()
+    )
+    app.include_router(router)
+    app.mount("/assets/front", StaticFiles(directory=FRONT_ASSETS), name="front")
+    app.mount("/assets", StaticFiles(directory=ASSETS), name="assets")
     return SecurityHeaders(HostCheck(app, hosts))
 
 
-async def snapshot(s: Services) -> dict[str, Any]:
-    """Everything the dashboard shows, with the event `seq` it reflects."""
-    seq = s.bus.seq
-    agents = await actions.list_agents(s, tombstones=True)
-    pending = await s.approvals.pending()
-    inbox = await s.broker.recent(OPERATOR, limit=50)
-    return {
-        "seq": seq,
-        "agents": [dump(a) for a in agents],
-        "approvals": [dump(a) for a in pending],
-        "inbox": [dump(m) for m in inbox],
-    }
+def _agent_problem(name: str, lines: int) -> JSONResponse | None:
+    try:
+        validate_agent_name(name)
+    except InvalidName as exc:
+        return _error(400, str(exc), "invalid_name")
+    if not 0 < lines <= views.LOG_LINES_MAX:
+        return _error(400, f"lines: 1 to {views.LOG_LINES_MAX}", "invalid_request")
+    return None
+
+
+async def _frames(
+    sub: Subscription, kinds: set[str], streams: set[Subscription]
+) -> AsyncIterator[ServerSentEvent]:
+    """One subscriber's frames as SSE events, until it is cut off (`resync`) or leaves."""
+    try:
+        async for frame in sub:
+            if kinds and frame.event.kind not in kinds and not isinstance(frame.event, Resync):
+                continue
+            yield ServerSentEvent(data=json.dumps(dump(frame)), id=str(frame.seq))
+    finally:
+        sub.close()
+        streams.discard(sub)
+
+
+async def _log_frames(first: list[str], rest: AsyncIterator[list[str]]) -> AsyncIterator[str]:
+    yield json.dumps({"lines": first})
+    async for lines in rest:
+        yield json.dumps({"lines": lines})

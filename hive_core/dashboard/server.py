@@ -11,7 +11,8 @@ from pathlib import Path
 
 import uvicorn
 
-from hive_core.dashboard.app import allowed_hosts, build_app
+from hive_core.bus import Subscription
+from hive_core.dashboard.app import Operator, allowed_hosts, build_app
 from hive_core.dashboard.auth import Credentials
 from hive_core.errors import StartupError
 from hive_core.services import Services
@@ -20,6 +21,8 @@ from hive_core.settings import Settings, is_loopback
 logger = logging.getLogger(__name__)
 
 PORT_FILE = "dashboard.port"
+SEND_BUFFER = 256 * 1024
+"""Kernel send buffer of each dashboard connection (the kernel doubles it)."""
 
 
 class _Server(uvicorn.Server):
@@ -35,6 +38,9 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: a client that stops reading holds at most this much
+    # in the kernel, and its event stream blocks soon enough to be cut off.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -60,9 +66,11 @@ def link_host(st: Settings) -> str:
 
 
 class Dashboard:
-    def __init__(self, s: Services) -> None:
+    def __init__(self, s: Services, operator: Operator) -> None:
+        """`operator` runs one host-socket request as the operator (the dashboard's actions)."""
         self.s = s
         self.creds = Credentials()
+        self.streams: set[Subscription] = set()
         st = s.settings
         self.sock = _bind(st.dashboard_host, st.dashboard_port)
         self.port: int = self.sock.getsockname()[1]
@@ -72,7 +80,10 @@ class Dashboard:
         os.replace(tmp, self.port_file)
         hosts = allowed_hosts(st.dashboard_host, st.dashboard_allowed_hosts, self.port)
         config = uvicorn.Config(
-            build_app(s, self.creds, lambda: hosts), log_level="warning", lifespan="off"
+            build_app(s, self.creds, lambda: hosts, operator, self.streams),
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
         )
         self._server = _Server(config)
         if not is_loopback(st.dashboard_host):
@@ -94,6 +105,8 @@ class Dashboard:
         await self._server.serve(sockets=[self.sock])
 
     async def stop(self) -> None:
+        for sub in list(self.streams):  # each open page is told, and reconnects later
+            sub.cut()
         self._server.should_exit = True
 
     def close(self) -> None:

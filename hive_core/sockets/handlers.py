@@ -18,7 +18,7 @@ from hive_share.names import MANAGER_NAME
 logger = logging.getLogger(__name__)
 
 Common = rq.Version | rq.Ping | rq.Send | rq.Recv | rq.Ack | rq.Alive
-Reports = rq.SetStatus | rq.Whoami | rq.LoginState
+Reports = rq.SetStatus | rq.Whoami | rq.LoginState | rq.ReportTurnState
 Coordination = (
     rq.Ask
     | rq.AnswerQuestion
@@ -83,6 +83,11 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
         case rq.LoginState(state=state, detail=detail):
             await actions.login_state(s, me, state, detail)
             return rs.Done(detail=f"recorded {me} as {state}")
+        case rq.ReportTurnState(state=turn):
+            if s.liveness.turn_state.get(me) != turn:
+                s.liveness.turn_state[me] = turn
+                actions.publish_state(s, me)
+            return rs.Done(detail=f"{me} is {turn}")
         case _:
             assert_never(req)
 
@@ -155,6 +160,8 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.RemindersResult(reminders=await s.reminders.listing(agent, reminder_id))
         case rq.GetOpenThreads():
             return await open_threads.hive_wide(s)
+        case rq.Relay(name=name, request=request):
+            return rs.Done(detail=await actions.relay(s, name, request))
         case rq.LoginLink():
             if s.login_link is None:
                 raise InvalidRequest("the dashboard is not listening yet")
@@ -202,7 +209,7 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
 
 async def handle_agent(s: Services, req: rq.AgentRequest, conn: Conn) -> WireModel:
     match req:
-        case rq.SetStatus() | rq.Whoami() | rq.LoginState():
+        case rq.SetStatus() | rq.Whoami() | rq.LoginState() | rq.ReportTurnState():
             return await _reports(s, req, conn)
         case (
             rq.Ask()

@@ -337,6 +337,11 @@ class SocketServer:
             raw = framing.decode(line)
         except framing.FrameError as exc:
             return error("malformed", str(exc))
+        return await self.dispatch_raw(raw, conn)
+
+    async def dispatch_raw(self, raw: dict[str, Any], conn: Conn) -> WireModel:
+        """Authorise and run one decoded request, as if it came on this socket; never
+        raises. The dashboard's actions come this way, as the operator's."""
         cmd = raw.get("cmd")
         if not isinstance(cmd, str):
             return error("malformed", 'a request needs a string "cmd" field')

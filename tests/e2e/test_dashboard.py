@@ -18,7 +18,10 @@ from tests.e2e.hive import Hive
 SECURITY_HEADERS = {
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
-    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
 }
@@ -111,7 +114,7 @@ def test_state_needs_a_session_from_a_one_time_login_link(hive: Hive) -> None:
     assert get(port, "/api/state", cookie="hive_session=guessed")[0] == 401
     code = login_code(hive)
     status, headers, _ = get(port, f"/login?code={code}")
-    assert status == 303
+    assert status == 303 and headers["location"] == "/"
     cookie_header = headers["set-cookie"]
     assert "httponly" in cookie_header.lower() and "samesite=strict" in cookie_header.lower()
     cookie = cookie_header.split(";")[0]
@@ -120,6 +123,8 @@ def test_state_needs_a_session_from_a_one_time_login_link(hive: Hive) -> None:
     state = json.loads(body)
     assert {a["name"] for a in state["agents"]} == {"hm1nd", "alice"}
     assert state["seq"] >= 1 and state["approvals"] == [] and state["inbox"] == []
+    assert state["questions"] == [] and state["transients"] == []
+    assert state["messages"] == [] and state["more_messages"] is False
     # The code was single-use.
     assert get(port, f"/login?code={code}")[0] == 403
 

@@ -72,6 +72,9 @@ def test_an_answer_in_pieces_is_read_whole_and_checked(path: Path) -> None:
             "status": "",
             "login": "unknown",
             "deployed_commit": None,
+            "model": None,
+            "turn_state": None,
+            "needs_update": False,
         }
     ]
 

@@ -90,7 +90,13 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.Send: requests.Send(cmd="send", to="operator", body="héllo\n", idempotency_key="k-1"),
     requests.Recv: requests.Recv(cmd="recv", wait_seconds=12.5, max=3),
     requests.Ack: requests.Ack(cmd="ack", ids=[1, 2, 3]),
-    requests.Alive: requests.Alive(cmd="alive", pid=99),
+    requests.Alive: requests.Alive(
+        cmd="alive", pid=99, version="0.1.0", model="claude-x", problems=["mcp server a: no"]
+    ),
+    requests.ReportTurnState: requests.ReportTurnState(cmd="turn_state", state="thinking"),
+    requests.Relay: requests.Relay(
+        cmd="relay", name="alice", request=requests.SetModel(cmd="set_model", model="claude-y")
+    ),
     requests.SetStatus: requests.SetStatus(cmd="set_status", status="reviewing PR 12"),
     requests.Whoami: requests.Whoami(cmd="whoami"),
     requests.LoginState: requests.LoginState(cmd="login_state", state="needs_login", detail="401"),
@@ -211,6 +217,8 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     # dashboard events
     events.Sent: events.Sent(message=MESSAGE),
     events.Delivered: events.Delivered(recipient="bob", ids=[1, 2], delivered_at=1.5),
+    events.Leased: events.Leased(recipient="bob", ids=[3]),
+    events.Released: events.Released(recipient="bob", ids=[3]),
     events.ApprovalAdded: events.ApprovalAdded(approval=APPROVAL),
     events.ApprovalResolved: events.ApprovalResolved(approval=APPROVAL),
     events.QuestionAdded: events.QuestionAdded(question=QUESTION),

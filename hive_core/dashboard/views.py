@@ -1,0 +1,159 @@
+"""What the dashboard reads: the snapshot, the message flow, an agent's log and config."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from hive_core import __version__, actions, deploys, git
+from hive_core.errors import NotFound, UnknownAgent
+from hive_core.services import Services
+from hive_share.models import Message, dump
+from hive_share.names import OPERATOR
+
+FLOW_PAGE = 100
+"""Messages in the snapshot's flow, and in one page of backfill."""
+INBOX_PAGE = 50
+LOG_LINES_MAX = 2000
+LOG_TAIL_BYTES = 256 * 1024
+"""At most this much of the log's end is read for a tail."""
+LOG_FOLLOW_INTERVAL = 0.5
+"""How often a followed log file is checked for growth (server side; the page never polls)."""
+LOG_CHUNK = 64 * 1024
+CONFIG_FILES_MAX = 50
+CONFIG_FILE_MAX = 64 * 1024
+
+
+def flow_item(s: Services, message: Message) -> dict[str, Any]:
+    return {**dump(message), "state": s.broker.flow_state(message)}
+
+
+async def snapshot(s: Services) -> dict[str, Any]:
+    """Everything the dashboard shows, with the event `seq` it reflects: take `seq` first,
+    so whatever changes while the rest is read also arrives as a frame after it."""
+    seq = s.bus.seq
+    agents = await actions.list_agents(s, tombstones=True)
+    pending = await s.approvals.pending()
+    questions = await s.questions.pending(operator_only=True)
+    inbox = await s.broker.recent(OPERATOR, limit=INBOX_PAGE)
+    flow, more = await s.broker.flow(FLOW_PAGE)
+    return {
+        "seq": seq,
+        "version": __version__,
+        "agents": [dump(a) for a in agents],
+        "approvals": [dump(a) for a in pending],
+        "questions": [dump(q) for q in questions],
+        "transients": list(s.transients.active.values()),
+        "inbox": [dump(m) for m in inbox],
+        "messages": [flow_item(s, m) for m in flow],
+        "more_messages": more,
+    }
+
+
+async def history(s: Services, before: int | None, limit: int) -> dict[str, Any]:
+    flow, more = await s.broker.flow(limit, before)
+    return {"messages": [flow_item(s, m) for m in flow], "more": more}
+
+
+def _log_path(s: Services, name: str) -> Path:
+    record = s.registry.find(name)
+    if record is None:
+        raise UnknownAgent(f"no agent named {name!r}")
+    return actions.spec_for(s, record).log_path
+
+
+def _open_log(path: Path) -> int:
+    """Raises: NotFound (no log yet, or not a regular file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise NotFound(f"there is no log at {path} yet") from None
+    except OSError as exc:
+        raise NotFound(f"cannot open the log at {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotFound(f"{path} is not a regular file")
+    return fd
+
+
+def _lines(data: bytes) -> list[str]:
+    return data.decode("utf-8", errors="replace").splitlines()
+
+
+def _tail(path: Path, lines: int) -> tuple[list[str], bool, int]:
+    fd = _open_log(path)
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - LOG_TAIL_BYTES)
+        data = os.pread(fd, size - start, start)
+    finally:
+        os.close(fd)
+    got = _lines(data)
+    if start > 0 and got:
+        got = got[1:]  # the first line was cut
+    return got[-lines:], start > 0 or len(got) > lines, size
+
+
+async def log_tail(s: Services, name: str, lines: int) -> dict[str, Any]:
+    """The last `lines` lines of `name`'s harness log. Raises: UnknownAgent, NotFound."""
+    got, truncated, _ = await asyncio.to_thread(_tail, _log_path(s, name), lines)
+    return {"lines": got, "truncated": truncated}
+
+
+async def log_follow(s: Services, name: str, lines: int) -> AsyncIterator[list[str]]:
+    """The tail, then every line appended; starts over when the log is rotated.
+
+    Raises (before the first item): UnknownAgent, NotFound.
+    """
+    path = _log_path(s, name)
+    got, _, offset = await asyncio.to_thread(_tail, path, lines)
+    yield got
+    partial = b""
+    while True:
+        await asyncio.sleep(LOG_FOLLOW_INTERVAL)
+        data, offset = await asyncio.to_thread(_read_from, path, offset)
+        if not data:
+            continue
+        data = partial + data
+        cut = data.rfind(b"\n") + 1
+        partial = data[cut:]
+        if cut:
+            yield _lines(data[:cut])
+
+
+def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
+    try:
+        fd = _open_log(path)
+    except NotFound:
+        return b"", 0
+    try:
+        size = os.fstat(fd).st_size
+        if size < offset:  # rotated: the new file starts over
+            offset = 0
+        data = os.pread(fd, min(size - offset, LOG_CHUNK), offset)
+    finally:
+        os.close(fd)
+    return data, offset + len(data)
+
+
+async def deployed_config(s: Services, name: str) -> dict[str, Any]:
+    """The files of `name`'s deployed config commit. Raises: UnknownAgent."""
+    record = s.registry.find(name)
+    if record is None:
+        raise UnknownAgent(f"no agent named {name!r}")
+    files: dict[str, str] = {}
+    sha = record.deployed_commit
+    if sha is not None:
+        applied = deploys.applied_repo(s, name)
+        cwd = s.settings.agents_dir
+        _, out = await git.run(applied, "ls-tree", "-r", "--name-only", "-z", sha, cwd=cwd)
+        for entry in out.decode("utf-8", errors="replace").split("\0")[:CONFIG_FILES_MAX]:
+            if entry:
+                _, blob = await git.run(applied, "show", f"{sha}:{entry}", cwd=cwd)
+                text = blob[:CONFIG_FILE_MAX].decode("utf-8", errors="replace")
+                files[entry] = text + ("\n… (cut)" if len(blob) > CONFIG_FILE_MAX else "")
+    return {"commit": sha, "files": files}

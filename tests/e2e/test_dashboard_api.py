@@ -1,0 +1,258 @@
+"""The dashboard's reads, actions and event stream, over HTTP against a real daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+from hive_share import requests as rq
+from hive_share import responses as rs
+from tests.e2e.dashboard import ACT_HEADERS, act, dashboard_port, session, stream
+from tests.e2e.hive import Hive
+
+DRAIN_BOUND = 20.0
+
+
+async def test_actions_answer_200_and_the_stream_carries_what_they_changed(hive: Hive) -> None:
+    async with session(hive) as client, stream(client) as frames:
+        first = (await client.get("/api/state")).json()
+        done = await act(client, "/api/spawn", {"name": "alice"})
+        assert done["ok"] is True and done["detail"].startswith("spawned alice")
+        changed = await frames.until("container_state_changed", agent__name="alice")
+        assert changed["seq"] > first["seq"]
+
+        sent = await act(client, "/api/send", {"to": "alice", "body": "hello <b>alice</b>"})
+        assert sent["ok"] is True and isinstance(sent["id"], int)
+        frame = await frames.until("sent")
+        assert frame["event"]["message"]["body"] == "hello <b>alice</b>"
+        state = (await client.get("/api/state")).json()
+        (row,) = [m for m in state["messages"] if m["id"] == sent["id"]]
+        assert row["recipient"] == "alice" and row["state"] in ("queued", "leased", "delivered")
+
+        await act(client, "/api/agents/alice/stop")
+        await frames.until("container_state_changed", agent__name="alice", agent__state="stopped")
+        await act(client, "/api/agents/alice/destroy")
+        await frames.until("container_removed", name="alice")
+        purged = await act(client, "/api/agents/alice/purge")
+        assert purged["detail"] == "purged the tombstone of alice"
+
+
+async def test_an_action_error_keeps_its_code_and_an_http_status(hive: Hive) -> None:
+    async with session(hive) as client:
+        for path, body, status, code in [
+            ("/api/agents/zed/kill", {}, 404, "unknown_agent"),
+            ("/api/agents/Bad Name/kill", {}, 400, "invalid_name"),
+            ("/api/agents/alice/explode", {}, 404, "not_found"),
+            ("/api/approvals/99/approve", {}, 404, "not_found"),
+            ("/api/send", {"to": "alice"}, 400, "invalid_request"),
+            ("/api/send", {"to": "alice", "body": "x", "extra": 1}, 400, "invalid_request"),
+            ("/api/questions/9223372036854775808/answer", {"answer": "x"}, 400, "invalid_request"),
+        ]:
+            got = await client.post(path, content=json.dumps(body), headers=ACT_HEADERS)
+            assert (got.status_code, got.json()["code"]) == (status, code), (path, got.text)
+            assert got.json()["ok"] is False and got.json()["error"]
+
+
+async def test_a_state_change_needs_the_session_the_header_json_and_our_origin(
+    hive: Hive,
+) -> None:
+    port = dashboard_port(hive)
+    body = json.dumps({"name": "mallory"})
+    async with session(hive) as client:
+        refused = {
+            "no header": await client.post(
+                "/api/spawn", content=body, headers={"Content-Type": "application/json"}
+            ),
+            "a form": await client.post(
+                "/api/spawn", data={"name": "mallory"}, headers={"X-Hive-Request": "1"}
+            ),
+            "text/plain": await client.post(
+                "/api/spawn", content=body,
+                headers={"X-Hive-Request": "1", "Content-Type": "text/plain"},
+            ),
+            "foreign origin": await client.post(
+                "/api/spawn", content=body, headers={**ACT_HEADERS, "Origin": "http://evil.test"}
+            ),
+            "same host, other port": await client.post(
+                "/api/spawn", content=body,
+                headers={**ACT_HEADERS, "Origin": f"http://127.0.0.1:{port + 1}"},
+            ),
+            "cross-site fetch": await client.post(
+                "/api/spawn", content=body, headers={**ACT_HEADERS, "Sec-Fetch-Site": "cross-site"}
+            ),
+        }  # fmt: skip
+        for what, got in refused.items():
+            assert got.status_code == 403, what
+        ours = await client.post(
+            "/api/agents/hm1nd/rebuild", content="{}",
+            headers={**ACT_HEADERS, "Origin": f"http://127.0.0.1:{port}",
+                     "Sec-Fetch-Site": "same-origin"},
+        )  # fmt: skip
+        assert ours.status_code == 200, ours.text
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as anonymous:
+        got = await anonymous.post("/api/spawn", content=body, headers=ACT_HEADERS)
+        assert got.status_code == 401
+        for path in ("/api/state", "/dashboard/stream", "/dashboard/history",
+                     "/api/agents/hm1nd/log", "/api/agents/hm1nd/config"):  # fmt: skip
+            assert (await anonymous.get(path)).status_code == 401, path
+        foreign = await anonymous.post(
+            "/api/spawn", content=body, headers={**ACT_HEADERS, "Host": "evil.test"}
+        )
+        assert foreign.status_code == 421
+    names = {a["name"] for a in json.loads(hive.cli("list", "--json").stdout)}
+    assert "mallory" not in names
+
+
+async def test_history_pages_back_through_the_message_flow(hive: Hive) -> None:
+    hive.spawn_idle("alice")
+    async with hive.client() as host:
+        ids = [
+            (await host.call(rq.Send(cmd="send", to="alice", body=f"m{i}"), rs.Sent)).id
+            for i in range(130)
+        ]
+    async with session(hive) as client:
+        state = (await client.get("/api/state")).json()
+        newest = [m["id"] for m in state["messages"]]
+        assert newest == ids[-100:] and state["more_messages"] is True
+        older = (await client.get(f"/dashboard/history?before={newest[0]}&limit=100")).json()
+        assert [m["id"] for m in older["messages"]] == ids[:30] and older["more"] is False
+        assert {m["state"] for m in older["messages"]} == {"queued"}
+        assert (await client.get("/dashboard/history?limit=0")).status_code == 400
+
+
+async def test_the_flow_shows_a_message_leased_then_delivered(hive: Hive) -> None:
+    hive.spawn_idle("alice")
+    async with session(hive) as client, stream(client, "sent,leased,delivered") as frames:
+        sent = await act(client, "/api/send", {"to": "alice", "body": "take this"})
+        await frames.until("sent")
+        async with hive.client(hive.agent_sock("alice")) as alice:
+            got = await alice.call(rq.Recv(cmd="recv", wait_seconds=5), rs.Messages)
+            leased = await frames.until("leased", recipient="alice")
+            assert leased["event"]["ids"] == [sent["id"]]
+            state = (await client.get("/api/state")).json()
+            assert [m["state"] for m in state["messages"] if m["id"] == sent["id"]] == ["leased"]
+            await alice.call(rq.Ack(cmd="ack", ids=[m.id for m in got.messages]), rs.Acked)
+        delivered = await frames.until("delivered", recipient="alice")
+        assert delivered["event"]["ids"] == [sent["id"]]
+
+
+async def test_a_stream_can_be_filtered_by_kind_and_refuses_unknown_kinds(hive: Hive) -> None:
+    async with session(hive) as client:
+        bad = await client.get("/dashboard/stream?kinds=sent,nonsense")
+        assert bad.status_code == 400 and "nonsense" in bad.json()["error"]
+        async with stream(client, "container_removed") as frames:
+            hive.spawn_idle("alice")
+            await act(client, "/api/spawn", {"name": "bob"})
+            await act(client, "/api/agents/bob/destroy")
+            frame = await frames.next()
+            assert frame["event"] == {"kind": "container_removed", "name": "bob"}
+
+
+async def test_an_agents_log_tail_follow_and_config(hive: Hive) -> None:
+    assert hive.cli("spawn", "alice").returncode == 0
+    async with session(hive) as client:
+        tail = (await client.get("/api/agents/alice/log?lines=5")).json()
+        assert 0 < len(tail["lines"]) <= 5 and any("alice" in line for line in tail["lines"])
+        assert (await client.get("/api/agents/alice/log?lines=0")).status_code == 400
+        assert (await client.get("/api/agents/zed/log")).status_code == 404
+        config = (await client.get("/api/agents/alice/config")).json()
+        listed = {a["name"]: a for a in json.loads(hive.cli("list", "--json").stdout)}
+        assert config["commit"] == listed["alice"]["deployed_commit"]
+        assert "agent.toml" in config["files"]
+        async with client.stream("GET", "/api/agents/alice/log/stream?lines=1") as follow:
+            lines = follow.aiter_lines()
+            first = await _data(lines)
+            assert len(first["lines"]) == 1
+            assert hive.cli("restart", "alice").returncode == 0  # writes to its log
+            more = await _data(lines)
+            assert more["lines"]
+
+
+async def _data(lines: object) -> dict[str, list[str]]:
+    async for line in lines:  # type: ignore[attr-defined]
+        if line.startswith("data:"):
+            got: dict[str, list[str]] = json.loads(line[5:])
+            return got
+    raise AssertionError("the log stream ended")
+
+
+@pytest.mark.slow
+async def test_a_subscriber_that_never_reads_is_cut_off_and_the_others_get_everything(
+    hive: Hive,
+) -> None:
+    hive.spawn_idle("alice")
+    port = dashboard_port(hive)
+    body = "x" * 8_000
+    count = 600
+    async with session(hive) as client:
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        stalled = _stalled_subscriber(port, cookie)
+        try:
+            ready = [asyncio.Event() for _ in range(10)]
+            async with asyncio.TaskGroup() as tg:
+                readers = [tg.create_task(_collect(client, count, r)) for r in ready]
+                for r in ready:
+                    await r.wait()
+                async with hive.client() as host:
+                    for i in range(count):
+                        await host.call(rq.Send(cmd="send", to="alice", body=f"{i}{body}"), rs.Sent)
+            for reader in readers:
+                got = reader.result()
+                assert [int(m.split("x", 1)[0]) for m in got] == list(range(count))
+            received = await asyncio.to_thread(_drain, stalled)
+        finally:
+            stalled.close()
+    frames = received.count(b"data:")
+    assert frames < count, "the stalled subscriber was never cut off"
+    assert b'"kind":"resync"' in received or frames < count
+
+
+def _stalled_subscriber(port: int, cookie: str) -> socket.socket:
+    """A stream subscriber that reads its response head, then nothing at all."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"GET /dashboard/stream?kinds=sent HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Cookie: {cookie}\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return sock
+
+
+async def _collect(client: httpx.AsyncClient, count: int, ready: asyncio.Event) -> list[str]:
+    got: list[str] = []
+    async with stream(client, "sent") as frames:
+        ready.set()
+        while len(got) < count:
+            frame = await frames.next()
+            got.append(frame["event"]["message"]["body"])
+    return got
+
+
+def _drain(sock: socket.socket) -> bytes:
+    """Everything left for the stalled subscriber, until the server closes (bounded: a
+    connection that stays open raises)."""
+    deadline = time.monotonic() + DRAIN_BOUND
+    data = b""
+    while True:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            chunk = sock.recv(1 << 20)
+        except TimeoutError:
+            raise AssertionError(
+                f"the stalled subscriber is still connected after {data.count(b'data:')} frames"
+            ) from None
+        if not chunk:
+            return data
+        data += chunk
