@@ -290,6 +290,10 @@ export function createTerminal(opts) {
     if (unseen && isAtBottom()) setUnseen(0);
     if (pane.scrollTop <= NEAR_TOP_PX) backfill();
   }, { passive: true });
+  // A pane too short to scroll never fires "scroll": wheel up at the top asks too.
+  pane.addEventListener("wheel", (ev) => {
+    if (ev.deltaY < 0 && pane.scrollTop <= NEAR_TOP_PX) backfill();
+  }, { passive: true });
 
   updateEmpty();
 

@@ -455,7 +455,7 @@ function renderAgentLine(agent, entry) {
   const chips = el("span", { cls: "chips" });
   const attention = running && !agent.alive;
   chips.appendChild(chip(
-    attention ? `${agent.state}?` : agent.state,
+    agent.state,
     running ? (attention ? "bad" : "ok") : "dim",
     attention ? "running but not answering pings: needs attention" : `container state: ${visibleString(agent.state)}`,
   ));
@@ -1014,7 +1014,7 @@ let composeTo = NAME_RE.test(localStorage.getItem(TO_KEY) || "") ? localStorage.
 let completion = null; // {prefix, matches, index}
 
 function parseCompose(text) {
-  const m = /^@([a-z][a-z0-9-]*)(?:\s+([\s\S]*))?$/.exec(text.trimStart());
+  const m = /^@(\S+)(?:\s+([\s\S]*))?$/.exec(text.trimStart());
   if (m) return { to: m[1], body: (m[2] || "").trim(), explicit: true };
   return { to: composeTo, body: text.trim(), explicit: false };
 }
@@ -1068,6 +1068,14 @@ async function onComposeSubmit(ev) {
     return;
   }
   if (!body) {
+    if (parseCompose(input.value).explicit && NAME_RE.test(to)) {
+      composeTo = to;
+      localStorage.setItem(TO_KEY, to);
+      input.value = "";
+      updatePrompt();
+      toast(`recipient: ${to}`, "info");
+      return;
+    }
     toast("nothing to send", "error");
     input.focus();
     return;
