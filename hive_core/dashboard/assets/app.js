@@ -223,7 +223,7 @@ function confirmButton(btn, act) {
 const state = {
   agents: new Map(), // name -> agent (+ _at: monotonic receipt time)
   approvals: new Map(), // id -> approval
-  questions: new Map(), // id -> question (+ _at, _skew)
+  questions: new Map(), // id -> question
   transients: new Map(), // id -> transient
   inbox: [], // messages to the operator, newest first
   version: "",
@@ -661,6 +661,8 @@ function renderDiff(diff) {
   return pre;
 }
 
+const EAGER_DIFF = 200000;
+
 function renderApproval(a) {
   const id = str(a.id);
   const node = el("article", { cls: "card approval", attrs: { "data-approval": id } });
@@ -682,11 +684,18 @@ function renderApproval(a) {
     node.appendChild(el("div", { cls: "line reason" }, el("span", { cls: "dim", text: "reason " }), vspan("", a.reason, true)));
   }
 
-  const hidden = countInvisible(a.diff, true) + countInvisible(a.reason, true) + countInvisible(a.agent) + countInvisible(a.requester);
-  if (hidden > 0) {
+  const inDiff = countInvisible(a.diff, true);
+  if (inDiff > 0) {
     node.appendChild(el("div", {
       cls: "warning",
-      text: `⚠ this diff holds ${hidden} invisible or bidirectional character${hidden === 1 ? "" : "s"}`,
+      text: `⚠ this diff holds ${inDiff} invisible or bidirectional character${inDiff === 1 ? "" : "s"}`,
+    }));
+  }
+  const inRequest = countInvisible(a.reason, true) + countInvisible(a.agent) + countInvisible(a.requester);
+  if (inRequest > 0) {
+    node.appendChild(el("div", {
+      cls: "warning",
+      text: `⚠ this request holds ${inRequest} invisible or bidirectional character${inRequest === 1 ? "" : "s"}`,
     }));
   }
 
@@ -699,13 +708,18 @@ function renderApproval(a) {
       " ",
       el("span", { cls: "d-del", text: `-${stat.del}` }));
     const details = el("details", { cls: "diff-box" }, summary);
-    let rendered = false;
-    details.addEventListener("toggle", () => {
-      if (details.open && !rendered) {
-        rendered = true;
-        details.appendChild(renderDiff(a.diff));
-      }
-    });
+    if (str(a.diff).length <= EAGER_DIFF) {
+      details.appendChild(renderDiff(a.diff));
+    } else {
+      // A very large diff is built only when opened.
+      let rendered = false;
+      details.addEventListener("toggle", () => {
+        if (details.open && !rendered) {
+          rendered = true;
+          details.appendChild(renderDiff(a.diff));
+        }
+      });
+    }
     node.appendChild(details);
   } else if (a.kind === "apply_commit") {
     node.appendChild(el("div", { cls: "line dim", text: "no diff" }));
@@ -788,7 +802,7 @@ function syncChildren(list, nodes, emptyText) {
 
 function ttlText(q) {
   if (typeof q.expires_at !== "number") return "no expiry";
-  const left = q.expires_at - (nowSec() - (q._skew || 0));
+  const left = q.expires_at - nowSec();
   if (left <= 0) return "expired";
   return `expires in ${duration(left)}`;
 }
@@ -960,7 +974,7 @@ function flowMark(ids, st, deliveredAt) {
 const INBOX_CAP = 300;
 
 function renderInboxItem(m) {
-  const item = el("article", { cls: "inbox-item", attrs: { "data-message": str(m.id) } });
+  const item = el("article", { cls: "inbox-item", attrs: { "data-inbox": str(m.id) } });
   const reply = el("button", { cls: "link", text: "reply", attrs: { type: "button", title: "reply in the compose line" } });
   reply.addEventListener("click", () => {
     if (NAME_RE.test(str(m.sender))) {
@@ -1278,6 +1292,7 @@ function connect() {
   source.addEventListener("open", () => {
     if (gen !== live.gen) return;
     opened = true;
+    fetchSnapshot();
     goLive();
   });
   source.addEventListener("message", (ev) => {
@@ -1301,7 +1316,13 @@ function connect() {
     fail(gen, "event stream lost");
   });
 
-  (async () => {
+  // The snapshot is asked for once the stream is subscribed (its `open`), so
+  // no event can fall between the two; a slow `open` does not hold it back
+  // for more than a moment.
+  let fetching = false;
+  const fetchSnapshot = async () => {
+    if (fetching || gen !== live.gen) return;
+    fetching = true;
     let snap;
     try {
       snap = await getJSON("/api/state");
@@ -1321,7 +1342,8 @@ function connect() {
     buffer.length = 0;
     if (source.readyState === EventSource.OPEN) opened = true;
     goLive();
-  })();
+  };
+  live.timer = setTimeout(fetchSnapshot, 2000);
 }
 
 function fail(gen, why, authProblem = false) {
@@ -1347,18 +1369,15 @@ function applySnapshot(snap) {
   if (!Number.isFinite(live.lastSeq)) live.lastSeq = -1;
   state.version = str(snap.version);
   const version = $("version");
-  version.textContent = state.version ? `v${visibleString(state.version)}` : "";
+  version.textContent = /^v/i.test(state.version) ? visibleString(state.version) : `v${visibleString(state.version)}`;
   version.hidden = !state.version;
 
+  // A snapshot raises no crash or login notices: it is not a transition seen happen.
   const at = mono();
-  const prevAgents = state.agents;
   state.agents = new Map();
   for (const a of Array.isArray(snap.agents) ? snap.agents : []) {
     if (a && typeof a.name === "string") state.agents.set(a.name, { ...a, _at: at });
   }
-  // Crash/login notices across a reconnect are not raised: the snapshot is
-  // not a transition we saw happen.
-  void prevAgents;
 
   state.transients = new Map();
   for (const t of Array.isArray(snap.transients) ? snap.transients : []) {
@@ -1372,7 +1391,7 @@ function applySnapshot(snap) {
 
   state.questions = new Map();
   for (const q of Array.isArray(snap.questions) ? snap.questions : []) {
-    if (isOperatorQuestion(q)) state.questions.set(str(q.id), withSkew(q));
+    if (isOperatorQuestion(q)) state.questions.set(str(q.id), { ...q });
   }
 
   const inbox = (Array.isArray(snap.inbox) ? snap.inbox : []).filter((m) => m && m.id !== undefined);
@@ -1386,10 +1405,6 @@ function applySnapshot(snap) {
   renderInbox();
   flow.reset((Array.isArray(snap.messages) ? snap.messages : []).map((m) => ({ ...m, state: m.state in STATE_RANK ? m.state : "queued" })), Boolean(snap.more_messages));
   updatePrompt();
-}
-
-function withSkew(q) {
-  return { ...q };
 }
 
 function applyFrame(frame) {
@@ -1442,7 +1457,7 @@ function handleEvent(ev) {
     case "question_added": {
       const q = ev.question;
       if (!isOperatorQuestion(q)) return;
-      state.questions.set(str(q.id), withSkew(q));
+      state.questions.set(str(q.id), { ...q });
       renderQuestions();
       notify(`question from ${str(q.asker)}`, str(q.question), `question-${q.id}`);
       return;
