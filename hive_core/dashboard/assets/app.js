@@ -1,0 +1,1571 @@
+// The hyperhive operator dashboard. Live from one event stream; no polling.
+//
+// Every piece of server data is rendered as text (textContent / text nodes),
+// with invisible and bidirectional characters made visible by `visible()`.
+
+import { createTerminal, el } from "./front/terminal.js";
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------- text safety
+
+// C0/C1 controls (tab aside), format characters (bidi controls, zero-width
+// characters, soft hyphen, BOM, tags...), line/paragraph separators, and a few
+// blank-looking letters.
+const INVISIBLE = /[\u0000-\u0008\u000A-\u001F\u007F-\u009F\u2028\u2029\u034F\u115F\u1160\u3164\uFFA0\p{Cf}\p{Cs}]/u;
+const INVISIBLE_G = new RegExp(INVISIBLE.source, "gu");
+const INVISIBLE_NO_NL_G = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u2028\u2029\u034F\u115F\u1160\u3164\uFFA0\p{Cf}\p{Cs}]/gu;
+
+function marker(ch) {
+  const cp = ch.codePointAt(0);
+  return `⟦U+${cp.toString(16).toUpperCase().padStart(4, "0")}⟧`;
+}
+
+function str(value) {
+  if (value === null || value === undefined) return "";
+  return typeof value === "string" ? value : String(value);
+}
+
+/**
+ * Text as a DocumentFragment, each invisible or bidirectional character
+ * replaced by a highlighted ⟦U+XXXX⟧ marker. `keepNewlines` leaves "\n" alone
+ * (message bodies); everything else flags them too.
+ */
+function visible(text, keepNewlines = false) {
+  const s = str(text);
+  const frag = document.createDocumentFragment();
+  const re = keepNewlines ? INVISIBLE_NO_NL_G : INVISIBLE_G;
+  re.lastIndex = 0;
+  let last = 0;
+  let m;
+  while ((m = re.exec(s)) !== null) {
+    if (m.index > last) frag.appendChild(document.createTextNode(s.slice(last, m.index)));
+    const span = document.createElement("span");
+    span.className = "invis";
+    span.textContent = marker(m[0]);
+    span.title = "invisible or bidirectional character";
+    frag.appendChild(span);
+    last = m.index + m[0].length;
+  }
+  if (last < s.length) frag.appendChild(document.createTextNode(s.slice(last)));
+  return frag;
+}
+
+/** Plain-string form of visible(), for title attributes and option labels. */
+function visibleString(text, keepNewlines = false) {
+  const re = keepNewlines ? INVISIBLE_NO_NL_G : INVISIBLE_G;
+  return str(text).replace(re, marker);
+}
+
+function countInvisible(text, keepNewlines = false) {
+  const re = keepNewlines ? INVISIBLE_NO_NL_G : INVISIBLE_G;
+  const m = str(text).match(re);
+  return m ? m.length : 0;
+}
+
+/** A span holding visible(text). */
+function vspan(cls, text, keepNewlines = false) {
+  const span = el("span", { cls });
+  span.appendChild(visible(text, keepNewlines));
+  return span;
+}
+
+const NAME_RE = /^[a-z][a-z0-9-]{0,31}$/;
+const HEX40 = /^[0-9a-f]{40}$/i;
+
+function shortCommit(commit) {
+  const c = str(commit);
+  return HEX40.test(c) ? c.slice(0, 12) : visibleString(c.slice(0, 12));
+}
+
+function agentPath(name, action) {
+  return `/api/agents/${encodeURIComponent(str(name))}/${action}`;
+}
+
+// ---------------------------------------------------------------- time
+
+const pad2 = (n) => String(n).padStart(2, "0");
+
+function clockTime(unix) {
+  const n = Number(unix);
+  if (!Number.isFinite(n) || n <= 0) return "--:--:--";
+  const d = new Date(n * 1000);
+  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+function fullTime(unix) {
+  const n = Number(unix);
+  if (!Number.isFinite(n) || n <= 0) return "";
+  return new Date(n * 1000).toLocaleString();
+}
+
+function duration(seconds) {
+  let s = Math.max(0, Math.floor(Number(seconds) || 0));
+  const d = Math.floor(s / 86400);
+  s -= d * 86400;
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  if (d) return `${d}d ${h}h`;
+  if (h) return `${h}h ${pad2(m)}m`;
+  if (m) return `${m}m ${pad2(s)}s`;
+  return `${s}s`;
+}
+
+const nowSec = () => Date.now() / 1000;
+const mono = () => performance.now() / 1000;
+
+// ---------------------------------------------------------------- toasts
+
+const MAX_TOASTS = 6;
+
+function toast(text, kind = "") {
+  const box = $("toasts");
+  const node = el("div", { cls: ["toast", kind], attrs: { role: kind === "error" ? "alert" : "status" } });
+  node.appendChild(visible(text, true));
+  node.addEventListener("click", () => node.remove());
+  box.appendChild(node);
+  while (box.children.length > MAX_TOASTS) box.firstElementChild.remove();
+  setTimeout(() => node.remove(), kind === "error" ? 10000 : 5000);
+}
+
+// ---------------------------------------------------------------- requests
+
+async function post(path, body = {}) {
+  let resp;
+  try {
+    resp = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "Content-Type": "application/json", "X-Hive-Request": "1", Accept: "application/json" },
+      body: JSON.stringify(body || {}),
+    });
+  } catch (err) {
+    toast(`request failed: ${err && err.message ? err.message : "network error"}`, "error");
+    return null;
+  }
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    data = null;
+  }
+  if (resp.ok && data && data.ok !== false) {
+    toast(str(data.detail) || "done");
+    return data;
+  }
+  const error = data && (data.error || data.detail);
+  toast(str(error) || `${resp.status} ${resp.statusText || "error"}`.trim(), "error");
+  return null;
+}
+
+async function getJSON(path) {
+  const resp = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
+  if (!resp.ok) {
+    let msg = `${resp.status}`;
+    try {
+      const data = await resp.json();
+      if (data && data.error) msg = `${resp.status}: ${data.error}`;
+    } catch {
+      /* not json */
+    }
+    const err = new Error(msg);
+    err.status = resp.status;
+    throw err;
+  }
+  return resp.json();
+}
+
+/** Run `fn` with `btn` busy (spinner, disabled); re-entrance is refused. */
+async function busy(btn, fn) {
+  if (btn.classList.contains("busy")) return null;
+  btn.classList.add("busy");
+  btn.disabled = true;
+  try {
+    return await fn();
+  } finally {
+    btn.classList.remove("busy");
+    btn.disabled = false;
+  }
+}
+
+/**
+ * A button that asks "sure?" on the first click and acts on a second click
+ * within 4 s. Returns the button; `act` is called with it.
+ */
+function confirmButton(btn, act) {
+  const label = btn.textContent;
+  let timer = 0;
+  const disarm = () => {
+    clearTimeout(timer);
+    timer = 0;
+    btn.classList.remove("armed");
+    btn.textContent = label;
+  };
+  btn.addEventListener("click", () => {
+    if (btn.classList.contains("busy")) return;
+    if (!btn.classList.contains("armed")) {
+      btn.classList.add("armed");
+      btn.textContent = "sure?";
+      timer = setTimeout(disarm, 4000);
+      return;
+    }
+    disarm();
+    act(btn);
+  });
+  return btn;
+}
+
+// ---------------------------------------------------------------- state
+
+const state = {
+  agents: new Map(), // name -> agent (+ _at: monotonic receipt time)
+  approvals: new Map(), // id -> approval
+  questions: new Map(), // id -> question
+  transients: new Map(), // id -> transient
+  inbox: [], // messages to the operator, newest first
+  version: "",
+};
+
+const ui = {
+  agentBoxes: new Map(), // name -> {box, line, panel, buttons: Map}
+  tombBoxes: new Map(),
+  approvalNodes: new Map(),
+  questionNodes: new Map(),
+  inboxIds: new Set(),
+  recentAction: new Map(), // agent -> monotonic time of the last operator/transient action
+};
+
+// ---------------------------------------------------------------- notifications
+
+const NOTIFY_KEY = "hive.notify";
+
+function notifyEnabled() {
+  return "Notification" in window && Notification.permission === "granted" && localStorage.getItem(NOTIFY_KEY) === "1";
+}
+
+function renderNotifyButton() {
+  const btn = $("notify");
+  if (!("Notification" in window)) {
+    btn.disabled = true;
+    btn.textContent = "notify: n/a";
+    btn.title = "this browser has no notifications";
+    return;
+  }
+  const on = notifyEnabled();
+  btn.textContent = on ? "notify: on" : "notify";
+  btn.classList.toggle("primary", on);
+  btn.title = on
+    ? "notifications on (click to turn off)"
+    : Notification.permission === "denied"
+      ? "notifications are blocked for this site in the browser settings"
+      : "browser notifications for approvals, questions, logins and crashes";
+}
+
+async function onNotifyClick() {
+  if (!("Notification" in window)) return;
+  if (notifyEnabled()) {
+    localStorage.removeItem(NOTIFY_KEY);
+    renderNotifyButton();
+    toast("notifications off");
+    return;
+  }
+  let permission = Notification.permission;
+  if (permission !== "granted") {
+    try {
+      permission = await Notification.requestPermission();
+    } catch {
+      permission = "denied";
+    }
+  }
+  if (permission === "granted") {
+    localStorage.setItem(NOTIFY_KEY, "1");
+    toast("notifications on");
+  } else {
+    toast("notifications not allowed by the browser", "error");
+  }
+  renderNotifyButton();
+}
+
+function notify(title, body, tag) {
+  if (!notifyEnabled()) return;
+  try {
+    const n = new Notification(visibleString(title), { body: visibleString(body, true).slice(0, 300), tag });
+    n.addEventListener("click", () => {
+      window.focus();
+      n.close();
+    });
+  } catch {
+    /* some browsers only allow notifications from a service worker */
+  }
+}
+
+// ---------------------------------------------------------------- agents
+
+const LIVE_STATES = new Set(["running", "stopped"]);
+const isTomb = (agent) => !LIVE_STATES.has(agent.state) && (agent.state === "tombstone" || agent.state === "prepared");
+
+const ACTION_LABEL = {
+  start: "starting",
+  stop: "stopping",
+  restart: "restarting",
+  kill: "killing",
+  rebuild: "rebuilding",
+  destroy: "destroying",
+  purge: "purging",
+  deploy: "deploying",
+  spawn: "spawning",
+  update: "updating",
+  "new-session": "new session",
+  "new_session": "new session",
+  apply: "applying",
+  apply_commit: "deploying",
+};
+
+function transientLabel(action) {
+  const a = str(action);
+  return `${ACTION_LABEL[a] || visibleString(a)}…`;
+}
+
+function chip(text, cls, title) {
+  const node = el("span", { cls: ["chip", ...(Array.isArray(cls) ? cls : [cls])], attrs: { title: title || "" } });
+  node.appendChild(visible(text));
+  return node;
+}
+
+function agentSort(a, b) {
+  const ra = a.role === "manager" ? 0 : 1;
+  const rb = b.role === "manager" ? 0 : 1;
+  if (ra !== rb) return ra - rb;
+  return str(a.name) < str(b.name) ? -1 : str(a.name) > str(b.name) ? 1 : 0;
+}
+
+function agentPageLink(agent) {
+  const port = agent.web_port;
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) return null;
+  const proto = location.protocol === "https:" ? "https:" : "http:";
+  let href;
+  try {
+    const url = new URL(`${proto}//${location.hostname}:${port}/`);
+    if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+    href = url.href;
+  } catch {
+    return null;
+  }
+  return el("a", {
+    cls: "page-link",
+    text: "page ↗",
+    attrs: { href, target: "_blank", rel: "noopener noreferrer", title: `the agent's own page on port ${port}` },
+  });
+}
+
+function uptimeText(agent) {
+  if (agent.state !== "running" || typeof agent.uptime_seconds !== "number") return "";
+  return `up ${duration(agent.uptime_seconds + (mono() - agent._at))}`;
+}
+
+function buttonFor(entry, name, action, label, opts = {}) {
+  let btn = entry.buttons.get(action);
+  if (btn) return btn;
+  btn = el("button", {
+    cls: opts.danger ? "danger" : "",
+    text: label,
+    attrs: { type: "button", "data-action": action, title: opts.title || `${label} ${name}` },
+  });
+  const run = (b) => {
+    ui.recentAction.set(name, mono());
+    busy(b, () => post(agentPath(name, action), {}));
+  };
+  if (opts.danger) confirmButton(btn, run);
+  else btn.addEventListener("click", () => run(btn));
+  entry.buttons.set(action, btn);
+  return btn;
+}
+
+function configButton(entry, name) {
+  let btn = entry.buttons.get("config");
+  if (btn) return btn;
+  btn = el("button", { text: "config", attrs: { type: "button", "data-action": "config", title: `show ${name}'s deployed config` } });
+  btn.addEventListener("click", () => toggleConfig(entry, name, btn));
+  entry.buttons.set("config", btn);
+  return btn;
+}
+
+async function toggleConfig(entry, name, btn) {
+  if (!entry.panel.hidden) {
+    entry.panel.hidden = true;
+    entry.panel.replaceChildren();
+    btn.classList.remove("primary");
+    return;
+  }
+  await busy(btn, async () => {
+    let data;
+    try {
+      data = await getJSON(agentPath(name, "config"));
+    } catch (err) {
+      toast(`config of ${name}: ${err.message}`, "error");
+      return;
+    }
+    const panel = entry.panel;
+    panel.replaceChildren();
+    const commit = data && data.commit;
+    panel.appendChild(el("div", { cls: "config-head" },
+      el("span", { cls: "dim", text: "commit " }),
+      commit ? chip(shortCommit(commit), "dim", visibleString(commit)) : el("span", { cls: "dim", text: "none" })));
+    const files = (data && data.files && typeof data.files === "object") ? data.files : {};
+    const names = Object.keys(files);
+    if (!names.length) panel.appendChild(el("p", { cls: "empty", text: "no files" }));
+    for (const file of names) {
+      const details = el("details", { attrs: { open: true } }, el("summary", {}, vspan("file", file)));
+      const pre = el("pre", { cls: "code" });
+      pre.appendChild(visible(files[file], true));
+      details.appendChild(pre);
+      panel.appendChild(details);
+    }
+    panel.hidden = false;
+    btn.classList.add("primary");
+  });
+}
+
+function agentEntry(name) {
+  let entry = ui.agentBoxes.get(name);
+  if (!entry) {
+    const panel = el("div", { cls: "config-panel" });
+    panel.hidden = true;
+    const box = el("div", { cls: "agent", attrs: { "data-agent": name } });
+    entry = { box, line: null, panel, buttons: new Map() };
+    ui.agentBoxes.set(name, entry);
+  }
+  return entry;
+}
+
+function renderAgentLine(agent, entry) {
+  const name = str(agent.name);
+  const running = agent.state === "running";
+  const line = el("div", { cls: "agent-line" });
+
+  const nameCell = el("span", { cls: "agent-name", attrs: { title: visibleString(name) } });
+  nameCell.appendChild(visible(name));
+  const ident = el("span", { cls: "ident" }, nameCell);
+  if (agent.role === "manager") ident.appendChild(chip("manager", "accent", "the hive's manager agent"));
+  line.appendChild(ident);
+
+  const chips = el("span", { cls: "chips" });
+  const attention = running && !agent.alive;
+  chips.appendChild(chip(
+    agent.state,
+    running ? (attention ? "bad" : "ok") : "dim",
+    attention ? "running but not answering pings: needs attention" : `container state: ${visibleString(agent.state)}`,
+  ));
+  if (running) {
+    chips.appendChild(chip(agent.alive ? "alive" : "dead", agent.alive ? "ok" : "bad",
+      agent.alive ? "the harness answers pings" : "the harness does not answer pings"));
+  }
+  if (agent.turn_state) {
+    const ts = str(agent.turn_state);
+    chips.appendChild(chip(ts, ts === "thinking" ? "info" : ts === "compacting" ? "warn" : "dim", `turn state: ${visibleString(ts)}`));
+  }
+  if (agent.login === "needs_login") chips.appendChild(chip("needs login", "bad", "claude is not logged in: log in inside the container"));
+  else if (agent.login === "claude_missing") chips.appendChild(chip("claude missing", "bad", "the claude binary is missing in the container"));
+  if (agent.needs_update) chips.appendChild(chip("needs update", "warn", "deployed on an older hive-core: update"));
+  if (agent.model) chips.appendChild(chip(agent.model, "dim", `model: ${visibleString(agent.model)}`));
+  if (agent.deployed_commit) chips.appendChild(chip(shortCommit(agent.deployed_commit), "dim", `deployed commit ${visibleString(agent.deployed_commit)}`));
+  for (const t of state.transients.values()) {
+    if (t.agent === agent.name) {
+      chips.appendChild(chip(transientLabel(t.action), ["warn", "busy"], `${visibleString(t.action)} by ${visibleString(t.actor)}`));
+    }
+  }
+  const uptime = el("span", { cls: "uptime dim", text: uptimeText(agent), attrs: { title: "uptime" } });
+  chips.appendChild(uptime);
+  line.appendChild(chips);
+
+  const status = vspan("status", agent.status || "");
+  status.title = visibleString(agent.status || "");
+  line.appendChild(status);
+
+  const actions = el("span", { cls: "actions" });
+  const link = agentPageLink(agent);
+  if (link) actions.appendChild(link);
+  if (running) {
+    actions.appendChild(buttonFor(entry, name, "stop", "stop"));
+    actions.appendChild(buttonFor(entry, name, "restart", "restart"));
+    actions.appendChild(buttonFor(entry, name, "kill", "kill", { danger: true }));
+    actions.appendChild(buttonFor(entry, name, "new-session", "new session", { title: `start a fresh claude session for ${name}` }));
+  } else {
+    actions.appendChild(buttonFor(entry, name, "start", "start"));
+  }
+  actions.appendChild(buttonFor(entry, name, "rebuild", "rebuild"));
+  actions.appendChild(configButton(entry, name));
+  actions.appendChild(buttonFor(entry, name, "destroy", "destroy", { danger: true }));
+  line.appendChild(actions);
+
+  entry.uptime = uptime;
+  return line;
+}
+
+function renderAgent(agent) {
+  const entry = agentEntry(agent.name);
+  const line = renderAgentLine(agent, entry);
+  entry.box.classList.toggle("is-manager", agent.role === "manager");
+  entry.box.classList.toggle("attention", (agent.state === "running" && !agent.alive) || agent.login === "needs_login" || agent.login === "claude_missing");
+  if (entry.line) entry.line.replaceWith(line);
+  else entry.box.append(line, entry.panel);
+  entry.line = line;
+  return entry;
+}
+
+function renderTomb(agent) {
+  const name = str(agent.name);
+  let entry = ui.tombBoxes.get(name);
+  if (!entry) {
+    entry = { box: el("div", { cls: "agent tomb", attrs: { "data-agent": name } }), buttons: new Map() };
+    ui.tombBoxes.set(name, entry);
+  }
+  const line = el("div", { cls: "agent-line" });
+  const nameCell = el("span", { cls: "agent-name", attrs: { title: visibleString(name) } });
+  nameCell.appendChild(visible(name));
+  line.appendChild(el("span", { cls: "ident" }, nameCell));
+  const chips = el("span", { cls: "chips" });
+  chips.appendChild(chip(agent.state, agent.state === "prepared" ? "info" : "dim",
+    agent.state === "prepared" ? "prepared, never started" : "destroyed; its state is kept until purged"));
+  if (agent.deployed_commit) chips.appendChild(chip(shortCommit(agent.deployed_commit), "dim", `deployed commit ${visibleString(agent.deployed_commit)}`));
+  for (const t of state.transients.values()) {
+    if (t.agent === agent.name) chips.appendChild(chip(transientLabel(t.action), ["warn", "busy"], `${visibleString(t.action)} by ${visibleString(t.actor)}`));
+  }
+  line.appendChild(chips);
+  line.appendChild(el("span", { cls: "actions" }, buttonFor(entry, name, "purge", "purge", { danger: true, title: `remove everything left of ${name}` })));
+  entry.box.replaceChildren(line);
+  return entry;
+}
+
+function renderAgents() {
+  const list = $("agents-list");
+  const tombList = $("tombstones-list");
+  const all = [...state.agents.values()].sort(agentSort);
+  const live = all.filter((a) => !isTomb(a));
+  const tombs = all.filter(isTomb);
+
+  // Drop the UI of agents that are gone from either section.
+  for (const [name, entry] of ui.agentBoxes) {
+    const a = state.agents.get(name);
+    if (!a || isTomb(a)) {
+      entry.box.remove();
+      ui.agentBoxes.delete(name);
+    }
+  }
+  for (const [name, entry] of ui.tombBoxes) {
+    const a = state.agents.get(name);
+    if (!a || !isTomb(a)) {
+      entry.box.remove();
+      ui.tombBoxes.delete(name);
+    }
+  }
+
+  const boxes = live.map((a) => renderAgent(a).box);
+  // Transients for agents not (yet) known, e.g. a spawn in progress.
+  for (const t of state.transients.values()) {
+    if (!state.agents.has(t.agent)) {
+      boxes.push(el("div", { cls: "agent pending", attrs: { "data-transient": str(t.id) } },
+        el("div", { cls: "agent-line" },
+          el("span", { cls: "ident" }, vspan("agent-name", t.agent)),
+          el("span", { cls: "chips" }, chip(transientLabel(t.action), ["warn", "busy"], `${visibleString(t.action)} by ${visibleString(t.actor)}`)))));
+    }
+  }
+  list.replaceChildren(...(boxes.length ? boxes : [el("p", { cls: "empty", text: "no agents" })]));
+  setCount("agents", live.length);
+
+  const tombBoxes = tombs.map((a) => renderTomb(a).box);
+  tombList.replaceChildren(...(tombBoxes.length ? tombBoxes : [el("p", { cls: "empty", text: "no tombstones" })]));
+  setCount("tombstones", tombs.length);
+
+  renderLogChoices();
+}
+
+let agentsDirty = false;
+function scheduleAgents() {
+  if (agentsDirty) return;
+  agentsDirty = true;
+  queueMicrotask(() => {
+    agentsDirty = false;
+    renderAgents();
+  });
+}
+
+function setAgent(agent, live) {
+  if (!agent || typeof agent.name !== "string") return;
+  const prev = state.agents.get(agent.name);
+  const next = { ...agent, _at: mono() };
+  state.agents.set(agent.name, next);
+  if (live && prev) {
+    if (next.login === "needs_login" && prev.login !== "needs_login") {
+      notify(`${agent.name} needs a login`, "claude is not logged in", `login-${agent.name}`);
+    }
+    if (prev.state === "running" && next.state === "stopped") {
+      const last = ui.recentAction.get(agent.name);
+      const busyNow = [...state.transients.values()].some((t) => t.agent === agent.name);
+      if (!busyNow && !(last && mono() - last < 20)) {
+        notify(`${agent.name} stopped`, "the container stopped without an operator action", `crash-${agent.name}`);
+        toast(`${agent.name} stopped unexpectedly`, "error");
+      }
+    }
+  }
+  scheduleAgents();
+}
+
+function setCount(section, n) {
+  const node = document.querySelector(`#${section} .count`);
+  if (node) {
+    node.textContent = String(n);
+    node.classList.toggle("dim", n === 0);
+    node.classList.toggle("warn", n > 0 && (section === "approvals" || section === "questions"));
+  }
+}
+
+// ---------------------------------------------------------------- approvals
+
+function diffStat(diff) {
+  let files = 0;
+  let plusFiles = 0;
+  let add = 0;
+  let del = 0;
+  for (const line of str(diff).split("\n")) {
+    if (line.startsWith("diff --git ")) files += 1;
+    else if (line.startsWith("+++ ")) plusFiles += 1;
+    else if (line.startsWith("---")) continue;
+    else if (line.startsWith("+")) add += 1;
+    else if (line.startsWith("-")) del += 1;
+  }
+  return { files: files || plusFiles, add, del };
+}
+
+function diffLineClass(line) {
+  if (line.startsWith("+++") || line.startsWith("---")) return "d-file";
+  if (line.startsWith("diff --git") || line.startsWith("index ") || line.startsWith("new file") || line.startsWith("deleted file")) return "d-file";
+  if (line.startsWith("@@")) return "d-hunk";
+  if (line.startsWith("+")) return "d-add";
+  if (line.startsWith("-")) return "d-del";
+  return "d-ctx";
+}
+
+function renderDiff(diff) {
+  const pre = el("pre", { cls: "diff" });
+  const lines = str(diff).split("\n");
+  if (lines.length && lines[lines.length - 1] === "") lines.pop();
+  for (const line of lines) {
+    const span = el("span", { cls: ["dl", diffLineClass(line)] });
+    span.appendChild(visible(line));
+    pre.appendChild(span);
+  }
+  return pre;
+}
+
+const EAGER_DIFF = 200000;
+
+function renderApproval(a) {
+  const id = str(a.id);
+  const node = el("article", { cls: "card approval", attrs: { "data-approval": id } });
+  const head = el("div", { cls: "card-head" },
+    chip(`#${id}`, "dim", `approval ${id}`),
+    chip(str(a.kind).replace("_", " "), a.kind === "spawn" ? "info" : a.kind === "update" ? "warn" : "accent", `kind: ${visibleString(a.kind)}`),
+    el("span", { cls: "who" }, vspan("agent-name", a.agent)),
+    el("span", { cls: "dim", text: "by" }),
+    vspan("requester", a.requester),
+    el("span", { cls: "spacer" }),
+    el("span", { cls: "dim time", text: clockTime(a.created_at), attrs: { title: fullTime(a.created_at) } }));
+  node.appendChild(head);
+
+  if (a.commit) {
+    node.appendChild(el("div", { cls: "line" }, el("span", { cls: "dim", text: "commit " }),
+      chip(shortCommit(a.commit), "dim", visibleString(a.commit))));
+  }
+  if (a.reason) {
+    node.appendChild(el("div", { cls: "line reason" }, el("span", { cls: "dim", text: "reason " }), vspan("", a.reason, true)));
+  }
+
+  const inDiff = countInvisible(a.diff, true);
+  if (inDiff > 0) {
+    node.appendChild(el("div", {
+      cls: "warning",
+      text: `⚠ this diff holds ${inDiff} invisible or bidirectional character${inDiff === 1 ? "" : "s"}`,
+    }));
+  }
+  const inRequest = countInvisible(a.reason, true) + countInvisible(a.agent) + countInvisible(a.requester);
+  if (inRequest > 0) {
+    node.appendChild(el("div", {
+      cls: "warning",
+      text: `⚠ this request holds ${inRequest} invisible or bidirectional character${inRequest === 1 ? "" : "s"}`,
+    }));
+  }
+
+  if (a.diff) {
+    const stat = diffStat(a.diff);
+    const summary = el("summary", {},
+      el("span", { text: "diff " }),
+      el("span", { cls: "dim", text: `${stat.files} file${stat.files === 1 ? "" : "s"}, ` }),
+      el("span", { cls: "d-add", text: `+${stat.add}` }),
+      " ",
+      el("span", { cls: "d-del", text: `-${stat.del}` }));
+    const details = el("details", { cls: "diff-box" }, summary);
+    if (str(a.diff).length <= EAGER_DIFF) {
+      details.appendChild(renderDiff(a.diff));
+    } else {
+      // A very large diff is built only when opened.
+      let rendered = false;
+      details.addEventListener("toggle", () => {
+        if (details.open && !rendered) {
+          rendered = true;
+          details.appendChild(renderDiff(a.diff));
+        }
+      });
+    }
+    node.appendChild(details);
+  } else if (a.kind === "apply_commit") {
+    node.appendChild(el("div", { cls: "line dim", text: "no diff" }));
+  }
+
+  const approve = el("button", { cls: "primary", text: "approve", attrs: { type: "button", "data-action": "approve" } });
+  approve.addEventListener("click", () => busy(approve, () => post(`/api/approvals/${encodeURIComponent(id)}/approve`, {})));
+
+  const deny = el("button", { cls: "danger", text: "deny", attrs: { type: "button", "data-action": "deny" } });
+  const reason = el("input", { attrs: { type: "text", placeholder: "reason (optional)", "aria-label": "deny reason", maxlength: "2000" } });
+  const sendDeny = el("button", { cls: "danger", text: "send deny", attrs: { type: "button", "data-action": "deny-send" } });
+  const cancelDeny = el("button", { text: "cancel", attrs: { type: "button" } });
+  const denyForm = el("span", { cls: "deny-form" }, reason, sendDeny, cancelDeny);
+  denyForm.hidden = true;
+  deny.addEventListener("click", () => {
+    denyForm.hidden = false;
+    deny.hidden = true;
+    reason.focus();
+  });
+  cancelDeny.addEventListener("click", () => {
+    denyForm.hidden = true;
+    deny.hidden = false;
+  });
+  const doDeny = () => busy(sendDeny, () => post(`/api/approvals/${encodeURIComponent(id)}/deny`, { reason: reason.value.trim() }));
+  sendDeny.addEventListener("click", doDeny);
+  reason.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") {
+      ev.preventDefault();
+      doDeny();
+    } else if (ev.key === "Escape") {
+      cancelDeny.click();
+    }
+  });
+  node.appendChild(el("div", { cls: "card-actions" }, approve, deny, denyForm));
+  return node;
+}
+
+function renderApprovals() {
+  const list = $("approvals-list");
+  const items = [...state.approvals.values()].sort((x, y) => (Number(x.created_at) || 0) - (Number(y.created_at) || 0));
+  for (const [id, node] of ui.approvalNodes) {
+    if (!state.approvals.has(id)) {
+      node.remove();
+      ui.approvalNodes.delete(id);
+    }
+  }
+  const nodes = items.map((a) => {
+    const id = str(a.id);
+    let node = ui.approvalNodes.get(id);
+    if (!node) {
+      node = renderApproval(a);
+      ui.approvalNodes.set(id, node);
+    }
+    return node;
+  });
+  syncChildren(list, nodes, "no pending approvals");
+  setCount("approvals", items.length);
+  renderPending();
+}
+
+/** Make `list` hold exactly `nodes` in order, without recreating kept ones. */
+function syncChildren(list, nodes, emptyText) {
+  if (!nodes.length) {
+    list.replaceChildren(el("p", { cls: "empty", text: emptyText }));
+    return;
+  }
+  const keep = new Set(nodes);
+  for (const child of [...list.children]) if (!keep.has(child)) child.remove();
+  let cursor = list.firstChild;
+  for (const node of nodes) {
+    if (node === cursor) {
+      cursor = cursor.nextSibling;
+    } else {
+      list.insertBefore(node, cursor);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- questions
+
+function ttlText(q) {
+  if (typeof q.expires_at !== "number") return "no expiry";
+  const left = q.expires_at - nowSec();
+  if (left <= 0) return "expired";
+  return `expires in ${duration(left)}`;
+}
+
+function renderQuestion(q) {
+  const id = str(q.id);
+  const node = el("article", { cls: "card question", attrs: { "data-question": id } });
+  const ttl = el("span", { cls: "ttl dim", text: ttlText(q), attrs: { title: q.expires_at ? `expires ${fullTime(q.expires_at)}` : "never expires" } });
+  node._ttl = ttl;
+  node._q = q;
+  node.appendChild(el("div", { cls: "card-head" },
+    chip(`#${id}`, "dim", `question ${id}`),
+    vspan("agent-name", q.asker),
+    el("span", { cls: "dim", text: "asks" }),
+    el("span", { cls: "spacer" }),
+    ttl));
+  const hidden = countInvisible(q.question, true) + (Array.isArray(q.options) ? q.options.reduce((n, o) => n + countInvisible(o), 0) : 0);
+  if (hidden > 0) {
+    node.appendChild(el("div", { cls: "warning", text: `⚠ this question holds ${hidden} invisible or bidirectional character${hidden === 1 ? "" : "s"}` }));
+  }
+  node.appendChild(el("div", { cls: "question-text" }, visible(q.question, true)));
+
+  const answer = (text, btn) => busy(btn, () => post(`/api/questions/${encodeURIComponent(id)}/answer`, { answer: text }));
+  if (Array.isArray(q.options) && q.options.length) {
+    const opts = el("div", { cls: "options" });
+    for (const option of q.options) {
+      const b = el("button", { cls: "option", attrs: { type: "button", "data-action": "answer-option", title: `answer: ${visibleString(option)}` } });
+      b.appendChild(visible(option));
+      b.addEventListener("click", () => answer(str(option), b));
+      opts.appendChild(b);
+    }
+    node.appendChild(opts);
+  }
+  const input = el("input", { attrs: { type: "text", placeholder: "answer…", "aria-label": "free-text answer", maxlength: "8000" } });
+  const send = el("button", { cls: "primary", text: "send", attrs: { type: "button", "data-action": "answer" } });
+  const sendText = () => {
+    const text = input.value.trim();
+    if (!text) {
+      toast("type an answer first", "error");
+      input.focus();
+      return;
+    }
+    answer(text, send);
+  };
+  send.addEventListener("click", sendText);
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") {
+      ev.preventDefault();
+      sendText();
+    }
+  });
+  const cancel = el("button", { cls: "danger", text: "cancel", attrs: { type: "button", "data-action": "cancel", title: "cancel this question" } });
+  cancel.addEventListener("click", () => busy(cancel, () => post(`/api/questions/${encodeURIComponent(id)}/cancel`, {})));
+  node.appendChild(el("div", { cls: "card-actions answer-line" }, input, send, cancel));
+  return node;
+}
+
+function renderQuestions() {
+  const list = $("questions-list");
+  const items = [...state.questions.values()].sort((x, y) => (Number(x.created_at) || 0) - (Number(y.created_at) || 0));
+  for (const [id, node] of ui.questionNodes) {
+    if (!state.questions.has(id)) {
+      node.remove();
+      ui.questionNodes.delete(id);
+    }
+  }
+  const nodes = items.map((q) => {
+    const id = str(q.id);
+    let node = ui.questionNodes.get(id);
+    if (!node) {
+      node = renderQuestion(q);
+      ui.questionNodes.set(id, node);
+    }
+    return node;
+  });
+  syncChildren(list, nodes, "no open questions");
+  setCount("questions", items.length);
+  renderPending();
+}
+
+function isOperatorQuestion(q) {
+  return q && (q.target === null || q.target === undefined) && (q.status === undefined || q.status === "open");
+}
+
+function renderPending() {
+  const n = state.approvals.size + state.questions.size;
+  const node = $("pending");
+  node.textContent = `${n} pending`;
+  node.className = `chip ${n ? "warn" : "dim"}`;
+  document.title = n ? `(${n}) hyperhive` : "hyperhive";
+}
+
+// ---------------------------------------------------------------- flow + inbox
+
+const STATE_RANK = { queued: 0, leased: 1, delivered: 2 };
+
+function renderFlowRow(m) {
+  const st = STATE_RANK[m.state] !== undefined ? m.state : "queued";
+  const system = m.sender === "hive" || (m.event && typeof m.event === "object");
+  const row = el("div", {
+    cls: [`state-${st}`, system ? "system" : ""],
+    attrs: { "data-message": str(m.id), "data-state": st },
+  });
+  row.appendChild(el("span", { cls: "ts", text: clockTime(m.sent_at), attrs: { title: fullTime(m.sent_at) } }));
+  row.appendChild(vspan("from", m.sender));
+  row.appendChild(el("span", { cls: "arrow", text: " → " }));
+  row.appendChild(vspan("to", m.recipient));
+  row.appendChild(el("span", {
+    cls: "state",
+    text: ` [${st}] `,
+    attrs: { title: st === "delivered" && m.delivered_at ? `delivered ${fullTime(m.delivered_at)}` : st },
+  }));
+  row.appendChild(bodyNode(m.body, system && m.event && m.event.kind ? `event: ${visibleString(m.event.kind)}` : ""));
+  return row;
+}
+
+const BODY_PREVIEW = 1200;
+
+function bodyNode(body, title) {
+  const text = str(body);
+  const span = el("span", { cls: "body", attrs: { title: title || "" } });
+  if (text.length <= BODY_PREVIEW) {
+    span.appendChild(visible(text, true));
+    return span;
+  }
+  span.appendChild(visible(text.slice(0, BODY_PREVIEW), true));
+  const more = el("button", { cls: "link", text: `… show all (${text.length} chars)`, attrs: { type: "button" } });
+  more.addEventListener("click", () => {
+    more.remove();
+    span.replaceChildren(visible(text, true));
+  });
+  span.appendChild(more);
+  return span;
+}
+
+const flow = createTerminal({
+  container: $("flow-term"),
+  render: renderFlowRow,
+  key: (m) => str(m.id),
+  order: (m) => Number(m.id) || 0,
+  empty: "no messages yet",
+  loadOlder: async (oldest) => {
+    const data = await getJSON(`/dashboard/history?before=${encodeURIComponent(str(oldest.id))}&limit=100`);
+    return { items: Array.isArray(data.messages) ? data.messages : [], more: Boolean(data.more) };
+  },
+});
+
+function flowUpsert(m) {
+  if (!m || m.id === undefined || m.id === null) return;
+  const prev = flow.get(str(m.id));
+  let next = { ...m };
+  if (!(next.state in STATE_RANK)) next.state = "queued";
+  if (prev && STATE_RANK[prev.state] > STATE_RANK[next.state]) {
+    next = { ...next, state: prev.state, delivered_at: next.delivered_at || prev.delivered_at };
+  }
+  flow.upsert(next);
+}
+
+function flowMark(ids, st, deliveredAt) {
+  if (!Array.isArray(ids)) return;
+  for (const id of ids) {
+    const prev = flow.get(str(id));
+    if (prev && STATE_RANK[prev.state] < STATE_RANK[st]) {
+      flow.upsert({ ...prev, state: st, delivered_at: deliveredAt || prev.delivered_at });
+    }
+  }
+}
+
+const INBOX_CAP = 300;
+
+function renderInboxItem(m) {
+  const item = el("article", { cls: "inbox-item", attrs: { "data-inbox": str(m.id) } });
+  const reply = el("button", { cls: "link", text: "reply", attrs: { type: "button", title: "reply in the compose line" } });
+  reply.addEventListener("click", () => {
+    if (NAME_RE.test(str(m.sender))) {
+      const input = $("compose-input");
+      input.value = `@${m.sender} `;
+      input.focus();
+      updatePrompt();
+    }
+  });
+  item.appendChild(el("div", { cls: "inbox-head" },
+    el("span", { cls: "ts dim", text: clockTime(m.sent_at), attrs: { title: fullTime(m.sent_at) } }),
+    vspan("from", m.sender),
+    el("span", { cls: "spacer" }),
+    m.sender !== "hive" ? reply : null));
+  item.appendChild(el("div", { cls: "inbox-body" }, bodyNode(m.body, m.event && m.event.kind ? `event: ${visibleString(m.event.kind)}` : "")));
+  return item;
+}
+
+function renderInbox() {
+  const list = $("inbox-list");
+  if (!state.inbox.length) {
+    list.replaceChildren(el("p", { cls: "empty", text: "inbox empty" }));
+  } else {
+    list.replaceChildren(...state.inbox.map(renderInboxItem));
+  }
+  setCount("inbox", state.inbox.length);
+}
+
+function inboxAdd(m) {
+  const id = str(m.id);
+  if (ui.inboxIds.has(id)) return;
+  ui.inboxIds.add(id);
+  state.inbox.unshift(m);
+  const list = $("inbox-list");
+  const empty = list.querySelector(".empty");
+  if (empty) empty.remove();
+  list.prepend(renderInboxItem(m));
+  while (state.inbox.length > INBOX_CAP) {
+    const gone = state.inbox.pop();
+    ui.inboxIds.delete(str(gone.id));
+    const last = list.lastElementChild;
+    if (last) last.remove();
+  }
+  setCount("inbox", state.inbox.length);
+}
+
+// ---------------------------------------------------------------- compose
+
+const TO_KEY = "hive.compose.to";
+let composeTo = NAME_RE.test(localStorage.getItem(TO_KEY) || "") ? localStorage.getItem(TO_KEY) : "";
+let completion = null; // {prefix, matches, index}
+
+function parseCompose(text) {
+  const m = /^@(\S+)(?:\s+([\s\S]*))?$/.exec(text.trimStart());
+  if (m) return { to: m[1], body: (m[2] || "").trim(), explicit: true };
+  return { to: composeTo, body: text.trim(), explicit: false };
+}
+
+function updatePrompt() {
+  const { to } = parseCompose($("compose-input").value);
+  const node = $("compose-to");
+  node.textContent = `→ ${to || "?"}`;
+  node.classList.toggle("unset", !to);
+}
+
+function agentNames() {
+  return [...state.agents.values()].filter((a) => !isTomb(a)).map((a) => str(a.name)).filter((n) => NAME_RE.test(n)).sort();
+}
+
+function onComposeKey(ev) {
+  const input = ev.target;
+  if (ev.key !== "Tab") {
+    if (ev.key !== "Shift") completion = null;
+    return;
+  }
+  const value = input.value;
+  const caret = input.selectionStart ?? value.length;
+  const head = value.slice(0, caret);
+  const m = /^(\s*)@([a-z0-9-]*)$/.exec(head);
+  if (!m) return; // let Tab move focus
+  ev.preventDefault();
+  if (!completion || !completion.matches.length) {
+    const matches = agentNames().filter((n) => n.startsWith(m[2]));
+    if (!matches.length) return;
+    completion = { matches, index: -1 };
+  }
+  completion.index = (completion.index + (ev.shiftKey ? -1 : 1) + completion.matches.length) % completion.matches.length;
+  const name = completion.matches[completion.index];
+  const rest = value.slice(caret).replace(/^[a-z0-9-]*/, "").replace(/^\s*/, "");
+  const next = `${m[1]}@${name} ${rest}`;
+  input.value = next;
+  const at = m[1].length + name.length + 2;
+  input.setSelectionRange(at, at);
+  updatePrompt();
+}
+
+async function onComposeSubmit(ev) {
+  ev.preventDefault();
+  const input = $("compose-input");
+  const btn = $("compose-send");
+  const { to, body } = parseCompose(input.value);
+  if (!to) {
+    toast("no recipient: start the line with @name", "error");
+    input.focus();
+    return;
+  }
+  if (!body) {
+    if (parseCompose(input.value).explicit && NAME_RE.test(to)) {
+      composeTo = to;
+      localStorage.setItem(TO_KEY, to);
+      input.value = "";
+      updatePrompt();
+      toast(`recipient: ${to}`, "info");
+      return;
+    }
+    toast("nothing to send", "error");
+    input.focus();
+    return;
+  }
+  const result = await busy(btn, () => post("/api/send", { to, body }));
+  if (result) {
+    composeTo = to;
+    localStorage.setItem(TO_KEY, to);
+    input.value = "";
+    completion = null;
+    updatePrompt();
+  }
+  input.focus();
+}
+
+// ---------------------------------------------------------------- log pane
+
+let logSeq = 0;
+let logSource = null;
+let logGen = 0;
+let logRetry = 0;
+let logRetryTimer = 0;
+
+const logTerm = createTerminal({
+  container: $("log-term"),
+  render: (item) => {
+    const row = el("div", { cls: item.note ? "note" : "" });
+    row.appendChild(visible(item.text));
+    return row;
+  },
+  key: (item) => `l${item.n}`,
+  order: (item) => item.n,
+  empty: "pick an agent to see its log",
+});
+
+function logLines(lines) {
+  if (!Array.isArray(lines)) return [];
+  return lines.map((text) => ({ n: ++logSeq, text: str(text) }));
+}
+
+function setLogStatus(text, cls) {
+  const node = $("log-status");
+  node.textContent = text;
+  node.className = `chip ${cls}`;
+}
+
+function closeLogStream() {
+  logGen += 1;
+  clearTimeout(logRetryTimer);
+  if (logSource) {
+    logSource.close();
+    logSource = null;
+  }
+}
+
+async function loadLogTail() {
+  const name = $("log-agent").value;
+  closeLogStream();
+  const gen = logGen;
+  if (!name) {
+    logTerm.reset([], false);
+    setLogStatus("idle", "dim");
+    return;
+  }
+  setLogStatus("loading…", "warn");
+  let data;
+  try {
+    data = await getJSON(`${agentPath(name, "log")}?lines=200`);
+  } catch (err) {
+    if (gen !== logGen) return;
+    setLogStatus("error", "bad");
+    toast(`log of ${name}: ${err.message}`, "error");
+    if ($("log-follow").checked) scheduleLogRetry();
+    return;
+  }
+  if (gen !== logGen) return;
+  const items = logLines(data.lines);
+  if (data.truncated) items.unshift({ n: ++logSeq, text: "… earlier lines not shown", note: true });
+  logSeq += 1;
+  logTerm.reset(items, false);
+  if ($("log-follow").checked) openLogStream(name);
+  else setLogStatus("tail", "dim");
+}
+
+function openLogStream(name) {
+  closeLogStream();
+  const gen = logGen;
+  setLogStatus("connecting…", "warn");
+  const source = new EventSource(`${agentPath(name, "log")}/stream`);
+  logSource = source;
+  source.addEventListener("open", () => {
+    if (gen !== logGen) return;
+    logRetry = 0;
+    setLogStatus("following", "ok");
+  });
+  source.addEventListener("message", (ev) => {
+    if (gen !== logGen) return;
+    let data;
+    try {
+      data = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    logTerm.upsertMany(logLines(data && data.lines));
+  });
+  source.addEventListener("error", () => {
+    if (gen !== logGen) return;
+    source.close();
+    logSource = null;
+    scheduleLogRetry();
+  });
+}
+
+function scheduleLogRetry() {
+  const gen = logGen;
+  setLogStatus("reconnecting…", "warn");
+  const delay = backoffDelay(logRetry++);
+  logRetryTimer = setTimeout(() => {
+    if (gen !== logGen || !$("log-follow").checked) return;
+    loadLogTail();
+  }, delay);
+}
+
+function onFollowChange() {
+  const name = $("log-agent").value;
+  if (!name) {
+    setLogStatus("idle", "dim");
+    return;
+  }
+  if ($("log-follow").checked) {
+    logRetry = 0;
+    openLogStream(name);
+  } else {
+    closeLogStream();
+    setLogStatus("paused", "dim");
+  }
+}
+
+function renderLogChoices() {
+  const select = $("log-agent");
+  const current = select.value;
+  const names = [...state.agents.values()].sort(agentSort).map((a) => str(a.name));
+  const existing = [...select.options].slice(1).map((o) => o.value);
+  if (existing.length === names.length && existing.every((n, i) => n === names[i])) return;
+  const options = [el("option", { text: "pick an agent", attrs: { value: "" } })];
+  for (const name of names) options.push(el("option", { text: visibleString(name), attrs: { value: name } }));
+  select.replaceChildren(...options);
+  select.value = names.includes(current) ? current : "";
+  if (current && !names.includes(current)) {
+    // Kept selectable so the last lines stay readable; the stream stops.
+    const gone = el("option", { text: `${visibleString(current)} (gone)`, attrs: { value: current } });
+    select.appendChild(gone);
+    select.value = current;
+  }
+}
+
+// ---------------------------------------------------------------- the live model
+
+const BACKOFF = [500, 1000, 2000, 4000, 8000, 10000];
+function backoffDelay(attempt) {
+  return BACKOFF[Math.min(attempt, BACKOFF.length - 1)];
+}
+
+const live = {
+  gen: 0,
+  source: null,
+  lastSeq: -1,
+  attempt: 0,
+  everLive: false,
+  timer: 0,
+};
+
+function setConn(text, cls, title) {
+  const node = $("conn");
+  node.textContent = text;
+  node.className = `chip ${cls}`;
+  node.title = title;
+}
+
+function connect() {
+  const gen = ++live.gen;
+  clearTimeout(live.timer);
+  if (live.source) live.source.close();
+  const buffer = [];
+  let snapshotDone = false;
+  let opened = false;
+
+  const source = new EventSource("/dashboard/stream");
+  live.source = source;
+
+  const goLive = () => {
+    if (!snapshotDone || !opened || gen !== live.gen) return;
+    setConn("live", "ok", "event stream connected");
+    if (live.attempt > 0 || (live.everLive && live.wasDown)) toast("reconnected");
+    live.attempt = 0;
+    live.wasDown = false;
+    live.everLive = true;
+  };
+
+  source.addEventListener("open", () => {
+    if (gen !== live.gen) return;
+    opened = true;
+    fetchSnapshot();
+    goLive();
+  });
+  source.addEventListener("message", (ev) => {
+    if (gen !== live.gen) return;
+    let frame;
+    try {
+      frame = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.event && frame.event.kind === "resync") {
+      fail(gen, "the server asked for a resync");
+      return;
+    }
+    if (!snapshotDone) buffer.push(frame);
+    else applyFrame(frame);
+  });
+  source.addEventListener("error", () => {
+    if (gen !== live.gen) return;
+    fail(gen, "event stream lost");
+  });
+
+  // The snapshot is asked for once the stream is subscribed (its `open`), so
+  // no event can fall between the two; a slow `open` does not hold it back
+  // for more than a moment.
+  let fetching = false;
+  const fetchSnapshot = async () => {
+    if (fetching || gen !== live.gen) return;
+    fetching = true;
+    let snap;
+    try {
+      snap = await getJSON("/api/state");
+    } catch (err) {
+      if (gen !== live.gen) return;
+      if (err && (err.status === 401 || err.status === 403)) {
+        fail(gen, "not logged in: open a fresh login link (hive-core login-link)", true);
+      } else {
+        fail(gen, `state unavailable: ${err && err.message ? err.message : "network error"}`);
+      }
+      return;
+    }
+    if (gen !== live.gen) return;
+    applySnapshot(snap);
+    snapshotDone = true;
+    for (const frame of buffer) applyFrame(frame);
+    buffer.length = 0;
+    if (source.readyState === EventSource.OPEN) opened = true;
+    goLive();
+  };
+  live.timer = setTimeout(fetchSnapshot, 2000);
+}
+
+function fail(gen, why, authProblem = false) {
+  if (gen !== live.gen) return;
+  live.gen += 1; // ignore anything still in flight from this attempt
+  if (live.source) {
+    live.source.close();
+    live.source = null;
+  }
+  live.wasDown = true;
+  const delay = backoffDelay(live.attempt);
+  live.attempt += 1;
+  const offline = authProblem || navigator.onLine === false || live.attempt > BACKOFF.length;
+  setConn(offline ? "offline" : "reconnecting…", offline ? "bad" : "warn", `${why}; retrying in ${delay / 1000} s`);
+  const waitGen = live.gen;
+  live.timer = setTimeout(() => {
+    if (waitGen === live.gen) connect();
+  }, delay);
+}
+
+function applySnapshot(snap) {
+  live.lastSeq = Number(snap.seq);
+  if (!Number.isFinite(live.lastSeq)) live.lastSeq = -1;
+  state.version = str(snap.version);
+  const version = $("version");
+  version.textContent = /^v/i.test(state.version) ? visibleString(state.version) : `v${visibleString(state.version)}`;
+  version.hidden = !state.version;
+
+  // A snapshot raises no crash or login notices: it is not a transition seen happen.
+  const at = mono();
+  state.agents = new Map();
+  for (const a of Array.isArray(snap.agents) ? snap.agents : []) {
+    if (a && typeof a.name === "string") state.agents.set(a.name, { ...a, _at: at });
+  }
+
+  state.transients = new Map();
+  for (const t of Array.isArray(snap.transients) ? snap.transients : []) {
+    if (t && t.id !== undefined) state.transients.set(str(t.id), t);
+  }
+
+  state.approvals = new Map();
+  for (const a of Array.isArray(snap.approvals) ? snap.approvals : []) {
+    if (a && a.id !== undefined && (a.status === undefined || a.status === "pending")) state.approvals.set(str(a.id), a);
+  }
+
+  state.questions = new Map();
+  for (const q of Array.isArray(snap.questions) ? snap.questions : []) {
+    if (isOperatorQuestion(q)) state.questions.set(str(q.id), { ...q });
+  }
+
+  const inbox = (Array.isArray(snap.inbox) ? snap.inbox : []).filter((m) => m && m.id !== undefined);
+  inbox.sort((x, y) => (Number(y.sent_at) || 0) - (Number(x.sent_at) || 0) || (Number(y.id) || 0) - (Number(x.id) || 0));
+  state.inbox = inbox.slice(0, INBOX_CAP);
+  ui.inboxIds = new Set(state.inbox.map((m) => str(m.id)));
+
+  renderAgents();
+  renderApprovals();
+  renderQuestions();
+  renderInbox();
+  flow.reset((Array.isArray(snap.messages) ? snap.messages : []).map((m) => ({ ...m, state: m.state in STATE_RANK ? m.state : "queued" })), Boolean(snap.more_messages));
+  updatePrompt();
+}
+
+function applyFrame(frame) {
+  const seq = Number(frame.seq);
+  if (Number.isFinite(seq)) {
+    if (seq <= live.lastSeq) return;
+    live.lastSeq = seq;
+  }
+  const ev = frame.event;
+  if (!ev || typeof ev !== "object") return;
+  try {
+    handleEvent(ev);
+  } catch (err) {
+    console.error("dashboard: could not apply event", ev.kind, err);
+  }
+}
+
+function handleEvent(ev) {
+  switch (ev.kind) {
+    case "sent": {
+      const m = ev.message;
+      if (!m) return;
+      flowUpsert({ ...m, state: "queued" });
+      if (m.recipient === "operator") inboxAdd(m);
+      return;
+    }
+    case "leased":
+      flowMark(ev.ids, "leased");
+      return;
+    case "delivered":
+      flowMark(ev.ids, "delivered", ev.delivered_at);
+      return;
+    case "approval_added": {
+      const a = ev.approval;
+      if (!a || a.id === undefined) return;
+      state.approvals.set(str(a.id), a);
+      renderApprovals();
+      notify(`approval ${a.id}: ${str(a.kind).replace("_", " ")}`, `${str(a.agent)} (by ${str(a.requester)})`, `approval-${a.id}`);
+      return;
+    }
+    case "approval_resolved": {
+      const a = ev.approval;
+      if (!a || a.id === undefined) return;
+      const had = state.approvals.delete(str(a.id));
+      renderApprovals();
+      const reason = str(a.reason);
+      toast(`approval ${a.id}: ${str(a.status)}${reason ? ` — ${reason}` : ""}`, a.status === "failed" ? "error" : had ? "" : "info");
+      return;
+    }
+    case "question_added": {
+      const q = ev.question;
+      if (!isOperatorQuestion(q)) return;
+      state.questions.set(str(q.id), { ...q });
+      renderQuestions();
+      notify(`question from ${str(q.asker)}`, str(q.question), `question-${q.id}`);
+      return;
+    }
+    case "question_resolved": {
+      const q = ev.question;
+      if (!q || q.id === undefined) return;
+      if (state.questions.delete(str(q.id))) renderQuestions();
+      return;
+    }
+    case "transient_set": {
+      if (ev.id === undefined) return;
+      state.transients.set(str(ev.id), { id: ev.id, agent: ev.agent, action: ev.action, actor: ev.actor, started_at: ev.started_at });
+      if (ev.agent) ui.recentAction.set(ev.agent, mono());
+      scheduleAgents();
+      return;
+    }
+    case "transient_cleared": {
+      state.transients.delete(str(ev.id));
+      if (ev.agent) ui.recentAction.set(ev.agent, mono());
+      const outcome = str(ev.outcome);
+      if (outcome && !/^(ok|done|success|succeeded|completed?)$/i.test(outcome)) {
+        toast(`${str(ev.agent)}: ${str(ev.action)} — ${outcome}`, /fail|error|refused|denied/i.test(outcome) ? "error" : "info");
+      }
+      scheduleAgents();
+      return;
+    }
+    case "container_state_changed":
+      setAgent(ev.agent, true);
+      return;
+    case "container_removed":
+      if (typeof ev.name === "string" && state.agents.delete(ev.name)) scheduleAgents();
+      return;
+    default:
+      return;
+  }
+}
+
+// ---------------------------------------------------------------- timers (render only, never fetch)
+
+function tick() {
+  for (const entry of ui.agentBoxes.values()) {
+    const name = entry.box.getAttribute("data-agent");
+    const agent = state.agents.get(name);
+    if (agent && entry.uptime) {
+      const text = uptimeText(agent);
+      if (entry.uptime.textContent !== text) entry.uptime.textContent = text;
+    }
+  }
+  for (const node of ui.questionNodes.values()) {
+    const text = ttlText(node._q);
+    if (node._ttl.textContent !== text) {
+      node._ttl.textContent = text;
+      node._ttl.classList.toggle("expired", text === "expired");
+    }
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  $("notify").addEventListener("click", onNotifyClick);
+  renderNotifyButton();
+
+  $("spawn-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("spawn-name");
+    const name = input.value.trim();
+    if (!name) {
+      toast("name the new agent first", "error");
+      input.focus();
+      return;
+    }
+    const result = await busy($("spawn-btn"), () => post("/api/spawn", { name }));
+    if (result) input.value = "";
+  });
+
+  const updateBtn = $("update-all");
+  updateBtn.addEventListener("click", () => busy(updateBtn, () => post("/api/update", {})));
+
+  const input = $("compose-input");
+  $("compose").addEventListener("submit", onComposeSubmit);
+  input.addEventListener("keydown", onComposeKey);
+  input.addEventListener("input", updatePrompt);
+  updatePrompt();
+
+  $("log-agent").addEventListener("change", () => {
+    logRetry = 0;
+    loadLogTail();
+  });
+  $("log-tail").addEventListener("click", () => {
+    logRetry = 0;
+    loadLogTail();
+  });
+  $("log-follow").addEventListener("change", onFollowChange);
+
+  window.addEventListener("online", () => {
+    if (!live.source) {
+      live.attempt = 0;
+      connect();
+    }
+  });
+
+  setInterval(tick, 1000);
+}
+
+wire();
+connect();
+
+// For the console and for tests: the pure helpers.
+export { visible, visibleString, countInvisible, parseCompose, diffStat };
