@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hive_core.bus import Subscription
 from hive_core.dashboard import views
-from hive_core.dashboard.auth import SESSION_COOKIE, Credentials
+from hive_core.dashboard.auth import SESSION_COOKIE, SESSION_TTL, Credentials
 from hive_core.errors import HiveError
 from hive_core.services import Services
 from hive_share.events import DASHBOARD_EVENT_KINDS, Resync
@@ -284,7 +284,9 @@ async def login(request: Request, code: str = "") -> Response:
             status_code=403,
         )
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/")
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=SESSION_TTL, httponly=True, samesite="strict", path="/"
+    )
     return response
 
 

@@ -1,23 +1,67 @@
-"""Dashboard credentials: single-use login codes exchanged for session cookies.
+"""Dashboard credentials: single-use login codes exchanged for signed session cookies.
 
-Codes come from `hive-core login-link` (or the start-up banner, on a terminal) and expire
-after ten minutes; sessions live in memory and end when the daemon restarts.
+Codes come from `hive-core login-link` (or the start-up banner, on a terminal), live in
+memory and expire after ten minutes. A session is `v1.<expires>.<nonce>.<mac>`, signed
+with a key kept in `<state>/dashboard.key` (0600), so an open page survives a daemon
+restart; it expires after SESSION_TTL. Deleting the key file logs every browser out at
+the next start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import os
 import secrets
+import stat
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hive_core.errors import StartupError
 
 CODE_TTL = 600.0
+SESSION_TTL = 30 * 24 * 3600
+"""Seconds a session cookie stays valid."""
 SESSION_COOKIE = "hive_session"
+KEY_BYTES = 32
+
+
+def load_key(path: Path) -> bytes:
+    """The session signing key at `path`, created (0600) on first use.
+
+    Raises:
+        StartupError: it is not a regular file of KEY_BYTES bytes (a symlink, say).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.write(fd, secrets.token_bytes(KEY_BYTES))
+        finally:
+            os.close(fd)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StartupError(f"cannot read {path}: {exc.strerror}; remove it") from None
+    try:
+        st = os.fstat(fd)
+        key = os.read(fd, KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode) or len(key) != KEY_BYTES:
+        raise StartupError(f"{path} is not a {KEY_BYTES}-byte key file; remove it")
+    return key
 
 
 class Credentials:
-    def __init__(self) -> None:
+    def __init__(self, key: bytes, now: Callable[[], float] = time.time) -> None:
+        """`now` is the wall clock sessions expire by."""
+        self._key = key
+        self._now = now
         self._codes: dict[str, float] = {}
-        self._sessions: set[str] = set()
 
     def new_code(self) -> str:
         """A fresh single-use login code."""
@@ -35,12 +79,19 @@ class Credentials:
                 del self._codes[known]
                 if expires <= now:
                     return None
-                session = secrets.token_urlsafe(32)
-                self._sessions.add(session)
-                return session
+                return self._sign(f"v1.{int(self._now() + SESSION_TTL)}.{secrets.token_hex(16)}")
         return None
 
+    def _sign(self, payload: str) -> str:
+        mac = hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+        return f"{payload}.{mac}"
+
     def valid_session(self, token: str | None) -> bool:
-        if not token:
+        if not token or len(token) > 200:
             return False
-        return any(hmac.compare_digest(s, token) for s in self._sessions)
+        payload, _, mac = token.rpartition(".")
+        expected = self._sign(payload).rpartition(".")[2]
+        if not hmac.compare_digest(mac, expected):
+            return False
+        parts = payload.split(".")
+        return len(parts) == 3 and parts[1].isdigit() and int(parts[1]) > self._now()

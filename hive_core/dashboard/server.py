@@ -13,7 +13,7 @@ import uvicorn
 
 from hive_core.bus import Subscription
 from hive_core.dashboard.app import Operator, allowed_hosts, build_app
-from hive_core.dashboard.auth import Credentials
+from hive_core.dashboard.auth import Credentials, load_key
 from hive_core.errors import StartupError
 from hive_core.services import Services
 from hive_core.settings import Settings, is_loopback
@@ -21,6 +21,7 @@ from hive_core.settings import Settings, is_loopback
 logger = logging.getLogger(__name__)
 
 PORT_FILE = "dashboard.port"
+KEY_FILE = "dashboard.key"
 SEND_BUFFER = 256 * 1024
 """Kernel send buffer of each dashboard connection (the kernel doubles it)."""
 
@@ -69,9 +70,9 @@ class Dashboard:
     def __init__(self, s: Services, operator: Operator) -> None:
         """`operator` runs one host-socket request as the operator (the dashboard's actions)."""
         self.s = s
-        self.creds = Credentials()
-        self.streams: set[Subscription] = set()
         st = s.settings
+        self.creds = Credentials(load_key(st.state_dir / KEY_FILE))
+        self.streams: set[Subscription] = set()
         self.sock = _bind(st.dashboard_host, st.dashboard_port)
         self.port: int = self.sock.getsockname()[1]
         self.port_file: Path = st.run_dir / PORT_FILE

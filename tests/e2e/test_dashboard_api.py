@@ -256,3 +256,12 @@ def _drain(sock: socket.socket) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+async def test_a_session_outlives_a_daemon_restart(hive: Hive) -> None:
+    async with session(hive) as client:
+        assert (await client.get("/api/state")).status_code == 200
+        hive.stop()
+        hive.start()
+        client.base_url = httpx.URL(f"http://127.0.0.1:{dashboard_port(hive)}")
+        assert (await client.get("/api/state")).status_code == 200

@@ -971,6 +971,15 @@ function flowMark(ids, st, deliveredAt) {
   }
 }
 
+// A receiver hung up before acknowledging: its leased messages are queued again.
+function flowRelease(ids) {
+  if (!Array.isArray(ids)) return;
+  for (const id of ids) {
+    const prev = flow.get(str(id));
+    if (prev && prev.state === "leased") flow.upsert({ ...prev, state: "queued" });
+  }
+}
+
 const INBOX_CAP = 300;
 
 function renderInboxItem(m) {
@@ -1433,6 +1442,9 @@ function handleEvent(ev) {
     }
     case "leased":
       flowMark(ev.ids, "leased");
+      return;
+    case "released":
+      flowRelease(ev.ids);
       return;
     case "delivered":
       flowMark(ev.ids, "delivered", ev.delivered_at);

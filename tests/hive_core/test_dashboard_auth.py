@@ -1,0 +1,51 @@
+"""Login codes and signed sessions: one use per code, sessions that outlive a restart."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from hive_core.dashboard import auth
+from hive_core.dashboard.auth import Credentials, load_key
+from hive_core.errors import StartupError
+
+
+def test_a_code_works_once_and_its_session_survives_a_new_process(tmp_path: Path) -> None:
+    key = load_key(tmp_path / "dashboard.key")
+    creds = Credentials(key)
+    code = creds.new_code()
+    token = creds.redeem(code)
+    assert token is not None and creds.redeem(code) is None
+    assert Credentials(load_key(tmp_path / "dashboard.key")).valid_session(token)
+    assert not Credentials(os.urandom(32)).valid_session(token)  # another key
+    assert stat.S_IMODE((tmp_path / "dashboard.key").stat().st_mode) == 0o600
+
+
+def test_a_forged_tampered_or_expired_session_is_refused(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    creds = Credentials(load_key(tmp_path / "k"), lambda: now[0])
+    token = creds.redeem(creds.new_code())
+    assert token is not None
+    version, expires, nonce, mac = token.split(".")
+    forged = [
+        "", "v1", "guessed", f"{version}.{int(expires) + 1}.{nonce}.{mac}",
+        f"{version}.{expires}.{nonce}.{'0' * len(mac)}", token + "0", "x" * 500,
+    ]  # fmt: skip
+    assert [t for t in forged if creds.valid_session(t)] == []
+    assert creds.valid_session(token)
+    now[0] += auth.SESSION_TTL + 1
+    assert not creds.valid_session(token)
+
+
+def test_a_key_file_that_is_a_symlink_or_the_wrong_size_stops_the_start(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_bytes(os.urandom(32))
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(StartupError, match="remove it"):
+        load_key(tmp_path / "link")
+    (tmp_path / "short").write_bytes(b"abc")
+    with pytest.raises(StartupError, match="32-byte key file"):
+        load_key(tmp_path / "short")
