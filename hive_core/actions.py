@@ -51,8 +51,12 @@ def spec_for(s: Services, record: AgentRecord) -> AgentSpec:
     )
 
 
-def info(s: Services, record: AgentRecord, alive: bool = False) -> AgentInfo:
+def info(s: Services, record: AgentRecord, alive: bool | None = None) -> AgentInfo:
+    """One agent as `list` shows it; `alive` is a fresh ping's answer, else whether its
+    harness reported itself alive."""
     status = s.backend.status(record.name)
+    if alive is None:
+        alive = status.running and s.liveness.is_alive(record.name, status.pid)
     uptime = None
     if status.running and status.started_at is not None:
         uptime = max(0.0, time.time() - status.started_at)
@@ -167,6 +171,8 @@ async def init_config(s: Services, name: str) -> rs.ConfigRepos:
         sha, seeded = await config_repos.seed(s.settings.agents_dir, name)
         if s.registry.find(name) is None:
             await asyncio.to_thread(agent_dirs.mark_prepared, s.settings.agents_dir, name)
+            prepared = AgentInfo(name=name, role="agent", state="prepared")
+            s.bus.publish(events.ContainerStateChanged(agent=prepared))
     return rs.ConfigRepos(
         agent=name,
         proposed=str(s.settings.agents_dir / name / "proposed"),
@@ -459,6 +465,7 @@ async def destroy(s: Services, name: str, purge: bool, actor: str) -> str:
                     raise Conflict(f"{name} is already destroyed; add --purge to remove it")
                 raise NotFound(f"no agent or tombstone named {name!r}")
             await agent_dirs.purge(s.settings.agents_dir, name)
+            s.bus.publish(events.ContainerRemoved(name=name))
             return f"purged the tombstone of {name}"
         async with s.transients.recording(name, "destroy", actor):
             await s.backend.stop(name)
@@ -468,6 +475,9 @@ async def destroy(s: Services, name: str, purge: bool, actor: str) -> str:
             if purge:
                 with contextlib.suppress(NotFound):  # its dir was already gone
                     await agent_dirs.purge(s.settings.agents_dir, name)
+            else:
+                tomb = AgentInfo(name=name, role="agent", state="tombstone")
+                s.bus.publish(events.ContainerStateChanged(agent=tomb))
         return f"destroyed {name}" + (" and purged its state" if purge else "; tombstone kept")
 
 

@@ -236,6 +236,7 @@ const ui = {
   questionNodes: new Map(),
   inboxIds: new Set(),
   recentAction: new Map(), // agent -> monotonic time of the last operator/transient action
+  decided: new Set(), // approval ids this page approved or denied: their toast came already
 };
 
 // ---------------------------------------------------------------- notifications
@@ -508,6 +509,7 @@ function renderAgentLine(agent, entry) {
 function renderAgent(agent) {
   const entry = agentEntry(agent.name);
   const line = renderAgentLine(agent, entry);
+  entry.box.setAttribute("data-state", str(agent.state));
   entry.box.classList.toggle("is-manager", agent.role === "manager");
   entry.box.classList.toggle("attention", (agent.state === "running" && !agent.alive) || agent.login === "needs_login" || agent.login === "claude_missing");
   if (entry.line) entry.line.replaceWith(line);
@@ -709,6 +711,8 @@ function renderApproval(a) {
       el("span", { cls: "d-del", text: `-${stat.del}` }));
     const details = el("details", { cls: "diff-box" }, summary);
     if (str(a.diff).length <= EAGER_DIFF) {
+      // What is approved is what is read: a diff of reviewable size is shown open.
+      details.open = true;
       details.appendChild(renderDiff(a.diff));
     } else {
       // A very large diff is built only when opened.
@@ -726,7 +730,10 @@ function renderApproval(a) {
   }
 
   const approve = el("button", { cls: "primary", text: "approve", attrs: { type: "button", "data-action": "approve" } });
-  approve.addEventListener("click", () => busy(approve, () => post(`/api/approvals/${encodeURIComponent(id)}/approve`, {})));
+  approve.addEventListener("click", () => {
+    ui.decided.add(id);
+    busy(approve, () => post(`/api/approvals/${encodeURIComponent(id)}/approve`, {}));
+  });
 
   const deny = el("button", { cls: "danger", text: "deny", attrs: { type: "button", "data-action": "deny" } });
   const reason = el("input", { attrs: { type: "text", placeholder: "reason (optional)", "aria-label": "deny reason", maxlength: "2000" } });
@@ -743,7 +750,10 @@ function renderApproval(a) {
     denyForm.hidden = true;
     deny.hidden = false;
   });
-  const doDeny = () => busy(sendDeny, () => post(`/api/approvals/${encodeURIComponent(id)}/deny`, { reason: reason.value.trim() }));
+  const doDeny = () => {
+    ui.decided.add(id);
+    busy(sendDeny, () => post(`/api/approvals/${encodeURIComponent(id)}/deny`, { reason: reason.value.trim() }));
+  };
   sendDeny.addEventListener("click", doDeny);
   reason.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter") {
@@ -884,7 +894,7 @@ function renderQuestions() {
 }
 
 function isOperatorQuestion(q) {
-  return q && (q.target === null || q.target === undefined) && (q.status === undefined || q.status === "open");
+  return q && (q.target === null || q.target === undefined) && (q.status === undefined || q.status === "pending");
 }
 
 function renderPending() {
@@ -1462,6 +1472,7 @@ function handleEvent(ev) {
       if (!a || a.id === undefined) return;
       const had = state.approvals.delete(str(a.id));
       renderApprovals();
+      if (ui.decided.delete(str(a.id))) return; // the action's own answer said it
       const reason = str(a.reason);
       toast(`approval ${a.id}: ${str(a.status)}${reason ? ` — ${reason}` : ""}`, a.status === "failed" ? "error" : had ? "" : "info");
       return;
