@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import broker, cli, micro, report, turn
+from bench import broker, cli, dashboard, micro, report, turn
 from bench.daemon import Daemon, running_daemon
 from bench.stats import p50, p90, p99
 
@@ -16,6 +16,8 @@ AGENTS = [f"b{i}" for i in range(10)]
 TURN_AGENT = "w0"
 """The agent whose harness runs the fake claude's turns (the broker's agents are stopped)."""
 LONG_POLLS_PER_AGENT = 2
+DASHBOARD_READERS = 10
+DASHBOARD_STALLED = 1
 CHECKPOINT_SETTLE = 2.5
 """hive-core checkpoints the WAL every 2 s after writes; let that pass before idling."""
 
@@ -102,6 +104,16 @@ async def _broker(daemon: Daemon, sizes: Sizes, floors: Floors) -> float:
         baseline = floors.echo_rtt + floors.full_commit
         report.emit(report.latency("send_to_wake_p50", p50(wake), baseline, "≤ 3.0x"))
         report.emit(report.latency("send_to_wake_p99", p99(wake), baseline))
+        with dashboard.streams(daemon, DASHBOARD_READERS, DASHBOARD_STALLED):
+            watched = await broker.send_to_wake(swarm, sizes.wake_rounds, sizes.wake_warmup)
+        report.emit(
+            report.latency(
+                f"send_to_wake_p50_{DASHBOARD_READERS}_streams_1_stalled",
+                p50(watched),
+                p50(wake),
+                "≤ 1.5x",
+            )
+        )
 
         async with broker.WalWatch(daemon) as wal:
             rate = await broker.throughput(swarm, sizes.per_sender)

@@ -235,11 +235,12 @@ class Broker:
         return message.id
 
     def _delivered_to_inbox(self, message: Message) -> None:
-        self._bus.publish(events.Sent(message=message))
         box = self._inboxes.get(message.recipient)
         if box is not None:
             box.remember(message)
             box.wake.set()
+        # After the wake: a parked receiver is scheduled before the event-stream writers.
+        self._bus.publish(events.Sent(message=message))
 
     async def _key_used(self, sender: str, key: str | None) -> bool:
         """Whether `key` already stored a message (a retry is answered, never throttled)."""

@@ -33,7 +33,7 @@ from hive_core.dashboard import views
 from hive_core.dashboard.auth import SESSION_COOKIE, SESSION_TTL, Credentials
 from hive_core.errors import HiveError
 from hive_core.services import Services
-from hive_share.events import DASHBOARD_EVENT_KINDS, Resync
+from hive_share.events import DASHBOARD_EVENT_KINDS, Frame, Resync
 from hive_share.framing import INT64_MAX
 from hive_share.models import WireModel, dump
 from hive_share.names import InvalidName, validate_agent_name
@@ -447,10 +447,26 @@ async def _frames(
         async for frame in sub:
             if kinds and frame.event.kind not in kinds and not isinstance(frame.event, Resync):
                 continue
-            yield ServerSentEvent(data=json.dumps(dump(frame)), id=str(frame.seq))
+            yield ServerSentEvent(data=_encoded(frame), id=str(frame.seq))
     finally:
         sub.close()
         streams.discard(sub)
+
+
+_ENCODED: dict[int, str] = {}
+ENCODED_CACHE = 512
+
+
+def _encoded(frame: Frame) -> str:
+    """A frame's JSON, made once however many streams send it (frames are immutable and
+    their `seq` unique in one process)."""
+    text = _ENCODED.get(frame.seq)
+    if text is None:
+        text = frame.model_dump_json()
+        if len(_ENCODED) >= ENCODED_CACHE:
+            del _ENCODED[next(iter(_ENCODED))]  # the oldest: dicts keep insertion order
+        _ENCODED[frame.seq] = text
+    return text
 
 
 async def _log_frames(first: list[str], rest: AsyncIterator[list[str]]) -> AsyncIterator[str]:

@@ -224,7 +224,16 @@ async def test_hostile_text_is_shown_as_text_on_cold_load_live_and_in_backfill(
                 break
             await page.locator("#flow-term .terminal-loading").wait_for(state="hidden")
         await page.locator("[data-message]", has_text="cold: <img src=x").wait_for()
-        await page.locator("[data-approval]", has_text="⚠ this diff holds").wait_for()
+        cold = page.locator("[data-approval]", has_text="⚠ this diff holds")
+        await cold.wait_for()
+        cold_id = await cold.get_attribute("data-approval")
+        denied = hive.cli("deny", str(cold_id), "--reason", f"reason {hostile}")
+        assert denied.returncode == 0, denied.stderr
+        await page.locator(".toast", has_text="reason <img src=x").wait_for()
+        await cold.wait_for(state="detached")
+        sha = _commit(hive, "bob", f'# live {hostile}\nmodel = "y"\n')
+        await _propose(hive, "bob", sha)
+        await page.locator("[data-approval]", has_text="# live <img src=x").wait_for()
         await page.locator("#log-agent").select_option("alice")
         await page.locator("#log-term", has_text="log <img src=x").wait_for()
         assert await page.evaluate("window.__pwned") is None
