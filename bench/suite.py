@@ -17,7 +17,6 @@ TURN_AGENT = "w0"
 """The agent whose harness runs the fake claude's turns (the broker's agents are stopped)."""
 LONG_POLLS_PER_AGENT = 2
 DASHBOARD_READERS = 10
-DASHBOARD_STALLED = 1
 CHECKPOINT_SETTLE = 2.5
 """hive-core checkpoints the WAL every 2 s after writes; let that pass before idling."""
 
@@ -104,14 +103,16 @@ async def _broker(daemon: Daemon, sizes: Sizes, floors: Floors) -> float:
         baseline = floors.echo_rtt + floors.full_commit
         report.emit(report.latency("send_to_wake_p50", p50(wake), baseline, "≤ 3.0x"))
         report.emit(report.latency("send_to_wake_p99", p99(wake), baseline))
-        with dashboard.streams(daemon, DASHBOARD_READERS, DASHBOARD_STALLED):
+        with dashboard.streams(daemon, reading=0, stalled=1):
+            stalled = await broker.send_to_wake(swarm, sizes.wake_rounds, sizes.wake_warmup)
+        report.emit(
+            report.latency("send_to_wake_p50_1_stalled_stream", p50(stalled), p50(wake), "≤ 1.2x")
+        )
+        with dashboard.streams(daemon, reading=DASHBOARD_READERS, stalled=1):
             watched = await broker.send_to_wake(swarm, sizes.wake_rounds, sizes.wake_warmup)
         report.emit(
             report.latency(
-                f"send_to_wake_p50_{DASHBOARD_READERS}_streams_1_stalled",
-                p50(watched),
-                p50(wake),
-                "≤ 1.5x",
+                f"send_to_wake_p50_{DASHBOARD_READERS}_streams_1_stalled", p50(watched), p50(wake)
             )
         )
 
