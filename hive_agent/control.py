@@ -21,7 +21,7 @@ from hive_share.models import WireModel, dump
 
 logger = logging.getLogger(__name__)
 
-Control = rq.Cancel | rq.NewSession | rq.SetModel | rq.TurnStatus
+Control = rq.Cancel | rq.NewSession | rq.SetModel | rq.Compact | rq.Events | rq.TurnStatus
 ControlHandler = Callable[[Control], Awaitable[WireModel]]
 
 
@@ -45,7 +45,14 @@ async def answer(line: bytes, controls: ControlHandler) -> WireModel:
             return rs.VersionResult(protocol=PROTOCOL_VERSION, server=f"hive-agent {__version__}")
         case rq.Ping():
             return rs.Pong()
-        case rq.Cancel() | rq.NewSession() | rq.SetModel() | rq.TurnStatus():
+        case (
+            rq.Cancel()
+            | rq.NewSession()
+            | rq.SetModel()
+            | rq.Compact()
+            | rq.Events()
+            | rq.TurnStatus()
+        ):
             try:
                 return await controls(req)
             except ValueError as exc:

@@ -83,14 +83,42 @@ class EventHistory:
             (*args, limit),
         )
         rows = await cursor.fetchall()
-        out = []
-        for row_id, ts, tid, data in reversed(list(rows)):
+        return [self._row(*row) for row in reversed(list(rows))]
+
+    async def events(self, after: int, limit: int, wait_seconds: float) -> list[dict[str, Any]]:
+        """Events with a `seq` above `after`, oldest first, at most `limit` (with `after` 0:
+        the newest `limit`); with `wait_seconds`, wait that long for one to come."""
+        queue = self.subscribe(maxsize=1) if wait_seconds > 0 else None
+        try:
+            got = await self._above(after, limit)
+            if got or queue is None:
+                return got
             try:
-                event = LIVE_EVENT.validate_json(data)
-            except ValueError as exc:
-                raise ValueError(f"events row id={row_id} does not decode: {exc}") from exc
-            out.append({"seq": row_id, "ts": ts, "turn_id": tid, "event": event})
-        return out
+                async with asyncio.timeout(wait_seconds):
+                    await queue.get()
+            except TimeoutError:
+                return []
+            return await self._above(after, limit)
+        finally:
+            if queue is not None:
+                self.unsubscribe(queue)
+
+    async def _above(self, after: int, limit: int) -> list[dict[str, Any]]:
+        if after == 0:
+            return await self.recent(limit)
+        cursor = await self._conn.execute(
+            "SELECT id, ts, turn_id, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [self._row(*row) for row in await cursor.fetchall()]
+
+    @staticmethod
+    def _row(row_id: int, ts: float, turn_id: str | None, data: str) -> dict[str, Any]:
+        try:
+            event = LIVE_EVENT.validate_json(data)
+        except ValueError as exc:
+            raise ValueError(f"events row id={row_id} does not decode: {exc}") from exc
+        return {"seq": row_id, "ts": ts, "turn_id": turn_id, "event": event}
 
     async def prune(self, now: float) -> int:
         """Delete events older than the retention window (age only)."""

@@ -90,6 +90,11 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
                 return rs.Done(detail=harness.request_new_session())
             case rq.SetModel(model=model):
                 return rs.Done(detail=await harness.set_model(model))
+            case rq.Compact():
+                return rs.Done(detail=harness.request_compact())
+            case rq.Events(after=after, limit=limit, wait_seconds=wait):
+                rows = await history.events(after, limit, wait)
+                return rs.TurnEvents(events=[rs.TurnEvent(**row) for row in rows])
             case rq.TurnStatus(after_turns=after, until_state=state, wait_seconds=wait):
                 return await harness.status(after, state, wait)
 

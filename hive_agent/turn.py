@@ -42,6 +42,8 @@ RETRY_BASE = 10.0
 RETRY_MAX = 300.0
 MCP_CONFIG_FILE = "hyperhive-mcp.json"
 STATUS_FILE = "hyperhive-status"
+COMPACT = "/compact"
+"""The prompt that makes claude compact its session."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Harness:
         self.state: TurnState = "idle"
         self.current: ClaudeProcess | None = None
         self.new_session_next = False
+        self.compact_next = False
         self.login: LoginStatus = "unknown"
         self.turn_id: str | None = None
         self.turns_run = 0
@@ -153,6 +156,10 @@ class Harness:
     def request_new_session(self) -> str:
         self.new_session_next = True
         return "the next turn starts a new session"
+
+    def request_compact(self) -> str:
+        self.compact_next = True
+        return "the session is compacted before the next turn's prompt"
 
     async def set_model(self, model: str) -> str:
         self.models.set(model)
@@ -277,8 +284,14 @@ class Harness:
         config: agent_config.AgentConfig,
         runs: list[RunOutcome],
     ) -> TurnResult:
-        """The turn's claude runs: the prompt, and on overflow a compaction and one retry."""
+        """The turn's claude runs: the prompt, and on overflow a compaction and one retry;
+        a compaction first when the operator asked for one (and the session continues)."""
         steps: list[tuple[str, bool]] = [(prompt, not new_session)]
+        if self.compact_next and not new_session:
+            self.compact_next = False
+            await self.emit(live.Note(text="compacting the session, as the operator asked"))
+            await self._set_state("compacting")
+            steps = [(COMPACT, True)]  # the prompt follows it (below)
         while steps:
             text, continue_session = steps.pop(0)
             if self._cancel_requested:
@@ -288,7 +301,7 @@ class Harness:
             except OSError as exc:  # writing the prompt or MCP config failed
                 return TurnResult("error", f"cannot prepare the turn: {exc}")
             runs.append(outcome)
-            if text == "/compact":
+            if text == COMPACT:
                 keep = outcome.observer.compact_result == "success"
                 if not keep:
                     why = outcome.observer.compact_error or "no compaction result"
@@ -304,7 +317,7 @@ class Harness:
             if kind == "prompt_too_long" and len(runs) == 1:
                 await self.emit(live.Note(text="context is full: compacting, then retrying once"))
                 await self._set_state("compacting")
-                steps.append(("/compact", True))
+                steps.append((COMPACT, True))
                 continue
             return TurnResult(kind, detail, attempts=2 if len(runs) > 1 else 1)
         raise AssertionError("unreachable: the last step always returns")

@@ -8,6 +8,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Annotated
+
+from pydantic import Field, TypeAdapter, ValidationError
 
 from hive_core import __version__, agent_dirs, config_repos, deploys
 from hive_core.containers.backend import AgentSpec
@@ -210,12 +213,18 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
 RELAY_TIMEOUT = 10.0
 
 
-async def relay(s: Services, name: str, request: rq.Cancel | rq.NewSession | rq.SetModel) -> str:
-    """Hand a turn control to `name`'s harness and return what it answered.
+RelayRequest = rq.Cancel | rq.NewSession | rq.SetModel | rq.Compact | rq.Events
+RELAYED: TypeAdapter[rs.Done | rs.TurnEvents] = TypeAdapter(
+    Annotated[rs.Done | rs.TurnEvents, Field(discriminator="result")]
+)
+
+
+async def relay(s: Services, name: str, request: RelayRequest) -> rs.Done | rs.TurnEvents:
+    """Hand a turn control to `name`'s harness and return its answer.
 
     Raises:
         UnknownAgent: no such agent.
-        BackendError: its harness is not running or did not answer.
+        BackendError: its harness is not running, did not answer, or answered nonsense.
         InvalidRequest: the harness refused it.
     """
     if s.registry.find(name) is None:
@@ -228,7 +237,16 @@ async def relay(s: Services, name: str, request: rq.Cancel | rq.NewSession | rq.
         raise BackendError(f"{name}'s harness did not answer {request.cmd}: {exc}") from None
     if answer.get("ok") is not True:
         raise InvalidRequest(f"{name}'s harness refused {request.cmd}: {answer.get('error')}")
-    return f"{name}: {answer.get('detail', 'done')}"
+    try:
+        got = RELAYED.validate_python(answer)
+    except ValidationError:
+        raise BackendError(f"{name}'s harness answered {request.cmd} with nonsense") from None
+    if isinstance(got, rs.Done):
+        if isinstance(request, rq.SetModel):
+            s.liveness.models[name] = request.model
+            publish_state(s, name)
+        return rs.Done(detail=f"{name}: {got.detail}")
+    return got
 
 
 async def announce(s: Services, approval: Approval) -> None:

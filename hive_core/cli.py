@@ -190,6 +190,101 @@ def list_(args: argparse.Namespace) -> None:
         print(render.agents(records(agents)))
 
 
+def _relay(args: argparse.Namespace, **control: Any) -> None:
+    _detail(args, cmd="relay", name=_name(args.name), request=control)
+
+
+def cancel(args: argparse.Namespace) -> None:
+    """Cancel an agent's running turn (its messages stay queued for the next one)."""
+    _relay(args, cmd="cancel")
+
+
+def new_session(args: argparse.Namespace) -> None:
+    """Start the agent's next turn in a fresh claude session (no --continue)."""
+    _relay(args, cmd="new_session")
+
+
+def compact(args: argparse.Namespace) -> None:
+    """Compact the agent's session before its next turn."""
+    _relay(args, cmd="compact")
+
+
+MODEL_CHOICES = ("opus", "sonnet", "haiku")
+
+
+def model(args: argparse.Namespace) -> None:
+    """Switch the agent's model from its next turn on; without MODEL, show it and the choices."""
+    if args.model is not None:
+        _relay(args, cmd="set_model", model=args.model)
+        return
+    name = _name(args.name)
+    agents = call(args, request(args, cmd="list"), "agents")["agents"]
+    row = next((a for a in agents if a["name"] == name), None)
+    if row is None or row["state"] in ("tombstone", "prepared"):
+        fail(f"no agent named {name!r}; `{_cli_name()} list` shows who exists")
+    current = row.get("model") or "not reported yet (it reports when it starts)"
+    print(f"{name}: {render.clean(current)}")
+    print(f"choices: {', '.join(MODEL_CHOICES)}, or a full model id (claude-sonnet-4-5, …)")
+
+
+def threads(args: argparse.Namespace) -> None:
+    """Open threads: pending approvals and unanswered questions, hive-wide or for one agent."""
+    got = call(args, request(args, cmd="get_open_threads"), "open_threads")
+    approvals, questions = got["approvals"], got["questions"]
+    if args.agent is not None:
+        name = _name(args.agent)
+        approvals = [a for a in approvals if name in (a["agent"], a["requester"])]
+        questions = [q for q in questions if name in (q["asker"], q["target"])]
+    if args.as_json:
+        emit_json({"approvals": approvals, "questions": questions})
+        return
+    print(render.approvals(records(approvals)))
+    print()
+    print(render.questions(records(questions)))
+    if args.agent is None:
+        print(f"\npending reminders: {got['pending_reminders']}")
+
+
+def logs(args: argparse.Namespace) -> None:
+    """An agent's turns as they happened (-f: as they happen); --raw: its harness log."""
+    name = _name(args.name)
+    if args.raw:
+        _raw_log(args, name)
+        return
+    if not 1 <= args.lines <= 1000:
+        fail(f"bad value for --lines: {args.lines} (1 to 1000)")
+    after, limit, waiting = 0, args.lines, False
+    while True:
+        control: dict[str, Any] = {"cmd": "events", "after": after, "limit": limit}
+        if waiting:
+            control["wait_seconds"] = FOLLOW_WAIT
+        req = request(args, cmd="relay", name=name, request=control)
+        events = call(args, req, "events")["events"]
+        for row in events:
+            print(json.dumps(row) if args.as_json else render.turn_event(row), flush=True)
+        if events:
+            after = events[-1]["seq"]  # 0 stays "none seen": the next answer is all new
+        if not args.follow:
+            return
+        limit, waiting = 1000, True
+
+
+FOLLOW_WAIT = 8.0
+RAW_FOLLOW_INTERVAL = 0.5
+
+
+def _raw_log(args: argparse.Namespace, name: str) -> None:
+    got = call(args, request(args, cmd="harness_log", name=name, lines=args.lines), "log")
+    for line in got["lines"]:
+        print(render.clean(line), flush=True)
+    while args.follow:
+        time.sleep(RAW_FOLLOW_INTERVAL)  # a file has no long-poll: check it twice a second
+        req = request(args, cmd="harness_log", name=name, offset=got["offset"])
+        got = call(args, req, "log")
+        for line in got["lines"]:
+            print(render.clean(line), flush=True)
+
+
 def pending(args: argparse.Namespace) -> None:
     """Approvals waiting for the operator."""
     approvals = call(args, request(args, cmd="pending"), "approvals")["approvals"]
@@ -457,6 +552,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     reminders_.add_argument("agent", metavar="AGENT", nargs="?", help="Only this agent's.")
     _json_option(reminders_)
     cmds.client("login-link", login_link)
+    for name, func in (
+        ("cancel", cancel),
+        ("new-session", new_session),
+        ("compact", compact),
+    ):
+        cmds.client(name, func, agent=True)
+    model_ = cmds.client("model", model, agent=True)
+    model_.add_argument("model", metavar="MODEL", nargs="?", help="The model to switch to.")
+    threads_ = cmds.client("threads", threads)
+    threads_.add_argument("agent", metavar="NAME", nargs="?", help="Only this agent's.")
+    _json_option(threads_)
+    logs_ = cmds.client("logs", logs, agent=True)
+    logs_.add_argument("-f", "--follow", action="store_true", help="Keep printing new ones.")
+    logs_.add_argument(
+        "-n", "--lines", type=int, default=50, metavar="N", help="How many first (default 50)."
+    )
+    logs_.add_argument("--raw", action="store_true", help="Its harness log instead.")
+    _json_option(logs_)
     for sub in cmds.parsers.values():
         sub.set_defaults(labels={a.dest: _label(a) for a in sub._actions})
     return parser, cmds.parsers

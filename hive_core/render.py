@@ -7,10 +7,11 @@ so printing a table imports no pydantic.
 
 from __future__ import annotations
 
+import json
 import time
 import unicodedata
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hive_share.models import AgentInfo, Approval, Message, Question, Reminder
@@ -181,3 +182,54 @@ def messages(rows: Sequence[Message], now: float | None = None) -> str:
         ["ID", "FROM", "AGE", "BODY"],
         [[str(m.id), m.sender, duration(now - m.sent_at), clean(m.body, 200)] for m in rows],
     )
+
+
+def _summary(value: object, limit: int = 100) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return clean(" ".join(text.split()), limit)
+
+
+def _tool_line(event: dict[str, Any]) -> str:
+    args = event.get("input") or {}
+    key = next((k for k in TOOL_KEYS if k in args), None)
+    shown = _summary(args[key]) if key else _summary(args)
+    return f"→ {clean(str(event.get('name')), 80)} {shown}"
+
+
+TOOL_KEYS = ("command", "file_path", "path", "pattern", "url", "to", "query", "description")
+"""The argument that best names what a tool call does, in order of preference."""
+
+
+def turn_event(row: dict[str, Any]) -> str:
+    """One stored turn event as one readable line (or a few, for assistant text)."""
+    event: dict[str, Any] = row.get("event") or {}
+    stamp = time.strftime("%H:%M:%S", time.localtime(float(row.get("ts") or 0)))
+    kind = event.get("kind")
+    if kind == "turn_started":
+        woke = ", ".join(clean(str(w), 40) for w in event.get("wake_from") or []) or "-"
+        fresh = ", new session" if event.get("new_session") else ""
+        turn, model = clean(str(event.get("turn_id"))), clean(str(event.get("model")))
+        text = f"── turn {turn} (woken by {woke}; {model}{fresh})"
+    elif kind == "turn_ended":
+        seconds = int(event.get("duration_ms") or 0) / 1000
+        detail = f": {clean(str(event.get('detail')), 200)}" if event.get("detail") else ""
+        text = f"── turn ended {event.get('result')} in {seconds:.1f}s{detail}"
+    elif kind == "text":
+        text = clean(str(event.get("text")), 2000)
+    elif kind == "tool_use":
+        text = _tool_line(event)
+    elif kind == "tool_result":
+        mark = "✗" if event.get("is_error") else "←"
+        text = f"{mark} {_summary(event.get('content'), 160)}"
+    elif kind == "note":
+        text = f"! {clean(str(event.get('text')), 500)}"
+    elif kind == "token_usage_changed":
+        usage = event.get("usage") or {}
+        text = (f"tokens: context {event.get('context_tokens')}, in {usage.get('input_tokens')}, "
+                f"out {usage.get('output_tokens')}")  # fmt: skip
+    elif kind in ("status_changed", "model_changed", "turn_state_changed"):
+        value = event.get("status", event.get("model", event.get("state")))
+        text = f"{kind.removesuffix('_changed').replace('_', ' ')}: {clean(str(value), 200)}"
+    else:
+        text = f"{clean(str(kind), 40)} {_summary(event, 200)}"
+    return f"{stamp} {text}"

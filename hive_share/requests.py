@@ -127,13 +127,46 @@ class SetModel(WireModel):
     model: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\[\]-]{1,100}$")]
 
 
+class Compact(WireModel):
+    """Harness socket: compact the session (`/compact`) before the next turn's prompt."""
+
+    cmd: Literal["compact"]
+
+
+RELAY_WAIT_SECONDS = 8.0
+"""The longest wait a relayed long-poll may ask for (the relay itself allows 10 s)."""
+
+
+class Events(WireModel):
+    """Harness socket: its turn events above `after`, oldest first; with `wait_seconds`,
+    wait for one (what `hive-core logs` reads and follows)."""
+
+    cmd: Literal["events"]
+    after: Annotated[int, Field(ge=0, le=INT64_MAX)] = 0
+    """Only events with a `seq` above this; 0 with `limit` gives the newest `limit`."""
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200
+    wait_seconds: Annotated[float, Field(ge=0, le=RELAY_WAIT_SECONDS)] = 0.0
+
+
+class HarnessLog(WireModel):
+    """Host socket: an agent's harness log: the last `lines` lines, or, with `offset`,
+    what was appended past it (what `hive-core logs --raw [-f]` reads)."""
+
+    cmd: Literal["harness_log"]
+    name: AgentName
+    lines: Annotated[int, Field(ge=1, le=2000)] = 200
+    offset: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None
+
+
 class Relay(WireModel):
     """Host socket: hand a turn control to an agent's harness (the CLI's and the
     dashboard's cancel, new session, model)."""
 
     cmd: Literal["relay"]
     name: AgentName
-    request: Annotated[Cancel | NewSession | SetModel, Field(discriminator="cmd")]
+    request: Annotated[
+        Cancel | NewSession | SetModel | Compact | Events, Field(discriminator="cmd")
+    ]
 
 
 class TurnStatus(WireModel):
@@ -348,6 +381,7 @@ HostRequest = Annotated[
     Version
     | Ping
     | Relay
+    | HarnessLog
     | Send
     | AnswerQuestion
     | CancelQuestion
@@ -420,7 +454,8 @@ AgentRequest = Annotated[
     Field(discriminator="cmd"),
 ]
 HarnessRequest = Annotated[
-    Version | Ping | Cancel | NewSession | SetModel | TurnStatus, Field(discriminator="cmd")
+    Version | Ping | Cancel | NewSession | SetModel | Compact | Events | TurnStatus,
+    Field(discriminator="cmd"),
 ]
 AnyRequest = Annotated[
     Version
@@ -444,8 +479,11 @@ AnyRequest = Annotated[
     | Cancel
     | NewSession
     | SetModel
+    | Compact
+    | Events
     | TurnStatus
     | Relay
+    | HarnessLog
     | LoginLink
     | Spawn
     | RequestSpawn

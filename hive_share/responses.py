@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from hive_share.live import ResultKind, TurnState
+from hive_share.live import LiveEvent, ResultKind, TurnState
 from hive_share.models import (
     AgentInfo,
     Approval,
@@ -139,6 +139,33 @@ class HarnessState(WireModel):
     last_turn_id: str | None = None
 
 
+class TurnEvent(WireModel):
+    """One stored turn event of a harness."""
+
+    seq: int
+    ts: float
+    turn_id: str | None = None
+    event: LiveEvent
+
+
+class TurnEvents(WireModel):
+    """`events`: a harness's turn events, oldest first."""
+
+    ok: Literal[True] = True
+    result: Literal["events"] = "events"
+    events: list[TurnEvent]
+
+
+class LogLines(WireModel):
+    """`harness_log`: lines of a harness log, and the offset to continue from."""
+
+    ok: Literal[True] = True
+    result: Literal["log"] = "log"
+    lines: list[str]
+    truncated: bool = False
+    offset: int
+
+
 class QuestionResult(WireModel):
     ok: Literal[True] = True
     result: Literal["question"] = "question"
@@ -194,6 +221,8 @@ Response = Annotated[
     | Identity
     | ConfigRepos
     | HarnessState
+    | TurnEvents
+    | LogLines
     | QuestionResult
     | QuestionsResult
     | ReminderResult

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import stat
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-from hive_core import __version__, actions, deploys, git
-from hive_core.errors import NotFound, UnknownAgent
+from hive_core import __version__, actions, deploys, git, harness_log
+from hive_core.errors import UnknownAgent
 from hive_core.services import Services
 from hive_share.models import Message, dump
 from hive_share.names import OPERATOR
@@ -18,12 +15,9 @@ from hive_share.names import OPERATOR
 FLOW_PAGE = 100
 """Messages in the snapshot's flow, and in one page of backfill."""
 INBOX_PAGE = 50
-LOG_LINES_MAX = 2000
-LOG_TAIL_BYTES = 256 * 1024
-"""At most this much of the log's end is read for a tail."""
+LOG_LINES_MAX = harness_log.LINES_MAX
 LOG_FOLLOW_INTERVAL = 0.5
 """How often a followed log file is checked for growth (server side; the page never polls)."""
-LOG_CHUNK = 64 * 1024
 CONFIG_FILES_MAX = 50
 CONFIG_FILE_MAX = 64 * 1024
 
@@ -59,49 +53,10 @@ async def history(s: Services, before: int | None, limit: int) -> dict[str, Any]
     return {"messages": [flow_item(s, m) for m in flow], "more": more}
 
 
-def _log_path(s: Services, name: str) -> Path:
-    record = s.registry.find(name)
-    if record is None:
-        raise UnknownAgent(f"no agent named {name!r}")
-    return actions.spec_for(s, record).log_path
-
-
-def _open_log(path: Path) -> int:
-    """Raises: NotFound (no log yet, or not a regular file)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise NotFound(f"there is no log at {path} yet") from None
-    except OSError as exc:
-        raise NotFound(f"cannot open the log at {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise NotFound(f"{path} is not a regular file")
-    return fd
-
-
-def _lines(data: bytes) -> list[str]:
-    return data.decode("utf-8", errors="replace").splitlines()
-
-
-def _tail(path: Path, lines: int) -> tuple[list[str], bool, int]:
-    fd = _open_log(path)
-    try:
-        size = os.fstat(fd).st_size
-        start = max(0, size - LOG_TAIL_BYTES)
-        data = os.pread(fd, size - start, start)
-    finally:
-        os.close(fd)
-    got = _lines(data)
-    if start > 0 and got:
-        got = got[1:]  # the first line was cut
-    return got[-lines:], start > 0 or len(got) > lines, size
-
-
 async def log_tail(s: Services, name: str, lines: int) -> dict[str, Any]:
     """The last `lines` lines of `name`'s harness log. Raises: UnknownAgent, NotFound."""
-    got, truncated, _ = await asyncio.to_thread(_tail, _log_path(s, name), lines)
-    return {"lines": got, "truncated": truncated}
+    got = await harness_log.tail(s, name, lines)
+    return {"lines": got.lines, "truncated": got.truncated}
 
 
 async def log_follow(s: Services, name: str, lines: int) -> AsyncIterator[list[str]]:
@@ -109,35 +64,19 @@ async def log_follow(s: Services, name: str, lines: int) -> AsyncIterator[list[s
 
     Raises (before the first item): UnknownAgent, NotFound.
     """
-    path = _log_path(s, name)
-    got, _, offset = await asyncio.to_thread(_tail, path, lines)
-    yield got
-    partial = b""
+    got = await harness_log.tail(s, name, lines)
+    yield got.lines
+    offset, partial = got.offset, b""
     while True:
         await asyncio.sleep(LOG_FOLLOW_INTERVAL)
-        data, offset = await asyncio.to_thread(_read_from, path, offset)
+        data, offset = await harness_log.read_from(s, name, offset)
         if not data:
             continue
         data = partial + data
         cut = data.rfind(b"\n") + 1
         partial = data[cut:]
         if cut:
-            yield _lines(data[:cut])
-
-
-def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
-    try:
-        fd = _open_log(path)
-    except NotFound:
-        return b"", 0
-    try:
-        size = os.fstat(fd).st_size
-        if size < offset:  # rotated: the new file starts over
-            offset = 0
-        data = os.pread(fd, min(size - offset, LOG_CHUNK), offset)
-    finally:
-        os.close(fd)
-    return data, offset + len(data)
+            yield harness_log.lines_of(data[:cut])
 
 
 async def deployed_config(s: Services, name: str) -> dict[str, Any]:

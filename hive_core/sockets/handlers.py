@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import assert_never
 
-from hive_core import __version__, actions, open_threads
+from hive_core import __version__, actions, harness_log, open_threads
 from hive_core.errors import Forbidden, InvalidRequest
 from hive_core.services import Services
 from hive_core.sockets.server import Conn
@@ -161,7 +161,16 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
         case rq.GetOpenThreads():
             return await open_threads.hive_wide(s)
         case rq.Relay(name=name, request=request):
-            return rs.Done(detail=await actions.relay(s, name, request))
+            return await actions.relay(s, name, request)
+        case rq.HarnessLog(name=name, lines=lines, offset=None):
+            got = await harness_log.tail(s, name, lines)
+            return rs.LogLines(lines=got.lines, truncated=got.truncated, offset=got.offset)
+        case rq.HarnessLog(name=name, offset=offset):
+            data, end = await harness_log.read_from(s, name, offset or 0)
+            cut = data.rfind(b"\n") + 1 or len(data)  # whole lines; a huge one in pieces
+            if cut == len(data) and not data.endswith(b"\n") and len(data) < harness_log.CHUNK:
+                cut = 0  # a line still being written: it comes whole next time
+            return rs.LogLines(lines=harness_log.lines_of(data[:cut]), offset=end - len(data) + cut)
         case rq.LoginLink():
             if s.login_link is None:
                 raise InvalidRequest("the dashboard is not listening yet")

@@ -94,6 +94,9 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         cmd="alive", pid=99, version="0.1.0", model="claude-x", problems=["mcp server a: no"]
     ),
     requests.ReportTurnState: requests.ReportTurnState(cmd="turn_state", state="thinking"),
+    requests.Compact: requests.Compact(cmd="compact"),
+    requests.Events: requests.Events(cmd="events", after=3, limit=10, wait_seconds=2),
+    requests.HarnessLog: requests.HarnessLog(cmd="harness_log", name="alice", offset=10),
     requests.Relay: requests.Relay(
         cmd="relay", name="alice", request=requests.SetModel(cmd="set_model", model="claude-y")
     ),
@@ -162,6 +165,13 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.ConfigRepos: responses.ConfigRepos(
         agent="bob", proposed="/s/agents/bob/proposed", applied_commit="4b8e" * 10, seeded=True
     ),
+    responses.TurnEvent: responses.TurnEvent(
+        seq=4, ts=1.5, turn_id="t1", event=live.Note(text="compacting")
+    ),
+    responses.TurnEvents: responses.TurnEvents(
+        events=[responses.TurnEvent(seq=4, ts=1.5, event=live.Text(text="hi"))]
+    ),
+    responses.LogLines: responses.LogLines(lines=["a", "b"], truncated=True, offset=40),
     responses.HarnessState: responses.HarnessState(
         turn_state="idle",
         turns_run=3,
@@ -303,7 +313,8 @@ def test_host_socket_does_not_lease_messages_or_report_liveness() -> None:
 
 
 def test_harness_socket_answers_pings_and_turn_controls_only() -> None:
-    assert {"version", "ping", "cancel", "new_session", "set_model", "turn_status"} == HARNESS_VERBS
+    expected = {"version", "ping", "cancel", "new_session", "set_model", "compact", "events"}
+    assert expected | {"turn_status"} == HARNESS_VERBS
 
 
 def test_every_verb_belongs_to_some_socket_and_every_socket_has_version() -> None:
