@@ -9,7 +9,6 @@ import os
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import assert_never
 
 from pydantic import ValidationError
 
@@ -21,7 +20,9 @@ from hive_share.models import WireModel, dump
 
 logger = logging.getLogger(__name__)
 
-Control = rq.Cancel | rq.NewSession | rq.SetModel | rq.Compact | rq.Events | rq.TurnStatus
+Control = (
+    rq.Cancel | rq.NewSession | rq.SetModel | rq.Compact | rq.Events | rq.TurnStatus | rq.WebCode
+)
 ControlHandler = Callable[[Control], Awaitable[WireModel]]
 
 
@@ -45,20 +46,11 @@ async def answer(line: bytes, controls: ControlHandler) -> WireModel:
             return rs.VersionResult(protocol=PROTOCOL_VERSION, server=f"hive-agent {__version__}")
         case rq.Ping():
             return rs.Pong()
-        case (
-            rq.Cancel()
-            | rq.NewSession()
-            | rq.SetModel()
-            | rq.Compact()
-            | rq.Events()
-            | rq.TurnStatus()
-        ):
+        case _:  # every other harness verb is a control
             try:
                 return await controls(req)
             except ValueError as exc:
                 return rs.Error(code="invalid_request", error=str(exc))
-        case _:
-            assert_never(req)
 
 
 def _clear_stale(path: Path) -> None:

@@ -38,7 +38,7 @@ class EventHistory:
     def __init__(self, conn: aiosqlite.Connection, clock: Callable[[], float] = time.time):
         self._conn = conn
         self._clock = clock
-        self._subscribers: set[asyncio.Queue[tuple[int, LiveEvent]]] = set()
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
     @classmethod
     async def open(cls, state_dir: Path) -> EventHistory:
@@ -54,25 +54,27 @@ class EventHistory:
 
     async def publish(self, event: LiveEvent, turn_id: str | None) -> int:
         data = dump(event)
+        now = self._clock()
         cursor = await self._conn.execute(
             "INSERT INTO events (ts, turn_id, kind, data) VALUES (?, ?, ?, ?)",
-            (self._clock(), turn_id, event.kind, json.dumps(data, ensure_ascii=False)),
+            (now, turn_id, event.kind, json.dumps(data, ensure_ascii=False)),
         )
         await self._conn.commit()
         seq = cursor.lastrowid or 0
+        row = {"seq": seq, "ts": now, "turn_id": turn_id, "event": event}
         for queue in list(self._subscribers):
             if queue.full():
                 self._subscribers.discard(queue)  # a slow reader resyncs from history
             else:
-                queue.put_nowait((seq, event))
+                queue.put_nowait(row)
         return seq
 
-    def subscribe(self, maxsize: int = 1024) -> asyncio.Queue[tuple[int, LiveEvent]]:
-        queue: asyncio.Queue[tuple[int, LiveEvent]] = asyncio.Queue(maxsize)
+    def subscribe(self, maxsize: int = 1024) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
         self._subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[tuple[int, LiveEvent]]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._subscribers.discard(queue)
 
     async def recent(self, limit: int = 500, turn_id: str | None = None) -> list[dict[str, Any]]:
@@ -119,6 +121,32 @@ class EventHistory:
         except ValueError as exc:
             raise ValueError(f"events row id={row_id} does not decode: {exc}") from exc
         return {"seq": row_id, "ts": ts, "turn_id": turn_id, "event": event}
+
+    async def before(self, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The `limit` events below seq `before` (the newest without it), oldest first, and
+        whether older ones exist."""
+        cursor = await self._conn.execute(
+            "SELECT id, ts, turn_id, data FROM events WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (before if before is not None else 2**63 - 1, limit + 1),
+        )
+        rows = list(await cursor.fetchall())
+        return [self._row(*row) for row in reversed(rows[:limit])], len(rows) > limit
+
+    async def last_seq(self) -> int:
+        cursor = await self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM events")
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def latest(self, kind: str) -> dict[str, Any] | None:
+        """The newest stored event of `kind`, as its JSON object."""
+        cursor = await self._conn.execute(
+            "SELECT data FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        got: dict[str, Any] = json.loads(row[0])
+        return got
 
     async def prune(self, now: float) -> int:
         """Delete events older than the retention window (age only)."""

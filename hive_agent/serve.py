@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -17,6 +18,7 @@ from hive_agent.settings import HarnessSettings
 from hive_agent.start_check import StartReport
 from hive_agent.turn import Harness
 from hive_agent.turn_stats import TurnStats
+from hive_agent.web import AgentPage
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.agent_config import AgentConfig
@@ -29,6 +31,8 @@ PR_SET_PDEATHSIG = 1
 CONNECT_ATTEMPTS = 20
 PRUNE_INTERVAL = 3600.0
 STOP_GRACE = 10.0
+PAGE_GRACE = 2.0
+"""Seconds the agent page has to close its connections when the harness stops."""
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -81,6 +85,7 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     history = await EventHistory.open(settings.state)
     stats = await TurnStats.open(settings.state)
     harness = Harness(settings, env, history, stats)
+    page = AgentPage(settings, harness, history)
 
     async def controls(req: Control) -> WireModel:
         match req:
@@ -90,6 +95,8 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
                 return rs.Done(detail=harness.request_new_session())
             case rq.SetModel(model=model):
                 return rs.Done(detail=await harness.set_model(model))
+            case rq.WebCode(code=code):
+                return rs.Done(detail=page.add_code(code))
             case rq.Compact():
                 return rs.Done(detail=harness.request_compact())
             case rq.Events(after=after, limit=limit, wait_seconds=wait):
@@ -109,7 +116,9 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
         async with asyncio.TaskGroup() as tg:
             loop_task = tg.create_task(harness.serve(stopping))
             prune_task = tg.create_task(_prune_loop(history))
+            page_task = tg.create_task(page.serve())
             await stopping.wait()
+            page.stop()
             logger.info("%s stopping", settings.agent_name)
             if harness.busy:  # let the turn end and record itself, within a bound
                 await harness.cancel(stopping=True)
@@ -120,6 +129,10 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
                     logger.warning("turn did not wind down in %.0fs", STOP_GRACE)
             loop_task.cancel()  # idle in a long-poll: the lease ends with the connection
             prune_task.cancel()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PAGE_GRACE):
+                    await asyncio.shield(page_task)
+            page_task.cancel()
     finally:
         await stop_control(control, settings.harness_socket)
         await harness.mcp.stop()

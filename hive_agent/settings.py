@@ -24,6 +24,11 @@ class HarnessSettings(BaseSettings):
     state: Path = Field(default_factory=Path.cwd)
     """The agent's durable state dir."""
     web_port: int = Field(default=0, ge=0, le=65535)
+    """The agent page's port (0: no page)."""
+    web_host: str = "127.0.0.1"
+    """The agent page's bind address."""
+    dashboard_url: str | None = None
+    """The dashboard's address, for the page's link back."""
     operator_pronouns: str = "she/her"
     claude_bin: str = "claude"
     """The Claude Code CLI: a path, or a name looked up on PATH."""

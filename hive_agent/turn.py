@@ -166,6 +166,17 @@ class Harness:
         await self.emit(live.ModelChanged(model=model))
         return f"model set to {model} from the next turn on"
 
+    def current_model(self) -> str:
+        """The model the next turn runs."""
+        return self._model()
+
+    def status_text(self) -> str:
+        """The agent's own one-line status, as its `set_status` tool last wrote it."""
+        try:
+            return (self.settings.state / STATUS_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
+
     def _model(self) -> str:
         try:
             default = agent_config.load(self.settings.agent_config).model

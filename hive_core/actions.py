@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from typing import Annotated
 
@@ -51,6 +52,7 @@ def spec_for(s: Services, record: AgentRecord) -> AgentSpec:
         harness_socket=settings.harness_socket(record.name),
         web_port=record.web_port,
         operator_pronouns=settings.operator_pronouns,
+        dashboard_url=s.dashboard_url,
     )
 
 
@@ -247,6 +249,29 @@ async def relay(s: Services, name: str, request: RelayRequest) -> rs.Done | rs.T
             publish_state(s, name)
         return rs.Done(detail=f"{name}: {got.detail}")
     return got
+
+
+async def page_link(s: Services, name: str) -> str:
+    """A one-time link to `name`'s own page: hive-core mints the code and hands it to the
+    harness, which accepts it once within 10 minutes.
+
+    Raises: UnknownAgent, BackendError (not running, or its harness did not take it).
+    """
+    record = s.registry.find(name)
+    if record is None:
+        raise UnknownAgent(f"no agent named {name!r}")
+    if not s.backend.status(name).running:
+        raise BackendError(f"{name} is not running; its page is served by its harness")
+    code = secrets.token_urlsafe(32)
+    try:
+        answer = await harness_call(
+            s.settings.harness_socket(name), rq.WebCode(cmd="web_code", code=code), RELAY_TIMEOUT
+        )
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BackendError(f"{name}'s harness did not take the code: {exc}") from None
+    if answer.get("ok") is not True:
+        raise BackendError(f"{name}'s harness refused the code: {answer.get('error')}")
+    return f"http://127.0.0.1:{record.web_port}/login?code={code}"
 
 
 async def announce(s: Services, approval: Approval) -> None:

@@ -392,8 +392,9 @@ def reminders(args: argparse.Namespace) -> None:
 
 
 def login_link(args: argparse.Namespace) -> None:
-    """Print a one-time dashboard login link (valid for 10 minutes)."""
-    _detail(args, cmd="login_link")
+    """Print a one-time login link (valid for 10 minutes): the dashboard's, or NAME's page."""
+    name = _name(args.name) if args.name is not None else None
+    _detail(args, cmd="login_link", name=name)
 
 
 # -- the parser ------------------------------------------------------------------------------
@@ -551,7 +552,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     reminders_ = cmds.client("reminders", reminders)
     reminders_.add_argument("agent", metavar="AGENT", nargs="?", help="Only this agent's.")
     _json_option(reminders_)
-    cmds.client("login-link", login_link)
+    login_link_ = cmds.client("login-link", login_link)
+    login_link_.add_argument("name", metavar="NAME", nargs="?", help="That agent's page.")
     for name, func in (
         ("cancel", cancel),
         ("new-session", new_session),

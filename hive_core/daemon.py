@@ -228,6 +228,7 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 dashboard_task = tg.create_task(dashboard.serve(), name="dashboard")
                 s.login_link = dashboard.login_link
+                s.dashboard_url = dashboard.url
                 backend_ready = asyncio.Event()
                 backend_task = tg.create_task(s.backend.run(backend_ready), name="backend")
                 await backend_ready.wait()

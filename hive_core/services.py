@@ -41,6 +41,8 @@ class Services:
     agent_sockets: AgentSockets
     on_unexpected_exit: Callable[[str], None] = lambda name: None
     """Set to the crash watch's nudge: a harness died without being asked to."""
+    dashboard_url: str | None = None
+    """The dashboard's address once it listens (the agent pages link back to it)."""
     login_link: Callable[[], str] | None = None
     """Mints a one-time dashboard login link, once the dashboard listens."""
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)

@@ -158,6 +158,14 @@ class HarnessLog(WireModel):
     offset: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None
 
 
+class WebCode(WireModel):
+    """Harness socket: accept `code` once, within 10 minutes, as a login to the agent page
+    (hive-core mints it for `login_link` with a name)."""
+
+    cmd: Literal["web_code"]
+    code: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{32,64}$")]
+
+
 class Relay(WireModel):
     """Host socket: hand a turn control to an agent's harness (the CLI's and the
     dashboard's cancel, new session, model)."""
@@ -180,9 +188,11 @@ class TurnStatus(WireModel):
 
 
 class LoginLink(WireModel):
-    """A fresh one-time dashboard login link (operator only)."""
+    """A fresh one-time login link (operator only): the dashboard's, or with `name` that
+    agent's page."""
 
     cmd: Literal["login_link"]
+    name: AgentName | None = None
 
 
 MAX_QUESTION = 8 * 1024
@@ -454,7 +464,7 @@ AgentRequest = Annotated[
     Field(discriminator="cmd"),
 ]
 HarnessRequest = Annotated[
-    Version | Ping | Cancel | NewSession | SetModel | Compact | Events | TurnStatus,
+    Version | Ping | Cancel | NewSession | SetModel | Compact | Events | TurnStatus | WebCode,
     Field(discriminator="cmd"),
 ]
 AnyRequest = Annotated[
@@ -482,6 +492,7 @@ AnyRequest = Annotated[
     | Compact
     | Events
     | TurnStatus
+    | WebCode
     | Relay
     | HarnessLog
     | LoginLink

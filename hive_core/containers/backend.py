@@ -24,6 +24,7 @@ class AgentSpec:
     """Where the harness listens for hive-core's pings."""
     web_port: int
     operator_pronouns: str
+    dashboard_url: str | None = None
 
     @property
     def state_dir(self) -> Path:

@@ -61,6 +61,8 @@ def harness_env(base: Mapping[str, str], spec: AgentSpec) -> dict[str, str]:
         HIVE_OPERATOR_PRONOUNS=spec.operator_pronouns,
         HIVE_PARENT_PID=str(os.getpid()),
     )
+    if spec.dashboard_url is not None:
+        env["HIVE_DASHBOARD_URL"] = spec.dashboard_url
     return env
 
 

@@ -373,6 +373,12 @@ async def update(request: Request) -> Response:
     return await _act(request, {"cmd": "update"})
 
 
+@router.post("/api/agents/{name}/page-link")
+async def page_link(request: Request, name: str) -> Response:
+    """A one-time link to the agent's own page (the dashboard opens it)."""
+    return await _act(request, {"cmd": "login_link", "name": name})
+
+
 @router.post("/api/agents/{name}/{action}")
 async def agent_action(request: Request, name: str, action: str) -> Response:
     if action not in AGENT_ACTIONS:

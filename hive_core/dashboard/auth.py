@@ -9,20 +9,16 @@ the next start.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import secrets
 import stat
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from hive_core.errors import StartupError
+from hive_share.sessions import CODE_TTL, SESSION_TTL, Credentials
 
-CODE_TTL = 600.0
-SESSION_TTL = 30 * 24 * 3600
-"""Seconds a session cookie stays valid."""
+__all__ = ["CODE_TTL", "SESSION_COOKIE", "SESSION_TTL", "Credentials", "load_key"]
+
 SESSION_COOKIE = "hive_session"
 KEY_BYTES = 32
 
@@ -54,44 +50,3 @@ def load_key(path: Path) -> bytes:
     if not stat.S_ISREG(st.st_mode) or len(key) != KEY_BYTES:
         raise StartupError(f"{path} is not a {KEY_BYTES}-byte key file; remove it")
     return key
-
-
-class Credentials:
-    def __init__(self, key: bytes, now: Callable[[], float] = time.time) -> None:
-        """`now` is the wall clock sessions expire by."""
-        self._key = key
-        self._now = now
-        self._codes: dict[str, float] = {}
-
-    def new_code(self) -> str:
-        """A fresh single-use login code."""
-        now = time.monotonic()
-        self._codes = {c: exp for c, exp in self._codes.items() if exp > now}
-        code = secrets.token_urlsafe(24)
-        self._codes[code] = now + CODE_TTL
-        return code
-
-    def redeem(self, code: str) -> str | None:
-        """Trade a valid, unused code for a new session token; None if it is not one."""
-        now = time.monotonic()
-        for known, expires in list(self._codes.items()):
-            if hmac.compare_digest(known, code):
-                del self._codes[known]
-                if expires <= now:
-                    return None
-                return self._sign(f"v1.{int(self._now() + SESSION_TTL)}.{secrets.token_hex(16)}")
-        return None
-
-    def _sign(self, payload: str) -> str:
-        mac = hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
-        return f"{payload}.{mac}"
-
-    def valid_session(self, token: str | None) -> bool:
-        if not token or len(token) > 200:
-            return False
-        payload, _, mac = token.rpartition(".")
-        expected = self._sign(payload).rpartition(".")[2]
-        if not hmac.compare_digest(mac, expected):
-            return False
-        parts = payload.split(".")
-        return len(parts) == 3 and parts[1].isdigit() and int(parts[1]) > self._now()

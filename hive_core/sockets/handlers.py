@@ -171,7 +171,9 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             if cut == len(data) and not data.endswith(b"\n") and len(data) < harness_log.CHUNK:
                 cut = 0  # a line still being written: it comes whole next time
             return rs.LogLines(lines=harness_log.lines_of(data[:cut]), offset=end - len(data) + cut)
-        case rq.LoginLink():
+        case rq.LoginLink(name=name):
+            if name is not None:
+                return rs.Done(detail=await actions.page_link(s, name))
             if s.login_link is None:
                 raise InvalidRequest("the dashboard is not listening yet")
             return rs.Done(detail=s.login_link())

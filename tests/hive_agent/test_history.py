@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -75,8 +76,9 @@ async def test_every_subscriber_receives_each_event_with_its_seq(history: EventH
     b = history.subscribe()
     event = live.ToolUse(id="toolu_1", name="Bash", input={"command": "ls"})
     seq = await history.publish(event, "turn-1")
-    assert a.get_nowait() == (seq, event)
-    assert b.get_nowait() == (seq, event)
+    for got in (a.get_nowait(), b.get_nowait()):
+        assert (got["seq"], got["turn_id"], got["event"]) == (seq, "turn-1", event)
+        assert isinstance(got["ts"], float)
 
 
 async def test_an_unsubscribed_queue_receives_nothing(history: EventHistory) -> None:
@@ -95,11 +97,16 @@ async def test_a_subscriber_with_a_full_queue_is_dropped_without_blocking_the_ot
         for i in range(5):
             await history.publish(_text(i), None)
     assert slow.qsize() == 1
-    assert slow.get_nowait() == (1, _text(0))
+    assert _seq_event(slow.get_nowait()) == (1, _text(0))
     async with asyncio.timeout(5):
         await history.publish(_text(5), None)
     assert slow.empty()  # dropped for good: it resyncs from recent()
-    assert [fast.get_nowait() for _ in range(6)] == [(i + 1, _text(i)) for i in range(6)]
+    got = [_seq_event(fast.get_nowait()) for _ in range(6)]
+    assert got == [(i + 1, _text(i)) for i in range(6)]
+
+
+def _seq_event(row: dict[str, Any]) -> tuple[int, Any]:
+    return row["seq"], row["event"]
 
 
 async def test_recent_returns_the_newest_events_oldest_first(

@@ -95,6 +95,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     ),
     requests.ReportTurnState: requests.ReportTurnState(cmd="turn_state", state="thinking"),
     requests.Compact: requests.Compact(cmd="compact"),
+    requests.WebCode: requests.WebCode(cmd="web_code", code="c" * 43),
     requests.Events: requests.Events(cmd="events", after=3, limit=10, wait_seconds=2),
     requests.HarnessLog: requests.HarnessLog(cmd="harness_log", name="alice", offset=10),
     requests.Relay: requests.Relay(
@@ -107,7 +108,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.NewSession: requests.NewSession(cmd="new_session"),
     requests.SetModel: requests.SetModel(cmd="set_model", model="claude-sonnet-5-5[1m]"),
     requests.TurnStatus: requests.TurnStatus(cmd="turn_status", after_turns=2, wait_seconds=5),
-    requests.LoginLink: requests.LoginLink(cmd="login_link"),
+    requests.LoginLink: requests.LoginLink(cmd="login_link", name="alice"),
     requests.Ask: requests.Ask(
         cmd="ask", question="ok?", to="bob", options=["y", "n"], ttl_seconds=60
     ),
@@ -314,6 +315,7 @@ def test_host_socket_does_not_lease_messages_or_report_liveness() -> None:
 
 def test_harness_socket_answers_pings_and_turn_controls_only() -> None:
     expected = {"version", "ping", "cancel", "new_session", "set_model", "compact", "events"}
+    expected.add("web_code")
     assert expected | {"turn_status"} == HARNESS_VERBS
 
 

@@ -132,7 +132,7 @@ function toast(text, kind = "") {
 
 // ---------------------------------------------------------------- requests
 
-async function post(path, body = {}) {
+async function post(path, body = {}, opts = {}) {
   let resp;
   try {
     resp = await fetch(path, {
@@ -153,7 +153,7 @@ async function post(path, body = {}) {
     data = null;
   }
   if (resp.ok && data && data.ok !== false) {
-    toast(str(data.detail) || "done");
+    if (!opts.quiet) toast(str(data.detail) || "done");
     return data;
   }
   const error = data && (data.error || data.detail);
@@ -345,21 +345,28 @@ function agentSort(a, b) {
 
 function agentPageLink(agent) {
   const port = agent.web_port;
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) return null;
-  const proto = location.protocol === "https:" ? "https:" : "http:";
-  let href;
-  try {
-    const url = new URL(`${proto}//${location.hostname}:${port}/`);
-    if (url.protocol !== "http:" && url.protocol !== "https:") return null;
-    href = url.href;
-  } catch {
-    return null;
-  }
-  return el("a", {
-    cls: "page-link",
+  if (agent.state !== "running" || !Number.isInteger(port) || port <= 0 || port > 65535) return null;
+  const name = str(agent.name);
+  const button = el("button", {
+    cls: "link page-link",
     text: "page ↗",
-    attrs: { href, target: "_blank", rel: "noopener noreferrer", title: `the agent's own page on port ${port}` },
+    attrs: { type: "button", "data-action": "page", title: `open ${name}'s own page (port ${port}) with a one-time link` },
   });
+  button.addEventListener("click", () => {
+    // Opened now, inside the click (no popup blocker); pointed at the link once it comes.
+    const win = window.open("about:blank", "_blank");
+    busy(button, async () => {
+      const got = await post(`/api/agents/${encodeURIComponent(name)}/page-link`, {}, { quiet: true });
+      const url = got && typeof got.detail === "string" ? got.detail : "";
+      if (win && /^https?:\/\/[^/]+:\d+\/login\?code=[\w-]+$/.test(url)) {
+        win.opener = null;
+        win.location.href = url;
+      } else if (win) {
+        win.close();
+      }
+    });
+  });
+  return button;
 }
 
 function uptimeText(agent) {

@@ -1,0 +1,371 @@
+"""The agent's own page: its live turn log and its turn controls, at the agent's web port.
+
+Loopback by default. A one-time code that hive-core mints and hands over on `harness.sock`
+(`web_code`) opens it: it sets a session cookie named for this agent and signed with a key
+that lives only in this process, so no other page's cookie (the dashboard's, another
+agent's) opens it. Same rules as the dashboard: Host checked, security headers on every
+response, every state change a same-origin JSON POST with the `X-Hive-Request` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.datastructures import MutableHeaders
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hive_agent import __version__
+from hive_agent.model import InvalidModel
+from hive_share.sessions import SESSION_TTL, Credentials
+
+if TYPE_CHECKING:
+    from hive_agent.history import EventHistory
+    from hive_agent.settings import HarnessSettings
+    from hive_agent.turn import Harness
+
+logger = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).parent / "web_assets"
+FRONT_ASSETS = Path(str(resources.files("hive_front") / "assets"))
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+CSRF_HEADER = "x-hive-request"
+MODEL_CHOICES = ["opus", "sonnet", "haiku"]
+CONTEXT_WINDOW = 200_000
+"""Tokens in the model's context window: what the context badge is a fraction of."""
+HISTORY_PAGE = 200
+MAX_STREAMS = 8
+STREAM_QUEUE = 1024
+PING_SECONDS = 15
+SEND_TIMEOUT = 5.0
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def cookie_name(agent: str) -> str:
+    """Browsers share cookies across the ports of a host: each page's cookie is its own."""
+    return f"hive_agent_{agent}"
+
+
+class _Context:
+    def __init__(self, settings: HarnessSettings, harness: Harness, history: EventHistory):
+        self.settings = settings
+        self.harness = harness
+        self.history = history
+        self.creds = Credentials(secrets.token_bytes(32))
+        self.cookie = cookie_name(settings.agent_name)
+        port = settings.web_port
+        self.hosts = frozenset(f"{h}:{port}" for h in LOOPBACK_NAMES)
+        self.streams: set[asyncio.Queue[dict[str, Any]]] = set()
+
+
+class _Guard:
+    """Host check and security headers around every response (no-store on all but assets)."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hosts = [v.decode("latin-1").lower() for k, v in scope["headers"] if k == b"host"]
+        asset = str(scope.get("path", "")).startswith("/assets/")
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers[name] = value
+                ok = 200 <= message["status"] < 400
+                headers["Cache-Control"] = "no-cache" if asset and ok else "no-store"
+            await send(message)
+
+        if len(hosts) != 1 or hosts[0] not in self.hosts:
+            response = JSONResponse({"error": "unexpected Host header"}, status_code=421)
+            await response(scope, receive, secured)
+            return
+        await self.app(scope, receive, secured)
+
+
+class ModelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str
+
+
+class EmptyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _error(status: int, message: str, code: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message, "code": code}, status_code=status)
+
+
+def _csrf_problem(request: Request, hosts: frozenset[str]) -> str:
+    if request.headers.get(CSRF_HEADER) != "1":
+        return f"a state change needs the header {CSRF_HEADER}: 1"
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return "a state change needs a JSON body (Content-Type: application/json)"
+    origin = request.headers.get("origin")
+    if origin is not None:
+        scheme, _, host = origin.partition("://")
+        if scheme not in ("http", "https") or host.lower() not in hosts:
+            return f"a request from {origin[:100]!r} may not change anything here"
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site != "same-origin":
+        return f"a {site[:20]} request may not change anything here"
+    return ""
+
+
+router = APIRouter()
+
+
+def _ctx(request: Request) -> _Context:
+    ctx: _Context = request.app.state.page
+    return ctx
+
+
+def _session(request: Request) -> bool:
+    ctx = _ctx(request)
+    return ctx.creds.valid_session(request.cookies.get(ctx.cookie))
+
+
+def _unauthorized(request: Request) -> JSONResponse:
+    name = _ctx(request).settings.agent_name
+    return _error(401, f"open this page with `hive-core login-link {name}`", "forbidden")
+
+
+async def _act(
+    request: Request, run: Callable[[Any], Awaitable[str]], body: type[BaseModel] = EmptyBody
+) -> Response:
+    if not _session(request):
+        return _unauthorized(request)
+    if problem := _csrf_problem(request, _ctx(request).hosts):
+        return _error(403, problem, "forbidden")
+    try:
+        parsed = body.model_validate_json(await request.body())
+        detail = await run(parsed)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        return _error(400, f"{where}: {first['msg']}", "invalid_request")
+    except InvalidModel as exc:
+        return _error(400, str(exc), "invalid_request")
+    return JSONResponse({"ok": True, "detail": detail})
+
+
+@router.get("/login")
+async def login(request: Request, code: str = "") -> Response:
+    ctx = _ctx(request)
+    token = ctx.creds.redeem(code)
+    if token is None:
+        return JSONResponse(
+            {"error": "login code unknown, used or expired; run "
+             f"`hive-core login-link {ctx.settings.agent_name}`"},
+            status_code=403,
+        )  # fmt: skip
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        ctx.cookie, token, max_age=SESSION_TTL, httponly=True, samesite="strict", path="/"
+    )
+    return response
+
+
+@router.get("/")
+async def page(request: Request) -> Response:
+    if not _session(request):
+        return _unauthorized(request)
+    return FileResponse(ASSETS / "index.html")
+
+
+@router.get("/api/state")
+async def state(request: Request) -> Response:
+    if not _session(request):
+        return _unauthorized(request)
+    return JSONResponse(await _snapshot(_ctx(request)))
+
+
+@router.get("/events/history")
+async def history(
+    request: Request, before: int | None = None, limit: int = HISTORY_PAGE
+) -> Response:
+    if not _session(request):
+        return _unauthorized(request)
+    if not 0 < limit <= 1000 or (before is not None and before < 1):
+        return _error(400, "limit: 1 to 1000; before: a seq, 1 or more", "invalid_request")
+    rows, more = await _ctx(request).history.before(before, limit)
+    return JSONResponse({"events": [_row(r) for r in rows], "more": more})
+
+
+@router.get("/events/stream")
+async def stream(request: Request) -> Response:
+    if not _session(request):
+        return _unauthorized(request)
+    ctx = _ctx(request)
+    if len(ctx.streams) >= MAX_STREAMS:
+        return _error(503, f"{MAX_STREAMS} event streams are open already", "busy")
+    queue = ctx.history.subscribe(STREAM_QUEUE)
+    ctx.streams.add(queue)
+    return EventSourceResponse(_frames(ctx, queue), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT)
+
+
+@router.post("/api/cancel")
+async def cancel(request: Request) -> Response:
+    return await _act(request, lambda _: _ctx(request).harness.cancel())
+
+
+@router.post("/api/compact")
+async def compact(request: Request) -> Response:
+    return await _act(request, lambda _: _now(_ctx(request).harness.request_compact()))
+
+
+@router.post("/api/new-session")
+async def new_session(request: Request) -> Response:
+    return await _act(request, lambda _: _now(_ctx(request).harness.request_new_session()))
+
+
+@router.post("/api/model")
+async def model(request: Request) -> Response:
+    return await _act(request, lambda body: _ctx(request).harness.set_model(body.model), ModelBody)
+
+
+def build_app(ctx: _Context) -> ASGIApp:
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.page = ctx
+    app.include_router(router)
+    app.mount("/assets/front", StaticFiles(directory=FRONT_ASSETS), name="front")
+    app.mount("/assets", StaticFiles(directory=ASSETS), name="assets")
+    return _Guard(app, ctx.hosts)
+
+
+async def _now(value: str) -> str:
+    return value
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "event": row["event"].model_dump(mode="json")}
+
+
+async def _snapshot(ctx: _Context) -> dict[str, Any]:
+    harness, settings = ctx.harness, ctx.settings
+    seq = await ctx.history.last_seq()
+    usage = await ctx.history.latest("token_usage_changed")
+    ended = await ctx.history.latest("turn_ended")
+    started = await ctx.history.latest("turn_started")
+    status = await asyncio.to_thread(harness.status_text)
+    model = harness.current_model()
+    return {
+        "seq": seq,
+        "agent": settings.agent_name,
+        "role": settings.role,
+        "model": model,
+        "models": MODEL_CHOICES if model in MODEL_CHOICES else [*MODEL_CHOICES, model],
+        "status": status,
+        "turn_state": harness.state,
+        "turns_run": harness.turns_run,
+        "login": harness.login,
+        "context_tokens": usage["context_tokens"] if usage else 0,
+        "context_window": CONTEXT_WINDOW,
+        "usage": usage["usage"] if usage else {},
+        "last_turn": {
+            "result": ended["result"], "detail": ended["detail"],
+            "duration_ms": ended["duration_ms"],
+            "model": started["model"] if started else model, "ended_at": None,
+        } if ended else None,
+        "dashboard_url": settings.dashboard_url,
+        "version": __version__,
+    }  # fmt: skip
+
+
+async def _frames(ctx: _Context, queue: asyncio.Queue[dict[str, Any]]) -> AsyncIterator[Any]:
+    try:
+        while True:
+            row = await queue.get()
+            if row.get("event") is None:  # the harness is stopping
+                yield ServerSentEvent(data=json.dumps({"seq": 0, "event": {"kind": "resync"}}))
+                return
+            yield ServerSentEvent(data=json.dumps(_row(row)), id=str(row["seq"]))
+    finally:
+        ctx.history.unsubscribe(queue)
+        ctx.streams.discard(queue)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the harness owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+class AgentPage:
+    """The page's server: bound up front (a taken port is logged, not fatal)."""
+
+    def __init__(self, settings: HarnessSettings, harness: Harness, history: EventHistory):
+        self.ctx = _Context(settings, harness, history)
+        self._server: _Server | None = None
+        self._sock: socket.socket | None = None
+
+    def add_code(self, code: str) -> str:
+        self.ctx.creds.add_code(code)
+        return f"http://127.0.0.1:{self.ctx.settings.web_port}/login?code={code}"
+
+    async def serve(self) -> None:
+        """Serve the page until `stop`; a page that fails is logged, and the agent goes on."""
+        try:
+            await self._serve()
+        except Exception:
+            logger.exception("the agent page stopped")
+
+    async def _serve(self) -> None:
+        port = self.ctx.settings.web_port
+        if not port:
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.ctx.settings.web_host, port))
+        except OSError as exc:
+            sock.close()
+            logger.warning("the agent page cannot listen on port %d: %s", port, exc.strerror)
+            return
+        sock.listen(64)
+        sock.setblocking(False)
+        self._sock = sock
+        config = uvicorn.Config(
+            build_app(self.ctx), log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        )
+        self._server = _Server(config)
+        await self._server.serve(sockets=[sock])
+
+    def stop(self) -> None:
+        for queue in list(self.ctx.streams):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait({"seq": 0, "event": None})
+        if self._server is not None:
+            self._server.should_exit = True
