@@ -390,10 +390,10 @@ function renderModel() {
   options.push(el("option", { text: "other…", attrs: { value: OTHER, "data-other": "", title: "type another model name" } }));
   if (!current) options.unshift(el("option", { text: "?", attrs: { value: "", disabled: true } }));
   select.replaceChildren(...options);
-  select.value = current;
+  // While a name is being typed into "other…", the picker stays on it.
+  select.value = $("model-other").hidden ? current : OTHER;
   select.title = current ? `model: ${visibleString(current)} (change for the next turn)` : "model unknown";
   wrap.title = select.title;
-  if (!model.busy) $("model-other").hidden = true;
 }
 
 async function setModel(name) {
@@ -417,6 +417,8 @@ async function setModel(name) {
   if (result) {
     other.value = "";
     other.hidden = true;
+  } else if (!other.hidden) {
+    other.focus();
   }
   // The model_changed event moves the picker; until it comes, show the current model.
   renderModel();
@@ -435,6 +437,7 @@ function wireModel() {
     }
     other.hidden = true;
     if (value && value !== state.model) setModel(value);
+    else renderModel();
   });
   other.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter") {
@@ -660,7 +663,10 @@ function renderToolUse(frame) {
   body.appendChild(inputBox);
   details.appendChild(body);
   row.appendChild(details);
-  const entry = { seq: num(frame.seq), row, body, mark };
+  // Drawn again (a replayed frame): keep it open if it was.
+  const prev = tools.get(id);
+  if (prev && prev.row.isConnected && prev.details.open) details.open = true;
+  const entry = { seq: num(frame.seq), row, details, body, mark };
   tools.set(id, entry);
   const result = results.get(id);
   if (result) setToolResult(entry, result);
