@@ -21,7 +21,14 @@ from hive_share.models import WireModel, dump
 logger = logging.getLogger(__name__)
 
 Control = (
-    rq.Cancel | rq.NewSession | rq.SetModel | rq.Compact | rq.Events | rq.TurnStatus | rq.WebCode
+    rq.Cancel
+    | rq.NewSession
+    | rq.SetModel
+    | rq.Compact
+    | rq.Events
+    | rq.TurnStatus
+    | rq.WebCode
+    | rq.LoginControl
 )
 ControlHandler = Callable[[Control], Awaitable[WireModel]]
 

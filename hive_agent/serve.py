@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from hive_agent import __version__, start_check
 from hive_agent.control import Control, start_control, stop_control
 from hive_agent.history import EventHistory
+from hive_agent.login_session import LoginSession
 from hive_agent.settings import HarnessSettings
 from hive_agent.start_check import StartReport
 from hive_agent.turn import Harness
@@ -77,6 +78,43 @@ async def _prune_loop(history: EventHistory) -> None:
         await asyncio.sleep(PRUNE_INTERVAL)
 
 
+class _Controls:
+    """What `harness.sock` does for hive-core: the turn controls, the login session, the
+    page's codes and the event history."""
+
+    def __init__(
+        self, harness: Harness, history: EventHistory, page: AgentPage, login: LoginSession
+    ) -> None:
+        self.harness, self.history, self.page, self.login = harness, history, page, login
+
+    async def answer(self, req: Control) -> WireModel:
+        harness, login_session = self.harness, self.login
+        match req:
+            case rq.Cancel():
+                return rs.Done(detail=await harness.cancel())
+            case rq.NewSession():
+                return rs.Done(detail=harness.request_new_session())
+            case rq.SetModel(model=model):
+                return rs.Done(detail=await harness.set_model(model))
+            case rq.Compact():
+                return rs.Done(detail=harness.request_compact())
+            case rq.TurnStatus(after_turns=after, until_state=state, wait_seconds=wait):
+                return await harness.status(after, state, wait)
+            case rq.Events(after=after, limit=limit, wait_seconds=wait):
+                rows = await self.history.events(after, limit, wait)
+                return rs.TurnEvents(events=[rs.TurnEvent(**row) for row in rows])
+            case rq.WebCode(code=code):
+                return rs.Done(detail=self.page.add_code(code))
+            case rq.LoginStart():
+                return rs.Done(detail=await login_session.start())
+            case rq.LoginCode(code=code):
+                return rs.Done(detail=await login_session.code(code))
+            case rq.LoginCancel():
+                return rs.Done(detail=await login_session.cancel())
+            case rq.LoginStatus(after=after, wait_seconds=wait):
+                return await login_session.status(after, wait)
+
+
 async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,27 +123,13 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     history = await EventHistory.open(settings.state)
     stats = await TurnStats.open(settings.state)
     harness = Harness(settings, env, history, stats)
-    page = AgentPage(settings, harness, history)
+    login_session = LoginSession(
+        settings.claude_bin, harness.login_env, harness.emit, harness.report_login
+    )
+    page = AgentPage(settings, harness, history, login_session)
 
-    async def controls(req: Control) -> WireModel:
-        match req:
-            case rq.Cancel():
-                return rs.Done(detail=await harness.cancel())
-            case rq.NewSession():
-                return rs.Done(detail=harness.request_new_session())
-            case rq.SetModel(model=model):
-                return rs.Done(detail=await harness.set_model(model))
-            case rq.WebCode(code=code):
-                return rs.Done(detail=page.add_code(code))
-            case rq.Compact():
-                return rs.Done(detail=harness.request_compact())
-            case rq.Events(after=after, limit=limit, wait_seconds=wait):
-                rows = await history.events(after, limit, wait)
-                return rs.TurnEvents(events=[rs.TurnEvent(**row) for row in rows])
-            case rq.TurnStatus(after_turns=after, until_state=state, wait_seconds=wait):
-                return await harness.status(after, state, wait)
-
-    control = await start_control(settings.harness_socket, controls)
+    controls = _Controls(harness, history, page, login_session)
+    control = await start_control(settings.harness_socket, controls.answer)
     try:
         report = await start_check.check(
             settings.agent_config, harness.models, harness.claude_env(AgentConfig()),
@@ -135,6 +159,7 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
             page_task.cancel()
     finally:
         await stop_control(control, settings.harness_socket)
+        await login_session.close()
         await harness.mcp.stop()
         await history.close()
         await stats.close()

@@ -364,6 +364,18 @@ class Harness:
         finally:
             self.current = None
 
+    def login_env(self) -> dict[str, str]:
+        """The environment `claude auth` runs with: the turns' own, `agent.toml`'s included."""
+        try:
+            config = agent_config.load(self.settings.agent_config)
+        except agent_config.ConfigError:
+            config = agent_config.AgentConfig()
+        return self.claude_env(config)
+
+    async def report_login(self, state: LoginReport, detail: str) -> None:
+        """Tell hive-core (and the page) the login state, when it changed."""
+        await self._report_login(state, detail)
+
     def claude_env(self, config: agent_config.AgentConfig) -> dict[str, str]:
         env = dict(self.env)
         env.update(config.env)

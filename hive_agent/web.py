@@ -16,7 +16,6 @@ import logging
 import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,31 +29,20 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hive_agent import __version__
-from hive_agent.model import InvalidModel
+from hive_front import ASSETS as FRONT_ASSETS
+from hive_front import CSRF_HEADER
+from hive_front import SECURITY_HEADERS as HEADERS
 from hive_share.sessions import SESSION_TTL, Credentials
 
 if TYPE_CHECKING:
     from hive_agent.history import EventHistory
+    from hive_agent.login_session import LoginSession
     from hive_agent.settings import HarnessSettings
     from hive_agent.turn import Harness
 
 logger = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parent / "web_assets"
-FRONT_ASSETS = Path(str(resources.files("hive_front") / "assets"))
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-CSRF_HEADER = "x-hive-request"
 MODEL_CHOICES = ["opus", "sonnet", "haiku"]
 CONTEXT_WINDOW = 200_000
 """Tokens in the model's context window: what the context badge is a fraction of."""
@@ -72,10 +60,17 @@ def cookie_name(agent: str) -> str:
 
 
 class _Context:
-    def __init__(self, settings: HarnessSettings, harness: Harness, history: EventHistory):
+    def __init__(
+        self,
+        settings: HarnessSettings,
+        harness: Harness,
+        history: EventHistory,
+        login: LoginSession,
+    ) -> None:
         self.settings = settings
         self.harness = harness
         self.history = history
+        self.login = login
         self.creds = Credentials(secrets.token_bytes(32))
         self.cookie = cookie_name(settings.agent_name)
         port = settings.web_port
@@ -174,7 +169,7 @@ async def _act(
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         return _error(400, f"{where}: {first['msg']}", "invalid_request")
-    except InvalidModel as exc:
+    except ValueError as exc:  # a bad model, or a login that is not running
         return _error(400, str(exc), "invalid_request")
     return JSONResponse({"ok": True, "detail": detail})
 
@@ -254,6 +249,32 @@ async def model(request: Request) -> Response:
     return await _act(request, lambda body: _ctx(request).harness.set_model(body.model), ModelBody)
 
 
+class CodeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    code: str
+
+
+@router.post("/login/start")
+async def login_start(request: Request) -> Response:
+    return await _act(request, lambda _: _ctx(request).login.start())
+
+
+@router.post("/login/code")
+async def login_code(request: Request) -> Response:
+    async def send(body: CodeBody) -> str:
+        code = body.code.strip()
+        if not code or "\n" in code or len(code) > 2000:
+            raise ValueError("the code is one line of at most 2000 characters")
+        return await _ctx(request).login.code(code)
+
+    return await _act(request, send, CodeBody)
+
+
+@router.post("/login/cancel")
+async def login_cancel(request: Request) -> Response:
+    return await _act(request, lambda _: _ctx(request).login.cancel())
+
+
 def build_app(ctx: _Context) -> ASGIApp:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.page = ctx
@@ -297,6 +318,9 @@ async def _snapshot(ctx: _Context) -> dict[str, Any]:
             "duration_ms": ended["duration_ms"],
             "model": started["model"] if started else model, "ended_at": None,
         } if ended else None,
+        "login_session": (await ctx.login.status(0, 0)).model_dump(
+            mode="json", exclude={"ok", "result"}
+        ),
         "dashboard_url": settings.dashboard_url,
         "version": __version__,
     }  # fmt: skip
@@ -326,8 +350,14 @@ class _Server(uvicorn.Server):
 class AgentPage:
     """The page's server: bound up front (a taken port is logged, not fatal)."""
 
-    def __init__(self, settings: HarnessSettings, harness: Harness, history: EventHistory):
-        self.ctx = _Context(settings, harness, history)
+    def __init__(
+        self,
+        settings: HarnessSettings,
+        harness: Harness,
+        history: EventHistory,
+        login: LoginSession,
+    ) -> None:
+        self.ctx = _Context(settings, harness, history, login)
         self._server: _Server | None = None
         self._sock: socket.socket | None = None
 

@@ -215,13 +215,12 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
 RELAY_TIMEOUT = 10.0
 
 
-RelayRequest = rq.Cancel | rq.NewSession | rq.SetModel | rq.Compact | rq.Events
-RELAYED: TypeAdapter[rs.Done | rs.TurnEvents] = TypeAdapter(
-    Annotated[rs.Done | rs.TurnEvents, Field(discriminator="result")]
-)
+RelayRequest = rq.Cancel | rq.NewSession | rq.SetModel | rq.Compact | rq.Events | rq.LoginControl
+Relayed = rs.Done | rs.TurnEvents | rs.LoginProgress
+RELAYED: TypeAdapter[Relayed] = TypeAdapter(Annotated[Relayed, Field(discriminator="result")])
 
 
-async def relay(s: Services, name: str, request: RelayRequest) -> rs.Done | rs.TurnEvents:
+async def relay(s: Services, name: str, request: RelayRequest) -> Relayed:
     """Hand a turn control to `name`'s harness and return its answer.
 
     Raises:

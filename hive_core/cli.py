@@ -285,6 +285,42 @@ def _raw_log(args: argparse.Namespace, name: str) -> None:
             print(render.clean(line), flush=True)
 
 
+def login(args: argparse.Namespace) -> None:
+    """Log the agent's Claude Code in: its `claude auth login`, relayed to this terminal."""
+    name = _name(args.name)
+    _relay(args, cmd="login_start")
+    offset, asked = 0, False
+    try:
+        while True:
+            control = {"cmd": "login_status", "after": offset, "wait_seconds": FOLLOW_WAIT}
+            got = call(args, request(args, cmd="relay", name=name, request=control), "login")
+            if got["output"]:
+                shown = "\n".join(render.clean(part) for part in got["output"].split("\n"))
+                print(shown, end="", flush=True)
+            offset = got["offset"]
+            if got["state"] != "running":
+                print()
+                if got["state"] != "logged_in":
+                    fail(f"{name} is not logged in: the login {got['state']}")
+                print(f"{name} is logged in")
+                return
+            if got["waiting_for_code"] and not asked:
+                asked = True
+                code = _read_code()
+                _relay(args, cmd="login_code", code=code)
+    except KeyboardInterrupt:
+        _relay(args, cmd="login_cancel")
+        raise
+
+
+def _read_code() -> str:
+    print()
+    code = sys.stdin.readline().strip()
+    if not code:
+        fail("no code given; run the login again")
+    return code
+
+
 def pending(args: argparse.Namespace) -> None:
     """Approvals waiting for the operator."""
     approvals = call(args, request(args, cmd="pending"), "approvals")["approvals"]
@@ -560,6 +596,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         ("compact", compact),
     ):
         cmds.client(name, func, agent=True)
+    cmds.client("login", login, agent=True)
     model_ = cmds.client("model", model, agent=True)
     model_.add_argument("model", metavar="MODEL", nargs="?", help="The model to switch to.")
     threads_ = cmds.client("threads", threads)

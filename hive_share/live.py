@@ -106,6 +106,25 @@ class TurnStateChanged(WireModel):
     state: TurnState
 
 
+class LoginOutput(WireModel):
+    """What `claude auth login` printed, as it came (the login panel's transcript)."""
+
+    kind: Literal["login_output"] = "login_output"
+    text: str
+
+
+LoginSessionState = Literal["idle", "running", "logged_in", "failed", "cancelled"]
+
+
+class LoginChanged(WireModel):
+    """A login session started, took the code, or ended."""
+
+    kind: Literal["login_changed"] = "login_changed"
+    state: LoginSessionState
+    url: str | None = None
+    detail: str = ""
+
+
 LiveEvent = Annotated[
     TurnStarted
     | TurnEnded
@@ -117,7 +136,9 @@ LiveEvent = Annotated[
     | StatusChanged
     | ModelChanged
     | TokenUsageChanged
-    | TurnStateChanged,
+    | TurnStateChanged
+    | LoginOutput
+    | LoginChanged,
     Field(discriminator="kind"),
 ]
 LIVE_EVENT: TypeAdapter[LiveEvent] = TypeAdapter(LiveEvent)

@@ -158,6 +158,38 @@ class HarnessLog(WireModel):
     offset: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None
 
 
+class LoginStart(WireModel):
+    """Harness socket: run `claude auth login` and relay it (one session at a time)."""
+
+    cmd: Literal["login_start"]
+
+
+class LoginCode(WireModel):
+    """Harness socket: the code the operator pasted, written to the login's stdin (never
+    stored or logged)."""
+
+    cmd: Literal["login_code"]
+    code: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\r\n]+$")]
+
+
+class LoginCancel(WireModel):
+    """Harness socket: end the login session."""
+
+    cmd: Literal["login_cancel"]
+
+
+class LoginStatus(WireModel):
+    """Harness socket: the login session's state and its output past `after` (characters);
+    with `wait_seconds`, wait for more or for the end."""
+
+    cmd: Literal["login_status"]
+    after: Annotated[int, Field(ge=0, le=INT64_MAX)] = 0
+    wait_seconds: Annotated[float, Field(ge=0, le=RELAY_WAIT_SECONDS)] = 0.0
+
+
+LoginControl = LoginStart | LoginCode | LoginCancel | LoginStatus
+
+
 class WebCode(WireModel):
     """Harness socket: accept `code` once, within 10 minutes, as a login to the agent page
     (hive-core mints it for `login_link` with a name)."""
@@ -173,7 +205,8 @@ class Relay(WireModel):
     cmd: Literal["relay"]
     name: AgentName
     request: Annotated[
-        Cancel | NewSession | SetModel | Compact | Events, Field(discriminator="cmd")
+        Cancel | NewSession | SetModel | Compact | Events | LoginControl,
+        Field(discriminator="cmd"),
     ]
 
 
@@ -464,7 +497,16 @@ AgentRequest = Annotated[
     Field(discriminator="cmd"),
 ]
 HarnessRequest = Annotated[
-    Version | Ping | Cancel | NewSession | SetModel | Compact | Events | TurnStatus | WebCode,
+    Version
+    | Ping
+    | Cancel
+    | NewSession
+    | SetModel
+    | Compact
+    | Events
+    | TurnStatus
+    | WebCode
+    | LoginControl,
     Field(discriminator="cmd"),
 ]
 AnyRequest = Annotated[
@@ -493,6 +535,10 @@ AnyRequest = Annotated[
     | Events
     | TurnStatus
     | WebCode
+    | LoginStart
+    | LoginCode
+    | LoginCancel
+    | LoginStatus
     | Relay
     | HarnessLog
     | LoginLink

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from hive_share.live import LiveEvent, ResultKind, TurnState
+from hive_share.live import LiveEvent, LoginSessionState, ResultKind, TurnState
 from hive_share.models import (
     AgentInfo,
     Approval,
@@ -156,6 +156,20 @@ class TurnEvents(WireModel):
     events: list[TurnEvent]
 
 
+class LoginProgress(WireModel):
+    """A harness's login session: its state, the URL the CLI printed, and its output past
+    the `after` asked for; `offset` is where to continue."""
+
+    ok: Literal[True] = True
+    result: Literal["login"] = "login"
+    state: LoginSessionState
+    url: str | None = None
+    output: str
+    offset: int
+    waiting_for_code: bool = False
+    """The CLI asked for the code and none was given yet."""
+
+
 class LogLines(WireModel):
     """`harness_log`: lines of a harness log, and the offset to continue from."""
 
@@ -222,6 +236,7 @@ Response = Annotated[
     | ConfigRepos
     | HarnessState
     | TurnEvents
+    | LoginProgress
     | LogLines
     | QuestionResult
     | QuestionsResult

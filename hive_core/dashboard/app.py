@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from hive_core.dashboard import views
 from hive_core.dashboard.auth import SESSION_COOKIE, SESSION_TTL, Credentials
 from hive_core.errors import HiveError
 from hive_core.services import Services
+from hive_front import ASSETS as FRONT_ASSETS
+from hive_front import CSRF_HEADER, SECURITY_HEADERS
 from hive_share.events import DASHBOARD_EVENT_KINDS, Frame, Resync
 from hive_share.framing import INT64_MAX
 from hive_share.models import WireModel, dump
@@ -41,25 +42,9 @@ from hive_share.responses import Error
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 ASSETS = Path(__file__).parent / "assets"
-FRONT_ASSETS = Path(str(resources.files("hive_front") / "assets"))
-
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-"""On every response, errors included; no-referrer keeps a login code out of Referer."""
 NO_STORE = "no-store"
 ASSET_CACHE = "no-cache"
 """Assets may be cached but are revalidated (ETag) on each load: an upgrade shows at once."""
-CSRF_HEADER = "x-hive-request"
 STREAM_QUEUE = 256
 """Frames one event-stream subscriber may lag behind before it is cut off with `resync`."""
 MAX_STREAMS = 32

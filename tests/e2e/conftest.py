@@ -5,20 +5,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.hive import Hive, short_tmp
+from tests.e2e.hive import Hive, running_hive, short_tmp
 
 
 @pytest.fixture
 def hive() -> Iterator[Hive]:
     """A running daemon in its own temp dirs, stopped and removed afterwards."""
-    root = short_tmp()
-    h = Hive(root)
-    try:
-        h.start()
+    with running_hive() as h:
         yield h
-    finally:
-        h.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from hive_share.client import HiveClient
@@ -129,6 +131,19 @@ class Hive:
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
         self._notify.close()
+
+
+@contextmanager
+def running_hive(extra_env: Mapping[str, str] | None = None) -> Iterator[Hive]:
+    """A running daemon in its own temp dirs, stopped and removed afterwards."""
+    root = short_tmp()
+    h = Hive(root, extra_env)
+    try:
+        h.start()
+        yield h
+    finally:
+        h.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def short_tmp() -> Path:

@@ -4,7 +4,6 @@ CLI on the scripted fake API: the operator's day, start to end."""
 from __future__ import annotations
 
 import random
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
 from tests.e2e.browser import PHONE, Shots, browser, open_dashboard, problems
-from tests.e2e.hive import Hive, short_tmp
+from tests.e2e.hive import Hive, running_hive
 from tests.e2e.test_deploys import _commit, _propose
 from tests.e2e.turns import hive_with
 from tests.fake_anthropic import Reply, Seen, text, tool_use
@@ -137,17 +136,11 @@ async def test_an_open_dashboard_makes_no_request_while_nothing_happens(hive: Hi
 @pytest.fixture
 def fixed_port_hive() -> Iterator[Hive]:
     """A daemon whose dashboard keeps its port across restarts, as a real one does."""
-    root = short_tmp()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    h = Hive(root, {"HIVE_DASHBOARD_PORT": str(port)})
-    try:
-        h.start()
+    with running_hive({"HIVE_DASHBOARD_PORT": str(port)}) as h:
         yield h
-    finally:
-        h.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_reconnects_at_any_point_lose_and_duplicate_nothing(fixed_port_hive: Hive) -> None:

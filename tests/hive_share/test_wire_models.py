@@ -96,6 +96,10 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.ReportTurnState: requests.ReportTurnState(cmd="turn_state", state="thinking"),
     requests.Compact: requests.Compact(cmd="compact"),
     requests.WebCode: requests.WebCode(cmd="web_code", code="c" * 43),
+    requests.LoginStart: requests.LoginStart(cmd="login_start"),
+    requests.LoginCode: requests.LoginCode(cmd="login_code", code="abc#def"),
+    requests.LoginCancel: requests.LoginCancel(cmd="login_cancel"),
+    requests.LoginStatus: requests.LoginStatus(cmd="login_status", after=5, wait_seconds=1),
     requests.Events: requests.Events(cmd="events", after=3, limit=10, wait_seconds=2),
     requests.HarnessLog: requests.HarnessLog(cmd="harness_log", name="alice", offset=10),
     requests.Relay: requests.Relay(
@@ -172,6 +176,13 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.TurnEvents: responses.TurnEvents(
         events=[responses.TurnEvent(seq=4, ts=1.5, event=live.Text(text="hi"))]
     ),
+    responses.LoginProgress: responses.LoginProgress(
+        state="running",
+        url="https://x.example/a",
+        output="Paste code > ",
+        offset=13,
+        waiting_for_code=True,
+    ),
     responses.LogLines: responses.LogLines(lines=["a", "b"], truncated=True, offset=40),
     responses.HarnessState: responses.HarnessState(
         turn_state="idle",
@@ -210,6 +221,8 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         id=3, approval_kind="spawn", agent="bob", status="denied", reason="no"
     ),
     # live events
+    live.LoginOutput: live.LoginOutput(text="Paste code here > "),
+    live.LoginChanged: live.LoginChanged(state="failed", url="https://x.example/", detail="no"),
     live.TurnStarted: live.TurnStarted(
         turn_id="t1", wake_from=["operator"], new_session=False, model="opus"
     ),
@@ -315,7 +328,7 @@ def test_host_socket_does_not_lease_messages_or_report_liveness() -> None:
 
 def test_harness_socket_answers_pings_and_turn_controls_only() -> None:
     expected = {"version", "ping", "cancel", "new_session", "set_model", "compact", "events"}
-    expected.add("web_code")
+    expected |= {"web_code", "login_start", "login_code", "login_cancel", "login_status"}
     assert expected | {"turn_status"} == HARNESS_VERBS
 
 

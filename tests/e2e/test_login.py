@@ -1,0 +1,111 @@
+"""`hive-core login NAME`: the harness relays `claude auth login` to the operator's terminal,
+against a stand-in `claude` that behaves like the real one (a URL, a prompt without a
+newline, a code on stdin, a credentials file), and hive-core hears the agent logged in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hive_share import helper
+from hive_share import requests as rq
+from hive_share import responses as rs
+from tests.e2e.hive import Hive, running_hive
+
+STAND_IN = """#!{python}
+import json, os, sys
+creds = os.path.join(os.environ["CLAUDE_CONFIG_DIR"], ".credentials.json")
+if sys.argv[1:] == ["auth", "status"]:
+    ok = os.path.exists(creds)
+    print(json.dumps({{"loggedIn": ok}}))
+    sys.exit(0 if ok else 1)
+if sys.argv[1:] == ["auth", "login"]:
+    print("Opening browser to sign in...")
+    print("If the browser didn't open, visit: https://claude.example/oauth/authorize?state=s1")
+    sys.stdout.write("Paste code here if prompted > ")
+    sys.stdout.flush()
+    code = sys.stdin.readline().strip()
+    if code != "good-code":
+        print("\\nOAuth error: invalid code")
+        sys.exit(1)
+    os.makedirs(os.path.dirname(creds), exist_ok=True)
+    with open(creds, "w") as f:
+        json.dump({{"token": "secret"}}, f)
+    print("\\nLogin successful.")
+    sys.exit(0)
+sys.exit(2)
+"""
+
+
+@pytest.fixture
+def logged_out(tmp_path: Path) -> Iterator[Hive]:
+    """A hive whose claude is the stand-in, alice spawned and known to need a login, the
+    manager stopped so its inbox can be read."""
+    fake = tmp_path / "claude"
+    fake.write_text(STAND_IN.format(python=sys.executable))
+    fake.chmod(0o755)
+    with running_hive({"HIVE_CLAUDE_BIN": str(fake)}) as hive:
+        assert hive.cli("stop", "hm1nd").returncode == 0
+        assert hive.cli("spawn", "alice").returncode == 0
+        yield hive
+
+
+async def _needs_login(hive: Hive) -> None:
+    async with hive.client(hive.agent_sock("alice")) as alice:  # as its harness reports it
+        await alice.call(
+            rq.LoginState(cmd="login_state", state="needs_login", detail="401"), rs.Done
+        )
+
+
+def _login(hive: Hive, code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hive_core", "login", "alice"],
+        env=hive.env, input=f"{code}\n", capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def _login_state(hive: Hive) -> str:
+    rows = {a["name"]: a for a in json.loads(hive.cli("list", "--json").stdout)}
+    return str(rows["alice"]["login"])
+
+
+async def test_login_relays_the_cli_and_hive_core_hears_it_worked(logged_out: Hive) -> None:
+    hive = logged_out
+    await _needs_login(hive)
+    assert _login_state(hive) == "needs_login"
+
+    done = _login(hive, "good-code")
+
+    assert done.returncode == 0, done.stderr
+    assert "https://claude.example/oauth/authorize?state=s1" in done.stdout
+    assert "Paste code here if prompted >" in done.stdout and "Login successful." in done.stdout
+    assert done.stdout.rstrip().endswith("alice is logged in")
+    assert "good-code" not in done.stdout
+    assert _login_state(hive) == "logged_in"
+    async with hive.client(hive.manager_sock) as manager:
+        got = await manager.call(rq.Recv(cmd="recv", wait_seconds=5), rs.Messages)
+    assert any(
+        isinstance(m.event, helper.LoggedIn) and m.event.agent == "alice" for m in got.messages
+    )
+    log = (hive.state_dir / "agents" / "alice" / "harness.log").read_text()
+    assert "good-code" not in log and "secret" not in log
+
+
+async def test_a_wrong_code_fails_the_login_and_changes_nothing(logged_out: Hive) -> None:
+    hive = logged_out
+    await _needs_login(hive)
+
+    failed = _login(hive, "bad-code")
+
+    assert failed.returncode == 1
+    assert "OAuth error: invalid code" in failed.stdout
+    assert "alice is not logged in: the login failed" in failed.stderr
+    assert _login_state(hive) == "needs_login"
+    assert not (
+        hive.state_dir / "agents" / "alice" / "state" / ".claude" / ".credentials.json"
+    ).exists()
