@@ -5,103 +5,21 @@
 // with invisible and bidirectional characters made visible by `visible()`.
 
 import { createTerminal, el } from "./front/terminal.js";
-
-const $ = (id) => document.getElementById(id);
-
-// ---------------------------------------------------------------- text safety
-
-// C0/C1 controls (tab aside), format characters (bidi controls, zero-width
-// characters, soft hyphen, BOM, tags...), line/paragraph separators, and a few
-// blank-looking letters.
-const INVISIBLE_G = /[\u0000-\u0008\u000A-\u001F\u007F-\u009F\u2028\u2029\u034F\u115F\u1160\u3164\uFFA0\p{Cf}\p{Cs}]/gu;
-const INVISIBLE_NO_NL_G = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u2028\u2029\u034F\u115F\u1160\u3164\uFFA0\p{Cf}\p{Cs}]/gu;
-
-function marker(ch) {
-  const cp = ch.codePointAt(0);
-  return `⟦U+${cp.toString(16).toUpperCase().padStart(4, "0")}⟧`;
-}
-
-function str(value) {
-  if (value === null || value === undefined) return "";
-  return typeof value === "string" ? value : String(value);
-}
-
-/**
- * Text as a DocumentFragment, each invisible or bidirectional character
- * replaced by a highlighted ⟦U+XXXX⟧ marker. `keepNewlines` leaves "\n" alone.
- */
-function visible(text, keepNewlines = false) {
-  const s = str(text);
-  const frag = document.createDocumentFragment();
-  const re = keepNewlines ? INVISIBLE_NO_NL_G : INVISIBLE_G;
-  re.lastIndex = 0;
-  let last = 0;
-  let m;
-  while ((m = re.exec(s)) !== null) {
-    if (m.index > last) frag.appendChild(document.createTextNode(s.slice(last, m.index)));
-    const span = document.createElement("span");
-    span.className = "invis";
-    span.textContent = marker(m[0]);
-    span.title = "invisible or bidirectional character";
-    frag.appendChild(span);
-    last = m.index + m[0].length;
-  }
-  if (last < s.length) frag.appendChild(document.createTextNode(s.slice(last)));
-  return frag;
-}
-
-/** Plain-string form of visible(), for titles, option labels and values shown in inputs. */
-function visibleString(text, keepNewlines = false) {
-  const re = keepNewlines ? INVISIBLE_NO_NL_G : INVISIBLE_G;
-  return str(text).replace(re, marker);
-}
-
-/** A span holding visible(text). */
-function vspan(cls, text, keepNewlines = false) {
-  const span = el("span", { cls });
-  span.appendChild(visible(text, keepNewlines));
-  return span;
-}
+import {
+  $, busy, clockTime, durationMs, fullTime, getJSON, post, renderVersion, setConn as setConnChip, str, toast,
+  visible, visibleString, vspan, createLive,
+} from "./front/ui.js";
 
 /** Replace a node's children with visible(text). */
 function setVisible(node, text, keepNewlines = false) {
   node.replaceChildren(visible(text, keepNewlines));
 }
 
-// ---------------------------------------------------------------- numbers and time
-
-const pad2 = (n) => String(n).padStart(2, "0");
+// ---------------------------------------------------------------- numbers
 
 function num(value) {
   const n = Number(value);
   return Number.isFinite(n) ? n : 0;
-}
-
-function clockTime(unix) {
-  const n = Number(unix);
-  if (!Number.isFinite(n) || n <= 0) return "--:--:--";
-  const d = new Date(n * 1000);
-  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-}
-
-function fullTime(unix) {
-  const n = Number(unix);
-  if (!Number.isFinite(n) || n <= 0) return "";
-  return new Date(n * 1000).toLocaleString();
-}
-
-function durationMs(ms) {
-  const n = Number(ms);
-  if (!Number.isFinite(n) || n < 0) return "?";
-  if (n < 1000) return `${Math.round(n)}ms`;
-  let s = n / 1000;
-  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)}s`;
-  s = Math.round(s);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = s % 60;
-  if (h) return `${h}h ${pad2(m)}m`;
-  return `${m}m ${pad2(sec)}s`;
 }
 
 function compact(value) {
@@ -115,81 +33,6 @@ function compact(value) {
 }
 
 const grouped = (value) => num(value).toLocaleString("en-US");
-
-// ---------------------------------------------------------------- toasts
-
-const MAX_TOASTS = 6;
-
-function toast(text, kind = "") {
-  const box = $("toasts");
-  const node = el("div", { cls: ["toast", kind], attrs: { role: kind === "error" ? "alert" : "status" } });
-  node.appendChild(visible(text, true));
-  node.addEventListener("click", () => node.remove());
-  box.appendChild(node);
-  while (box.children.length > MAX_TOASTS) box.firstElementChild.remove();
-  setTimeout(() => node.remove(), kind === "error" ? 10000 : 5000);
-}
-
-// ---------------------------------------------------------------- requests
-
-async function post(path, body = {}) {
-  let resp;
-  try {
-    resp = await fetch(path, {
-      method: "POST",
-      credentials: "same-origin",
-      cache: "no-store",
-      headers: { "Content-Type": "application/json", "X-Hive-Request": "1", Accept: "application/json" },
-      body: JSON.stringify(body || {}),
-    });
-  } catch (err) {
-    toast(`request failed: ${err && err.message ? err.message : "network error"}`, "error");
-    return null;
-  }
-  let data = null;
-  try {
-    data = await resp.json();
-  } catch {
-    data = null;
-  }
-  if (resp.ok && data && data.ok !== false) {
-    toast(str(data.detail) || "done");
-    return data;
-  }
-  const error = data && (data.error || data.detail);
-  toast(str(error) || `${resp.status} ${resp.statusText || "error"}`.trim(), "error");
-  return null;
-}
-
-async function getJSON(path) {
-  const resp = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
-  if (!resp.ok) {
-    let msg = `${resp.status}`;
-    try {
-      const data = await resp.json();
-      if (data && data.error) msg = `${resp.status}: ${data.error}`;
-    } catch {
-      /* not json */
-    }
-    const err = new Error(msg);
-    err.status = resp.status;
-    throw err;
-  }
-  return resp.json();
-}
-
-/** Run `fn` with `btn` busy (spinner, disabled); re-entrance is refused. */
-async function busy(btn, fn) {
-  if (btn.classList.contains("busy")) return null;
-  btn.classList.add("busy");
-  btn.disabled = true;
-  try {
-    return await fn();
-  } finally {
-    btn.classList.remove("busy");
-    btn.disabled = false;
-  }
-}
 
 // ---------------------------------------------------------------- state
 
@@ -237,9 +80,7 @@ function renderHeader() {
   name.title = `agent ${visibleString(state.agent)}`;
   document.title = `${visibleString(state.agent) || "agent"} · hyperhive`;
   $("role").hidden = state.role !== "manager";
-  const version = $("version");
-  version.textContent = /^v/i.test(state.version) ? visibleString(state.version) : `v${visibleString(state.version)}`;
-  version.hidden = !state.version;
+  renderVersion($("version"), state.version);
 }
 
 function renderDashboardLink(url) {
@@ -932,133 +773,33 @@ function applyFrame(frame) {
 
 // ---------------------------------------------------------------- the live model
 
-const BACKOFF = [500, 1000, 2000, 4000, 8000, 10000];
-function backoffDelay(attempt) {
-  return BACKOFF[Math.min(attempt, BACKOFF.length - 1)];
-}
-
-const live = {
-  gen: 0,
-  source: null,
-  lastSeq: -1,
-  attempt: 0,
-  everLive: false,
-  wasDown: false,
-  timer: 0,
-};
-
 function setConn(text, cls, title) {
-  const node = $("conn");
-  node.textContent = text;
-  node.className = `chip ${cls}`;
-  node.title = title;
-  node.setAttribute("data-conn", text === "live" ? "live" : text === "offline" ? "offline" : "reconnecting");
+  setConnChip(text, cls, title);
+  $("conn").setAttribute("data-conn", text === "live" ? "live" : text === "offline" ? "offline" : "reconnecting");
   const alive = $("badge-alive");
   alive.className = `chip ${cls}`;
   alive.textContent = text === "live" ? "alive" : text === "offline" ? "offline" : "…";
   alive.title = `connection to the harness: ${title}`;
 }
 
-function connect() {
-  const gen = ++live.gen;
-  clearTimeout(live.timer);
-  if (live.source) live.source.close();
-  const buffer = [];
-  let snapshotDone = false;
-  let opened = false;
-
-  const source = new EventSource("/events/stream");
-  live.source = source;
-
-  const goLive = () => {
-    if (!snapshotDone || !opened || gen !== live.gen) return;
-    setConn("live", "ok", "event stream connected");
-    if (live.attempt > 0 || (live.everLive && live.wasDown)) toast("reconnected");
-    live.attempt = 0;
-    live.wasDown = false;
-    live.everLive = true;
-  };
-
-  source.addEventListener("open", () => {
-    if (gen !== live.gen) return;
-    opened = true;
-    fetchSnapshot();
-    goLive();
-  });
-  source.addEventListener("message", (ev) => {
-    if (gen !== live.gen) return;
-    let frame;
-    try {
-      frame = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
-    if (!frame || typeof frame !== "object") return;
-    if (frame.event && frame.event.kind === "resync") {
-      fail(gen, "the harness asked for a resync");
-      return;
-    }
-    if (!snapshotDone) buffer.push(frame);
-    else applyFrame(frame);
-  });
-  source.addEventListener("error", () => {
-    if (gen !== live.gen) return;
-    fail(gen, "event stream lost");
-  });
-
-  // The snapshot is asked for once the stream is subscribed (its `open`), so
-  // no event can fall between the two; a slow `open` does not hold it back
-  // for more than a moment.
-  let fetching = false;
-  const fetchSnapshot = async () => {
-    if (fetching || gen !== live.gen) return;
-    fetching = true;
-    let snap;
-    let history;
-    try {
-      snap = await getJSON("/api/state");
-      if (gen !== live.gen) return;
-      history = await getJSON("/events/history?limit=200");
-    } catch (err) {
-      if (gen !== live.gen) return;
-      fail(gen, `state unavailable: ${err && err.message ? err.message : "network error"}`, err && (err.status === 401 || err.status === 403));
-      return;
-    }
-    if (gen !== live.gen) return;
-    if (!snap || typeof snap !== "object") {
-      fail(gen, "state unavailable: not an object");
-      return;
-    }
+const live = createLive({
+  url: "/events/stream",
+  peer: "the harness",
+  conn: setConn,
+  load: async (current) => {
+    const snap = await getJSON("/api/state");
+    if (!current()) return null;
+    const history = await getJSON("/events/history?limit=200");
+    if (!snap || typeof snap !== "object") throw new Error("not an object");
+    return { snap, history };
+  },
+  apply: ({ snap, history }) => {
     applySnapshot(snap);
     applyHistory(history && typeof history === "object" ? history : {});
     live.lastSeq = Number.isFinite(Number(snap.seq)) ? Number(snap.seq) : -1;
-    snapshotDone = true;
-    for (const frame of buffer) applyFrame(frame);
-    buffer.length = 0;
-    if (source.readyState === EventSource.OPEN) opened = true;
-    goLive();
-  };
-  live.timer = setTimeout(fetchSnapshot, 2000);
-}
-
-function fail(gen, why, authProblem = false) {
-  if (gen !== live.gen) return;
-  live.gen += 1; // ignore anything still in flight from this attempt
-  if (live.source) {
-    live.source.close();
-    live.source = null;
-  }
-  live.wasDown = true;
-  const delay = backoffDelay(live.attempt);
-  live.attempt += 1;
-  const offline = authProblem || navigator.onLine === false || live.attempt > BACKOFF.length;
-  setConn(offline ? "offline" : "reconnecting…", offline ? "bad" : "warn", `${why}; retrying in ${delay / 1000} s`);
-  const waitGen = live.gen;
-  clearTimeout(live.timer);
-  live.timer = setTimeout(() => {
-    if (waitGen === live.gen) connect();
-  }, delay);
-}
+  },
+  frame: applyFrame,
+});
 
 // ---------------------------------------------------------------- wiring
 
@@ -1075,16 +816,10 @@ function wire() {
     btn.addEventListener("click", () => busy(btn, () => post(path, {})));
   }
   wireModel();
-  window.addEventListener("online", () => {
-    if (!live.source) {
-      live.attempt = 0;
-      connect();
-    }
-  });
 }
 
 wire();
-connect();
+live.start();
 
 // For the console and for tests: the pure helpers.
 export { visible, visibleString, toolLabel, diffLines };

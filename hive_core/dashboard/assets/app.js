@@ -4,71 +4,10 @@
 // with invisible and bidirectional characters made visible by `visible()`.
 
 import { createTerminal, el } from "./front/terminal.js";
-
-const $ = (id) => document.getElementById(id);
-
-// ---------------------------------------------------------------- text safety
-
-// C0/C1 controls (tab aside), format characters (bidi controls, zero-width
-// characters, soft hyphen, BOM, tags...), line/paragraph separators, and a few
-// blank-looking letters.
-const INVISIBLE = /[\u0000-\u0008\u000A-\u001F\u007F-\u009F\u2028\u2029\u034F\u115F\u1160\u3164\uFFA0\p{Cf}\p{Cs}]/u;
-const INVISIBLE_G = new RegExp(INVISIBLE.source, "gu");
-const INVISIBLE_NO_NL_G = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u2028\u2029\u034F\u115F\u1160\u3164\uFFA0\p{Cf}\p{Cs}]/gu;
-
-function marker(ch) {
-  const cp = ch.codePointAt(0);
-  return `⟦U+${cp.toString(16).toUpperCase().padStart(4, "0")}⟧`;
-}
-
-function str(value) {
-  if (value === null || value === undefined) return "";
-  return typeof value === "string" ? value : String(value);
-}
-
-/**
- * Text as a DocumentFragment, each invisible or bidirectional character
- * replaced by a highlighted ⟦U+XXXX⟧ marker. `keepNewlines` leaves "\n" alone
- * (message bodies); everything else flags them too.
- */
-function visible(text, keepNewlines = false) {
-  const s = str(text);
-  const frag = document.createDocumentFragment();
-  const re = keepNewlines ? INVISIBLE_NO_NL_G : INVISIBLE_G;
-  re.lastIndex = 0;
-  let last = 0;
-  let m;
-  while ((m = re.exec(s)) !== null) {
-    if (m.index > last) frag.appendChild(document.createTextNode(s.slice(last, m.index)));
-    const span = document.createElement("span");
-    span.className = "invis";
-    span.textContent = marker(m[0]);
-    span.title = "invisible or bidirectional character";
-    frag.appendChild(span);
-    last = m.index + m[0].length;
-  }
-  if (last < s.length) frag.appendChild(document.createTextNode(s.slice(last)));
-  return frag;
-}
-
-/** Plain-string form of visible(), for title attributes and option labels. */
-function visibleString(text, keepNewlines = false) {
-  const re = keepNewlines ? INVISIBLE_NO_NL_G : INVISIBLE_G;
-  return str(text).replace(re, marker);
-}
-
-function countInvisible(text, keepNewlines = false) {
-  const re = keepNewlines ? INVISIBLE_NO_NL_G : INVISIBLE_G;
-  const m = str(text).match(re);
-  return m ? m.length : 0;
-}
-
-/** A span holding visible(text). */
-function vspan(cls, text, keepNewlines = false) {
-  const span = el("span", { cls });
-  span.appendChild(visible(text, keepNewlines));
-  return span;
-}
+import {
+  $, backoffDelay, busy, clockTime, countInvisible, createLive, duration, fullTime, getJSON, post, renderVersion, str, toast,
+  visible, visibleString, vspan,
+} from "./front/ui.js";
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,31}$/;
 const HEX40 = /^[0-9a-f]{40}$/i;
@@ -84,112 +23,8 @@ function agentPath(name, action) {
 
 // ---------------------------------------------------------------- time
 
-const pad2 = (n) => String(n).padStart(2, "0");
-
-function clockTime(unix) {
-  const n = Number(unix);
-  if (!Number.isFinite(n) || n <= 0) return "--:--:--";
-  const d = new Date(n * 1000);
-  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-}
-
-function fullTime(unix) {
-  const n = Number(unix);
-  if (!Number.isFinite(n) || n <= 0) return "";
-  return new Date(n * 1000).toLocaleString();
-}
-
-function duration(seconds) {
-  let s = Math.max(0, Math.floor(Number(seconds) || 0));
-  const d = Math.floor(s / 86400);
-  s -= d * 86400;
-  const h = Math.floor(s / 3600);
-  s -= h * 3600;
-  const m = Math.floor(s / 60);
-  s -= m * 60;
-  if (d) return `${d}d ${h}h`;
-  if (h) return `${h}h ${pad2(m)}m`;
-  if (m) return `${m}m ${pad2(s)}s`;
-  return `${s}s`;
-}
-
 const nowSec = () => Date.now() / 1000;
 const mono = () => performance.now() / 1000;
-
-// ---------------------------------------------------------------- toasts
-
-const MAX_TOASTS = 6;
-
-function toast(text, kind = "") {
-  const box = $("toasts");
-  const node = el("div", { cls: ["toast", kind], attrs: { role: kind === "error" ? "alert" : "status" } });
-  node.appendChild(visible(text, true));
-  node.addEventListener("click", () => node.remove());
-  box.appendChild(node);
-  while (box.children.length > MAX_TOASTS) box.firstElementChild.remove();
-  setTimeout(() => node.remove(), kind === "error" ? 10000 : 5000);
-}
-
-// ---------------------------------------------------------------- requests
-
-async function post(path, body = {}, opts = {}) {
-  let resp;
-  try {
-    resp = await fetch(path, {
-      method: "POST",
-      credentials: "same-origin",
-      cache: "no-store",
-      headers: { "Content-Type": "application/json", "X-Hive-Request": "1", Accept: "application/json" },
-      body: JSON.stringify(body || {}),
-    });
-  } catch (err) {
-    toast(`request failed: ${err && err.message ? err.message : "network error"}`, "error");
-    return null;
-  }
-  let data = null;
-  try {
-    data = await resp.json();
-  } catch {
-    data = null;
-  }
-  if (resp.ok && data && data.ok !== false) {
-    if (!opts.quiet) toast(str(data.detail) || "done");
-    return data;
-  }
-  const error = data && (data.error || data.detail);
-  toast(str(error) || `${resp.status} ${resp.statusText || "error"}`.trim(), "error");
-  return null;
-}
-
-async function getJSON(path) {
-  const resp = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
-  if (!resp.ok) {
-    let msg = `${resp.status}`;
-    try {
-      const data = await resp.json();
-      if (data && data.error) msg = `${resp.status}: ${data.error}`;
-    } catch {
-      /* not json */
-    }
-    const err = new Error(msg);
-    err.status = resp.status;
-    throw err;
-  }
-  return resp.json();
-}
-
-/** Run `fn` with `btn` busy (spinner, disabled); re-entrance is refused. */
-async function busy(btn, fn) {
-  if (btn.classList.contains("busy")) return null;
-  btn.classList.add("busy");
-  btn.disabled = true;
-  try {
-    return await fn();
-  } finally {
-    btn.classList.remove("busy");
-    btn.disabled = false;
-  }
-}
 
 /**
  * A button that asks "sure?" on the first click and acts on a second click
@@ -1274,129 +1109,20 @@ function renderLogChoices() {
 
 // ---------------------------------------------------------------- the live model
 
-const BACKOFF = [500, 1000, 2000, 4000, 8000, 10000];
-function backoffDelay(attempt) {
-  return BACKOFF[Math.min(attempt, BACKOFF.length - 1)];
-}
-
-const live = {
-  gen: 0,
-  source: null,
-  lastSeq: -1,
-  attempt: 0,
-  everLive: false,
-  timer: 0,
-};
-
-function setConn(text, cls, title) {
-  const node = $("conn");
-  node.textContent = text;
-  node.className = `chip ${cls}`;
-  node.title = title;
-}
-
-function connect() {
-  const gen = ++live.gen;
-  clearTimeout(live.timer);
-  if (live.source) live.source.close();
-  const buffer = [];
-  let snapshotDone = false;
-  let opened = false;
-
-  const source = new EventSource("/dashboard/stream");
-  live.source = source;
-
-  const goLive = () => {
-    if (!snapshotDone || !opened || gen !== live.gen) return;
-    setConn("live", "ok", "event stream connected");
-    if (live.attempt > 0 || (live.everLive && live.wasDown)) toast("reconnected");
-    live.attempt = 0;
-    live.wasDown = false;
-    live.everLive = true;
-  };
-
-  source.addEventListener("open", () => {
-    if (gen !== live.gen) return;
-    opened = true;
-    fetchSnapshot();
-    goLive();
-  });
-  source.addEventListener("message", (ev) => {
-    if (gen !== live.gen) return;
-    let frame;
-    try {
-      frame = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
-    if (!frame || typeof frame !== "object") return;
-    if (frame.event && frame.event.kind === "resync") {
-      fail(gen, "the server asked for a resync");
-      return;
-    }
-    if (!snapshotDone) buffer.push(frame);
-    else applyFrame(frame);
-  });
-  source.addEventListener("error", () => {
-    if (gen !== live.gen) return;
-    fail(gen, "event stream lost");
-  });
-
-  // The snapshot is asked for once the stream is subscribed (its `open`), so
-  // no event can fall between the two; a slow `open` does not hold it back
-  // for more than a moment.
-  let fetching = false;
-  const fetchSnapshot = async () => {
-    if (fetching || gen !== live.gen) return;
-    fetching = true;
-    let snap;
-    try {
-      snap = await getJSON("/api/state");
-    } catch (err) {
-      if (gen !== live.gen) return;
-      if (err && (err.status === 401 || err.status === 403)) {
-        fail(gen, "not logged in: open a fresh login link (hive-core login-link)", true);
-      } else {
-        fail(gen, `state unavailable: ${err && err.message ? err.message : "network error"}`);
-      }
-      return;
-    }
-    if (gen !== live.gen) return;
-    applySnapshot(snap);
-    snapshotDone = true;
-    for (const frame of buffer) applyFrame(frame);
-    buffer.length = 0;
-    if (source.readyState === EventSource.OPEN) opened = true;
-    goLive();
-  };
-  live.timer = setTimeout(fetchSnapshot, 2000);
-}
-
-function fail(gen, why, authProblem = false) {
-  if (gen !== live.gen) return;
-  live.gen += 1; // ignore anything still in flight from this attempt
-  if (live.source) {
-    live.source.close();
-    live.source = null;
-  }
-  live.wasDown = true;
-  const delay = backoffDelay(live.attempt);
-  live.attempt += 1;
-  const offline = authProblem || navigator.onLine === false || live.attempt > BACKOFF.length;
-  setConn(offline ? "offline" : "reconnecting…", offline ? "bad" : "warn", `${why}; retrying in ${delay / 1000} s`);
-  const waitGen = live.gen;
-  live.timer = setTimeout(() => {
-    if (waitGen === live.gen) connect();
-  }, delay);
-}
+const live = createLive({
+  url: "/dashboard/stream",
+  peer: "the server",
+  authWhy: "not logged in: open a fresh login link (hive-core login-link)",
+  load: () => getJSON("/api/state"),
+  apply: applySnapshot,
+  frame: applyFrame,
+});
 
 function applySnapshot(snap) {
   live.lastSeq = Number(snap.seq);
   if (!Number.isFinite(live.lastSeq)) live.lastSeq = -1;
   state.version = str(snap.version);
-  const version = $("version");
-  version.textContent = /^v/i.test(state.version) ? visibleString(state.version) : `v${visibleString(state.version)}`;
-  version.hidden = !state.version;
+  renderVersion($("version"), state.version);
 
   // A snapshot raises no crash or login notices: it is not a transition seen happen.
   const at = mono();
@@ -1584,18 +1310,11 @@ function wire() {
   });
   $("log-follow").addEventListener("change", onFollowChange);
 
-  window.addEventListener("online", () => {
-    if (!live.source) {
-      live.attempt = 0;
-      connect();
-    }
-  });
-
   setInterval(tick, 1000);
 }
 
 wire();
-connect();
+live.start();
 
 // For the console and for tests: the pure helpers.
 export { visible, visibleString, countInvisible, parseCompose, diffStat };
