@@ -134,9 +134,10 @@ class LoginSession:
         if len(self._output) > MAX_OUTPUT:
             cut = len(self._output) - MAX_OUTPUT
             self._output, self._dropped = self._output[cut:], self._dropped + cut
+        await self._emit(live.LoginOutput(text=text))
         if self.url is None and (found := URL.search(self._output)) is not None:
             self.url = found.group(0)
-        await self._emit(live.LoginOutput(text=text))
+            await self._emit(live.LoginChanged(state=self.state, url=self.url))
         async with self._changed:
             self._changed.notify_all()
 

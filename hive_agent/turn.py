@@ -372,6 +372,13 @@ class Harness:
             config = agent_config.AgentConfig()
         return self.claude_env(config)
 
+    async def probe_login(self) -> None:
+        """Find out whether Claude Code is logged in, once (the page needs it before the first
+        turn does)."""
+        if self.login == "unknown":
+            state, detail = await login.probe(self.settings.claude_bin, self.login_env())
+            await self._report_login(state, detail)
+
     async def report_login(self, state: LoginReport, detail: str) -> None:
         """Tell hive-core (and the page) the login state, when it changed."""
         await self._report_login(state, detail)

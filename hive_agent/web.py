@@ -294,6 +294,7 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
 
 async def _snapshot(ctx: _Context) -> dict[str, Any]:
     harness, settings = ctx.harness, ctx.settings
+    await harness.probe_login()  # the login panel needs to know before the first turn
     seq = await ctx.history.last_seq()
     usage = await ctx.history.latest("token_usage_changed")
     ended = await ctx.history.latest("turn_ended")

@@ -209,6 +209,76 @@ function renderLogin() {
   }
 }
 
+// ---------------------------------------------------------------- the login panel
+
+// The harness relays `claude auth login`: its output and state arrive as
+// `login_output` / `login_changed` events; the code goes back as a POST.
+const loginPanel = { state: "idle", url: null, output: "", waiting: false };
+const LOGIN_OUTPUT_MAX = 64 * 1024;
+
+function safeHttpsUrl(value) {
+  try {
+    const url = new URL(str(value));
+    return url.protocol === "https:" ? url.href : "";
+  } catch {
+    return "";
+  }
+}
+
+function renderLoginPanel() {
+  const needed = state.login === "needs_login" || state.login === "claude_missing";
+  const s = loginPanel.state;
+  const running = s === "running";
+  $("login").hidden = !(needed || running || s === "failed");
+  const chip = $("login-state");
+  chip.textContent = running ? "logging in…" : s === "logged_in" ? "logged in" : s === "failed" ? "login failed" : "not logged in";
+  setChip(chip, running ? "warn" : s === "logged_in" ? "ok" : "bad", `login session: ${s}`);
+  $("login-start").hidden = running;
+  $("login-cancel").hidden = !running;
+  const href = running ? safeHttpsUrl(loginPanel.url) : "";
+  $("login-link-row").hidden = !href;
+  const link = $("login-url");
+  if (href) {
+    link.href = href;
+    setVisible(link, href);
+  }
+  $("login-code-form").hidden = !(running && href);
+  const out = $("login-output");
+  out.hidden = !loginPanel.output;
+  setVisible(out, loginPanel.output, true);
+}
+
+function applyLogin(ev) {
+  if (ev.kind === "login_output") {
+    loginPanel.output = (loginPanel.output + str(ev.text)).slice(-LOGIN_OUTPUT_MAX);
+  } else {
+    loginPanel.state = str(ev.state);
+    if (ev.url) loginPanel.url = ev.url;
+    if (loginPanel.state === "logged_in") state.login = "logged_in";
+    if (ev.detail) toast(`login ${loginPanel.state}: ${str(ev.detail)}`, loginPanel.state === "failed" ? "error" : "");
+    renderLogin();
+  }
+  renderLoginPanel();
+}
+
+function wireLogin() {
+  $("login-start").addEventListener("click", () => {
+    loginPanel.output = "";
+    busy($("login-start"), () => post("/login/start", {}));
+  });
+  $("login-cancel").addEventListener("click", () => busy($("login-cancel"), () => post("/login/cancel", {})));
+  $("login-code-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const input = $("login-code");
+    const code = input.value.trim();
+    if (!code) return;
+    busy($("login-code-send"), async () => {
+      const got = await post("/login/code", { code });
+      if (got) input.value = "";
+    });
+  });
+}
+
 // ---------------------------------------------------------------- the model picker
 
 const OTHER = "other…";
@@ -607,7 +677,7 @@ function renderRow(frame) {
 }
 
 // Kinds that only move the badges; they make no log row.
-const BADGE_ONLY = new Set(["status_changed", "token_usage_changed", "turn_state_changed"]);
+const BADGE_ONLY = new Set(["status_changed", "token_usage_changed", "turn_state_changed", "login_output", "login_changed"]);
 
 const term = createTerminal({
   container: $("log-term"),
@@ -709,6 +779,10 @@ function applyBadges(frame) {
       state.turnState = str(ev.state);
       renderTurnState();
       break;
+    case "login_output":
+    case "login_changed":
+      applyLogin(ev);
+      break;
     case "turn_ended":
       state.turnsRun += 1;
       state.lastTurn = {
@@ -748,6 +822,11 @@ function applySnapshot(snap) {
   renderContext();
   renderLastTurn();
   renderLogin();
+  const session = snap.login_session && typeof snap.login_session === "object" ? snap.login_session : {};
+  loginPanel.state = str(session.state) || "idle";
+  loginPanel.url = session.url || null;
+  loginPanel.output = str(session.output).slice(-LOGIN_OUTPUT_MAX);
+  renderLoginPanel();
 }
 
 function applyHistory(data) {
@@ -816,6 +895,7 @@ function wire() {
     btn.addEventListener("click", () => busy(btn, () => post(path, {})));
   }
   wireModel();
+  wireLogin();
 }
 
 wire();

@@ -15,6 +15,7 @@ import pytest
 from hive_share import helper
 from hive_share import requests as rq
 from hive_share import responses as rs
+from tests.e2e.browser import DESKTOP, WAIT_MS, Shots, browser
 from tests.e2e.hive import Hive, running_hive
 
 STAND_IN = """#!{python}
@@ -109,3 +110,27 @@ async def test_a_wrong_code_fails_the_login_and_changes_nothing(logged_out: Hive
     assert not (
         hive.state_dir / "agents" / "alice" / "state" / ".claude" / ".credentials.json"
     ).exists()
+
+
+async def test_the_agent_page_logs_the_agent_in(logged_out: Hive, tmp_path: Path) -> None:
+    hive = logged_out
+    shots = Shots(tmp_path / "shots")
+    link = hive.cli("login-link", "alice")
+    assert link.returncode == 0, link.stderr
+    async with browser() as b:
+        page = await (await b.new_context(viewport=DESKTOP)).new_page()  # type: ignore[arg-type]
+        page.set_default_timeout(WAIT_MS)
+        await page.goto(link.stdout.strip())
+        panel = page.locator("#login")
+        await panel.wait_for()  # the harness probed: not logged in
+        await page.locator("#login-start").click()
+        await page.locator(
+            "#login-url", has_text="https://claude.example/oauth/authorize"
+        ).wait_for()
+        await page.locator("#login-output", has_text="Paste code here if prompted >").wait_for()
+        await shots.take(page, "agent-page-login")
+        await page.locator("#login-code").fill("good-code")
+        await page.locator("#login-code-send").click()
+        await panel.wait_for(state="hidden")
+        assert "good-code" not in await page.content()
+    assert _login_state(hive) == "logged_in"
