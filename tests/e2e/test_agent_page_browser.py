@@ -23,11 +23,15 @@ def script(seen: Seen) -> Reply:
         return text("<analysis>a</analysis><summary>we talked</summary>")
     last = seen.last_user_text()
     results = seen.last_tool_results()
-    if "write the notes" in last:
-        if results:
-            return text("wrote the notes: two lines, as asked")
+    if "write the notes" in last and "which model" not in last:
         notes = json.loads(last.split("PATH=", 1)[1].split("\n", 1)[0])
-        return tool_use("Write", {"file_path": notes, "content": "first line\nsecond line\n"})
+        steps = sum(1 for m in seen.body["messages"] if m.get("role") == "assistant")
+        if steps == 0:
+            return tool_use("Write", {"file_path": notes, "content": "first line\nsecond line\n"})
+        if steps == 1:
+            edit = {"file_path": notes, "old_string": "second line", "new_string": "2nd line"}
+            return tool_use("Edit", edit)
+        return text("wrote the notes: two lines, as asked")
     if "wait for mail" in last:
         if results:
             return text("interrupted?")
@@ -67,6 +71,11 @@ async def test_watch_and_steer_an_agent_on_its_own_page(tmp_path: Path) -> None:
             tool = page.locator("details[data-tool]").first
             await tool.locator("summary").first.click()
             await tool.locator("text=+first line").wait_for()
+            edit = page.locator("details[data-tool]").nth(1)
+            await edit.locator("summary").first.click()
+            await edit.locator("text=-second line").wait_for()
+            await edit.locator("text=+2nd line").wait_for()
+            assert notes.read_text() == "first line\n2nd line\n"
             await page.locator("#badge-last", has_text="success").wait_for()
             await shots.take(page, "agent-page", full_page=True)
 
