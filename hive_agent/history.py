@@ -139,14 +139,15 @@ class EventHistory:
 
     async def latest(self, kind: str) -> dict[str, Any] | None:
         """The newest stored event of `kind`, as its JSON object."""
+        got = await self.latest_all(kind, 1)
+        return got[0] if got else None
+
+    async def latest_all(self, kind: str, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` stored events of `kind`, oldest first, as JSON objects."""
         cursor = await self._conn.execute(
-            "SELECT data FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
+            "SELECT data FROM events WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit)
         )
-        row = await cursor.fetchone()
-        if row is None:
-            return None
-        got: dict[str, Any] = json.loads(row[0])
-        return got
+        return [json.loads(row[0]) for row in reversed(list(await cursor.fetchall()))]
 
     async def prune(self, now: float) -> int:
         """Delete events older than the retention window (age only)."""

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from hive_agent import __version__, start_check
 from hive_agent.control import Control, start_control, stop_control
@@ -19,12 +20,14 @@ from hive_agent.settings import HarnessSettings
 from hive_agent.start_check import StartReport
 from hive_agent.turn import Harness
 from hive_agent.turn_stats import TurnStats
-from hive_agent.web import AgentPage
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.agent_config import AgentConfig
 from hive_share.client import HiveClient, NotRunning
 from hive_share.models import WireModel
+
+if TYPE_CHECKING:
+    from hive_agent.web import AgentPage
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +85,13 @@ class _Controls:
     """What `harness.sock` does for hive-core: the turn controls, the login session, the
     page's codes and the event history."""
 
-    def __init__(
-        self, harness: Harness, history: EventHistory, page: AgentPage, login: LoginSession
-    ) -> None:
-        self.harness, self.history, self.page, self.login = harness, history, page, login
+    def __init__(self, harness: Harness, history: EventHistory, login: LoginSession) -> None:
+        self.harness, self.history, self.login = harness, history, login
+        self.page: AgentPage | None = None
+        """Set once the page's server is built (after the harness reported itself alive)."""
 
     async def answer(self, req: Control) -> WireModel:
-        harness, login_session = self.harness, self.login
+        harness = self.harness
         match req:
             case rq.Cancel():
                 return rs.Done(detail=await harness.cancel())
@@ -104,7 +107,15 @@ class _Controls:
                 rows = await self.history.events(after, limit, wait)
                 return rs.TurnEvents(events=[rs.TurnEvent(**row) for row in rows])
             case rq.WebCode(code=code):
+                if self.page is None:
+                    raise ValueError("the agent page is still starting; ask again in a moment")
                 return rs.Done(detail=self.page.add_code(code))
+            case rq.LoginStart() | rq.LoginCode() | rq.LoginCancel() | rq.LoginStatus():
+                return await self._login(req)
+
+    async def _login(self, req: rq.LoginControl) -> WireModel:
+        login_session = self.login
+        match req:
             case rq.LoginStart():
                 return rs.Done(detail=await login_session.start())
             case rq.LoginCode(code=code):
@@ -126,9 +137,8 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     login_session = LoginSession(
         settings.claude_bin, harness.login_env, harness.emit, harness.report_login
     )
-    page = AgentPage(settings, harness, history, login_session)
 
-    controls = _Controls(harness, history, page, login_session)
+    controls = _Controls(harness, history, login_session)
     control = await start_control(settings.harness_socket, controls.answer)
     try:
         report = await start_check.check(
@@ -140,6 +150,11 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
         async with asyncio.TaskGroup() as tg:
             loop_task = tg.create_task(harness.serve(stopping))
             prune_task = tg.create_task(_prune_loop(history))
+            # Imported only now: the web stack costs a start-up a third of a second, and
+            # hive-core waits for `alive`, not for the page.
+            from hive_agent.web import AgentPage
+
+            page = controls.page = AgentPage(settings, harness, history, login_session)
             page_task = tg.create_task(page.serve())
             await stopping.wait()
             page.stop()

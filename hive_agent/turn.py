@@ -42,6 +42,8 @@ RETRY_BASE = 10.0
 RETRY_MAX = 300.0
 MCP_CONFIG_FILE = "hyperhive-mcp.json"
 STATUS_FILE = "hyperhive-status"
+INBOX_PREVIEW = 4000
+"""Characters of each received message kept in its `messages_received` event."""
 COMPACT = "/compact"
 """The prompt that makes claude compact its session."""
 
@@ -273,6 +275,13 @@ class Harness:
                 turn_id=self.turn_id, wake_from=wake_from, new_session=new_session, model=model
             )
         )
+        received = [
+            live.ReceivedMessage(
+                id=m.id, sender=m.sender, body=m.body[:INBOX_PREVIEW], sent_at=m.sent_at
+            )
+            for m in items
+        ]
+        await self.emit(live.MessagesReceived(messages=received))
         await self._set_state("thinking")
         if problem:
             await self.emit(live.Note(text=f"cannot run a turn: {problem}"))

@@ -47,6 +47,9 @@ MODEL_CHOICES = ["opus", "sonnet", "haiku"]
 CONTEXT_WINDOW = 200_000
 """Tokens in the model's context window: what the context badge is a fraction of."""
 HISTORY_PAGE = 200
+INBOX_MESSAGES = 50
+"""Received messages in the snapshot's inbox, newest last."""
+INBOX_EVENTS = 50
 MAX_STREAMS = 8
 STREAM_QUEUE = 1024
 PING_SECONDS = 15
@@ -319,6 +322,10 @@ async def _snapshot(ctx: _Context) -> dict[str, Any]:
             "duration_ms": ended["duration_ms"],
             "model": started["model"] if started else model, "ended_at": None,
         } if ended else None,
+        "inbox": [
+            m for event in await ctx.history.latest_all("messages_received", INBOX_EVENTS)
+            for m in event["messages"]
+        ][-INBOX_MESSAGES:],
         "login_session": (await ctx.login.status(0, 0)).model_dump(
             mode="json", exclude={"ok", "result"}
         ),

@@ -106,6 +106,21 @@ class TurnStateChanged(WireModel):
     state: TurnState
 
 
+class ReceivedMessage(WireModel):
+    id: int
+    sender: str
+    body: str
+    """At most PREVIEW characters of it (the turn's prompt holds it whole)."""
+    sent_at: float
+
+
+class MessagesReceived(WireModel):
+    """The messages a turn was woken with: the agent's inbox, as it reads it."""
+
+    kind: Literal["messages_received"] = "messages_received"
+    messages: list[ReceivedMessage]
+
+
 class LoginOutput(WireModel):
     """What `claude auth login` printed, as it came (the login panel's transcript)."""
 
@@ -138,7 +153,8 @@ LiveEvent = Annotated[
     | TokenUsageChanged
     | TurnStateChanged
     | LoginOutput
-    | LoginChanged,
+    | LoginChanged
+    | MessagesReceived,
     Field(discriminator="kind"),
 ]
 LIVE_EVENT: TypeAdapter[LiveEvent] = TypeAdapter(LiveEvent)

@@ -279,6 +279,40 @@ function wireLogin() {
   });
 }
 
+// ---------------------------------------------------------------- the inbox
+
+// What the agent was woken with, newest first: `messages_received` events.
+const INBOX_MAX = 100;
+const inbox = [];
+
+function renderInbox() {
+  const list = $("inbox-list");
+  $("inbox-count").textContent = String(inbox.length);
+  if (!inbox.length) {
+    list.replaceChildren(el("div", { cls: "dim", text: "// no messages yet" }));
+    return;
+  }
+  list.replaceChildren(...inbox.map((m) => {
+    const item = el("article", { cls: "inbox-item", attrs: { "data-inbox": str(m.id) } });
+    item.append(
+      el("div", { cls: "inbox-head" },
+        el("span", { cls: "ts dim", text: clockTime(m.sent_at), attrs: { title: fullTime(m.sent_at) } }),
+        vspan("from", m.sender)),
+      vspan("body", m.body, true),
+    );
+    return item;
+  }));
+}
+
+function addInbox(messages) {
+  for (const m of Array.isArray(messages) ? messages : []) {
+    if (m && m.id !== undefined && !inbox.some((x) => x.id === m.id)) inbox.unshift(m);
+  }
+  inbox.sort((a, b) => (Number(b.id) || 0) - (Number(a.id) || 0));
+  inbox.length = Math.min(inbox.length, INBOX_MAX);
+  renderInbox();
+}
+
 // ---------------------------------------------------------------- the model picker
 
 const OTHER = "other…";
@@ -480,7 +514,7 @@ function toolDiff(name, input) {
     return null;
   }
   const box = el("div", { cls: "tool-diff" });
-  if (file) box.appendChild(el("div", { cls: "d-file" }, name === "Write" ? "+++ " : "±±± ", vspan("", file)));
+  if (file) box.appendChild(el("div", { cls: "d-file" }, name === "Write" ? "write " : "edit ", vspan("", file)));
   box.appendChild(renderDiffLines(lines.length ? lines : [{ cls: "d-ctx", text: " (no change)" }]));
   return box;
 }
@@ -677,7 +711,9 @@ function renderRow(frame) {
 }
 
 // Kinds that only move the badges; they make no log row.
-const BADGE_ONLY = new Set(["status_changed", "token_usage_changed", "turn_state_changed", "login_output", "login_changed"]);
+const BADGE_ONLY = new Set([
+  "status_changed", "token_usage_changed", "turn_state_changed", "login_output", "login_changed", "messages_received",
+]);
 
 const term = createTerminal({
   container: $("log-term"),
@@ -783,6 +819,9 @@ function applyBadges(frame) {
     case "login_changed":
       applyLogin(ev);
       break;
+    case "messages_received":
+      addInbox(ev.messages);
+      break;
     case "turn_ended":
       state.turnsRun += 1;
       state.lastTurn = {
@@ -827,6 +866,8 @@ function applySnapshot(snap) {
   loginPanel.url = session.url || null;
   loginPanel.output = str(session.output).slice(-LOGIN_OUTPUT_MAX);
   renderLoginPanel();
+  inbox.length = 0;
+  addInbox(snap.inbox);
 }
 
 function applyHistory(data) {

@@ -77,15 +77,17 @@ async def test_watch_and_steer_an_agent_on_its_own_page(tmp_path: Path) -> None:
             await edit.locator("text=+2nd line").wait_for()
             assert notes.read_text() == "first line\n2nd line\n"
             await page.locator("#badge-last", has_text="success").wait_for()
+            await page.locator("#inbox-list [data-inbox]", has_text="write the notes").wait_for()
             await shots.take(page, "agent-page", full_page=True)
 
             # The model picker: the badge moves, the next request uses it.
             await page.locator("#badge-model").select_option("sonnet")
             await page.locator(".toast", has_text="model set to sonnet").wait_for()
-            await operator_send(hive, "alice", "which model?")
+            await operator_send(hive, "alice", f"which model? {HOSTILE}")
             await turns_done(hive, "alice", 2)
             assert "sonnet" in fake.requests_of("alice")[-1].body["model"]  # the CLI resolves it
             await page.locator('[data-kind="text"]', has_text="a hostile line: <img").wait_for()
+            await page.locator("#inbox-list", has_text="which model? <img").wait_for()
 
             # Cancel a turn in the middle of a slow tool call.
             await operator_send(hive, "alice", "wait for mail")
