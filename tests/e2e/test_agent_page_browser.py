@@ -109,9 +109,12 @@ async def test_watch_and_steer_an_agent_on_its_own_page(tmp_path: Path) -> None:
             await turns_done(hive, "alice", 5)
             assert fake.requests_of("alice")[before].is_compaction()
 
-            # Nothing is fetched on a timer.
+            # Nothing is fetched on a timer: neither this page nor the dashboard that opened
+            # it (both open, both live) asks for anything in 10 idle seconds.
             requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
+            for watched in page.context.pages:
+                watched.on("request", lambda r: requests.append(r.url))
+            assert len(page.context.pages) == 2
             await page.wait_for_timeout(10_000)  # the observation window itself
             assert requests == []
 

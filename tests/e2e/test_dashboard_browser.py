@@ -121,18 +121,6 @@ async def test_the_operators_day_on_the_dashboard(tmp_path: Path) -> None:
             assert problems(page) == [] and problems(phone) == []
 
 
-async def test_an_open_dashboard_makes_no_request_while_nothing_happens(hive: Hive) -> None:
-    assert hive.cli("spawn", "alice").returncode == 0
-    async with browser() as b:
-        page = await open_dashboard(b, hive)
-        await page.locator('[data-agent="alice"][data-state="running"]').wait_for()
-        requests: list[str] = []
-        page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
-        await page.wait_for_timeout(10_000)  # the observation window itself
-        assert requests == []
-        assert problems(page) == []
-
-
 @pytest.fixture
 def fixed_port_hive() -> Iterator[Hive]:
     """A daemon whose dashboard keeps its port across restarts, as a real one does."""

@@ -149,25 +149,23 @@ DEPLOY_STEPS = [
 ]
 
 
-@pytest.mark.parametrize(("words", "skip"), DEPLOY_STEPS, ids=lambda v: str(v))
-async def test_a_deploy_killed_at_any_git_step_ends_consistent(
-    crashable: Crashable, words: list[str], skip: int
-) -> None:
+async def test_a_deploy_killed_at_each_git_step_ends_consistent(crashable: Crashable) -> None:
     hive = crashable.hive
     assert hive.cli("spawn", "bob").returncode == 0
-    initial = _git(_applied(hive, "bob"), "rev-parse", "main")
-    sha = _commit(hive, "bob", 'model = "claude-after-crash"\n')
-    approval = await _propose(hive, "bob", sha)
+    for i, (words, skip) in enumerate(DEPLOY_STEPS):
+        initial = _git(_applied(hive, "bob"), "rev-parse", "main")
+        sha = _commit(hive, "bob", f'model = "claude-after-crash-{i}"\n')
+        approval = await _propose(hive, "bob", sha)
 
-    await asyncio.to_thread(_crash_during_approve, crashable, approval.id, words, skip)
+        await asyncio.to_thread(_crash_during_approve, crashable, approval.id, words, skip)
 
-    status = _consistent(hive, approval.id, sha, initial)
-    if status == "pending":  # never finalized: approving it again deploys it
-        done = hive.cli("approve", str(approval.id))
-        assert done.returncode == 0, done.stderr
-        assert _consistent(hive, approval.id, sha, initial) == "approved"
-    else:
-        assert status == "approved"
+        status = _consistent(hive, approval.id, sha, initial)
+        if status == "pending":  # never finalized: approving it again deploys it
+            done = hive.cli("approve", str(approval.id))
+            assert done.returncode == 0, done.stderr
+            assert _consistent(hive, approval.id, sha, initial) == "approved"
+        else:
+            assert status == "approved", words
 
 
 ROLL_BACK_STEPS = [
@@ -177,17 +175,18 @@ ROLL_BACK_STEPS = [
 ]
 
 
-@pytest.mark.parametrize(("words", "skip"), ROLL_BACK_STEPS, ids=lambda v: str(v))
-async def test_a_roll_back_killed_at_any_git_step_ends_failed_and_back(
-    crashable: Crashable, words: list[str], skip: int
+async def test_a_roll_back_killed_at_each_git_step_ends_failed_and_back(
+    crashable: Crashable,
 ) -> None:
     hive = crashable.hive
     assert hive.cli("spawn", "bob").returncode == 0
     initial = _git(_applied(hive, "bob"), "rev-parse", "main")
-    sha = _commit(hive, "bob", '[mcp_servers.mute]\ncommand = "true"\n')  # never comes up
-    approval = await _propose(hive, "bob", sha)
+    for i, (words, skip) in enumerate(ROLL_BACK_STEPS):
+        never_up = f'# attempt {i}\n[mcp_servers.mute]\ncommand = "true"\n'  # runs, says nothing
+        sha = _commit(hive, "bob", never_up)
+        approval = await _propose(hive, "bob", sha)
 
-    await asyncio.to_thread(_crash_during_approve, crashable, approval.id, words, skip)
+        await asyncio.to_thread(_crash_during_approve, crashable, approval.id, words, skip)
 
-    assert _consistent(hive, approval.id, sha, initial) == "failed"
-    assert "mute" not in (_applied(hive, "bob") / "agent.toml").read_text()
+        assert _consistent(hive, approval.id, sha, initial) == "failed", words
+        assert "mute" not in (_applied(hive, "bob") / "agent.toml").read_text()

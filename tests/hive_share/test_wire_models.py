@@ -222,6 +222,9 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     ),
     # live events
     live.LoginOutput: live.LoginOutput(text="Paste code here > "),
+    live.MessagesReceived: live.MessagesReceived(
+        messages=[live.ReceivedMessage(id=3, sender="operator", body="hi", sent_at=1.5)]
+    ),
     live.LoginChanged: live.LoginChanged(state="failed", url="https://x.example/", detail="no"),
     live.TurnStarted: live.TurnStarted(
         turn_id="t1", wake_from=["operator"], new_session=False, model="opus"
