@@ -30,8 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hive_agent import __version__
 from hive_front import ASSETS as FRONT_ASSETS
-from hive_front import CSRF_HEADER
 from hive_front import SECURITY_HEADERS as HEADERS
+from hive_front import csrf_problem
 from hive_share.sessions import SESSION_TTL, Credentials
 
 if TYPE_CHECKING:
@@ -124,22 +124,6 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
     return JSONResponse({"ok": False, "error": message, "code": code}, status_code=status)
 
 
-def _csrf_problem(request: Request, hosts: frozenset[str]) -> str:
-    if request.headers.get(CSRF_HEADER) != "1":
-        return f"a state change needs the header {CSRF_HEADER}: 1"
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return "a state change needs a JSON body (Content-Type: application/json)"
-    origin = request.headers.get("origin")
-    if origin is not None:
-        scheme, _, host = origin.partition("://")
-        if scheme not in ("http", "https") or host.lower() not in hosts:
-            return f"a request from {origin[:100]!r} may not change anything here"
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site != "same-origin":
-        return f"a {site[:20]} request may not change anything here"
-    return ""
-
-
 router = APIRouter()
 
 
@@ -163,7 +147,7 @@ async def _act(
 ) -> Response:
     if not _session(request):
         return _unauthorized(request)
-    if problem := _csrf_problem(request, _ctx(request).hosts):
+    if problem := csrf_problem(request.headers, _ctx(request).hosts):
         return _error(403, problem, "forbidden")
     try:
         parsed = body.model_validate_json(await request.body())

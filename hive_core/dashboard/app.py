@@ -33,7 +33,7 @@ from hive_core.dashboard.auth import SESSION_COOKIE, SESSION_TTL, Credentials
 from hive_core.errors import HiveError
 from hive_core.services import Services
 from hive_front import ASSETS as FRONT_ASSETS
-from hive_front import CSRF_HEADER, SECURITY_HEADERS
+from hive_front import SECURITY_HEADERS, csrf_problem
 from hive_share.events import DASHBOARD_EVENT_KINDS, Frame, Resync
 from hive_share.framing import INT64_MAX
 from hive_share.models import WireModel, dump
@@ -189,19 +189,7 @@ class Csrf:
         self.hosts = hosts
 
     def problem(self, request: Request) -> str:
-        if request.headers.get(CSRF_HEADER) != "1":
-            return f"a state change needs the header {CSRF_HEADER}: 1"
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return "a state change needs a JSON body (Content-Type: application/json)"
-        origin = request.headers.get("origin")
-        if origin is not None:
-            scheme, _, host = origin.partition("://")
-            if scheme not in ("http", "https") or host.lower() not in self.hosts():
-                return f"a request from {origin[:100]!r} may not change anything here"
-        site = request.headers.get("sec-fetch-site")
-        if site is not None and site != "same-origin":
-            return f"a {site[:20]} request may not change anything here"
-        return ""
+        return csrf_problem(request.headers, self.hosts())
 
 
 @dataclass
