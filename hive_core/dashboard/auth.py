@@ -32,8 +32,8 @@ def load_key(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        pass
-    else:
+        fd = -1  # made at an earlier start: it is read below
+    if fd >= 0:
         try:
             os.write(fd, secrets.token_bytes(KEY_BYTES))
         finally:
