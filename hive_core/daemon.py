@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from hive_core import __version__, actions, agent_dirs, config_repos, deploys, git
+from hive_core import __version__, actions, agent_dirs, config_repos, deploys, git, supervision
 from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
@@ -28,7 +28,7 @@ from hive_core.liveness import Liveness
 from hive_core.questions import Questions
 from hive_core.registry import Registry
 from hive_core.reminders import Reminders
-from hive_core.sdnotify import notify
+from hive_core.sdnotify import Notifier, watchdog_interval
 from hive_core.services import Services
 from hive_core.settings import Settings
 from hive_core.sockets import handlers
@@ -118,6 +118,7 @@ class Daemon:
         self.env = env
         self.clock = clock or SystemClock()
         self.stopping = asyncio.Event()
+        self.notifier = Notifier(env.get("NOTIFY_SOCKET"))
         self._lock: int | None = None
         self._caps = ConnectionCaps.for_limit(1024)
         self._agent_pool = ConnectionPool(self._caps.agents_total)
@@ -226,6 +227,7 @@ class Daemon:
             as_operator = Conn(id=OPERATOR_CONN, principal=servers[0].principal)
             dashboard = Dashboard(s, lambda raw: servers[0].dispatch_raw(raw, as_operator))
             async with asyncio.TaskGroup() as tg:
+                pings, status = self._supervise(tg, s)
                 dashboard_task = tg.create_task(dashboard.serve(), name="dashboard")
                 s.login_link = dashboard.login_link
                 s.dashboard_url = dashboard.url
@@ -273,7 +275,9 @@ class Daemon:
                 self._announce(dashboard)
                 await self.stopping.wait()
                 logger.info("shutting down")
-                notify("STOPPING=1", self.env.get("NOTIFY_SOCKET"))
+                for task in status:  # its last word is the one below
+                    task.cancel()
+                self.notifier.send("STOPPING=1", "STATUS=stopping: draining requests and agents")
                 await dashboard.stop()
                 await self._drain(s, servers)
                 try:
@@ -281,7 +285,7 @@ class Daemon:
                         await asyncio.shield(dashboard_task)
                 except TimeoutError:
                     logger.warning("the dashboard did not stop within %.0fs", DRAIN_TIMEOUT)
-                for task in [*loops, backend_task, dashboard_task]:
+                for task in [*loops, *pings, backend_task, dashboard_task]:
                     task.cancel()
         finally:
             for server in servers:
@@ -314,7 +318,22 @@ class Daemon:
             flush=True,
         )
         # After the banner, so whoever waits for READY (systemd, the tests) can read it.
-        notify("READY=1", self.env.get("NOTIFY_SOCKET"))
+        self.notifier.send("READY=1")
+
+    def _supervise(
+        self, tg: asyncio.TaskGroup, s: Services
+    ) -> tuple[list[asyncio.Task[None]], list[asyncio.Task[None]]]:
+        """Under systemd: the watchdog pings (if `WatchdogSec=` asks) and the STATUS= line,
+        from the start, so a slow restore of many agents is watched too."""
+        if not self.notifier.enabled:
+            return [], []
+        pings = []
+        interval = watchdog_interval(self.env, os.getpid())
+        if interval is not None:
+            keep_alive = supervision.keep_alive(self.notifier, interval)
+            pings.append(tg.create_task(keep_alive, name="watchdog"))
+        status = tg.create_task(supervision.report_status(s, self.notifier), name="status")
+        return pings, [status]
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from hive_core.run_dir import default_run_dir, host_socket
+from hive_core.run_dir import default_run_dir, host_socket, systemd_directory
 
 SOCKET_PATH_MAX = 107
 """`sun_path` holds 108 bytes including the terminating NUL."""
@@ -54,6 +54,11 @@ def host_header_name(entry: str) -> str:
 
 
 def default_state_dir() -> Path:
+    """`$STATE_DIRECTORY` (systemd's), else `$XDG_STATE_HOME/hyperhive`, else
+    `~/.local/state/hyperhive`."""
+    given = systemd_directory("STATE_DIRECTORY")
+    if given is not None:
+        return given
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "hyperhive"
 

@@ -30,7 +30,8 @@ ExitHook = Callable[[str, int, int, bool], None]
 """`(name, pid, returncode, expected)`: called when a harness process exits."""
 
 STRIPPED_ENV = frozenset(
-    {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
+    {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC"}
+    | {"WATCHDOG_PID", "JOURNAL_STREAM", "STATE_DIRECTORY", "RUNTIME_DIRECTORY"}
     | {f"HIVE_{field.upper()}" for field in Settings.model_fields}
 )
 """systemd hand-offs and hive-core's own settings; everything else reaches the harness."""
