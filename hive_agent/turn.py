@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
 import time
 import uuid
@@ -410,9 +409,7 @@ class Harness:
         for key, server in config.mcp_servers.items():
             servers[key] = {"command": server.command, "args": server.args, "env": server.env}
         path = self.settings.state / MCP_CONFIG_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"mcpServers": servers}, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        prompts.write_if_changed(path, json.dumps({"mcpServers": servers}, indent=2))
         return path
 
     async def _finish(
