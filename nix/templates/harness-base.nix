@@ -121,8 +121,9 @@ in
     # The agent page listens on this port (loopback by default; the dashboard links to it).
     networking.firewall.allowedTCPPorts = [ cfg.port ];
 
-    # Claude Code is unfree; allow exactly it unless the configuration decides otherwise.
-    nixpkgs.config.allowUnfreePredicate = lib.mkDefault (pkg: lib.getName pkg == "claude-code");
+    # Claude Code is unfree: allow exactly it. (nixpkgs.config merges definitions with
+    # recursiveUpdate, so an agent.nix that sets its own predicate replaces this one.)
+    nixpkgs.config.allowUnfreePredicate = pkg: lib.getName pkg == "claude-code";
 
     systemd.services.hive-agent = {
       description = "hyperhive harness of ${cfg.label}";

@@ -319,6 +319,10 @@ CONTAINER_OUT = """{
   firewall = c.networking.firewall.allowedTCPPorts;
   packages = c.environment.systemPackages;
   stateVersion = c.system.stateVersion;
+  unfree = map c.nixpkgs.config.allowUnfreePredicate [
+    { pname = "claude-code"; }
+    { pname = "vscode"; }
+  ];
 }"""
 
 
@@ -386,6 +390,7 @@ def test_an_agents_container_runs_hive_agent_with_the_contracts_paths(
         "source": "/nix/store/00000000000000000000000000000000-source/agent.toml"
     }
     assert any(p.endswith("-claude-code") for p in out["packages"])
+    assert out["unfree"] == [True, False]  # claude-code is the one unfree package allowed
     assert out["stateVersion"]
 
     # The harness reads exactly these settings.
