@@ -4,24 +4,27 @@
 
 let
   project = (lib.importTOML ../pyproject.toml).project;
+
+  # Only what the wheel is built from (no bytecode a checkout may hold); tests, docs and
+  # tooling stay out of the store path.
+  sourceFiles = lib.fileset.difference (lib.fileset.unions [
+    ../pyproject.toml
+    ../README.md
+    ../LICENSE
+    ../hive_share
+    ../hive_core
+    ../hive_agent
+    ../hive_front
+  ]) (lib.fileset.fileFilter (file: file.hasExt "pyc") ../.);
 in
 python3Packages.buildPythonApplication {
   pname = project.name;
   inherit (project) version;
   pyproject = true;
 
-  # Only what the wheel is built from; tests, docs and tooling stay out of the store path.
   src = lib.fileset.toSource {
     root = ../.;
-    fileset = lib.fileset.unions [
-      ../pyproject.toml
-      ../README.md
-      ../LICENSE
-      ../hive_share
-      ../hive_core
-      ../hive_agent
-      ../hive_front
-    ];
+    fileset = sourceFiles;
   };
 
   # pyproject.toml's [build-system] requires.
@@ -42,10 +45,11 @@ python3Packages.buildPythonApplication {
   # The test suite needs the Claude Code CLI, chromium and a network-free fake API; it runs
   # from a checkout (./dev test), not in the build sandbox.
   doCheck = false;
+  # The daemon and the harness import every runtime dependency between them.
   pythonImportsCheck = [
-    "hive_share"
-    "hive_core.cli"
-    "hive_agent.cli"
+    "hive_core.daemon"
+    "hive_agent.serve"
+    "hive_agent.web"
   ];
 
   meta = {

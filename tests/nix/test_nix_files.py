@@ -302,13 +302,18 @@ def test_the_package_builds_the_pyproject_with_its_dependencies() -> None:
 
 
 def test_the_package_source_holds_what_the_wheel_is_built_from() -> None:
-    """The source set names only files that exist (lib.fileset refuses a missing one)."""
+    """The source set names only files that exist (lib.fileset refuses a missing one) and
+    every package setuptools finds. (Debian's nix is too old for lib.fileset, so this reads
+    the list rather than evaluating it.)"""
     text = (ROOT / "nix" / "package.nix").read_text(encoding="utf-8")
-    block = text[text.index("fileset.unions") : text.index("];", text.index("fileset.unions"))]
-    for entry in re.findall(r"\.\./(\S+)", block):
+    start = text.index("lib.fileset.unions [")
+    block = text[start : text.index("]", start)]
+    entries = re.findall(r"\.\./(\S+)", block)
+    for entry in entries:
         assert (ROOT / entry).exists(), entry
-    for package in _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]:
-        assert f"../{package.rstrip('*')}" in block
+    packages = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {p.rstrip("*") for p in packages} <= set(entries)
+    assert {"pyproject.toml", "README.md", "LICENSE"} <= set(entries)
 
 
 # -- the container templates --------------------------------------------------
