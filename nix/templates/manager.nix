@@ -1,7 +1,9 @@
 # The manager's container: the harness runs as hive-mind and talks to hive-core on
 # /run/hive/manager.sock. The manager edits the agents' proposed repos with git and asks
-# hive-core to deploy commits from them; the backend bind-mounts those repos (the host's
-# <state>/agents/<name>/proposed) at the paths hive-core names in its answers.
+# hive-core to deploy commits from them. Those repos are the host's
+# <state>/agents/<name>/proposed; the backend bind-mounts them where `whoami`'s
+# config_root says (<config_root>/<name>/proposed), and only them: never an agent's state
+# or applied repo.
 { pkgs, ... }:
 
 {
