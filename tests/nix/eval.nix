@@ -1,6 +1,6 @@
 # Evaluates hyperhive's Nix files without nixpkgs: the root flake's outputs with a stub
 # nixpkgs, and NixOS modules with lib.evalModules over ./stubs.nix and a stub pkgs.
-# Called by test_nix_files.py as `import ./eval.nix { lib = import <nixpkgs-lib>; root = <repo>; }`.
+# test_nix_files.py calls it as `import ./eval.nix { lib = import <nixpkgs lib>; root = <repo>; }`.
 { lib, root }:
 
 let
@@ -11,33 +11,46 @@ let
     outPath = "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" name)}-${name}";
   };
 
-  # python3Packages: only the names pyproject.toml's dependencies map to (the test passes
-  # them), so package.nix cannot name another one.
-  python3Packages = names: lib.genAttrs names drv // {
-    buildPythonApplication = attrs: drv "${attrs.pname}-${attrs.version}" // { inherit attrs; };
-  };
+  # python3Packages with only `names` (the test passes the ones pyproject.toml's
+  # dependencies map to, so package.nix cannot name another), and a buildPythonApplication
+  # that keeps its arguments as `attrs`.
+  python3Packages =
+    names:
+    lib.genAttrs names drv
+    // {
+      buildPythonApplication = attrs: drv "${attrs.pname}-${attrs.version}" // { inherit attrs; };
+    };
 
-  pkgsFor = pythonNames: lib.genAttrs [
-    "nixos-container"
-    "git"
-    "nix"
-    "claude-code"
-    "coreutils"
-    "ripgrep"
-    "jq"
-  ] drv // {
-    stdenv.hostPlatform.system = "x86_64-linux";
-    python3Packages = python3Packages pythonNames;
-    callPackage = path: args: import path ({ inherit lib; python3Packages = python3Packages pythonNames; } // args);
-  };
+  pkgsFor =
+    pythonNames:
+    let
+      python = python3Packages pythonNames;
+    in
+    lib.genAttrs [
+      "nixos-container"
+      "git"
+      "nix"
+      "claude-code"
+      "ripgrep"
+      "jq"
+    ] drv
+    // {
+      stdenv.hostPlatform.system = "x86_64-linux";
+      python3Packages = python;
+      callPackage = path: args: import path ({ inherit lib; python3Packages = python; } // args);
+    };
 
   pkgs = pkgsFor [ ];
 
-  flakeWith = pythonNames:
+  # The root flake's outputs, with `self` and a stub nixpkgs.
+  flakeWith =
+    pythonNames:
     let
       flake = import (root + "/flake.nix");
       outputs = flake.outputs {
-        self = outputs // { outPath = "/nix/store/00000000000000000000000000000000-source"; };
+        self = outputs // {
+          outPath = "/nix/store/00000000000000000000000000000000-source";
+        };
         nixpkgs = {
           inherit lib;
           legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (_: pkgsFor pythonNames);
@@ -49,16 +62,21 @@ let
       inherit outputs;
     };
 
-  evalModules = modules:
+  # A NixOS configuration's `config`, as far as the stub options go.
+  evalModules =
+    modules:
     (lib.evalModules {
-      modules = [ ./stubs.nix { _module.args.pkgs = pkgs; } ] ++ modules;
+      modules = [
+        ./stubs.nix
+        { _module.args.pkgs = pkgs; }
+      ]
+      ++ modules;
     }).config;
-in
-{
-  inherit drv pkgs evalModules flakeWith;
-  flake = flakeWith [ ];
-  # The agent template's flake, called the way the meta flake's input would be.
-  agentFlake = dir: extraInputs:
+
+  # An agent's config flake (the template's, or a test's copy), called the way the meta
+  # flake's input would be, with `extraInputs` as its inputs.
+  agentFlake =
+    dir: extraInputs:
     let
       flake = import (dir + "/flake.nix");
       outputs = flake.outputs ({ self = outputs // { outPath = dir; }; } // extraInputs);
@@ -67,4 +85,14 @@ in
       inherit (flake) inputs;
       inherit outputs;
     };
+in
+{
+  inherit
+    drv
+    pkgs
+    evalModules
+    flakeWith
+    agentFlake
+    ;
+  flake = flakeWith [ ];
 }
