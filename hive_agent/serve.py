@@ -150,8 +150,8 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     control = await start_control(settings.harness_socket, controls.answer)
     try:
         report = await start_check.check(
-            settings.agent_config, harness.models, harness.claude_env(AgentConfig()),
-            settings.state,
+            settings.agent_config, settings.extra_mcp_file, harness.models,
+            harness.claude_env(AgentConfig()), settings.state,
         )  # fmt: skip
         await report_alive(settings, report)
         logger.info("%s (%s) is up, pid %d", settings.agent_name, settings.role, os.getpid())
