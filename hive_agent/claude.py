@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -94,6 +96,17 @@ class RunOutcome:
     events: int = 0
 
 
+@functools.cache
+def death_guard() -> tuple[str, ...]:
+    """The argv prefix that makes a child die with this process (`PR_SET_PDEATHSIG=SIGKILL`,
+    then exec): util-linux's `setpriv` when it is on PATH, which costs one exec, else
+    `python -m hive_agent.guard`, which costs an interpreter start."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        return (setpriv, "--pdeathsig", "KILL", "--")
+    return (sys.executable, "-m", "hive_agent.guard", str(os.getpid()), "--")
+
+
 @dataclass
 class ClaudeProcess:
     """Runs one invocation to completion; `cancel()` may be called from anywhere."""
@@ -111,9 +124,8 @@ class ClaudeProcess:
         """
         inv = self.invocation
         observer = TurnObserver()
-        guard = [sys.executable, "-m", "hive_agent.guard", str(os.getpid()), "--"]
         self.proc = await asyncio.create_subprocess_exec(
-            *guard,
+            *death_guard(),
             *inv.argv(),
             cwd=inv.cwd,
             env=dict(inv.env),

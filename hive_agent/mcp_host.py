@@ -49,12 +49,17 @@ class McpHost:
         self._on_status = on_status
         self._server: Any = None
         self._listener: asyncio.Server | None = None
+        self._starting = asyncio.Lock()
         self.sessions = 0
 
     async def start(self) -> None:
-        """Import the SDK (off the loop), build the server and listen."""
-        if self._listener is not None:
-            return
+        """Import the SDK (off the loop), build the server and listen; once, however many
+        callers (the harness starts it when it comes up, a turn makes sure of it)."""
+        async with self._starting:
+            if self._listener is None:
+                await self._start()
+
+    async def _start(self) -> None:
         self._server = await asyncio.to_thread(self._build)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)

@@ -28,11 +28,21 @@ def render_role_prompt(role: str, name: str, pronouns: str) -> str:
 def write_role_prompt(state_dir: Path, role: str, name: str, pronouns: str) -> Path:
     """Write the rendered prompt for `--append-system-prompt-file`; returns its path."""
     path = state_dir / PROMPT_FILE
-    text = render_role_prompt(role, name, pronouns)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_if_changed(path, render_role_prompt(role, name, pronouns))
     return path
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Replace `path` atomically with `text`, unless it already holds exactly that."""
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        pass
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def settings_path() -> Path:

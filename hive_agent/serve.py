@@ -126,6 +126,14 @@ class _Controls:
                 return await login_session.status(after, wait)
 
 
+async def _start_mcp(harness: Harness) -> None:
+    """Start the MCP host now; a failure is logged, and the first turn tries again."""
+    try:
+        await harness.mcp.start()
+    except Exception:
+        logger.exception("the MCP host did not start; the next turn retries")
+
+
 async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -142,14 +150,16 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
     control = await start_control(settings.harness_socket, controls.answer)
     try:
         report = await start_check.check(
-            settings.agent_config, harness.models, harness.claude_env(AgentConfig()),
-            settings.state,
+            settings.agent_config, settings.extra_mcp_file, harness.models,
+            harness.claude_env(AgentConfig()), settings.state,
         )  # fmt: skip
         await report_alive(settings, report)
         logger.info("%s (%s) is up, pid %d", settings.agent_name, settings.role, os.getpid())
         async with asyncio.TaskGroup() as tg:
             loop_task = tg.create_task(harness.serve(stopping))
             prune_task = tg.create_task(_prune_loop(history))
+            # Warm before the first turn: claude starts our MCP relay as soon as it starts.
+            mcp_task = tg.create_task(_start_mcp(harness))
             # Imported only now: the web stack costs a start-up a third of a second, and
             # hive-core waits for `alive`, not for the page.
             from hive_agent.web import AgentPage
@@ -168,6 +178,7 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
                     logger.warning("turn did not wind down in %.0fs", STOP_GRACE)
             loop_task.cancel()  # idle in a long-poll: the lease ends with the connection
             prune_task.cancel()
+            mcp_task.cancel()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PAGE_GRACE):
                     await asyncio.shield(page_task)

@@ -34,8 +34,16 @@ class HarnessSettings(BaseSettings):
     """The Claude Code CLI: a path, or a name looked up on PATH."""
     agent_config: Path | None = None
     """This agent's `agent.toml` (model, env, extra MCP servers); absent means defaults."""
+    extra_mcp_file: Path | None = Path("/etc/hyperhive/extra-mcp.json")
+    """Extra MCP servers from the NixOS configuration (JSON), merged with agent.toml's; a
+    missing file means none, and an empty value reads no file."""
     parent_pid: int | None = None
     """Set by the local backend: the harness exits when that process dies."""
+
+    @field_validator("extra_mcp_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("agent_name")
     @classmethod

@@ -1,5 +1,6 @@
-"""What a harness checks before it reports itself alive: that its `agent.toml` loads, the
-model it will run is valid, and every extra MCP server it declares answers `initialize`.
+"""What a harness checks before it reports itself alive: that its `agent.toml` (with the
+extra MCP servers file, `HIVE_EXTRA_MCP_FILE`) loads, the model it will run is valid, and
+every extra MCP server it declares answers `initialize`.
 
 A deploy is verified on this report: hive-core rolls a new config back when the
 restarted harness names a problem. On an ordinary start the problems are only logged
@@ -32,14 +33,18 @@ class StartReport:
 
 
 async def check(
-    config_path: Path | None, models: ModelStore, env: Mapping[str, str], cwd: Path
+    config_path: Path | None,
+    extra_mcp_file: Path | None,
+    models: ModelStore,
+    env: Mapping[str, str],
+    cwd: Path,
 ) -> StartReport:
     """Load the config, resolve the model and start each extra MCP server once."""
     report = StartReport()
     try:
-        config = agent_config.load(config_path)
+        config = agent_config.load(config_path, extra_mcp_file)
     except agent_config.ConfigError as exc:
-        report.problems.append(_cut(f"agent.toml: {exc}"))
+        report.problems.append(_cut(f"config: {exc}"))
         return report
     try:
         report.model = models.get(config.model)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
 import time
 import uuid
@@ -179,9 +178,17 @@ class Harness:
         except OSError:
             return ""
 
+    def load_config(self) -> agent_config.AgentConfig:
+        """agent.toml with the extra MCP servers file merged in (read at every use).
+
+        Raises:
+            agent_config.ConfigError: either file is invalid, or they define the same server.
+        """
+        return agent_config.load(self.settings.agent_config, self.settings.extra_mcp_file)
+
     def _model(self) -> str:
         try:
-            default = agent_config.load(self.settings.agent_config).model
+            default = self.load_config().model
         except agent_config.ConfigError:
             default = None
         return self.models.get(default)
@@ -266,7 +273,7 @@ class Harness:
         wake_from = sorted({m.sender for m in items})
         config, problem = agent_config.AgentConfig(), ""
         try:
-            config = agent_config.load(self.settings.agent_config)
+            config = self.load_config()
             model = self.models.get(config.model)
         except (agent_config.ConfigError, InvalidModel) as exc:
             model, problem = "-", str(exc)
@@ -376,7 +383,7 @@ class Harness:
     def login_env(self) -> dict[str, str]:
         """The environment `claude auth` runs with: the turns' own, `agent.toml`'s included."""
         try:
-            config = agent_config.load(self.settings.agent_config)
+            config = self.load_config()
         except agent_config.ConfigError:
             config = agent_config.AgentConfig()
         return self.claude_env(config)
@@ -410,9 +417,7 @@ class Harness:
         for key, server in config.mcp_servers.items():
             servers[key] = {"command": server.command, "args": server.args, "env": server.env}
         path = self.settings.state / MCP_CONFIG_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"mcpServers": servers}, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        prompts.write_if_changed(path, json.dumps({"mcpServers": servers}, indent=2))
         return path
 
     async def _finish(

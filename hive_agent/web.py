@@ -18,6 +18,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -31,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hive_agent import __version__
 from hive_front import ASSETS as FRONT_ASSETS
 from hive_front import SECURITY_HEADERS as HEADERS
-from hive_front import csrf_problem
+from hive_front import csp, csrf_problem
 from hive_share.sessions import SESSION_TTL, Credentials
 
 if TYPE_CHECKING:
@@ -78,15 +79,32 @@ class _Context:
         self.cookie = cookie_name(settings.agent_name)
         port = settings.web_port
         self.hosts = frozenset(f"{h}:{port}" for h in LOOPBACK_NAMES)
+        self.dashboard = _dashboard_at(settings.dashboard_url)
         self.streams: set[asyncio.Queue[dict[str, Any]]] = set()
 
 
-class _Guard:
-    """Host check and security headers around every response (no-store on all but assets)."""
+def _dashboard_at(url: str | None) -> tuple[str, int] | None:
+    """The dashboard's scheme and port: the page sends the operator's messages there."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.scheme, port) if parts.scheme in ("http", "https") else None
 
-    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+
+class _Guard:
+    """Host check and security headers around every response (no-store on all but assets).
+    The page may fetch from the dashboard on the host it was loaded from (its send)."""
+
+    def __init__(
+        self, app: ASGIApp, hosts: frozenset[str], dashboard: tuple[str, int] | None
+    ) -> None:
         self.app = app
         self.hosts = hosts
+        self.dashboard = dashboard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,11 +113,17 @@ class _Guard:
         hosts = [v.decode("latin-1").lower() for k, v in scope["headers"] if k == b"host"]
         asset = str(scope.get("path", "")).startswith("/assets/")
 
+        connect = ""
+        if self.dashboard is not None and len(hosts) == 1 and hosts[0] in self.hosts:
+            scheme, port = self.dashboard
+            connect = f"{scheme}://{hosts[0].rpartition(':')[0]}:{port}"
+
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in HEADERS.items():
                     headers[name] = value
+                headers["Content-Security-Policy"] = csp(connect)
                 ok = 200 <= message["status"] < 400
                 headers["Cache-Control"] = "no-cache" if asset and ok else "no-store"
             await send(message)
@@ -268,7 +292,7 @@ def build_app(ctx: _Context) -> ASGIApp:
     app.include_router(router)
     app.mount("/assets/front", StaticFiles(directory=FRONT_ASSETS), name="front")
     app.mount("/assets", StaticFiles(directory=ASSETS), name="assets")
-    return _Guard(app, ctx.hosts)
+    return _Guard(app, ctx.hosts, ctx.dashboard)
 
 
 async def _now(value: str) -> str:

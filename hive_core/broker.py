@@ -127,6 +127,8 @@ class Broker:
         self._clock = clock
         self._is_recipient = is_recipient
         self._inboxes: dict[str, _Inbox] = {}
+        self._held: dict[LeaseOwner, int] = {}
+        """How many leases each connection holds (asked before every request line)."""
         self._buckets: dict[str, _Bucket] = {}
         self._closing = asyncio.Event()
 
@@ -278,7 +280,7 @@ class Broker:
             messages = await self._fetch(recipient, inbox, limit)
             if messages:
                 for m in messages:
-                    inbox.leases[m.id] = owner
+                    self._lease(inbox, m.id, owner)
                 self._bus.publish(events.Leased(recipient=recipient, ids=[m.id for m in messages]))
                 return messages
             if not await self._wait(inbox, deadline):
@@ -375,21 +377,39 @@ class Broker:
         inbox = self._inbox(recipient)
         inbox.forget(done)
         for i in ids:
-            inbox.leases.pop(i, None)
+            self._unlease(inbox, i)
         if done:
             self._bus.publish(events.Delivered(recipient=recipient, ids=done, delivered_at=now))
         return len(done)
 
+    def _lease(self, inbox: _Inbox, message_id: int, owner: LeaseOwner) -> None:
+        if (before := inbox.leases.get(message_id)) is not None:
+            self._drop_held(before)
+        inbox.leases[message_id] = owner
+        self._held[owner] = self._held.get(owner, 0) + 1
+
+    def _unlease(self, inbox: _Inbox, message_id: int) -> None:
+        owner = inbox.leases.pop(message_id, None)
+        if owner is not None:
+            self._drop_held(owner)
+
+    def _drop_held(self, owner: LeaseOwner) -> None:
+        left = self._held[owner] - 1
+        if left:
+            self._held[owner] = left
+        else:
+            del self._held[owner]
+
     def holds_leases(self, owner: LeaseOwner) -> bool:
         """Whether this connection holds leased messages it has not acked yet."""
-        return any(owner in inbox.leases.values() for inbox in self._inboxes.values())
+        return owner in self._held
 
     def release(self, owner: LeaseOwner) -> None:
         """End every lease held by a closed connection and wake the recipients."""
         for recipient, inbox in self._inboxes.items():
             mine = [i for i, o in inbox.leases.items() if o == owner]
             for i in mine:
-                del inbox.leases[i]
+                self._unlease(inbox, i)
             if mine:
                 logger.info("released %d unacked messages to %s", len(mine), recipient)
                 self._bus.publish(events.Released(recipient=recipient, ids=mine))

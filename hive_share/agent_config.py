@@ -10,16 +10,22 @@ command = "/usr/bin/matrix-mcp"
 args = ["--stdio"]
 env = { TOKEN_FILE = "/state/matrix.token" }
 allowed_tools = ["*"]                 # mapped to mcp__matrix__*
+
+On NixOS the agent's `agent.nix` may declare more servers (`hyperhive.extraMcpServers`),
+which the container's configuration writes as JSON to `/etc/hyperhive/extra-mcp.json`
+(`HIVE_EXTRA_MCP_FILE`): `{"<key>": {"command": …, "args": […], "env": {…},
+"allowedTools": […]}}`. `load` merges them in; a key defined in both places is refused.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 OUR_SERVER = "hyperhive"
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -37,6 +43,25 @@ class McpServer(BaseModel):
     args: list[str] = []
     env: dict[str, str] = {}
     allowed_tools: list[ToolPattern] = []
+
+
+class ExtraMcpServer(BaseModel):
+    """One server of the extra MCP servers file: the JSON the NixOS module writes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: Annotated[str, Field(min_length=1)]
+    args: list[str] = []
+    env: dict[str, str] = {}
+    allowed_tools: list[ToolPattern] = Field(default=[], alias="allowedTools")
+
+    def server(self) -> McpServer:
+        return McpServer(
+            command=self.command, args=self.args, env=self.env, allowed_tools=self.allowed_tools
+        )
+
+
+_EXTRA_FILE = TypeAdapter(dict[str, ExtraMcpServer])
 
 
 class AgentConfig(BaseModel):
@@ -63,19 +88,33 @@ def allowed_patterns(config: AgentConfig) -> list[str]:
     ]
 
 
-def load(path: Path | None) -> AgentConfig:
-    """Read agent.toml; a missing file means the defaults.
+def load(path: Path | None, extra_mcp_file: Path | None = None) -> AgentConfig:
+    """Read agent.toml and merge in the extra MCP servers file; a missing file (or None)
+    means the defaults, or no extra servers.
 
     Raises:
-        ConfigError: not TOML, unknown fields, or a server key that would shadow ours.
+        ConfigError: either file is invalid (not TOML or JSON, unknown fields, a server key
+            that would shadow ours), or a server key is defined in both.
     """
+    config = AgentConfig()
+    text = _read(path)
+    if text is not None:
+        assert path is not None
+        config = parse(text, str(path))
+    extra = _read(extra_mcp_file)
+    if extra is None:
+        return config
+    assert extra_mcp_file is not None
+    return merge(config, parse_extra(extra, str(extra_mcp_file)), str(extra_mcp_file))
+
+
+def _read(path: Path | None) -> str | None:
     if path is None or not path.exists():
-        return AgentConfig()
+        return None
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return parse(text, str(path))
 
 
 def parse(text: str, where: str) -> AgentConfig:
@@ -97,3 +136,39 @@ def parse(text: str, where: str) -> AgentConfig:
         if normalize_key(key) == OUR_SERVER:
             raise ConfigError(f"{where}: mcp_servers.{key} would shadow the {OUR_SERVER} server")
     return config
+
+
+def parse_extra(text: str, where: str) -> dict[str, McpServer]:
+    """Check the extra MCP servers file's JSON; `where` names it in errors.
+
+    Raises:
+        ConfigError: not JSON, not the expected shape, or a key that would shadow ours.
+    """
+    try:
+        servers = _EXTRA_FILE.validate_python(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: not JSON: {exc}") from None
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{where}: {loc + ': ' if loc else ''}{err['msg']}") from None
+    for key in servers:
+        if normalize_key(key) == OUR_SERVER:
+            raise ConfigError(f"{where}: {key} would shadow the {OUR_SERVER} server")
+    return {key: server.server() for key, server in servers.items()}
+
+
+def merge(config: AgentConfig, extra: dict[str, McpServer], where: str) -> AgentConfig:
+    """agent.toml's config with the extra servers added; `where` names their file.
+
+    Raises:
+        ConfigError: a server key (as Claude Code normalises it) is in both.
+    """
+    ours = {normalize_key(key): key for key in config.mcp_servers}
+    for key in extra:
+        if normalize_key(key) in ours:
+            raise ConfigError(
+                f"{where}: mcp server {key} is also agent.toml's mcp_servers."
+                f"{ours[normalize_key(key)]}; define it in one place"
+            )
+    return config.model_copy(update={"mcp_servers": {**config.mcp_servers, **extra}})

@@ -313,6 +313,47 @@ function addInbox(messages) {
   renderInbox();
 }
 
+// ---------------------------------------------------------------- the operator's send
+
+// The operator's message to this agent goes through hive-core: the dashboard on the
+// host this page was loaded from takes it with the dashboard's own session cookie.
+const sender = { url: "" };
+
+function sendURL(dashboardURL, agent) {
+  const s = str(dashboardURL);
+  if (!/^https?:\/\//i.test(s) || !agent) return "";
+  try {
+    const url = new URL(s);
+    url.hostname = location.hostname;
+    url.pathname = `/api/agents/${encodeURIComponent(agent)}/send`;
+    url.search = "";
+    url.hash = "";
+    return url.href;
+  } catch {
+    return "";
+  }
+}
+
+function renderSend() {
+  $("send-form").hidden = !sender.url;
+  setVisible($("send-to"), `→ ${str(state.agent)}`);
+}
+
+function wireSend() {
+  $("send-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const input = $("send-input");
+    const body = input.value;
+    if (!body.trim() || !sender.url) return;
+    busy($("send-button"), async () => {
+      const got = await post(sender.url, { body }, { credentials: "include", quiet: true });
+      if (!got) return;
+      input.value = "";
+      toast(`sent to ${visibleString(state.agent)} as message ${str(got.id)}`);
+    });
+  });
+}
+
 // ---------------------------------------------------------------- the model picker
 
 const OTHER = "other…";
@@ -854,6 +895,8 @@ function applySnapshot(snap) {
   state.version = str(snap.version);
   renderHeader();
   renderDashboardLink(snap.dashboard_url);
+  sender.url = sendURL(snap.dashboard_url, str(snap.agent));
+  renderSend();
   renderTurnState();
   renderModel();
   renderStatus();
@@ -937,6 +980,7 @@ function wire() {
   }
   wireModel();
   wireLogin();
+  wireSend();
 }
 
 wire();

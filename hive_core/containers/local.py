@@ -58,6 +58,9 @@ def harness_env(base: Mapping[str, str], spec: AgentSpec) -> dict[str, str]:
         HIVE_HARNESS_SOCKET=str(spec.harness_socket),
         HIVE_STATE=str(spec.state_dir),
         HIVE_AGENT_CONFIG=str(spec.agent_dir / "applied" / "agent.toml"),
+        # Empty: no extra MCP servers file. The default is the NixOS container's path, and
+        # a host's own /etc/hyperhive/extra-mcp.json is no agent's config.
+        HIVE_EXTRA_MCP_FILE="",
         HIVE_WEB_PORT=str(spec.web_port),
         HIVE_OPERATOR_PRONOUNS=spec.operator_pronouns,
         HIVE_PARENT_PID=str(os.getpid()),

@@ -33,7 +33,7 @@ from hive_core.dashboard.auth import SESSION_COOKIE, SESSION_TTL, Credentials
 from hive_core.errors import HiveError
 from hive_core.services import Services
 from hive_front import ASSETS as FRONT_ASSETS
-from hive_front import SECURITY_HEADERS, csrf_problem
+from hive_front import CSRF_HEADER, SECURITY_HEADERS, csrf_problem
 from hive_share.events import DASHBOARD_EVENT_KINDS, Frame, Resync
 from hive_share.framing import INT64_MAX
 from hive_share.models import WireModel, dump
@@ -161,6 +161,10 @@ class SendBody(_Body):
     body: str
 
 
+class PageSendBody(_Body):
+    body: str
+
+
 class SpawnBody(_Body):
     name: str
 
@@ -217,12 +221,15 @@ def _unauthorized() -> JSONResponse:
     return _error(401, "log in with the link `hive-core login-link` prints", "forbidden")
 
 
-async def _act(request: Request, raw: dict[str, Any], body: type[_Body] = EmptyBody) -> Response:
-    """Check the request, merge its JSON body into `raw`, run it as the operator."""
+async def _act(
+    request: Request, raw: dict[str, Any], body: type[_Body] = EmptyBody, csrf: str | None = None
+) -> Response:
+    """Check the request, merge its JSON body into `raw`, run it as the operator. `csrf` is
+    the request's CSRF problem when the caller checked it another way."""
     if not _session(request):
         return _unauthorized()
     ctx = _ctx(request)
-    if problem := ctx.csrf.problem(request):
+    if problem := ctx.csrf.problem(request) if csrf is None else csrf:
         return _error(403, problem, "forbidden")
     try:
         parsed = body.model_validate_json(await request.body())
@@ -350,6 +357,60 @@ async def update(request: Request) -> Response:
 async def page_link(request: Request, name: str) -> Response:
     """A one-time link to the agent's own page (the dashboard opens it)."""
     return await _act(request, {"cmd": "login_link", "name": name})
+
+
+def _page_origin(request: Request, name: str) -> str | None:
+    """The request's `Origin` when it is `name`'s own page: that agent's web port on a host
+    name the dashboard answers to (browsers send the dashboard's cookie there: same site)."""
+    origin = request.headers.get("origin", "")
+    scheme, _, host = origin.partition("://")
+    hostname, _, port = host.lower().rpartition(":")
+    record = _ctx(request).s.registry.find(name)
+    if scheme not in ("http", "https") or record is None or port != str(record.web_port):
+        return None
+    if not any(h.rpartition(":")[0] == hostname for h in _ctx(request).csrf.hosts()):
+        return None
+    return origin
+
+
+def _cors(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+
+
+NOT_THE_PAGE = "only this agent's own page may send to it here"
+
+
+@router.options("/api/agents/{name}/send")
+async def send_preflight(request: Request, name: str) -> Response:
+    """CORS preflight of the agent page's send: only that agent's page is let through."""
+    origin = _page_origin(request, name)
+    if origin is None:
+        return _error(403, NOT_THE_PAGE, "forbidden")
+    allow = {"Access-Control-Allow-Methods": "POST", "Access-Control-Max-Age": "600"}
+    allow["Access-Control-Allow-Headers"] = f"content-type, {CSRF_HEADER}"
+    return Response(status_code=204, headers={**_cors(origin), **allow})
+
+
+@router.post("/api/agents/{name}/send")
+async def send_from_page(request: Request, name: str) -> Response:
+    """The operator's message to `name` from that agent's own page: the page's origin is the
+    agent's port on this host, the credential the dashboard's session cookie."""
+    origin = _page_origin(request, name)
+    if origin is None:
+        return _error(403, NOT_THE_PAGE, "forbidden")
+    page = frozenset({origin.partition("://")[2].lower()})
+    response = await _act(
+        request,
+        {"cmd": "send", "to": name},
+        PageSendBody,
+        csrf_problem(request.headers, page, site="same-site"),
+    )
+    response.headers.update(_cors(origin))
+    return response
 
 
 @router.post("/api/agents/{name}/{action}")

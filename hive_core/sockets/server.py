@@ -279,6 +279,8 @@ class SocketServer:
                     # uvloop raises on a write to a closed transport.
                     return
                 c.writer.write(framing.encode_model(response))
+                if c.writer.transport.get_write_buffer_size() == 0:
+                    continue  # the kernel took it all: nothing to wait for
                 try:
                     async with asyncio.timeout(self._idle_timeout):
                         await c.writer.drain()

@@ -144,13 +144,15 @@ export function toast(text, kind = "") {
 /**
  * POST `body` as JSON; the answer's detail (or "done") is toasted unless
  * `opts.quiet`, an error always is. Resolves to the answer, or null on failure.
+ * `opts.credentials: "include"` sends the cookies of another origin of this site
+ * (an agent page's send goes to the dashboard).
  */
 export async function post(path, body = {}, opts = {}) {
   let resp;
   try {
     resp = await fetch(path, {
       method: "POST",
-      credentials: "same-origin",
+      credentials: opts.credentials || "same-origin",
       cache: "no-store",
       headers: { "Content-Type": "application/json", "X-Hive-Request": "1", Accept: "application/json" },
       body: JSON.stringify(body || {}),

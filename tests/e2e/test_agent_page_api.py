@@ -98,3 +98,68 @@ async def test_the_page_refuses_foreign_requests_and_other_pages_cookies(hive: H
     assert hive.cli("stop", "alice").returncode == 0
     stopped = hive.cli("login-link", "alice")
     assert stopped.returncode == 1 and "alice is not running" in stopped.stderr
+
+
+async def test_the_dashboard_takes_the_operators_send_from_that_agents_page_only(
+    hive: Hive,
+) -> None:
+    for name in ("alice", "bob"):
+        assert hive.cli("spawn", name).returncode == 0
+    ports = {
+        n: int(page_link(hive, n).split("/login")[0].rsplit(":", 1)[1]) for n in ("alice", "bob")
+    }
+    alice_page = f"http://127.0.0.1:{ports['alice']}"
+    route = "/api/agents/alice/send"
+    page_headers = {**ACT_HEADERS, "Origin": alice_page, "Sec-Fetch-Site": "same-site"}
+    async with session(hive) as dashboard:
+        preflight = await dashboard.options(
+            route,
+            headers={
+                "Origin": alice_page,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-hive-request",
+            },
+        )
+        assert preflight.status_code == 204, preflight.text
+        assert preflight.headers["access-control-allow-origin"] == alice_page
+        assert preflight.headers["access-control-allow-credentials"] == "true"
+        assert "x-hive-request" in preflight.headers["access-control-allow-headers"]
+        for origin in (
+            f"http://127.0.0.1:{ports['bob']}",  # another agent's page
+            f"http://evil.test:{ports['alice']}",  # the right port on a host not ours
+            f"http://127.0.0.1:{dashboard_port(hive)}",  # the dashboard itself
+            "null",
+        ):
+            refused = await dashboard.options(route, headers={"Origin": origin})
+            assert refused.status_code == 403, origin
+            assert "access-control-allow-origin" not in refused.headers, origin
+        assert (
+            await dashboard.options("/api/agents/zed/send", headers={"Origin": alice_page})
+        ).status_code == 403
+
+        sent = await dashboard.post(
+            route, content='{"body": "from the page"}', headers=page_headers
+        )
+        assert sent.status_code == 200 and sent.json()["ok"] is True, sent.text
+        assert sent.headers["access-control-allow-origin"] == alice_page
+        flow = (await dashboard.get("/dashboard/history")).json()
+        mine = [m for m in flow["messages"] if m["body"] == "from the page"]
+        assert [(m["sender"], m["recipient"]) for m in mine] == [("operator", "alice")]
+
+        for headers, body, status in [
+            ({**page_headers, "Sec-Fetch-Site": "cross-site"}, '{"body": "x"}', 403),
+            ({**page_headers, "Origin": f"http://127.0.0.1:{ports['bob']}"}, '{"body": "x"}', 403),
+            ({"Origin": alice_page, "Content-Type": "application/json"}, '{"body": "x"}', 403),
+            ({**page_headers, "Content-Type": "text/plain"}, '{"body": "x"}', 403),
+            (page_headers, '{"body": "x", "to": "bob"}', 400),  # the recipient is the route's
+            (page_headers, '{"body": 3}', 400),
+        ]:
+            got = await dashboard.post(route, content=body, headers=headers)
+            assert got.status_code == status, (headers, body, got.text)
+    # Without the dashboard's session cookie the page's origin alone does nothing.
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{dashboard_port(hive)}", timeout=30
+    ) as anonymous:
+        got = await anonymous.post(route, content='{"body": "x"}', headers=page_headers)
+        assert got.status_code == 401
+        assert got.headers["access-control-allow-origin"] == alice_page  # the page reads why

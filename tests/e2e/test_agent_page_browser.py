@@ -1,5 +1,6 @@
 """An agent's own page in a real browser: opened from the dashboard, a turn streaming in live,
-the model picker, cancel, new session, compact; no polling; hostile text stays text."""
+the model picker, cancel, new session, the operator's send, compact; no polling; hostile text
+(messages, replies, tool inputs and results) stays text."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from tests.fake_anthropic import Reply, Seen, text, tool_use
 HOSTILE = (
     '<img src=x onerror="window.__pwned=1"> </script><script>window.__pwned=2</script> \u202eevil'
 )
+
+HOSTILE_NAME = "<img src=x onerror=window.__pwned=3>.txt"
+"""A file name that is markup: it shows up in a tool call's input and in its result."""
 
 
 def script(seen: Seen) -> Reply:
@@ -37,6 +41,9 @@ def script(seen: Seen) -> Reply:
             return text("interrupted?")
         return tool_use("mcp__hyperhive__recv", {"wait_seconds": 170})
     if "which model" in last:
+        if not results:  # hostile text in a tool's input (path, content) and its result
+            path = json.loads(last.split("PATH=", 1)[1].split("\n", 1)[0])
+            return tool_use("Write", {"file_path": path, "content": f"{HOSTILE}\n"})
         return text(f"this one, and a hostile line: {HOSTILE}")
     return text("ok")
 
@@ -83,11 +90,19 @@ async def test_watch_and_steer_an_agent_on_its_own_page(tmp_path: Path) -> None:
             # The model picker: the badge moves, the next request uses it.
             await page.locator("#badge-model").select_option("sonnet")
             await page.locator(".toast", has_text="model set to sonnet").wait_for()
-            await operator_send(hive, "alice", f"which model? {HOSTILE}")
+            hostile_file = notes.parent / HOSTILE_NAME
+            await operator_send(
+                hive, "alice", f"which model? {HOSTILE} PATH={json.dumps(str(hostile_file))}"
+            )
             await turns_done(hive, "alice", 2)
             assert "sonnet" in fake.requests_of("alice")[-1].body["model"]  # the CLI resolves it
             await page.locator('[data-kind="text"]', has_text="a hostile line: <img").wait_for()
             await page.locator("#inbox-list", has_text="which model? <img").wait_for()
+            assert hostile_file.read_text() == f"{HOSTILE}\n"
+            written = page.locator("details[data-tool]", has_text=HOSTILE_NAME).first
+            await written.locator("summary").first.click()  # input and result, as text
+            await written.locator("text=+<img src=x onerror").wait_for()
+            assert await written.locator(f"text={HOSTILE_NAME}").count() >= 2
 
             # Cancel a turn in the middle of a slow tool call.
             await operator_send(hive, "alice", "wait for mail")
@@ -99,8 +114,13 @@ async def test_watch_and_steer_an_agent_on_its_own_page(tmp_path: Path) -> None:
             # New session drops --continue for one turn; compact runs before the next.
             await page.locator('[data-action="new-session"]').click()
             await page.locator(".toast", has_text="new session").wait_for()
-            await operator_send(hive, "alice", "hello again")
+            # The operator's message from this page goes through the dashboard.
+            await page.locator("#send-input").fill("hello again")
+            await page.locator("#send-input").press("Enter")
+            await page.locator(".toast", has_text="sent").wait_for()
+            assert await page.locator("#send-input").input_value() == ""
             await turns_done(hive, "alice", 4)
+            await page.locator("#inbox-list", has_text="hello again").wait_for()
             assert turn_rows(hive, "alice")[-1]["new_session"] == 1
             await page.locator('[data-action="compact"]').click()
             await page.locator(".toast", has_text="compacted").wait_for()

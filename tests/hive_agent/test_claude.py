@@ -190,3 +190,14 @@ def test_the_settings_allow_every_builtin_a_turn_offers() -> None:
     allowed = json.loads(prompts.settings_path().read_text())["permissions"]["allow"]
     assert set(claude.BUILTIN_TOOLS) <= set(allowed)
     assert "mcp__hyperhive" in allowed
+
+
+def test_a_file_with_the_same_content_is_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "prompt.md"
+    prompts.write_if_changed(path, "one")
+    first = path.stat().st_ino
+    prompts.write_if_changed(path, "one")
+    assert path.stat().st_ino == first  # not replaced
+    prompts.write_if_changed(path, "two")
+    assert path.read_text() == "two" and path.stat().st_ino != first
+    assert not path.with_suffix(".tmp").exists()

@@ -1,0 +1,182 @@
+# The host side of hyperhive: hive-core as the systemd service `hive-core`, running each
+# agent in its own nixos-container (HIVE_BACKEND=nixos).
+#
+# The flake's nixosModules.default imports this file and defaults `package` (and
+# `hyperhiveFlake`) to the flake's own; imported on its own, set them.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib) mkOption types;
+  cfg = config.services.hive-core;
+  defaultStateDir = "/var/lib/hyperhive";
+  defaultRunDir = "/run/hyperhive";
+in
+{
+  options.services.hive-core = {
+    enable = lib.mkEnableOption "hive-core, the hyperhive daemon";
+
+    package = mkOption {
+      type = types.package;
+      description = "The hyperhive package (hive-core, hive-agent, hive-mind).";
+    };
+
+    hyperhiveFlake = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "github:example/hyperhive";
+      description = ''
+        The flake reference of hyperhive that the agents' containers are built from
+        (HIVE_HYPERHIVE_FLAKE, the meta flake's `hyperhive` input). The flake's module sets
+        it to its own source; null leaves hive-core's default.
+      '';
+    };
+
+    stateDir = mkOption {
+      type = types.str;
+      default = defaultStateDir;
+      description = "Durable state: hive.sqlite, the meta flake, each agent's repos and state.";
+    };
+
+    runDir = mkOption {
+      type = types.str;
+      default = defaultRunDir;
+      description = ''
+        Sockets (host.sock, each agent's socket dir). Keep it short: the longest socket path
+        under it must fit in 107 bytes, so at most 77 bytes.
+      '';
+    };
+
+    dashboard = {
+      host = mkOption {
+        type = types.str;
+        default = "127.0.0.1";
+        description = "Dashboard bind address; beyond loopback it needs allowedHosts.";
+      };
+      port = mkOption {
+        type = types.port;
+        default = 7357;
+        description = "Dashboard port.";
+      };
+      allowedHosts = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "hive.example.net" ];
+        description = "Host names browsers use to reach the dashboard beyond loopback.";
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Open the dashboard's port in the firewall.";
+      };
+    };
+
+    operatorPronouns = mkOption {
+      type = types.str;
+      default = "she/her";
+      description = "The operator's pronouns, substituted into the agents' role prompts.";
+    };
+
+    adminGroup = mkOption {
+      type = types.str;
+      default = "hyperhive";
+      description = ''
+        A group created for the hive's operators. hive-core keeps its sockets 0600 to root
+        for now, so membership does not yet grant access to host.sock; use sudo.
+      '';
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    users.groups.${cfg.adminGroup} = { };
+
+    networking.firewall.allowedTCPPorts = lib.optional cfg.dashboard.openFirewall cfg.dashboard.port;
+
+    # The default dirs come from StateDirectory/RuntimeDirectory below; other ones from here.
+    systemd.tmpfiles.rules =
+      lib.optional (cfg.stateDir != defaultStateDir) "d ${cfg.stateDir} 0700 root root - -"
+      ++ lib.optional (cfg.runDir != defaultRunDir) "d ${cfg.runDir} 0700 root root - -";
+
+    systemd.services.hive-core = {
+      description = "hyperhive: hive-core";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network.target" ];
+      # The tools hive-core runs: nixos-container, git (also named by HIVE_GIT, since
+      # hive-core looks git up on a fixed PATH), nix.
+      path = [
+        pkgs.nixos-container
+        pkgs.git
+        config.nix.package
+      ];
+      environment = {
+        HIVE_STATE_DIR = cfg.stateDir;
+        HIVE_RUN_DIR = cfg.runDir;
+        HIVE_BACKEND = "nixos";
+        HIVE_DASHBOARD_HOST = cfg.dashboard.host;
+        HIVE_DASHBOARD_PORT = toString cfg.dashboard.port;
+        HIVE_DASHBOARD_ALLOWED_HOSTS = lib.concatStringsSep "," cfg.dashboard.allowedHosts;
+        HIVE_OPERATOR_PRONOUNS = cfg.operatorPronouns;
+        HIVE_GIT = "${pkgs.git}/bin/git";
+        # Builds go to the nix daemon, outside this unit's sandbox.
+        NIX_REMOTE = "daemon";
+      }
+      // lib.optionalAttrs (cfg.hyperhiveFlake != null) {
+        HIVE_HYPERHIVE_FLAKE = cfg.hyperhiveFlake;
+      };
+      serviceConfig = {
+        Type = "notify";
+        NotifyAccess = "main";
+        ExecStart = "${cfg.package}/bin/hive-core serve";
+        WatchdogSec = "30s";
+        Restart = "on-failure";
+        RestartSec = "5s";
+        # The drain stops the agents' containers; give it time before SIGKILL.
+        TimeoutStopSec = "120s";
+        UMask = "0077";
+      }
+      // lib.optionalAttrs (cfg.stateDir == defaultStateDir) {
+        StateDirectory = "hyperhive";
+        StateDirectoryMode = "0700";
+      }
+      // lib.optionalAttrs (cfg.runDir == defaultRunDir) {
+        RuntimeDirectory = "hyperhive";
+        # Kept across restarts: the running containers have the agents' socket dirs under
+        # it bind-mounted, and a new directory would not reach them.
+        RuntimeDirectoryPreserve = "yes";
+      }
+      // {
+        RuntimeDirectoryMode = "0700";
+
+        # Hardening that leaves nixos-container working. It runs as root (containers need
+        # it), creates and removes /etc/nixos-containers/<name>.conf and
+        # /var/lib/nixos-containers/<name>, sets per-container profiles under /nix/var/nix,
+        # talks to the nix daemon and systemd (container@<name>.service), and enters
+        # containers (nixos-container run: setns, which needs CAP_SYS_ADMIN and no
+        # RestrictNamespaces). So ProtectSystem=full (read-only /etc) or strict, a
+        # CapabilityBoundingSet and RestrictNamespaces would break it; ProtectHome would hide
+        # /root, where nix run as root keeps its caches; ProtectClock and PrivateDevices
+        # would put a device allow-list on commands run inside containers through
+        # nixos-container run. What remains is safe:
+        ProtectSystem = true; # /usr and /boot read-only; /etc, /var and /nix writable
+        PrivateTmp = true;
+        NoNewPrivileges = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        RestrictRealtime = true;
+        LockPersonality = true;
+        # Unix sockets (its own, the nix daemon, systemd), the dashboard, and netlink for
+        # the container tools.
+        RestrictAddressFamilies = [
+          "AF_UNIX"
+          "AF_INET"
+          "AF_INET6"
+          "AF_NETLINK"
+        ];
+      };
+    };
+  };
+}

@@ -1,0 +1,15 @@
+# The manager's container: the harness runs as hive-mind and talks to hive-core on
+# /run/hive/manager.sock. The manager edits the agents' proposed repos with git and asks
+# hive-core to deploy commits from them. Those repos are the host's
+# <state>/agents/<name>/proposed; the backend bind-mounts them where `whoami`'s
+# config_root says (<config_root>/<name>/proposed), and only them: never an agent's state
+# or applied repo.
+{ pkgs, ... }:
+
+{
+  imports = [ ./harness-base.nix ];
+
+  hyperhive.role = "manager";
+
+  environment.systemPackages = [ pkgs.git ];
+}
