@@ -189,12 +189,12 @@ class NixosBackend:
             if not await self._exists(name):
                 await self._nc("create", container(name), "--flake", f"{self.meta.flake}#{name}",
                                limit=self._settings.nix_build_timeout)  # fmt: skip
-                await asyncio.to_thread(self._write_binds, spec)
                 self._set_built(name, wanted)
                 fresh = True
             elif self._built().get(name) != wanted:
                 await self._update(name, wanted)
             if not await self._up(name):
+                await asyncio.to_thread(self._write_binds, spec)
                 await self._nc("start", container(name), limit=STOP_TIMEOUT)
             elif name not in self._contacted and not fresh:
                 # Left running by an earlier hive-core: its harness reported to that one.
@@ -223,22 +223,40 @@ class NixosBackend:
                 )
             await asyncio.sleep(PID_POLL)
 
-    def _write_binds(self, spec: AgentSpec) -> None:
-        """Bind the agent's state dir and socket dir into its container: imperative
-        containers take bind mounts only from `EXTRA_NSPAWN_FLAGS` in their conf file."""
-        conf = self._settings.nixos_containers_conf / f"{container(spec.name)}.conf"
-        sockets = spec.socket.parent
-        for path in (spec.state_dir, sockets):
-            if any(c.isspace() or c in "\"'\\:$`" for c in str(path)):
+    def binds(self, spec: AgentSpec) -> list[str]:
+        """The container's bind mounts as `systemd-nspawn` flags: its state dir at `/state`
+        and its socket dir at `/run/hive`; the manager also gets, at the host's own paths,
+        every agent's `proposed/` read-write and `applied/` read-only (the working copies'
+        `applied` remote), as they are when it starts.
+
+        Raises: BackendError (a path that cannot be written into the conf file).
+        """
+        paths = [spec.state_dir, spec.socket.parent]
+        flags = [f"--bind={spec.state_dir}:{STATE_DIR_IN_CONTAINER}",
+                 f"--bind={spec.socket.parent}:{SOCKET_DIR_IN_CONTAINER}"]  # fmt: skip
+        if spec.role == "manager":
+            for entry in sorted(self._settings.agents_dir.iterdir()):
+                if entry.is_symlink() or not (entry / "proposed").is_dir():
+                    continue
+                paths += [entry / "applied", entry / "proposed"]
+                flags += [f"--bind-ro={entry / 'applied'}", f"--bind={entry / 'proposed'}"]
+        for path in paths:
+            if any(c.isspace() or c in "\"'\\$`:" for c in str(path)):
                 raise BackendError(f"{path} cannot be bound into a container (odd characters)")
-        binds = (f"--bind={spec.state_dir}:{STATE_DIR_IN_CONTAINER} "
-                 f"--bind={sockets}:{SOCKET_DIR_IN_CONTAINER}")  # fmt: skip
-        line = f'EXTRA_NSPAWN_FLAGS="{binds}"'
+        return flags
+
+    def _write_binds(self, spec: AgentSpec) -> None:
+        """Imperative containers take bind mounts only from `EXTRA_NSPAWN_FLAGS` in their
+        conf file (read when the container starts); the rest of the file is kept."""
+        conf = self._settings.nixos_containers_conf / f"{container(spec.name)}.conf"
+        line = f'EXTRA_NSPAWN_FLAGS="{" ".join(self.binds(spec))}"'
         try:
             old = conf.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             old = []
         kept = [entry for entry in old if not entry.startswith("EXTRA_NSPAWN_FLAGS=")]
+        if [*kept, line] == old:
+            return
         tmp = conf.with_suffix(".tmp")
         tmp.write_text("\n".join([*kept, line]) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o644)
@@ -269,7 +287,7 @@ class NixosBackend:
                 await self._nc("destroy", container(name), limit=STOP_TIMEOUT)
             self._status.pop(name, None)
             self._contacted.discard(name)
-            await asyncio.to_thread(self._set_built, name, None)
+            self._set_built(name, None)
         await self.sync_meta(f"remove {name}")
 
     # --- deploys ----------------------------------------------------------------------

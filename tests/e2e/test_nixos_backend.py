@@ -142,6 +142,9 @@ def test_every_lifecycle_call_is_one_exact_argv(nixos: NixosHive) -> None:
         (["stop", "bob"], [["stop", "h-bob"]]),
         (["start", "bob"],
          [["list"], ["status", "h-bob"], ["start", "h-bob"], ["run", "h-bob", "--", *SHOW_PID]]),
+        (["kill", "bob"], [["stop", "h-bob"]]),
+        (["start", "bob"],
+         [["list"], ["status", "h-bob"], ["start", "h-bob"], ["run", "h-bob", "--", *SHOW_PID]]),
         (["restart", "bob"],
          [["stop", "h-bob"], ["list"], ["status", "h-bob"], ["start", "h-bob"],
           ["run", "h-bob", "--", *SHOW_PID]]),
@@ -154,6 +157,25 @@ def test_every_lifecycle_call_is_one_exact_argv(nixos: NixosHive) -> None:
     assert '"bob"' not in (nixos.meta / "flake.nix").read_text()
     assert _git(nixos.meta, "log", "-1", "--format=%s") == "remove bob"
     assert nixos.shims.containers() == ["h-hm1nd"]
+
+
+def test_the_manager_gets_the_working_copies_bound_at_their_host_paths(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    _ok(hive.cli("restart", "hm1nd"))  # the binds are written before a container starts
+    agents = hive.state_dir / "agents"
+    conf = (nixos.shims.conf / "h-hm1nd.conf").read_text().splitlines()
+    flags = next(line for line in conf if line.startswith("EXTRA_NSPAWN_FLAGS="))
+    assert flags.split("=", 1)[1].strip('"').split() == [
+        f"--bind={agents / 'hm1nd' / 'state'}:/state",
+        f"--bind={hive.run_dir / 'agents' / 'hm1nd'}:/run/hive",
+        f"--bind-ro={agents / 'bob' / 'applied'}",
+        f"--bind={agents / 'bob' / 'proposed'}",
+        f"--bind-ro={agents / 'hm1nd' / 'applied'}",
+        f"--bind={agents / 'hm1nd' / 'proposed'}",
+    ]
+    bob = (nixos.shims.conf / "h-bob.conf").read_text()
+    assert "proposed" not in bob and str(agents / "hm1nd") not in bob
 
 
 def test_a_hive_core_restart_restarts_each_harness_in_its_running_container(
