@@ -370,6 +370,33 @@ def test_the_journal_is_the_harness_log(nixos: NixosHive) -> None:
     ]
 
 
+async def _line(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        return (await proc.stdout.readline()).decode().rstrip("\n")
+
+
+async def test_a_followed_journal_prints_each_new_entry_once(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    old = json.dumps({"__REALTIME_TIMESTAMP": "1764400001500000", "MESSAGE": "old"}) + "\n"
+    new = json.dumps({"__REALTIME_TIMESTAMP": "1764400001700000", "MESSAGE": "new"}) + "\n"
+    nixos.shims.reply("journalctl", ["-n"], stdout=old)
+    follow = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hive_core", "logs", "bob", "--raw", "-f",
+        env=hive.env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert await _line(follow) == "2025-11-29T07:06:41+00:00 old"
+        nixos.shims.reply("journalctl", ["--since"], stdout=old + new)
+        assert await _line(follow) == "2025-11-29T07:06:41+00:00 new"
+    finally:
+        follow.kill()
+        await follow.wait()
+    since = [c for c in nixos.shims.calls("journalctl") if "--since" in c]
+    assert since and since[-1][-2:] == ["--since", "@1764400001"]
+
+
 async def test_update_moves_the_hyperhive_input_and_rebuilds_what_it_changed(
     nixos: NixosHive,
 ) -> None:
