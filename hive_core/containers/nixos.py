@@ -140,7 +140,7 @@ class NixosBackend:
         """Open the meta repo (clearing what a crash left) and register every agent.
         Raises: BackendError."""
         await self.meta.open()
-        await self.sync_meta("register the agents")
+        await self.sync_meta("sync with the agents at start-up")
 
     async def sync_meta(self, message: str) -> bool:
         """Re-render meta from the registered agents; commit when it changed."""
@@ -183,7 +183,7 @@ class NixosBackend:
     async def start(self, spec: AgentSpec) -> ContainerStatus:
         async with self._lock(spec.name):
             name = spec.name
-            await self.sync_meta(f"register {name}")
+            await self.sync_meta(f"sync with the agents at the start of {name}")
             wanted = await self._wanted(name)
             fresh = False
             if not await self._exists(name):

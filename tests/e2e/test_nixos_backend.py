@@ -250,6 +250,46 @@ async def test_a_deploy_builds_commits_meta_and_moves_the_container(nixos: Nixos
     assert (row["deployed_commit"], row["alive"]) == (sha, True)
 
 
+async def test_a_deploy_to_a_stopped_agent_moves_its_container_and_leaves_it_stopped(
+    nixos: NixosHive,
+) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    _ok(hive.cli("stop", "bob"))
+    sha = _commit(hive, "bob", 'model = "claude-sonnet-4-5"\n')
+    approval = await _propose(hive, "bob", sha)
+    nixos.shims.clear_calls()
+
+    _ok(hive.cli("approve", str(approval.id)))
+
+    assert nixos.nc() == [["list"], ["update", "h-bob", "--flake", f"{nixos.meta}#bob"]]
+    assert f"rev={sha}" in nixos.shims.built("bob")
+    assert _row(hive, "bob")["state"] == "stopped"
+
+
+async def test_a_deploy_that_does_not_come_up_moves_meta_and_the_container_back(
+    nixos: NixosHive,
+) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    initial = _git(_applied(hive, "bob"), "rev-parse", "main")
+    never_up = '[mcp_servers.mute]\ncommand = "true"\n'  # runs, says nothing
+    sha = _commit(hive, "bob", never_up)
+    approval = await _propose(hive, "bob", sha)
+
+    got = hive.cli("approve", str(approval.id))
+
+    assert got.returncode != 0 and "rolled back" in got.stderr
+    assert _approval(hive, approval.id)["status"] == "failed"
+    assert _git(_applied(hive, "bob"), "rev-parse", "main") == initial
+    flake = (nixos.meta / "flake.nix").read_text()
+    assert f"rev={initial}" in flake and f"rev={sha}" not in flake
+    assert f"rev={initial}" in nixos.shims.built("bob")
+    messages = _git(nixos.meta, "log", "-2", "--format=%s").splitlines()
+    assert messages == ["sync with the agents at the start of bob", f"deploy {sha[:12]} to bob"]
+    assert _row(hive, "bob")["alive"] is True
+
+
 def _consistent(n: NixosHive, approval_id: int, sha: str, initial: str) -> str:
     """The approval, the tags, `applied/main`, the record, meta and the container agree;
     returns the approval's status."""
