@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from hive_core import meta as meta_mod
 from hive_core.containers import nixtools
@@ -45,6 +46,8 @@ PID_WAIT = 30.0
 """Seconds a started container's harness unit has to get a main pid."""
 PID_POLL = 0.5
 JOURNAL_TIMEOUT = 15.0
+CONTAINERS_ROOT = Path("/var/lib/nixos-containers")
+"""Where `nixos-container` keeps each container's root (its journal files too)."""
 STATE_DIR_IN_CONTAINER = "/state"
 SOCKET_DIR_IN_CONTAINER = "/run/hive"
 
@@ -337,23 +340,27 @@ class NixosBackend:
 
     # --- logs -------------------------------------------------------------------------
 
-    def _journal(self, name: str, *args: str) -> list[str]:
-        return [self._tools.journalctl, "-M", container(name), "-u", UNIT, "--no-pager",
-                "-o", "json", *args]  # fmt: skip
+    async def _journal(self, name: str, *args: str) -> bytes:
+        """The harness unit's entries, from the running container (`-M`), else from the
+        journal files it left on the host (`-D`: a stopped or crashed agent)."""
+        common = ["-u", UNIT, "--no-pager", "-o", "json", *args]
+        live = [self._tools.journalctl, "-M", container(name), *common]
+        got = await nixtools.run(live, self._tools.env, JOURNAL_TIMEOUT, check=False)
+        if got.code == 0:
+            return got.out
+        files = CONTAINERS_ROOT / container(name) / "var" / "log" / "journal"
+        stored = [self._tools.journalctl, "-D", str(files), *common]
+        return (await nixtools.run(stored, self._tools.env, JOURNAL_TIMEOUT)).out
 
     async def log_tail(self, spec: AgentSpec, lines: int) -> Tail:
-        got = await nixtools.run(self._journal(spec.name, "-n", str(lines)), self._tools.env,
-                                 JOURNAL_TIMEOUT)  # fmt: skip
-        entries = parse_journal(got.out)
+        entries = parse_journal(await self._journal(spec.name, "-n", str(lines)))
         offset = entries[-1][0] if entries else 0
         return Tail([text for _, text in entries][-lines:], len(entries) >= lines, offset)
 
     async def log_read(self, spec: AgentSpec, offset: int) -> tuple[bytes, int]:
         since = f"@{offset // 1_000_000}"
-        got = await nixtools.run(self._journal(spec.name, "--since", since), self._tools.env,
-                                 JOURNAL_TIMEOUT)  # fmt: skip
         data, end = b"", offset
-        for stamp, text in parse_journal(got.out):
+        for stamp, text in parse_journal(await self._journal(spec.name, "--since", since)):
             if stamp <= offset:
                 continue
             line = (text + "\n").encode()

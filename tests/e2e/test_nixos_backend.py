@@ -410,6 +410,25 @@ def test_the_journal_is_the_harness_log(nixos: NixosHive) -> None:
     ]
 
 
+def test_a_stopped_containers_journal_is_read_from_its_files(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    _ok(hive.cli("stop", "bob"))
+    entry = {"__REALTIME_TIMESTAMP": "1764400000000000", "MESSAGE": "last words"}
+    nixos.shims.reply("journalctl", ["-M"], code=1, stderr="No machine 'h-bob' known\n")
+    nixos.shims.reply("journalctl", ["-D"], stdout=json.dumps(entry) + "\n")
+    nixos.shims.clear_calls()
+
+    out = _ok(hive.cli("logs", "bob", "--raw", "-n", "3"))
+
+    assert out.splitlines() == ["2025-11-29T07:06:40+00:00 last words"]
+    tail = ["-u", "hive-agent.service", "--no-pager", "-o", "json", "-n", "3"]
+    assert nixos.shims.calls("journalctl") == [
+        ["-M", "h-bob", *tail],
+        ["-D", "/var/lib/nixos-containers/h-bob/var/log/journal", *tail],
+    ]
+
+
 async def _line(proc: asyncio.subprocess.Process) -> str:
     assert proc.stdout is not None
     async with asyncio.timeout(30):
