@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,13 +57,6 @@ ParamsOf = Callable[[], Params]
 
 def container(name: str) -> str:
     return PREFIX + validate_agent_name(name)
-
-
-@dataclass
-class _Seen:
-    status: ContainerStatus
-    built: str | None = None
-    """The meta fingerprint the container was last created or updated from."""
 
 
 class NixosBackend:
