@@ -25,6 +25,7 @@ from bench.report import note
 from hive_core import agent_dirs, config_repos, git
 from hive_core.clock import SystemClock
 from hive_core.db import Database
+from hive_core.errors import HiveError
 from hive_core.migrations import MIGRATIONS
 from hive_core.registry import Registry
 from hive_share import blocking
@@ -126,8 +127,11 @@ def build(env: Mapping[str, str], agents: int, messages: int) -> Path:
             wait_ready(daemon, notify)
         state = root / "state"
         names = agent_names(agents)
-        asyncio.run(_register(state, names))
-        _fill(state / "hive.sqlite", names, messages)
+        try:
+            asyncio.run(_register(state, names))
+            _fill(state / "hive.sqlite", names, messages)
+        except (sqlite3.Error, HiveError) as exc:
+            raise BenchError(f"could not build the cold-start hive in {root}: {exc}") from exc
         (state / STAMP).write_text(f"{time.time()}\n")
         shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(root / "run", ignore_errors=True)

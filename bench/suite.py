@@ -81,7 +81,7 @@ QUICK = Sizes(
     cold_messages=100_000,
     cold_rounds=1,
     fanout_events=10,
-    claude_rounds=2,
+    claude_rounds=1,
 )
 
 
