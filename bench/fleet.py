@@ -4,6 +4,7 @@ parked in its `recv`), measured, then stopped."""
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,11 @@ class Idle:
     harnesses: int
     harness_rss: int
     """Bytes: the median `VmRSS` over those harnesses."""
+
+
+def bound(count: int) -> float:
+    """Seconds `count` spawns (or stops) may take in all: every batch at its bound."""
+    return CALL_TIMEOUT * math.ceil(count / SPAWN_CONCURRENCY)
 
 
 async def _each(

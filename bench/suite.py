@@ -1,4 +1,5 @@
-"""The whole run: floors, the MCP relay, then one daemon for the broker and turn benchmarks."""
+"""The whole run: floors, the MCP relay, one daemon for the fleet, broker, turn and stream
+benchmarks, then cold starts and the real claude turn on daemons of their own."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ async def _fleet(daemon: Daemon, sizes: Sizes) -> None:
     sockets and inboxes stay for the broker lines)."""
     names = _agents(sizes.fleet)
     started = time.monotonic()
-    async with asyncio.timeout(fleet.CALL_TIMEOUT * len(names)):
+    async with asyncio.timeout(fleet.bound(len(names))):
         await fleet.spawn(daemon, names)
     report.note(f"spawned {len(names)} agents in {time.monotonic() - started:.1f}s")
     idle = await fleet.idle(daemon, names, CHECKPOINT_SETTLE, sizes.idle_window)
@@ -135,7 +136,7 @@ async def _fleet(daemon: Daemon, sizes: Sizes) -> None:
     report.emit(report.cpu_percent(f"idle_cpu_{n}_agents_harnesses", idle.harness_cpu))
     report.emit(report.mebibytes("harness_rss_idle", idle.harness_rss))
     started = time.monotonic()
-    async with asyncio.timeout(fleet.CALL_TIMEOUT * len(names)):
+    async with asyncio.timeout(fleet.bound(len(names))):
         await fleet.stop(daemon, names)
     report.note(f"stopped their harnesses in {time.monotonic() - started:.1f}s")
 
