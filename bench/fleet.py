@@ -75,15 +75,25 @@ def harness_pids(daemon: Daemon) -> list[int]:
 
 
 async def _quiet(daemon: Daemon, expected: int) -> list[int]:
-    """Wait (bounded) until `expected` harnesses run and have finished starting."""
-    async with asyncio.timeout(PHASE_TIMEOUT):
-        while True:
-            pids = harness_pids(daemon)
-            before, started = proc.total_cpu(pids), time.monotonic()
-            await asyncio.sleep(QUIET_STEP)
-            used = (proc.total_cpu(pids) - before) / (time.monotonic() - started)
-            if len(pids) == expected and used < QUIET_CPU * expected:
-                return pids
+    """Wait (bounded by `PHASE_TIMEOUT`) until `expected` harnesses run and have finished
+    starting.
+
+    Raises:
+        BenchError: they did not, in time.
+    """
+    deadline = time.monotonic() + PHASE_TIMEOUT
+    while True:
+        pids = harness_pids(daemon)
+        before, started = proc.total_cpu(pids), time.monotonic()
+        await asyncio.sleep(QUIET_STEP)
+        used = (proc.total_cpu(pids) - before) / (time.monotonic() - started)
+        if len(pids) == expected and used < QUIET_CPU * expected:
+            return pids
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"{len(pids)} of {expected} harnesses running after {PHASE_TIMEOUT:.0f}s, "
+                f"together at {100 * used:.0f} % of a core"
+            )
 
 
 async def idle(daemon: Daemon, names: Sequence[str], settle: float, window: float) -> Idle:
