@@ -236,7 +236,7 @@ class Daemon:
         self._lock = lock_state_dir(st.state_dir)
         db = await Database.open(st.db_path)
         bus = EventBus()
-        registry = Registry(db, self.clock)
+        registry = Registry(db, self.clock, st.agent_port_base)
         await registry.load()
         broker = Broker(db, bus, self.clock, registry.is_recipient)
         s = Services(

@@ -8,25 +8,26 @@ import socket
 from collections.abc import Collection
 
 PORT_BASE = 42000
+"""The default first port of the range (`HIVE_AGENT_PORT_BASE`)."""
 PORT_RANGE = 1000
 
 
-def hashed_port(name: str) -> int:
+def hashed_port(name: str, base: int = PORT_BASE) -> int:
     """The first choice for agent `name`: same name, same port, on every host."""
     digest = hashlib.sha256(name.encode("ascii")).digest()
-    return PORT_BASE + int.from_bytes(digest[:4], "big") % PORT_RANGE
+    return base + int.from_bytes(digest[:4], "big") % PORT_RANGE
 
 
-def agent_web_port(name: str, taken: Collection[int] = ()) -> int | None:
+def agent_web_port(name: str, taken: Collection[int] = (), base: int = PORT_BASE) -> int | None:
     """The hashed port of `name`, or when another agent holds it the next free one
     upwards (wrapping within the range); None when every port is taken.
 
     Deterministic for the same set of `taken` ports; the registry keeps the result,
     so an agent keeps its port even after the agent that pushed it aside is gone.
     """
-    first = hashed_port(name) - PORT_BASE
+    first = hashed_port(name, base) - base
     for step in range(PORT_RANGE):
-        port = PORT_BASE + (first + step) % PORT_RANGE
+        port = base + (first + step) % PORT_RANGE
         if port not in taken:
             return port
     return None

@@ -41,9 +41,10 @@ def _record(row: sqlite3.Row) -> AgentRecord:
 
 
 class Registry:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, port_base: int = PORT_BASE) -> None:
         self._db = db
         self._clock = clock
+        self._port_base = port_base
         self._agents: dict[str, AgentRecord] = {}
 
     async def load(self) -> None:
@@ -77,11 +78,12 @@ class Registry:
         """
         if name in self._agents:
             raise AlreadyExists(f"agent {name!r} already exists")
-        port = agent_web_port(name, {other.web_port for other in self._agents.values()})
+        taken = {other.web_port for other in self._agents.values()}
+        port = agent_web_port(name, taken, self._port_base)
         if port is None:
             raise PortCollision(
-                f"every web port from {PORT_BASE} to {PORT_BASE + PORT_RANGE - 1} is taken; "
-                "destroy an agent first"
+                f"every web port from {self._port_base} to {self._port_base + PORT_RANGE - 1} "
+                "is taken; destroy an agent first"
             )
         return port
 

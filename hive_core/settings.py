@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hive_core.ports import PORT_BASE, PORT_RANGE
 from hive_core.run_dir import default_run_dir, host_socket, systemd_directory
 from hive_share.names import MANAGER_NAME
 
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     required to bind beyond loopback. The first one is the host of the printed links."""
     dashboard_port: int = Field(default=7357, ge=0, le=65535)
     """Dashboard port; 0 picks a free one and writes it to `<run>/dashboard.port`."""
+    agent_port_base: int = Field(default=PORT_BASE, ge=1024, le=65536 - PORT_RANGE)
+    """The first of the 1000 ports the agents' pages get theirs from (the hash of the name
+    into the range); a registered agent keeps its port when this changes."""
     operator_pronouns: str = "she/her"
     """Substituted into the agents' role prompts."""
     git: str = "git"

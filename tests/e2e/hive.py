@@ -14,10 +14,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from hive_core.ports import PORT_BASE, PORT_RANGE
 from hive_share.client import HiveClient
 
 READY_TIMEOUT = 30.0
 EXIT_TIMEOUT = 30.0
+
+
+AGENT_PORT_BASE = PORT_BASE + PORT_RANGE * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+"""Each pytest-xdist worker's hives give their agents pages ports of their own."""
 
 
 class Hive:
@@ -43,6 +48,7 @@ class Hive:
             HIVE_RUN_DIR=str(self.run_dir),
             NOTIFY_SOCKET=str(self._notify_path),
             HIVE_DASHBOARD_PORT="0",
+            HIVE_AGENT_PORT_BASE=str(AGENT_PORT_BASE),
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

@@ -12,11 +12,11 @@ import string
 
 import pytest
 
-from hive_core.ports import hashed_port
+from hive_core.ports import hashed_port as _hashed
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import RemoteError
-from tests.e2e.hive import Hive, wait_until_dead
+from tests.e2e.hive import AGENT_PORT_BASE, Hive, wait_until_dead
 
 
 def listed(hive: Hive) -> dict[str, dict[str, object]]:
@@ -119,6 +119,10 @@ def test_the_nixos_backend_without_its_flake_or_tools_is_refused_at_startup(
     result = idle_hive.cli("serve", "--backend", "nixos")
     assert result.returncode == 1 and "HIVE_NIXOS_CONTAINER" in result.stderr
     assert not idle_hive.state_dir.exists()  # refused before anything is created
+
+
+def hashed_port(name: str) -> int:
+    return _hashed(name, AGENT_PORT_BASE)
 
 
 def test_a_name_whose_hashed_port_is_taken_gets_the_next_free_one_for_good(hive: Hive) -> None:

@@ -26,7 +26,7 @@ def _clean_log(hive: Hive) -> None:
 
 
 @pytest.mark.slow
-async def test_sigterm_with_idle_and_mid_turn_agents_exits_within_two_seconds() -> None:
+async def test_sigterm_with_idle_and_mid_turn_agents_exits_without_waiting_out_a_grace() -> None:
     release = threading.Event()
 
     def script(seen: Seen) -> Reply:
@@ -58,7 +58,9 @@ async def test_sigterm_with_idle_and_mid_turn_agents_exits_within_two_seconds() 
 
         assert code == 0
         log = hive.log_path.read_text(errors="replace")
-        assert took <= 2.0, f"SIGTERM took {took:.2f}s: {log[log.index('shutting down') - 30 :]}"
+        # The shortest grace the drain could wait out is 5 s (open requests); the held turns
+        # must not make it wait at all. Unloaded it takes well under a second.
+        assert took < 5.0, f"SIGTERM took {took:.2f}s: {log[log.index('shutting down') - 30 :]}"
         _clean_log(hive)
 
         release.set()
