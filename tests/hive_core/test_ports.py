@@ -36,3 +36,9 @@ def test_thirty_eight_agents_all_get_distinct_ports() -> None:
         port = agent_web_port(f"a{i}", taken)
         assert port is not None and port not in taken
         taken.add(port)
+
+
+def test_a_moved_base_moves_the_whole_range() -> None:
+    moved = agent_web_port("alice", (), 50000)
+    assert moved == hashed_port("alice") - PORT_BASE + 50000
+    assert agent_web_port("alice", set(range(50000, 50000 + PORT_RANGE)), 50000) is None
