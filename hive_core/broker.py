@@ -183,7 +183,7 @@ class Broker:
             ).fetchone()
             return dup, True
 
-        row, duplicate = await self._db.write(insert)
+        row, duplicate = await self._db.write(insert, one_statement=True)
         message = _message(row)
         if duplicate:
             if message.recipient != to or message.body != body:
@@ -373,7 +373,7 @@ class Broker:
             ).fetchall()
             return sorted(r[0] for r in rows)
 
-        done = await self._db.write(update)
+        done = await self._db.write(update, one_statement=True)
         inbox = self._inbox(recipient)
         inbox.forget(done)
         for i in ids:
