@@ -1,7 +1,8 @@
 """The message broker: durable sends with idempotency keys, leased long-poll receives.
 
 Delivery is at-least-once with an explicit ack. `recv` leases undelivered
-messages to the asking connection; `ack` marks them delivered. A lease lives
+messages to the asking connection; `ack` (or the `ack` ids a later `recv` of
+that connection carries, committed before it leases) marks them delivered. A lease lives
 in memory and ends when its connection closes (or the daemon restarts), so a
 receiver that dies before reading a reply gets the same messages again on its
 next `recv`. See docs/persistence.md.
