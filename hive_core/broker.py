@@ -243,7 +243,8 @@ class Broker:
             box.remember(message)
             box.wake.set()
         # After the wake: a parked receiver is scheduled before the event-stream writers.
-        self._bus.publish(events.Sent(message=message))
+        if self._bus.watched:
+            self._bus.publish(events.Sent(message=message))
 
     async def _key_used(self, sender: str, key: str | None) -> bool:
         """Whether `key` already stored a message (a retry is answered, never throttled)."""
@@ -282,7 +283,9 @@ class Broker:
             if messages:
                 for m in messages:
                     self._lease(inbox, m.id, owner)
-                self._bus.publish(events.Leased(recipient=recipient, ids=[m.id for m in messages]))
+                if self._bus.watched:
+                    ids = [m.id for m in messages]
+                    self._bus.publish(events.Leased(recipient=recipient, ids=ids))
                 return messages
             if not await self._wait(inbox, deadline):
                 return []
@@ -379,7 +382,7 @@ class Broker:
         inbox.forget(done)
         for i in ids:
             self._unlease(inbox, i)
-        if done:
+        if done and self._bus.watched:
             self._bus.publish(events.Delivered(recipient=recipient, ids=done, delivered_at=now))
         return len(done)
 
