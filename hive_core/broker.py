@@ -296,21 +296,21 @@ class Broker:
         Raises:
             ShuttingDown: the daemon began shutting down.
         """
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            return False
-        closing = asyncio.ensure_future(self._closing.wait())
-        woken = asyncio.ensure_future(inbox.wake.wait())
-        try:
-            await asyncio.wait(
-                {closing, woken}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            closing.cancel()
-            woken.cancel()
         if self._closing.is_set():
             raise ShuttingDown("hive-core is shutting down; retry after it restarts")
-        return True
+        if deadline <= asyncio.get_running_loop().time():
+            return False
+        try:
+            # In the caller's own task: no helper tasks per wait. `close` sets every
+            # inbox's event, so shutting down wakes this too.
+            async with asyncio.timeout_at(deadline):
+                await inbox.wake.wait()
+            woken = True
+        except TimeoutError:
+            woken = False
+        if self._closing.is_set():
+            raise ShuttingDown("hive-core is shutting down; retry after it restarts")
+        return woken
 
     async def _fetch(self, recipient: str, inbox: _Inbox, limit: int) -> list[Message]:
         if inbox.pending is None:
@@ -542,3 +542,5 @@ class Broker:
     def close(self) -> None:
         """Answer every waiting `recv` with a shutting-down error."""
         self._closing.set()
+        for inbox in self._inboxes.values():
+            inbox.wake.set()
