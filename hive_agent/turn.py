@@ -227,8 +227,7 @@ class Harness:
                 backoff = min(backoff * 2, 10.0)
 
     async def _inbox_loop(self, core: HiveClient, stopping: asyncio.Event) -> None:
-        done: list[int] = []
-        """Items of the last turn, acked by the next `recv` (one request, one commit)."""
+        done: list[int] = []  # the last turn's items: the next recv acks them
         while not stopping.is_set():
             recv = rq.Recv(cmd="recv", wait_seconds=RECV_WAIT, ack=done)
             got = await core.call(recv, rs.Messages)
