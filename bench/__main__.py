@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller counts and a shorter idle window (about 10 s in all)",
+        help="smaller counts and a shorter idle window (about a minute in all)",
     )
     args = parser.parse_args(argv)
     try:

@@ -153,32 +153,33 @@ async def spawn_agents(host_socket: Path, names: Sequence[str]) -> None:
         await asyncio.gather(*(one(n) for n in names))
 
 
-async def stop_harnesses(host_socket: Path, names: Sequence[str]) -> None:
-    """Stop every agent's harness, concurrently; their agent sockets stay open.
-
-    A harness long-polls `recv` on its agent's socket and would take the bench's
-    messages; a stopped agent keeps its socket and inbox, so the bench alone reads them.
-    """
-
-    async def one(name: str) -> None:
-        async with HiveClient(host_socket) as client:
-            await client.call(rq.Stop(cmd="stop", name=name), rs.Done)
-
-    async with asyncio.timeout(PHASE_TIMEOUT):
-        await asyncio.gather(*(one(n) for n in names))
+def _wake_pair(i: int, agents: int, total: int) -> tuple[int, int]:
+    """Round `i`'s `(receiver, sender)`: receivers rotate over the first `agents` agents; the
+    senders are the other agents in turn (agent i+1 when all take part), so no agent sends
+    more than its rate limit's burst allows."""
+    to = i % agents
+    if agents < total:
+        return to, agents + i % (total - agents)
+    return to, (i + 1) % total
 
 
-async def send_to_wake(swarm: Swarm, rounds: int, warmup: int) -> list[float]:
+async def send_to_wake(
+    swarm: Swarm, rounds: int, warmup: int, agents: int | None = None
+) -> list[float]:
     """Seconds from just before a send until the blocked receiver's recv returns it.
 
-    Round-robin: agent i+1 sends to agent i, whose recv has been parked since its
-    last turn. The send's own reply and the receiver's ack are outside the timing.
+    The receivers rotate over the first `agents` agents (all by default), each one's recv
+    parked since its last turn. The send's own reply and the receiver's ack are outside
+    the timing.
     """
-    n = len(swarm.names)
+    total = len(swarm.names)
+    agents = total if agents is None else agents
+    if not 0 < agents <= total or (agents < total and total < 2):
+        raise BenchError(f"cannot rotate over {agents} of {total} agents")
     samples: list[float] = []
     async with asyncio.timeout(PHASE_TIMEOUT):
         for i in range(warmup + rounds):
-            to, sender = i % n, (i + 1) % n
+            to, sender = _wake_pair(i, agents, total)
             receiver = swarm.receivers[to]
             await receiver.parked()
             body = f"wake {i}"
@@ -197,35 +198,82 @@ async def send_to_wake(swarm: Swarm, rounds: int, warmup: int) -> list[float]:
     return samples
 
 
-async def throughput(swarm: Swarm, per_sender: int) -> float:
-    """Delivered (received and acked) messages per second, all agents sending at once.
+def burst_targets(senders: int, agents: int, per_sender: int) -> list[int]:
+    """How many burst messages each of `agents` agents gets: sender s writes to agent s mod
+    `agents`."""
+    counts = [0] * agents
+    for s in range(senders):
+        counts[s % agents] += per_sender
+    return counts
 
-    Sender i sends `per_sender` messages to agent i+1 back to back, each with its
-    own idempotency key; every receiver drains with recv (up to 100) + ack. The
-    senders are ten operator connections: agents are rate-limited by design
-    (`broker.SEND_RATE`), and this measures what the broker itself carries.
-    """
-    n = len(swarm.names)
+
+async def _send_burst(
+    daemon: Daemon, names: Sequence[str], senders: int, per_sender: int, prefix: str
+) -> None:
+    """`senders` operator connections, each sending `per_sender` messages back to back."""
 
     async def send_all(sender: int) -> None:
-        async with HiveClient(swarm.daemon.host_socket) as client:
+        to = names[sender % len(names)]
+        async with HiveClient(daemon.host_socket) as client:
             for k in range(per_sender):
-                await client.call(swarm.send_request((sender + 1) % n, f"burst {k}"), rs.Sent)
+                request = rq.Send(
+                    cmd="send", to=to, body=f"{prefix} {k}", idempotency_key=new_idempotency_key()
+                )
+                await client.call(request, rs.Sent)
 
-    async def drain(receiver: Receiver) -> None:
-        got = 0
-        while got < per_sender:
-            messages = await receiver.take()
-            if any(not m.body.startswith("burst ") for m in messages):
-                raise BenchError("a stray message arrived during the burst")
-            await receiver.ack(messages)
-            got += len(messages)
-            receiver.arm()  # left armed at the end: the idle phase reuses it
+    await asyncio.gather(*(send_all(s) for s in range(senders)))
 
+
+async def send_only(daemon: Daemon, names: Sequence[str], senders: int, per_sender: int) -> float:
+    """Acknowledged sends per second, `senders` operator connections at once, nobody
+    receiving: every message stays in its recipient's inbox (`drain` takes them later).
+
+    Operator connections, because agents are rate-limited by design (`broker.SEND_RATE`)
+    and this measures what the broker itself carries.
+    """
     start = time.perf_counter()
     async with asyncio.timeout(PHASE_TIMEOUT):
-        await asyncio.gather(*(send_all(i) for i in range(n)), *(drain(r) for r in swarm.receivers))
-    return n * per_sender / (time.perf_counter() - start)
+        await _send_burst(daemon, names, senders, per_sender, "backlog")
+    return senders * per_sender / (time.perf_counter() - start)
+
+
+async def _drain_one(receiver: Receiver, expected: int, prefix: str) -> None:
+    got = 0
+    while got < expected:
+        messages = await receiver.take()
+        if any(not m.body.startswith(f"{prefix} ") for m in messages):
+            raise BenchError(f"a stray message arrived among the {prefix!r} ones")
+        await receiver.ack(messages)
+        got += len(messages)
+        receiver.arm()  # left armed at the end: the next phase reuses it
+    if got != expected:
+        raise BenchError(f"{receiver.client.path}: got {got} {prefix!r} messages, sent {expected}")
+
+
+async def drain(swarm: Swarm, expected: Sequence[int], prefix: str = "backlog") -> None:
+    """Receive and ack exactly `expected[i]` messages on agent i (the backlog `send_only`
+    left), checking every one is from that burst."""
+    async with asyncio.timeout(PHASE_TIMEOUT):
+        await asyncio.gather(
+            *(_drain_one(r, n, prefix) for r, n in zip(swarm.receivers, expected, strict=True))
+        )
+
+
+async def throughput(swarm: Swarm, senders: int, per_sender: int) -> float:
+    """Delivered (received and acked) messages per second, every sender at once.
+
+    `senders` operator connections each send `per_sender` messages back to back (each with
+    its own idempotency key) to agent s mod the swarm's size; every receiver drains with
+    recv + ack meanwhile.
+    """
+    expected = burst_targets(senders, len(swarm.names), per_sender)
+    start = time.perf_counter()
+    async with asyncio.timeout(PHASE_TIMEOUT):
+        await asyncio.gather(
+            _send_burst(swarm.daemon, swarm.names, senders, per_sender, "burst"),
+            *(_drain_one(r, n, "burst") for r, n in zip(swarm.receivers, expected, strict=True)),
+        )
+    return senders * per_sender / (time.perf_counter() - start)
 
 
 class WalWatch:
@@ -249,10 +297,16 @@ class WalWatch:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
+        await self.finish()
+
+    async def finish(self) -> None:
+        """Stop sampling (idempotent); `peak` is final from here on."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+            await task
         self.peak = max(self.peak, self._daemon.wal_bytes())
 
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import proc
 from bench.report import note
 
 READY_TIMEOUT = 30.0
@@ -36,6 +37,8 @@ class DaemonError(RuntimeError):
 class Daemon:
     proc: subprocess.Popen[bytes]
     root: Path
+    started: float = 0.0
+    """`time.perf_counter()` just before the process was spawned."""
 
     @property
     def pid(self) -> int:
@@ -72,11 +75,11 @@ class Daemon:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the daemon process (all its threads, not its children)."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        # Fields after the parenthesised command name start at field 3 (state).
-        fields = stat[stat.rindex(")") + 2 :].split()
-        utime, stime = int(fields[11]), int(fields[12])
-        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+        return proc.cpu_seconds(self.pid)
+
+    def rss_bytes(self) -> int:
+        """The daemon's resident memory (`VmRSS`)."""
+        return proc.rss_bytes(self.pid)
 
     def log_tail(self, max_bytes: int = 2000) -> str:
         try:
@@ -144,38 +147,58 @@ def _wait_ready(notify: socket.socket, daemon: Daemon, timeout: float) -> None:
 
 
 @contextmanager
-def running_daemon(extra_env: Mapping[str, str] | None = None) -> Iterator[Daemon]:
-    """A ready daemon in a fresh `/tmp/hb…` dir; stopped and removed on exit.
+def launched(root: Path, extra_env: Mapping[str, str]) -> Iterator[tuple[Daemon, socket.socket]]:
+    """`hive-core serve` started on `root`'s `state/` and `run/`, not yet awaited, with the
+    bound `NOTIFY_SOCKET` it will report on; stopped (bounded) on exit. `root` is kept.
 
     `extra_env` is added to its environment (and so reaches the harnesses it starts,
     e.g. `HIVE_CLAUDE_BIN`); it cannot override the state and run dirs.
+    """
+    notify_path = root / "notify"
+    notify_path.unlink(missing_ok=True)  # left by an earlier start on the same root
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as notify:
+        notify.bind(str(notify_path))
+        # Kept bound until the daemon has exited: it also sends STOPPING=1.
+        with open(root / "daemon.log", "wb") as log:
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hive_core", "serve"],
+                cwd=root,
+                env=_daemon_env(root, notify_path, extra_env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        daemon = Daemon(proc, root, started)
+        try:
+            yield daemon, notify
+        finally:
+            daemon.stop()
+
+
+def wait_ready(daemon: Daemon, notify: socket.socket) -> None:
+    """Block until the daemon's READY=1 (bounded by `READY_TIMEOUT`).
+
+    Raises:
+        DaemonError: it exited or stayed silent.
+    """
+    _wait_ready(notify, daemon, READY_TIMEOUT)
+
+
+@contextmanager
+def running_daemon(extra_env: Mapping[str, str] | None = None) -> Iterator[Daemon]:
+    """A ready daemon in a fresh `/tmp/hb…` dir; stopped and removed on exit.
 
     Raises:
         DaemonError: it did not become ready.
     """
     # Short on purpose: agent socket paths must fit in sun_path (107 bytes).
     root = Path(tempfile.mkdtemp(dir="/tmp", prefix="hb"))
-    notify_path = root / "notify"
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as notify:
-            notify.bind(str(notify_path))
-            # Kept bound until the daemon has exited: it also sends STOPPING=1.
-            with open(root / "daemon.log", "wb") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "hive_core", "serve"],
-                    cwd=root,
-                    env=_daemon_env(root, notify_path, extra_env or {}),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            daemon = Daemon(proc, root)
-            try:
-                started = time.monotonic()
-                _wait_ready(notify, daemon, READY_TIMEOUT)
-                note(f"hive-core (pid {daemon.pid}) ready in {time.monotonic() - started:.2f}s")
-                yield daemon
-            finally:
-                daemon.stop()
+        with launched(root, extra_env or {}) as (daemon, notify):
+            wait_ready(daemon, notify)
+            took = time.perf_counter() - daemon.started
+            note(f"hive-core (pid {daemon.pid}) ready in {took:.2f}s")
+            yield daemon
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""The whole run: floors, the MCP relay, then one daemon for the broker and turn benchmarks."""
+"""The whole run: floors, the MCP relay, one daemon for the fleet, broker, turn and stream
+benchmarks, then cold starts and the real claude turn on daemons of their own."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import broker, cli, dashboard, micro, report, turn
+from bench import broker, cli, coldstart, dashboard, fleet, micro, real_turn, report, turn
 from bench.daemon import Daemon, running_daemon
 from bench.stats import p50, p90, p99
+from hive_core.dashboard.app import MAX_STREAMS
 
-AGENTS = [f"b{i}" for i in range(10)]
 TURN_AGENT = "w0"
 """The agent whose harness runs the fake claude's turns (the broker's agents are stopped)."""
+WAKE_AGENTS = 10
+"""`send_to_wake_p50` rotates over this many agents (and the stream lines too)."""
+SENDERS = 50
+"""Operator connections sending at once in the throughput lines."""
 LONG_POLLS_PER_AGENT = 2
 DASHBOARD_READERS = 10
+FANOUT_READERS = 100
+FANOUT_HELPERS = 2
 CHECKPOINT_SETTLE = 2.5
 """hive-core checkpoints the WAL every 2 s after writes; let that pass before idling."""
 
@@ -28,11 +35,19 @@ class Sizes:
     wake_rounds: int
     wake_warmup: int
     per_sender: int
+    """Messages each of the `SENDERS` sends, in each throughput line."""
     idle_window: float
     mcp_rounds: int
     turns: int
     """Turns timed after the harness's first (warm-up) turn; also the spawn floor's rounds."""
     cli_rounds: int
+    fleet: int
+    """Harnesses running in the idle-fleet lines; the broker lines use the first 50 of them."""
+    cold_agents: int
+    cold_messages: int
+    cold_rounds: int
+    fanout_events: int
+    claude_rounds: int
 
 
 FULL = Sizes(
@@ -40,22 +55,34 @@ FULL = Sizes(
     sqlite_rounds=300,
     wake_rounds=500,
     wake_warmup=20,
-    per_sender=1000,
+    per_sender=200,
     idle_window=5.0,
     mcp_rounds=15,
     turns=20,
     cli_rounds=21,
+    fleet=100,
+    cold_agents=200,
+    cold_messages=1_000_000,
+    cold_rounds=3,
+    fanout_events=50,
+    claude_rounds=5,
 )
 QUICK = Sizes(
     echo_rounds=300,
     sqlite_rounds=60,
     wake_rounds=100,
     wake_warmup=10,
-    per_sender=100,
+    per_sender=20,
     idle_window=2.0,
     mcp_rounds=5,
     turns=5,
     cli_rounds=5,
+    fleet=20,
+    cold_agents=20,
+    cold_messages=100_000,
+    cold_rounds=1,
+    fanout_events=10,
+    claude_rounds=1,
 )
 
 
@@ -91,51 +118,90 @@ def measure_mcp(directory: Path, sizes: Sizes) -> float:
     return python
 
 
-async def _broker(daemon: Daemon, sizes: Sizes, floors: Floors) -> float:
-    """The broker lines; returns `send_to_wake_p50`."""
+def _agents(count: int) -> list[str]:
+    return [f"b{i}" for i in range(count)]
+
+
+async def _fleet(daemon: Daemon, sizes: Sizes) -> None:
+    """The idle-fleet lines: `sizes.fleet` harnesses started, idle, then stopped (their
+    sockets and inboxes stay for the broker lines)."""
+    names = _agents(sizes.fleet)
     started = time.monotonic()
-    await broker.spawn_agents(daemon.host_socket, AGENTS)
-    await broker.stop_harnesses(daemon.host_socket, AGENTS)
-    report.note(f"spawned {len(AGENTS)} agents, stopped their harnesses, in "
-                f"{time.monotonic() - started:.2f}s")  # fmt: skip
-    async with broker.Swarm(daemon, AGENTS) as swarm:
-        wake = await broker.send_to_wake(swarm, sizes.wake_rounds, sizes.wake_warmup)
-        baseline = floors.echo_rtt + floors.full_commit
-        report.emit(report.latency("send_to_wake_p50", p50(wake), baseline, "≤ 1.5x"))
-        report.emit(report.latency("send_to_wake_p99", p99(wake), baseline))
-        with dashboard.streams(daemon, reading=0, stalled=1):
-            stalled = await broker.send_to_wake(swarm, sizes.wake_rounds, sizes.wake_warmup)
-        report.emit(
-            report.latency("send_to_wake_p50_1_stalled_stream", p50(stalled), p50(wake), "≤ 1.2x")
-        )
-        with dashboard.streams(daemon, reading=DASHBOARD_READERS, stalled=1):
-            watched = await broker.send_to_wake(swarm, sizes.wake_rounds, sizes.wake_warmup)
-        report.emit(
-            report.latency(
-                f"send_to_wake_p50_{DASHBOARD_READERS}_streams_1_stalled", p50(watched), p50(wake)
-            )
-        )
+    async with asyncio.timeout(fleet.bound(len(names))):
+        await fleet.spawn(daemon, names)
+    report.note(f"spawned {len(names)} agents in {time.monotonic() - started:.1f}s")
+    idle = await fleet.idle(daemon, names, CHECKPOINT_SETTLE, sizes.idle_window)
+    n = len(names)
+    report.emit(report.cpu_percent(f"idle_cpu_{n}_agents", idle.daemon_cpu, "< 1%"))
+    report.emit(report.cpu_percent(f"idle_cpu_{n}_agents_harnesses", idle.harness_cpu))
+    report.emit(report.mebibytes("harness_rss_idle", idle.harness_rss))
+    started = time.monotonic()
+    async with asyncio.timeout(fleet.bound(len(names))):
+        await fleet.stop(daemon, names)
+    report.note(f"stopped their harnesses in {time.monotonic() - started:.1f}s")
 
-        async with broker.WalWatch(daemon) as wal:
-            rate = await broker.throughput(swarm, sizes.per_sender)
-        report.emit(
-            report.rate(
-                "broker_msgs_per_s_10_agents",
-                rate,
-                1 / floors.full_commit,
-                "≥ 5.0x (group commit)",
-            )
-        )
 
-        cpu = await broker.idle_cpu(
-            swarm, LONG_POLLS_PER_AGENT, CHECKPOINT_SETTLE, sizes.idle_window
+async def _wake_lines(swarm: broker.Swarm, sizes: Sizes, floors: Floors) -> float:
+    """The send_to_wake lines; returns `send_to_wake_p50` (over `WAKE_AGENTS` agents)."""
+    baseline = floors.echo_rtt + floors.full_commit
+    rotations = sorted({1, WAKE_AGENTS, len(swarm.names)})
+    wake: list[float] = []
+    for agents in rotations:
+        got = await broker.send_to_wake(swarm, sizes.wake_rounds, sizes.wake_warmup, agents)
+        if agents == WAKE_AGENTS:
+            wake = got
+            report.emit(report.latency("send_to_wake_p50", p50(got), baseline, "≤ 1.5x"))
+            report.emit(report.latency("send_to_wake_p99", p99(got), baseline))
+        name = f"send_to_wake_p50_{agents}_agents"
+        report.emit(report.latency(name, p50(got), baseline, "≤ 1.5x"))
+    with dashboard.streams(swarm.daemon, reading=0, stalled=1):
+        stalled = await broker.send_to_wake(
+            swarm, sizes.wake_rounds, sizes.wake_warmup, WAKE_AGENTS
         )
-        polls = LONG_POLLS_PER_AGENT * len(AGENTS)
-        report.emit(report.cpu_percent(f"idle_cpu_{polls}_longpolls", cpu, "< 1%"))
-        sent = len(AGENTS) * sizes.per_sender
-        report.emit(report.mebibytes(f"wal_peak_during_{sent}_sends", wal.peak, None, "≤ 64 MiB"))
-        report.emit(report.mebibytes("wal_after_idle", daemon.wal_bytes(), None, "0 MiB"))
+    report.emit(
+        report.latency("send_to_wake_p50_1_stalled_stream", p50(stalled), p50(wake), "≤ 1.2x")
+    )
+    with dashboard.streams(swarm.daemon, reading=DASHBOARD_READERS, stalled=1):
+        watched = await broker.send_to_wake(
+            swarm, sizes.wake_rounds, sizes.wake_warmup, WAKE_AGENTS
+        )
+    report.emit(
+        report.latency(
+            f"send_to_wake_p50_{DASHBOARD_READERS}_streams_1_stalled", p50(watched), p50(wake)
+        )
+    )
     return p50(wake)
+
+
+async def _broker(daemon: Daemon, sizes: Sizes, floors: Floors) -> float:
+    """The broker lines, on the fleet's first 50 agents; returns `send_to_wake_p50`."""
+    names = _agents(min(SENDERS, sizes.fleet))
+    single = 1 / floors.full_commit
+    target = "≥ 5.0x (group commit)"
+    async with broker.WalWatch(daemon) as wal:
+        rate = await broker.send_only(daemon, names, SENDERS, sizes.per_sender)
+        report.emit(
+            report.rate(f"broker_send_only_msgs_per_s_{SENDERS}_senders", rate, single, target)
+        )
+        async with broker.Swarm(daemon, names) as swarm:
+            backlog = broker.burst_targets(SENDERS, len(names), sizes.per_sender)
+            await broker.drain(swarm, backlog)
+            wake = await _wake_lines(swarm, sizes, floors)
+            rate = await broker.throughput(swarm, SENDERS, sizes.per_sender)
+            report.emit(report.rate(f"broker_msgs_per_s_{SENDERS}_senders", rate, single, target))
+            await wal.finish()
+            cpu = await broker.idle_cpu(
+                swarm, LONG_POLLS_PER_AGENT, CHECKPOINT_SETTLE, sizes.idle_window
+            )
+            polls = LONG_POLLS_PER_AGENT * len(names)
+            report.emit(report.cpu_percent(f"idle_cpu_{polls}_longpolls", cpu, "< 1%"))
+            sent = 2 * SENDERS * sizes.per_sender
+            report.emit(
+                report.mebibytes(f"wal_peak_during_{sent}_sends", wal.peak, None, "≤ 64 MiB")
+            )
+            report.emit(report.mebibytes("wal_after_idle", daemon.wal_bytes(), None, "0 MiB"))
+            report.emit(report.mebibytes("daemon_rss_after_broker", daemon.rss_bytes()))
+    return wake
 
 
 async def _turns(daemon: Daemon, log: Path, sizes: Sizes, floors: Floors, wake: float) -> None:
@@ -148,8 +214,35 @@ async def _turns(daemon: Daemon, log: Path, sizes: Sizes, floors: Floors, wake: 
 
 
 async def _against_daemon(daemon: Daemon, log: Path, sizes: Sizes, floors: Floors) -> None:
+    await _fleet(daemon, sizes)
     wake = await _broker(daemon, sizes, floors)
     await _turns(daemon, log, sizes, floors, wake)
+
+
+def _fanout(daemon: Daemon, sizes: Sizes) -> None:
+    readers = min(FANOUT_READERS, MAX_STREAMS - 1)  # one more is the stalled stream
+    if readers < FANOUT_READERS:
+        report.note(
+            f"hive-core serves at most {MAX_STREAMS} event streams (dashboard MAX_STREAMS): "
+            f"{readers} readers and 1 stalled stream, not {FANOUT_READERS}"
+        )
+    got = dashboard.fanout(daemon, readers, FANOUT_HELPERS, sizes.fanout_events, "b0")
+    name = f"dashboard_event_to_{readers}_streams_p99"
+    report.emit(report.duration(name, p99(got), "≤ 50 ms"))
+
+
+def _cold_start(env: dict[str, str], sizes: Sizes) -> None:
+    cached = coldstart.build(env, sizes.cold_agents, sizes.cold_messages)
+    value, empty = coldstart.rounds(cached, env, sizes.cold_agents, sizes.cold_rounds)
+    name = f"cold_start_to_list_{sizes.cold_agents}_agents_{sizes.cold_messages // 1000}k_messages"
+    report.emit(report.latency(name, p50(value), p50(empty), "≤ 1 s"))
+
+
+def _claude_turns(sizes: Sizes) -> None:
+    got = real_turn.turns(sizes.claude_rounds)
+    if got is None:
+        return
+    report.emit(report.latency("claude_turn_p50", p50(got.hive), p50(got.bare), "≤ 1.05x"))
 
 
 def run(sizes: Sizes) -> None:
@@ -172,3 +265,6 @@ def run(sizes: Sizes) -> None:
             listed, floor = cli.list_and_floor(daemon, sizes.cli_rounds)
             report.emit(report.latency("cli_list_p50", p50(listed), p50(floor), "≤ 2.0x"))
             asyncio.run(_against_daemon(daemon, log, sizes, floors))
+            _fanout(daemon, sizes)
+        _cold_start(env, sizes)
+    _claude_turns(sizes)

@@ -13,8 +13,9 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from hive_core import __version__, agent_dirs, config_repos, deploys
+from hive_core import __version__, agent_dirs, config_repos, deploys, meta
 from hive_core.containers.backend import AgentSpec
+from hive_core.containers.nixos import NixosBackend
 from hive_core.errors import (
     AlreadyExists,
     BackendError,
@@ -25,8 +26,11 @@ from hive_core.errors import (
     UnknownAgent,
 )
 from hive_core.liveness import harness_call, ping
+from hive_core.meta import MetaAgent
+from hive_core.ports import port_free
 from hive_core.registry import AgentRecord
 from hive_core.services import Services
+from hive_core.specs import spec_for
 from hive_share import events, helper
 from hive_share import requests as rq
 from hive_share import responses as rs
@@ -37,23 +41,6 @@ logger = logging.getLogger(__name__)
 
 ALIVE_TIMEOUT = 30.0
 """How long a started harness has to report itself alive."""
-
-
-def spec_for(s: Services, record: AgentRecord) -> AgentSpec:
-    settings = s.settings
-    socket = (
-        settings.manager_socket if record.role == "manager" else settings.agent_socket(record.name)
-    )
-    return AgentSpec(
-        name=record.name,
-        role=record.role,
-        agent_dir=settings.agents_dir / record.name,
-        socket=socket,
-        harness_socket=settings.harness_socket(record.name),
-        web_port=record.web_port,
-        operator_pronouns=settings.operator_pronouns,
-        dashboard_url=s.dashboard_url,
-    )
 
 
 def info(s: Services, record: AgentRecord, alive: bool | None = None) -> AgentInfo:
@@ -100,7 +87,7 @@ async def _launch(s: Services, record: AgentRecord) -> None:
     outcome = await s.liveness.wait_alive(record.name, status.pid, ALIVE_TIMEOUT)
     if outcome == "alive":
         return
-    tail = await asyncio.to_thread(_log_tail, spec)
+    tail = await _log_tail(s, spec)
     if outcome == "timeout":
         await s.backend.kill(record.name)
         raise BackendError(
@@ -110,21 +97,20 @@ async def _launch(s: Services, record: AgentRecord) -> None:
     raise BackendError(f"{record.name} exited during start-up. Log tail: {tail}")
 
 
-def _log_tail(spec: AgentSpec, max_bytes: int = 600) -> str:
+async def _log_tail(s: Services, spec: AgentSpec, max_chars: int = 600) -> str:
     try:
-        with open(spec.log_path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            return f.read().decode(errors="replace").strip() or "(empty)"
-    except OSError as exc:
-        return f"(log unreadable: {exc.strerror})"
+        got = await s.backend.log_tail(spec, 20)
+    except (NotFound, BackendError) as exc:
+        return f"(log unreadable: {exc.message})"
+    return "\n".join(got.lines).strip()[-max_chars:] or "(empty)"
 
 
 async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
     if s.registry.find(name) is not None:
         raise AlreadyExists(f"agent {name!r} already exists")
-    s.registry.check_new(name)
+    port = s.registry.check_new(name)
+    if isinstance(s.backend, NixosBackend):
+        await _preflight(s, s.backend, MetaAgent(name, role, port, name, None))
     async with s.transients.recording(name, "spawn", actor):
         await agent_dirs.create_dirs(s.settings.agents_dir, name)
         deployed, _ = await config_repos.seed(s.settings.agents_dir, name)
@@ -146,6 +132,22 @@ async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
         finally:
             publish_state(s, name)
     return info(s, record, alive=True)
+
+
+async def _preflight(s: Services, backend: NixosBackend, agent: MetaAgent) -> None:
+    """Before a container is made or rebuilt: the meta flake with it renders and parses.
+    Its web port (no other agent's: the registry sees to that) should be free on the host,
+    whose network containers share; when something listens there, that is logged.
+
+    Raises: BackendError.
+    """
+    if not s.backend.status(agent.name).running and not await asyncio.to_thread(
+        port_free, agent.port
+    ):
+        logger.warning("web port %d of %s is in use on this host; its page will not be "
+                       "reachable until that is freed", agent.port, agent.name)  # fmt: skip
+    others = [a for a in meta.roster(s) if a.name != agent.name]
+    await backend.preflight([*others, agent])
 
 
 async def spawn(s: Services, name: str, actor: str) -> AgentInfo:
@@ -331,10 +333,15 @@ async def _apply(s: Services, approval: Approval, actor: str) -> str:
     async with s.lock(name), s.transients.recording(name, "deploy", actor):
         previous = await deploys.deploy(s, approval)
         record = s.registry.find(name)
-        if record is None or not s.backend.status(name).running:
+        running = record is not None and s.backend.status(name).running
+        if record is None:
             return f"deployed {sha[:12]} to {name}"
-        await s.backend.stop(name)
         try:
+            if running:
+                await s.backend.stop(name)
+            await s.backend.finalize(spec_for(s, record))
+            if not running:
+                return f"deployed {sha[:12]} to {name}"
             await _launch(s, record)
             if problems := s.liveness.problems.get(name):
                 await s.backend.stop(name)
@@ -343,7 +350,10 @@ async def _apply(s: Services, approval: Approval, actor: str) -> str:
             why = f"did not come up: {exc.message}"
             await deploys.roll_back(s, approval, previous, why)
             try:
-                await _launch(s, record)  # back on the config it ran before
+                if running:
+                    await _launch(s, record)  # back on the config it ran before
+                else:
+                    await s.backend.finalize(spec_for(s, s.registry.get(name)))
             except BackendError as again:
                 logger.error("%s did not come back on its old config either: %s", name,
                              again.message)  # fmt: skip
@@ -373,15 +383,21 @@ def outdated(s: Services) -> list[str]:
 
 
 async def request_update(s: Services, requester: str) -> Approval:
-    """Queue a rebuild of every outdated agent. Raises: InvalidRequest (none), Conflict."""
+    """Queue a rebuild of every outdated agent (on the nixos backend: an update of meta's
+    `hyperhive` input, then a rebuild of what it changed). Raises: InvalidRequest (none),
+    Conflict."""
     stale = outdated(s)
-    if not stale:
+    if not stale and not isinstance(s.backend, NixosBackend):
         raise InvalidRequest(f"every harness runs hyperhive {__version__}; nothing to update")
     return await s.approvals.add("update", UPDATE_TARGET, requester)
 
 
 async def _update(s: Services, actor: str) -> str:
     stale = outdated(s)
+    if isinstance(s.backend, NixosBackend):
+        moved = await s.backend.update_hyperhive()
+        running = [n for n in moved if s.backend.status(n).running]
+        stale = sorted(set(stale) | set(running))
     failed = []
     for name in stale:
         try:
@@ -473,6 +489,9 @@ async def kill(s: Services, name: str, actor: str) -> str:
 async def restart(s: Services, name: str, actor: str, action: str = "restart") -> str:
     async with s.lock(name):
         record = s.registry.get(name)
+        if action == "rebuild" and isinstance(s.backend, NixosBackend):
+            agent = MetaAgent(name, record.role, record.web_port, name, record.deployed_commit)
+            await _preflight(s, s.backend, agent)
         async with s.transients.recording(name, action, actor):
             await s.backend.stop(name)
             if action == "rebuild" and record.deployed_commit is not None:
@@ -513,6 +532,7 @@ async def destroy(s: Services, name: str, purge: bool, actor: str) -> str:
             await s.backend.stop(name)
             await s.agent_sockets.close(name)
             await s.registry.remove(name)
+            await s.backend.destroy(name)
             s.bus.publish(events.ContainerRemoved(name=name))
             if purge:
                 with contextlib.suppress(NotFound):  # its dir was already gone

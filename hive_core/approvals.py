@@ -77,6 +77,14 @@ class Approvals:
             raise NotFound(f"no approval with id {approval_id}")
         return _approval(row)
 
+    async def count_pending(self) -> int:
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT count(*) FROM approvals WHERE status = 'pending'"
+            ).fetchone()
+        )
+        return int(row[0])
+
     async def pending(self) -> list[Approval]:
         def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute(

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from hive_core import __version__, render
-from hive_core.run_dir import host_socket, run_dir
+from hive_core.run_dir import client_run_dir, host_socket
 from hive_share import blocking, schema
 from hive_share.names import InvalidName, validate_agent_name, validate_principal
 
@@ -72,7 +72,7 @@ def call(
     args: argparse.Namespace, req: dict[str, Any], expect: str, attempts: int = 1
 ) -> dict[str, Any]:
     """Send `req` on `host.sock`; a dropped connection is retried up to `attempts` times."""
-    path = host_socket(run_dir(args.run_dir))
+    path = host_socket(client_run_dir(args.run_dir))
     for attempt in range(attempts):
         try:
             return blocking.call(path, req, expect)
@@ -112,6 +112,7 @@ def serve(args: argparse.Namespace) -> None:
 
     from pydantic import ValidationError
 
+    from hive_core import journal
     from hive_core.daemon import run_forever
     from hive_core.errors import StartupError
     from hive_core.settings import Settings
@@ -129,11 +130,7 @@ def serve(args: argparse.Namespace) -> None:
         field = str(err["loc"][0]) if err["loc"] else "?"
         where = args.labels.get(field) if field in overrides else f"HIVE_{field.upper()}"
         fail(f"bad setting {where}: {err['msg']}")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    journal.configure(os.environ, logging.DEBUG if args.verbose else logging.INFO)
     try:
         run_forever(settings, dict(os.environ))
     except* StartupError as group:
@@ -433,6 +430,16 @@ def login_link(args: argparse.Namespace) -> None:
     _detail(args, cmd="login_link", name=name)
 
 
+def systemd_unit(args: argparse.Namespace) -> None:
+    """Print a systemd unit that runs this hive-core's `serve` (a system unit, or --user)."""
+    from hive_core import unit_file  # only here: no other command needs it
+
+    try:
+        print(unit_file.render(unit_file.this_hive_core(), user=args.user), end="")
+    except unit_file.UnitError as exc:
+        fail(str(exc))
+
+
 # -- the parser ------------------------------------------------------------------------------
 
 
@@ -552,6 +559,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser.set_defaults(func=None)
     cmds = _Commands(parser)
     _serve_options(cmds.add("serve", serve))
+    unit_ = cmds.add("systemd-unit", systemd_unit)
+    unit_.add_argument("--user", action="store_true", help="A unit for `systemctl --user` instead.")
     for name, func in (
         ("spawn", spawn),
         ("request-spawn", request_spawn),

@@ -13,13 +13,24 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from hive_core import __version__, actions, agent_dirs, config_repos, deploys, git
+from hive_core import (
+    __version__,
+    actions,
+    agent_dirs,
+    config_repos,
+    deploys,
+    git,
+    meta,
+    supervision,
+)
 from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.clock import Clock, SystemClock
 from hive_core.containers.backend import ContainerBackend
 from hive_core.containers.local import LocalBackend
+from hive_core.containers.nixos import NixosBackend
+from hive_core.containers.nixtools import Tools
 from hive_core.crash_watch import CrashWatch
 from hive_core.dashboard.server import Dashboard
 from hive_core.db import Database
@@ -28,7 +39,7 @@ from hive_core.liveness import Liveness
 from hive_core.questions import Questions
 from hive_core.registry import Registry
 from hive_core.reminders import Reminders
-from hive_core.sdnotify import notify
+from hive_core.sdnotify import Notifier, watchdog_interval
 from hive_core.services import Services
 from hive_core.settings import Settings
 from hive_core.sockets import handlers
@@ -62,11 +73,48 @@ async def periodic(interval: float, tick: Callable[[], Awaitable[object]], what:
         await asyncio.sleep(interval)
 
 
-def _make_backend(env: Mapping[str, str], services: list[Services]) -> ContainerBackend:
+def _make_backend(
+    settings: Settings, env: Mapping[str, str], services: list[Services]
+) -> ContainerBackend:
+    """The backend HIVE_BACKEND names. Raises: StartupError (nixos: a tool or
+    HIVE_HYPERHIVE_FLAKE is missing)."""
+    if settings.backend == "nixos":
+        if not settings.hyperhive_flake.strip():
+            raise StartupError(
+                "HIVE_BACKEND=nixos needs HIVE_HYPERHIVE_FLAKE: the flake reference of "
+                "hyperhive (e.g. github:owner/hyperhive or path:/etc/hyperhive)"
+            )
+        try:
+            tools = Tools.resolve(settings, env)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        return NixosBackend(
+            settings,
+            tools,
+            roster=lambda: meta.roster(services[0]),
+            params=lambda: meta.params_of(settings, services[0].dashboard_url),
+        )
+
     def on_exit(name: str, pid: int, code: int, expected: bool) -> None:
         actions.on_exit(services[0], name, pid, code, expected)
 
     return LocalBackend(env, on_exit)
+
+
+async def open_nixos(backend: NixosBackend, settings: Settings) -> None:
+    """Meta at start-up: clear what a crash left, re-render from the agents (a deploy a
+    crash finished, a new hyperhive input), and the one-time migration of a state dir
+    that has agents but no meta. Stale containers are rebuilt when they start. Failures
+    are logged: spawn and start report them again."""
+    try:
+        await backend.open()
+        if settings.skip_meta_migration:
+            return
+        moved = await backend.migrate()
+        if moved:
+            logger.info("moved %s onto the meta flake", ", ".join(moved))
+    except HiveError as exc:
+        logger.error("the meta flake is not usable: %s", exc.message)
 
 
 def prepare_private_dir(path: Path) -> None:
@@ -118,6 +166,7 @@ class Daemon:
         self.env = env
         self.clock = clock or SystemClock()
         self.stopping = asyncio.Event()
+        self.notifier = Notifier(env.get("NOTIFY_SOCKET"))
         self._lock: int | None = None
         self._caps = ConnectionCaps.for_limit(1024)
         self._agent_pool = ConnectionPool(self._caps.agents_total)
@@ -173,16 +222,14 @@ class Daemon:
         # Everything hive-core (and a local harness) creates is private, whatever the
         # umask it was started with: files 0600, directories 0700.
         os.umask(0o077)
-        if st.backend != "local":
-            raise StartupError(
-                f"HIVE_BACKEND={st.backend} is not available in this build; use HIVE_BACKEND=local"
-            )
         try:
             st.check_socket_paths()
             st.check_dashboard_hosts()
             git.use(st.git)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
+        holder: list[Services] = []
+        backend = _make_backend(st, self.env, holder)
         st.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         prepare_private_dir(st.run_dir)
         self._size_connection_caps()
@@ -191,7 +238,6 @@ class Daemon:
         bus = EventBus()
         registry = Registry(db, self.clock)
         await registry.load()
-        holder: list[Services] = []
         broker = Broker(db, bus, self.clock, registry.is_recipient)
         s = Services(
             settings=st,
@@ -204,7 +250,7 @@ class Daemon:
             transients=Transients(db, bus, self.clock),
             questions=Questions(db, bus, self.clock, broker),
             reminders=Reminders(db, self.clock, broker, st.agents_dir),
-            backend=_make_backend(self.env, holder),
+            backend=backend,
             liveness=Liveness(),
             agent_sockets=AgentSockets(lambda name: self._agent_server(holder[0], name)),
         )
@@ -226,6 +272,7 @@ class Daemon:
             as_operator = Conn(id=OPERATOR_CONN, principal=servers[0].principal)
             dashboard = Dashboard(s, lambda raw: servers[0].dispatch_raw(raw, as_operator))
             async with asyncio.TaskGroup() as tg:
+                pings, status = self._supervise(tg, s)
                 dashboard_task = tg.create_task(dashboard.serve(), name="dashboard")
                 s.login_link = dashboard.login_link
                 s.dashboard_url = dashboard.url
@@ -261,6 +308,8 @@ class Daemon:
                 names = await asyncio.to_thread(agent_dirs.list_dirs, agents_dir)
                 await asyncio.to_thread(config_repos.clear_stale_locks, agents_dir, names)
                 interrupted = await deploys.reconcile(s)
+                if isinstance(s.backend, NixosBackend):
+                    await open_nixos(s.backend, self.settings)
                 watch = CrashWatch(s, self.clock)
                 s.on_unexpected_exit = watch.nudge  # harnesses dying during restore count too
                 loops.append(tg.create_task(watch.run(), name="crash-watch"))
@@ -273,7 +322,9 @@ class Daemon:
                 self._announce(dashboard)
                 await self.stopping.wait()
                 logger.info("shutting down")
-                notify("STOPPING=1", self.env.get("NOTIFY_SOCKET"))
+                for task in status:  # its last word is the one below
+                    task.cancel()
+                self.notifier.send("STOPPING=1", "STATUS=stopping: draining requests and agents")
                 await dashboard.stop()
                 await self._drain(s, servers)
                 try:
@@ -281,7 +332,7 @@ class Daemon:
                         await asyncio.shield(dashboard_task)
                 except TimeoutError:
                     logger.warning("the dashboard did not stop within %.0fs", DRAIN_TIMEOUT)
-                for task in [*loops, backend_task, dashboard_task]:
+                for task in [*loops, *pings, backend_task, dashboard_task]:
                     task.cancel()
         finally:
             for server in servers:
@@ -314,7 +365,22 @@ class Daemon:
             flush=True,
         )
         # After the banner, so whoever waits for READY (systemd, the tests) can read it.
-        notify("READY=1", self.env.get("NOTIFY_SOCKET"))
+        self.notifier.send("READY=1")
+
+    def _supervise(
+        self, tg: asyncio.TaskGroup, s: Services
+    ) -> tuple[list[asyncio.Task[None]], list[asyncio.Task[None]]]:
+        """Under systemd: the watchdog pings (if `WatchdogSec=` asks) and the STATUS= line,
+        from the start, so a slow restore of many agents is watched too."""
+        if not self.notifier.enabled:
+            return [], []
+        pings = []
+        interval = watchdog_interval(self.env, os.getpid())
+        if interval is not None:
+            keep_alive = supervision.keep_alive(self.notifier, interval)
+            pings.append(tg.create_task(keep_alive, name="watchdog"))
+        status = tg.create_task(supervision.report_status(s, self.notifier), name="status")
+        return pings, [status]
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,5 +1,6 @@
 """Config as code: a commit the manager proposes becomes an approval with its diff, and an
-approved one is deployed in phases (prepare → build → finalize, or abort).
+approved one is deployed in phases (prepare → build → finalize, or abort); the build is
+the backend's (`nix build` of the agent's system on the nixos backend, nothing on local).
 
 Every step leaves a tag in the agent's core-owned `applied/` repo on the proposed
 commit: `proposal/<id>` when queued, then `deployed/<id>`, `failed/<id>` (annotated
@@ -23,6 +24,7 @@ from hive_core import config_repos, git
 from hive_core.errors import BackendError, InvalidRequest, NotFound
 from hive_core.git import GitError, Repo
 from hive_core.services import Services
+from hive_core.specs import spec_for
 from hive_share import agent_config
 from hive_share.models import Approval, ApprovalStatus
 
@@ -116,6 +118,8 @@ async def deploy(s: Services, approval: Approval) -> str | None:
             if code != 0:
                 raise BackendError(f"the deployed config moved to {base[:12]} meanwhile")
         await asyncio.to_thread(shutil.rmtree, staging)
+        if (record := s.registry.find(name)) is not None:
+            await s.backend.build(spec_for(s, record), sha)  # moves nothing
     except (BackendError, agent_config.ConfigError) as exc:
         message = exc.message if isinstance(exc, BackendError) else str(exc)
         await _tag(applied, f"failed/{approval.id}", sha, message, cwd)

@@ -1,96 +1,31 @@
-"""Reading an agent's harness log (its `harness.log` on the `local` backend): a bounded
-tail, and what was appended since an offset. The log lies in the core-owned agent dir and
-is opened without following links."""
+"""An agent's harness log, from wherever its backend keeps it (`harness.log` on the
+`local` backend, the container's journal on the nixos backend): a bounded tail, and what
+was appended since an offset (the dashboard's log pane, `harness_log`, `logs --raw`)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import stat
-from dataclasses import dataclass
-from pathlib import Path
-
-from hive_core import actions
-from hive_core.errors import NotFound, UnknownAgent
+from hive_core.containers.backend import AgentSpec
+from hive_core.containers.logfile import CHUNK, LINES_MAX, Tail, lines_of
+from hive_core.errors import UnknownAgent
 from hive_core.services import Services
+from hive_core.specs import spec_for
 
-LINES_MAX = 2000
-TAIL_BYTES = 256 * 1024
-"""At most this much of the log's end is read for a tail."""
-CHUNK = 64 * 1024
-"""At most this much is read past an offset at once."""
+__all__ = ["CHUNK", "LINES_MAX", "Tail", "lines_of", "read_from", "tail"]
 
 
-@dataclass(frozen=True)
-class Tail:
-    lines: list[str]
-    truncated: bool
-    """Older lines exist that are not shown."""
-    offset: int
-    """The log's size when it was read: where a follower continues."""
-
-
-def path_of(s: Services, name: str) -> Path:
-    """Raises: UnknownAgent."""
+def _spec(s: Services, name: str) -> AgentSpec:
     record = s.registry.find(name)
     if record is None:
         raise UnknownAgent(f"no agent named {name!r}")
-    return actions.spec_for(s, record).log_path
-
-
-def _open(path: Path) -> int:
-    """Raises: NotFound (no log yet, or not a regular file)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise NotFound(f"there is no log at {path} yet") from None
-    except OSError as exc:
-        raise NotFound(f"cannot open the log at {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise NotFound(f"{path} is not a regular file")
-    return fd
-
-
-def lines_of(data: bytes) -> list[str]:
-    return data.decode("utf-8", errors="replace").splitlines()
-
-
-def _tail(path: Path, lines: int) -> Tail:
-    fd = _open(path)
-    try:
-        size = os.fstat(fd).st_size
-        start = max(0, size - TAIL_BYTES)
-        data = os.pread(fd, size - start, start)
-    finally:
-        os.close(fd)
-    got = lines_of(data)
-    if start > 0 and got:
-        got = got[1:]  # the first line was cut
-    return Tail(got[-lines:], start > 0 or len(got) > lines, size)
+    return spec_for(s, record)
 
 
 async def tail(s: Services, name: str, lines: int) -> Tail:
-    """The last `lines` lines. Raises: UnknownAgent, NotFound."""
-    return await asyncio.to_thread(_tail, path_of(s, name), lines)
-
-
-def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
-    try:
-        fd = _open(path)
-    except NotFound:
-        return b"", 0
-    try:
-        size = os.fstat(fd).st_size
-        if size < offset:  # rotated: the new file starts over
-            offset = 0
-        data = os.pread(fd, min(size - offset, CHUNK), offset)
-    finally:
-        os.close(fd)
-    return data, offset + len(data)
+    """The last `lines` lines. Raises: UnknownAgent, NotFound, BackendError."""
+    return await s.backend.log_tail(_spec(s, name), lines)
 
 
 async def read_from(s: Services, name: str, offset: int) -> tuple[bytes, int]:
-    """What was appended past `offset` (at most CHUNK), and the new offset; a rotated log
-    is read from its start. Raises: UnknownAgent."""
-    return await asyncio.to_thread(_read_from, path_of(s, name), offset)
+    """What was appended past `offset` (at most CHUNK; a line may come in pieces) and the
+    new offset. Raises: UnknownAgent, BackendError."""
+    return await s.backend.log_read(_spec(s, name), offset)

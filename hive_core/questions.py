@@ -181,6 +181,14 @@ class Questions:
             await self._broker.notify(target, told)  # it need not answer any more
         return resolved
 
+    async def count_pending(self) -> int:
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT count(*) FROM questions WHERE status = 'pending'"
+            ).fetchone()
+        )
+        return int(row[0])
+
     async def pending(self, *, operator_only: bool = False) -> list[Question]:
         where = "status = 'pending'" + (" AND target IS NULL" if operator_only else "")
         rows = await self._db.read(

@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from hive_core.run_dir import default_run_dir, host_socket
+from hive_core.run_dir import default_run_dir, host_socket, systemd_directory
+from hive_share.names import MANAGER_NAME
 
 SOCKET_PATH_MAX = 107
 """`sun_path` holds 108 bytes including the terminating NUL."""
@@ -54,6 +55,11 @@ def host_header_name(entry: str) -> str:
 
 
 def default_state_dir() -> Path:
+    """`$STATE_DIRECTORY` (systemd's), else `$XDG_STATE_HOME/hyperhive`, else
+    `~/.local/state/hyperhive`."""
+    given = systemd_directory("STATE_DIRECTORY")
+    if given is not None:
+        return given
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "hyperhive"
 
@@ -83,8 +89,32 @@ class Settings(BaseSettings):
     fixed PATH (`git.SEARCH_PATH`), never the daemon's."""
     cli_name: str = "hive-core"
     """How the start-up banner's hint names the CLI (`./dev` sets `./dev`)."""
+    hyperhive_flake: str = ""
+    """The flake reference of hyperhive itself: the meta flake's `hyperhive` input (nixos
+    backend; required there)."""
+    nixos_container: str = "nixos-container"
+    """The `nixos-container` binary (nixos backend): a path, or a name looked up on the
+    fixed PATH git uses too."""
+    nix: str = "nix"
+    """The `nix` binary (nixos backend): builds and locks the meta flake."""
+    journalctl: str = "journalctl"
+    """The `journalctl` binary (nixos backend): an agent's harness log."""
+    nix_instantiate: str = "nix-instantiate"
+    """The `nix-instantiate` binary (nixos backend): parses the rendered meta flake before
+    a spawn."""
+    nix_system: str = "x86_64-linux"
+    """The system the agents' NixOS configurations are built for (nixos backend)."""
+    nixos_containers_conf: Path = Path("/etc/nixos-containers")
+    """Where `nixos-container` keeps each container's `<name>.conf` (nixos backend): the
+    bind mounts are written there."""
+    nix_build_timeout: float = Field(default=1800.0, gt=0)
+    """Seconds one `nix build` or `nixos-container create/update` may take."""
+    nixos_status_interval: float = Field(default=10.0, gt=0)
+    """Seconds between two reads of every container's state (nixos backend)."""
+    skip_meta_migration: bool = False
+    """Skip the one-time registration of existing agents in a new meta flake."""
 
-    @field_validator("state_dir", "run_dir")
+    @field_validator("state_dir", "run_dir", "nixos_containers_conf")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
@@ -155,7 +185,16 @@ class Settings(BaseSettings):
 
     @property
     def manager_socket(self) -> Path:
+        """`<run>/manager.sock`; on the nixos backend in the manager's own socket dir, which
+        its container binds as `/run/hive`."""
+        if self.backend == "nixos":
+            return self.agent_run_dir(MANAGER_NAME) / "manager.sock"
         return self.run_dir / "manager.sock"
+
+    @property
+    def meta_dir(self) -> Path:
+        """The core-owned meta flake (nixos backend)."""
+        return self.state_dir / "meta"
 
     def agent_run_dir(self, name: str) -> Path:
         return self.run_dir / "agents" / name

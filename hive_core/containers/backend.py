@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from hive_core.containers.logfile import Tail
 from hive_share.models import Role
 
 
@@ -66,4 +67,28 @@ class ContainerBackend(Protocol):
 
     async def shutdown(self) -> None:
         """Stop every harness this backend started (daemon exit)."""
+        ...
+
+    async def destroy(self, name: str) -> None:
+        """Stop the agent and remove its container (the agent is already unregistered).
+        Raises: BackendError."""
+        ...
+
+    async def build(self, spec: AgentSpec, commit: str) -> None:
+        """A deploy's build step, between prepare and finalize: build what `spec` would run
+        on config `commit`, moving nothing. Raises: BackendError (the build failed)."""
+        ...
+
+    async def finalize(self, spec: AgentSpec) -> None:
+        """A deploy's last step, after `applied/main` and the record moved to the new
+        commit: make the container run it (the caller restarts it). Raises: BackendError."""
+        ...
+
+    async def log_tail(self, spec: AgentSpec, lines: int) -> Tail:
+        """The last `lines` lines of the harness log. Raises: NotFound, BackendError."""
+        ...
+
+    async def log_read(self, spec: AgentSpec, offset: int) -> tuple[bytes, int]:
+        """What the harness logged past `offset` (from `log_tail` or an earlier call), and
+        the new offset. Raises: BackendError."""
         ...

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from hive_core.containers import logfile
 from hive_core.containers.backend import AgentSpec, ContainerStatus
 from hive_core.errors import BackendError
 from hive_core.settings import Settings
@@ -30,7 +31,8 @@ ExitHook = Callable[[str, int, int, bool], None]
 """`(name, pid, returncode, expected)`: called when a harness process exits."""
 
 STRIPPED_ENV = frozenset(
-    {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
+    {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC"}
+    | {"WATCHDOG_PID", "JOURNAL_STREAM", "STATE_DIRECTORY", "RUNTIME_DIRECTORY"}
     | {f"HIVE_{field.upper()}" for field in Settings.model_fields}
 )
 """systemd hand-offs and hive-core's own settings; everything else reaches the harness."""
@@ -157,6 +159,21 @@ class LocalBackend:
     async def shutdown(self) -> None:
         names = list(self._children)
         await asyncio.gather(*(self.stop(n) for n in names))
+
+    async def destroy(self, name: str) -> None:
+        await self.stop(name)
+
+    async def build(self, spec: AgentSpec, commit: str) -> None:
+        """Nothing to build: the harness reads `applied/` when it starts."""
+
+    async def finalize(self, spec: AgentSpec) -> None:
+        """Nothing to move: the restart picks the new `applied/` up."""
+
+    async def log_tail(self, spec: AgentSpec, lines: int) -> logfile.Tail:
+        return await logfile.tail(spec.log_path, lines)
+
+    async def log_read(self, spec: AgentSpec, offset: int) -> tuple[bytes, int]:
+        return await logfile.read_from(spec.log_path, offset)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -47,7 +47,7 @@ ASSET_CACHE = "no-cache"
 """Assets may be cached but are revalidated (ETag) on each load: an upgrade shows at once."""
 STREAM_QUEUE = 256
 """Frames one event-stream subscriber may lag behind before it is cut off with `resync`."""
-MAX_STREAMS = 32
+MAX_STREAMS = 128
 SEND_TIMEOUT = 5.0
 """Seconds one frame may take to reach a stream's client before the stream is dropped."""
 PING_SECONDS = 15

@@ -83,6 +83,7 @@ class Dashboard:
         config = uvicorn.Config(
             build_app(s, self.creds, lambda: hosts, operator, self.streams),
             log_level="warning",
+            log_config=None,  # uvicorn's records go through the daemon's handler (journal.py)
             lifespan="off",
             timeout_graceful_shutdown=2,
         )

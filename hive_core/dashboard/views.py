@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from hive_core import __version__, actions, deploys, git, harness_log
-from hive_core.errors import UnknownAgent
+from hive_core.errors import BackendError, UnknownAgent
 from hive_core.services import Services
 from hive_share.models import Message, dump
 from hive_share.names import OPERATOR
+
+logger = logging.getLogger(__name__)
 
 FLOW_PAGE = 100
 """Messages in the snapshot's flow, and in one page of backfill."""
@@ -69,7 +72,11 @@ async def log_follow(s: Services, name: str, lines: int) -> AsyncIterator[list[s
     offset, partial = got.offset, b""
     while True:
         await asyncio.sleep(LOG_FOLLOW_INTERVAL)
-        data, offset = await harness_log.read_from(s, name, offset)
+        try:
+            data, offset = await harness_log.read_from(s, name, offset)
+        except BackendError as exc:  # the journal did not answer this time
+            logger.warning("reading the log of %s: %s", name, exc.message)
+            continue
         if not data:
             continue
         data = partial + data

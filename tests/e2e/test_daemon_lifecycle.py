@@ -110,9 +110,15 @@ def test_a_run_dir_too_long_for_socket_paths_is_refused(idle_hive: Hive) -> None
     assert result.returncode == 1 and "HIVE_RUN_DIR" in result.stderr
 
 
-def test_an_unavailable_backend_is_refused_at_startup(idle_hive: Hive) -> None:
+def test_the_nixos_backend_without_its_flake_or_tools_is_refused_at_startup(
+    idle_hive: Hive,
+) -> None:
     result = idle_hive.cli("serve", "--backend", "nixos")
-    assert result.returncode == 1 and "nixos" in result.stderr
+    assert result.returncode == 1 and "HIVE_HYPERHIVE_FLAKE" in result.stderr
+    idle_hive.extra_env.update(HIVE_HYPERHIVE_FLAKE="path:/x", HIVE_NIXOS_CONTAINER="/nonexistent")
+    result = idle_hive.cli("serve", "--backend", "nixos")
+    assert result.returncode == 1 and "HIVE_NIXOS_CONTAINER" in result.stderr
+    assert not idle_hive.state_dir.exists()  # refused before anything is created
 
 
 def test_a_name_whose_hashed_port_is_taken_gets_the_next_free_one_for_good(hive: Hive) -> None:

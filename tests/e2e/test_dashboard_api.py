@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from hive_core.dashboard.app import MAX_STREAMS
 from hive_share import requests as rq
 from hive_share import responses as rs
 from tests.e2e.dashboard import ACT_HEADERS, act, dashboard_port, session, stream
@@ -265,3 +266,32 @@ async def test_a_session_outlives_a_daemon_restart(hive: Hive) -> None:
         hive.start()
         client.base_url = httpx.URL(f"http://127.0.0.1:{dashboard_port(hive)}")
         assert (await client.get("/api/state")).status_code == 200
+
+
+async def test_streams_past_the_cap_are_refused_and_a_closed_one_frees_its_place(
+    hive: Hive,
+) -> None:
+    async with session(hive) as client:
+        cookie = {"Cookie": f"hive_session={client.cookies['hive_session']}"}
+        limits = httpx.Limits(max_connections=MAX_STREAMS + 8)
+        async with httpx.AsyncClient(base_url=client.base_url, timeout=30, limits=limits) as many:
+
+            async def open_one() -> httpx.Response:
+                request = many.build_request("GET", "/dashboard/stream", headers=cookie)
+                return await many.send(request, stream=True)
+
+            opened = await asyncio.gather(*(open_one() for _ in range(MAX_STREAMS)))
+            try:
+                assert [r.status_code for r in opened] == [200] * MAX_STREAMS
+                refused = await many.get("/dashboard/stream", headers=cookie)
+                assert refused.status_code == 503 and refused.json()["code"] == "busy"
+                await opened.pop().aclose()
+                deadline = time.monotonic() + 10
+                while (again := await open_one()).status_code != 200:
+                    await again.aclose()
+                    assert time.monotonic() < deadline, "a closed stream never gave its place back"
+                    await asyncio.sleep(0.05)
+                opened.append(again)
+            finally:
+                for r in opened:
+                    await r.aclose()

@@ -44,8 +44,10 @@ CLI_COMMANDS = ["spawn", "request-spawn", "start", "stop", "kill", "restart", "r
 
 def snapshot(hive: Hive) -> tuple[list[str], list[str], set[str]]:
     def tree(root: Path) -> list[str]:
+        # A harness opens its mcp.sock by itself, some time after it came up.
+        skip = ("hive.sqlite", "mcp.sock")
         return sorted(
-            str(p.relative_to(root)) for p in root.rglob("*") if "hive.sqlite" not in p.name
+            str(p.relative_to(root)) for p in root.rglob("*") if not any(s in p.name for s in skip)
         )
 
     children = {

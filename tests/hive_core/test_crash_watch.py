@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from hive_core import actions
+from hive_core import actions, specs
 from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.containers.backend import AgentSpec, ContainerStatus
+from hive_core.containers.logfile import Tail
 from hive_core.crash_watch import CrashWatch, backoff
 from hive_core.db import Database
 from hive_core.errors import BackendError
@@ -100,6 +101,21 @@ class FakeBackend:
     async def shutdown(self) -> None:
         for name in list(self.statuses):
             self._end(name, -15, expected=True)
+
+    async def destroy(self, name: str) -> None:
+        await self.stop(name)
+
+    async def build(self, spec: AgentSpec, commit: str) -> None:
+        pass
+
+    async def finalize(self, spec: AgentSpec) -> None:
+        pass
+
+    async def log_tail(self, spec: AgentSpec, lines: int) -> Tail:
+        return Tail([], False, 0)
+
+    async def log_read(self, spec: AgentSpec, offset: int) -> tuple[bytes, int]:
+        return b"", offset
 
 
 def _no_sockets(name: str) -> SocketServer:
@@ -270,7 +286,7 @@ async def test_an_operator_restart_spanning_a_tick_is_no_crash(hive: Hive) -> No
     async with hive.s.transients.recording("alice", "restart", "operator"):
         await hive.s.backend.stop("alice")
         assert await hive.tick(15) == []
-        await hive.s.backend.start(actions.spec_for(hive.s, hive.s.registry.get("alice")))
+        await hive.s.backend.start(specs.spec_for(hive.s, hive.s.registry.get("alice")))
     pid = hive.pid("alice")
     assert pid is not None
     starts = len(hive.fake.starts)
@@ -304,7 +320,7 @@ async def test_a_slow_operator_restart_that_began_before_the_last_scan_is_no_cra
         await hive.s.backend.stop("alice")
         # ...and the next one lands between the old harness's exit and the new one's start.
         assert await hive.tick(25) == []
-        await hive.s.backend.start(actions.spec_for(hive.s, hive.s.registry.get("alice")))
+        await hive.s.backend.start(specs.spec_for(hive.s, hive.s.registry.get("alice")))
     assert await hive.crashes(MANAGER_NAME) == []
 
 
@@ -316,7 +332,7 @@ async def test_a_vanish_while_a_start_is_under_way_is_no_crash(hive: Hive) -> No
     hive.at(16)
     async with hive.s.transients.recording("alice", "start", "operator"):
         await hive.s.registry.set_desired("alice", "running")
-        await hive.s.backend.start(actions.spec_for(hive.s, hive.s.registry.get("alice")))
+        await hive.s.backend.start(specs.spec_for(hive.s, hive.s.registry.get("alice")))
         hive.fake.crash("alice", 1)  # dies in start-up; the operator's start reports it
         assert await hive.tick(18) == []
     assert await hive.tick(20) == []
@@ -545,7 +561,7 @@ async def test_the_scan_publishes_state_changes_and_removals(hive: Hive) -> None
     hive.at(0)
     for name, role in AGENTS:
         await hive.s.registry.add(name, role)
-        await hive.s.backend.start(actions.spec_for(hive.s, hive.s.registry.get(name)))
+        await hive.s.backend.start(specs.spec_for(hive.s, hive.s.registry.get(name)))
     assert await drain(sub) == []
 
     # The first scan tells about everyone.
@@ -573,7 +589,7 @@ async def test_the_scan_publishes_state_changes_and_removals(hive: Hive) -> None
 
     # The manager comes back under a new pid between scans: a change too.
     hive.fake.vanish(MANAGER_NAME)
-    await hive.s.backend.start(actions.spec_for(hive.s, hive.s.registry.get(MANAGER_NAME)))
+    await hive.s.backend.start(specs.spec_for(hive.s, hive.s.registry.get(MANAGER_NAME)))
     new_pid = hive.pid(MANAGER_NAME)
     assert await hive.tick(40) == []
     [frame] = await drain(sub)

@@ -16,6 +16,7 @@ from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.containers.backend import AgentSpec, ContainerStatus
+from hive_core.containers.logfile import Tail
 from hive_core.db import Database
 from hive_core.errors import Busy, Conflict, Forbidden, InvalidRequest, NotFound, UnknownAgent
 from hive_core.liveness import Liveness
@@ -447,6 +448,21 @@ class _NoBackend:
         return ContainerStatus(running=False)
 
     async def shutdown(self) -> None:
+        raise AssertionError("no backend in these tests")
+
+    async def destroy(self, name: str) -> None:
+        raise AssertionError("no backend in these tests")
+
+    async def build(self, spec: AgentSpec, commit: str) -> None:
+        raise AssertionError("no backend in these tests")
+
+    async def finalize(self, spec: AgentSpec) -> None:
+        raise AssertionError("no backend in these tests")
+
+    async def log_tail(self, spec: AgentSpec, lines: int) -> Tail:
+        raise AssertionError("no backend in these tests")
+
+    async def log_read(self, spec: AgentSpec, offset: int) -> tuple[bytes, int]:
         raise AssertionError("no backend in these tests")
 
 

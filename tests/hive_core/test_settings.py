@@ -17,6 +17,8 @@ ENV_VARS = [
     "HIVE_DASHBOARD_ALLOWED_HOSTS",
     "HIVE_OPERATOR_PRONOUNS",
     "HIVE_CLI_NAME",
+    "STATE_DIRECTORY",
+    "RUNTIME_DIRECTORY",
 ]
 
 
@@ -178,6 +180,10 @@ def test_the_banner_names_hive_core_unless_told_otherwise(monkeypatch: pytest.Mo
         {"HIVE_RUN_DIR": "rel/run"},
         {"HIVE_RUN_DIR": "~/run"},
         {"HIVE_RUN_DIR": ""},
+        {"RUNTIME_DIRECTORY": "/run/hyperhive"},
+        {"RUNTIME_DIRECTORY": "/run/hyperhive:/run/other", "XDG_RUNTIME_DIR": "/run/user/0"},
+        {"RUNTIME_DIRECTORY": "/run/hyperhive", "HIVE_RUN_DIR": "/srv/hive/run"},
+        {"RUNTIME_DIRECTORY": "", "XDG_RUNTIME_DIR": "/run/user/1000"},
     ],
 )
 def test_the_cli_finds_the_run_dir_as_the_settings_do(
@@ -192,3 +198,57 @@ def test_the_cli_finds_the_run_dir_as_the_settings_do(
     assert run_dir.run_dir() == Settings().run_dir
     assert run_dir.host_socket(run_dir.run_dir()) == Settings().host_socket
     assert run_dir.run_dir(Path("x")) == Settings(run_dir=Path("x")).run_dir
+
+
+def test_systemds_directories_are_the_defaults_under_a_unit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg-run"))
+    assert Settings().state_dir == tmp_path / "xdg-state" / "hyperhive"
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/hyperhive:/var/lib/other")
+    monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/hyperhive:/run/other")
+    settings = Settings()
+    assert (settings.state_dir, settings.run_dir) == (
+        Path("/var/lib/hyperhive"), Path("/run/hyperhive"),
+    )  # fmt: skip
+    assert run_dir.run_dir() == Path("/run/hyperhive")
+
+
+def test_hive_variables_and_flags_win_over_systemds_directories(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/hyperhive")
+    monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/hyperhive")
+    monkeypatch.setenv("HIVE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("HIVE_RUN_DIR", str(tmp_path / "run"))
+    assert Settings().state_dir == tmp_path / "state"
+    assert Settings().run_dir == run_dir.run_dir() == tmp_path / "run"
+    flagged = Settings(state_dir=tmp_path / "flag-state", run_dir=tmp_path / "flag-run")
+    assert (flagged.state_dir, flagged.run_dir) == (tmp_path / "flag-state", tmp_path / "flag-run")
+
+
+def test_an_empty_systemd_directory_is_no_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("STATE_DIRECTORY", "")
+    assert Settings().state_dir == tmp_path / "xdg-state" / "hyperhive"
+
+
+def test_the_cli_falls_back_to_a_system_units_run_dir_only_when_told_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    mine, system = tmp_path / "xdg" / "hyperhive", tmp_path / "system"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    system.mkdir()
+    assert run_dir.client_run_dir(system=system) == mine, "no daemon anywhere: the default"
+    run_dir.host_socket(system).touch()
+    assert run_dir.client_run_dir(system=system) == system
+    assert run_dir.client_run_dir(Path("/elsewhere"), system=system) == Path("/elsewhere")
+    monkeypatch.setenv("HIVE_RUN_DIR", str(tmp_path / "told"))
+    assert run_dir.client_run_dir(system=system) == tmp_path / "told"
+    monkeypatch.delenv("HIVE_RUN_DIR")
+    mine.mkdir(parents=True)
+    run_dir.host_socket(mine).touch()
+    assert run_dir.client_run_dir(system=system) == mine, "the user's own daemon first"

@@ -1,0 +1,75 @@
+"""What systemd sees of a running daemon: `WATCHDOG=1` pings and a one-line `STATUS=`.
+
+Both run as tasks in the daemon's task group, on its event loop: a loop that hangs
+stops the pings, and systemd (`WatchdogSec=`) restarts the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from hive_core.sdnotify import Notifier
+from hive_core.services import Services
+
+logger = logging.getLogger(__name__)
+
+STATUS_KINDS = frozenset(
+    {
+        "approval_added",
+        "approval_resolved",
+        "question_added",
+        "question_resolved",
+        "container_state_changed",
+        "container_removed",
+        "transient_cleared",
+    }
+)
+"""The bus events after which the summary is computed again (messages never change it)."""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+async def summary(s: Services) -> str:
+    """E.g. `3 agents running, 1 approval pending, 2 questions open`."""
+    running = sum(1 for r in s.registry.all() if s.backend.status(r.name).running)
+    approvals = await s.approvals.count_pending()
+    questions = await s.questions.count_pending()
+    return (
+        f"{_count(running, 'agent')} running, {_count(approvals, 'approval')} pending, "
+        f"{_count(questions, 'question')} open"
+    )
+
+
+async def keep_alive(notifier: Notifier, interval: float) -> None:
+    """`WATCHDOG=1` now and every `interval` seconds, until cancelled."""
+    while True:
+        notifier.send("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def report_status(s: Services, notifier: Notifier) -> None:
+    """`STATUS=<summary>` now and whenever a bus event changes it, until cancelled."""
+    last: str | None = None
+    while True:
+        sub = s.bus.subscribe()
+        try:
+            last = await _send_if_changed(s, notifier, last)
+            async for frame in sub:  # ends after a resync: subscribe again and recount
+                if frame.event.kind in STATUS_KINDS:
+                    last = await _send_if_changed(s, notifier, last)
+        finally:
+            sub.close()
+
+
+async def _send_if_changed(s: Services, notifier: Notifier, last: str | None) -> str | None:
+    try:
+        line = await summary(s)
+    except Exception:
+        logger.exception("could not count agents, approvals and questions for STATUS=")
+        return last
+    if line != last:
+        notifier.send(f"STATUS={line}")
+    return line

@@ -1,0 +1,478 @@
+"""The nixos backend end to end, against recording shims of `nixos-container`, `nix` and
+`journalctl` (tests/e2e/nixos_shims.py): the exact argv of each lifecycle call, deploys
+through the meta flake (a failed `nix build` moves nothing), SIGKILL at every step of a
+deploy, the migration, and the journal as the log source."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.hive import Hive, short_tmp
+from tests.e2e.nixos_shims import Shims, reached_socket
+from tests.e2e.test_deploy_crash import REAL_GIT, SHIM
+from tests.e2e.test_deploys import _applied, _commit, _propose, _tags
+from tests.git import git as _git
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+SHOW_PID = ["systemctl", "show", "--property=MainPID", "--value", "hive-agent.service"]
+
+
+class _Hive(Hive):
+    @property
+    def manager_sock(self) -> Path:
+        """In the manager's socket dir, which its container binds as /run/hive."""
+        return self.run_dir / "agents" / "hm1nd" / "manager.sock"
+
+
+class NixosHive:
+    """A hive on the nixos backend, its shims, and a git that stops where the test says."""
+
+    def __init__(self, root: Path) -> None:
+        assert REAL_GIT is not None
+        self.root = root
+        self.git_armed = root / "git-armed.json"
+        shim = root / "git"
+        shim.write_text(SHIM.format(python=sys.executable, armed=str(self.git_armed),
+                                    reached=str(root / "reached"), git=REAL_GIT))  # fmt: skip
+        shim.chmod(0o755)
+        self.reached = reached_socket(root)
+        self.hive = _Hive(root, {"HIVE_GIT": str(shim), "HIVE_NIXOS_STATUS_INTERVAL": "3600"})
+        # The meta flake names the dashboard's port: the same one across restarts.
+        self.hive.extra_env["HIVE_DASHBOARD_PORT"] = str(_free_port())
+        self.shims = Shims.install(root, self.hive.state_dir, self.hive.run_dir, self.hive.env)
+        self.hive.extra_env.update(self.shims.settings_env())
+        if shutil.which("nix-instantiate"):
+            self.hive.extra_env["HIVE_NIX_INSTANTIATE"] = str(shutil.which("nix-instantiate"))
+
+    @property
+    def meta(self) -> Path:
+        return self.hive.state_dir / "meta"
+
+    def meta_head(self) -> str:
+        return _git(self.meta, "rev-parse", "HEAD")
+
+    def nc(self) -> list[list[str]]:
+        return self.shims.calls("nixos-container")
+
+    def arm_git(self, words: list[str], skip: int) -> None:
+        self.git_armed.write_text(json.dumps({"words": words, "skip": skip}))
+
+    def wait_reached(self) -> int:
+        try:
+            return int(self.reached.recv(64))
+        except TimeoutError:
+            raise AssertionError("the armed call never ran") from None
+
+    def close(self) -> None:
+        self.hive.close()
+        self.shims.stop_all()
+        self.reached.close()
+
+
+@pytest.fixture
+def nixos() -> Iterator[NixosHive]:
+    root = short_tmp()
+    n = NixosHive(root)
+    try:
+        n.hive.start()
+        yield n
+    finally:
+        n.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _ok(got: subprocess.CompletedProcess[str]) -> str:
+    assert got.returncode == 0, got.stderr
+    return got.stdout
+
+
+def _row(hive: Hive, name: str) -> dict[str, object]:
+    rows = {a["name"]: a for a in json.loads(_ok(hive.cli("list", "--json")))}
+    row: dict[str, object] = rows[name]
+    return row
+
+
+def _approval(hive: Hive, approval_id: int) -> dict[str, object]:
+    got: dict[str, object] = json.loads(_ok(hive.cli("show", str(approval_id), "--json")))
+    return got
+
+
+def test_every_lifecycle_call_is_one_exact_argv(nixos: NixosHive) -> None:
+    hive, meta = nixos.hive, str(nixos.meta)
+    assert ["create", "h-hm1nd", "--flake", f"{meta}#hm1nd"] in nixos.nc()  # at start-up
+    nixos.shims.clear_calls()
+
+    _ok(hive.cli("spawn", "bob"))
+    assert nixos.nc() == [
+        ["list"],
+        ["create", "h-bob", "--flake", f"{meta}#bob"],
+        ["status", "h-bob"],
+        ["start", "h-bob"],
+        ["run", "h-bob", "--", *SHOW_PID],
+    ]
+    conf = (nixos.shims.conf / "h-bob.conf").read_text()
+    state, sockets = hive.state_dir / "agents" / "bob" / "state", hive.run_dir / "agents" / "bob"
+    assert f'EXTRA_NSPAWN_FLAGS="--bind={state}:/state --bind={sockets}:/run/hive"' in conf
+    assert "PRIVATE_NETWORK=0" in conf  # what nixos-container wrote stays
+    row = _row(hive, "bob")
+    assert (row["state"], row["alive"]) == ("running", True)
+    flake = (nixos.meta / "flake.nix").read_text()
+    assert '"bob" = nixpkgs.lib.nixosSystem' in flake
+    assert f"rev={row['deployed_commit']}" in flake
+
+    for command, expected in [
+        (["stop", "bob"], [["stop", "h-bob"]]),
+        (["start", "bob"],
+         [["list"], ["status", "h-bob"], ["start", "h-bob"], ["run", "h-bob", "--", *SHOW_PID]]),
+        (["kill", "bob"], [["stop", "h-bob"]]),
+        (["start", "bob"],
+         [["list"], ["status", "h-bob"], ["start", "h-bob"], ["run", "h-bob", "--", *SHOW_PID]]),
+        (["restart", "bob"],
+         [["stop", "h-bob"], ["list"], ["status", "h-bob"], ["start", "h-bob"],
+          ["run", "h-bob", "--", *SHOW_PID]]),
+        (["destroy", "bob"],
+         [["stop", "h-bob"], ["list"], ["status", "h-bob"], ["destroy", "h-bob"]]),
+    ]:  # fmt: skip
+        nixos.shims.clear_calls()
+        _ok(hive.cli(*command))
+        assert nixos.nc() == expected, command
+    assert '"bob"' not in (nixos.meta / "flake.nix").read_text()
+    assert _git(nixos.meta, "log", "-1", "--format=%s") == "remove bob"
+    assert nixos.shims.containers() == ["h-hm1nd"]
+
+
+def test_the_manager_gets_the_working_copies_bound_at_their_host_paths(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    _ok(hive.cli("restart", "hm1nd"))  # the binds are written before a container starts
+    agents = hive.state_dir / "agents"
+    conf = (nixos.shims.conf / "h-hm1nd.conf").read_text().splitlines()
+    flags = next(line for line in conf if line.startswith("EXTRA_NSPAWN_FLAGS="))
+    assert flags.split("=", 1)[1].strip('"').split() == [
+        f"--bind={agents / 'hm1nd' / 'state'}:/state",
+        f"--bind={hive.run_dir / 'agents' / 'hm1nd'}:/run/hive",
+        f"--bind-ro={agents / 'bob' / 'applied'}",
+        f"--bind={agents / 'bob' / 'proposed'}",
+        f"--bind-ro={agents / 'hm1nd' / 'applied'}",
+        f"--bind={agents / 'hm1nd' / 'proposed'}",
+    ]
+    bob = (nixos.shims.conf / "h-bob.conf").read_text()
+    assert "proposed" not in bob and str(agents / "hm1nd") not in bob
+
+
+def test_a_hive_core_restart_restarts_each_harness_in_its_running_container(
+    nixos: NixosHive,
+) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    hive.stop()
+    nixos.shims.clear_calls()
+    hive.start()
+    calls = nixos.nc()
+    assert ["run", "h-bob", "--", "systemctl", "restart", "hive-agent.service"] in calls
+    assert ["start", "h-bob"] not in calls  # the container kept running
+    assert _row(hive, "bob")["alive"] is True
+
+
+async def test_a_failed_nix_build_fails_the_deploy_and_moves_nothing(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    initial = _git(_applied(hive, "bob"), "rev-parse", "main")
+    meta_before = nixos.meta_head()
+    flake_before = (nixos.meta / "flake.nix").read_text()
+    sha = _commit(hive, "bob", 'model = "claude-sonnet-4-5"\n')
+    approval = await _propose(hive, "bob", sha)
+    why = "error: attribute 'hive-mcp' missing\n       at /nix/store/x-source/agent.nix:3:5"
+    nixos.shims.reply("nix", ["build"], code=1, stderr="evaluating…\n" + why + "\n")
+    nixos.shims.clear_calls()
+
+    got = hive.cli("approve", str(approval.id))
+
+    assert got.returncode != 0
+    assert "attribute 'hive-mcp' missing" in got.stderr
+    shown = _approval(hive, approval.id)
+    assert shown["status"] == "failed"
+    assert "attribute 'hive-mcp' missing" in str(shown["reason"])
+    note = _git(_applied(hive, "bob"), "tag", "--list", "--format=%(contents)",
+                f"failed/{approval.id}")  # fmt: skip
+    assert "nix build failed (1)" in note and "agent.nix:3:5" in note
+    assert f"deployed/{approval.id}" not in _tags(hive, "bob")
+    assert _git(_applied(hive, "bob"), "rev-parse", "main") == initial
+    assert _row(hive, "bob")["deployed_commit"] == initial
+    assert nixos.meta_head() == meta_before
+    assert (nixos.meta / "flake.nix").read_text() == flake_before
+    assert _git(nixos.meta, "status", "--porcelain") == ""
+    build = [c for c in nixos.shims.calls("nix") if "build" in c]
+    target = f"{nixos.meta}#nixosConfigurations.bob.config.system.build.toplevel"
+    assert build == [["--extra-experimental-features", "nix-command flakes", "build", target,
+                      "--no-link"]]  # fmt: skip
+    assert nixos.nc() == []  # the container was not touched
+    assert f"rev={initial}" in nixos.shims.built("bob")
+    assert _row(hive, "bob")["alive"] is True
+
+
+async def test_a_deploy_builds_commits_meta_and_moves_the_container(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    meta_before = nixos.meta_head()
+    sha = _commit(hive, "bob", 'model = "claude-sonnet-4-5"\n')
+    approval = await _propose(hive, "bob", sha)
+    nixos.shims.clear_calls()
+
+    _ok(hive.cli("approve", str(approval.id)))
+
+    assert _approval(hive, approval.id)["status"] == "approved"
+    assert _git(nixos.meta, "rev-list", "--count", f"{meta_before}..HEAD") == "1"
+    assert _git(nixos.meta, "log", "-1", "--format=%s") == f"deploy {sha[:12]} to bob"
+    assert f"rev={sha}" in (nixos.meta / "flake.nix").read_text()
+    assert nixos.nc()[:2] == [["stop", "h-bob"], ["list"]]
+    assert ["update", "h-bob", "--flake", f"{nixos.meta}#bob"] in nixos.nc()
+    assert f"rev={sha}" in nixos.shims.built("bob")
+    row = _row(hive, "bob")
+    assert (row["deployed_commit"], row["alive"]) == (sha, True)
+
+
+async def test_a_deploy_to_a_stopped_agent_moves_its_container_and_leaves_it_stopped(
+    nixos: NixosHive,
+) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    _ok(hive.cli("stop", "bob"))
+    sha = _commit(hive, "bob", 'model = "claude-sonnet-4-5"\n')
+    approval = await _propose(hive, "bob", sha)
+    nixos.shims.clear_calls()
+
+    _ok(hive.cli("approve", str(approval.id)))
+
+    assert nixos.nc() == [["list"], ["update", "h-bob", "--flake", f"{nixos.meta}#bob"]]
+    assert f"rev={sha}" in nixos.shims.built("bob")
+    assert _row(hive, "bob")["state"] == "stopped"
+
+
+async def test_a_deploy_that_does_not_come_up_moves_meta_and_the_container_back(
+    nixos: NixosHive,
+) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    initial = _git(_applied(hive, "bob"), "rev-parse", "main")
+    never_up = '[mcp_servers.mute]\ncommand = "true"\n'  # runs, says nothing
+    sha = _commit(hive, "bob", never_up)
+    approval = await _propose(hive, "bob", sha)
+
+    got = hive.cli("approve", str(approval.id))
+
+    assert got.returncode != 0 and "rolled back" in got.stderr
+    assert _approval(hive, approval.id)["status"] == "failed"
+    assert _git(_applied(hive, "bob"), "rev-parse", "main") == initial
+    flake = (nixos.meta / "flake.nix").read_text()
+    assert f"rev={initial}" in flake and f"rev={sha}" not in flake
+    assert f"rev={initial}" in nixos.shims.built("bob")
+    messages = _git(nixos.meta, "log", "-2", "--format=%s").splitlines()
+    assert messages == ["sync with the agents at the start of bob", f"deploy {sha[:12]} to bob"]
+    assert _row(hive, "bob")["alive"] is True
+
+
+def _consistent(n: NixosHive, approval_id: int, sha: str, initial: str) -> str:
+    """The approval, the tags, `applied/main`, the record, meta and the container agree;
+    returns the approval's status."""
+    hive = n.hive
+    status = str(_approval(hive, approval_id)["status"])
+    ends = {t.split("/")[0] for t in _tags(hive, "bob") if t.endswith(f"/{approval_id}")}
+    main = _git(_applied(hive, "bob"), "rev-parse", "main")
+    expected = {"pending": (set(), initial), "approved": ({"deployed"}, sha),
+                "failed": ({"failed"}, initial)}  # fmt: skip
+    assert status in expected, status
+    assert (ends - {"proposal"}, main) == expected[status], (status, ends, main)
+    row = _row(hive, "bob")
+    assert (row["deployed_commit"], row["state"], row["alive"]) == (main, "running", True)
+    assert f"rev={main}" in (n.meta / "flake.nix").read_text()
+    assert _git(n.meta, "status", "--porcelain") == ""
+    assert not (n.meta / ".git" / "index.lock").exists()
+    assert f"rev={main}" in n.shims.built("bob")
+    return status
+
+
+def _crash_during_approve(n: NixosHive, approval_id: int) -> None:
+    hive = n.hive
+    approve = subprocess.Popen(
+        [sys.executable, "-m", "hive_core", "approve", str(approval_id)],
+        env=hive.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        pid = n.wait_reached()
+        hive.kill9()
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        approve.wait(timeout=60)
+    hive.start()
+
+
+CRASH_STEPS: list[tuple[str, list[str], int]] = [
+    ("nix", ["flake", "lock"], 0),  # build: the staged meta is locked
+    ("nix", ["build"], 0),  # build
+    ("git", ["commit", "--allow-empty"], 0),  # finalize: the meta commit
+    ("nix", ["flake", "lock"], 1),  # finalize: meta locked before its commit
+    ("nixos-container", ["stop"], 0),  # finalize: the container stops
+    ("nixos-container", ["update"], 0),  # finalize: the container moves
+    ("nixos-container", ["start"], 0),  # the agent restarts on it
+]
+
+
+async def test_a_deploy_killed_at_every_step_ends_consistent(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    for i, (tool, words, skip) in enumerate(CRASH_STEPS):
+        initial = _git(_applied(hive, "bob"), "rev-parse", "main")
+        sha = _commit(hive, "bob", f'model = "claude-after-crash-{i}"\n')
+        approval = await _propose(hive, "bob", sha)
+        if tool == "git":
+            nixos.arm_git(words, skip)
+        else:
+            nixos.shims.arm(tool, words, skip)
+
+        await asyncio.to_thread(_crash_during_approve, nixos, approval.id)
+
+        status = _consistent(nixos, approval.id, sha, initial)
+        if status == "pending":  # never finalized: approving it again deploys it
+            _ok(hive.cli("approve", str(approval.id)))
+            assert _consistent(nixos, approval.id, sha, initial) == "approved"
+        else:
+            assert status == "approved", (tool, words)
+
+
+def test_the_migration_registers_existing_agents_once(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    hive.stop()
+    shutil.rmtree(nixos.meta)  # a state dir from before the meta flake: containers, no meta
+    (hive.state_dir / "nixos-containers.json").unlink()
+    nixos.shims.clear_calls()
+
+    hive.start()
+
+    assert sorted(c for c in nixos.nc() if c[0] == "update") == [
+        ["update", "h-bob", "--flake", f"{nixos.meta}#bob"],
+        ["update", "h-hm1nd", "--flake", f"{nixos.meta}#hm1nd"],
+    ]
+    flake = (nixos.meta / "flake.nix").read_text()
+    assert '"bob" = nixpkgs.lib.nixosSystem' in flake and '"hm1nd" = nixpkgs' in flake
+    head = nixos.meta_head()
+    for marker_kept in (True, False):
+        if not marker_kept:
+            (nixos.meta / ".git" / ".migrated").unlink()
+        hive.stop()
+        nixos.shims.clear_calls()
+        hive.start()
+        assert [c for c in nixos.nc() if c[0] in ("create", "update", "destroy")] == []
+        assert nixos.meta_head() == head
+        assert _row(hive, "bob")["alive"] is True
+
+
+def test_the_journal_is_the_harness_log(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    entries = [
+        {"__REALTIME_TIMESTAMP": "1764400000000000", "MESSAGE": "harness of bob starting"},
+        {"__REALTIME_TIMESTAMP": "1764400001500000", "MESSAGE": "bob is alive"},
+        {"__REALTIME_TIMESTAMP": "1764400002000000", "MESSAGE": [104, 105, 255]},
+    ]
+    journal = "".join(json.dumps(e) + "\n" for e in entries)
+    nixos.shims.reply("journalctl", ["-M", "h-bob"], stdout=journal)
+    nixos.shims.clear_calls()
+
+    out = _ok(hive.cli("logs", "bob", "--raw", "-n", "5"))
+
+    assert out.splitlines() == [
+        "2025-11-29T07:06:40+00:00 harness of bob starting",
+        "2025-11-29T07:06:41+00:00 bob is alive",
+        "2025-11-29T07:06:42+00:00 hi\ufffd",
+    ]
+    assert nixos.shims.calls("journalctl") == [
+        ["-M", "h-bob", "-u", "hive-agent.service", "--no-pager", "-o", "json", "-n", "5"]
+    ]
+
+
+def test_a_stopped_containers_journal_is_read_from_its_files(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    _ok(hive.cli("stop", "bob"))
+    entry = {"__REALTIME_TIMESTAMP": "1764400000000000", "MESSAGE": "last words"}
+    nixos.shims.reply("journalctl", ["-M"], code=1, stderr="No machine 'h-bob' known\n")
+    nixos.shims.reply("journalctl", ["-D"], stdout=json.dumps(entry) + "\n")
+    nixos.shims.clear_calls()
+
+    out = _ok(hive.cli("logs", "bob", "--raw", "-n", "3"))
+
+    assert out.splitlines() == ["2025-11-29T07:06:40+00:00 last words"]
+    tail = ["-u", "hive-agent.service", "--no-pager", "-o", "json", "-n", "3"]
+    assert nixos.shims.calls("journalctl") == [
+        ["-M", "h-bob", *tail],
+        ["-D", "/var/lib/nixos-containers/h-bob/var/log/journal", *tail],
+    ]
+
+
+async def _line(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        return (await proc.stdout.readline()).decode().rstrip("\n")
+
+
+async def test_a_followed_journal_prints_each_new_entry_once(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    old = json.dumps({"__REALTIME_TIMESTAMP": "1764400001500000", "MESSAGE": "old"}) + "\n"
+    new = json.dumps({"__REALTIME_TIMESTAMP": "1764400001700000", "MESSAGE": "new"}) + "\n"
+    nixos.shims.reply("journalctl", ["-n"], stdout=old)
+    follow = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hive_core", "logs", "bob", "--raw", "-f",
+        env=hive.env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert await _line(follow) == "2025-11-29T07:06:41+00:00 old"
+        nixos.shims.reply("journalctl", ["--since"], stdout=old + new)
+        assert await _line(follow) == "2025-11-29T07:06:41+00:00 new"
+    finally:
+        follow.kill()
+        await follow.wait()
+    since = [c for c in nixos.shims.calls("journalctl") if "--since" in c]
+    assert since and since[-1][-2:] == ["--since", "@1764400001"]
+
+
+async def test_update_moves_the_hyperhive_input_and_rebuilds_what_it_changed(
+    nixos: NixosHive,
+) -> None:
+    hive = nixos.hive
+    _ok(hive.cli("spawn", "bob"))
+    (nixos.root / "hyperhive-rev").write_text("rev-2\n")
+    nixos.shims.clear_calls()
+
+    queued = _ok(hive.cli("update"))
+    approval_id = queued.split()[2].rstrip(":")
+    _ok(hive.cli("approve", approval_id))
+
+    nix = nixos.shims.calls("nix")
+    assert ["--extra-experimental-features", "nix-command flakes", "flake", "update",
+            "hyperhive", "--flake", str(nixos.meta)] in nix  # fmt: skip
+    assert '"rev": "rev-2"' in (nixos.meta / "flake.lock").read_text()
+    assert _git(nixos.meta, "log", "-1", "--format=%s") == "update the hyperhive input"
+    updated = sorted(c[1] for c in nixos.nc() if c[0] == "update")
+    assert updated == ["h-bob", "h-hm1nd"]
+    assert _row(hive, "bob")["alive"] is True
