@@ -38,12 +38,15 @@ class BenchError(RuntimeError):
 
 
 class Receiver:
-    """One connection that keeps at most one long-poll `recv` outstanding."""
+    """One connection that keeps at most one long-poll `recv` outstanding; each `recv`
+    carries the ack of the messages the one before it returned."""
 
     def __init__(self, path: Path) -> None:
         self.client = HiveClient(path)
         self._pending: asyncio.Task[rs.Messages] | None = None
         self._armed_at = 0.0
+        self._to_ack: list[int] = []
+        self._acking = 0
 
     @property
     def armed(self) -> bool:
@@ -53,7 +56,8 @@ class Receiver:
         """Issue a blocking recv in the background."""
         if self._pending is not None:
             raise BenchError("receiver is already waiting")
-        recv = rq.Recv(cmd="recv", wait_seconds=LONG_POLL)
+        recv = rq.Recv(cmd="recv", wait_seconds=LONG_POLL, ack=self._to_ack)
+        self._to_ack, self._acking = [], len(self._to_ack)
         self._pending = asyncio.create_task(self.client.call(recv, rs.Messages))
         self._armed_at = time.perf_counter()
 
@@ -76,12 +80,13 @@ class Receiver:
                 f"{self.client.path}: no message within {TAKE_TIMEOUT:.0f}s; did another "
                 "client (a harness?) recv it on this agent's socket?"
             ) from None
+        if reply.acked != self._acking:
+            raise BenchError(f"acked {reply.acked} of {self._acking} messages")
         return reply.messages
 
     async def ack(self, messages: Sequence[Message]) -> None:
-        acked = await self.client.call(rq.Ack(cmd="ack", ids=[m.id for m in messages]), rs.Acked)
-        if acked.count != len(messages):
-            raise BenchError(f"acked {acked.count} of {len(messages)} messages")
+        """Ack `messages` with the next `recv` (`arm`)."""
+        self._to_ack += [m.id for m in messages]
 
     async def close(self) -> None:
         if self._pending is not None:

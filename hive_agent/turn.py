@@ -1,7 +1,8 @@
 """The turn loop: inbox items wake a claude turn; its results become events and stats.
 
 Items are acknowledged to hive-core only after their turn ended in a way that
-will not be retried, so a crash or an API outage never loses them.
+will not be retried, so a crash or an API outage never loses them; the ack rides
+on the next `recv` (or, when the harness stops, goes alone).
 """
 
 from __future__ import annotations
@@ -226,42 +227,51 @@ class Harness:
                 backoff = min(backoff * 2, 10.0)
 
     async def _inbox_loop(self, core: HiveClient, stopping: asyncio.Event) -> None:
+        done: list[int] = []  # the last turn's items: the next recv acks them
         while not stopping.is_set():
-            got = await core.call(rq.Recv(cmd="recv", wait_seconds=RECV_WAIT), rs.Messages)
+            recv = rq.Recv(cmd="recv", wait_seconds=RECV_WAIT, ack=done)
+            got = await core.call(recv, rs.Messages)
+            done = []
             if got.messages:
-                await self._handle(core, list(got.messages), stopping)
+                done = await self._handle(core, list(got.messages), stopping)
+        if done:  # stopping after a finished turn: ack it now, not after the restart
+            await core.call(rq.Ack(cmd="ack", ids=done), rs.Acked)
 
     async def _handle(
         self, core: HiveClient, items: list[Message], stopping: asyncio.Event
-    ) -> None:
+    ) -> list[int]:
+        """Run the items' turns; the ids left to ack (empty when shutdown cut it short)."""
         self.busy = True
         self._cancel_requested = False
         try:
-            await self._turns_until_done(core, items, stopping)
+            return await self._turns_until_done(core, items, stopping)
         finally:
             self.busy = False
 
     async def _turns_until_done(
         self, core: HiveClient, items: list[Message], stopping: asyncio.Event
-    ) -> None:
+    ) -> list[int]:
         delay = RETRY_BASE
         while True:
             result = await self.run_turn(items)
             if stopping.is_set() and (result.kind in RETRYABLE or result.kind == "cancelled"):
-                return  # interrupted by shutdown: the items come back after the restart
+                return []  # interrupted by shutdown: the items come back after the restart
             if result.kind not in RETRYABLE:
                 break
             await self.emit(
                 live.Note(text=f"turn failed ({result.kind}); retrying in {delay:.0f}s")
             )
             if await _wait(stopping, delay):
-                return  # shutting down: the items stay leased until the connection closes
+                return []  # shutting down: the items stay leased until the connection closes
             delay = min(delay * 2, RETRY_MAX)
             more = await core.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)
             items += more.messages
         ids = [m.id for m in items]
-        for start in range(0, len(ids), 1000):  # the ack verb takes 1000 ids at a time
-            await core.call(rq.Ack(cmd="ack", ids=ids[start : start + 1000]), rs.Acked)
+        # A recv or an ack takes 1000 ids: all but the last 1000 are acked here.
+        head, tail = ids[:-1000], ids[-1000:]
+        for start in range(0, len(head), 1000):
+            await core.call(rq.Ack(cmd="ack", ids=head[start : start + 1000]), rs.Acked)
+        return tail
 
     # -- one turn -----------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The message broker: durable sends with idempotency keys, leased long-poll receives.
 
 Delivery is at-least-once with an explicit ack. `recv` leases undelivered
-messages to the asking connection; `ack` marks them delivered. A lease lives
+messages to the asking connection; `ack` (or the `ack` ids a later `recv` of
+that connection carries, committed before it leases) marks them delivered. A lease lives
 in memory and ends when its connection closes (or the daemon restarts), so a
 receiver that dies before reading a reply gets the same messages again on its
 next `recv`. See docs/persistence.md.
@@ -183,7 +184,7 @@ class Broker:
             ).fetchone()
             return dup, True
 
-        row, duplicate = await self._db.write(insert)
+        row, duplicate = await self._db.write(insert, one_statement=True)
         message = _message(row)
         if duplicate:
             if message.recipient != to or message.body != body:
@@ -242,7 +243,8 @@ class Broker:
             box.remember(message)
             box.wake.set()
         # After the wake: a parked receiver is scheduled before the event-stream writers.
-        self._bus.publish(events.Sent(message=message))
+        if self._bus.watched:
+            self._bus.publish(events.Sent(message=message))
 
     async def _key_used(self, sender: str, key: str | None) -> bool:
         """Whether `key` already stored a message (a retry is answered, never throttled)."""
@@ -281,7 +283,9 @@ class Broker:
             if messages:
                 for m in messages:
                     self._lease(inbox, m.id, owner)
-                self._bus.publish(events.Leased(recipient=recipient, ids=[m.id for m in messages]))
+                if self._bus.watched:
+                    ids = [m.id for m in messages]
+                    self._bus.publish(events.Leased(recipient=recipient, ids=ids))
                 return messages
             if not await self._wait(inbox, deadline):
                 return []
@@ -292,21 +296,21 @@ class Broker:
         Raises:
             ShuttingDown: the daemon began shutting down.
         """
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            return False
-        closing = asyncio.ensure_future(self._closing.wait())
-        woken = asyncio.ensure_future(inbox.wake.wait())
-        try:
-            await asyncio.wait(
-                {closing, woken}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            closing.cancel()
-            woken.cancel()
         if self._closing.is_set():
             raise ShuttingDown("hive-core is shutting down; retry after it restarts")
-        return True
+        if deadline <= asyncio.get_running_loop().time():
+            return False
+        try:
+            # In the caller's own task: no helper tasks per wait. `close` sets every
+            # inbox's event, so shutting down wakes this too.
+            async with asyncio.timeout_at(deadline):
+                await inbox.wake.wait()
+            woken = True
+        except TimeoutError:
+            woken = False
+        if self._closing.is_set():
+            raise ShuttingDown("hive-core is shutting down; retry after it restarts")
+        return woken
 
     async def _fetch(self, recipient: str, inbox: _Inbox, limit: int) -> list[Message]:
         if inbox.pending is None:
@@ -373,12 +377,12 @@ class Broker:
             ).fetchall()
             return sorted(r[0] for r in rows)
 
-        done = await self._db.write(update)
+        done = await self._db.write(update, one_statement=True)
         inbox = self._inbox(recipient)
         inbox.forget(done)
         for i in ids:
             self._unlease(inbox, i)
-        if done:
+        if done and self._bus.watched:
             self._bus.publish(events.Delivered(recipient=recipient, ids=done, delivered_at=now))
         return len(done)
 
@@ -538,3 +542,5 @@ class Broker:
     def close(self) -> None:
         """Answer every waiting `recv` with a shutting-down error."""
         self._closing.set()
+        for inbox in self._inboxes.values():
+            inbox.wake.set()

@@ -81,5 +81,10 @@ class EventBus:
         self._subscribers.discard(sub)
 
     @property
+    def watched(self) -> bool:
+        """Whether anyone subscribes: an event nobody would get need not be built."""
+        return bool(self._subscribers)
+
+    @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)

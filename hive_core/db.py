@@ -3,7 +3,9 @@
 Every write is a function run inside a shared transaction on the writer thread;
 concurrent writes are committed together (one fsync for the batch) and each
 caller's future resolves only after that commit. Each write runs under its own
-savepoint, so one failing write does not undo the others.
+savepoint, so one failing write does not undo the others; a write of one
+statement needs none (sqlite undoes a failed statement by itself). The batch's
+callers are answered with one hand-off to the event loop.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +29,19 @@ from hive_core.migrations import APPLICATION_ID, MIGRATIONS
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Job = tuple[Callable[[sqlite3.Connection], Any], Future[Any]]
+
+
+@dataclass(slots=True)
+class _Job:
+    """One write: its function, its caller's future and that caller's event loop."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    savepoint: bool
+
+
+Outcome = tuple[_Job, Any, BaseException | None]
 
 MAX_BATCH = 256
 """Most writes committed in one transaction."""
@@ -121,7 +136,7 @@ class Database:
         self.path = path
         self._wal = Path(f"{path}-wal")
         self._checkpoint_at = checkpoint_at
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer_conn = _connect(path)
         self._writer_conn.execute("PRAGMA synchronous = FULL")
         self._writer_conn.execute("PRAGMA foreign_keys = ON")
@@ -154,8 +169,14 @@ class Database:
         await asyncio.to_thread(_check_and_migrate, path)
         return await asyncio.to_thread(cls, path, checkpoint_at)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(
+        self, fn: Callable[[sqlite3.Connection], T], *, one_statement: bool = False
+    ) -> T:
         """Run `fn` in a write transaction; return once it is committed to disk.
+
+        `one_statement`: `fn` changes the database with at most one statement and
+        raises only from it (sqlite undoes a failed statement by itself), so it runs
+        without a savepoint of its own: two statements fewer on the writer thread.
 
         Raises:
             StorageError: the commit failed (disk full, I/O error); nothing was stored.
@@ -163,9 +184,10 @@ class Database:
         """
         if self._closed:
             raise StorageError("the database is closed")
-        fut: Future[T] = Future()
-        self._queue.put((fn, fut))
-        return await asyncio.wrap_future(fut)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, fut, loop, not one_statement))
+        return await fut
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on the reader connection (sees every committed write)."""
@@ -218,68 +240,93 @@ class Database:
                 break
         self._writer_conn.close()
 
-    def _commit_batch(self, batch: list[Job]) -> None:
+    def _commit_batch(self, batch: list[_Job]) -> None:
         if len(batch) == 1:
-            self._commit_one(*batch[0])
+            self._commit_one(batch[0])
             return
         conn = self._writer_conn
-        results: list[tuple[Future[Any], Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, fut in batch:
-                if not fut.set_running_or_notify_cancel():
+            for job in batch:
+                if job.future.cancelled():
                     continue  # the caller gave up before the job started
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = fn(conn)
-                except Exception as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    results.append((fut, None, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    results.append((fut, value, None))
+                outcomes.append(_run(conn, job))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             logger.exception("commit of %d writes to %s failed", len(batch), self.path)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = StorageError(f"could not commit to {self.path}: {exc}")
-            for _, fut in batch:
-                # Jobs not yet started (BEGIN itself failed) must be answered too.
-                if fut.running() or fut.set_running_or_notify_cancel():
-                    fut.set_exception(failure)
+            # Jobs not yet started (BEGIN itself failed) are answered too.
+            _settle([(job, None, failure) for job in batch])
             return
-        self._settle(len(batch), results)
+        self._writes_since_checkpoint += len(outcomes)
+        _settle(outcomes)
 
-    def _commit_one(self, fn: Callable[[sqlite3.Connection], Any], fut: Future[Any]) -> None:
+    def _commit_one(self, job: _Job) -> None:
         """A batch of one needs no savepoint: its transaction is its own."""
-        if not fut.set_running_or_notify_cancel():
+        if job.future.cancelled():
             return
         conn = self._writer_conn
+        outcome: Outcome
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                value = fn(conn)
+                outcome = (job, job.fn(conn), None)
             except Exception as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
                 conn.execute("ROLLBACK")
-                fut.set_exception(exc)
+                _settle([(job, None, exc)])
                 return
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             logger.exception("commit to %s failed", self.path)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            fut.set_exception(StorageError(f"could not commit to {self.path}: {exc}"))
+            failure = StorageError(f"could not commit to {self.path}: {exc}")
+            _settle([(job, None, failure)])
             return
-        self._settle(1, [(fut, value, None)])
+        self._writes_since_checkpoint += 1
+        _settle([outcome])
 
-    def _settle(
-        self, count: int, results: list[tuple[Future[Any], Any, BaseException | None]]
-    ) -> None:
-        self._writes_since_checkpoint += count
-        for fut, value, error in results:
-            if error is not None:
-                fut.set_exception(error)
-            else:
-                fut.set_result(value)
+
+def _run(conn: sqlite3.Connection, job: _Job) -> Outcome:
+    """Run one job of a batch, under a savepoint unless it is one statement."""
+    if not job.savepoint:
+        try:
+            return job, job.fn(conn), None
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+            return job, None, exc
+    conn.execute("SAVEPOINT job")
+    try:
+        value = job.fn(conn)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        return job, None, exc
+    conn.execute("RELEASE job")
+    return job, value, None
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    """Answer every caller of a batch with one hand-off per event loop (normally one)."""
+    loops: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        loops.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, mine in loops.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, mine)
+        except RuntimeError:  # that loop is closed: nobody is left to answer
+            logger.warning("dropped %d write results for a closed event loop", len(mine))
+
+
+def _resolve(outcomes: list[Outcome]) -> None:
+    """On the event loop: resolve the futures of a committed (or failed) batch."""
+    for job, value, error in outcomes:
+        future = job.future
+        if future.done():
+            continue  # cancelled while the batch ran: the write stands, nobody waits
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)

@@ -55,6 +55,9 @@ class Recv(WireModel):
     cmd: Literal["recv"]
     wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
     max: Annotated[int, Field(ge=1, le=1000)] = 100
+    ack: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
+    """Ids leased to this connection to mark delivered first, as `ack` would: committed
+    before anything is leased or waited for; one foreign id fails the whole `recv`."""
 
 
 class Ack(WireModel):

@@ -73,6 +73,8 @@ class Messages(WireModel):
     ok: Literal[True] = True
     result: Literal["messages"] = "messages"
     messages: list[Message]
+    acked: int = 0
+    """How many of a `recv`'s `ack` ids were newly marked delivered (0 otherwise)."""
 
 
 class Acked(WireModel):

@@ -41,9 +41,11 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
                 raise InvalidRequest("you cannot send a message to yourself")
             msg_id, dup = await s.broker.send(me, to, body, key)
             return rs.Sent(id=msg_id, duplicate=dup)
-        case rq.Recv(wait_seconds=wait, max=limit):
+        case rq.Recv(wait_seconds=wait, max=limit, ack=done):
+            # The ack first, durably: a foreign id refuses the whole recv, nothing leased.
+            acked = await s.broker.ack(me, conn.id, done) if done else 0
             got = await s.broker.recv(me, conn.id, wait, limit, conn.is_open)
-            return rs.Messages(messages=got)
+            return rs.Messages(messages=got, acked=acked)
         case rq.Ack(ids=ids):
             return rs.Acked(count=await s.broker.ack(me, conn.id, ids))
         case rq.Alive(pid=pid, version=version, model=model, problems=problems):

@@ -307,8 +307,11 @@ class SocketServer:
             if c.buf and deadline is None:
                 deadline = self._deadline()  # a line has begun: it must end in time
             try:
-                async with asyncio.timeout_at(deadline):
+                if deadline is None:  # a lease holder between two requests: no timer to arm
                     chunk = await c.reader.read(CHUNK)
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await c.reader.read(CHUNK)
             except TimeoutError:
                 self._slow.hit()
                 raise _Refused(

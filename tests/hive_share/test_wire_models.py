@@ -88,7 +88,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.Version: requests.Version(cmd="version"),
     requests.Ping: requests.Ping(cmd="ping"),
     requests.Send: requests.Send(cmd="send", to="operator", body="héllo\n", idempotency_key="k-1"),
-    requests.Recv: requests.Recv(cmd="recv", wait_seconds=12.5, max=3),
+    requests.Recv: requests.Recv(cmd="recv", wait_seconds=12.5, max=3, ack=[4, 5]),
     requests.Ack: requests.Ack(cmd="ack", ids=[1, 2, 3]),
     requests.Alive: requests.Alive(
         cmd="alive", pid=99, version="0.1.0", model="claude-x", problems=["mcp server a: no"]
@@ -160,7 +160,8 @@ SAMPLES: dict[type[WireModel], WireModel] = {
                 sent_at=1.0,
                 event=helper.ContainerCrash(agent="alice", detail="-9"),
             ),
-        ]
+        ],
+        acked=2,
     ),
     responses.Acked: responses.Acked(count=2),
     responses.Agents: responses.Agents(agents=[AGENT]),
