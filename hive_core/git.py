@@ -18,13 +18,13 @@ command run here; `proposed/` is only read, as the source of a fetch.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from hive_core.errors import BackendError
+from hive_core.proc import communicate
 
 GIT_TIMEOUT = 30.0
 SEARCH_PATH = os.defpath + ":/run/current-system/sw/bin"
@@ -122,23 +122,10 @@ async def run(
         if repo.work_tree is not None:
             argv.append(f"--work-tree={repo.work_tree}")
     argv += args
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=cwd,
-        env=git_env(),
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
     try:
-        async with asyncio.timeout(limit):
-            out, err = await proc.communicate(stdin)
+        code, out, err = await communicate(argv, env=git_env(), cwd=cwd, stdin=stdin, limit=limit)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         raise GitError(f"git {args[0]} timed out after {limit:.0f}s") from None
-    code = proc.returncode
-    assert code is not None
     if check and code != 0:
         text = err.decode("utf-8", errors="replace").strip() or out.decode(errors="replace")
         raise GitError(f"git {args[0]} failed ({code}): {text.strip()[:2000]}")

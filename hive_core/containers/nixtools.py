@@ -8,7 +8,6 @@ drained, and a failure raises `BackendError` quoting the end of stderr.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 from hive_core.errors import BackendError
 from hive_core.git import SEARCH_PATH
+from hive_core.proc import communicate
 from hive_core.settings import Settings
 
 STDERR_TAIL = 2000
@@ -91,25 +91,11 @@ async def run(
     verb = next((a for a in argv[1:] if not a.startswith("-") and a not in NIX_FEATURES), "")
     what = f"{os.path.basename(argv[0])} {verb}".strip()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            env=dict(env),
-            cwd="/",
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        code, out, err = await communicate(argv, env=env, cwd="/", stdin=stdin, limit=limit)
     except OSError as exc:
         raise BackendError(f"could not run {what}: {exc}") from None
-    try:
-        async with asyncio.timeout(limit):
-            out, err = await proc.communicate(stdin)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         raise BackendError(f"{what} timed out after {limit:.0f}s") from None
-    code = proc.returncode
-    assert code is not None
     if check and code != 0:
         raise BackendError(f"{what} failed ({code}): {stderr_tail(err, out)}")
     return Result(code, out, err)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hive_core.db import Database
+from tests.hive_core.test_db import _bodies
 
 
 def _keyed(body: str, key: str) -> Callable[[sqlite3.Connection], int]:
@@ -23,11 +24,6 @@ def _keyed(body: str, key: str) -> Callable[[sqlite3.Connection], int]:
         return int(row[0])
 
     return fn
-
-
-async def _bodies(db: Database) -> dict[str, int]:
-    rows = await db.read(lambda c: c.execute("SELECT id, body FROM messages").fetchall())
-    return {r["body"]: r["id"] for r in rows}
 
 
 async def _one_batch(db: Database, *writes: Callable[[], Coroutine[Any, Any, Any]]) -> list[Any]:
