@@ -126,14 +126,8 @@ class _Controls:
                 return await login_session.status(after, wait)
 
 
-MCP_WARM_DELAY = 3.0
-"""Seconds after coming up that the harness warms its MCP host: a hive starting many agents
-at once brings them all up before each imports the SDK (a turn sooner starts it itself)."""
-
-
 async def _start_mcp(harness: Harness) -> None:
-    """Start the MCP host once settled; a failure is logged, and the first turn tries again."""
-    await asyncio.sleep(MCP_WARM_DELAY)
+    """Start the MCP host now; a failure is logged, and the first turn tries again."""
     try:
         await harness.mcp.start()
     except Exception:
