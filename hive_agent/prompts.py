@@ -36,10 +36,11 @@ def write_if_changed(path: Path, text: str) -> None:
     """Replace `path` atomically with `text`, unless it already holds exactly that."""
     data = text.encode("utf-8")
     try:
-        if path.read_bytes() == data:
-            return
+        same = path.read_bytes() == data
     except FileNotFoundError:
-        pass
+        same = False
+    if same:
+        return
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,19 +20,12 @@ PARENT = """
 import os, subprocess, sys
 prefix = sys.argv[1].split("\\x1f") if sys.argv[1] else []
 prefix = [str(os.getpid()) if part == "PID" else part for part in prefix]
-child = subprocess.Popen([*prefix, "sleep", "300"], start_new_session=True)
+argv = [*prefix, "sh", "-c", "echo up; exec sleep 300"]
+child = subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True)
+child.stdout.readline()  # the guard has exec'd sh: the signal is armed
 print(child.pid, flush=True)
 sys.stdin.read()
 """
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    return fields[0] != "Z"
 
 
 def _orphan_after_parent_killed(prefix: list[str], tmp_path: Path) -> int:
@@ -46,11 +39,6 @@ def _orphan_after_parent_killed(prefix: list[str], tmp_path: Path) -> int:
     )
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
-    deadline = time.monotonic() + BOUND
-    # The guard has armed the signal once it has exec'd sleep.
-    while Path(f"/proc/{child}/comm").read_text().strip() != "sleep":
-        assert time.monotonic() < deadline, "the guarded child never exec'd sleep"
-        time.sleep(0.01)
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=BOUND)
     parent.stdout.close()
@@ -60,13 +48,19 @@ def _orphan_after_parent_killed(prefix: list[str], tmp_path: Path) -> int:
 
 
 def _gone_within_bound(pid: int, bound: float = BOUND) -> bool:
-    deadline = time.monotonic() + bound
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            return False
-        time.sleep(0.01)
-    return True
+    """Whether `pid` exits within `bound` seconds (its pidfd turns readable); a survivor is
+    killed."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # gone and reaped already
+    try:
+        readable, _, _ = select.select([fd], [], [], bound)
+        if not readable:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return bool(readable)
+    finally:
+        os.close(fd)
 
 
 def test_the_guard_in_use_kills_the_child_with_its_parent(tmp_path: Path) -> None:
