@@ -31,7 +31,7 @@ TOOLS = ("nixos-container", "nix", "journalctl")
 REACH_TIMEOUT = 60.0
 
 SCRIPT = r"""#!{python}
-import json, os, re, signal, socket, subprocess, sys, time
+import json, os, re, select, signal, socket, subprocess, sys
 ROOT = {root!r}
 STATE = {state!r}
 RUN = {run!r}
@@ -130,11 +130,14 @@ def launch(name):
 def halt(name):
     pid = pid_of(name)
     if pid:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
         os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while pid_of(name) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if pid_of(name):
+        exited, _, _ = select.select([fd], [], [], 20)  # readable once the harness has exited
+        os.close(fd)
+        if not exited:
             os.killpg(pid, signal.SIGKILL)
 
 
