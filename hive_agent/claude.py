@@ -114,6 +114,7 @@ class ClaudeProcess:
     invocation: Invocation
     proc: asyncio.subprocess.Process | None = None
     cancelled: bool = False
+    killed: bool = False
     _kill_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     async def run(self, sink: EventSink) -> RunOutcome:
@@ -135,7 +136,9 @@ class ClaudeProcess:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
-        if self.cancelled:  # cancelled while starting
+        if self.killed:  # killed or cancelled while starting
+            self._signal(signal.SIGKILL)
+        elif self.cancelled:
             self._interrupt()
         assert self.proc.stdout is not None and self.proc.stderr is not None
         stderr_task = asyncio.ensure_future(_drain_stderr(self.proc.stderr))
@@ -170,7 +173,7 @@ class ClaudeProcess:
     def kill(self) -> None:
         """SIGKILL the process group now: the harness is stopping, and the turn's items
         come back after the restart, so there is nothing to wind down gracefully."""
-        self.cancelled = True
+        self.cancelled = self.killed = True
         self._signal(signal.SIGKILL)
 
     def _interrupt(self) -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -201,3 +203,25 @@ def test_a_file_with_the_same_content_is_left_as_it_is(tmp_path: Path) -> None:
     prompts.write_if_changed(path, "two")
     assert path.read_text() == "two" and path.stat().st_ino != first
     assert not path.with_suffix(".tmp").exists()
+
+
+async def test_a_kill_that_comes_while_claude_starts_kills_it_once_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The harness stopping while the process is being created must not fall back to the
+    # SIGINT-then-grace path: a claude that ignores SIGINT would hold the stop up.
+    monkeypatch.setattr(claude, "CANCEL_GRACE", 600.0)
+    stubborn = tmp_path / "claude"
+    stubborn.write_text("#!/bin/sh\ntrap '' INT\nexec sleep 600\n")
+    stubborn.chmod(0o755)
+    inv = dataclasses.replace(_invocation(tmp_path), claude_bin=str(stubborn))
+    process = claude.ClaudeProcess(inv)
+    process.kill()  # before `run` has a process to signal
+
+    async def sink(event: object) -> None:
+        pass
+
+    async with asyncio.timeout(30):
+        outcome = await process.run(sink)
+    assert outcome.cancelled
+    assert outcome.returncode == -signal.SIGKILL
