@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -37,6 +39,13 @@ PRUNE_INTERVAL = 3600.0
 STOP_GRACE = 10.0
 PAGE_GRACE = 2.0
 """Seconds the agent page has to close its connections when the harness stops."""
+PAGE_START_WAIT = 10.0
+"""Seconds a login code for the page waits for the page to be built (its web stack is
+imported in a thread once the harness is up)."""
+WARM_SWITCH_INTERVAL = 0.0005
+"""The GIL switch interval while the start-up imports run in threads (the default is 5 ms):
+the event loop then answers hive-core's pings and the first `recv` within a millisecond or
+so instead of waiting out an import's time slices."""
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -89,6 +98,24 @@ class _Controls:
         self.harness, self.history, self.login = harness, history, login
         self.page: AgentPage | None = None
         """Set once the page's server is built (after the harness reported itself alive)."""
+        self.page_built = asyncio.Event()
+
+    def set_page(self, page: AgentPage) -> None:
+        self.page = page
+        self.page_built.set()
+
+    async def built_page(self) -> AgentPage:
+        """The page, waiting up to `PAGE_START_WAIT` for it to be built.
+
+        Raises:
+            ValueError: it is still not built.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PAGE_START_WAIT):
+                await self.page_built.wait()
+        if self.page is None:
+            raise ValueError("the agent page is still starting; ask again in a moment")
+        return self.page
 
     async def answer(self, req: Control) -> WireModel:
         harness = self.harness
@@ -107,9 +134,7 @@ class _Controls:
                 rows = await self.history.events(after, limit, wait)
                 return rs.TurnEvents(events=[rs.TurnEvent(**row) for row in rows])
             case rq.WebCode(code=code):
-                if self.page is None:
-                    raise ValueError("the agent page is still starting; ask again in a moment")
-                return rs.Done(detail=self.page.add_code(code))
+                return rs.Done(detail=(await self.built_page()).add_code(code))
             case rq.LoginStart() | rq.LoginCode() | rq.LoginCancel() | rq.LoginStatus():
                 return await self._login(req)
 
@@ -132,6 +157,15 @@ async def _start_mcp(harness: Harness) -> None:
         await harness.mcp.start()
     except Exception:
         logger.exception("the MCP host did not start; the next turn retries")
+
+
+def _responsive_until(task: asyncio.Task[None]) -> None:
+    """Shorten the GIL switch interval until `task` is done: the start-up imports (the MCP
+    SDK, the web stack: most of a second of Python) run in threads meanwhile, and must not
+    hold up the loop's answers to hive-core's pings and the first `recv`."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(WARM_SWITCH_INTERVAL)
+    task.add_done_callback(lambda _: sys.setswitchinterval(before))
 
 
 async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
@@ -160,11 +194,12 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
             prune_task = tg.create_task(_prune_loop(history))
             # Warm before the first turn: claude starts our MCP relay as soon as it starts.
             mcp_task = tg.create_task(_start_mcp(harness))
-            # Imported only now: the web stack costs a start-up a third of a second, and
-            # hive-core waits for `alive`, not for the page.
-            from hive_agent.web import AgentPage
-
-            page = controls.page = AgentPage(settings, harness, history, login_session)
+            _responsive_until(mcp_task)
+            # Imported only now, off the loop: the web stack costs a start-up a third of a
+            # second, and hive-core waits for `alive`, not for the page.
+            web = await asyncio.to_thread(importlib.import_module, "hive_agent.web")
+            page = web.AgentPage(settings, harness, history, login_session)
+            controls.set_page(page)
             page_task = tg.create_task(page.serve())
             await stopping.wait()
             page.stop()

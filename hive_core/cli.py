@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from hive_core import __version__, render
 from hive_core.run_dir import client_run_dir, host_socket
@@ -453,14 +453,30 @@ def _finite(text: str) -> float:
     return value
 
 
-class _Commands:
-    """Adds one sub-parser per command, with the options most of them share."""
+class _Unused:
+    """Stands in for the sub-parser of a command this run does not parse: what is added
+    to it is dropped. Building all of them costs a one-line command like `list` a fifth of
+    its run time (argparse builds a help formatter per option)."""
 
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
+    def add_argument(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def set_defaults(self, **kwargs: object) -> None:
+        return None
+
+
+class _Commands:
+    """Adds one sub-parser per command, with the options most of them share; with `only`,
+    just that command's."""
+
+    def __init__(self, parser: argparse.ArgumentParser, only: str | None) -> None:
         self.group = parser.add_subparsers(metavar="COMMAND", title="commands")
         self.parsers: dict[str, argparse.ArgumentParser] = {}
+        self.only = only
 
     def add(self, name: str, func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        if self.only is not None and name != self.only:
+            return cast(argparse.ArgumentParser, _Unused())
         doc = (func.__doc__ or "").strip()
         sub = self.group.add_parser(name, help=doc.split("\n")[0], description=doc)
         sub.set_defaults(func=func)
@@ -542,8 +558,11 @@ def _label(action: argparse.Action) -> str:
     return str(action.metavar or action.dest)
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """The top-level parser and each command's sub-parser, by command name."""
+def build_parser(
+    only: str | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's sub-parser, by command name; with `only`,
+    the sub-parser of that command alone (none when it is no command)."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Run and steer a hive of Claude Code agents."
     )
@@ -557,7 +576,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             help=f"{verb} shell completion for SHELL (bash, zsh, fish; default: $SHELL).",
         )
     parser.set_defaults(func=None)
-    cmds = _Commands(parser)
+    cmds = _Commands(parser, only)
     _serve_options(cmds.add("serve", serve))
     unit_ = cmds.add("systemd-unit", systemd_unit)
     unit_.add_argument("--user", action="store_true", help="A unit for `systemctl --user` instead.")
@@ -634,7 +653,11 @@ def _completion(args: argparse.Namespace, commands: dict[str, argparse.ArgumentP
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 done, 1 refused or failed, 2 usage)."""
-    parser, commands = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = argv[0] if argv and not argv[0].startswith("-") else None
+    parser, commands = build_parser(first)
+    if first not in commands:  # options first, no command or a wrong one: the whole parser
+        parser, commands = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version or a usage error: argparse has printed
