@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -22,6 +20,7 @@ from hive_agent.settings import HarnessSettings
 from hive_agent.start_check import StartReport
 from hive_agent.turn import Harness
 from hive_agent.turn_stats import TurnStats
+from hive_share import gil
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.agent_config import AgentConfig
@@ -42,10 +41,6 @@ PAGE_GRACE = 2.0
 PAGE_START_WAIT = 10.0
 """Seconds a login code for the page waits for the page to be built (its web stack is
 imported in a thread once the harness is up)."""
-WARM_SWITCH_INTERVAL = 0.0005
-"""The GIL switch interval while the start-up imports run in threads (the default is 5 ms):
-the event loop then answers hive-core's pings and the first `recv` within a millisecond or
-so instead of waiting out an import's time slices."""
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -154,18 +149,10 @@ class _Controls:
 async def _start_mcp(harness: Harness) -> None:
     """Start the MCP host now; a failure is logged, and the first turn tries again."""
     try:
-        await harness.mcp.start()
+        with gil.responsive():  # the SDK's import runs in a thread meanwhile
+            await harness.mcp.start()
     except Exception:
         logger.exception("the MCP host did not start; the next turn retries")
-
-
-def _responsive_until(task: asyncio.Task[None]) -> None:
-    """Shorten the GIL switch interval until `task` is done: the start-up imports (the MCP
-    SDK, the web stack: most of a second of Python) run in threads meanwhile, and must not
-    hold up the loop's answers to hive-core's pings and the first `recv`."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(WARM_SWITCH_INTERVAL)
-    task.add_done_callback(lambda _: sys.setswitchinterval(before))
 
 
 async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
@@ -194,10 +181,9 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
             prune_task = tg.create_task(_prune_loop(history))
             # Warm before the first turn: claude starts our MCP relay as soon as it starts.
             mcp_task = tg.create_task(_start_mcp(harness))
-            _responsive_until(mcp_task)
             # Imported only now, off the loop: the web stack costs a start-up a third of a
             # second, and hive-core waits for `alive`, not for the page.
-            web = await asyncio.to_thread(importlib.import_module, "hive_agent.web")
+            web = await gil.import_off_loop("hive_agent.web")
             page = web.AgentPage(settings, harness, history, login_session)
             controls.set_page(page)
             page_task = tg.create_task(page.serve())

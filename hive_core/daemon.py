@@ -12,6 +12,7 @@ import stat
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hive_core import (
     __version__,
@@ -32,7 +33,6 @@ from hive_core.containers.local import LocalBackend
 from hive_core.containers.nixos import NixosBackend
 from hive_core.containers.nixtools import Tools
 from hive_core.crash_watch import CrashWatch
-from hive_core.dashboard.server import Dashboard
 from hive_core.db import Database
 from hive_core.errors import HiveError, StartupError
 from hive_core.liveness import Liveness
@@ -47,8 +47,12 @@ from hive_core.sockets.agents import AgentSockets
 from hive_core.sockets.limits import ConnectionCaps, ConnectionPool, raise_nofile_limit
 from hive_core.sockets.server import Conn, Principal, SocketServer
 from hive_core.transients import Transients
+from hive_share import gil
 from hive_share import requests as rq
 from hive_share.names import MANAGER_NAME, OPERATOR
+
+if TYPE_CHECKING:
+    from hive_core.dashboard.server import Dashboard
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +274,9 @@ class Daemon:
             for server in servers:
                 await server.start()
             as_operator = Conn(id=OPERATOR_CONN, principal=servers[0].principal)
-            dashboard = Dashboard(s, lambda raw: servers[0].dispatch_raw(raw, as_operator))
+            # The sockets answer while the web stack (a third of the start-up) is imported.
+            web = await gil.import_off_loop("hive_core.dashboard.server")
+            dashboard = web.Dashboard(s, lambda raw: servers[0].dispatch_raw(raw, as_operator))
             async with asyncio.TaskGroup() as tg:
                 pings, status = self._supervise(tg, s)
                 dashboard_task = tg.create_task(dashboard.serve(), name="dashboard")
