@@ -1,6 +1,6 @@
 """Benchmarks of the harness's turn path, up to the moment claude starts.
 
-- `mcp_startup`: `python -m hive_agent agent mcp` (the relay claude launches every
+- `mcp_startup`: `python -I -S …/relay.py` (the relay claude launches every
   turn) against a warm `McpHost` in the bench process: spawn → `initialize` reply,
   and spawn → `tools/list` reply. Interleaved with its baselines, `python -c pass`
   and `python -c "import mcp.server"`, each spawn → exit.
@@ -27,6 +27,7 @@ from typing import Any
 from bench.broker import PHASE_TIMEOUT, BenchError, spawn_agents
 from bench.daemon import Daemon
 from bench.report import note
+from hive_agent import relay
 from hive_agent.mcp_host import McpHost
 from hive_share import requests as rq
 from hive_share import responses as rs
@@ -34,7 +35,7 @@ from hive_share.client import HiveClient, new_idempotency_key
 
 PYTHON_PASS = [sys.executable, "-c", "pass"]
 SDK_IMPORT = [sys.executable, "-c", "import mcp.server"]
-RELAY = [sys.executable, "-m", "hive_agent", "agent", "mcp"]
+RELAY = relay.command()
 """The command `hive_agent.turn` writes into claude's `--mcp-config`."""
 
 STEP_TIMEOUT = 30.0

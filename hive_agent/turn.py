@@ -11,14 +11,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hive_agent import login, prompts
+from hive_agent import login, prompts, relay
 from hive_agent.classify import RETRYABLE, classify
 from hive_agent.claude import CLAUDE_ENV, ClaudeProcess, Invocation, RunOutcome
 from hive_agent.history import EventHistory
@@ -419,8 +418,8 @@ class Harness:
     def _write_mcp_config(self, config: agent_config.AgentConfig) -> Path:
         servers: dict[str, object] = {
             agent_config.OUR_SERVER: {
-                "command": sys.executable,
-                "args": ["-m", "hive_agent", "agent", "mcp"],
+                "command": relay.command()[0],
+                "args": relay.command()[1:],
                 "env": {"HIVE_MCP_SOCKET": str(self.mcp.path)},
             }
         }

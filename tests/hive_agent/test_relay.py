@@ -3,14 +3,17 @@ from __future__ import annotations
 import os
 import select
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from hive_agent.relay import BUFFER, relay
+from hive_agent.relay import command as relay_command
 
 WAIT = 5.0
 
@@ -130,3 +133,43 @@ def test_the_relay_returns_when_the_server_closes(rig: Rig) -> None:
     rig.server.close()
     rig.join()
     assert rig.read_stdout(4) == b"bye\n"
+
+
+def test_the_command_claude_runs_relays_without_site_packages(tmp_path: Path) -> None:
+    # `-I -S`: nothing beyond the standard library is importable, so an import of the
+    # package (or of pydantic) creeping into relay.py fails here.
+    path = tmp_path / "mcp.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        listener.settimeout(WAIT)
+        proc = subprocess.Popen(
+            relay_command(),
+            env={**os.environ, "HIVE_MCP_SOCKET": str(path)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(WAIT)
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(b'{"jsonrpc":"2.0","id":1,"method":"initialize"}\n')
+                proc.stdin.flush()
+                assert conn.recv(4096) == b'{"jsonrpc":"2.0","id":1,"method":"initialize"}\n'
+                conn.sendall(b'{"jsonrpc":"2.0","id":1,"result":{}}\n')
+                assert proc.stdout.readline() == b'{"jsonrpc":"2.0","id":1,"result":{}}\n'
+            proc.stdin.close()
+            assert proc.wait(timeout=WAIT) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            assert proc.stderr is not None
+            errors = proc.stderr.read()
+            proc.stderr.close()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    assert errors == b""
+    assert relay_command()[1:3] == ["-I", "-S"]
