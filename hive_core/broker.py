@@ -43,6 +43,10 @@ SEND_BURST = 200.0
 PENDING_CACHE_MAX = 1000
 """Undelivered messages kept in memory per recipient; past this, reads go to the database."""
 
+VACUUM_CHUNK = 2000
+"""Messages the vacuum deletes per write: the sends and acks queued meanwhile are committed
+between two chunks instead of waiting for a month of deletes."""
+
 RESPONSE_BUDGET = 900 * 1024
 """Bytes of message bodies one `recv`/`inbox` answer may carry (lines are capped at 1 MiB)."""
 
@@ -524,17 +528,23 @@ class Broker:
         return await self._db.read(count)
 
     async def vacuum(self, now: float) -> int:
-        """Delete delivered messages older than the retention window."""
+        """Delete delivered messages older than the retention window, `VACUUM_CHUNK` per
+        write."""
         cutoff = now - RETENTION_SECONDS
 
         def delete(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
-                "DELETE FROM messages WHERE delivered_at IS NOT NULL AND delivered_at < ?",
-                (cutoff,),
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
+                "WHERE delivered_at IS NOT NULL AND delivered_at < ? LIMIT ?)",
+                (cutoff, VACUUM_CHUNK),
             )
             return cur.rowcount
 
-        removed = await self._db.write(delete)
+        removed = 0
+        while (chunk := await self._db.write(delete, one_statement=True)) > 0:
+            removed += chunk
+            if chunk < VACUUM_CHUNK:
+                break
         if removed:
             logger.info("vacuumed %d delivered messages older than 30 days", removed)
         return removed

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hive_core import broker as broker_module
 from hive_core.broker import RETENTION_SECONDS, Broker
 from hive_core.bus import EventBus
 from hive_core.db import Database
@@ -257,6 +258,21 @@ async def test_vacuum_removes_only_delivered_messages_past_retention(
 
     assert removed == 1
     assert [r[0] for r in _rows(db_path)] == [old_unread, recent_read]
+
+
+async def test_vacuum_deletes_in_chunks_until_every_old_message_is_gone(
+    broker: Broker, clock: FakeClock, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker_module, "VACUUM_CHUNK", 3)
+    ids = [(await broker.send("alice", "bob", f"m{i}", None))[0] for i in range(10)]
+    got = await broker.recv("bob", owner=1, wait_seconds=0, limit=10)
+    await broker.ack("bob", owner=1, ids=[m.id for m in got])
+    kept, _ = await broker.send("alice", "bob", "unread", None)
+
+    removed = await broker.vacuum(clock.now() + 31 * DAY)
+
+    assert removed == len(ids) == 10
+    assert [r[0] for r in _rows(db_path)] == [kept]
 
 
 async def test_inbox_returns_the_newest_messages_oldest_first_and_marks_them_delivered(
