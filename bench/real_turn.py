@@ -5,13 +5,19 @@ on the scripted fake Anthropic API (`tests/fake_anthropic.py`).
   tools and environment), run directly: spawn → exit.
 - value: an operator `send` to an agent whose harness runs the same CLI → the turn's end
   (`turn_status` long-poll on its harness socket).
+- the MCP floor: the bare run again with `--mcp-config` naming `bench/mcp_floor.py`, a
+  standard-library server that answers with the agent's own MCP `initialize` and
+  `tools/list` (asked from its harness first): what the CLI itself spends connecting an
+  MCP server and taking in these tools, whoever serves them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,6 +26,7 @@ from pathlib import Path
 from bench.broker import BenchError, spawn_agents
 from bench.daemon import Daemon, running_daemon
 from bench.report import note
+from bench.turn import describe_server
 from hive_agent.claude import BUILTIN_TOOLS, CLAUDE_ENV
 from hive_agent.model import DEFAULT_MODEL
 from hive_share import requests as rq
@@ -35,6 +42,7 @@ REPLY = "ok"
 TURN_TIMEOUT = 60.0
 """Bound on one turn, through the hive or bare."""
 WARMUP = 1
+FLOOR_SERVER = Path(__file__).resolve().with_name("mcp_floor.py")
 
 
 def claude_bin() -> str | None:
@@ -53,6 +61,7 @@ def _script(seen: Seen) -> Reply:
 class Turns:
     hive: list[float]
     bare: list[float]
+    mcp_floor: list[float]
 
 
 def _env(fake: FakeAnthropic, home: Path, claude: str) -> dict[str, str]:
@@ -66,11 +75,12 @@ def _env(fake: FakeAnthropic, home: Path, claude: str) -> dict[str, str]:
     }
 
 
-async def _bare(claude: str, env: dict[str, str], cwd: Path) -> float:
-    """One bare `claude -p hi`, spawn → exit; checks it printed the fake's reply."""
+async def _bare(claude: str, env: dict[str, str], cwd: Path, *extra: str) -> float:
+    """One bare `claude -p hi` (plus `extra` flags), spawn → exit; checks it printed the
+    fake's reply."""
     argv = [
         claude, "-p", "hi", "--output-format", "stream-json", "--verbose",
-        "--model", DEFAULT_MODEL, "--tools", ",".join(BUILTIN_TOOLS),
+        "--model", DEFAULT_MODEL, "--tools", ",".join(BUILTIN_TOOLS), *extra,
     ]  # fmt: skip
     start = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
@@ -94,6 +104,10 @@ async def _bare(claude: str, env: dict[str, str], cwd: Path) -> float:
         raise BenchError(
             f"the bare claude exited with {proc.returncode}: {err.decode(errors='replace')[-500:]}"
         )
+    init = json.loads(out.split(b"\n", 1)[0])
+    servers = {s.get("name"): s.get("status") for s in init.get("mcp_servers", [])}
+    if extra and servers != {"hyperhive": "connected"}:
+        raise BenchError(f"the MCP floor server did not connect: {servers}")
     return took
 
 
@@ -114,20 +128,40 @@ async def _hive_turn(daemon: Daemon, operator: HiveClient, harness: HiveClient, 
     return took
 
 
-async def _rounds(daemon: Daemon, claude: str, env: dict[str, str], cwd: Path, count: int) -> Turns:
-    async with asyncio.timeout((WARMUP + count) * 2 * TURN_TIMEOUT):
+async def _floor_config(daemon: Daemon, root: Path) -> Path:
+    """An `--mcp-config` naming the floor server, loaded with the agent's own MCP server's
+    description (once its harness is up: after its first turn)."""
+    description = await describe_server(daemon.harness_socket(AGENT).with_name("mcp.sock"))
+    described = root / "mcp-floor.json"
+    described.write_text(json.dumps(description))
+    server = {"command": sys.executable, "args": ["-I", "-S", str(FLOOR_SERVER), str(described)]}
+    config = root / "mcp-floor-config.json"
+    config.write_text(json.dumps({"mcpServers": {"hyperhive": server}}))
+    return config
+
+
+async def _rounds(
+    daemon: Daemon, claude: str, env: dict[str, str], cwd: Path, root: Path, count: int
+) -> Turns:
+    async with asyncio.timeout((WARMUP + count) * 3 * TURN_TIMEOUT):
         await spawn_agents(daemon.host_socket, [AGENT])
-        result = Turns([], [])
+        result = Turns([], [], [])
         async with (
             HiveClient(daemon.host_socket) as operator,
             HiveClient(daemon.harness_socket(AGENT)) as harness,
         ):
+            floor_flags: list[str] = []
             for n in range(1, WARMUP + count + 1):
                 bare = await _bare(claude, env, cwd)
                 hive = await _hive_turn(daemon, operator, harness, n)
+                if not floor_flags:
+                    config = await _floor_config(daemon, root)
+                    floor_flags = ["--mcp-config", str(config), "--strict-mcp-config"]
+                floor = await _bare(claude, env, cwd, *floor_flags)
                 if n > WARMUP:
                     result.bare.append(bare)
                     result.hive.append(hive)
+                    result.mcp_floor.append(floor)
     return result
 
 
@@ -151,6 +185,6 @@ def turns(count: int) -> Turns | None:
             bare_env = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_")}
             bare_env.update(env, **CLAUDE_ENV, CLAUDE_CONFIG_DIR=str(root / "claude-config"))
             with running_daemon(env) as daemon:
-                return asyncio.run(_rounds(daemon, claude, bare_env, cwd, count))
+                return asyncio.run(_rounds(daemon, claude, bare_env, cwd, root, count))
     finally:
         shutil.rmtree(root, ignore_errors=True)

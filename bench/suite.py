@@ -245,6 +245,9 @@ def _claude_turns(sizes: Sizes) -> None:
     if got is None:
         return
     report.emit(report.latency("claude_turn_p50", p50(got.hive), p50(got.bare), "≤ 1.05x"))
+    floor = p50(got.mcp_floor)
+    report.emit(report.latency("claude_turn_mcp_floor_p50", floor, p50(got.bare)))
+    report.emit(report.latency("claude_turn_p50_over_mcp_floor", p50(got.hive), floor))
 
 
 PACKAGES = ("hive_share", "hive_core", "hive_agent", "hive_front")

@@ -166,6 +166,34 @@ async def _relay_handshake(env: dict[str, str]) -> tuple[float, float]:
     return ready, listed
 
 
+async def describe_server(mcp_socket: Path) -> dict[str, Any]:
+    """The `initialize` and `tools/list` results of the MCP server at `mcp_socket`, asked
+    through the relay as claude asks them."""
+    proc = await asyncio.create_subprocess_exec(
+        *RELAY,
+        env=dict(os.environ, HIVE_MCP_SOCKET=str(mcp_socket)),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(_line(INITIALIZE) + _line(INITIALIZED) + _line(TOOLS_LIST))
+        await proc.stdin.drain()
+        init = await _reply(proc, 1)
+        tools = await _reply(proc, 2)
+        proc.stdin.close()
+        async with asyncio.timeout(STEP_TIMEOUT):
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if "result" not in init or "result" not in tools:
+        raise BenchError(f"the MCP server at {mcp_socket} answered {init!r}, {tools!r}")
+    return {"initialize": init["result"], "tools": tools["result"]}
+
+
 async def mcp_startup(directory: Path, rounds: int) -> McpStartup:
     """Interleaved rounds of the two python baselines and the relay handshake."""
     host = McpHost(directory / "mcp.sock", "agent", directory / "no-core.sock", lambda _: None)
