@@ -112,8 +112,7 @@ def serve(args: argparse.Namespace) -> None:
 
     from pydantic import ValidationError
 
-    from hive_core import journal
-    from hive_core.daemon import run_forever
+    from hive_core import db, journal
     from hive_core.errors import StartupError
     from hive_core.settings import Settings
 
@@ -131,8 +130,13 @@ def serve(args: argparse.Namespace) -> None:
         where = args.labels.get(field) if field in overrides else f"HIVE_{field.upper()}"
         fail(f"bad setting {where}: {err['msg']}")
     journal.configure(os.environ, logging.DEBUG if args.verbose else logging.INFO)
+    # The database's check reads the whole file (a big hive's slowest start step): begun
+    # here, it runs while the daemon's modules are imported.
+    checked = db.start_quick_check(settings.db_path)
+    from hive_core.daemon import run_forever
+
     try:
-        run_forever(settings, dict(os.environ))
+        run_forever(settings, dict(os.environ), checked)
     except* StartupError as group:
         fail(f"cannot start: {group.exceptions[0]}")
 

@@ -11,6 +11,7 @@ import signal
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -165,10 +166,18 @@ def _login_line(dashboard: Dashboard, cli: str) -> str:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, env: Mapping[str, str], clock: Clock | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        env: Mapping[str, str],
+        clock: Clock | None = None,
+        db_checked: Future[None] | None = None,
+    ):
         self.settings = settings
         self.env = env
         self.clock = clock or SystemClock()
+        self.db_checked = db_checked
+        """The database's quick_check, begun before the imports (`db.start_quick_check`)."""
         self.stopping = asyncio.Event()
         self.notifier = Notifier(env.get("NOTIFY_SOCKET"))
         self._lock: int | None = None
@@ -238,7 +247,7 @@ class Daemon:
         prepare_private_dir(st.run_dir)
         self._size_connection_caps()
         self._lock = lock_state_dir(st.state_dir)
-        db = await Database.open(st.db_path)
+        db = await Database.open(st.db_path, checked=self.db_checked)
         bus = EventBus()
         registry = Registry(db, self.clock, st.agent_port_base)
         await registry.load()
@@ -394,18 +403,22 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
 
 
-async def serve(settings: Settings, env: Mapping[str, str]) -> None:
-    daemon = Daemon(settings, env)
+async def serve(
+    settings: Settings, env: Mapping[str, str], db_checked: Future[None] | None = None
+) -> None:
+    daemon = Daemon(settings, env, db_checked=db_checked)
     daemon.install_signal_handlers()
     await daemon.run()
 
 
-def run_forever(settings: Settings, env: Mapping[str, str]) -> None:
+def run_forever(
+    settings: Settings, env: Mapping[str, str], db_checked: Future[None] | None = None
+) -> None:
     """Run the daemon on uvloop when available."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings, env))
+        asyncio.run(serve(settings, env, db_checked))
         return
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve(settings, env))
+        uvloop.run(serve(settings, env, db_checked))

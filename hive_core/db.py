@@ -18,7 +18,7 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,8 +77,51 @@ def _refuse_links(path: Path) -> None:
             raise StartupError(f"{candidate} is not a regular file; move it away")
 
 
-def _check_and_migrate(path: Path) -> None:
-    """Open, verify and migrate the database (runs in a worker thread).
+def start_quick_check(path: Path) -> Future[None] | None:
+    """Begin sqlite's `quick_check` of the database at `path` in a thread of its own, so it
+    runs while hive-core is still importing (on a big hive it is most of the database's
+    start); `Database.open(path, checked=…)` waits for it. None when there is no regular
+    file there yet (`open` deals with that).
+
+    The check only reads; it never creates the file.
+    """
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+    except OSError:
+        return None
+    done: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            _quick_check(path)
+        except BaseException as exc:  # noqa: BLE001 - handed to open(), which re-raises it
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    threading.Thread(target=run, name="hive-db-check", daemon=True).start()
+    return done
+
+
+def _quick_check(path: Path) -> None:
+    """Raises:
+    StartupError: the file is unreadable, or sqlite finds it damaged."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=10.0)
+        try:
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StartupError(f"{path} is unreadable or corrupt: {exc}") from None
+    if check != "ok":
+        raise StartupError(f"{path} failed its integrity check: {check}")
+
+
+def _check_and_migrate(path: Path, checked: bool = False) -> None:
+    """Open, verify and migrate the database (runs in a worker thread); `checked`: its
+    quick_check already passed (`start_quick_check`).
 
     Raises:
         StartupError: corrupt, foreign, or newer-than-us database.
@@ -101,9 +144,10 @@ def _check_and_migrate(path: Path) -> None:
                     f"{path} has schema version {version}, newer than this hive-core "
                     f"understands ({len(MIGRATIONS)}); run a newer hive-core"
                 )
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise StartupError(f"{path} failed its integrity check: {check}")
+            if not checked:
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise StartupError(f"{path} failed its integrity check: {check}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StartupError(f"{path} could not be switched to WAL mode (got {mode})")
@@ -160,13 +204,21 @@ class Database:
             return 0
 
     @classmethod
-    async def open(cls, path: Path, checkpoint_at: int = WAL_CHECKPOINT_AT) -> Database:
-        """Verify, migrate and open the database.
+    async def open(
+        cls,
+        path: Path,
+        checkpoint_at: int = WAL_CHECKPOINT_AT,
+        checked: Future[None] | None = None,
+    ) -> Database:
+        """Verify, migrate and open the database; `checked` is the `start_quick_check` of
+        this path begun earlier, if any.
 
         Raises:
             StartupError: the file is corrupt, foreign, or from a newer hive-core.
         """
-        await asyncio.to_thread(_check_and_migrate, path)
+        if checked is not None:
+            await asyncio.wrap_future(checked)
+        await asyncio.to_thread(_check_and_migrate, path, checked is not None)
         return await asyncio.to_thread(cls, path, checkpoint_at)
 
     async def write(

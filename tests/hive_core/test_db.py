@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hive_core.db import Database
+from hive_core.db import Database, start_quick_check
 from hive_core.errors import StartupError, StorageError
 from hive_core.migrations import APPLICATION_ID, MIGRATIONS
 
@@ -78,6 +78,37 @@ async def test_a_file_of_garbage_bytes_stops_startup_naming_the_path(db_path: Pa
     with pytest.raises(StartupError) as info:
         await Database.open(db_path)
     assert str(db_path) in str(info.value)
+
+
+async def test_garbage_found_by_the_early_check_stops_startup_naming_the_path(
+    db_path: Path,
+) -> None:
+    await asyncio.to_thread(db_path.write_bytes, os.urandom(8192))
+    checked = start_quick_check(db_path)
+    assert checked is not None
+    with pytest.raises(StartupError, match="unreadable or corrupt") as info:
+        await Database.open(db_path, checked=checked)
+    assert str(db_path) in str(info.value)
+
+
+def test_the_early_check_of_a_missing_file_creates_nothing(db_path: Path) -> None:
+    assert start_quick_check(db_path) is None
+    assert not db_path.exists()
+
+
+async def test_a_database_that_passed_the_early_check_opens_with_its_rows(
+    db_path: Path,
+) -> None:
+    first = await Database.open(db_path)
+    await first.write(_insert("a", "kept"))
+    await first.close()
+    checked = start_quick_check(db_path)
+    assert checked is not None
+    second = await Database.open(db_path, checked=checked)
+    try:
+        assert list(await _bodies(second)) == ["kept"]
+    finally:
+        await second.close()
 
 
 async def test_a_foreign_sqlite_database_is_refused_and_left_alone(db_path: Path) -> None:
