@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench import proc
 from bench.report import note
+from hive_core.db import wal_backlog
 
 READY_TIMEOUT = 30.0
 """Seconds the daemon gets to send READY=1 (it starts the manager's harness first)."""
@@ -72,6 +73,10 @@ class Daemon:
             return (self.state_dir / "hive.sqlite-wal").stat().st_size
         except FileNotFoundError:
             return 0
+
+    def wal_backlog(self) -> int:
+        """WAL frames not yet folded into hive.sqlite (read from its `-shm` WAL index)."""
+        return wal_backlog(self.state_dir / "hive.sqlite")
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the daemon process (all its threads, not its children)."""

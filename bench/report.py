@@ -71,6 +71,11 @@ def mebibytes(name: str, size: int, baseline: int | None = None, target: str = N
     return Line(name, f"{size / 2**20:.1f} MiB", base, r, target)
 
 
+def frames(name: str, count: int, target: str = NONE) -> Line:
+    """A count of WAL frames (pages)."""
+    return Line(name, f"{count} frames", target=target)
+
+
 def emit(line: Line) -> None:
     print(line, flush=True)
 

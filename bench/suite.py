@@ -201,7 +201,8 @@ async def _broker(daemon: Daemon, sizes: Sizes, floors: Floors) -> float:
             report.emit(
                 report.mebibytes(f"wal_peak_during_{sent}_sends", wal.peak, None, "≤ 64 MiB")
             )
-            report.emit(report.mebibytes("wal_after_idle", daemon.wal_bytes(), None, "0 MiB"))
+            report.emit(report.frames("wal_backlog_after_idle", daemon.wal_backlog(), "0 frames"))
+            report.emit(report.mebibytes("wal_file_after_idle", daemon.wal_bytes()))
             report.emit(report.mebibytes("daemon_rss_after_broker", daemon.rss_bytes()))
     return wake
 

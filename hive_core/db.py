@@ -16,6 +16,7 @@ import os
 import queue
 import sqlite3
 import stat
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,10 +46,11 @@ Outcome = tuple[_Job, Any, BaseException | None]
 
 MAX_BATCH = 256
 """Most writes committed in one transaction."""
-WAL_LIMIT = 64 * 1024 * 1024
-"""The WAL is kept under this size, under any load."""
 WAL_CHECKPOINT_AT = 16 * 1024 * 1024
-"""A WAL this big is checkpointed and truncated by the writer, between two batches."""
+"""A WAL this big is checkpointed and restarted by the writer, between two batches; it is
+also the size the WAL file is kept at (`journal_size_limit`) when it restarts. A commit
+that overwrites blocks of a kept file costs about half of one that grows the file (the
+size change is metadata the filesystem must sync too)."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -167,10 +169,32 @@ def _check_and_migrate(path: Path, checked: bool = False) -> None:
         raise StartupError(f"{path} is unreadable or corrupt: {exc}") from None
 
 
-def _checkpoint_truncate(conn: sqlite3.Connection) -> None:
-    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+def _checkpoint_restart(conn: sqlite3.Connection) -> None:
+    """Fold every frame in and make the next commit start the WAL over (the file keeps its
+    blocks, up to `journal_size_limit`)."""
+    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
     if busy:
         logger.info("the WAL checkpoint could not finish (a reader held it); will retry")
+
+
+WAL_INDEX_HEADER = 136
+"""Bytes of the `-shm` file that hold the WAL-index header and the checkpoint info."""
+
+
+def wal_backlog(path: Path) -> int:
+    """Frames of `path`'s WAL not yet folded into the database file, read from the shared
+    WAL index (`-shm`, native byte order: `mxFrame` at byte 16, `nBackfill` at 96); 0 when
+    there is no WAL index. Read-only, from any process."""
+    try:
+        with open(f"{path}-shm", "rb") as f:
+            header = f.read(WAL_INDEX_HEADER)
+    except FileNotFoundError:
+        return 0
+    if len(header) < WAL_INDEX_HEADER:
+        return 0
+    frames = int.from_bytes(header[16:20], sys.byteorder)
+    folded = int.from_bytes(header[96:100], sys.byteorder)
+    return max(frames - folded, 0)
 
 
 class Database:
@@ -187,12 +211,14 @@ class Database:
         # Checkpoints run off the commit path: from the reader thread every few seconds,
         # and from the writer between batches only when the WAL has grown large.
         self._writer_conn.execute("PRAGMA wal_autocheckpoint = 0")
-        self._writer_conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
+        self._writer_conn.execute(f"PRAGMA journal_size_limit = {checkpoint_at}")
         self._reader_conn = _connect(path)
         self._reader_conn.execute("PRAGMA query_only = ON")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-db-read")
         self._writer = threading.Thread(target=self._write_loop, name="hive-db-write", daemon=True)
         self._writes_since_checkpoint = 0
+        self._folded = True
+        """Whether the last checkpoint folded every frame in (no reader held it back)."""
         self._closed = False
         self._writer.start()
 
@@ -247,14 +273,16 @@ class Database:
         return await loop.run_in_executor(self._reader, fn, self._reader_conn)
 
     async def checkpoint(self) -> None:
-        """Fold the WAL back into the database file: passively while writes come in,
-        and truncating it to nothing once they stop."""
-        if self._writes_since_checkpoint == 0:
-            if self.wal_bytes() > 0:
-                await self.read(_checkpoint_truncate)
+        """Fold the WAL back into the database file, passively (writers carry on): after
+        any write since the last one, and again while frames were left over. A fully
+        folded WAL starts over at the next commit; its file stays allocated."""
+        if self._writes_since_checkpoint == 0 and self._folded:
             return
         self._writes_since_checkpoint = 0
-        await self.read(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+        _, frames, folded = await self.read(
+            lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        )
+        self._folded = frames == folded
 
     async def close(self) -> None:
         """Finish queued writes, checkpoint and close both connections."""
@@ -286,8 +314,8 @@ class Database:
             self._commit_batch(batch)
             if self.wal_bytes() > self._checkpoint_at:
                 # Under a steady stream of writes a passive checkpoint never catches up and
-                # the WAL never restarts; stop writing for one truncating checkpoint.
-                _checkpoint_truncate(self._writer_conn)
+                # the WAL never restarts; stop writing for one restarting checkpoint.
+                _checkpoint_restart(self._writer_conn)
             if stop:
                 break
         self._writer_conn.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hive_core.db import Database, start_quick_check
+from hive_core.db import Database, start_quick_check, wal_backlog
 from hive_core.errors import StartupError, StorageError
 from hive_core.migrations import APPLICATION_ID, MIGRATIONS
 
@@ -223,14 +223,32 @@ async def test_the_wal_stays_bounded_under_sustained_writes(db_path: Path) -> No
         await db.close()
 
 
-async def test_an_idle_checkpoint_truncates_the_wal(db_path: Path) -> None:
+async def test_an_idle_checkpoint_folds_every_frame_in(db_path: Path) -> None:
     db = await Database.open(db_path)
     try:
         await asyncio.gather(*(db.write(_insert("a", f"m{i}")) for i in range(20)))
-        assert db.wal_bytes() > 0
-        await db.checkpoint()  # writes happened since the last one: passive
-        await db.checkpoint()  # nothing since: truncate
-        assert db.wal_bytes() == 0
+        assert wal_backlog(db_path) > 0
+        await db.checkpoint()
+        assert wal_backlog(db_path) == 0
+        await db.checkpoint()  # nothing new and nothing left over: a no-op
+        assert wal_backlog(db_path) == 0
         assert len(await _bodies(db)) == 20
+    finally:
+        await db.close()
+
+
+async def test_after_a_fold_commits_overwrite_the_kept_wal_instead_of_growing_it(
+    db_path: Path,
+) -> None:
+    db = await Database.open(db_path)
+    try:
+        for i in range(30):
+            await db.write(_insert("a", f"m{i}"))
+        size = db.wal_bytes()
+        await db.checkpoint()
+        await db.checkpoint()  # an idle tick too: the file is not cut back to nothing
+        await db.write(_insert("a", "after the fold"))
+        assert db.wal_bytes() == size  # started over at the top of the same file
+        assert 0 < wal_backlog(db_path) < 10
     finally:
         await db.close()
