@@ -200,9 +200,11 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
             loop_task.cancel()  # idle in a long-poll: the lease ends with the connection
             prune_task.cancel()
             mcp_task.cancel()
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(PAGE_GRACE):
                     await asyncio.shield(page_task)
+            except TimeoutError:
+                logger.warning("the agent page did not close within %.0fs", PAGE_GRACE)
             page_task.cancel()
     finally:
         await stop_control(control, settings.harness_socket)

@@ -376,6 +376,7 @@ class AgentPage:
         self.ctx = _Context(settings, harness, history, login)
         self._server: _Server | None = None
         self._sock: socket.socket | None = None
+        self._stopped = False
 
     def add_code(self, code: str) -> str:
         self.ctx.creds.add_code(code)
@@ -390,7 +391,7 @@ class AgentPage:
 
     async def _serve(self) -> None:
         port = self.ctx.settings.web_port
-        if not port:
+        if not port or self._stopped:  # stopped before it began: nothing to serve
             return
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -410,6 +411,7 @@ class AgentPage:
         await self._server.serve(sockets=[sock])
 
     def stop(self) -> None:
+        self._stopped = True
         for queue in list(self.ctx.streams):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait({"seq": 0, "event": None})

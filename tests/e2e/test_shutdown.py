@@ -11,6 +11,7 @@ import pytest
 
 from hive_share import requests as rq
 from hive_share import responses as rs
+from hive_share.names import MANAGER_NAME
 from tests.e2e.hive import Hive
 from tests.e2e.turns import hive_with, operator_send, turns_done, wait_state
 from tests.fake_anthropic import Reply, Seen, text
@@ -106,3 +107,15 @@ async def test_sigterm_does_not_wait_for_a_claude_that_ignores_sigint(idle_hive:
     assert code == 0
     assert took <= 2.0, f"SIGTERM took {took:.2f}s"
     _clean_log(idle_hive)
+
+
+async def test_a_harness_stopped_while_it_warms_up_does_not_wait_out_its_page(
+    idle_hive: Hive,
+) -> None:
+    # READY comes once the manager's harness is up; it then imports its page's web stack
+    # and the MCP SDK for most of a second, and the SIGTERM lands in the middle of that.
+    idle_hive.start()
+    assert idle_hive.stop() == 0
+    log = (idle_hive.state_dir / "agents" / MANAGER_NAME / "harness.log").read_text()
+    assert "stopping" in log
+    assert "did not close" not in log, log
