@@ -107,8 +107,11 @@ def start_quick_check(path: Path) -> Future[None] | None:
 
 
 def _quick_check(path: Path) -> None:
-    """Raises:
-    StartupError: the file is unreadable, or sqlite finds it damaged."""
+    """`PRAGMA quick_check` on a connection that may not create the file.
+
+    Raises:
+        StartupError: the file is unreadable, or sqlite finds it damaged.
+    """
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=10.0)
         try:
