@@ -11,6 +11,7 @@ import pytest
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import RemoteError
+from tests.e2e.dashboard import session, stream
 from tests.e2e.hive import Hive
 from tests.e2e.raw import RawConn
 
@@ -80,14 +81,16 @@ async def test_an_ack_read_before_the_connection_died_stands(hive: Hive) -> None
     conn = await RawConn.open(hive.agent_sock("alice"))
     reply = await conn.ask_json({"cmd": "recv"})
     assert reply is not None and [m["id"] for m in reply["messages"]] == [first]
-    # The acking recv goes out, and the connection is gone before any answer.
+    # The acking recv goes out, and the connection is gone before any answer; the
+    # dashboard's event stream says when the ack is committed.
     line = json.dumps({"cmd": "recv", "wait_seconds": 60, "ack": [first]}).encode() + b"\n"
-    conn.writer.write(line)
-    conn.writer.close()
-    await conn.writer.wait_closed()
-    async with asyncio.timeout(DEADLINE):
-        while not _delivered(hive, first):  # noqa: ASYNC110 - only the database witnesses it
-            await asyncio.sleep(0.01)
+    async with session(hive) as client, stream(client, kinds="delivered") as frames:
+        conn.writer.write(line)
+        conn.writer.close()
+        await conn.writer.wait_closed()
+        async with asyncio.timeout(DEADLINE):
+            await frames.until("delivered", recipient="alice", ids=[first])
+    assert _delivered(hive, first)
     async with hive.client(hive.agent_sock("alice")) as alice:
         got = await alice.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)
         assert got.messages == []
