@@ -23,6 +23,7 @@ from hive_core.errors import (
     HiveError,
     InvalidRequest,
     NotFound,
+    ShuttingDown,
     UnknownAgent,
 )
 from hive_core.liveness import harness_call, ping
@@ -34,7 +35,14 @@ from hive_core.specs import spec_for
 from hive_share import events, helper
 from hive_share import requests as rq
 from hive_share import responses as rs
-from hive_share.models import AgentInfo, AgentState, Approval, LoginStatus, Role
+from hive_share.models import (
+    AgentInfo,
+    AgentState,
+    Approval,
+    ApprovalStatus,
+    LoginStatus,
+    Role,
+)
 from hive_share.names import MANAGER_NAME, OPERATOR
 
 logger = logging.getLogger(__name__)
@@ -79,8 +87,11 @@ async def _launch(s: Services, record: AgentRecord) -> None:
     """Start the harness and wait for it to report itself alive.
 
     Raises:
+        ShuttingDown: hive-core is stopping; nothing was started.
         BackendError: it exited or stayed silent; the message quotes its log.
     """
+    if s.stopping:
+        raise ShuttingDown(f"hive-core is stopping; {record.name} was not started")
     spec = spec_for(s, record)
     status = await s.backend.start(spec)
     assert status.pid is not None
@@ -195,10 +206,14 @@ async def request_spawn(s: Services, name: str, requester: str) -> Approval:
 
 
 async def approve(s: Services, approval_id: int, actor: str) -> str:
-    """Approve and carry out a pending request. Raises: NotFound, Conflict, BackendError."""
-    approval = await s.approvals.get(approval_id)
-    if approval.status != "pending":
-        raise Conflict(f"approval {approval_id} is already {approval.status}")
+    """Approve and carry out a pending request. The approval moves to `in_progress` before
+    anything is done, so a second approve or a deny of it is refused; it then ends
+    `approved` or `failed`, and the requester hears which.
+
+    Raises: NotFound, Conflict, BackendError, ShuttingDown.
+    """
+    approval = await s.approvals.claim(approval_id)
+    logger.info("%s approved %d (%s of %s)", actor, approval_id, approval.kind, approval.agent)
     try:
         if approval.kind == "apply_commit":
             done = await _apply(s, approval, actor)
@@ -207,11 +222,28 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
         else:
             await spawn(s, approval.agent, actor)
             done = f"spawned {approval.agent}"
+    except ShuttingDown:
+        raise  # left in_progress: the next start reconciles it
     except HiveError as exc:
-        await announce(s, await s.approvals.resolve(approval_id, "failed", exc.message))
+        await _end(s, approval_id, "failed", exc.message)
         raise
-    await announce(s, await s.approvals.resolve(approval_id, "approved", done))
+    except Exception as exc:  # a defect: still one recorded ending, and the requester told
+        logger.exception("approval %d failed unexpectedly", approval_id)
+        why = f"{approval.kind} of {approval.agent} failed: {type(exc).__name__}: {exc}"
+        await _end(s, approval_id, "failed", why)
+        raise BackendError(why) from None
+    await _end(s, approval_id, "approved", done)
     return f"approved {approval_id}: {done}"
+
+
+async def _end(s: Services, approval_id: int, status: ApprovalStatus, reason: str) -> None:
+    await announce(s, await s.approvals.resolve(approval_id, status, reason, was=IN_PROGRESS))
+
+
+IN_PROGRESS: tuple[ApprovalStatus, ...] = ("in_progress",)
+RECOVERED: tuple[ApprovalStatus, ...] = ("in_progress", "pending")
+"""What a deploy a restart interrupted may be: `pending` in a database from before
+approvals were claimed."""
 
 
 RELAY_TIMEOUT = 10.0
@@ -322,9 +354,9 @@ async def _verify_interrupted(s: Services, item: deploys.Unverified) -> None:
             except BackendError as exc:
                 logger.error("%s did not come back on its old config: %s", name, exc.message)
             publish_state(s, name)
-            await announce(s, await s.approvals.resolve(approval.id, "failed", why))
+            await announce(s, await s.approvals.resolve(approval.id, "failed", why, was=RECOVERED))
             return
-    await announce(s, await s.approvals.resolve(approval.id, "approved", reason))
+    await announce(s, await s.approvals.resolve(approval.id, "approved", reason, was=RECOVERED))
 
 
 async def _apply(s: Services, approval: Approval, actor: str) -> str:
@@ -416,9 +448,20 @@ async def request_apply_commit(s: Services, agent: str, commit: str, requester: 
 
 
 async def deny(s: Services, approval_id: int, reason: str, actor: str) -> str:
-    """Raises: NotFound, Conflict."""
-    approval = await s.approvals.resolve(approval_id, "denied", reason or None)
-    await deploys.tag_denied(s, approval, reason)
+    """End a pending approval as `denied` (recorded before its `denied/` tag is written).
+    One being carried out is refused: the deny would not stop it.
+
+    Raises: NotFound, Conflict.
+    """
+    approval = await s.approvals.get(approval_id)
+    try:
+        approval = await s.approvals.resolve(approval_id, "denied", reason or None)
+    except Conflict as exc:
+        if (await s.approvals.get(approval_id)).status == "in_progress":
+            raise Conflict(f"{exc.message}; deny it after it finishes or roll back") from None
+        raise
+    async with s.lock(approval.agent):
+        await deploys.tag_denied(s, approval, reason)
     await tell_requester(s, approval)
     logger.info(
         "%s denied approval %d (%s of %s)", actor, approval_id, approval.kind, approval.agent

@@ -1,4 +1,15 @@
-"""The approval queue: requests the operator approves or denies (spawns, for now)."""
+"""The approval queue: requests the operator approves or denies (spawns, config commits,
+updates).
+
+An approval changes state exactly once at each step, by a compare-and-set in the
+database, before anything is done about it:
+
+    pending ──approve──▶ in_progress ──▶ approved | failed
+       └──────deny──────▶ denied
+
+`claim` is the approve step: of two approvals of one request, or an approval racing a
+deny, exactly one wins and the other is refused with nothing done.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +23,9 @@ from hive_core.errors import Conflict, NotFound
 from hive_core.rows import decode
 from hive_share import events
 from hive_share.models import Approval, ApprovalKind, ApprovalStatus
+
+OPEN = ("pending", "in_progress")
+"""The statuses of an approval that has not ended."""
 
 
 def _columns(data: dict[str, Any]) -> dict[str, Any]:
@@ -47,11 +61,13 @@ class Approvals:
 
         def insert(conn: sqlite3.Connection) -> sqlite3.Row:
             dup = conn.execute(
-                "SELECT id FROM approvals WHERE status = 'pending' AND kind = ? AND agent = ?",
-                (kind, agent),
+                "SELECT id, status FROM approvals "
+                "WHERE status IN (?, ?) AND kind = ? AND agent = ?",
+                (*OPEN, kind, agent),
             ).fetchone()
             if dup is not None:
-                raise Conflict(f"a {kind} of {agent!r} is already pending as approval {dup[0]}")
+                state = "pending" if dup[1] == "pending" else "being carried out"
+                raise Conflict(f"a {kind} of {agent!r} is already {state} as approval {dup[0]}")
             row: sqlite3.Row = conn.execute(
                 "INSERT INTO approvals (kind, agent, requester, created_at, commit_sha, diff) "
                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
@@ -86,39 +102,84 @@ class Approvals:
         return int(row[0])
 
     async def pending(self) -> list[Approval]:
+        """Every approval that has not ended: waiting for the operator, or being carried
+        out."""
+
         def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute(
-                "SELECT * FROM approvals WHERE status = 'pending' ORDER BY id"
+                "SELECT * FROM approvals WHERE status IN (?, ?) ORDER BY id", OPEN
             ).fetchall()
 
         return [_approval(r) for r in await self._db.read(select)]
 
-    async def resolve(
-        self, approval_id: int, status: ApprovalStatus, reason: str | None
-    ) -> Approval:
-        """Move a pending approval to `status`.
+    async def claim(self, approval_id: int) -> Approval:
+        """pending → in_progress: the operator's approval, taken before anything is done.
 
         Raises:
             NotFound: no such approval.
-            Conflict: it is no longer pending.
+            Conflict: it is not pending (approved or denied before, or being carried out).
         """
-        now = self._clock.now()
+        approval = await self._move(approval_id, ("pending",), "in_progress", None, None)
+        self._bus.publish(events.ApprovalStarted(approval=approval))
+        return approval
+
+    async def reopen(self, approval_id: int) -> Approval:
+        """in_progress → pending: it was interrupted before it changed anything (a restart
+        found no trace of it), so the operator may approve it again. Raises: NotFound,
+        Conflict."""
+        approval = await self._move(approval_id, ("in_progress",), "pending", None, None)
+        self._bus.publish(events.ApprovalAdded(approval=approval))
+        return approval
+
+    async def resolve(
+        self,
+        approval_id: int,
+        status: ApprovalStatus,
+        reason: str | None,
+        *,
+        was: tuple[ApprovalStatus, ...] = ("pending",),
+    ) -> Approval:
+        """End an approval that is in one of the statuses `was` with `status`.
+
+        Raises:
+            NotFound: no such approval.
+            Conflict: it is in none of them.
+        """
+        approval = await self._move(approval_id, was, status, self._clock.now(), reason)
+        self._bus.publish(events.ApprovalResolved(approval=approval))
+        return approval
+
+    async def _move(
+        self,
+        approval_id: int,
+        was: tuple[ApprovalStatus, ...],
+        status: ApprovalStatus,
+        resolved_at: float | None,
+        reason: str | None,
+    ) -> Approval:
+        marks = ", ".join("?" * len(was))
 
         def update(conn: sqlite3.Connection) -> sqlite3.Row:
             row: sqlite3.Row | None = conn.execute(
                 "UPDATE approvals SET status = ?, resolved_at = ?, reason = ? "
-                "WHERE id = ? AND status = 'pending' RETURNING *",
-                (status, now, reason, approval_id),
+                f"WHERE id = ? AND status IN ({marks}) RETURNING *",
+                (status, resolved_at, reason, approval_id, *was),
             ).fetchone()
             if row is None:
                 current = conn.execute(
-                    "SELECT status FROM approvals WHERE id = ?", (approval_id,)
+                    "SELECT kind, status FROM approvals WHERE id = ?", (approval_id,)
                 ).fetchone()
                 if current is None:
                     raise NotFound(f"no approval with id {approval_id}")
-                raise Conflict(f"approval {approval_id} is already {current[0]}")
+                raise Conflict(busy(approval_id, current[0], current[1]))
             return row
 
-        approval = _approval(await self._db.write(update))
-        self._bus.publish(events.ApprovalResolved(approval=approval))
-        return approval
+        return _approval(await self._db.write(update))
+
+
+def busy(approval_id: int, kind: str, status: str) -> str:
+    """Why an approval in `status` cannot be approved or denied now."""
+    if status != "in_progress":
+        return f"approval {approval_id} is already {status}"
+    doing = {"apply_commit": "deploying", "spawn": "spawning", "update": "updating"}
+    return f"approval {approval_id} is {doing.get(kind, 'being carried out')}"

@@ -42,6 +42,29 @@ async def head(repo: Repo, cwd: Path) -> str | None:
     return out.decode().strip() if code == 0 else None
 
 
+NEUTRAL_ATTRIBUTES = (
+    b"# written by hive-core: the attributes a commit's own .gitattributes could set\n"
+    b"# (export-ignore, ident, eol, -diff, working-tree-encoding, ...) do not apply here\n"
+    b"* !text !eol !ident !filter !working-tree-encoding !export-ignore !export-subst "
+    b"!diff !merge\n"
+)
+"""`applied/.git/info/attributes`: it outranks every `.gitattributes` in the tree, so the
+files checked out and the diff the operator reviews are the commit's blobs as they are."""
+
+
+def neutralize_attributes(repo: Repo) -> None:
+    """Write `NEUTRAL_ATTRIBUTES` into a core-owned repo, unless it is there already."""
+    info = repo.git_dir / "info"
+    info.mkdir(mode=0o700, exist_ok=True)
+    path = info / "attributes"
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_bytes() == NEUTRAL_ATTRIBUTES:
+            return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(path, flags, 0o600), "wb") as f:
+        f.write(NEUTRAL_ATTRIBUTES)
+
+
 def _write_template(work_tree: Path) -> None:
     for name, data in template_files().items():
         fd = os.open(

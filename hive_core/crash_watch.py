@@ -80,8 +80,11 @@ class CrashWatch:
                     await self._wake.wait()
 
     async def tick(self, now: float) -> list[str]:
-        """One scan at `now`; returns the agents found crashed."""
+        """One scan at `now`; returns the agents found crashed (none while hive-core stops:
+        it stops them itself)."""
         s = self._s
+        if s.stopping:
+            return []
         running = {r.name for r in s.registry.all() if s.backend.status(r.name).running}
         vanished = (self._running | self._exited) - running
         self._exited.clear()

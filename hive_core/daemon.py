@@ -141,21 +141,67 @@ def prepare_private_dir(path: Path) -> None:
         )
 
 
-def lock_state_dir(state_dir: Path) -> int:
-    """Hold an exclusive lock on the state dir for the daemon's life.
+LOCK_WAIT = git.GIT_TIMEOUT + 5.0
+"""How long start-up waits for what a previous hive-core left holding `hive.lock` (a git
+it ran, which dies with it but may not be gone yet) before it gives up."""
+
+
+async def lock_state_dir(state_dir: Path, wait: float = LOCK_WAIT) -> int:
+    """Hold an exclusive lock on the state dir for the daemon's life, with our pid in it.
+
+    The lock is passed to every git hive-core runs, so it is free only once no git of a
+    previous hive-core can still write: what start-up reconciles then stays as it is.
 
     Raises:
-        StartupError: another hive-core uses this state dir.
+        StartupError: another hive-core uses this state dir, or what held the lock did not
+            let go within `wait` seconds.
     """
-    fd = os.open(state_dir / "hive.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StartupError(
-            f"another hive-core is already using {state_dir} (it holds hive.lock)"
-        ) from None
+    path = state_dir / "hive.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            if holder is not None and _is_hive_core(holder):
+                os.close(fd)
+                raise StartupError(
+                    f"another hive-core (pid {holder}) is already using {state_dir} "
+                    "(it holds hive.lock)"
+                ) from None
+            if loop.time() >= deadline:
+                os.close(fd)
+                raise StartupError(
+                    f"another hive-core is already using {state_dir}, or a process of a "
+                    f"previous one (pid {holder or '?'}) still holds hive.lock after "
+                    f"{wait:.0f}s; `fuser -v {path}` names it"
+                ) from None
+            if not told:
+                logger.warning("waiting for what a previous hive-core left running to let "
+                               "go of %s", path)  # fmt: skip
+                told = True
+            await asyncio.sleep(0.05)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The pid the daemon that took the lock wrote into it."""
+    text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def _is_hive_core(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"hive_core" in cmdline or b"hive-core" in cmdline
 
 
 def _login_line(dashboard: Dashboard, cli: str) -> str:
@@ -246,7 +292,8 @@ class Daemon:
         st.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         prepare_private_dir(st.run_dir)
         self._size_connection_caps()
-        self._lock = lock_state_dir(st.state_dir)
+        self._lock = await lock_state_dir(st.state_dir)
+        git.hold(self._lock)
         db = await Database.open(st.db_path, checked=self.db_checked)
         bus = EventBus()
         registry = Registry(db, self.clock, st.agent_port_base)
@@ -337,6 +384,7 @@ class Daemon:
                 self._announce(dashboard)
                 await self.stopping.wait()
                 logger.info("shutting down")
+                s.stopping = True
                 for task in status:  # its last word is the one below
                     task.cancel()
                 self.notifier.send("STOPPING=1", "STATUS=stopping: draining requests and agents")

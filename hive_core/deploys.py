@@ -4,25 +4,26 @@ the backend's (`nix build` of the agent's system on the nixos backend, nothing o
 
 Every step leaves a tag in the agent's core-owned `applied/` repo on the proposed
 commit: `proposal/<id>` when queued, then `deployed/<id>`, `failed/<id>` (annotated
-with the error) or `denied/<id>` (annotated with the reason). Only a deploy that got
-through prepare and build moves `applied/main`.
+with the error) or `denied/<id>` (annotated with the reason); a tag is never moved.
+Only a deploy that got through prepare and build moves `applied/main`.
+
+What a commit may hold is bounded (`MAX_FILE`, `MAX_FILES`, `MAX_TREE`, `MAX_DIFF`) and
+checked from `git ls-tree` sizes before any content is read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
 import re
 import shutil
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hive_core import config_repos, git
 from hive_core.errors import BackendError, InvalidRequest, NotFound
-from hive_core.git import GitError, Repo
+from hive_core.git import GitError, Repo, TooMuchOutput
 from hive_core.services import Services
 from hive_core.specs import spec_for
 from hive_share import agent_config
@@ -32,6 +33,15 @@ logger = logging.getLogger(__name__)
 
 MAX_DIFF = 256 * 1024
 """Bytes of unified diff one proposal may carry; the operator must be able to read it."""
+MAX_FILE = 1024 * 1024
+"""Bytes one file of a config commit may hold."""
+MAX_FILES = 1000
+"""Files one config commit may hold."""
+MAX_TREE = 16 * 1024 * 1024
+"""Bytes all the files of one config commit may hold together."""
+REGULAR = {"100644", "100755"}
+"""The git modes of a regular file; a config commit holds nothing else (no symbolic link,
+no submodule)."""
 ENDINGS: tuple[tuple[str, ApprovalStatus], ...] = (
     ("failed", "failed"),
     ("denied", "denied"),
@@ -79,24 +89,111 @@ async def propose(s: Services, agent: str, commit: str, requester: str) -> Appro
             f"commit {sha[:12]} does not build on the deployed commit {base[:12]}: rebase it "
             "onto applied/main (git pull --rebase applied main) and propose the new commit"
         )
-    diff = await unified_diff(applied, base, sha, cwd)
+    try:
+        _check_size(await tree(applied, sha, cwd), sha)
+    except Refused as exc:
+        raise InvalidRequest(str(exc)) from None
+    try:
+        diff = await unified_diff(applied, base, sha, cwd)
+    except TooMuchOutput:
+        raise InvalidRequest(
+            f"commit {sha[:12]} changes more than {MAX_DIFF} bytes of diff; at most that "
+            "much can be reviewed"
+        ) from None
     if not diff:
         raise InvalidRequest(f"commit {sha[:12]} changes nothing from the deployed {base[:12]}")
-    if len(diff.encode()) > MAX_DIFF:
-        raise InvalidRequest(
-            f"commit {sha[:12]} changes {len(diff.encode())} bytes of diff; at most {MAX_DIFF} "
-            "can be reviewed"
-        )
     approval = await s.approvals.add("apply_commit", agent, requester, commit=sha, diff=diff)
-    await git.run(applied, "tag", f"proposal/{approval.id}", sha, cwd=cwd)
+    try:
+        await git.run(applied, "tag", f"proposal/{approval.id}", sha, cwd=cwd)
+    except GitError as exc:
+        await s.approvals.resolve(approval.id, "failed", f"could not tag it: {exc.message}")
+        raise
     logger.info("%s proposed %s for %s (approval %d)", requester, sha[:12], agent, approval.id)
     return approval
 
 
 async def unified_diff(repo: Repo, base: str, sha: str, cwd: Path) -> str:
+    """The diff the operator reviews, with the repo's own attributes neutralised (a
+    `-diff` in the commit's `.gitattributes` would hide a file's change).
+
+    Raises:
+        TooMuchOutput: it is longer than `MAX_DIFF`.
+    """
+    await asyncio.to_thread(config_repos.neutralize_attributes, repo)
     _, out = await git.run(repo, "diff", "--no-ext-diff", "--no-textconv", "--no-color",
-                           base, sha, "--", cwd=cwd)  # fmt: skip
+                           base, sha, "--", cwd=cwd, max_output=MAX_DIFF)  # fmt: skip
     return out.decode("utf-8", errors="replace")
+
+
+class Refused(ValueError):
+    """A config commit is not deployable as it is; the message says why."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of a commit's tree, as `git ls-tree -r -l` lists it."""
+
+    mode: str
+    kind: str
+    oid: str
+    size: int | None
+    path: str
+
+
+async def tree(repo: Repo, sha: str, cwd: Path) -> list[Entry]:
+    """Every file of `sha`'s tree, read without any of their contents.
+
+    Raises:
+        Refused: it lists more than the output cap allows (far more than `MAX_FILES`).
+        GitError.
+    """
+    try:
+        _, out = await git.run(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", sha, cwd=cwd)
+    except TooMuchOutput:
+        raise Refused(f"commit {sha[:12]} holds more than {MAX_FILES} files") from None
+    entries = []
+    for record in out.split(b"\0"):
+        if not record:
+            continue
+        meta, _, raw = record.partition(b"\t")
+        mode, kind, oid, size = meta.decode("ascii").split()
+        path = raw.decode("utf-8", errors="backslashreplace")
+        entries.append(Entry(mode, kind, oid, int(size) if size.isdigit() else None, path))
+    return entries
+
+
+def _check_size(entries: list[Entry], sha: str) -> None:
+    """Raises: Refused (too many files, a file or all of them too big)."""
+    if len(entries) > MAX_FILES:
+        raise Refused(f"commit {sha[:12]} holds {len(entries)} files; at most {MAX_FILES}")
+    total = 0
+    for entry in entries:
+        size = entry.size or 0
+        if size > MAX_FILE:
+            raise Refused(
+                f"{entry.path!r} in commit {sha[:12]} is {_mib(size)}; a config file may "
+                f"hold at most {_mib(MAX_FILE)}"
+            )
+        total += size
+    if total > MAX_TREE:
+        raise Refused(
+            f"the files of commit {sha[:12]} hold {_mib(total)}; at most {_mib(MAX_TREE)}"
+        )
+
+
+def _check_shape(entries: list[Entry], sha: str) -> None:
+    """Raises: Refused (a symbolic link, a submodule or any other non-regular entry)."""
+    what = {"120000": "a symbolic link", "160000": "a submodule"}
+    for entry in entries:
+        if entry.mode not in REGULAR or entry.kind != "blob":
+            raise Refused(
+                f"{entry.path!r} in commit {sha[:12]} is {what.get(entry.mode, 'not a file')}; "
+                "a config commit holds regular files only"
+            )
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
 
 
 async def deploy(s: Services, approval: Approval) -> str | None:
@@ -111,17 +208,21 @@ async def deploy(s: Services, approval: Approval) -> str | None:
     applied = applied_repo(s, name)
     base = await config_repos.head(applied, cwd)
     try:
-        staging = await _prepare(s, applied, name, sha)
+        await _prepare(s, applied, name, sha)
         if base is not None:  # what is deployed moved since the proposal: never go back
             code, _ = await git.run(applied, "merge-base", "--is-ancestor", base, sha,
                                     cwd=cwd, check=False)  # fmt: skip
             if code != 0:
                 raise BackendError(f"the deployed config moved to {base[:12]} meanwhile")
-        await asyncio.to_thread(shutil.rmtree, staging)
         if (record := s.registry.find(name)) is not None:
             await s.backend.build(spec_for(s, record), sha)  # moves nothing
-    except (BackendError, agent_config.ConfigError) as exc:
+    except (BackendError, agent_config.ConfigError, Refused) as exc:
         message = exc.message if isinstance(exc, BackendError) else str(exc)
+        await _tag(applied, f"failed/{approval.id}", sha, message, cwd)
+        raise BackendError(f"deploy of {sha[:12]} to {name} failed: {message}") from None
+    except Exception as exc:  # a defect; what the manager wrote must still end as failed
+        logger.exception("preparing approval %d failed unexpectedly", approval.id)
+        message = f"{type(exc).__name__}: {exc}"
         await _tag(applied, f"failed/{approval.id}", sha, message, cwd)
         raise BackendError(f"deploy of {sha[:12]} to {name} failed: {message}") from None
     # The commit it replaces goes in the tag: a crash before verify ends needs it.
@@ -150,39 +251,49 @@ async def roll_back(s: Services, approval: Approval, previous: str | None, why: 
     logger.error("rolled %s back to %s: %s", name, (previous or "-")[:12], why)
 
 
-async def _prepare(s: Services, applied: Repo, name: str, sha: str) -> Path:
-    """Check out `sha` into a fresh core-owned staging dir and check what would run there.
+async def _prepare(s: Services, applied: Repo, name: str, sha: str) -> None:
+    """Check exactly the tree a deploy would check out: its files' kinds and sizes, then
+    `agent.toml` read as a blob from the commit (no checkout, no archive: nothing in the
+    commit's `.gitattributes` applies), with the schema the harness uses.
 
     Raises:
-        BackendError, ConfigError.
+        Refused, ConfigError, BackendError.
     """
-    staging = s.settings.agents_dir / name / "staging"
-    await asyncio.to_thread(shutil.rmtree, staging, True)
-    _, tar = await git.run(applied, "archive", "--format=tar", sha, cwd=s.settings.agents_dir)
-    await asyncio.to_thread(_extract, tar, staging)
-    toml = staging / "agent.toml"
-    text = toml.read_text(encoding="utf-8") if toml.is_file() else ""
-    config = agent_config.parse(text, f"agent.toml at {sha[:12]}")
+    cwd = s.settings.agents_dir
+    await asyncio.to_thread(shutil.rmtree, cwd / name / "staging", True)  # older versions'
+    entries = await tree(applied, sha, cwd)
+    _check_size(entries, sha)
+    _check_shape(entries, sha)
+    where = f"agent.toml at {sha[:12]}"
+    text = ""
+    if (toml := next((e for e in entries if e.path == "agent.toml"), None)) is not None:
+        _, blob = await git.run(applied, "cat-file", "blob", toml.oid, cwd=cwd,
+                                max_output=MAX_FILE)  # fmt: skip
+        try:
+            text = blob.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise agent_config.ConfigError(
+                f"{where}: not UTF-8 text (byte {exc.start} is {blob[exc.start]:#04x})"
+            ) from None
+    config = agent_config.parse(text, where)
     for key, server in config.mcp_servers.items():
         problem = _not_runnable(server.command, config.env)
         if problem:
             raise BackendError(f"mcp_servers.{key}: {problem}")
-    return staging
-
-
-def _extract(tar: bytes, into: Path) -> None:
-    into.mkdir(mode=0o700)
-    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-        archive.extractall(into, filter="data")
 
 
 def _not_runnable(command: str, env: dict[str, str]) -> str:
-    path = env.get("PATH", os.environ.get("PATH", os.defpath))
-    if shutil.which(command, path=path) is not None:
+    """Why `command` (absolute, or a bare name: the schema allows nothing else) would not
+    start, looked up as the agent looks it up: on its `[env]` PATH, else the one it
+    inherits."""
+    if os.path.isabs(command):
+        if shutil.which(command) is None:
+            return f"command {command} does not exist or is not executable"
         return ""
-    if os.sep in command:
-        return f"command {command} does not exist or is not executable"
-    return f"command {command} is not on PATH"
+    path = env.get("PATH", os.environ.get("PATH", os.defpath))
+    if shutil.which(command, path=path) is None:
+        return f"command {command} is not on PATH ({path})"
+    return ""
 
 
 async def _go_back(s: Services, name: str, previous: str) -> None:
@@ -194,6 +305,8 @@ async def _go_back(s: Services, name: str, previous: str) -> None:
 async def reset_to(s: Services, name: str, sha: str) -> None:
     """Put `applied/` (main, index and files) back exactly at `sha`. Raises: GitError."""
     applied, cwd = applied_repo(s, name), s.settings.agents_dir
+    # The commit's own .gitattributes must not make the files differ from its blobs.
+    await asyncio.to_thread(config_repos.neutralize_attributes, applied)
     await git.run(applied, "reset", "--quiet", "--hard", sha, cwd=cwd)
     await git.run(applied, "clean", "--quiet", "-d", "--force", "-x", cwd=cwd)
 
@@ -215,23 +328,36 @@ class Reconciled:
 
 
 async def reconcile(s: Services) -> Reconciled:
-    """After a crash, make every pending `apply_commit` agree with its tags: a deploy that
-    was tagged `deployed/` is finished (main, record) and left to verify once the agents are
-    restored; one tagged `failed/` or `denied/` is resolved as such; one with neither was
-    never finalized and stays pending."""
+    """After a crash, make every approval a restart interrupted agree with what it left:
+    an `apply_commit` tagged `deployed/` is finished (main, record) and left to verify once
+    the agents are restored; one tagged `failed/` or `denied/` is resolved as such; one
+    with neither was never finalized and goes back to `pending`. A spawn whose agent
+    exists is approved; any other interrupted approval goes back to `pending`."""
     done = Reconciled()
     for approval in await s.approvals.pending():
-        if approval.kind != "apply_commit" or approval.commit is None:
-            continue
         try:
-            await _reconcile_one(s, approval, done)
+            commit = approval.kind == "apply_commit" and approval.commit is not None
+            if commit and await _reconcile_one(s, approval, done):
+                continue
+            if approval.status != "in_progress":
+                continue
+            if approval.kind == "spawn" and s.registry.find(approval.agent) is not None:
+                reason = f"spawned {approval.agent} (finished after a restart)"
+                resolved = await s.approvals.resolve(approval.id, "approved", reason,
+                                                     was=("in_progress",))  # fmt: skip
+                done.resolved.append(resolved)
+                continue
+            logger.warning("approval %d was interrupted before it changed anything; it is "
+                           "pending again", approval.id)  # fmt: skip
+            await s.approvals.reopen(approval.id)
         except (BackendError, ValueError) as exc:
             message = exc.message if isinstance(exc, BackendError) else str(exc)
             logger.error("could not reconcile approval %d: %s", approval.id, message)
     return done
 
 
-async def _reconcile_one(s: Services, approval: Approval, done: Reconciled) -> None:
+async def _reconcile_one(s: Services, approval: Approval, done: Reconciled) -> bool:
+    """Finish what an `apply_commit`'s tags say; False when it has no ending tag."""
     assert approval.commit is not None
     name, cwd = approval.agent, s.settings.agents_dir
     applied = applied_repo(s, name)
@@ -247,14 +373,17 @@ async def _reconcile_one(s: Services, approval: Approval, done: Reconciled) -> N
             await _go_back(s, name, approval.commit)  # forward, in fact: finish the deploy
             over = DEPLOYED_OVER.search(note)
             done.unverified.append(Unverified(approval, over.group(1) if over else None))
-            return
+            return True
         reason = note.split("\n\n")[0]
         if (back := ROLLED_BACK.search(note)) is not None:  # a roll back to finish
             await _go_back(s, name, back.group(1))
             await git.run(applied, "tag", "--delete", f"deployed/{approval.id}",
                           cwd=cwd, check=False)  # fmt: skip
-        done.resolved.append(await s.approvals.resolve(approval.id, status, reason))
-        return
+        resolved = await s.approvals.resolve(approval.id, status, reason,
+                                             was=("in_progress", "pending"))  # fmt: skip
+        done.resolved.append(resolved)
+        return True
+    return False
 
 
 async def tag_denied(s: Services, approval: Approval, reason: str) -> None:
@@ -267,5 +396,7 @@ async def tag_denied(s: Services, approval: Approval, reason: str) -> None:
 
 
 async def _tag(repo: Repo, tag: str, sha: str, message: str, cwd: Path) -> None:
-    await git.run(repo, "tag", "--annotate", "--force", "--file=-", tag, sha,
+    """Write an annotated tag; never over one that exists (that is an error: a tag
+    records an ending, and an approval ends once)."""
+    await git.run(repo, "tag", "--annotate", "--file=-", tag, sha,
                   cwd=cwd, stdin=message.encode())  # fmt: skip

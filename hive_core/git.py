@@ -9,8 +9,12 @@ runs goes through `run`, which:
   credential helpers by command-line config (which outranks a repo's own);
 - names the repo with `--git-dir` / `--work-tree` and runs with a neutral cwd,
   never inside the repo, so no `.git` discovery happens;
-- takes an argv list (never a shell) and a timeout, and drains stdout and
-  stderr.
+- takes an argv list (never a shell), a timeout and a cap on the output it keeps
+  (a blob of a hostile commit can be hundreds of MiB; callers that read one check its
+  size first and cap the read);
+- runs git so that it dies with hive-core and holds `hive.lock` while it runs: a next
+  hive-core cannot start, and so reconcile, while a git of the previous one may still
+  write (`hold`).
 
 Only core-owned repos (`applied/`, staging checkouts) are ever written by a
 command run here; `proposed/` is only read, as the source of a fetch.
@@ -24,12 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hive_core.errors import BackendError
-from hive_core.proc import communicate
+from hive_core.proc import OutputTooLarge, communicate
 
 GIT_TIMEOUT = 30.0
+GIT_MAX_OUTPUT = 8 * 1024 * 1024
+"""Bytes of output a git command may print unless its caller allows fewer."""
 SEARCH_PATH = os.defpath + ":/run/current-system/sw/bin"
 """Where git (and what it runs itself) is looked up: fixed, not the daemon's PATH."""
 _binary = "git"
+_held: tuple[int, ...] = ()
 IDENTITY = ("hive-core", "hive-core@localhost")
 
 HARDENING = (
@@ -83,8 +90,22 @@ def use(binary: str) -> str:
     return found
 
 
+def hold(fd: int) -> None:
+    """Pass `fd` (the state dir's lock) to every git from now on."""
+    global _held
+    _held = (fd,)
+
+
 class GitError(BackendError):
     """A git command failed or timed out; the message quotes its output."""
+
+
+class TooMuchOutput(GitError):
+    """A git command printed more than it may; `head` is what came before the cap."""
+
+    def __init__(self, message: str, head: bytes) -> None:
+        super().__init__(message)
+        self.head = head
 
 
 @dataclass(frozen=True)
@@ -107,13 +128,15 @@ async def run(
     stdin: bytes | None = None,
     limit: float = GIT_TIMEOUT,
     check: bool = True,
+    max_output: int = GIT_MAX_OUTPUT,
 ) -> tuple[int, bytes]:
     """Run one git command on `repo` and return (exit code, stdout).
 
     `cwd` must be a core-owned directory outside every agent-writable repo; `limit`
-    bounds the run in seconds.
+    bounds the run in seconds, `max_output` the bytes of stdout.
 
     Raises:
+        TooMuchOutput: it printed more than `max_output` bytes (it was killed).
         GitError: it timed out, or exited non-zero while `check` is set.
     """
     argv = [_binary, *HARDENING]
@@ -123,9 +146,16 @@ async def run(
             argv.append(f"--work-tree={repo.work_tree}")
     argv += args
     try:
-        code, out, err = await communicate(argv, env=git_env(), cwd=cwd, stdin=stdin, limit=limit)
+        code, out, err = await communicate(
+            argv, env=git_env(), cwd=cwd, stdin=stdin, limit=limit, max_output=max_output,
+            pass_fds=_held,
+        )  # fmt: skip
     except TimeoutError:
         raise GitError(f"git {args[0]} timed out after {limit:.0f}s") from None
+    except OutputTooLarge as exc:
+        raise TooMuchOutput(
+            f"git {args[0]} printed more than {max_output} bytes", exc.head
+        ) from None
     if check and code != 0:
         text = err.decode("utf-8", errors="replace").strip() or out.decode(errors="replace")
         raise GitError(f"git {args[0]} failed ({code}): {text.strip()[:2000]}")

@@ -87,15 +87,32 @@ def agents(rows: Sequence[AgentInfo]) -> str:
 def approvals(rows: Sequence[Approval], now: float | None = None) -> str:
     if not rows:
         return "no pending approvals"
+    # `rows` are the approvals that have not ended: pending, or approved and under way.
     now = time.time() if now is None else now
     return table(
         ["ID", "KIND", "AGENT", "REQUESTER", "AGE", "CHANGE"],
         [
             [str(a.id), a.kind, a.agent, a.requester, duration(now - a.created_at),
-             diff_stat(a.diff, a.commit)]
+             _change(a)]
             for a in rows
         ],
     )  # fmt: skip
+
+
+def _change(a: Approval) -> str:
+    parts = [diff_stat(a.diff, a.commit)]
+    if own := own_config(a):
+        parts.append(own)
+    if a.status == "in_progress":
+        parts.append("approved, being carried out")
+    return "; ".join(parts)
+
+
+def own_config(a: Approval) -> str | None:
+    """`hm1nd proposes a change to its own config` when the requester is the agent changed."""
+    if a.kind == "apply_commit" and a.agent == a.requester:
+        return f"{clean(a.agent)} proposes a change to its own config"
+    return None
 
 
 def diff_stat(diff: str | None, commit: str | None) -> str:
@@ -120,6 +137,8 @@ def approval(a: Approval, colour: bool) -> str:
         f"approval {a.id}: {a.kind} {a.agent}",
         f"requested by {a.requester}, {a.status}",
     ]
+    if own := own_config(a):
+        head.append(own)
     if a.reason:
         head.append(f"reason: {clean(a.reason)}")
     if a.commit:

@@ -45,6 +45,8 @@ class Services:
     """The dashboard's address once it listens (the agent pages link back to it)."""
     login_link: Callable[[], str] | None = None
     """Mints a one-time dashboard login link, once the dashboard listens."""
+    stopping: bool = False
+    """The daemon is shutting down: nothing is started or restarted any more."""
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """One lock per agent name: lifecycle actions on one agent never interleave."""
 

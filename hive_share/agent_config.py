@@ -25,7 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 OUR_SERVER = "hyperhive"
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -36,10 +36,24 @@ class ConfigError(ValueError):
     """agent.toml is unreadable or invalid; the message names the file and the field."""
 
 
+def _command(value: str) -> str:
+    if "/" in value and not value.startswith("/"):
+        raise ValueError(
+            f"{value!r} is a relative path; give an absolute path or a bare name, which is "
+            "looked up on the agent's PATH"
+        )
+    return value
+
+
+Command = Annotated[str, Field(min_length=1), AfterValidator(_command)]
+"""An MCP server's program: an absolute path, or a bare name looked up on PATH. A relative
+path would depend on the directory Claude Code starts it in."""
+
+
 class McpServer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    command: Annotated[str, Field(min_length=1)]
+    command: Command
     args: list[str] = []
     env: dict[str, str] = {}
     allowed_tools: list[ToolPattern] = []
@@ -50,7 +64,7 @@ class ExtraMcpServer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    command: Annotated[str, Field(min_length=1)]
+    command: Command
     args: list[str] = []
     env: dict[str, str] = {}
     allowed_tools: list[ToolPattern] = Field(default=[], alias="allowedTools")
@@ -128,9 +142,12 @@ def parse(text: str, where: str) -> AgentConfig:
         config = AgentConfig.model_validate(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to read") from None
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"])
+        err["msg"] = err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{where}: {loc}: {err['msg']}") from None
     for key in config.mcp_servers:
         if normalize_key(key) == OUR_SERVER:
@@ -146,11 +163,14 @@ def parse_extra(text: str, where: str) -> dict[str, McpServer]:
     """
     try:
         servers = _EXTRA_FILE.validate_python(json.loads(text))
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to read") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: not JSON: {exc}") from None
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"])
+        err["msg"] = err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{where}: {loc + ': ' if loc else ''}{err['msg']}") from None
     for key in servers:
         if normalize_key(key) == OUR_SERVER:

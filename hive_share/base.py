@@ -42,7 +42,9 @@ Principal = Annotated[str, AfterValidator(_principal)]
 Role = Literal["agent", "manager"]
 AgentState = Literal["running", "stopped", "tombstone", "prepared"]
 ApprovalKind = Literal["spawn", "apply_commit", "update"]
-ApprovalStatus = Literal["pending", "approved", "denied", "failed"]
+ApprovalStatus = Literal["pending", "in_progress", "approved", "denied", "failed"]
+"""`in_progress`: approved and being carried out (a deploy, a spawn, an update); it ends
+`approved` or `failed`."""
 LoginReport = Literal["logged_in", "needs_login", "claude_missing"]
 """What a harness reports about its Claude Code: logged in, needing a login, or not
 installed (the binary cannot be run)."""

@@ -42,6 +42,13 @@ class ApprovalAdded(WireModel):
     approval: Approval
 
 
+class ApprovalStarted(WireModel):
+    """The operator approved it and it is being carried out (status `in_progress`)."""
+
+    kind: Literal["approval_started"] = "approval_started"
+    approval: Approval
+
+
 class ApprovalResolved(WireModel):
     kind: Literal["approval_resolved"] = "approval_resolved"
     approval: Approval
@@ -97,6 +104,7 @@ DashboardEvent = Annotated[
     | Released
     | Delivered
     | ApprovalAdded
+    | ApprovalStarted
     | ApprovalResolved
     | QuestionAdded
     | QuestionResolved

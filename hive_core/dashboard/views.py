@@ -96,10 +96,15 @@ async def deployed_config(s: Services, name: str) -> dict[str, Any]:
     if sha is not None:
         applied = deploys.applied_repo(s, name)
         cwd = s.settings.agents_dir
-        _, out = await git.run(applied, "ls-tree", "-r", "--name-only", "-z", sha, cwd=cwd)
-        for entry in out.decode("utf-8", errors="replace").split("\0")[:CONFIG_FILES_MAX]:
-            if entry:
-                _, blob = await git.run(applied, "show", f"{sha}:{entry}", cwd=cwd)
-                text = blob[:CONFIG_FILE_MAX].decode("utf-8", errors="replace")
-                files[entry] = text + ("\n… (cut)" if len(blob) > CONFIG_FILE_MAX else "")
+        for entry in (await deploys.tree(applied, sha, cwd))[:CONFIG_FILES_MAX]:
+            if entry.kind != "blob":
+                continue
+            try:
+                _, blob = await git.run(applied, "cat-file", "blob", entry.oid, cwd=cwd,
+                                        max_output=CONFIG_FILE_MAX)  # fmt: skip
+            except git.TooMuchOutput as exc:
+                blob = exc.head
+            text = blob.decode("utf-8", errors="replace")
+            cut = entry.size is not None and entry.size > CONFIG_FILE_MAX
+            files[entry.path] = text + ("\n… (cut)" if cut else "")
     return {"commit": sha, "files": files}

@@ -9,6 +9,7 @@ middle of a write leaves it), tells the test its pid, and waits to be killed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -134,14 +135,16 @@ def _crash_during_approve(c: Crashable, approval_id: int, words: list[str], skip
     try:
         git_pid = c.wait_reached()
         hive.kill9()
-        os.kill(git_pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it dies with the daemon
+            os.kill(git_pid, signal.SIGKILL)
     finally:
         approve.wait(timeout=30)
     hive.start()
 
 
 DEPLOY_STEPS = [
-    (["archive"], 0),  # prepare
+    (["ls-tree"], 0),  # prepare: the tree's files and sizes
+    (["cat-file", "blob"], 0),  # prepare: agent.toml
     (["merge-base", "--is-ancestor"], 0),  # the check after prepare
     (["tag", "deployed/"], 0),  # finalize: the tag
     (["reset", "--hard"], 0),  # finalize: main moves

@@ -6,6 +6,7 @@ deploy, the migration, and the journal as the log source."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -319,7 +320,8 @@ def _crash_during_approve(n: NixosHive, approval_id: int) -> None:
     try:
         pid = n.wait_reached()
         hive.kill9()
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it dies with the daemon
+            os.kill(pid, signal.SIGKILL)
     finally:
         approve.wait(timeout=60)
     hive.start()

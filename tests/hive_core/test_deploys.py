@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from hive_core import actions, agent_dirs, deploys
+from hive_core.dashboard import views
 from hive_core.errors import BackendError
-from hive_share import helper
+from hive_share import agent_config, helper
 from hive_share.names import MANAGER_NAME, OPERATOR
 from tests.git import git as _git
 from tests.hive_core.test_crash_watch import Hive, _populate, hive
@@ -163,3 +165,115 @@ async def test_a_roll_back_killed_half_way_is_finished_at_start(hive: Hive) -> N
     assert _git(applied, "rev-parse", "main") == initial
     assert hive.s.registry.get("bob").deployed_commit == initial
     assert _git(applied, "tag", "--list", "deployed/*") == ""
+
+
+async def test_an_approval_a_restart_interrupted_before_any_tag_is_pending_again(
+    hive: Hive,
+) -> None:
+    applied, initial, sha, approval_id = await _proposal(hive)
+    await hive.s.approvals.claim(approval_id)  # approved, then hive-core died
+
+    await deploys.reconcile(hive.s)
+
+    assert (await hive.s.approvals.get(approval_id)).status == "pending"
+    assert _git(applied, "rev-parse", "main") == initial
+    assert "deployed" in await actions.approve(hive.s, approval_id, OPERATOR)
+    assert _git(applied, "rev-parse", "main") == sha
+
+
+async def test_an_interrupted_spawn_is_approved_when_its_agent_exists_else_pending(
+    hive: Hive,
+) -> None:
+    await _populate(hive)
+    made = await hive.s.approvals.add("spawn", "bob", MANAGER_NAME)  # bob exists
+    lost = await hive.s.approvals.add("spawn", "carol", MANAGER_NAME)
+    update = await hive.s.approvals.add("update", actions.UPDATE_TARGET, MANAGER_NAME)
+    for approval in (made, lost, update):
+        await hive.s.approvals.claim(approval.id)
+
+    done = await deploys.reconcile(hive.s)
+
+    assert [a.id for a in done.resolved] == [made.id]
+    statuses = [(await hive.s.approvals.get(a.id)).status for a in (made, lost, update)]
+    assert statuses == ["approved", "pending", "pending"]
+
+
+async def _fetched(hive: Hive, files: dict[str, bytes]) -> str:
+    """A commit on bob's deployed one with `files`, fetched into `applied/` past propose."""
+    agents_dir = hive.s.settings.agents_dir
+    proposed, applied = agents_dir / "bob" / "proposed", agents_dir / "bob" / "applied"
+    for name, data in files.items():
+        (proposed / name).write_bytes(data)
+    _git(proposed, "add", "--all")
+    _git(proposed, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qm", "past")
+    sha = _git(proposed, "rev-parse", "HEAD")
+    _git(applied, "fetch", "-q", str(proposed), sha)
+    return sha
+
+
+async def test_prepare_checks_sizes_itself_whatever_propose_let_through(hive: Hive) -> None:
+    applied, initial, _, pending = await _proposal(hive)
+    await actions.deny(hive.s, pending, "not this one", OPERATOR)
+    sha = await _fetched(hive, {"big.bin": b"\0" * (deploys.MAX_FILE + 1)})
+    approval = await hive.s.approvals.add("apply_commit", "bob", MANAGER_NAME, commit=sha,
+                                          diff="(queued past propose)")  # fmt: skip
+
+    with pytest.raises(BackendError, match=r"'big\.bin' in commit .* is 1\.0 MiB"):
+        await actions.approve(hive.s, approval.id, OPERATOR)
+
+    got = await hive.s.approvals.get(approval.id)
+    assert got.status == "failed" and "a config file may hold at most" in (got.reason or "")
+    assert _git(applied, "rev-list", "-n1", f"failed/{approval.id}") == sha
+    assert _git(applied, "rev-parse", "main") == initial
+
+
+async def test_a_defect_in_prepare_still_ends_the_approval_failed_and_tells(
+    hive: Hive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applied, initial, sha, approval_id = await _proposal(hive)
+
+    def broken(text: str, where: str) -> None:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(agent_config, "parse", broken)
+    with pytest.raises(BackendError, match="RuntimeError: a defect"):
+        await actions.approve(hive.s, approval_id, OPERATOR)
+
+    got = await hive.s.approvals.get(approval_id)
+    assert got.status == "failed" and "RuntimeError: a defect" in (got.reason or "")
+    assert _git(applied, "rev-list", "-n1", f"failed/{approval_id}") == sha
+    assert _git(applied, "rev-parse", "main") == initial
+    told = await hive.s.broker.recv(MANAGER_NAME, owner=7, wait_seconds=0, limit=10)
+    assert [m.event.status for m in told if isinstance(m.event, helper.ApprovalResolved)] == [
+        "failed"
+    ]
+
+
+async def test_a_tag_that_exists_is_never_moved(hive: Hive) -> None:
+    applied, initial, _, approval_id = await _proposal(hive)
+    _git(applied, "tag", "-a", "-m", "older", f"deployed/{approval_id}", initial)
+
+    with pytest.raises(BackendError, match="already exists"):
+        await actions.approve(hive.s, approval_id, OPERATOR)
+
+    assert _git(applied, "rev-list", "-n1", f"deployed/{approval_id}") == initial
+    assert _git(applied, "rev-parse", "main") == initial
+    assert (await hive.s.approvals.get(approval_id)).status == "failed"
+
+
+async def test_the_config_view_reads_a_big_file_only_up_to_its_cut(hive: Hive) -> None:
+    await _populate(hive)
+    await agent_dirs.prepare(hive.s.settings.agents_dir, "bob")
+    sha = await _fetched(hive, {"big.txt": b"0123456789abcde\n" * (3 * 1024 * 1024 // 16)})
+    await hive.s.registry.set_deployed("bob", sha)
+
+    tracemalloc.start()
+    try:
+        got = await views.deployed_config(hive.s, "bob")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    text = got["files"]["big.txt"]
+    assert text.endswith("\n… (cut)") and len(text) <= views.CONFIG_FILE_MAX + 10
+    assert peak < 2 * 1024 * 1024

@@ -248,6 +248,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     events.Leased: events.Leased(recipient="bob", ids=[3]),
     events.Released: events.Released(recipient="bob", ids=[3]),
     events.ApprovalAdded: events.ApprovalAdded(approval=APPROVAL),
+    events.ApprovalStarted: events.ApprovalStarted(approval=APPROVAL),
     events.ApprovalResolved: events.ApprovalResolved(approval=APPROVAL),
     events.QuestionAdded: events.QuestionAdded(question=QUESTION),
     events.QuestionResolved: events.QuestionResolved(question=QUESTION),

@@ -520,6 +520,12 @@ function renderApproval(a) {
     el("span", { cls: "dim time", text: clockTime(a.created_at), attrs: { title: fullTime(a.created_at) } }));
   node.appendChild(head);
 
+  if (a.kind === "apply_commit" && str(a.agent) === str(a.requester)) {
+    node.appendChild(el("div", {
+      cls: "line own-config",
+      text: `⚠ ${visibleString(a.agent)} proposes a change to its own config`,
+    }));
+  }
   if (a.commit) {
     node.appendChild(el("div", { cls: "line" }, el("span", { cls: "dim", text: "commit " }),
       chip(shortCommit(a.commit), "dim", visibleString(a.commit))));
@@ -605,8 +611,26 @@ function renderApproval(a) {
       cancelDeny.click();
     }
   });
+  if (a.status === "in_progress") {
+    // Approved and being carried out: neither a second approve nor a deny would stop it.
+    const doing = { apply_commit: "deploying", spawn: "spawning", update: "updating" }[a.kind] || "being carried out";
+    node.appendChild(el("div", { cls: "card-actions" }, el("span", { cls: "dim", text: `approved — ${doing}…` })));
+    return node;
+  }
   node.appendChild(el("div", { cls: "card-actions" }, approve, deny, denyForm));
   return node;
+}
+
+function putApproval(a) {
+  // A status change redraws the card (its buttons depend on it).
+  const id = str(a.id);
+  const node = ui.approvalNodes.get(id);
+  if (node) {
+    node.remove();
+    ui.approvalNodes.delete(id);
+  }
+  state.approvals.set(id, a);
+  renderApprovals();
 }
 
 function renderApprovals() {
@@ -1138,7 +1162,7 @@ function applySnapshot(snap) {
 
   state.approvals = new Map();
   for (const a of Array.isArray(snap.approvals) ? snap.approvals : []) {
-    if (a && a.id !== undefined && (a.status === undefined || a.status === "pending")) state.approvals.set(str(a.id), a);
+    if (a && a.id !== undefined && (a.status === undefined || a.status === "pending" || a.status === "in_progress")) state.approvals.set(str(a.id), a);
   }
 
   state.questions = new Map();
@@ -1195,9 +1219,14 @@ function handleEvent(ev) {
     case "approval_added": {
       const a = ev.approval;
       if (!a || a.id === undefined) return;
-      state.approvals.set(str(a.id), a);
-      renderApprovals();
+      putApproval(a);
       notify(`approval ${a.id}: ${str(a.kind).replace("_", " ")}`, `${str(a.agent)} (by ${str(a.requester)})`, `approval-${a.id}`);
+      return;
+    }
+    case "approval_started": {
+      const a = ev.approval;
+      if (!a || a.id === undefined) return;
+      putApproval(a);
       return;
     }
     case "approval_resolved": {
