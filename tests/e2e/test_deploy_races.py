@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from hive_share import helper
+from tests.e2e.browser import Shots, browser, open_dashboard, problems
 from tests.e2e.hive import EXIT_TIMEOUT, Hive, short_tmp, wait_until_dead
 from tests.e2e.test_deploy_crash import _approval, _row
 from tests.e2e.test_deploys import _annotation, _applied, _commit, _manager_inbox, _propose, _tags
@@ -135,6 +136,8 @@ def _deployed(hive: Hive, approval_id: int, sha: str, initial: str) -> None:
     assert _git(_applied(hive, "bob"), "status", "--porcelain") == ""
     row = _row(hive, "bob")
     assert (row["deployed_commit"], row["state"]) == (sha, "running")
+    model = (_applied(hive, "bob") / "agent.toml").read_text().split('"')[1]
+    assert row["model"] == model  # what the harness runs is what was deployed
 
 
 async def _told(hive: Hive) -> list[tuple[int, str]]:
@@ -262,3 +265,36 @@ async def test_a_sigterm_during_a_held_deploy_stops_soon_and_starts_nothing(held
         assert hive.cli("approve", str(approval_id)).returncode == 0
     _deployed(hive, approval_id, sha, initial)
     assert await _told(hive) == [(approval_id, "approved")]
+
+
+async def test_the_dashboard_shows_an_approval_under_way_without_buttons(
+    held: Held, tmp_path: Path
+) -> None:
+    hive = held.hive
+    shots = Shots(tmp_path / "shots")
+    manager_proposed = hive.state_dir / "agents" / "hm1nd" / "proposed"
+    (manager_proposed / "agent.toml").write_text('model = "claude-manager-own"\n')
+    _git(manager_proposed, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", "own")
+    own = await _propose(hive, "hm1nd", _git(manager_proposed, "rev-parse", "HEAD"))
+    _, _, approval_id = await _proposal(hive, "dashboard")
+    async with browser() as b:
+        page = await open_dashboard(b, hive)
+        own_card = page.locator(f'[data-approval="{own.id}"]')
+        await own_card.locator("text=hm1nd proposes a change to its own config").wait_for()
+        card = page.locator(f'[data-approval="{approval_id}"]')
+        await card.locator('[data-action="approve"]').wait_for()
+
+        held.arm("ls-tree")
+        approve = held.cli_in_background("approve", str(approval_id))
+        git_pid = held.wait_reached()
+        await card.locator("text=approved — deploying…").wait_for()
+        assert await card.locator("button").count() == 0
+        assert await page.locator("#pending").text_content() == "1 pending"  # only hm1nd's
+        await card.scroll_into_view_if_needed()
+        await shots.take(page, "dashboard-approval-under-way")
+        _release(git_pid)
+        code, _, err = _finish(approve)
+        assert code == 0, err
+        await card.wait_for(state="detached")
+        await own_card.locator('[data-action="deny"]').wait_for()  # still the operator's
+        assert problems(page) == []

@@ -131,3 +131,17 @@ def test_a_shown_diff_makes_hidden_characters_visible_and_warns() -> None:
     assert "WARNING: 1 diff lines" in plain
     assert "\x1b[" not in plain
     assert "\x1b[32m+ok = 1" in render.approval(a, colour=True)
+
+
+def test_the_manager_changing_its_own_config_and_an_approval_under_way_are_said() -> None:
+    own = Approval(id=6, kind="apply_commit", agent="hm1nd", requester="hm1nd",
+                   status="in_progress", created_at=0, commit="4b8e1f0a9c2d",
+                   diff="+x\n")  # fmt: skip
+    other = own.model_copy(update={"agent": "bob", "status": "pending"})
+    rows = render.approvals([own, other], now=60).splitlines()
+    assert rows[1].endswith(
+        "(4b8e1f0a9c2d); hm1nd proposes a change to its own config; approved, being carried out"
+    )
+    assert rows[2].endswith("(4b8e1f0a9c2d)")
+    assert "hm1nd proposes a change to its own config" in render.approval(own, colour=False)
+    assert "its own config" not in render.approval(other, colour=False)

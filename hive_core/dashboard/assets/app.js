@@ -764,7 +764,9 @@ function isOperatorQuestion(q) {
 }
 
 function renderPending() {
-  const n = state.approvals.size + state.questions.size;
+  // What waits on the operator: an approval already under way does not.
+  const waiting = [...state.approvals.values()].filter((a) => a.status !== "in_progress").length;
+  const n = waiting + state.questions.size;
   const node = $("pending");
   node.textContent = `${n} pending`;
   node.className = `chip ${n ? "warn" : "dim"}`;
