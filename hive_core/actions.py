@@ -460,8 +460,9 @@ async def deny(s: Services, approval_id: int, reason: str, actor: str) -> str:
         if (await s.approvals.get(approval_id)).status == "in_progress":
             raise Conflict(f"{exc.message}; deny it after it finishes or roll back") from None
         raise
-    async with s.lock(approval.agent):
-        await deploys.tag_denied(s, approval, reason)
+    if approval.commit is not None:  # its tag is written beside the agent's other git work
+        async with s.lock(approval.agent):
+            await deploys.tag_denied(s, approval, reason)
     await tell_requester(s, approval)
     logger.info(
         "%s denied approval %d (%s of %s)", actor, approval_id, approval.kind, approval.agent
