@@ -12,8 +12,26 @@ from pydantic import ValidationError
 
 from hive_agent.settings import HarnessSettings
 
+STDOUT_CLOSED = 141
+"""The exit status when stdout closes before all is shown (`hive-agent --help | head -1`):
+the shell's for a command ended by SIGPIPE (128 + 13), but without the traceback."""
+
 
 def run(role: str, argv: list[str]) -> int:
+    try:
+        try:
+            return _run(role, argv)
+        finally:  # on --help's SystemExit too: what is still buffered fails here, not at exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # stdout becomes /dev/null, so the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return STDOUT_CLOSED
+
+
+def _run(role: str, argv: list[str]) -> int:
     prog = "hive-mind" if role == "manager" else "hive-agent"
     parser = argparse.ArgumentParser(prog=prog, description=f"The hyperhive {role} harness.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from hive_share.framing import INT64_MAX
 from hive_share.live import LIVE_EVENT, LiveEvent
 from hive_share.models import dump
 
@@ -127,7 +128,7 @@ class EventHistory:
         whether older ones exist."""
         cursor = await self._conn.execute(
             "SELECT id, ts, turn_id, data FROM events WHERE id < ? ORDER BY id DESC LIMIT ?",
-            (before if before is not None else 2**63 - 1, limit + 1),
+            (before if before is not None else INT64_MAX, limit + 1),
         )
         rows = list(await cursor.fetchall())
         return [self._row(*row) for row in reversed(rows[:limit])], len(rows) > limit

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
+
+from hive_share import agent_config
 
 MODEL_FILE = "hyperhive-model"
 DEFAULT_MODEL = "opus"
-_VALID = re.compile(r"[A-Za-z0-9._:\[\]-]{1,100}")
 
 
 class InvalidModel(ValueError):
@@ -16,12 +16,14 @@ class InvalidModel(ValueError):
 
 
 def validate_model(model: str) -> str:
-    """Raises: InvalidModel."""
-    if not _VALID.fullmatch(model):
-        raise InvalidModel(
-            f"model {model[:40]!r} must be 1-100 characters of letters, digits and ._:-[]"
-        )
-    return model
+    """An alias Claude Code resolves or a `claude-…` id (`agent_config.check_model`).
+
+    Raises: InvalidModel.
+    """
+    try:
+        return agent_config.check_model(model)
+    except ValueError as exc:
+        raise InvalidModel(str(exc)) from None
 
 
 class ModelStore:

@@ -2,7 +2,9 @@
 
 Items are acknowledged to hive-core only after their turn ended in a way that
 will not be retried, so a crash or an API outage never loses them; the ack rides
-on the next `recv` (or, when the harness stops, goes alone).
+on the next `recv` (or, when the harness stops, goes alone). A cancel ends the
+turn: items its model received count as handled (and the next turn is told of
+the cancel), items it never received stay queued for the next turn.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ class TurnResult:
     detail: str
     attempts: int = 1
     """Runs of the prompt itself (a compaction in between is not counted)."""
+    received: bool = True
+    """Whether the model received the wake prompt: its run got as far as `system/init`, which
+    claude prints just before it sends the prompt. A cancelled turn's items count as handled
+    only then."""
 
 
 class Harness:
@@ -89,8 +95,13 @@ class Harness:
         self.last_turn_id: str | None = None
         self._changed = asyncio.Condition()
         """Notified whenever the turn state or the turn count changes."""
-        self._cancel_requested = False
+        self._cancel = asyncio.Event()
         """Set by `cancel()` while items are being worked on; ends the current turn."""
+        self._waiting_to_retry = False
+        """True while a failed turn's items wait out the backoff before their retry."""
+        self._cancelled: list[Message] = []
+        """The items of the last turn the operator cancelled after its model received them:
+        the next prompts name them until the model of a turn that is not retried received one."""
         self._background: set[asyncio.Task[None]] = set()
         self._reported: TurnState = "idle"
         """The turn state hive-core last heard; a harness that reports alive is idle."""
@@ -145,7 +156,9 @@ class Harness:
         """Interrupt the running turn; `stopping` kills claude at once instead of SIGINT."""
         if not self.busy:
             return "no turn is running"
-        self._cancel_requested = True
+        self._cancel.set()
+        if self._waiting_to_retry:
+            return "cancelled the retry: its messages stay queued for the next turn"
         if self.current is not None:
             if stopping:
                 self.current.kill()
@@ -227,50 +240,73 @@ class Harness:
 
     async def _inbox_loop(self, core: HiveClient, stopping: asyncio.Event) -> None:
         done: list[int] = []  # the last turn's items: the next recv acks them
+        kept: list[Message] = []  # items a cancel kept from the model: the next turn's first
         while not stopping.is_set():
-            recv = rq.Recv(cmd="recv", wait_seconds=RECV_WAIT, ack=done)
-            got = await core.call(recv, rs.Messages)
-            done = []
-            if got.messages:
-                done = await self._handle(core, list(got.messages), stopping)
+            wait = 0.0 if kept else RECV_WAIT  # kept items are queued: their turn is due now
+            got = await core.call(rq.Recv(cmd="recv", wait_seconds=wait, ack=done), rs.Messages)
+            items = kept + list(got.messages)
+            done, kept = [], []
+            if items:
+                done, kept = await self._handle(core, items, stopping)
         if done:  # stopping after a finished turn: ack it now, not after the restart
             await core.call(rq.Ack(cmd="ack", ids=done), rs.Acked)
 
     async def _handle(
         self, core: HiveClient, items: list[Message], stopping: asyncio.Event
-    ) -> list[int]:
-        """Run the items' turns; the ids left to ack (empty when shutdown cut it short)."""
+    ) -> tuple[list[int], list[Message]]:
+        """Run the items' turns; the ids left to ack (none when shutdown cut it short) and
+        the items a cancel kept from the model (still leased, for the next turn)."""
         self.busy = True
-        self._cancel_requested = False
+        self._cancel.clear()
         try:
-            return await self._turns_until_done(core, items, stopping)
+            outcome = await self._turns_until_done(core, items, stopping)
         finally:
             self.busy = False
+        await self._set_state("idle")  # a cancel that came as the turn ended
+        return outcome
 
     async def _turns_until_done(
         self, core: HiveClient, items: list[Message], stopping: asyncio.Event
-    ) -> list[int]:
+    ) -> tuple[list[int], list[Message]]:
         delay = RETRY_BASE
         while True:
             result = await self.run_turn(items)
             if stopping.is_set() and (result.kind in RETRYABLE or result.kind == "cancelled"):
-                return []  # interrupted by shutdown: the items come back after the restart
+                return [], []  # interrupted by shutdown: the items come back after the restart
+            if result.kind == "cancelled" and not result.received:
+                await self._note_kept("cancelled before the model received them", items)
+                return [], items
             if result.kind not in RETRYABLE:
                 break
             await self.emit(
                 live.Note(text=f"turn failed ({result.kind}); retrying in {delay:.0f}s")
             )
-            if await _wait(stopping, delay):
-                return []  # shutting down: the items stay leased until the connection closes
+            self._waiting_to_retry = True
+            try:
+                await _wait_any(delay, stopping, self._cancel)
+            finally:
+                self._waiting_to_retry = False
+            if stopping.is_set():
+                return [], []  # shutting down: the items stay leased until the connection closes
+            if self._cancel.is_set():
+                await self._note_kept("retry cancelled by the operator", items)
+                return [], items
             delay = min(delay * 2, RETRY_MAX)
             more = await core.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)
             items += more.messages
+        if result.kind == "cancelled":
+            handled = f"{_items(items)} counted as handled; the next turn is told of the cancel"
+            await self.emit(live.Note(text=f"cancelled after the model received them: {handled}"))
+        self._cancelled = list(items) if result.kind == "cancelled" else []  # to tell, or told
         ids = [m.id for m in items]
         # A recv or an ack takes 1000 ids: all but the last 1000 are acked here.
         head, tail = ids[:-1000], ids[-1000:]
         for start in range(0, len(head), 1000):
             await core.call(rq.Ack(cmd="ack", ids=head[start : start + 1000]), rs.Acked)
-        return tail
+        return tail, []
+
+    async def _note_kept(self, why: str, items: Sequence[Message]) -> None:
+        await self.emit(live.Note(text=f"{why}: {_items(items)} left queued for the next turn"))
 
     # -- one turn -----------------------------------------------------------
 
@@ -301,12 +337,13 @@ class Harness:
         await self._set_state("thinking")
         if problem:
             await self.emit(live.Note(text=f"cannot run a turn: {problem}"))
-            result = TurnResult("error", problem, attempts=0)
+            result = TurnResult("error", problem, attempts=0, received=False)
             return await self._finish(started, model, wake_from, new_session, [], result)
         await self.mcp.start()
         await self._ensure_login_known(config)
         runs: list[RunOutcome] = []
-        result = await self._attempts(render_wake(items), model, new_session, config, runs)
+        prompt = render_wake(items, cancelled=self._cancelled)
+        result = await self._attempts(prompt, model, new_session, config, runs)
         if result.kind in RETRYABLE and new_session:
             self.new_session_next = True  # the retry must still start afresh
         await self._after_login(result.kind, result.detail)
@@ -330,12 +367,12 @@ class Harness:
             steps = [(COMPACT, True)]  # the prompt follows it (below)
         while steps:
             text, continue_session = steps.pop(0)
-            if self._cancel_requested:
-                return TurnResult("cancelled", "cancelled by the operator")
+            if self._cancel.is_set():
+                return TurnResult("cancelled", "cancelled by the operator", received=False)
             try:
                 outcome = await self._invoke(text, model, continue_session, config)
             except OSError as exc:  # writing the prompt or MCP config failed
-                return TurnResult("error", f"cannot prepare the turn: {exc}")
+                return TurnResult("error", f"cannot prepare the turn: {exc}", received=False)
             runs.append(outcome)
             if text == COMPACT:
                 keep = outcome.observer.compact_result == "success"
@@ -355,7 +392,8 @@ class Harness:
                 await self._set_state("compacting")
                 steps.append((COMPACT, True))
                 continue
-            return TurnResult(kind, detail, attempts=2 if len(runs) > 1 else 1)
+            received = outcome.observer.session_id is not None  # from system/init
+            return TurnResult(kind, detail, attempts=2 if len(runs) > 1 else 1, received=received)
         raise AssertionError("unreachable: the last step always returns")
 
     async def _invoke(
@@ -530,3 +568,17 @@ async def _wait(stopping: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def _wait_any(seconds: float, *events: asyncio.Event) -> None:
+    """Wait `seconds`, or until one of `events` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _items(items: Sequence[Message]) -> str:
+    return f"{len(items)} item{'s' if len(items) != 1 else ''}"

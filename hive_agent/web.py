@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -33,6 +34,7 @@ from hive_agent import __version__
 from hive_front import ASSETS as FRONT_ASSETS
 from hive_front import SECURITY_HEADERS as HEADERS
 from hive_front import csp, csrf_problem
+from hive_share.framing import INT64_MAX
 from hive_share.sessions import SESSION_TTL, Credentials
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ MODEL_CHOICES = ["opus", "sonnet", "haiku"]
 CONTEXT_WINDOW = 200_000
 """Tokens in the model's context window: what the context badge is a fraction of."""
 HISTORY_PAGE = 200
+HISTORY_MAX = 1000
+"""Events one `/events/history` page may hold."""
 INBOX_MESSAGES = 50
 """Received messages in the snapshot's inbox, newest last."""
 INBOX_EVENTS = 50
@@ -151,6 +155,13 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
 router = APIRouter()
 
 
+async def _invalid_parameter(request: Request, exc: RequestValidationError) -> Response:
+    """A malformed path or query parameter: 400 and the usual error body."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"][1:]) or "request"
+    return _error(400, f"{where}: {first['msg']}", "invalid_request")
+
+
 def _ctx(request: Request) -> _Context:
     ctx: _Context = request.app.state.page
     return ctx
@@ -222,8 +233,10 @@ async def history(
 ) -> Response:
     if not _session(request):
         return _unauthorized(request)
-    if not 0 < limit <= 1000 or (before is not None and before < 1):
-        return _error(400, "limit: 1 to 1000; before: a seq, 1 or more", "invalid_request")
+    if before is not None and not 0 < before <= INT64_MAX:
+        return _error(400, f"before: a seq from 1 to {INT64_MAX}", "invalid_request")
+    if not 0 < limit <= HISTORY_MAX:
+        return _error(400, f"limit: 1 to {HISTORY_MAX}", "invalid_request")
     rows, more = await _ctx(request).history.before(before, limit)
     return JSONResponse({"events": [_row(r) for r in rows], "more": more})
 
@@ -287,7 +300,12 @@ async def login_cancel(request: Request) -> Response:
 
 
 def build_app(ctx: _Context) -> ASGIApp:
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        exception_handlers={RequestValidationError: _invalid_parameter},
+    )
     app.state.page = ctx
     app.include_router(router)
     app.mount("/assets/front", StaticFiles(directory=FRONT_ASSETS), name="front")

@@ -23,12 +23,13 @@ from hive_core.errors import (
     HiveError,
     InvalidRequest,
     NotFound,
+    PortCollision,
     ShuttingDown,
     UnknownAgent,
 )
 from hive_core.liveness import harness_call, ping
 from hive_core.meta import MetaAgent
-from hive_core.ports import port_free
+from hive_core.ports import holds, loopback_listeners, port_free, socket_owner
 from hive_core.registry import AgentRecord
 from hive_core.services import Services
 from hive_core.specs import spec_for
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 ALIVE_TIMEOUT = 30.0
 """How long a started harness has to report itself alive."""
+PAGE_WAIT = 10.0
+"""How long a login link waits for a harness just started to listen on its web port."""
+PAGE_POLL = 0.05
 
 
 def info(s: Services, record: AgentRecord, alive: bool | None = None) -> AgentInfo:
@@ -83,21 +87,24 @@ def publish_state(s: Services, name: str) -> None:
         s.bus.publish(events.ContainerStateChanged(agent=info(s, record)))
 
 
-async def _launch(s: Services, record: AgentRecord) -> None:
-    """Start the harness and wait for it to report itself alive.
+async def _launch(s: Services, record: AgentRecord) -> AgentRecord:
+    """Start the harness (on a web port no other program holds) and wait for it to report
+    itself alive; the record it started with.
 
     Raises:
         ShuttingDown: hive-core is stopping; nothing was started.
-        BackendError: it exited or stayed silent; the message quotes its log.
+        BackendError: it exited or stayed silent (the message quotes its log), or every
+            web port of the range is taken.
     """
     if s.stopping:
         raise ShuttingDown(f"hive-core is stopping; {record.name} was not started")
+    record = await _own_port(s, record)
     spec = spec_for(s, record)
     status = await s.backend.start(spec)
     assert status.pid is not None
     outcome = await s.liveness.wait_alive(record.name, status.pid, ALIVE_TIMEOUT)
     if outcome == "alive":
-        return
+        return record
     tail = await _log_tail(s, spec)
     if outcome == "timeout":
         await s.backend.kill(record.name)
@@ -106,6 +113,26 @@ async def _launch(s: Services, record: AgentRecord) -> None:
             f"it was killed. Log tail: {tail}"
         )
     raise BackendError(f"{record.name} exited during start-up. Log tail: {tail}")
+
+
+async def _own_port(s: Services, record: AgentRecord) -> AgentRecord:
+    """The agent's current record; when another program holds its web port (its harness is
+    not running, so it is not the holder), first moved for good to the next free one.
+
+    Raises: BackendError (every web port of the range is taken).
+    """
+    record = s.registry.get(record.name)
+    name, held = record.name, record.web_port
+    if s.backend.status(name).running or await asyncio.to_thread(port_free, held):
+        return record
+    try:
+        record = await s.registry.move_port(name, port_free)
+    except PortCollision as exc:
+        raise BackendError(f"another program holds web port {held} of {name}, and "
+                           f"{exc.message}") from None  # fmt: skip
+    logger.warning("another program holds web port %d of %s; it moves to port %d for good",
+                   held, name, record.web_port)  # fmt: skip
+    return record
 
 
 async def _log_tail(s: Services, spec: AgentSpec, max_chars: int = 600) -> str:
@@ -125,14 +152,14 @@ async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
     async with s.transients.recording(name, "spawn", actor):
         await agent_dirs.create_dirs(s.settings.agents_dir, name)
         deployed, _ = await config_repos.seed(s.settings.agents_dir, name)
-        record = await s.registry.add(name, role)
+        record = await s.registry.add(name, role, port_free)
         await asyncio.to_thread(agent_dirs.clear_prepared, s.settings.agents_dir, name)
         await s.registry.set_deployed(name, deployed)
         record = s.registry.get(name)
         if role != "manager":
             await s.agent_sockets.open(name)
         try:
-            await _launch(s, record)
+            record = await _launch(s, record)
         except BackendError as exc:
             remedy = f"`hive-core start {name}` retries"
             if role != "manager":
@@ -147,16 +174,11 @@ async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
 
 async def _preflight(s: Services, backend: NixosBackend, agent: MetaAgent) -> None:
     """Before a container is made or rebuilt: the meta flake with it renders and parses.
-    Its web port (no other agent's: the registry sees to that) should be free on the host,
-    whose network containers share; when something listens there, that is logged.
+    (A web port another program holds on the host, whose network containers share, is
+    moved off when the container starts.)
 
     Raises: BackendError.
     """
-    if not s.backend.status(agent.name).running and not await asyncio.to_thread(
-        port_free, agent.port
-    ):
-        logger.warning("web port %d of %s is in use on this host; its page will not be "
-                       "reachable until that is freed", agent.port, agent.name)  # fmt: skip
     others = [a for a in meta.roster(s) if a.name != agent.name]
     await backend.preflight([*others, agent])
 
@@ -295,6 +317,7 @@ async def page_link(s: Services, name: str) -> str:
         raise UnknownAgent(f"no agent named {name!r}")
     if not s.backend.status(name).running:
         raise BackendError(f"{name} is not running; its page is served by its harness")
+    await _page_listens(s, record)
     code = secrets.token_urlsafe(32)
     try:
         answer = await harness_call(
@@ -305,6 +328,35 @@ async def page_link(s: Services, name: str) -> str:
     if answer.get("ok") is not True:
         raise BackendError(f"{name}'s harness refused the code: {answer.get('error')}")
     return f"http://127.0.0.1:{record.web_port}/login?code={code}"
+
+
+async def _page_listens(s: Services, record: AgentRecord) -> None:
+    """Whether `record`'s harness is what takes connections to 127.0.0.1 at its web port: a
+    link there must never hand a login code to another program. A harness just started
+    binds its page a moment after it reports alive, so an unbound port is waited for.
+
+    Raises: BackendError (another program listens there, or nothing does).
+    """
+    name, port = record.name, record.web_port
+    try:
+        harness = await asyncio.to_thread(socket_owner, s.settings.harness_socket(name))
+    except OSError as exc:
+        raise BackendError(f"{name}'s harness did not answer: {exc}") from None
+    deadline = time.monotonic() + PAGE_WAIT
+    while not (listeners := await asyncio.to_thread(loopback_listeners, port)):
+        if time.monotonic() > deadline:
+            raise BackendError(f"nothing listens on port {port}, {name}'s web port: its page "
+                               "is not served (its log says why)")  # fmt: skip
+        await asyncio.sleep(PAGE_POLL)
+    try:
+        ours = await asyncio.to_thread(holds, harness, listeners)
+    except OSError:  # it just exited, or its files are not ours to read: web_code decides
+        return
+    if not ours:
+        raise BackendError(
+            f"another program listens on port {port}, not {name}'s harness, so no link "
+            f"is made; `hive-core restart {name}` moves {name} to a free port"
+        )
 
 
 async def announce(s: Services, approval: Approval) -> None:
@@ -611,7 +663,9 @@ async def list_agents(s: Services, tombstones: bool) -> list[AgentInfo]:
 
 
 async def restore(s: Services) -> None:
-    """Bring back, after a daemon restart, every agent that should be running."""
+    """Bring back, after a daemon restart, every agent that should be running; first, each
+    agent whose web port another program took meanwhile moves to a free one."""
+    await _move_off_held_ports(s)
     records = s.registry.all()
     for record in records:
         if record.role != "manager":
@@ -626,6 +680,33 @@ async def restore(s: Services) -> None:
         publish_state(s, record.name)
 
     await asyncio.gather(*(bring_back(r) for r in records if r.desired == "running"))
+
+
+async def _move_off_held_ports(s: Services) -> None:
+    """At start-up: every agent whose web port something listens on, unless that is its
+    own running harness, moves to the next free port for good. A container an earlier
+    hive-core left up holds its own port, so the nixos backend's states are read first."""
+    records = s.registry.all()
+    held = await asyncio.to_thread(lambda: [r for r in records if not port_free(r.web_port)])
+    if not held:
+        return
+    if isinstance(s.backend, NixosBackend):
+        try:
+            await s.backend.refresh()
+        except BackendError as exc:
+            logger.error("could not read the containers' states, so no web port is moved "
+                         "at start-up: %s", exc.message)  # fmt: skip
+            return
+    for record in held:
+        async with s.lock(record.name):
+            if s.registry.find(record.name) is None:
+                continue  # destroyed meanwhile
+            try:
+                await _own_port(s, record)
+            except BackendError as exc:
+                logger.error("%s keeps web port %d: %s", record.name, record.web_port,
+                             exc.message)  # fmt: skip
+        publish_state(s, record.name)
 
 
 async def login_state(s: Services, name: str, state: LoginStatus, detail: str) -> None:

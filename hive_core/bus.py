@@ -1,7 +1,8 @@
 """The in-process dashboard event bus: monotonic `seq`, bounded queue per subscriber.
 
 A subscriber whose queue fills is cut off with a `resync` frame instead of
-slowing the publisher or growing memory.
+slowing the publisher or growing memory. A `resync` is a control frame: its `seq` is
+`CONTROL_SEQ`, which no event ever has, so it is never mistaken for one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from collections.abc import AsyncIterator
 from hive_share.events import DashboardEvent, Frame, Resync
 
 DEFAULT_QUEUE = 1024
+CONTROL_SEQ = 0
+"""The `seq` of a control frame (`resync`): events count from 1."""
+
+
+def _resync() -> Frame:
+    return Frame(seq=CONTROL_SEQ, event=Resync())
 
 
 class Subscription:
@@ -29,7 +36,7 @@ class Subscription:
             self.overflowed = True
             # Make room for the marker so the reader learns why it stopped.
             self._queue.get_nowait()
-            self._queue.put_nowait(Frame(seq=frame.seq, event=Resync()))
+            self._queue.put_nowait(_resync())
             self._bus.unsubscribe(self)
             return
         self._queue.put_nowait(frame)
@@ -40,7 +47,7 @@ class Subscription:
             self.overflowed = True
             if self._queue.full():
                 self._queue.get_nowait()
-            self._queue.put_nowait(Frame(seq=self._bus.seq, event=Resync()))
+            self._queue.put_nowait(_resync())
             self._bus.unsubscribe(self)
 
     async def get(self) -> Frame:

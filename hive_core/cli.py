@@ -196,7 +196,8 @@ def _relay(args: argparse.Namespace, **control: Any) -> None:
 
 
 def cancel(args: argparse.Namespace) -> None:
-    """Cancel an agent's running turn (its messages stay queued for the next one)."""
+    """Cancel an agent's running turn: messages its model already received count as handled
+    (its next turn is told), messages it never received stay queued for a later turn."""
     _relay(args, cmd="cancel")
 
 
@@ -655,8 +656,32 @@ def _completion(args: argparse.Namespace, commands: dict[str, argparse.ArgumentP
         fail(str(exc))
 
 
+STDOUT_CLOSED = 141
+"""The exit status when stdout closes before all is shown (`hive-core show 1 | head -1`):
+the shell's for a command ended by SIGPIPE (128 + 13), but without the traceback."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit status (0 done, 1 refused or failed, 2 usage)."""
+    """Run one command; returns the exit status (0 done, 1 refused or failed, 2 usage,
+    141 stdout closed early)."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()  # what is still buffered fails here, not at the interpreter's exit
+    except BrokenPipeError:
+        return _stdout_closed()
+    return status
+
+
+def _stdout_closed() -> int:
+    """Nothing more can be shown: stdout becomes /dev/null, so the interpreter's last flush
+    of what is still buffered does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return STDOUT_CLOSED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     first = argv[0] if argv and not argv[0].startswith("-") else None
     parser, commands = build_parser(first)

@@ -35,7 +35,7 @@ from hive_core.containers.nixos import NixosBackend
 from hive_core.containers.nixtools import Tools
 from hive_core.crash_watch import CrashWatch
 from hive_core.db import Database
-from hive_core.errors import HiveError, StartupError
+from hive_core.errors import HiveError, ShuttingDown, StartupError
 from hive_core.liveness import Liveness
 from hive_core.questions import Questions
 from hive_core.registry import Registry
@@ -46,7 +46,7 @@ from hive_core.settings import Settings
 from hive_core.sockets import handlers
 from hive_core.sockets.agents import AgentSockets
 from hive_core.sockets.limits import ConnectionCaps, ConnectionPool, raise_nofile_limit
-from hive_core.sockets.server import Conn, Principal, SocketServer
+from hive_core.sockets.server import Conn, Principal, SocketServer, StartupGate
 from hive_core.transients import Transients
 from hive_share import gil
 from hive_share import requests as rq
@@ -62,10 +62,16 @@ DRAIN_TIMEOUT = 5.0
 VACUUM_INTERVAL = 3600.0
 CHECKPOINT_INTERVAL = 2.0
 COORDINATION_TICK = 5.0
+"""How often due reminders are delivered and expired questions resolved."""
 OPERATOR_CONN = 0
 """The connection id of the dashboard's requests (socket connections count from 1); the
 host verbs it uses hold no leases."""
-"""How often due reminders are delivered and expired questions resolved."""
+ANSWERED_WHILE_STARTING = frozenset({"version", "ping"})
+"""Host verbs answered before start-up is done; every other one waits for it."""
+HOST_GATED = rq.HOST_VERBS - ANSWERED_WHILE_STARTING
+MANAGER_GATED = rq.MANAGER_VERBS - rq.AGENT_VERBS
+"""The manager's lifecycle and approval verbs wait for start-up; what its harness shares
+with every agent (`alive`, `recv`, `send`, reports) does not: the restore waits for it."""
 
 
 async def periodic(interval: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
@@ -225,6 +231,7 @@ class Daemon:
         self.db_checked = db_checked
         """The database's quick_check, begun before the imports (`db.start_quick_check`)."""
         self.stopping = asyncio.Event()
+        self.gate = StartupGate()
         self.notifier = Notifier(env.get("NOTIFY_SOCKET"))
         self._lock: int | None = None
         self._caps = ConnectionCaps.for_limit(1024)
@@ -250,6 +257,8 @@ class Daemon:
             on_close=lambda conn: s.broker.release(conn.id),
             holds_work=lambda conn: s.broker.holds_leases(conn.id),
             max_connections=self._caps.host,
+            gate=self.gate,
+            gated=HOST_GATED,
         )
         manager = SocketServer(
             st.manager_socket,
@@ -260,6 +269,8 @@ class Daemon:
             on_close=lambda conn: s.broker.release(conn.id),
             holds_work=lambda conn: s.broker.holds_leases(conn.id),
             max_connections=self._caps.manager,
+            gate=self.gate,
+            gated=MANAGER_GATED,
         )
         return [host, manager]
 
@@ -330,14 +341,16 @@ class Daemon:
             for server in servers:
                 await server.start()
             as_operator = Conn(id=OPERATOR_CONN, principal=servers[0].principal)
-            # The sockets answer while the web stack (a third of the start-up) is imported.
+            # The sockets answer while the web stack (a third of the start-up) is imported;
+            # what needs the rest of start-up waits at the gate.
+            self.gate.starting("loading the dashboard")
             web = await gil.import_off_loop("hive_core.dashboard.server")
             dashboard = web.Dashboard(s, lambda raw: servers[0].dispatch_raw(raw, as_operator))
             async with asyncio.TaskGroup() as tg:
                 pings, status = self._supervise(tg, s)
-                dashboard_task = tg.create_task(dashboard.serve(), name="dashboard")
                 s.login_link = dashboard.login_link
                 s.dashboard_url = dashboard.url
+                self.gate.starting("starting the container backend")
                 backend_ready = asyncio.Event()
                 backend_task = tg.create_task(s.backend.run(backend_ready), name="backend")
                 await backend_ready.wait()
@@ -365,6 +378,7 @@ class Daemon:
                         )
                     ),
                 ]
+                self.gate.starting("reconciling interrupted deploys")
                 await s.transients.close_dangling()
                 agents_dir = self.settings.agents_dir
                 names = await asyncio.to_thread(agent_dirs.list_dirs, agents_dir)
@@ -375,12 +389,18 @@ class Daemon:
                 watch = CrashWatch(s, self.clock)
                 s.on_unexpected_exit = watch.nudge  # harnesses dying during restore count too
                 loops.append(tg.create_task(watch.run(), name="crash-watch"))
+                self.gate.starting("restoring agents")
                 await actions.restore(s)
                 await actions.finish_interrupted(s, interrupted)
+                self.gate.starting("starting the manager")
                 try:
                     await actions.ensure_manager(s)
                 except HiveError as exc:
                     logger.error("could not start the manager: %s", exc.message)
+                # The page reads agents' states and acts: it waits, queued on the bound
+                # port, like the requests at the gate.
+                dashboard_task = tg.create_task(dashboard.serve(), name="dashboard")
+                self.gate.open()
                 self._announce(dashboard)
                 await self.stopping.wait()
                 logger.info("shutting down")
@@ -445,10 +465,20 @@ class Daemon:
         status = tg.create_task(supervision.report_status(s, self.notifier), name="status")
         return pings, [status]
 
+    def stop(self) -> None:
+        """Drain and exit once start-up is done; requests waiting for it are answered
+        `shutting_down` now."""
+        self.stopping.set()
+        self.gate.refuse(
+            ShuttingDown(
+                "hive-core is stopping before it finished starting; retry after it restarts"
+            )
+        )
+
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self.stop)
 
 
 async def serve(

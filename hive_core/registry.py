@@ -5,15 +5,17 @@ Kept in memory too, so recipient checks on the send path need no query.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import AlreadyExists, PortCollision, UnknownAgent
-from hive_core.ports import PORT_BASE, PORT_RANGE, agent_web_port
+from hive_core.ports import PORT_BASE, PORT_RANGE, agent_web_port, next_web_port, unprobed
 from hive_share.models import Role
 from hive_share.names import OPERATOR
 
@@ -46,6 +48,8 @@ class Registry:
         self._clock = clock
         self._port_base = port_base
         self._agents: dict[str, AgentRecord] = {}
+        self._ports = asyncio.Lock()
+        """Held from choosing a port to recording it, so two agents never pick the same."""
 
     async def load(self) -> None:
         rows = await self._db.read(
@@ -78,30 +82,66 @@ class Registry:
         """
         if name in self._agents:
             raise AlreadyExists(f"agent {name!r} already exists")
-        taken = {other.web_port for other in self._agents.values()}
-        port = agent_web_port(name, taken, self._port_base)
+        port = agent_web_port(name, self._taken(), self._port_base)
         if port is None:
-            raise PortCollision(
-                f"every web port from {self._port_base} to {self._port_base + PORT_RANGE - 1} "
-                "is taken; destroy an agent first"
-            )
+            raise self._full()
         return port
 
-    async def add(self, name: str, role: Role) -> AgentRecord:
-        """Register an agent with its web port, kept from now on. Raises: AlreadyExists,
-        PortCollision."""
-        port = self.check_new(name)
-        record = AgentRecord(name, role, "running", port, self._clock.now())
+    def _taken(self) -> set[int]:
+        return {other.web_port for other in self._agents.values()}
 
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO agents (name, role, desired, web_port, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (name, role, record.desired, port, record.created_at),
+    def _full(self) -> PortCollision:
+        last = self._port_base + PORT_RANGE - 1
+        return PortCollision(
+            f"every web port from {self._port_base} to {last} is taken; destroy an agent first"
+        )
+
+    async def add(
+        self, name: str, role: Role, free: Callable[[int], bool] = unprobed
+    ) -> AgentRecord:
+        """Register an agent with its web port (the first of its probe that no agent holds and
+        `free` accepts: a bind probe skips ports other programs hold), kept from now on.
+
+        Raises: AlreadyExists, PortCollision.
+        """
+        async with self._ports:
+            self.check_new(name)
+            port = await asyncio.to_thread(
+                agent_web_port, name, self._taken(), self._port_base, free
             )
+            if port is None:
+                raise self._full()
+            record = AgentRecord(name, role, "running", port, self._clock.now())
 
-        await self._db.write(insert)
-        self._agents[name] = record
+            def insert(conn: sqlite3.Connection) -> None:
+                conn.execute(
+                    "INSERT INTO agents (name, role, desired, web_port, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (name, role, record.desired, port, record.created_at),
+                )
+
+            await self._db.write(insert)
+            self._agents[name] = record
+        return record
+
+    async def move_port(self, name: str, free: Callable[[int], bool]) -> AgentRecord:
+        """Move `name` for good off its web port, which another program holds, to the next
+        port upwards that no other agent holds and `free` accepts.
+
+        Raises: UnknownAgent, PortCollision.
+        """
+        async with self._ports:
+            record = self.get(name)
+            port = await asyncio.to_thread(
+                next_web_port, record.web_port, self._taken(), self._port_base, free
+            )
+            if port is None:
+                raise self._full()
+            await self._db.write(
+                lambda c: c.execute("UPDATE agents SET web_port = ? WHERE name = ?", (port, name))
+            )
+            record = dataclasses.replace(self.get(name), web_port=port)
+            self._agents[name] = record
         return record
 
     async def set_desired(self, name: str, desired: Desired) -> None:

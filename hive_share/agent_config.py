@@ -46,6 +46,36 @@ def _command(value: str) -> str:
 
 
 Command = Annotated[str, Field(min_length=1), AfterValidator(_command)]
+
+MODEL_ALIASES = ("default", "opus", "sonnet", "haiku", "fable", "opusplan")
+"""The model aliases Claude Code resolves itself; any other name must be a `claude-…` id."""
+_MODEL_ID = re.compile(
+    r"(?:[a-z]{2,4}\.)?(?:anthropic\.)?claude-[a-z0-9][a-z0-9._:@-]{0,88}"
+    r"|arn:aws[a-z-]*:bedrock:[A-Za-z0-9:/._-]{1,80}"
+)
+"""A Claude model id: `claude-…`, Bedrock's `[us.]anthropic.claude-…` or an inference
+profile's ARN, Vertex's `claude-…@date`."""
+_CONTEXT = "[1m]"
+
+
+def check_model(name: str) -> str:
+    """`name` if Claude Code can run it: an alias or a `claude-…` id, either optionally
+    with `[1m]` (the long context window).
+
+    Raises:
+        ValueError: anything else, naming what is accepted.
+    """
+    base = name.removesuffix(_CONTEXT)
+    if len(name) <= 100 and (base in MODEL_ALIASES or _MODEL_ID.fullmatch(base)):
+        return name
+    raise ValueError(
+        f"model {name[:40]!r} is not one Claude Code can run: give an alias "
+        f"({', '.join(MODEL_ALIASES)}) or a claude-… model id (claude-sonnet-4-5, say, or "
+        f"its Bedrock or Vertex id), either optionally followed by {_CONTEXT}"
+    )
+
+
+Model = Annotated[str, Field(max_length=100), AfterValidator(check_model)]
 """An MCP server's program: an absolute path, or a bare name looked up on PATH. A relative
 path would depend on the directory Claude Code starts it in."""
 
@@ -81,7 +111,7 @@ _EXTRA_FILE = TypeAdapter(dict[str, ExtraMcpServer])
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\[\]-]{1,100}$")] | None = None
+    model: Model | None = None
     max_turns: Annotated[int, Field(ge=1, le=10_000)] | None = None
     """Cap on model round trips per turn (`--max-turns`); none by default."""
     env: dict[str, str] = {}

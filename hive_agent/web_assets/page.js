@@ -226,14 +226,20 @@ function safeHttpsUrl(value) {
 }
 
 function renderLoginPanel() {
-  const needed = state.login === "needs_login" || state.login === "claude_missing";
+  const missing = state.login === "claude_missing";
+  const needed = state.login === "needs_login" || missing;
   const s = loginPanel.state;
   const running = s === "running";
   $("login").hidden = !(needed || running || s === "failed");
   const chip = $("login-state");
-  chip.textContent = running ? "logging in…" : s === "logged_in" ? "logged in" : s === "failed" ? "login failed" : "not logged in";
+  // With no claude to run there is nothing to log in to: say what is missing instead.
+  const idleText = missing ? "claude missing" : "not logged in";
+  chip.textContent = running ? "logging in…" : s === "logged_in" ? "logged in" : s === "failed" ? "login failed" : idleText;
   setChip(chip, running ? "warn" : s === "logged_in" ? "ok" : "bad", `login session: ${s}`);
-  $("login-start").hidden = running;
+  $("login-why").textContent = missing && !running
+    ? "this agent's claude binary cannot be run: install Claude Code where its harness runs (or point HIVE_CLAUDE_BIN at it), then restart the agent"
+    : "this agent's claude code is not logged in: its turns cannot run";
+  $("login-start").hidden = running || missing;
   $("login-cancel").hidden = !running;
   const href = running ? safeHttpsUrl(loginPanel.url) : "";
   $("login-link-row").hidden = !href;
@@ -253,7 +259,9 @@ function applyLogin(ev) {
     loginPanel.output = (loginPanel.output + str(ev.text)).slice(-LOGIN_OUTPUT_MAX);
   } else {
     loginPanel.state = str(ev.state);
-    if (ev.url) loginPanel.url = ev.url;
+    // A URL belongs to one login session: a session that ended takes its URL with it.
+    if (loginPanel.state !== "running") loginPanel.url = null;
+    else if (ev.url) loginPanel.url = ev.url;
     if (loginPanel.state === "logged_in") state.login = "logged_in";
     if (ev.detail) toast(`login ${loginPanel.state}: ${str(ev.detail)}`, loginPanel.state === "failed" ? "error" : "");
     renderLogin();
@@ -264,6 +272,7 @@ function applyLogin(ev) {
 function wireLogin() {
   $("login-start").addEventListener("click", () => {
     loginPanel.output = "";
+    loginPanel.url = null;
     busy($("login-start"), () => post("/login/start", {}));
   });
   $("login-cancel").addEventListener("click", () => busy($("login-cancel"), () => post("/login/cancel", {})));
@@ -906,7 +915,7 @@ function applySnapshot(snap) {
   renderLogin();
   const session = snap.login_session && typeof snap.login_session === "object" ? snap.login_session : {};
   loginPanel.state = str(session.state) || "idle";
-  loginPanel.url = session.url || null;
+  loginPanel.url = loginPanel.state === "running" ? session.url || null : null;
   loginPanel.output = str(session.output).slice(-LOGIN_OUTPUT_MAX);
   renderLoginPanel();
   inbox.length = 0;

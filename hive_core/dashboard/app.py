@@ -14,12 +14,13 @@ operator, so the dashboard and the CLI run the same code with the same checks.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -48,6 +49,10 @@ ASSET_CACHE = "no-cache"
 STREAM_QUEUE = 256
 """Frames one event-stream subscriber may lag behind before it is cut off with `resync`."""
 MAX_STREAMS = 128
+"""Event streams open at once."""
+MAX_LOG_STREAMS = 16
+"""Log streams open at once, apart from the event streams: each one reads its log (on the
+nixos backend, a `journalctl`) twice a second."""
 SEND_TIMEOUT = 5.0
 """Seconds one frame may take to reach a stream's client before the stream is dropped."""
 PING_SECONDS = 15
@@ -203,6 +208,7 @@ class _Context:
     csrf: Csrf
     operator: Operator
     streams: set[Subscription]
+    log_streams: int = 0
 
 
 router = APIRouter()
@@ -250,6 +256,13 @@ async def _read(request: Request, read: Callable[[], Awaitable[Any]]) -> Respons
         return _error(HTTP_STATUS[exc.code], exc.message, exc.code)
 
 
+async def _invalid_parameter(request: Request, exc: RequestValidationError) -> Response:
+    """A malformed path or query parameter: 400 and the usual error body."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"][1:]) or "request"
+    return _error(400, f"{where}: {first['msg']}", "invalid_request")
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, bool]:
     return {"ok": True}
@@ -285,7 +298,7 @@ async def state(request: Request) -> Response:
 @router.get("/dashboard/history")
 async def history(request: Request, before: int | None = None, limit: int = 100) -> Response:
     if before is not None and not 0 < before <= INT64_MAX:
-        return _error(400, "before: a message id, 1 or more", "invalid_request")
+        return _error(400, f"before: a message id from 1 to {INT64_MAX}", "invalid_request")
     if not 0 < limit <= views.FLOW_PAGE:
         return _error(400, f"limit: 1 to {views.FLOW_PAGE}", "invalid_request")
     return await _read(request, lambda: views.history(_ctx(request).s, before, limit))
@@ -433,13 +446,21 @@ async def log_stream(request: Request, name: str, lines: int = 200) -> Response:
         return _unauthorized()
     if problem := _agent_problem(name, lines):
         return problem
-    follow = views.log_follow(_ctx(request).s, name, lines)
+    ctx = _ctx(request)
+    if ctx.log_streams >= MAX_LOG_STREAMS:
+        return _error(503, f"{MAX_LOG_STREAMS} log streams are open already", "busy")
+    ctx.log_streams += 1  # taken before the tail is read, so no two requests share a place
+    follow = views.log_follow(ctx.s, name, lines)
     try:
         first = await anext(follow)
     except HiveError as exc:
+        ctx.log_streams -= 1
         return _error(HTTP_STATUS[exc.code], exc.message, exc.code)
+    except BaseException:
+        ctx.log_streams -= 1
+        raise
     return EventSourceResponse(
-        _log_frames(first, follow), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT
+        _log_frames(ctx, first, follow), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT
     )
 
 
@@ -459,7 +480,12 @@ def build_app(
 ) -> ASGIApp:
     """The dashboard application. `streams` collects the open event-stream subscriptions,
     so the server can end them when it stops."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        exception_handlers={RequestValidationError: _invalid_parameter},
+    )
     app.state.hive = _Context(
         s, creds, Csrf(hosts), operator, streams if streams is not None else set()
     )
@@ -481,13 +507,16 @@ def _agent_problem(name: str, lines: int) -> JSONResponse | None:
 
 async def _frames(
     sub: Subscription, kinds: set[str], streams: set[Subscription]
-) -> AsyncIterator[ServerSentEvent]:
-    """One subscriber's frames as SSE events, until it is cut off (`resync`) or leaves."""
+) -> AsyncGenerator[ServerSentEvent, None]:
+    """One subscriber's frames as SSE events, until it is cut off (`resync`) or leaves.
+
+    An event's SSE `id` is its `seq`; a `resync` (a control frame, `seq` 0) has no `id`."""
     try:
         async for frame in sub:
-            if kinds and frame.event.kind not in kinds and not isinstance(frame.event, Resync):
-                continue
-            yield ServerSentEvent(data=_encoded(frame), id=str(frame.seq))
+            if isinstance(frame.event, Resync):
+                yield ServerSentEvent(data=frame.model_dump_json())
+            elif not kinds or frame.event.kind in kinds:
+                yield ServerSentEvent(data=_encoded(frame), id=str(frame.seq))
     finally:
         sub.close()
         streams.discard(sub)
@@ -498,8 +527,8 @@ ENCODED_CACHE = 512
 
 
 def _encoded(frame: Frame) -> str:
-    """A frame's JSON, made once however many streams send it (frames are immutable and
-    their `seq` unique in one process)."""
+    """An event frame's JSON, made once however many streams send it (frames are immutable
+    and an event's `seq` unique in one process; a `resync`, `seq` 0, never comes here)."""
     text = _ENCODED.get(frame.seq)
     if text is None:
         text = frame.model_dump_json()
@@ -509,7 +538,13 @@ def _encoded(frame: Frame) -> str:
     return text
 
 
-async def _log_frames(first: list[str], rest: AsyncIterator[list[str]]) -> AsyncIterator[str]:
-    yield json.dumps({"lines": first})
-    async for lines in rest:
-        yield json.dumps({"lines": lines})
+async def _log_frames(
+    ctx: _Context, first: list[str], rest: AsyncIterator[list[str]]
+) -> AsyncIterator[str]:
+    """One log stream's batches of lines; its place under MAX_LOG_STREAMS is freed at the end."""
+    try:
+        yield json.dumps({"lines": first})
+        async for lines in rest:
+            yield json.dumps({"lines": lines})
+    finally:
+        ctx.log_streams -= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hive_core.bus import Subscription
 from hive_core.dashboard.app import Operator, allowed_hosts, build_app
@@ -32,6 +34,60 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class _Ending:
+    """ASGI layer that lets `end()` finish every response still streaming at once.
+
+    Such a response (a harness log follow) never ends on its own, and uvicorn would wait
+    out its graceful shutdown for it, then cancel it with a traceback. Once ended, a
+    response's wait for its client to leave returns as if the client had left, and the
+    body it leaves unfinished is ended cleanly here, so the connection closes at once.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._ended = asyncio.Event()
+
+    def end(self) -> None:
+        self._ended.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_read = started = complete = False
+
+        async def receiving() -> Message:
+            nonlocal body_read
+            if not body_read:
+                message = await receive()
+                body_read = message["type"] != "http.request" or not message.get("more_body")
+                return message
+            # The body is read: what comes now is the client leaving, or the end.
+            left = asyncio.ensure_future(receive())
+            ended = asyncio.ensure_future(self._ended.wait())
+            try:
+                await asyncio.wait({left, ended}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                left.cancel()
+                ended.cancel()
+            return left.result() if left.done() and not left.cancelled() else _LEFT
+
+        async def sending(message: Message) -> None:
+            nonlocal started, complete
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
+            await send(message)
+
+        await self.app(scope, receiving, sending)
+        if started and not complete and self._ended.is_set():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_LEFT: Message = {"type": "http.disconnect"}
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -80,8 +136,9 @@ class Dashboard:
         tmp.write_text(f"{self.port}\n")
         os.replace(tmp, self.port_file)
         hosts = allowed_hosts(st.dashboard_host, st.dashboard_allowed_hosts, self.port)
+        self._app = _Ending(build_app(s, self.creds, lambda: hosts, operator, self.streams))
         config = uvicorn.Config(
-            build_app(s, self.creds, lambda: hosts, operator, self.streams),
+            self._app,
             log_level="warning",
             log_config=None,  # uvicorn's records go through the daemon's handler (journal.py)
             lifespan="off",
@@ -107,8 +164,10 @@ class Dashboard:
         await self._server.serve(sockets=[self.sock])
 
     async def stop(self) -> None:
+        """End every open response at once and let uvicorn shut down."""
         for sub in list(self.streams):  # each open page is told, and reconnects later
             sub.cut()
+        self._app.end()  # and what still streams (a log follow) ends as if its client left
         self._server.should_exit = True
 
     def close(self) -> None:

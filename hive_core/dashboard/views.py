@@ -41,6 +41,7 @@ async def snapshot(s: Services) -> dict[str, Any]:
     return {
         "seq": seq,
         "version": __version__,
+        "backend": s.settings.backend,
         "agents": [dump(a) for a in agents],
         "approvals": [dump(a) for a in pending],
         "questions": [dump(q) for q in questions],

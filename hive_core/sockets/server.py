@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from hive_core.errors import HiveError, StartupError
+from hive_core.errors import Busy, HiveError, StartupError
 from hive_core.sockets.limits import ConnectionPool
 from hive_share import framing
 from hive_share.models import WireModel
@@ -109,6 +109,62 @@ BURST_QUIET = 10.0
 """A cap hit less than this many seconds after the last report is counted, not logged."""
 
 
+READY_WAIT = 60.0
+"""Seconds a request waits for hive-core to finish starting before it is answered `busy`."""
+
+
+class StartupGate:
+    """Holds requests until hive-core has finished starting.
+
+    The sockets answer from the first moment, before the container backend runs,
+    interrupted deploys are reconciled and the agents restored: a lifecycle request then
+    would fail or race the restore, and `list` would show every agent stopped. So the
+    requests that depend on it wait, at most `wait` seconds, and are then answered as if
+    they had come once hive-core was ready. What the restore itself waits for (an agent's
+    `alive`) never passes through here.
+    """
+
+    def __init__(self, wait: float = READY_WAIT) -> None:
+        self._wait = wait
+        self._settled = asyncio.Event()
+        self._refusal: HiveError | None = None
+        self.step = "opening its sockets"
+        """What start-up is doing now; a request that waited too long is told."""
+
+    def starting(self, step: str) -> None:
+        self.step = step
+
+    def open(self) -> None:
+        """Start-up is done: let every request through, now and from now on."""
+        self._settled.set()
+
+    def refuse(self, error: HiveError) -> None:
+        """Start-up will not be waited for (the daemon is stopping): answer the requests
+        waiting, and those still to come, with `error`. No effect once open."""
+        if not self._settled.is_set():
+            self._refusal = error
+            self._settled.set()
+
+    async def wait(self, cmd: str) -> None:
+        """Return once hive-core is ready.
+
+        Raises:
+            Busy: still starting after the wait.
+            HiveError: what `refuse` was given.
+        """
+        if not self._settled.is_set():
+            try:
+                async with asyncio.timeout(self._wait):
+                    await self._settled.wait()
+            except TimeoutError:
+                raise Busy(
+                    f"{cmd}: hive-core is still starting ({self.step}) after "
+                    f"{self._wait:g}s; try again"
+                ) from None
+        if self._refusal is not None:
+            raise self._refusal
+
+
 class _Refused(Exception):
     """The connection is closed on our side with this error."""
 
@@ -150,6 +206,9 @@ class SocketServer:
     What one peer can cost is bounded: `max_connections` at a time (the next one
     is answered `busy` and closed), `IDLE_TIMEOUT` to send each line, and
     `BUFFER_BUDGET` bytes of unfinished lines over the whole socket.
+
+    The `gated` verbs wait at `gate` until hive-core has finished starting; the others
+    are answered at once.
     """
 
     def __init__(
@@ -166,6 +225,8 @@ class SocketServer:
         pool: ConnectionPool | None = None,
         idle_timeout: float = IDLE_TIMEOUT,
         buffer_budget: int = BUFFER_BUDGET,
+        gate: StartupGate | None = None,
+        gated: frozenset[str] = frozenset(),
     ) -> None:
         self.path = path
         self.principal = principal
@@ -178,8 +239,11 @@ class SocketServer:
         self._pool = pool
         self._idle_timeout = idle_timeout
         self._buffer_budget = buffer_budget
+        self._gate = gate
+        self._gated = gated
         self._buffered = 0
         self._server: asyncio.Server | None = None
+        self._closing = False
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         where = f"{principal.kind} socket {path}"
         self._full = _Burst(f"{where}: {max_connections} connections open; refusing more (busy)")
@@ -207,9 +271,15 @@ class SocketServer:
 
     async def close(self, drain_timeout: float) -> None:
         """Stop accepting, close idle connections at once, give requests being handled
-        `drain_timeout` seconds to finish, then cut the rest."""
+        `drain_timeout` seconds to finish, then cut the rest.
+
+        A connection is closed as soon as its request is answered: a long-poll the broker
+        has answered `shutting_down`, or a busy client's request, does not hold the drain
+        open waiting for its next request.
+        """
         if self._server is None:
             return
+        self._closing = True
         self._server.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
@@ -262,15 +332,15 @@ class SocketServer:
                 await writer.wait_closed()
 
     async def _request_loop(self, c: _Connection) -> None:
-        while True:
+        while not self._closing:  # at shutdown, a connection ends once its request is answered
             try:
                 line = await self._next_line(c)
             except framing.FrameTooLong as exc:
                 raise _Refused("too_long", str(exc)) from None
             except framing.FrameError as exc:
                 raise _Refused("malformed", str(exc)) from None
-            if line is None:
-                return
+            if line is None or self._closing:
+                return  # a line that arrived as the drain began is not started
             c.in_request = True
             try:
                 response = await self.dispatch(line, c.conn)
@@ -369,6 +439,8 @@ class SocketServer:
             code, message = _validation_message(exc)
             return error(code, f"{cmd}: {message}")
         try:
+            if self._gate is not None and cmd in self._gated:
+                await self._gate.wait(cmd)
             return await self._handler(request, conn)
         except HiveError as exc:
             return Error(code=exc.code, error=exc.message)

@@ -2,8 +2,8 @@
 # /run/hive/manager.sock. The manager edits the agents' proposed repos with git and asks
 # hive-core to deploy commits from them. Those repos are the host's
 # <state>/agents/<name>/proposed; the backend bind-mounts them where `whoami`'s
-# config_root says (<config_root>/<name>/proposed), and only them: never an agent's state
-# or applied repo.
+# config_root says (<config_root>/<name>/proposed), with each agent's applied repo beside
+# it read-only (the working copies' `applied` remote); never an agent's state.
 { pkgs, ... }:
 
 {

@@ -14,15 +14,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from hive_core.ports import PORT_BASE, PORT_RANGE
+from hive_core.ports import PORT_RANGE
 from hive_share.client import HiveClient
 
 READY_TIMEOUT = 30.0
 EXIT_TIMEOUT = 30.0
 
 
-AGENT_PORT_BASE = PORT_BASE + PORT_RANGE * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
-"""Each pytest-xdist worker's hives give their agents pages ports of their own."""
+AGENT_PORT_BASE = 31000 - PORT_RANGE * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+"""Each pytest-xdist worker's hives give their agents' pages ports of their own, below the
+default range (42000 up: a `./dev serve` hive's agents hold ports there) and the kernel's
+ephemeral ports (32768 up: the tests' own connections and dashboards)."""
 
 
 class Hive:
@@ -68,8 +70,9 @@ class Hive:
     def harness_sock(self, name: str) -> Path:
         return self.run_dir / "agents" / name / "harness.sock"
 
-    def start(self, stdout: int | None = None) -> None:
-        """Start the daemon and block until it notifies READY=1 (bounded).
+    def start(self, stdout: int | None = None, *, ready: bool = True) -> None:
+        """Start the daemon and block until it notifies READY=1 (bounded); with
+        `ready=False`, return at once (`wait_for_notify("READY=1")` waits later).
 
         Its stdout (the banner) goes to the log, or to the descriptor `stdout` (a pty, say).
         """
@@ -83,7 +86,8 @@ class Hive:
             stderr=log,
         )
         log.close()
-        self.wait_for_notify("READY=1")
+        if ready:
+            self.wait_for_notify("READY=1")
 
     def wait_for_notify(self, state: str) -> None:
         while True:

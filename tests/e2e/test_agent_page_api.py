@@ -70,6 +70,21 @@ async def test_the_page_opens_with_its_link_and_shows_and_steers_the_agent(hive:
             assert (await other.get("/api/state", headers=cookie)).status_code == 401
 
 
+async def test_the_pages_history_answers_a_bad_before_or_limit_with_a_400(hive: Hive) -> None:
+    assert hive.cli("spawn", "alice").returncode == 0
+    async with agent_session(hive, "alice") as alice:
+        for query in (
+            "before=9223372036854775808", "before=" + "9" * 5000, "before=0",
+            "before=abc", "before=", "limit=0", "limit=1001", "limit=abc", "limit=" + "9" * 30,
+        ):  # fmt: skip
+            bad = await alice.get(f"/events/history?{query}")
+            assert bad.status_code == 400, (query, bad.text)
+            assert bad.json()["code"] == "invalid_request", query
+            assert bad.json()["error"].startswith(query.split("=")[0] + ": "), query
+        edge = await alice.get("/events/history?before=9223372036854775807&limit=1000")
+        assert edge.status_code == 200 and isinstance(edge.json()["events"], list)
+
+
 async def test_the_page_refuses_foreign_requests_and_other_pages_cookies(hive: Hive) -> None:
     assert hive.cli("spawn", "alice").returncode == 0
     link = page_link(hive, "alice")

@@ -25,7 +25,8 @@ HOSTILE_NAME = "<img src=x onerror=window.__pwned=3>.txt"
 def script(seen: Seen) -> Reply:
     if seen.is_compaction():
         return text("<analysis>a</analysis><summary>we talked</summary>")
-    last = seen.last_user_text()
+    # The items only: a cancel notice at the top names earlier messages too.
+    last = seen.last_user_text().partition("## Item ")[2]
     results = seen.last_tool_results()
     if "write the notes" in last and "which model" not in last:
         notes = json.loads(last.split("PATH=", 1)[1].split("\n", 1)[0])

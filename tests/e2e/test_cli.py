@@ -10,10 +10,13 @@ import sys
 
 import pytest
 
+from hive_agent.history import EventHistory
 from hive_core import __version__
 from hive_share import requests as rq
 from hive_share import responses as rs
+from hive_share.live import Text
 from tests.e2e.hive import Hive, wait_until_dead
+from tests.git import git
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -165,6 +168,84 @@ def test_shell_completion_is_offered() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "complete" in result.stdout
+
+
+def piped_to_head(hive: Hive, *args: str) -> tuple[str, int, str]:
+    """`hive-core ARGS | head -1`: head's output, then hive-core's exit status and stderr.
+
+    The tests give hive-core more to print than a pipe holds, so it still writes when head
+    has exited."""
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "hive_core", *args],
+        env=hive.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert cli.stdout is not None
+    head = subprocess.Popen(["head", "-1"], stdin=cli.stdout, stdout=subprocess.PIPE, text=True)
+    cli.stdout.close()  # head holds the only reading end: when it exits, the pipe is closed
+    first, _ = head.communicate(timeout=60)
+    _, err = cli.communicate(timeout=60)
+    return first, cli.returncode, err
+
+
+async def test_show_cut_short_by_head_ends_quietly(hive: Hive) -> None:
+    hive.spawn_idle("kit")
+    proposed = hive.state_dir / "agents" / "kit" / "proposed"
+    with (proposed / "agent.toml").open("a") as toml:
+        toml.writelines(f"# note {i}: {'x' * 80}\n" for i in range(2000))
+    git(proposed, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", "notes")
+    async with hive.client(hive.manager_sock) as manager:
+        req = rq.RequestApplyCommit(
+            cmd="request_apply_commit", agent="kit", commit=git(proposed, "rev-parse", "HEAD")
+        )
+        approval = (await manager.call(req, rs.ApprovalResult)).approval
+    assert piped_to_head(hive, "show", str(approval.id)) == (
+        f"approval {approval.id}: apply_commit kit\n",
+        141,
+        "",
+    )
+
+
+async def test_logs_cut_short_by_head_ends_quietly(hive: Hive) -> None:
+    hive.spawn_idle("kit")
+    state = hive.state_dir / "agents" / "kit"
+    history = await EventHistory.open(state / "state")
+    try:
+        for i in range(300):
+            await history.publish(Text(text=f"text {i}: {'x' * 1000}"), "t1")
+    finally:
+        await history.close()
+    with (state / "harness.log").open("a") as log:
+        log.writelines(f"line {i}: {'y' * 120}\n" for i in range(1500))
+    ok(hive.cli("start", "kit"))
+
+    # The harness adds lines and events of its own when it starts: the first shown may be one.
+    first, status, err = piped_to_head(hive, "logs", "kit", "-n", "1000")
+    assert (first.count("\n"), status, err) == (1, 141, "")
+    first, status, err = piped_to_head(hive, "logs", "kit", "--raw", "-n", "1500")
+    assert (first.count("\n"), status, err) == (1, 141, "")
+
+
+@pytest.mark.parametrize("args", [["hive_core", "--version"], ["hive_agent", "agent", "--help"]])
+def test_a_closed_stdout_ends_quietly_when_what_is_buffered_is_flushed(args: list[str]) -> None:
+    # Buffered, as stdout into a pipe is by default: the output is written at the end.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", *args],
+            env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (141, "")
 
 
 async def test_killed_agent_process_is_gone_and_restart_brings_it_back(hive: Hive) -> None:

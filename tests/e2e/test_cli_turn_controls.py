@@ -19,7 +19,8 @@ def script(seen: Seen) -> Reply:
         return text("<analysis>a</analysis><summary>we talked</summary>")
     if seen.last_tool_results():
         return text("all done")
-    last = seen.last_user_text()
+    # The items, not the lines of a cancelled turn the prompt may name before them.
+    last = seen.last_user_text().partition("## Item ")[2]
     if "wait for mail" in last:
         return tool_use("mcp__hyperhive__recv", {"wait_seconds": 170})
     if "report" in last:
@@ -89,6 +90,9 @@ async def test_cancel_new_session_compact_and_model_from_the_cli() -> None:
         await operator_send(hive, "bob", "hello")
         await turns_done(hive, "bob", 2)
         assert [r["new_session"] for r in turn_rows(hive, "bob")] == [0, 1]
+        told = fake.requests_of("bob")[-1].last_user_text()
+        assert "## Your previous turn was cancelled" in told and "\nwait for mail\n" in told
+        assert "counted as handled" in ok(hive, "logs", "bob")
 
         assert "compacted" in ok(hive, "compact", "bob")
         before = len(fake.requests_of("bob"))

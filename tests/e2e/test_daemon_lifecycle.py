@@ -6,9 +6,12 @@ import asyncio
 import itertools
 import json
 import os
+import signal
+import socket
 import sqlite3
 import stat
 import string
+from pathlib import Path
 
 import pytest
 
@@ -16,13 +19,117 @@ from hive_core.ports import hashed_port as _hashed
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import RemoteError
-from tests.e2e.hive import AGENT_PORT_BASE, Hive, wait_until_dead
+from tests.e2e.hive import AGENT_PORT_BASE, READY_TIMEOUT, Hive, wait_until_dead
+from tests.git import git
 
 
 def listed(hive: Hive) -> dict[str, dict[str, object]]:
     result = hive.cli("list", "--json")
     assert result.returncode == 0, result.stderr
     return {a["name"]: a for a in json.loads(result.stdout)}
+
+
+BANNER = "is running (backend:"
+"""In the banner the daemon prints once it has started, just before READY=1."""
+
+
+async def start_until_listening(hive: Hive) -> int:
+    """Start the daemon and return as soon as host.sock exists, long before it is ready;
+    returns where this start's part of the log begins."""
+    begins = len(hive.log())
+    hive.start(ready=False)
+    async with asyncio.timeout(READY_TIMEOUT):
+        while not _accepts(hive.host_sock):  # noqa: ASYNC110 - listening has no event here
+            await asyncio.sleep(0.002)
+    return begins
+
+
+def _accepts(path: Path) -> bool:
+    """Whether something listens on the unix socket `path` (bound is not yet listening)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+    return True
+
+
+def still_starting(hive: Hive, begins: int) -> bool:
+    return BANNER not in hive.log()[begins:]
+
+
+async def test_a_spawn_sent_as_soon_as_host_sock_exists_waits_for_start_up(
+    idle_hive: Hive,
+) -> None:
+    begins = await start_until_listening(idle_hive)
+    assert still_starting(idle_hive, begins)
+    spawned = await asyncio.to_thread(idle_hive.cli, "spawn", "alice")
+    assert spawned.returncode == 0, spawned.stderr
+    assert "spawned alice" in spawned.stdout
+    idle_hive.wait_for_notify("READY=1")
+    alice = listed(idle_hive)["alice"]
+    assert (alice["state"], alice["alive"]) == ("running", True)
+
+
+async def test_list_in_the_start_up_window_does_not_show_agents_being_restored_stopped(
+    hive: Hive,
+) -> None:
+    assert hive.cli("spawn", "alice").returncode == 0
+    assert hive.stop() == 0
+    begins = await start_until_listening(hive)
+    async with hive.client() as host:
+        assert still_starting(hive, begins)
+        got = await host.call(rq.List(cmd="list"), rs.Agents)
+    hive.wait_for_notify("READY=1")
+    states = {a.name: (a.state, a.alive) for a in got.agents}
+    assert states == {"alice": ("running", True), "hm1nd": ("running", True)}
+
+
+async def test_an_approve_in_the_start_up_window_verifies_the_deploy(hive: Hive) -> None:
+    assert hive.cli("spawn", "bob").returncode == 0
+    initial = listed(hive)["bob"]["deployed_commit"]
+    proposed = hive.state_dir / "agents" / "bob" / "proposed"
+    (proposed / "agent.toml").write_text('[mcp_servers.mute]\ncommand = "true"\n')
+    git(proposed, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", "mute")
+    sha = git(proposed, "rev-parse", "HEAD")
+    async with hive.client(hive.manager_sock) as manager:
+        proposal = await manager.call(
+            rq.RequestApplyCommit(cmd="request_apply_commit", agent="bob", commit=sha),
+            rs.ApprovalResult,
+        )
+    assert hive.stop() == 0
+    begins = await start_until_listening(hive)
+    async with hive.client() as host:
+        assert still_starting(hive, begins)
+        with pytest.raises(RemoteError) as failed:  # its MCP server never answers
+            await host.call(rq.Approve(cmd="approve", id=proposal.approval.id), rs.Done)
+    hive.wait_for_notify("READY=1")
+    assert "rolled back" in str(failed.value), failed.value
+    bob = listed(hive)["bob"]
+    assert (bob["state"], bob["alive"], bob["deployed_commit"]) == ("running", True, initial)
+
+
+async def host_version(hive: Hive) -> rs.VersionResult:
+    async with hive.client() as host:
+        return await host.call(rq.Version(cmd="version"), rs.VersionResult)
+
+
+async def test_a_sigterm_during_start_up_answers_the_waiting_requests_at_once(
+    idle_hive: Hive,
+) -> None:
+    begins = await start_until_listening(idle_hive)
+    async with idle_hive.client() as host:
+        assert still_starting(idle_hive, begins)
+        waiting = asyncio.create_task(host.request(rq.List(cmd="list")))
+        assert (await host_version(idle_hive)).server.startswith("hive-core")  # answered at once
+        assert not waiting.done()
+        assert idle_hive.proc is not None
+        idle_hive.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(READY_TIMEOUT):
+            answer = await waiting
+    assert isinstance(answer, rs.Error) and answer.code == "shutting_down", answer
+    assert "before it finished starting" in answer.error
+    assert await asyncio.to_thread(idle_hive.stop) == 0
 
 
 async def test_sigterm_answers_waiting_long_polls_and_exits_cleanly(hive: Hive) -> None:

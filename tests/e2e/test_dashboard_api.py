@@ -6,14 +6,23 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
 
-from hive_core.dashboard.app import MAX_STREAMS
+from hive_core.dashboard.app import MAX_LOG_STREAMS, MAX_STREAMS
 from hive_share import requests as rq
 from hive_share import responses as rs
-from tests.e2e.dashboard import ACT_HEADERS, act, dashboard_port, session, stream
+from tests.e2e.dashboard import (
+    ACT_HEADERS,
+    STREAM_BOUND,
+    act,
+    dashboard_port,
+    session,
+    stream,
+)
 from tests.e2e.hive import Hive
 
 DRAIN_BOUND = 20.0
@@ -124,7 +133,15 @@ async def test_history_pages_back_through_the_message_flow(hive: Hive) -> None:
         older = (await client.get(f"/dashboard/history?before={newest[0]}&limit=100")).json()
         assert [m["id"] for m in older["messages"]] == ids[:30] and older["more"] is False
         assert {m["state"] for m in older["messages"]} == {"queued"}
-        assert (await client.get("/dashboard/history?limit=0")).status_code == 400
+        for query in (
+            "limit=0", "limit=101", "limit=abc", "limit=" + "9" * 30,
+            "before=0", "before=9223372036854775808", "before=" + "9" * 5000,
+            "before=abc", "before=", "before=1e3",
+        ):  # fmt: skip
+            bad = await client.get(f"/dashboard/history?{query}")
+            assert bad.status_code == 400, (query, bad.text)
+            assert bad.json()["code"] == "invalid_request", query
+            assert bad.json()["error"].startswith(query.split("=")[0] + ": "), query
 
 
 async def test_the_flow_shows_a_message_leased_then_delivered(hive: Hive) -> None:
@@ -272,27 +289,91 @@ async def test_streams_past_the_cap_are_refused_and_a_closed_one_frees_its_place
     hive: Hive,
 ) -> None:
     async with session(hive) as client:
-        cookie = {"Cookie": f"hive_session={client.cookies['hive_session']}"}
-        limits = httpx.Limits(max_connections=MAX_STREAMS + 8)
-        async with httpx.AsyncClient(base_url=client.base_url, timeout=30, limits=limits) as many:
+        await _fill_then_free(client, "/dashboard/stream", MAX_STREAMS)
 
-            async def open_one() -> httpx.Response:
-                request = many.build_request("GET", "/dashboard/stream", headers=cookie)
-                return await many.send(request, stream=True)
 
-            opened = await asyncio.gather(*(open_one() for _ in range(MAX_STREAMS)))
+async def test_log_streams_have_a_cap_of_their_own(hive: Hive) -> None:
+    hive.spawn_idle("alice")
+    async with session(hive) as client:
+        path = "/api/agents/alice/log/stream?lines=1"
+
+        async def while_full() -> None:
+            async with stream(client) as frames:  # the event streams' places are apart
+                await act(client, "/api/send", {"to": "alice", "body": "still live"})
+                await frames.until("sent")
+
+        await _fill_then_free(client, path, MAX_LOG_STREAMS, while_full)
+
+
+async def _fill_then_free(
+    client: httpx.AsyncClient,
+    path: str,
+    cap: int,
+    while_full: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Open `cap` streams at `path`: the next is refused (503 `busy`) until one closes."""
+    cookie = {"Cookie": f"hive_session={client.cookies['hive_session']}"}
+    limits = httpx.Limits(max_connections=cap + 8)
+    async with httpx.AsyncClient(base_url=client.base_url, timeout=30, limits=limits) as many:
+
+        async def open_one() -> httpx.Response:
+            return await many.send(many.build_request("GET", path, headers=cookie), stream=True)
+
+        opened = await asyncio.gather(*(open_one() for _ in range(cap)))
+        try:
+            assert [r.status_code for r in opened] == [200] * cap
+            refused = await open_one()
             try:
-                assert [r.status_code for r in opened] == [200] * MAX_STREAMS
-                refused = await many.get("/dashboard/stream", headers=cookie)
-                assert refused.status_code == 503 and refused.json()["code"] == "busy"
-                await opened.pop().aclose()
-                # The server frees the place once it has seen the disconnect; each refused
-                # attempt is a round trip of its own, so the retries pace themselves.
-                async with asyncio.timeout(10):
-                    while (again := await open_one()).status_code != 200:
-                        assert again.status_code == 503, again.status_code
-                        await again.aclose()
-                opened.append(again)
+                assert refused.status_code == 503, "a stream past the cap was let through"
+                assert json.loads(await refused.aread())["code"] == "busy"
             finally:
-                for r in opened:
-                    await r.aclose()
+                await refused.aclose()
+            if while_full is not None:
+                await while_full()
+            await opened.pop().aclose()
+            # The server frees the place once it has seen the disconnect; each refused
+            # attempt is a round trip of its own, so the retries pace themselves.
+            async with asyncio.timeout(10):
+                while (again := await open_one()).status_code != 200:
+                    assert again.status_code == 503, again.status_code
+                    await again.aclose()
+            opened.append(again)
+        finally:
+            for r in opened:
+                await r.aclose()
+
+
+async def test_a_stopping_daemon_ends_each_stream_with_a_resync_frame(hive: Hive) -> None:
+    hive.spawn_idle("alice")
+    async with (
+        session(hive) as client,
+        client.stream("GET", "/dashboard/stream", timeout=STREAM_BOUND) as every,
+        client.stream("GET", "/dashboard/stream?kinds=sent", timeout=STREAM_BOUND) as sent,
+    ):
+        streams = [_sse(every.aiter_lines()), _sse(sent.aiter_lines())]
+        await act(client, "/api/send", {"to": "alice", "body": "the last one"})
+        for events in streams:
+            async for _, frame in events:
+                if frame["event"]["kind"] == "sent":
+                    break
+        await asyncio.to_thread(hive.stop)
+        for events in streams:
+            rest = [event async for event in events]
+            assert rest[-1] == (None, {"seq": 0, "event": {"kind": "resync"}})
+            assert all(event_id == str(frame["seq"]) for event_id, frame in rest[:-1])
+
+
+async def _sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
+    """The SSE events of a stream, each as its `id` (None without one) and its data."""
+    event_id: str | None = None
+    data: dict[str, Any] | None = None
+    async for line in lines:
+        if line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data = json.loads(line[5:])
+        elif not line and data is not None:
+            yield event_id, data
+            event_id, data = None, None
+        elif not line:
+            event_id = None

@@ -101,7 +101,7 @@ FAILING: dict[str, tuple[dict[str, File], str]] = {
             ".gitattributes": (REGULAR, b"agent.toml export-subst\n"),
             "agent.toml": (REGULAR, b'model = "$Format:%h$"\n'),
         },
-        "model: String should match pattern",
+        "model: model '$Format:%h$' is not one Claude Code can run",
     ),
     "agent.toml is a symbolic link out of the repo": (
         {"agent.toml": (LINK, b"/etc/hostname")},

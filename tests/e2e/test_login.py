@@ -134,3 +134,68 @@ async def test_the_agent_page_logs_the_agent_in(logged_out: Hive, tmp_path: Path
         await panel.wait_for(state="hidden")
         assert "good-code" not in await page.content()
     assert _login_state(hive) == "logged_in"
+
+
+SECOND_WITHOUT_URL = """#!{python}
+import json, os, sys
+creds = os.path.join(os.environ["CLAUDE_CONFIG_DIR"], ".credentials.json")
+runs = os.path.join(os.environ["CLAUDE_CONFIG_DIR"], "login-runs")
+if sys.argv[1:] == ["auth", "status"]:
+    print(json.dumps({{"loggedIn": False}}))
+    sys.exit(1)
+if sys.argv[1:] == ["auth", "login"]:
+    first = not os.path.exists(runs)
+    os.makedirs(os.path.dirname(runs), exist_ok=True)
+    open(runs, "a").close()
+    print("Opening browser to sign in...")
+    if first:
+        print("If the browser didn't open, visit: https://claude.example/oauth/authorize?state=s1")
+    sys.stdout.write("Paste code here if prompted > ")
+    sys.stdout.flush()
+    sys.stdin.readline()
+    print("\\nOAuth error: invalid code")
+    sys.exit(1)
+sys.exit(2)
+"""
+
+
+async def test_a_finished_login_takes_its_url_with_it(tmp_path: Path) -> None:
+    """The second login has printed no URL yet: the first one's, dead now, is not offered."""
+    fake = tmp_path / "claude"
+    fake.write_text(SECOND_WITHOUT_URL.format(python=sys.executable))
+    fake.chmod(0o755)
+    with running_hive({"HIVE_CLAUDE_BIN": str(fake)}) as hive:
+        assert hive.cli("spawn", "alice").returncode == 0
+        link = hive.cli("login-link", "alice")
+        assert link.returncode == 0, link.stderr
+        async with browser() as b:
+            page = await (await b.new_context(viewport=DESKTOP)).new_page()  # type: ignore[arg-type]
+            page.set_default_timeout(WAIT_MS)
+            await page.goto(link.stdout.strip())
+            await page.locator("#login-start").click()
+            await page.locator("#login-url", has_text="state=s1").wait_for()
+            await page.locator("#login-code").fill("bad-code")
+            await page.locator("#login-code-send").click()
+            await page.locator("#login-state", has_text="login failed").wait_for()
+
+            await page.locator("#login-start").click()
+            await page.locator("#login-output", has_text="Paste code here").wait_for()
+            await page.locator("#login-state", has_text="logging in").wait_for()
+            assert not await page.locator("#login-link-row").is_visible()
+            assert not await page.locator("#login-code-form").is_visible()
+            await page.locator("#login-cancel").click()
+            await page.locator("#login-state", has_text="not logged in").wait_for()
+
+
+async def test_an_agent_without_claude_says_so_and_offers_no_login(tmp_path: Path) -> None:
+    with running_hive({"HIVE_CLAUDE_BIN": str(tmp_path / "no-such-claude")}) as hive:
+        assert hive.cli("spawn", "alice").returncode == 0
+        link = hive.cli("login-link", "alice")
+        assert link.returncode == 0, link.stderr
+        async with browser() as b:
+            page = await (await b.new_context(viewport=DESKTOP)).new_page()  # type: ignore[arg-type]
+            page.set_default_timeout(WAIT_MS)
+            await page.goto(link.stdout.strip())
+            await page.locator("#login-state", has_text="claude missing").wait_for()
+            assert "cannot be run" in (await page.locator("#login-why").text_content() or "")
+            assert not await page.locator("#login-start").is_visible()

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import sqlite3
+import subprocess
 import threading
 import time
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from hive_share import requests as rq
 from hive_share import responses as rs
+from hive_share.client import ConnectionLost, HiveClient, RemoteError
+from hive_share.framing import INT64_MAX
 from hive_share.names import MANAGER_NAME
+from tests.e2e.dashboard import STREAM_BOUND, Frames, session, stream
 from tests.e2e.hive import Hive
 from tests.e2e.turns import hive_with, operator_send, turns_done, wait_state
 from tests.fake_anthropic import Reply, Seen, text
 
 IDLE_AGENTS = [f"idle{i}" for i in range(9)]
 BUSY_AGENTS = ["busy1", "busy2", "busy3"]
+LONG_POLLS = 50
+STREAMS = 20
+LOG_STREAMS = 2
+SENDERS = 4
+SENT_BEFORE_SIGTERM = 25
+"""Sends each sender has had acknowledged before the SIGTERM: the load is on."""
+EXIT_BOUND = 2.0 + 0.5
+"""The shutdown bound (docs/sockets.md) and a margin for the interpreter's exit."""
 
 
 def _clean_log(hive: Hive) -> None:
@@ -119,3 +136,135 @@ async def test_a_harness_stopped_while_it_warms_up_does_not_wait_out_its_page(
     log = (idle_hive.state_dir / "agents" / MANAGER_NAME / "harness.log").read_text()
     assert "stopping" in log
     assert "did not close" not in log, log
+
+
+class Acked:
+    """What the senders were told is stored; lets the test wait for enough of it."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[int, str] = {}
+        self.per_sender: dict[str, int] = {}
+        self._changed = asyncio.Condition()
+
+    async def add(self, who: str, msg_id: int, body: str) -> None:
+        async with self._changed:
+            self.bodies[msg_id] = body
+            self.per_sender[who] = self.per_sender.get(who, 0) + 1
+            self._changed.notify_all()
+
+    async def each_reach(self, senders: list[str], n: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: all(self.per_sender.get(who, 0) >= n for who in senders)
+            )
+
+
+async def _keep_sending(client: HiveClient, who: str, acked: Acked) -> str:
+    """Send to `sink` until hive-core stops answering; returns how it ended."""
+    count = 0
+    while True:
+        body = f"{who}-{count}"
+        try:
+            got = await client.call(rq.Send(cmd="send", to="sink", body=body), rs.Sent)
+        except ConnectionLost:
+            return "closed"
+        except RemoteError as exc:
+            return exc.code
+        await acked.add(who, got.id, body)
+        count += 1
+
+
+async def _long_poll(client: HiveClient, operator: bool) -> rs.Response:
+    await client.call(rq.Ping(cmd="ping"), rs.Pong)  # connected and served
+    if operator:  # nothing is ever above INT64_MAX - 1: it waits its whole wait_seconds
+        return await client.request(rq.Inbox(cmd="inbox", wait_seconds=170, after=INT64_MAX - 1))
+    return await client.request(rq.Recv(cmd="recv", wait_seconds=170))
+
+
+async def _to_the_end(frames: Frames) -> str:
+    """Read a dashboard event stream until it ends; the kind of its last frame."""
+    last = ""
+    with contextlib.suppress(AssertionError):  # Frames.next: "the event stream ended"
+        while True:
+            last = (await frames.next())["event"]["kind"]
+    return last
+
+
+@contextlib.asynccontextmanager
+async def _log_follow(web: httpx.AsyncClient, name: str) -> AsyncIterator[AsyncIterator[str]]:
+    """An open `/api/agents/NAME/log/stream`: its lines."""
+    path = f"/api/agents/{name}/log/stream"
+    async with web.stream("GET", path, timeout=STREAM_BOUND) as response:
+        assert response.status_code == 200, await response.aread()
+        yield response.aiter_lines()
+
+
+async def _lines_to_the_end(lines: AsyncIterator[str]) -> int:
+    """Read a log stream until it ends cleanly (a cut one raises); its data lines."""
+    return len([line async for line in lines if line.startswith("data:")])
+
+
+async def test_sigterm_under_load_exits_within_two_seconds_and_keeps_what_it_acknowledged(
+    hive: Hive,
+) -> None:
+    hive.spawn_idle("poll1", "poll2", "sink")
+    pollers = [hive.agent_sock("poll1"), hive.agent_sock("poll2"), hive.host_sock]
+    senders = [f"sender{i}" for i in range(SENDERS)]
+    acked = Acked()
+    async with contextlib.AsyncExitStack() as stack:
+        web = await stack.enter_async_context(session(hive))
+        streams = [
+            asyncio.create_task(_to_the_end(await stack.enter_async_context(stream(web))))
+            for _ in range(STREAMS)
+        ]
+        logs = [  # these never end on their own
+            asyncio.create_task(
+                _lines_to_the_end(await stack.enter_async_context(_log_follow(web, MANAGER_NAME)))
+            )
+            for _ in range(LOG_STREAMS)
+        ]
+        polls = []
+        for i in range(LONG_POLLS):
+            path = pollers[i % len(pollers)]
+            client = await stack.enter_async_context(hive.client(path))
+            polls.append(asyncio.create_task(_long_poll(client, path == hive.host_sock)))
+        sending = [
+            asyncio.create_task(
+                _keep_sending(await stack.enter_async_context(hive.client()), who, acked)
+            )
+            for who in senders
+        ]
+        async with asyncio.timeout(30):
+            await acked.each_reach(senders, SENT_BEFORE_SIGTERM)
+        assert not any(t.done() for t in [*streams, *logs, *polls, *sending])
+
+        assert hive.proc is not None
+        hive.proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.to_thread(hive.proc.wait, EXIT_BOUND)
+        except subprocess.TimeoutExpired:
+            log = hive.log()
+            raise AssertionError(
+                f"still running {EXIT_BOUND}s after SIGTERM: {log[log.index('shutting down') :]}"
+            ) from None
+        assert code == 0
+        async with asyncio.timeout(5):  # the process is gone: everything has ended
+            ended = await asyncio.gather(*streams)
+            followed = await asyncio.gather(*logs)
+            answers = await asyncio.gather(*polls)
+            stops = await asyncio.gather(*sending)
+
+    assert ended == ["resync"] * STREAMS  # each page was told before its stream ended
+    assert all(n >= 1 for n in followed)  # the tail, then a clean end
+    assert [a.code if isinstance(a, rs.Error) else a for a in answers] == (
+        ["shutting_down"] * LONG_POLLS
+    )
+    assert set(stops) <= {"closed", "shutting_down"}, stops
+    _clean_log(hive)
+
+    hive.start()
+    db = sqlite3.connect(hive.state_dir / "hive.sqlite")
+    stored = dict(db.execute("SELECT id, body FROM messages WHERE recipient = 'sink'"))
+    db.close()
+    lost = {i: body for i, body in acked.bodies.items() if stored.get(i) != body}
+    assert not lost, f"{len(lost)} acknowledged sends are not stored: {list(lost.items())[:5]}"

@@ -1,7 +1,9 @@
-"""Sessions, models, queued items, extra MCP servers and a hostile stdout, with real turns."""
+"""Sessions, models, queued items, cancel, extra MCP servers and a hostile stdout, with real
+turns."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import sys
@@ -9,6 +11,9 @@ import threading
 from pathlib import Path
 
 from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.client import HiveClient
+from tests.e2e.dashboard import Frames, session, stream
 from tests.e2e.hive import Hive
 from tests.e2e.turns import (
     REPO,
@@ -20,7 +25,9 @@ from tests.e2e.turns import (
     turns_done,
     write_agent_toml,
 )
-from tests.fake_anthropic import Reply, Seen, text, tool_use
+from tests.fake_anthropic import Reply, Seen, error, text, tool_use
+
+WAIT_BOUND = 60.0
 
 
 def all_user_text(seen: Seen) -> str:
@@ -88,6 +95,101 @@ async def test_messages_arriving_mid_turn_are_all_handled_in_order() -> None:
         assert "You have 3 new items" in last
         rows = turn_rows(hive, "held")
         assert [r["result_kind"] for r in rows] == ["success", "success"]
+
+
+async def test_a_cancel_mid_turn_tells_the_next_turn_and_keeps_what_came_meanwhile() -> None:
+    release = threading.Event()
+    first = True
+
+    def script(seen: Seen) -> Reply:
+        nonlocal first
+        if seen.agent() == "cut" and first:
+            first = False
+            reply = text("never seen")
+            reply.hold = release
+            return reply
+        return text("handled")
+
+    with hive_with(script) as (hive, fake):
+        assert hive.cli("spawn", "cut").returncode == 0
+        async with session(hive) as web, stream(web, "delivered") as frames:
+            one = await operator_send(hive, "cut", "summarize the report\nsection two first")
+            fake.wait_for(lambda seen: len(seen) >= 1, "the first turn's request")
+            two = await operator_send(hive, "cut", "then file it")
+            try:
+                assert "cancelling" in await control(hive, "cut", rq.Cancel(cmd="cancel"))
+                await turns_done(hive, "cut", 2)
+            finally:
+                release.set()
+            delivered = await _delivered(frames, "cut", {one, two})
+        assert sorted(delivered) == [one, two]  # each acknowledged once
+        assert [r["result_kind"] for r in turn_rows(hive, "cut")] == ["cancelled", "success"]
+        last = fake.requests_of("cut")[-1].last_user_text()
+        notice, _, items = last.partition("## Item ")
+        assert "## Your previous turn was cancelled" in notice
+        assert f"- message {one} from operator (the human operator), first line" in notice
+        assert "\nsummarize the report\n" in notice and "section two first" not in last
+        assert "You have 1 new item" in last
+        assert items.startswith(f"1 of 1: message {two}\n") and "\nthen file it\n" in items
+        received = [
+            [m["id"] for m in json.loads(data)["messages"]]
+            for kind, data in _event_rows(hive, "cut")
+            if kind == "messages_received"
+        ]
+        assert received == [[one], [two]]
+
+
+async def test_a_cancel_while_a_failed_turn_waits_to_retry_keeps_its_messages() -> None:
+    failed = False
+
+    def script(seen: Seen) -> Reply:
+        nonlocal failed
+        if seen.agent() == "again" and not failed:
+            failed = True
+            return error(500, "api_error", "the backend is down")
+        return text("handled")
+
+    with hive_with(script) as (hive, fake):
+        assert hive.cli("spawn", "again").returncode == 0
+        async with session(hive) as web, stream(web, "delivered") as frames:
+            one = await operator_send(hive, "again", "the waiting one")
+            await _note(hive, "again", "turn failed (api_error); retrying in 10s")
+            two = await operator_send(hive, "again", "queued after it")
+            assert await control(hive, "again", rq.Cancel(cmd="cancel")) == (
+                "cancelled the retry: its messages stay queued for the next turn"
+            )
+            await turns_done(hive, "again", 2)
+            delivered = await _delivered(frames, "again", {one, two})
+        assert sorted(delivered) == [one, two]
+        assert [r["result_kind"] for r in turn_rows(hive, "again")] == ["api_error", "success"]
+        last = fake.requests_of("again")[-1].last_user_text()
+        assert "You have 2 new items" in last and "cancelled" not in last
+        assert last.index("\nthe waiting one\n") < last.index("\nqueued after it\n")
+        await _note(hive, "again", "retry cancelled by the operator: 1 item left queued")
+
+
+async def _delivered(frames: Frames, recipient: str, ids: set[int]) -> list[int]:
+    """The ids the broker reports delivered to `recipient`, until all of `ids` are."""
+    seen: list[int] = []
+    async with asyncio.timeout(WAIT_BOUND):
+        while not ids <= set(seen):
+            seen += (await frames.until("delivered", recipient=recipient))["event"]["ids"]
+    return seen
+
+
+async def _note(hive: Hive, name: str, start: str) -> None:
+    """Wait (long-polls, bounded) for a note of the agent's that starts with `start`."""
+    after = 0
+    async with asyncio.timeout(WAIT_BOUND), HiveClient(hive.harness_sock(name)) as h:
+        while True:
+            got = await h.call(
+                rq.Events(cmd="events", after=after, limit=1000, wait_seconds=8), rs.TurnEvents
+            )
+            for row in got.events:
+                event = row.event
+                if event.kind == "note" and event.text.startswith(start):
+                    return
+                after = max(after, row.seq)
 
 
 async def test_an_extra_mcp_server_is_launched_and_only_its_allowed_tools_run() -> None:

@@ -31,13 +31,14 @@ def test_a_chosen_model_is_persisted_and_wins_over_every_default(tmp_path: Path)
 def test_setting_again_replaces_the_choice_and_leaves_no_temp_file(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     store.set("sonnet")
-    store.set("us.anthropic.claude:1")
-    assert store.get() == "us.anthropic.claude:1"
+    store.set("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    assert store.get() == "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
     assert sorted(p.name for p in tmp_path.iterdir()) == [MODEL_FILE]
 
 
 @pytest.mark.parametrize(
-    "model", ["", "a b", "x" * 101, "../etc/passwd", "opus;rm -rf", "opus\n", "ópus"]
+    "model",
+    ["", "a b", "x" * 101, "../etc/passwd", "opus;rm -rf", "opus\n", "ópus", "gpt-4", "claude-"],
 )
 def test_an_invalid_model_name_is_refused_and_nothing_is_written(
     tmp_path: Path, model: str
@@ -50,7 +51,25 @@ def test_an_invalid_model_name_is_refused_and_nothing_is_written(
 
 
 def test_a_name_of_exactly_100_characters_is_accepted() -> None:
-    assert validate_model("x" * 100) == "x" * 100
+    name = "claude-" + "x" * 89 + "[1m]"
+    assert len(name) == 100 and validate_model(name) == name
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "opus", "sonnet[1m]", "haiku", "default", "claude-sonnet-4-5", "claude-x[1m]",
+        "anthropic.claude-haiku-4-5-20251001-v1:0", "claude-opus-4-1@20250805",
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3",
+    ],
+)  # fmt: skip
+def test_aliases_and_claude_ids_are_accepted(model: str) -> None:
+    assert validate_model(model) == model
+
+
+def test_a_refusal_says_which_names_are_accepted() -> None:
+    with pytest.raises(InvalidModel, match=r"alias \(default, opus, sonnet.*claude-… model id"):
+        validate_model("gpt-4")
 
 
 def test_a_corrupt_model_file_is_an_error_naming_the_file(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from hive_core.bus import EventBus, Subscription
+from hive_core.dashboard import app
 from hive_share.events import ContainerRemoved, Frame, Resync
 
 
@@ -98,3 +100,41 @@ async def test_unsubscribed_subscribers_receive_nothing() -> None:
     frame = await _ready_frame(kept)
     assert frame is not None
     assert frame.event == _event(0)
+
+
+async def test_a_resync_frame_never_carries_an_events_seq() -> None:
+    bus = EventBus()
+    slow = bus.subscribe(maxsize=1)
+    stopped = bus.subscribe()
+    seqs = {bus.publish(_event(i)) for i in range(3)}
+    stopped.cut()
+
+    slow_frames, stopped_frames = await _collect(slow), await _collect(stopped)
+
+    assert [f.seq for f in stopped_frames[:-1]] == [1, 2, 3]
+    for frames in (slow_frames, stopped_frames):
+        assert isinstance(frames[-1].event, Resync)
+        assert frames[-1].seq == 0 and frames[-1].seq not in seqs
+
+
+async def test_a_cut_subscribers_resync_reaches_it_alone_on_the_stream() -> None:
+    bus = EventBus()
+    slow, healthy = bus.subscribe(maxsize=1), bus.subscribe()
+    streams = {slow, healthy}
+    bus.publish(_event(0))
+    bus.publish(_event(1))  # no room for it: `slow` is cut off
+
+    async with asyncio.timeout(5):
+        slow_sent = [event async for event in app._frames(slow, set(), streams)]
+        healthy_stream = app._frames(healthy, set(), streams)
+        healthy_sent = [await anext(healthy_stream) for _ in range(2)]
+        await healthy_stream.aclose()
+
+    assert [(e.id, json.loads(str(e.data))) for e in healthy_sent] == [
+        ("1", {"seq": 1, "event": _event(0).model_dump()}),
+        ("2", {"seq": 2, "event": _event(1).model_dump()}),
+    ]
+    assert [(e.id, json.loads(str(e.data))) for e in slow_sent] == [
+        (None, {"seq": 0, "event": {"kind": "resync"}})
+    ]
+    assert streams == set() and bus.subscriber_count == 0

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from hive_core.errors import ShuttingDown
 from hive_core.sockets.limits import ConnectionCaps, ConnectionPool
-from hive_core.sockets.server import Conn, Principal, SocketServer
+from hive_core.sockets.server import Conn, Principal, SocketServer, StartupGate
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.models import WireModel
@@ -105,11 +106,12 @@ async def test_a_line_trickled_byte_by_byte_is_still_cut(sock: Path) -> None:
                     await slow.writer.drain()
                 await asyncio.wait([closed], timeout=0.05)
         # Cut while bytes were still arriving, the close may reach the peer as a reset
-        # that discards the error line; either way the connection was cut in time.
+        # that discards the error line (or as a broken pipe on its next write); either way
+        # the connection was cut in time.
         if closed.exception() is None:
             assert b"no complete line" in closed.result()
         else:
-            assert isinstance(closed.exception(), ConnectionResetError)
+            assert isinstance(closed.exception(), ConnectionResetError | BrokenPipeError)
         await _until(lambda: server.connection_count == 0)
         await slow.close()
 
@@ -185,6 +187,103 @@ async def test_close_does_not_wait_for_idle_connections(sock: Path) -> None:
     for conn in idle:
         assert await conn.closed_by_server()
         await conn.close()
+
+
+class Parked:
+    """A handler whose requests wait until released, and which counts what it was asked."""
+
+    def __init__(self) -> None:
+        self.handled: list[str] = []
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, req: Any, conn: Conn) -> WireModel:
+        self.handled.append(req.cmd)
+        self.entered.set()
+        await self.release.wait()  # a long-poll, until the broker answers it
+        return rs.Pong()
+
+
+async def test_a_request_answered_during_the_drain_ends_its_connection(sock: Path) -> None:
+    parked = Parked()
+    server = SocketServer(
+        sock, Principal("operator", "operator"), rq.HOST_VERBS, rq.HOST_REQUEST, parked
+    )
+    await server.start()
+    polling = await RawConn.open(sock)
+    polling.writer.write(b'{"cmd": "ping"}\n{"cmd": "ping"}\n')  # and a second one queued
+    await polling.writer.drain()
+    async with asyncio.timeout(BOUND):
+        await parked.entered.wait()
+    closing = asyncio.create_task(server.close(drain_timeout=30))
+    parked.release.set()  # answered while the drain runs, as the broker answers a recv
+    async with asyncio.timeout(BOUND):  # not the 30 s drain bound
+        await closing
+        assert b'"result":"pong"' in await polling.reader.readline()
+    assert await polling.closed_by_server()
+    assert parked.handled == ["ping"]  # the request after it is not started
+    await polling.close()
+
+
+async def test_gated_verbs_wait_for_start_up_and_the_others_do_not(sock: Path) -> None:
+    gate = StartupGate()
+    handled: list[str] = []
+
+    async def record(req: Any, conn: Conn) -> WireModel:
+        handled.append(req.cmd)
+        return await _version(req, conn)
+
+    async with serving(sock, gate=gate, gated=frozenset({"list"})) as server:
+        server._handler = record
+        waiting = await RawConn.open(sock)
+        waiting.writer.write(b'{"cmd": "list"}\n')
+        await waiting.writer.drain()
+        await _until(lambda: any(c.in_request for c in server._connections.values()))
+        other = await RawConn.open(sock)
+        assert (await other.ask_json({"cmd": "version"}) or {})["ok"] is True
+        assert handled == ["version"]  # the list still waits
+        gate.open()
+        async with asyncio.timeout(BOUND):
+            assert b'"ok":true' in await waiting.reader.readline()
+        assert (await waiting.ask_json({"cmd": "list"}) or {})["ok"] is True  # open for good
+        await waiting.close()
+        await other.close()
+
+
+async def test_a_request_that_waits_too_long_for_start_up_is_busy_and_says_why(
+    sock: Path,
+) -> None:
+    gate = StartupGate(wait=0.1)
+    gate.starting("restoring agents")
+    async with serving(sock, gate=gate, gated=frozenset({"list"})):
+        conn = await RawConn.open(sock)
+        reply = await conn.ask_json({"cmd": "list"}) or {}
+        assert reply["code"] == "busy"
+        assert reply["error"] == (
+            "list: hive-core is still starting (restoring agents) after 0.1s; try again"
+        )
+        await conn.close()
+
+
+async def test_a_daemon_stopping_during_start_up_answers_the_waiting_requests(
+    sock: Path,
+) -> None:
+    gate = StartupGate()
+    async with serving(sock, gate=gate, gated=frozenset({"list"})) as server:
+        waiting = await RawConn.open(sock)
+        waiting.writer.write(b'{"cmd": "list"}\n')
+        await waiting.writer.drain()
+        await _until(lambda: any(c.in_request for c in server._connections.values()))
+        gate.refuse(ShuttingDown("stopping before it finished starting"))
+        gate.open()  # start-up ends after all: the refusal stands
+        async with asyncio.timeout(BOUND):
+            assert b'"code":"shutting_down"' in await waiting.reader.readline()
+        later = await waiting.ask_json({"cmd": "list"}) or {}
+        assert (later["code"], later["error"]) == (
+            "shutting_down",
+            "stopping before it finished starting",
+        )
+        await waiting.close()
 
 
 @pytest.mark.parametrize("nofile", [256, 1024, 4096, 20_000, 1 << 20])

@@ -62,6 +62,7 @@ const state = {
   transients: new Map(), // id -> transient
   inbox: [], // messages to the operator, newest first
   version: "",
+  backend: "", // "local" (child processes) or "nixos" (containers)
 };
 
 const ui = {
@@ -227,6 +228,20 @@ function buttonFor(entry, name, action, label, opts = {}) {
   return btn;
 }
 
+function menuButton(entry, name) {
+  // On a narrow screen the row's actions fold behind this button (dashboard.css).
+  let btn = entry.buttons.get("menu");
+  if (btn) return btn;
+  btn = el("button", { cls: "menu", text: "actions ▾", attrs: { type: "button", "data-action": "menu", "aria-expanded": "false", title: `${name}'s actions` } });
+  btn.addEventListener("click", () => {
+    const open = entry.box.classList.toggle("menu-open");
+    btn.setAttribute("aria-expanded", String(open));
+    btn.textContent = open ? "actions ▴" : "actions ▾";
+  });
+  entry.buttons.set("menu", btn);
+  return btn;
+}
+
 function configButton(entry, name) {
   let btn = entry.buttons.get("config");
   if (btn) return btn;
@@ -300,7 +315,7 @@ function renderAgentLine(agent, entry) {
   chips.appendChild(chip(
     agent.state,
     running ? (attention ? "bad" : "ok") : "dim",
-    attention ? "running but not answering pings: needs attention" : `container state: ${visibleString(agent.state)}`,
+    attention ? "running but not answering pings: needs attention" : `${state.backend === "nixos" ? "container" : "harness"} state: ${visibleString(agent.state)}`,
   ));
   if (running) {
     chips.appendChild(chip(agent.alive ? "alive" : "dead", agent.alive ? "ok" : "bad",
@@ -310,8 +325,9 @@ function renderAgentLine(agent, entry) {
     const ts = str(agent.turn_state);
     chips.appendChild(chip(ts, ts === "thinking" ? "info" : ts === "compacting" ? "warn" : "dim", `turn state: ${visibleString(ts)}`));
   }
-  if (agent.login === "needs_login") chips.appendChild(chip("needs login", "bad", "claude is not logged in: log in inside the container"));
-  else if (agent.login === "claude_missing") chips.appendChild(chip("claude missing", "bad", "the claude binary is missing in the container"));
+  const where = state.backend === "nixos" ? "in its container" : "where its harness runs";
+  if (agent.login === "needs_login") chips.appendChild(chip("needs login", "bad", `claude is not logged in ${where}: use "log in" on its page, or hive-core login ${visibleString(name)}`));
+  else if (agent.login === "claude_missing") chips.appendChild(chip("claude missing", "bad", `the claude binary cannot be run ${where}`));
   if (agent.needs_update) chips.appendChild(chip("needs update", "warn", "deployed on an older hive-core: update"));
   if (agent.model) chips.appendChild(chip(agent.model, "dim", `model: ${visibleString(agent.model)}`));
   if (agent.deployed_commit) chips.appendChild(chip(shortCommit(agent.deployed_commit), "dim", `deployed commit ${visibleString(agent.deployed_commit)}`));
@@ -341,7 +357,9 @@ function renderAgentLine(agent, entry) {
   }
   actions.appendChild(buttonFor(entry, name, "rebuild", "rebuild"));
   actions.appendChild(configButton(entry, name));
-  actions.appendChild(buttonFor(entry, name, "destroy", "destroy", { danger: true }));
+  // The manager is recreated at once when it is gone: it can be stopped, not destroyed.
+  if (agent.role !== "manager") actions.appendChild(buttonFor(entry, name, "destroy", "destroy", { danger: true }));
+  actions.appendChild(menuButton(entry, name));
   line.appendChild(actions);
 
   entry.uptime = uptime;
@@ -1067,6 +1085,8 @@ function openLogStream(name) {
   setLogStatus("connecting…", "warn");
   const source = new EventSource(`${agentPath(name, "log")}/stream`);
   logSource = source;
+  // Each stream begins with the log's tail: it replaces the lines shown, never adds to them.
+  let first = true;
   source.addEventListener("open", () => {
     if (gen !== logGen) return;
     logRetry = 0;
@@ -1080,7 +1100,13 @@ function openLogStream(name) {
     } catch {
       return;
     }
-    logTerm.upsertMany(logLines(data && data.lines));
+    const items = logLines(data && data.lines);
+    if (first) {
+      first = false;
+      logTerm.reset(items, false);
+    } else {
+      logTerm.upsertMany(items);
+    }
   });
   source.addEventListener("error", () => {
     if (gen !== logGen) return;
@@ -1148,6 +1174,7 @@ function applySnapshot(snap) {
   live.lastSeq = Number(snap.seq);
   if (!Number.isFinite(live.lastSeq)) live.lastSeq = -1;
   state.version = str(snap.version);
+  state.backend = str(snap.backend || "");
   renderVersion($("version"), state.version);
 
   // A snapshot raises no crash or login notices: it is not a transition seen happen.

@@ -1,0 +1,108 @@
+"""Agents' web ports that another program holds: the agent moves for good, and its page link
+never points at a port its harness does not listen on."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from hive_core.ports import PORT_BASE, PORT_RANGE, hashed_port
+from tests.e2e.hive import AGENT_PORT_BASE, Hive, wait_until_dead
+
+
+@contextmanager
+def held(port: int) -> Iterator[None]:
+    """Another program listening on 127.0.0.1:`port` (this test, which never accepts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        yield
+
+
+def listed(hive: Hive) -> dict[str, dict[str, object]]:
+    result = hive.cli("list", "--json")
+    assert result.returncode == 0, result.stderr
+    return {a["name"]: a for a in json.loads(result.stdout)}
+
+
+def web_port(hive: Hive, name: str) -> int:
+    port = listed(hive)[name]["web_port"]
+    assert isinstance(port, int)
+    return port
+
+
+def opens_page(hive: Hive, name: str, port: int) -> None:
+    """`login-link NAME` points at `port`, and the agent's page answers there."""
+    got = hive.cli("login-link", name)
+    assert got.returncode == 0, got.stderr
+    match = re.search(rf"http://127\.0\.0\.1:{port}/login\?code=[\w-]+", got.stdout)
+    assert match is not None, got.stdout
+    with httpx.Client(timeout=30) as client:
+        answer = client.get(match.group(0))
+    assert answer.status_code == 303, answer.text
+    assert f"hive_agent_{name}" in answer.cookies
+
+
+def test_the_tests_agents_never_use_the_default_port_range() -> None:
+    """A `./dev serve` hive on the same machine holds ports of the default range."""
+    assert not PORT_BASE - PORT_RANGE < AGENT_PORT_BASE < PORT_BASE + PORT_RANGE
+
+
+def test_a_spawn_onto_a_port_another_program_holds_moves_the_agent_for_good(hive: Hive) -> None:
+    first = hashed_port("quill", AGENT_PORT_BASE)
+    with held(first):
+        assert hive.cli("spawn", "quill").returncode == 0
+        port = web_port(hive, "quill")
+        assert port != first
+        opens_page(hive, "quill", port)
+    assert hive.stop() == 0
+    hive.start()
+    assert web_port(hive, "quill") == port  # kept, though its first choice is free now
+    opens_page(hive, "quill", port)
+
+
+def test_a_start_onto_a_port_another_program_took_moves_the_agent(hive: Hive) -> None:
+    assert hive.cli("spawn", "quill").returncode == 0
+    first = web_port(hive, "quill")
+    assert hive.cli("stop", "quill").returncode == 0
+    with held(first):
+        assert hive.cli("start", "quill").returncode == 0
+        port = web_port(hive, "quill")
+        assert port != first
+        opens_page(hive, "quill", port)
+
+
+async def test_a_port_taken_while_the_daemon_was_down_moves_the_agent_at_start(
+    hive: Hive,
+) -> None:
+    assert hive.cli("spawn", "quill").returncode == 0
+    quill = listed(hive)["quill"]
+    first, pid = quill["web_port"], quill["pid"]
+    assert isinstance(first, int) and isinstance(pid, int)
+    assert hive.stop() == 0
+    await wait_until_dead(pid)
+    with held(first):
+        hive.start()
+        port = web_port(hive, "quill")
+        assert port != first
+        opens_page(hive, "quill", port)
+    assert hive.stop() == 0
+    hive.start()
+    assert web_port(hive, "quill") == port
+    opens_page(hive, "quill", port)
+
+
+def test_no_page_link_points_at_a_port_another_program_holds(idle_hive: Hive) -> None:
+    idle_hive.extra_env.update(HIVE_WEB_HOST="127.0.0.2")  # 127.0.0.1:port stays free
+    idle_hive.start()
+    assert idle_hive.cli("spawn", "quill").returncode == 0
+    port = web_port(idle_hive, "quill")
+    with held(port):
+        refused = idle_hive.cli("login-link", "quill")
+    assert refused.returncode == 1, refused.stdout
+    assert f"port {port}" in refused.stderr and "not quill's harness" in refused.stderr
