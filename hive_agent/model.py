@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from hive_share import agent_config
+from hive_share.models import ModelSource
 
 MODEL_FILE = "hyperhive-model"
 DEFAULT_MODEL = "opus"
@@ -41,6 +42,13 @@ class ModelStore:
             return validate_model(text)
         except InvalidModel as exc:
             raise InvalidModel(f"{self._path}: {exc}") from None
+
+    def source(self, default: str | None = None) -> ModelSource:
+        """Where `get(default)` takes its model from: the choice made at run time wins over
+        agent.toml's `default`, which wins over the built-in one."""
+        if self._path.exists():
+            return "override"
+        return "agent.toml" if default else "default"
 
     def set(self, model: str) -> None:
         """Persist atomically. Raises: InvalidModel."""

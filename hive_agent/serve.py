@@ -64,7 +64,8 @@ async def report_alive(settings: HarnessSettings, report: StartReport) -> None:
             async with HiveClient(settings.socket) as client:
                 alive = rq.Alive(
                     cmd="alive", pid=os.getpid(), version=__version__,
-                    model=report.model, problems=report.problems[:20],
+                    model=report.model, model_source=report.model_source,
+                    problems=report.problems[:20],
                 )  # fmt: skip
                 await client.call(alive, rs.Done)
                 return

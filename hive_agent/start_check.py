@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hive_agent.model import InvalidModel, ModelStore
 from hive_share import agent_config
+from hive_share.models import ModelSource
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ MAX_PROBLEM = 500
 @dataclass
 class StartReport:
     model: str | None = None
+    model_source: ModelSource | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -48,6 +50,7 @@ async def check(
         return report
     try:
         report.model = models.get(config.model)
+        report.model_source = models.source(config.model)
     except InvalidModel as exc:
         report.problems.append(_cut(f"model: {exc}"))
     if config.mcp_servers:

@@ -34,7 +34,7 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import ClientError, HiveClient
 from hive_share.live import LiveEvent, ResultKind, TurnState
-from hive_share.models import LoginReport, LoginStatus, Message
+from hive_share.models import LoginReport, LoginStatus, Message, ModelSource
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +103,9 @@ class Harness:
         """The items of the last turn the operator cancelled after its model received them:
         the next prompts name them until the model of a turn that is not retried received one."""
         self._background: set[asyncio.Task[None]] = set()
-        self._reported: TurnState = "idle"
-        """The turn state hive-core last heard; a harness that reports alive is idle."""
+        self._reported: tuple[TurnState, str | None, ModelSource | None] = ("idle", None, None)
+        """The turn state, model and model source hive-core last heard of from here (a
+        harness that reports alive is idle; its model went with that report)."""
         self._reporter: asyncio.Task[None] | None = None
 
     # -- events -------------------------------------------------------------
@@ -128,21 +129,40 @@ class Harness:
             self._report_state()
 
     def _report_state(self) -> None:
-        """Tell hive-core the turn state (the dashboard's chip): one report in flight at a
-        time, always of the latest state."""
+        """Tell hive-core the turn state (the dashboard's chip), and the model with where it
+        comes from: one report in flight at a time, always of the latest."""
         if self._reporter is None or self._reporter.done():
             self._reporter = asyncio.ensure_future(self._send_states())
 
     async def _send_states(self) -> None:
-        while self._reported != self.state:
+        while True:
             state = self.state
+            model, source = self._model_and_source()
+            if (state, model, source) == self._reported:
+                return
+            report = rq.ReportTurnState(
+                cmd="turn_state", state=state, model=model, model_source=source
+            )
             try:
                 async with HiveClient(self.settings.socket) as core:
-                    await core.call(rq.ReportTurnState(cmd="turn_state", state=state), rs.Done)
+                    await core.call(report, rs.Done)
             except ClientError as exc:
                 logger.warning("could not report turn state %s: %s", state, exc)
                 return
-            self._reported = state
+            self._reported = (state, model, source)
+
+    def _model_and_source(self) -> tuple[str | None, ModelSource | None]:
+        """The next turn's model and where it comes from; (None, None) when the model file
+        or agent.toml is invalid (the turn says why)."""
+        try:
+            default = self.load_config().model
+            return self.models.get(default), self.models.source(default)
+        except (agent_config.ConfigError, InvalidModel):
+            return None, None
+
+    def model_source(self) -> ModelSource | None:
+        """Where the next turn's model comes from (`override`, `agent.toml`, `default`)."""
+        return self._model_and_source()[1]
 
     def _status_from_tool(self, status: str) -> None:
         (self.settings.state / STATUS_FILE).write_text(status + "\n", encoding="utf-8")
@@ -178,6 +198,7 @@ class Harness:
     async def set_model(self, model: str) -> str:
         self.models.set(model)
         await self.emit(live.ModelChanged(model=model))
+        self._report_state()  # hive-core hears it, whichever surface set it
         return f"model set to {model} from the next turn on"
 
     def current_model(self) -> str:

@@ -336,6 +336,7 @@ async def _snapshot(ctx: _Context) -> dict[str, Any]:
         "role": settings.role,
         "model": model,
         "models": MODEL_CHOICES if model in MODEL_CHOICES else [*MODEL_CHOICES, model],
+        "model_source": harness.model_source(),
         "status": status,
         "turn_state": harness.state,
         "turns_run": harness.turns_run,

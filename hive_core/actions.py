@@ -41,7 +41,7 @@ from hive_share.models import (
     AgentState,
     Approval,
     ApprovalStatus,
-    LoginStatus,
+    LoginReport,
     Role,
 )
 from hive_share.names import MANAGER_NAME, OPERATOR
@@ -76,6 +76,7 @@ def info(s: Services, record: AgentRecord, alive: bool | None = None) -> AgentIn
         login=s.liveness.login.get(record.name, "unknown"),
         deployed_commit=record.deployed_commit,
         model=s.liveness.models.get(record.name),
+        model_source=s.liveness.model_sources.get(record.name),
         turn_state=s.liveness.turn_state.get(record.name) if status.running else None,
         needs_update=s.liveness.versions.get(record.name, __version__) != __version__,
     )
@@ -709,21 +710,39 @@ async def _move_off_held_ports(s: Services) -> None:
         publish_state(s, record.name)
 
 
-async def login_state(s: Services, name: str, state: LoginStatus, detail: str) -> None:
-    """A harness says its Claude Code login works again, or no longer does."""
+async def login_state(s: Services, name: str, state: LoginReport, detail: str) -> None:
+    """A harness says its Claude Code login works again, or no longer does.
+
+    Its overseer hears of a change from what it was last told, which the agents table keeps:
+    a harness that reports the same after a daemon restart tells nobody again.
+    """
     before = s.liveness.login.get(name, "unknown")
     s.liveness.login[name] = state
-    if state == before:
+    if state != before:
+        level = logging.INFO if state == "logged_in" else logging.WARNING
+        logger.log(level, "%s is now %s%s", name, state, f": {detail}" if detail else "")
+        publish_state(s, name)
+    record = s.registry.find(name)
+    if record is None or record.login_told == state:
         return
-    level = logging.INFO if state == "logged_in" else logging.WARNING
-    logger.log(level, "%s is now %s%s", name, state, f": {detail}" if detail else "")
-    publish_state(s, name)
+    news = _login_news(name, state, record.login_told, detail)
+    keep = s.registry.tell_login(name, state)
+    if news is not None:
+        await tell_overseer(s, name, news)
+    await s.db.write(keep)  # a daemon that dies before this tells the overseer once more
+
+
+def _login_news(
+    name: str, state: LoginReport, told: LoginReport | None, detail: str
+) -> helper.HelperEvent | None:
+    """What the overseer hears when `name`'s login is `state`, having last heard `told`."""
     if state == "needs_login":
-        await tell_overseer(s, name, helper.NeedsLogin(agent=name, detail=detail))
-    elif state == "claude_missing":
-        await tell_overseer(s, name, helper.ClaudeMissing(agent=name, detail=detail))
-    elif before in ("needs_login", "claude_missing"):
-        await tell_overseer(s, name, helper.LoggedIn(agent=name))
+        return helper.NeedsLogin(agent=name, detail=detail)
+    if state == "claude_missing":
+        return helper.ClaudeMissing(agent=name, detail=detail)
+    if told in ("needs_login", "claude_missing"):
+        return helper.LoggedIn(agent=name)
+    return None  # logged in, and never told otherwise
 
 
 def on_exit(s: Services, name: str, pid: int, code: int, expected: bool) -> None:

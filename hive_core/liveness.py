@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from hive_share import framing
 from hive_share.live import TurnState
-from hive_share.models import LoginStatus, WireModel, dump
+from hive_share.models import LoginStatus, ModelSource, WireModel, dump
 from hive_share.requests import Ping
 
 PING_TIMEOUT = 2.0
@@ -31,6 +31,7 @@ class Liveness:
         self.last_exit: dict[str, int] = {}
         """Exit code of each agent's last harness process."""
         self.models: dict[str, str] = {}
+        self.model_sources: dict[str, ModelSource] = {}
         """The model each harness said its next turn runs."""
         self.turn_state: dict[str, TurnState] = {}
         """Each harness's last reported turn state."""
@@ -41,12 +42,19 @@ class Liveness:
         return self._changed.setdefault(name, asyncio.Event())
 
     def report_alive(
-        self, name: str, pid: int, model: str | None = None, problems: list[str] | None = None
+        self,
+        name: str,
+        pid: int,
+        model: str | None = None,
+        problems: list[str] | None = None,
+        model_source: ModelSource | None = None,
     ) -> None:
         self._alive_pid[name] = pid
         self.turn_state[name] = "idle"  # a harness reports alive before its first turn
         if model is not None:
             self.models[name] = model
+        if model_source is not None:
+            self.model_sources[name] = model_source
         self.problems[name] = list(problems or [])
         self._event(name).set()
 

@@ -93,4 +93,8 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE approvals ADD COLUMN diff TEXT",
         "ALTER TABLE agents ADD COLUMN deployed_commit TEXT",
     ],
+    # 5: the login state each agent's overseer was last told about (told once, not per start)
+    [
+        "ALTER TABLE agents ADD COLUMN login_told TEXT",
+    ],
 ]

@@ -1,4 +1,5 @@
-"""The agents hive-core knows: name, role, desired state and web port (the `agents` table).
+"""The agents hive-core knows: name, role, desired state, web port and what their overseer
+was last told about their login (the `agents` table).
 
 Kept in memory too, so recipient checks on the send path need no query.
 """
@@ -16,7 +17,7 @@ from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import AlreadyExists, PortCollision, UnknownAgent
 from hive_core.ports import PORT_BASE, PORT_RANGE, agent_web_port, next_web_port, unprobed
-from hive_share.models import Role
+from hive_share.models import LoginReport, Role
 from hive_share.names import OPERATOR
 
 Desired = Literal["running", "stopped"]
@@ -31,15 +32,20 @@ class AgentRecord:
     created_at: float
     deployed_commit: str | None = None
     """The config commit the agent runs (`applied/main` when it was last deployed)."""
+    login_told: LoginReport | None = None
+    """The login state its overseer was last told about; None: nothing yet."""
 
 
 def _record(row: sqlite3.Row) -> AgentRecord:
-    role, desired = row["role"], row["desired"]
+    role, desired, told = row["role"], row["desired"], row["login_told"]
     if role not in ("agent", "manager") or desired not in ("running", "stopped"):
         raise ValueError(f"agents row name={row['name']!r} has role={role!r} desired={desired!r}")
+    if told not in (None, "logged_in", "needs_login", "claude_missing"):
+        raise ValueError(f"agents row name={row['name']!r} has login_told={told!r}")
     return AgentRecord(
-        row["name"], role, desired, row["web_port"], row["created_at"], row["deployed_commit"]
-    )
+        row["name"], role, desired, row["web_port"], row["created_at"], row["deployed_commit"],
+        told,
+    )  # fmt: skip
 
 
 class Registry:
@@ -162,6 +168,20 @@ class Registry:
             )
         )
         self._agents[name] = dataclasses.replace(record, deployed_commit=commit)
+
+    def tell_login(self, name: str, login: LoginReport) -> Callable[[sqlite3.Connection], None]:
+        """Note that `name`'s overseer is now told its login is `login`: in memory at once, so
+        a report racing this one decides against it, and on disk by the write returned, to
+        run once the overseer is told.
+
+        Raises: UnknownAgent.
+        """
+        self._agents[name] = dataclasses.replace(self.get(name), login_told=login)
+
+        def store(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE agents SET login_told = ? WHERE name = ?", (login, name))
+
+        return store
 
     async def remove(self, name: str) -> None:
         await self._db.write(lambda c: c.execute("DELETE FROM agents WHERE name = ?", (name,)))

@@ -66,7 +66,18 @@ def agents(rows: Sequence[AgentInfo]) -> str:
     if not rows:
         return "no agents"
     return table(
-        ["NAME", "ROLE", "STATE", "PID", "UPTIME", "WEB PORT", "HARNESS", "LOGIN", "DEPLOYED"],
+        [
+            "NAME",
+            "ROLE",
+            "STATE",
+            "PID",
+            "UPTIME",
+            "WEB PORT",
+            "HARNESS",
+            "LOGIN",
+            "MODEL",
+            "DEPLOYED",
+        ],
         [
             [
                 r.name,
@@ -77,11 +88,23 @@ def agents(rows: Sequence[AgentInfo]) -> str:
                 str(r.web_port) if r.web_port else "-",
                 ("alive" if r.alive else "not answering") if r.state == "running" else "-",
                 r.login if r.state == "running" else "-",
+                model_of(r),
                 (r.deployed_commit or "-")[:12],
             ]
             for r in rows
         ],
     )
+
+
+MODEL_FROM = {"override": "set at run time", "agent.toml": "agent.toml", "default": "default"}
+
+
+def model_of(r: AgentInfo) -> str:
+    """`sonnet (agent.toml)`: the model the next turn runs, and where it comes from."""
+    if r.model is None:
+        return "-"
+    source = MODEL_FROM.get(r.model_source or "", "")
+    return f"{clean(r.model)} ({source})" if source else clean(r.model)
 
 
 def approvals(rows: Sequence[Approval], now: float | None = None) -> str:

@@ -45,6 +45,10 @@ ApprovalKind = Literal["spawn", "apply_commit", "update"]
 ApprovalStatus = Literal["pending", "in_progress", "approved", "denied", "failed"]
 """`in_progress`: approved and being carried out (a deploy, a spawn, an update); it ends
 `approved` or `failed`."""
+ModelSource = Literal["override", "agent.toml", "default"]
+"""Where an agent's model comes from: set at run time (`set_model`: the dashboard, the
+page, `hive-core model`), which wins; else the approved `agent.toml`'s `model`; else the
+built-in default."""
 LoginReport = Literal["logged_in", "needs_login", "claude_missing"]
 """What a harness reports about its Claude Code: logged in, needing a login, or not
 installed (the binary cannot be run)."""

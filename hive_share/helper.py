@@ -119,15 +119,25 @@ def summary(event: HelperEvent) -> str:
             return f"{agent} crashed; {then}"
         case NeedsLogin(agent=agent):
             return (
-                f"{agent} needs a Claude Code login: set ANTHROPIC_API_KEY or "
-                "CLAUDE_CODE_OAUTH_TOKEN for hive-core (or in its agent.toml [env]), "
-                f"or log Claude Code in with CLAUDE_CONFIG_DIR=<{agent}'s state>/.claude"
+                f'{agent} needs a Claude Code login: `hive-core login {agent}`, or "log in" '
+                f"on its page (`hive-core login-link {agent}`), or an API key: "
+                "ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN) in its agent.toml [env], or "
+                "in hive-core's environment (then restart hive-core)"
             )
-        case ClaudeMissing(agent=agent, detail=detail):
+        case ClaudeMissing(agent=agent, detail=detail) if detail.endswith(
+            "does not exist or is not executable"
+        ):  # a path: HIVE_CLAUDE_BIN, which hive-core reads when it starts
             return (
-                f"{agent} cannot run Claude Code ({detail}): install it "
-                "(npm install -g @anthropic-ai/claude-code) or point HIVE_CLAUDE_BIN at it, "
-                f"then restart {agent}"
+                f"{agent} cannot run Claude Code ({detail}): install it at that path, then "
+                f"`hive-core restart {agent}`; or, if HIVE_CLAUDE_BIN names the wrong path, "
+                "fix it and restart hive-core"
+            )
+        case ClaudeMissing(agent=agent, detail=detail):  # a name: looked up at each start
+            return (
+                f"{agent} cannot run Claude Code ({detail}): install it on hive-core's PATH "
+                f"(npm install -g @anthropic-ai/claude-code), then `hive-core restart {agent}`; "
+                "or restart hive-core with `./dev serve` and no HIVE_CLAUDE_BIN, which installs "
+                "the pinned version"
             )
         case LoggedIn(agent=agent):
             return f"{agent} is logged in again"

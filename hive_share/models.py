@@ -13,6 +13,7 @@ from hive_share.base import (
     ApprovalStatus,
     LoginReport,
     LoginStatus,
+    ModelSource,
     Principal,
     QuestionStatus,
     ReminderStatus,
@@ -32,6 +33,7 @@ __all__ = [
     "LoginReport",
     "LoginStatus",
     "Message",
+    "ModelSource",
     "Principal",
     "Question",
     "QuestionStatus",
@@ -90,6 +92,9 @@ class AgentInfo(WireModel):
     """The config commit it runs; None for a tombstone or before its first deploy."""
     model: str | None = None
     """The model its harness said its next turn runs."""
+    model_source: ModelSource | None = None
+    """Where that model comes from: `override` (set at run time, which wins), `agent.toml`
+    (the approved config) or `default` (neither names one)."""
     turn_state: TurnState | None = None
     """Its harness's last reported turn state; None when it is not running."""
     needs_update: bool = False

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, TypeAdapter
 
 from hive_share.framing import INT64_MAX
 from hive_share.live import TurnState
-from hive_share.models import AgentName, LoginReport, Principal, WireModel
+from hive_share.models import AgentName, LoginReport, ModelSource, Principal, WireModel
 
 MAX_BODY = 256 * 1024
 """Most characters in a message body."""
@@ -76,6 +76,8 @@ class Alive(WireModel):
     """The harness's package version; one that differs from hive-core's needs a rebuild."""
     model: Annotated[str, Field(max_length=100)] | None = None
     """The model its next turn will run."""
+    model_source: ModelSource | None = None
+    """Where that model comes from (`set_model`, agent.toml, or the default)."""
     problems: list[Annotated[str, Field(max_length=500)]] = Field(
         default_factory=list, max_length=20
     )
@@ -105,10 +107,14 @@ class LoginState(WireModel):
 
 
 class ReportTurnState(WireModel):
-    """The harness reports its turn state when it changes (the dashboard's turn chip)."""
+    """The harness reports its turn state when it changes (the dashboard's turn chip), and
+    its model and where that comes from when they change (a `set_model`, from any
+    surface)."""
 
     cmd: Literal["turn_state"]
     state: TurnState
+    model: Annotated[str, Field(max_length=100)] | None = None
+    model_source: ModelSource | None = None
 
 
 class Cancel(WireModel):

@@ -40,6 +40,7 @@ const state = {
   agent: "",
   role: "agent",
   model: "",
+  model_source: "", // override | agent.toml | default
   models: [],
   status: "",
   turnState: "idle",
@@ -237,7 +238,7 @@ function renderLoginPanel() {
   chip.textContent = running ? "logging in…" : s === "logged_in" ? "logged in" : s === "failed" ? "login failed" : idleText;
   setChip(chip, running ? "warn" : s === "logged_in" ? "ok" : "bad", `login session: ${s}`);
   $("login-why").textContent = missing && !running
-    ? "this agent's claude binary cannot be run: install Claude Code where its harness runs (or point HIVE_CLAUDE_BIN at it), then restart the agent"
+    ? "this agent's claude binary cannot be run: install Claude Code where its harness runs, then restart the agent (hive-core restart NAME); a HIVE_CLAUDE_BIN that names a wrong path needs hive-core restarted"
     : "this agent's claude code is not logged in: its turns cannot run";
   $("login-start").hidden = running || missing;
   $("login-cancel").hidden = !running;
@@ -366,6 +367,12 @@ function wireSend() {
 // ---------------------------------------------------------------- the model picker
 
 const OTHER = "other…";
+// Where the model comes from: a choice made at run time wins over the approved agent.toml.
+const MODEL_FROM = {
+  override: ["set at run time", "set at run time (overrides agent.toml)"],
+  "agent.toml": ["agent.toml", "from agent.toml"],
+  default: ["default", "the default (agent.toml names none)"],
+};
 const model = { busy: false };
 
 function renderModel() {
@@ -387,8 +394,10 @@ function renderModel() {
   select.replaceChildren(...options);
   // While a name is being typed into "other…", the picker stays on it.
   select.value = $("model-other").hidden ? current : OTHER;
-  select.title = current ? `model: ${visibleString(current)} (change for the next turn)` : "model unknown";
+  const [short, from] = MODEL_FROM[str(state.model_source)] || ["", ""];
+  select.title = current ? `model: ${visibleString(current)}${from ? `, ${from}` : ""} (change for the next turn)` : "model unknown";
   wrap.title = select.title;
+  $("model-from").textContent = short;
 }
 
 async function setModel(name) {
@@ -853,6 +862,7 @@ function applyBadges(frame) {
       break;
     case "model_changed":
       state.model = str(ev.model);
+      state.model_source = "override"; // set_model is the only source of this event
       renderModel();
       break;
     case "token_usage_changed":
@@ -893,6 +903,7 @@ function applySnapshot(snap) {
   state.role = str(snap.role);
   state.model = str(snap.model);
   state.models = Array.isArray(snap.models) ? snap.models.map(str) : [];
+  state.model_source = str(snap.model_source || "");
   state.status = str(snap.status);
   state.turnState = str(snap.turn_state) || "idle";
   state.turnsRun = num(snap.turns_run);

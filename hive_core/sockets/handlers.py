@@ -49,7 +49,7 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
         case rq.Ack(ids=ids):
             return rs.Acked(count=await s.broker.ack(me, conn.id, ids))
         case rq.Alive(pid=pid, version=version, model=model, problems=problems):
-            s.liveness.report_alive(me, pid, model, problems)
+            s.liveness.report_alive(me, pid, model, problems, req.model_source)
             if problems:
                 logger.warning("%s started with problems: %s", me, "; ".join(problems))
             if version is not None:
@@ -85,9 +85,15 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
         case rq.LoginState(state=state, detail=detail):
             await actions.login_state(s, me, state, detail)
             return rs.Done(detail=f"recorded {me} as {state}")
-        case rq.ReportTurnState(state=turn):
-            if s.liveness.turn_state.get(me) != turn:
-                s.liveness.turn_state[me] = turn
+        case rq.ReportTurnState(state=turn, model=model, model_source=source):
+            live = s.liveness
+            before = (live.turn_state.get(me), live.models.get(me), live.model_sources.get(me))
+            live.turn_state[me] = turn
+            if model is not None:
+                live.models[me] = model
+            if source is not None:
+                live.model_sources[me] = source
+            if (turn, live.models.get(me), live.model_sources.get(me)) != before:
                 actions.publish_state(s, me)
             return rs.Done(detail=f"{me} is {turn}")
         case _:

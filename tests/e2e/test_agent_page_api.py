@@ -39,6 +39,7 @@ async def test_the_page_opens_with_its_link_and_shows_and_steers_the_agent(hive:
         state = (await alice.get("/api/state")).json()
         assert (state["agent"], state["role"], state["turn_state"]) == ("alice", "agent", "idle")
         assert "sonnet" in state["models"] and state["dashboard_url"].startswith("http://")
+        assert state["model_source"] == "default"
         history = (await alice.get("/events/history?limit=5")).json()
         assert isinstance(history["events"], list) and isinstance(history["more"], bool)
 
@@ -53,7 +54,8 @@ async def test_the_page_opens_with_its_link_and_shows_and_steers_the_agent(hive:
                     frame = json.loads(line[5:])
                     assert frame["event"] == {"kind": "model_changed", "model": "claude-page-1"}
                     break
-        assert (await alice.get("/api/state")).json()["model"] == "claude-page-1"
+        after = (await alice.get("/api/state")).json()
+        assert (after["model"], after["model_source"]) == ("claude-page-1", "override")
         for action in ("compact", "new-session", "cancel"):
             got = await alice.post(f"/api/{action}", content="{}", headers=ACT_HEADERS)
             assert got.status_code == 200 and got.json()["ok"] is True, (action, got.text)

@@ -14,6 +14,7 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.models import Message
 from tests.e2e.hive import Hive, wait_until_dead
+from tests.e2e.turns import turns_done
 
 
 async def manager_inbox(hive: Hive, wait: float) -> list[Message]:
@@ -22,6 +23,11 @@ async def manager_inbox(hive: Hive, wait: float) -> list[Message]:
         if got.messages:
             await manager.call(rq.Ack(cmd="ack", ids=[m.id for m in got.messages]), rs.Acked)
     return list(got.messages)
+
+
+def login_of(hive: Hive, name: str) -> str:
+    listed = {a["name"]: a for a in json.loads(hive.cli("list", "--json").stdout)}
+    return str(listed[name]["login"])
 
 
 def pid_of(hive: Hive, name: str) -> int:
@@ -114,3 +120,22 @@ async def test_a_missing_claude_is_told_apart_from_a_missing_login(idle_hive: Hi
     assert "LOGIN" in header.split()
     alice = next(r for r in rows if r.startswith("alice"))
     assert alice[header.index("LOGIN") :].split()[0] == "claude_missing"
+
+
+async def test_a_missing_claude_is_told_once_across_a_daemon_restart(idle_hive: Hive) -> None:
+    idle_hive.extra_env["HIVE_CLAUDE_BIN"] = str(idle_hive.root / "no-such-claude")
+    idle_hive.start()
+    assert idle_hive.cli("stop", "hm1nd").returncode == 0
+    assert idle_hive.cli("spawn", "alice").returncode == 0
+    async with idle_hive.client() as host:
+        await host.call(rq.Send(cmd="send", to="alice", body="hello"), rs.Sent)
+    (told,) = await manager_inbox(idle_hive, wait=30)
+    assert isinstance(told.event, helper.ClaudeMissing)
+
+    assert idle_hive.stop() == 0
+    idle_hive.start()
+    # The message is still queued: alice's new harness runs a turn on it, finds claude
+    # missing again and reports it before the turn ends.
+    await turns_done(idle_hive, "alice", 1)
+    assert login_of(idle_hive, "alice") == "claude_missing"
+    assert await manager_inbox(idle_hive, wait=0) == []

@@ -5,6 +5,8 @@ newline, a code on stdin, a credentials file), and hive-core hears the agent log
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +18,8 @@ from hive_share import helper
 from hive_share import requests as rq
 from hive_share import responses as rs
 from tests.e2e.browser import DESKTOP, WAIT_MS, Shots, browser
-from tests.e2e.hive import Hive, running_hive
+from tests.e2e.hive import Hive, running_hive, short_tmp
+from tests.e2e.test_helper_events import manager_inbox
 
 STAND_IN = """#!{python}
 import json, os, sys
@@ -199,3 +202,37 @@ async def test_an_agent_without_claude_says_so_and_offers_no_login(tmp_path: Pat
             await page.locator("#login-state", has_text="claude missing").wait_for()
             assert "cannot be run" in (await page.locator("#login-why").text_content() or "")
             assert not await page.locator("#login-start").is_visible()
+
+
+async def test_an_agent_restart_finds_a_claude_installed_after_the_daemon_started() -> None:
+    """HIVE_CLAUDE_BIN a bare name: each harness start looks it up on its PATH, so installing
+    Claude Code and restarting the agent is enough; hive-core keeps running."""
+    root = short_tmp()
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    hive = Hive(
+        root,
+        {"HIVE_CLAUDE_BIN": "claude-later", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+    )
+    try:
+        hive.start()
+        assert hive.cli("stop", "hm1nd").returncode == 0  # the test reads the manager's inbox
+        assert hive.cli("spawn", "alice").returncode == 0
+        async with hive.client() as host:
+            await host.call(rq.Send(cmd="send", to="alice", body="hello"), rs.Sent)
+        (missing,) = await manager_inbox(hive, wait=30)
+        assert isinstance(missing.event, helper.ClaudeMissing)
+        assert missing.event.detail == "claude-later is not on PATH"
+        assert "then `hive-core restart alice`" in missing.body
+
+        installed = bin_dir / "claude-later"
+        installed.write_text(STAND_IN.format(python=sys.executable))
+        installed.chmod(0o755)
+        assert hive.cli("restart", "alice").returncode == 0
+
+        (changed,) = await manager_inbox(hive, wait=30)  # its queued message's turn probes
+        assert isinstance(changed.event, helper.NeedsLogin) and changed.event.agent == "alice"
+        assert _login_state(hive) == "needs_login"
+    finally:
+        hive.close()
+        shutil.rmtree(root, ignore_errors=True)

@@ -73,6 +73,7 @@ def test_an_answer_in_pieces_is_read_whole_and_checked(path: Path) -> None:
             "login": "unknown",
             "deployed_commit": None,
             "model": None,
+            "model_source": None,
             "turn_state": None,
             "needs_update": False,
         }

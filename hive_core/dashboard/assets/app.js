@@ -329,7 +329,12 @@ function renderAgentLine(agent, entry) {
   if (agent.login === "needs_login") chips.appendChild(chip("needs login", "bad", `claude is not logged in ${where}: use "log in" on its page, or hive-core login ${visibleString(name)}`));
   else if (agent.login === "claude_missing") chips.appendChild(chip("claude missing", "bad", `the claude binary cannot be run ${where}`));
   if (agent.needs_update) chips.appendChild(chip("needs update", "warn", "deployed on an older hive-core: update"));
-  if (agent.model) chips.appendChild(chip(agent.model, "dim", `model: ${visibleString(agent.model)}`));
+  if (agent.model) {
+    // Where it comes from: a choice made at run time wins over the approved agent.toml.
+    const from = { override: "set at run time (overrides agent.toml)", "agent.toml": "from agent.toml", default: "the default (agent.toml names none)" }[agent.model_source] || "";
+    const text = agent.model_source === "override" ? `${agent.model} (set)` : agent.model;
+    chips.appendChild(chip(text, "dim", `model: ${visibleString(agent.model)}${from ? `, ${from}` : ""}`));
+  }
   if (agent.deployed_commit) chips.appendChild(chip(shortCommit(agent.deployed_commit), "dim", `deployed commit ${visibleString(agent.deployed_commit)}`));
   for (const t of state.transients.values()) {
     if (t.agent === agent.name) {
