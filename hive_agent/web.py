@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 import secrets
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import MutableHeaders
@@ -34,6 +35,7 @@ from hive_agent import __version__
 from hive_front import ASSETS as FRONT_ASSETS
 from hive_front import SECURITY_HEADERS as HEADERS
 from hive_front import csp, csrf_problem
+from hive_share import pages
 from hive_share.framing import INT64_MAX
 from hive_share.sessions import SESSION_TTL, Credentials
 
@@ -60,6 +62,10 @@ STREAM_QUEUE = 1024
 PING_SECONDS = 15
 SEND_TIMEOUT = 5.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+API_PATHS = ("/api/", "/events/", "/login/")
+"""Routes a script reads: their errors stay JSON, whatever the request accepts."""
+PAGE_PATHS = frozenset({"/", "/login"})
+"""Routes a browser opens: their errors are pages."""
 
 
 def cookie_name(agent: str) -> str:
@@ -99,6 +105,35 @@ def _dashboard_at(url: str | None) -> tuple[str, int] | None:
     return (parts.scheme, port) if parts.scheme in ("http", "https") else None
 
 
+def _navigation(scope: Scope) -> bool:
+    """A page route, or a GET of anything but an API route that prefers HTML."""
+    return pages.is_navigation(
+        str(scope.get("method", "")), str(scope.get("path", "")), scope["headers"],
+        PAGE_PATHS, API_PATHS,
+    )  # fmt: skip
+
+
+def _error_page(status: int, title: str, paragraphs: list[str], style: bool = True) -> HTMLResponse:
+    return HTMLResponse(pages.error_page(title, paragraphs, style), status_code=status)
+
+
+def _wrong_host_page(got: list[str], hosts: frozenset[str]) -> HTMLResponse:
+    """421 for a browser: the host it used, and the names the page answers to (loopback
+    only: the page has no setting for others)."""
+    shown = html.escape(got[0][:200]) if len(got) == 1 else f"{len(got)} Host headers"
+    names = ", ".join(f"<code>{html.escape(h)}</code>" for h in sorted(hosts))
+    return _error_page(
+        421,
+        "wrong host",
+        [
+            f"this agent page does not answer to the host <code>{shown}</code>.",
+            f"it answers on this machine only, at {names}: open it there, with the link "
+            "<code>hive-core login-link NAME</code> prints.",
+        ],
+        style=False,  # the stylesheet would come from the same wrong host
+    )
+
+
 class _Guard:
     """Host check and security headers around every response (no-store on all but assets).
     The page may fetch from the dashboard on the host it was loaded from (its send)."""
@@ -133,7 +168,9 @@ class _Guard:
             await send(message)
 
         if len(hosts) != 1 or hosts[0] not in self.hosts:
-            response = JSONResponse({"error": "unexpected Host header"}, status_code=421)
+            response: Response = JSONResponse({"error": "unexpected Host header"}, status_code=421)
+            if _navigation(scope):
+                response = _wrong_host_page(hosts, self.hosts)
             await response(scope, receive, secured)
             return
         await self.app(scope, receive, secured)
@@ -213,10 +250,24 @@ async def login(request: Request, code: str = "") -> Response:
     return response
 
 
+def _needs_link_page(ctx: _Context) -> HTMLResponse:
+    """401 for a browser without the page's cookie: how to open the page."""
+    name = html.escape(ctx.settings.agent_name)
+    paragraphs = [
+        "this page needs a one-time link: open it from the dashboard's "
+        f"<strong>page ↗</strong> button, or run <code>hive-core login-link {name}</code> "
+        "on the host and open the link it prints (it works once, for 10 minutes)."
+    ]
+    if ctx.dashboard is not None and ctx.settings.dashboard_url:
+        url = html.escape(ctx.settings.dashboard_url)
+        paragraphs.append(f'<a href="{url}">open the dashboard</a>')
+    return _error_page(401, f"agent {ctx.settings.agent_name}", paragraphs)
+
+
 @router.get("/")
 async def page(request: Request) -> Response:
     if not _session(request):
-        return _unauthorized(request)
+        return _needs_link_page(_ctx(request))
     return FileResponse(ASSETS / "index.html")
 
 

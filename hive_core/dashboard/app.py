@@ -13,6 +13,7 @@ operator, so the dashboard and the CLI run the same code with the same checks.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import MutableHeaders
@@ -35,6 +36,7 @@ from hive_core.errors import HiveError
 from hive_core.services import Services
 from hive_front import ASSETS as FRONT_ASSETS
 from hive_front import CSRF_HEADER, SECURITY_HEADERS, csrf_problem
+from hive_share import pages
 from hive_share.events import DASHBOARD_EVENT_KINDS, Frame, Resync
 from hive_share.framing import INT64_MAX
 from hive_share.models import WireModel, dump
@@ -56,6 +58,10 @@ nixos backend, a `journalctl`) twice a second."""
 SEND_TIMEOUT = 5.0
 """Seconds one frame may take to reach a stream's client before the stream is dropped."""
 PING_SECONDS = 15
+API_PATHS = ("/api/", "/dashboard/", "/events/")
+"""Routes a script reads: their errors stay JSON, whatever the request accepts."""
+PAGE_PATHS = frozenset({"/", "/login"})
+"""Routes a browser opens: their errors are pages."""
 
 AGENT_ACTIONS: dict[str, dict[str, Any]] = {
     "start": {"cmd": "start"},
@@ -107,8 +113,53 @@ def allowed_hosts(bind_host: str, names: tuple[str, ...], port: int) -> frozense
     return frozenset(f"{name.lower()}:{port}" for name in accepted)
 
 
+def browser_navigation(scope: Scope) -> bool:
+    """A page route, or a GET of anything but an API route that prefers HTML: its error is
+    a page that says what to do; an API route's stays JSON."""
+    return pages.is_navigation(
+        str(scope.get("method", "")), str(scope.get("path", "")), scope["headers"],
+        PAGE_PATHS, API_PATHS,
+    )  # fmt: skip
+
+
+def error_page(status: int, title: str, paragraphs: list[str], style: bool = True) -> HTMLResponse:
+    return HTMLResponse(pages.error_page(title, paragraphs, style), status_code=status)
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header value (`[::1]:80` → `[::1]`, `a.b:80` → `a.b`)."""
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def wrong_host_page(got: list[str], hosts: frozenset[str]) -> HTMLResponse:
+    """421 for a browser: the host it used, and how to make the dashboard answer to it."""
+    port = next(iter(hosts)).rpartition(":")[2] if hosts else ""
+    if len(got) != 1:
+        why = f"this request carried {len(got)} Host headers; a browser sends exactly one."
+        return error_page(421, "wrong host", [html.escape(why)], style=False)
+    shown = html.escape(got[0][:200])
+    name = _host_name(got[0])[:200]
+    if any(h.rpartition(":")[0] == name for h in hosts):
+        fix = f"this dashboard answers on port {html.escape(port)}: open it there."
+    else:
+        fix = (
+            f"to open it under this name, add <code>{html.escape(name)}</code> to "
+            "<code>HIVE_DASHBOARD_ALLOWED_HOSTS</code> (comma-separated host names, no port) "
+            "and restart hive-core."
+        )
+    return error_page(
+        421,
+        "wrong host",
+        [f"this dashboard does not answer to the host <code>{shown}</code>.", fix],
+        style=False,  # the stylesheet would come from the same wrong host
+    )
+
+
 class HostCheck:
-    """Answers 421 to a request whose Host header is not one of ours."""
+    """Answers 421 to a request whose Host header is not one of ours: a page for a
+    browser's navigation, JSON otherwise."""
 
     def __init__(self, app: ASGIApp, hosts: Callable[[], frozenset[str]]) -> None:
         self.app = app
@@ -118,7 +169,11 @@ class HostCheck:
         if scope["type"] in ("http", "websocket"):
             hosts = [v.decode("latin-1").lower() for k, v in scope["headers"] if k == b"host"]
             if len(hosts) != 1 or hosts[0] not in self.hosts():
-                response = JSONResponse({"error": "unexpected Host header"}, status_code=421)
+                response: Response = JSONResponse(
+                    {"error": "unexpected Host header"}, status_code=421
+                )
+                if scope["type"] == "http" and browser_navigation(scope):
+                    response = wrong_host_page(hosts, self.hosts())
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -272,10 +327,9 @@ async def healthz() -> dict[str, bool]:
 async def login(request: Request, code: str = "") -> Response:
     token = _ctx(request).creds.redeem(code)
     if token is None:
-        return JSONResponse(
-            {"error": "login code unknown, used or expired; run `hive-core login-link`"},
-            status_code=403,
-        )
+        if _session(request):  # an old link opened again by a browser that is logged in
+            return RedirectResponse("/", status_code=303)
+        return FileResponse(ASSETS / "login-expired.html", status_code=403)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE, token, max_age=SESSION_TTL, httponly=True, samesite="strict", path="/"

@@ -180,3 +180,41 @@ async def test_the_dashboard_takes_the_operators_send_from_that_agents_page_only
         got = await anonymous.post(route, content='{"body": "x"}', headers=page_headers)
         assert got.status_code == 401
         assert got.headers["access-control-allow-origin"] == alice_page  # the page reads why
+
+
+BROWSER_ACCEPT = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+async def test_a_browser_without_the_cookie_or_on_a_foreign_host_gets_a_page_saying_what_to_do(
+    hive: Hive,
+) -> None:
+    assert hive.cli("spawn", "alice").returncode == 0
+    base = page_link(hive, "alice").split("/login")[0]
+    port = int(base.rsplit(":", 1)[1])
+    async with agent_session(hive, "alice") as alice:
+        dashboard_url = (await alice.get("/api/state")).json()["dashboard_url"]
+    assert dashboard_url.startswith(f"http://127.0.0.1:{dashboard_port(hive)}")
+    async with httpx.AsyncClient(base_url=base, timeout=30) as anonymous:
+        for accept in (BROWSER_ACCEPT, {}):  # `/` is the page: a page whatever it accepts
+            got = await anonymous.get("/", headers=accept)
+            assert got.status_code == 401, got.text
+            assert got.headers["content-type"].startswith("text/html")
+            assert "this page needs a one-time link" in got.text
+            assert "<strong>page ↗</strong>" in got.text
+            assert "<code>hive-core login-link alice</code>" in got.text
+            assert f'<a href="{dashboard_url}">open the dashboard</a>' in got.text
+        for path in ("/api/state", "/events/history", "/events/stream"):
+            api = await anonymous.get(path, headers=BROWSER_ACCEPT)
+            assert api.status_code == 401, path
+            assert api.json()["code"] == "forbidden", path
+
+        foreign = await anonymous.get("/", headers={**BROWSER_ACCEPT, "Host": "evil<i>.test"})
+        assert foreign.status_code == 421
+        assert foreign.headers["content-type"].startswith("text/html")
+        assert "<code>evil&lt;i&gt;.test</code>" in foreign.text and "<i>" not in foreign.text
+        assert f"<code>127.0.0.1:{port}</code>" in foreign.text
+        assert "it answers on this machine only" in foreign.text
+        for path in ("/api/state", "/events/stream"):
+            api = await anonymous.get(path, headers={**BROWSER_ACCEPT, "Host": "evil.test"})
+            assert api.status_code == 421, path
+            assert api.json() == {"error": "unexpected Host header"}, path

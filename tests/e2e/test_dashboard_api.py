@@ -20,6 +20,7 @@ from tests.e2e.dashboard import (
     STREAM_BOUND,
     act,
     dashboard_port,
+    login_url,
     session,
     stream,
 )
@@ -283,6 +284,63 @@ async def test_a_session_outlives_a_daemon_restart(hive: Hive) -> None:
         hive.start()
         client.base_url = httpx.URL(f"http://127.0.0.1:{dashboard_port(hive)}")
         assert (await client.get("/api/state")).status_code == 200
+
+
+BROWSER_ACCEPT = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+async def test_a_used_login_link_opens_the_page_when_logged_in_and_says_why_when_not(
+    hive: Hive,
+) -> None:
+    base = f"http://127.0.0.1:{dashboard_port(hive)}"
+    async with session(hive) as client:
+        used = login_url(hive).removeprefix(base)
+        assert (await client.get(used)).status_code == 303
+        again = await client.get(used, headers=BROWSER_ACCEPT)
+        assert again.status_code == 303 and again.headers["location"] == "/"
+        assert (await client.get("/login?code=never-made")).headers["location"] == "/"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as anonymous:
+        for accept in (BROWSER_ACCEPT, {}):  # a page route: a page whatever it accepts
+            got = await anonymous.get(used, headers=accept)
+            assert got.status_code == 403, got.text
+            assert got.headers["content-type"].startswith("text/html")
+            assert "this login link was used or has expired" in got.text
+            assert "<code>hive-core login-link</code>" in got.text
+            assert "hive_session" not in got.headers.get("set-cookie", "")
+        api = await anonymous.get("/api/state", headers=BROWSER_ACCEPT)
+        assert api.status_code == 401 and api.json()["code"] == "forbidden"
+
+
+async def test_a_foreign_host_gets_a_page_naming_it_and_the_setting_and_api_routes_json(
+    hive: Hive,
+) -> None:
+    port = dashboard_port(hive)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        for path in ("/", "/healthz"):
+            got = await client.get(
+                path, headers={**BROWSER_ACCEPT, "Host": f"Hive<b>.example:{port}"}
+            )
+            assert got.status_code == 421, path
+            assert got.headers["content-type"].startswith("text/html"), path
+            assert f"<code>hive&lt;b&gt;.example:{port}</code>" in got.text, got.text
+            assert "<b>" not in got.text
+            assert "add <code>hive&lt;b&gt;.example</code> to" in got.text
+            assert "<code>HIVE_DASHBOARD_ALLOWED_HOSTS</code>" in got.text
+            assert "restart hive-core" in got.text
+            assert got.headers["content-security-policy"].startswith("default-src 'none'")
+        wrong_port = await client.get("/", headers={**BROWSER_ACCEPT, "Host": "localhost:1"})
+        assert wrong_port.status_code == 421
+        assert f"answers on port {port}" in wrong_port.text
+        for path, headers in [
+            ("/api/state", BROWSER_ACCEPT),
+            ("/dashboard/stream", BROWSER_ACCEPT),
+            ("/dashboard/history", BROWSER_ACCEPT),
+            ("/healthz", {}),  # a script's fetch: */*
+            ("/healthz", {"Accept": "application/json"}),
+        ]:
+            got = await client.get(path, headers={**headers, "Host": "evil.test"})
+            assert got.status_code == 421, path
+            assert got.json() == {"error": "unexpected Host header"}, path
 
 
 async def test_streams_past_the_cap_are_refused_and_a_closed_one_frees_its_place(

@@ -56,20 +56,21 @@ os.execv({git!r}, [{git!r}, *args])
 
 
 class Crashable:
-    """A hive whose git stops where the test says, and the socket it reports on."""
+    """A hive whose git stops where the test says, and the socket it reports on; `shim` is
+    the git's script (a template with `python`, `armed`, `reached` and `git`)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shim: str = SHIM) -> None:
         assert REAL_GIT is not None
         self.armed = root / "armed.json"
         reached = root / "reached"
         self.reached = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.reached.bind(str(reached))
         self.reached.settimeout(REACH_TIMEOUT)
-        shim = root / "git"
+        path = root / "git"
         values = {"python": sys.executable, "armed": str(self.armed), "reached": str(reached)}
-        shim.write_text(SHIM.format(git=REAL_GIT, **values))
-        shim.chmod(0o755)
-        self.hive = Hive(root, {"HIVE_GIT": str(shim)})
+        path.write_text(shim.format(git=REAL_GIT, **values))
+        path.chmod(0o755)
+        self.hive = Hive(root, {"HIVE_GIT": str(path)})
 
     def arm(self, words: list[str], skip: int) -> None:
         self.armed.write_text(json.dumps({"words": words, "skip": skip}))

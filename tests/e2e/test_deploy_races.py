@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,12 +26,9 @@ import pytest
 from hive_share import helper
 from tests.e2e.browser import Shots, browser, open_dashboard, problems
 from tests.e2e.hive import EXIT_TIMEOUT, Hive, short_tmp, wait_until_dead
-from tests.e2e.test_deploy_crash import _approval, _row
+from tests.e2e.test_deploy_crash import Crashable, _approval, _row
 from tests.e2e.test_deploys import _annotation, _applied, _commit, _manager_inbox, _propose, _tags
 from tests.git import git as _git
-
-REAL_GIT = shutil.which("git")
-REACH_TIMEOUT = 30.0
 
 SHIM = """#!{python}
 import json, os, signal, socket, sys
@@ -53,31 +49,15 @@ os.execv({git!r}, [{git!r}, *args])
 """
 
 
-class Held:
+class Held(Crashable):
     """A hive whose git waits where the test says, until the test lets it go on."""
 
     def __init__(self, root: Path) -> None:
-        assert REAL_GIT is not None
-        self.armed = root / "armed.json"
-        reached = root / "reached"
-        self.reached = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.reached.bind(str(reached))
-        self.reached.settimeout(REACH_TIMEOUT)
-        shim = root / "git"
-        values = {"python": sys.executable, "armed": str(self.armed), "reached": str(reached)}
-        shim.write_text(SHIM.format(git=REAL_GIT, **values))
-        shim.chmod(0o755)
-        self.hive = Hive(root, {"HIVE_GIT": str(shim)})
+        super().__init__(root, SHIM)
         self.children: list[subprocess.Popen[str]] = []
 
-    def arm(self, *words: str) -> None:
+    def hold(self, *words: str) -> None:
         self.armed.write_text(json.dumps(list(words)))
-
-    def wait_reached(self) -> int:
-        try:
-            return int(self.reached.recv(64))
-        except TimeoutError:
-            raise AssertionError(f"git never ran {self.armed.read_text()}") from None
 
     def cli_in_background(self, *args: str) -> subprocess.Popen[str]:
         child = subprocess.Popen(
@@ -158,7 +138,7 @@ async def test_a_deny_during_a_deploy_is_refused_and_the_deploy_ends_alone(
 ) -> None:
     hive = held.hive
     initial, sha, approval_id = await _proposal(hive, "deny-race")
-    held.arm(*step)
+    held.hold(*step)
     approve = held.cli_in_background("approve", str(approval_id))
     git_pid = held.wait_reached()
 
@@ -180,7 +160,7 @@ async def test_two_approves_of_one_commit_deploy_it_once(held: Held) -> None:
     hive = held.hive
     initial, sha, approval_id = await _proposal(hive, "twice")
     pid = _row(hive, "bob")["pid"]
-    held.arm("ls-tree")
+    held.hold("ls-tree")
     first = held.cli_in_background("approve", str(approval_id))
     git_pid = held.wait_reached()
 
@@ -201,7 +181,7 @@ async def test_two_approves_of_one_commit_deploy_it_once(held: Held) -> None:
 async def test_an_approve_and_a_rebuild_of_one_agent_take_turns(held: Held) -> None:
     hive = held.hive
     initial, sha, approval_id = await _proposal(hive, "rebuild-race")
-    held.arm("ls-tree")
+    held.hold("ls-tree")
     approve = held.cli_in_background("approve", str(approval_id))
     git_pid = held.wait_reached()
 
@@ -221,7 +201,7 @@ async def test_a_sigkilled_hive_core_leaves_no_git_to_write_after_the_restart(
 ) -> None:
     hive = held.hive
     initial, sha, approval_id = await _proposal(hive, "orphan")
-    held.arm("tag", "deployed/")
+    held.hold("tag", "deployed/")
     approve = held.cli_in_background("approve", str(approval_id))
     git_pid = held.wait_reached()
 
@@ -241,7 +221,7 @@ async def test_a_sigkilled_hive_core_leaves_no_git_to_write_after_the_restart(
 async def test_a_sigterm_during_a_held_deploy_stops_soon_and_starts_nothing(held: Held) -> None:
     hive = held.hive
     initial, sha, approval_id = await _proposal(hive, "sigterm")
-    held.arm("ls-tree")
+    held.hold("ls-tree")
     approve = held.cli_in_background("approve", str(approval_id))
     git_pid = held.wait_reached()
     assert hive.proc is not None
@@ -284,7 +264,7 @@ async def test_the_dashboard_shows_an_approval_under_way_without_buttons(
         card = page.locator(f'[data-approval="{approval_id}"]')
         await card.locator('[data-action="approve"]').wait_for()
 
-        held.arm("ls-tree")
+        held.hold("ls-tree")
         approve = held.cli_in_background("approve", str(approval_id))
         git_pid = held.wait_reached()
         await card.locator("text=approved — deploying…").wait_for()
