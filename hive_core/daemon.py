@@ -343,14 +343,14 @@ class Daemon:
             as_operator = Conn(id=OPERATOR_CONN, principal=servers[0].principal)
             # The sockets answer while the web stack (a third of the start-up) is imported;
             # what needs the rest of start-up waits at the gate.
-            self.gate.starting("loading the dashboard")
+            self._step("loading the dashboard")
             web = await gil.import_off_loop("hive_core.dashboard.server")
             dashboard = web.Dashboard(s, lambda raw: servers[0].dispatch_raw(raw, as_operator))
             async with asyncio.TaskGroup() as tg:
                 pings, status = self._supervise(tg, s)
                 s.login_link = dashboard.login_link
                 s.dashboard_url = dashboard.url
-                self.gate.starting("starting the container backend")
+                self._step("starting the container backend")
                 backend_ready = asyncio.Event()
                 backend_task = tg.create_task(s.backend.run(backend_ready), name="backend")
                 await backend_ready.wait()
@@ -378,7 +378,7 @@ class Daemon:
                         )
                     ),
                 ]
-                self.gate.starting("reconciling interrupted deploys")
+                self._step("reconciling interrupted deploys")
                 await s.transients.close_dangling()
                 agents_dir = self.settings.agents_dir
                 names = await asyncio.to_thread(agent_dirs.list_dirs, agents_dir)
@@ -389,10 +389,10 @@ class Daemon:
                 watch = CrashWatch(s, self.clock)
                 s.on_unexpected_exit = watch.nudge  # harnesses dying during restore count too
                 loops.append(tg.create_task(watch.run(), name="crash-watch"))
-                self.gate.starting("restoring agents")
+                self._step("restoring agents")
                 await actions.restore(s)
                 await actions.finish_interrupted(s, interrupted)
-                self.gate.starting("starting the manager")
+                self._step("starting the manager")
                 try:
                     await actions.ensure_manager(s)
                 except HiveError as exc:
@@ -474,6 +474,12 @@ class Daemon:
                 "hive-core is stopping before it finished starting; retry after it restarts"
             )
         )
+
+    def _step(self, step: str) -> None:
+        """What start-up does now: told to requests that wait at the gate, and to systemd
+        (`STATUS=starting: …`, `systemctl status` shows it) once the sockets answer."""
+        self.gate.starting(step)
+        self.notifier.send(f"STATUS=starting: {step}")
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

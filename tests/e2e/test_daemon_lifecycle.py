@@ -7,11 +7,9 @@ import itertools
 import json
 import os
 import signal
-import socket
 import sqlite3
 import stat
 import string
-from pathlib import Path
 
 import pytest
 
@@ -38,20 +36,8 @@ async def start_until_listening(hive: Hive) -> int:
     returns where this start's part of the log begins."""
     begins = len(hive.log())
     hive.start(ready=False)
-    async with asyncio.timeout(READY_TIMEOUT):
-        while not _accepts(hive.host_sock):  # noqa: ASYNC110 - listening has no event here
-            await asyncio.sleep(0.002)
+    hive.wait_for_notify("STATUS=starting: loading the dashboard")  # sent once they answer
     return begins
-
-
-def _accepts(path: Path) -> bool:
-    """Whether something listens on the unix socket `path` (bound is not yet listening)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            return False
-    return True
 
 
 def still_starting(hive: Hive, begins: int) -> bool:

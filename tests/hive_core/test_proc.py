@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def _sleeper(report: Path) -> str:
     """A child that sends its pid to the datagram socket `report`, then sleeps."""
     return (
-        "import os, socket, time\n"
+        "import os, signal, socket\n"
         "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
         f"s.sendto(str(os.getpid()).encode(), {str(report)!r})\n"
-        "time.sleep(600)"
+        "signal.pause()"
     )
 
 
