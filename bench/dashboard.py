@@ -4,6 +4,7 @@ browser does, some never read at all."""
 from __future__ import annotations
 
 import http.client
+import json
 import multiprocessing
 import os
 import re
@@ -26,32 +27,43 @@ def _port(daemon: Daemon) -> int:
     return int((daemon.run_dir / "dashboard.port").read_text())
 
 
-def login(daemon: Daemon) -> str:
-    """A session cookie (`name=value`) from a fresh login link."""
-    got = blocking.call(daemon.host_socket, {"cmd": "login_link"}, "done")
-    match = re.search(r"/login\?code=[\w-]+", str(got["detail"]))
-    if match is None:
-        raise RuntimeError(f"no login code in {got['detail']!r}")
-    port = _port(daemon)
+def _post(port: int, path: str, body: str, token: str = "") -> dict[str, object]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {
+        "Host": f"127.0.0.1:{port}", "X-Hive-Request": "1", "Content-Type": "application/json",
+        **({"Authorization": f"Bearer {token}"} if token else {}),
+    }  # fmt: skip
     try:
-        conn.request("GET", match.group(0), headers={"Host": f"127.0.0.1:{port}"})
+        conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
-        response.read()
-        cookie = response.getheader("set-cookie") or ""
+        answer: dict[str, object] = json.loads(response.read())
     finally:
         conn.close()
-    return cookie.split(";")[0]
+    if response.status != 200:
+        raise RuntimeError(f"{path} answered {response.status}: {answer}")
+    return answer
 
 
-def _open(port: int, cookie: str, stalled: bool) -> socket.socket:
+def login(daemon: Daemon) -> str:
+    """A session token from a fresh login link, traded as the login page does."""
+    got = blocking.call(daemon.host_socket, {"cmd": "login_link"}, "done")
+    match = re.search(r"/login\?code=([\w-]+)", str(got["detail"]))
+    if match is None:
+        raise RuntimeError(f"no login code in {got['detail']!r}")
+    answer = _post(_port(daemon), "/api/session", json.dumps({"code": match.group(1)}))
+    return str(answer["token"])
+
+
+def _open(port: int, token: str, stalled: bool) -> socket.socket:
+    """An event stream, opened with a fresh one-use ticket as the page opens one."""
+    ticket = str(_post(port, "/api/ticket", "{}", token)["ticket"])
     sock = socket.socket()
     if stalled:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
     sock.settimeout(10)
     sock.connect(("127.0.0.1", port))
-    request = f"GET /dashboard/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-    sock.sendall(f"{request}Cookie: {cookie}\r\n\r\n".encode())
+    request = f"GET /dashboard/stream?ticket={ticket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    sock.sendall(f"{request}\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
@@ -60,10 +72,10 @@ def _open(port: int, cookie: str, stalled: bool) -> socket.socket:
     return sock
 
 
-def _drain_all(port: int, cookie: str, count: int, ready: int) -> None:
+def _drain_all(port: int, token: str, count: int, ready: int) -> None:
     """In a child process: open `count` streams, say so on fd `ready`, read them all until
     they close (one thread, a selector)."""
-    socks = [_open(port, cookie, stalled=False) for _ in range(count)]
+    socks = [_open(port, token, stalled=False) for _ in range(count)]
     os.write(ready, b"x")
     os.close(ready)
     with selectors.DefaultSelector() as selector:
@@ -86,11 +98,11 @@ def _drain_all(port: int, cookie: str, count: int, ready: int) -> None:
 def streams(daemon: Daemon, reading: int, stalled: int) -> Iterator[None]:
     """`reading` streams drained by a child process (so their reading costs the bench
     process nothing) and `stalled` ones never read, open for the duration of the block."""
-    port, cookie = _port(daemon), login(daemon)
-    stuck = [_open(port, cookie, stalled=True) for _ in range(stalled)]
+    port, token = _port(daemon), login(daemon)
+    stuck = [_open(port, token, stalled=True) for _ in range(stalled)]
     ready_r, ready_w = os.pipe()
     reader = multiprocessing.get_context("fork").Process(
-        target=_drain_all, args=(port, cookie, reading, ready_w), daemon=True
+        target=_drain_all, args=(port, token, reading, ready_w), daemon=True
     )
     reader.start()
     os.close(ready_w)
@@ -122,12 +134,12 @@ def _bodies(buffer: bytearray, marker: re.Pattern[bytes]) -> list[int]:
     return [int(m.group(1)) for m in marker.finditer(lines)]
 
 
-def _fan_reader(port: int, cookie: str, count: int, events: int, conn: Connection) -> None:
+def _fan_reader(port: int, token: str, count: int, events: int, conn: Connection) -> None:
     """In a helper process: open `count` streams, say `ready`, then note when each stream
     first shows each event's `sent` frame; say `got k` once all have event k, and send every
     receipt time (`time.time()`) when all `events` are in."""
     marker = re.compile(rb'"kind":"sent","message":\{[^\n]*?"body":"fanout (\d+)"')
-    socks = [_open(port, cookie, stalled=False) for _ in range(count)]
+    socks = [_open(port, token, stalled=False) for _ in range(count)]
     seen: list[dict[int, float]] = [{} for _ in socks]
     buffers = [bytearray() for _ in socks]
     done: set[int] = set()
@@ -176,8 +188,8 @@ def fanout(daemon: Daemon, readers: int, helpers: int, events: int, to: str) -> 
     (read by `helpers` processes, so the bench process is not the bottleneck) holds its
     `sent` frame, one event at a time, with one stalled stream open; every sample of every
     event. Each event is sent once every reader has the previous one."""
-    port, cookie = _port(daemon), login(daemon)
-    stuck = _open(port, cookie, stalled=True)
+    port, token = _port(daemon), login(daemon)
+    stuck = _open(port, token, stalled=True)
     context = multiprocessing.get_context("fork")
     pipes: list[Connection] = []
     procs: list[BaseProcess] = []
@@ -186,7 +198,7 @@ def fanout(daemon: Daemon, readers: int, helpers: int, events: int, to: str) -> 
             mine, theirs = context.Pipe()
             share = readers // helpers + (h < readers % helpers)
             p = context.Process(
-                target=_fan_reader, args=(port, cookie, share, events, theirs), daemon=True
+                target=_fan_reader, args=(port, token, share, events, theirs), daemon=True
             )
             p.start()
             theirs.close()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hive_share.names import validate_agent_name
 
@@ -26,7 +26,10 @@ class HarnessSettings(BaseSettings):
     web_port: int = Field(default=0, ge=0, le=65535)
     """The agent page's port (0: no page)."""
     web_host: str = "127.0.0.1"
-    """The agent page's bind address."""
+    """The agent page's bind address: where the dashboard listens."""
+    web_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    """Host names (no port) the page answers to besides loopback and its bind address: the
+    dashboard's allowed hosts (comma-separated in the environment)."""
     dashboard_url: str | None = None
     """The dashboard's address, for the page's link back."""
     operator_pronouns: str = "she/her"
@@ -44,6 +47,13 @@ class HarnessSettings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("web_allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
 
     @field_validator("agent_name")
     @classmethod

@@ -1,10 +1,14 @@
 """The agent's own page: its live turn log and its turn controls, at the agent's web port.
 
-Loopback by default. A one-time code that hive-core mints and hands over on `harness.sock`
-(`web_code`) opens it: it sets a session cookie named for this agent and signed with a key
-that lives only in this process, so no other page's cookie (the dashboard's, another
-agent's) opens it. Same rules as the dashboard: Host checked, security headers on every
-response, every state change a same-origin JSON POST with the `X-Hive-Request` header.
+It listens where the dashboard listens (loopback by default) and answers the host names the
+dashboard answers to. A one-time code that hive-core mints and hands over on `harness.sock`
+(`web_code`) opens it: the login page's script trades it for a session token signed with a
+key that lives only in this process, keeps it in this origin's own storage and sends it as
+`Authorization: Bearer` (hive_share/sessions.py: no cookies, so nothing of this page's
+reaches another port, nor another page's credential this one). With the code comes a send
+token, which lets the page send the operator's messages to this agent through the
+dashboard. Same rules as the dashboard: Host checked, security headers on every response,
+every state change a JSON POST with the `X-Hive-Request` header.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import MutableHeaders
@@ -33,11 +37,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hive_agent import __version__
 from hive_front import ASSETS as FRONT_ASSETS
-from hive_front import SECURITY_HEADERS as HEADERS
-from hive_front import csp, csrf_problem
+from hive_front import allowed_hosts, csp, csrf_problem, security_headers
 from hive_share import pages
 from hive_share.framing import INT64_MAX
-from hive_share.sessions import SESSION_TTL, Credentials
+from hive_share.sessions import Credentials, Tickets, bearer
 
 if TYPE_CHECKING:
     from hive_agent.history import EventHistory
@@ -61,16 +64,10 @@ MAX_STREAMS = 8
 STREAM_QUEUE = 1024
 PING_SECONDS = 15
 SEND_TIMEOUT = 5.0
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 API_PATHS = ("/api/", "/events/", "/login/")
 """Routes a script reads: their errors stay JSON, whatever the request accepts."""
 PAGE_PATHS = frozenset({"/", "/login"})
 """Routes a browser opens: their errors are pages."""
-
-
-def cookie_name(agent: str) -> str:
-    """Browsers share cookies across the ports of a host: each page's cookie is its own."""
-    return f"hive_agent_{agent}"
 
 
 class _Context:
@@ -86,9 +83,10 @@ class _Context:
         self.history = history
         self.login = login
         self.creds = Credentials(secrets.token_bytes(32))
-        self.cookie = cookie_name(settings.agent_name)
-        port = settings.web_port
-        self.hosts = frozenset(f"{h}:{port}" for h in LOOPBACK_NAMES)
+        self.tickets = Tickets()
+        self.send_token = ""
+        """The latest send token hive-core handed over with a login code."""
+        self.hosts = allowed_hosts(settings.web_host, settings.web_allowed_hosts, settings.web_port)
         self.dashboard = _dashboard_at(settings.dashboard_url)
         self.streams: set[asyncio.Queue[dict[str, Any]]] = set()
 
@@ -118,8 +116,8 @@ def _error_page(status: int, title: str, paragraphs: list[str], style: bool = Tr
 
 
 def _wrong_host_page(got: list[str], hosts: frozenset[str]) -> HTMLResponse:
-    """421 for a browser: the host it used, and the names the page answers to (loopback
-    only: the page has no setting for others)."""
+    """421 for a browser: the host it used, the names the page answers to, and the setting
+    that adds one (agent pages answer the dashboard's host names)."""
     shown = html.escape(got[0][:200]) if len(got) == 1 else f"{len(got)} Host headers"
     names = ", ".join(f"<code>{html.escape(h)}</code>" for h in sorted(hosts))
     return _error_page(
@@ -127,8 +125,10 @@ def _wrong_host_page(got: list[str], hosts: frozenset[str]) -> HTMLResponse:
         "wrong host",
         [
             f"this agent page does not answer to the host <code>{shown}</code>.",
-            f"it answers on this machine only, at {names}: open it there, with the link "
-            "<code>hive-core login-link NAME</code> prints.",
+            f"it answers at {names}. Agent pages answer the host names the dashboard does: "
+            "to add one, put it in <code>HIVE_DASHBOARD_ALLOWED_HOSTS</code> (comma-separated "
+            "host names, no port) and restart hive-core, then open the page from the "
+            "dashboard's <strong>page ↗</strong> button.",
         ],
         style=False,  # the stylesheet would come from the same wrong host
     )
@@ -160,7 +160,8 @@ class _Guard:
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in HEADERS.items():
+                host = hosts[0] if len(hosts) == 1 else ""
+                for name, value in security_headers(str(scope.get("scheme", "http")), host).items():
                     headers[name] = value
                 headers["Content-Security-Policy"] = csp(connect)
                 ok = 200 <= message["status"] < 400
@@ -205,8 +206,12 @@ def _ctx(request: Request) -> _Context:
 
 
 def _session(request: Request) -> bool:
-    ctx = _ctx(request)
-    return ctx.creds.valid_session(request.cookies.get(ctx.cookie))
+    return _ctx(request).creds.valid_session(bearer(request.headers))
+
+
+def _ticket(request: Request) -> bool:
+    """An event stream's credential: a one-use ticket from `POST /api/ticket`."""
+    return _ctx(request).tickets.take(request.query_params.get("ticket"))
 
 
 def _unauthorized(request: Request) -> JSONResponse:
@@ -215,8 +220,12 @@ def _unauthorized(request: Request) -> JSONResponse:
 
 
 async def _act(
-    request: Request, run: Callable[[Any], Awaitable[str]], body: type[BaseModel] = EmptyBody
+    request: Request,
+    run: Callable[[Any], Awaitable[str]],
+    body: type[BaseModel] = EmptyBody,
+    key: str = "detail",
 ) -> Response:
+    """Check the request and run it; its answer goes under `key`."""
     if not _session(request):
         return _unauthorized(request)
     if problem := csrf_problem(request.headers, _ctx(request).hosts):
@@ -230,44 +239,82 @@ async def _act(
         return _error(400, f"{where}: {first['msg']}", "invalid_request")
     except ValueError as exc:  # a bad model, or a login that is not running
         return _error(400, str(exc), "invalid_request")
-    return JSONResponse({"ok": True, "detail": detail})
+    return JSONResponse({"ok": True, key: detail})
 
 
 @router.get("/login")
-async def login(request: Request, code: str = "") -> Response:
+async def login(request: Request) -> HTMLResponse:
+    """The login page: its script trades the link's code (`POST /api/session`), or says
+    how to get one."""
     ctx = _ctx(request)
+    name = html.escape(ctx.settings.agent_name)
+    way_in = (
+        f"open it from the dashboard's <strong>page ↗</strong> button, or run <code>hive-core "
+        f"login-link {name}</code> on the host and open the link it prints (it works once, "
+        "for 10 minutes)."
+    )
+    needed = [f"this page needs a one-time link: {way_in}"]
+    expired = [f"this link was used or has expired. For a new one, {way_in}"]
+    if link := _dashboard_link(ctx, request.headers["host"]):
+        needed.append(link)
+        expired.append(link)
+    return HTMLResponse(pages.login_page(f"agent {ctx.settings.agent_name}", needed, expired))
+
+
+def _dashboard_link(ctx: _Context, host: str) -> str:
+    """A link to the dashboard on the host name this page was reached by."""
+    if ctx.dashboard is None:
+        return ""
+    scheme, port = ctx.dashboard
+    url = html.escape(f"{scheme}://{_host_name(host)}:{port}/")
+    return f'<a href="{url}">open the dashboard</a>'
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header value (`[::1]:80` → `[::1]`, `a.b:80` → `a.b`)."""
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+class SessionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    code: str
+
+
+@router.post("/api/session")
+async def new_session_token(request: Request) -> Response:
+    """Trade a one-time login code for a session token (the login page keeps it)."""
+    ctx = _ctx(request)
+    if problem := csrf_problem(request.headers, ctx.hosts):
+        return _error(403, problem, "forbidden")
+    try:
+        code = SessionBody.model_validate_json(await request.body()).code
+    except ValidationError:
+        return _error(400, 'body: {"code": "<login code>"}', "invalid_request")
     token = ctx.creds.redeem(code)
     if token is None:
-        return JSONResponse(
-            {"error": "login code unknown, used or expired; run "
-             f"`hive-core login-link {ctx.settings.agent_name}`"},
-            status_code=403,
-        )  # fmt: skip
-    response = RedirectResponse("/", status_code=303)
-    response.set_cookie(
-        ctx.cookie, token, max_age=SESSION_TTL, httponly=True, samesite="strict", path="/"
-    )
-    return response
+        name = ctx.settings.agent_name
+        message = f"login code unknown, used or expired; run `hive-core login-link {name}`"
+        return _error(403, message, "forbidden")
+    return JSONResponse({"ok": True, "token": token})
 
 
-def _needs_link_page(ctx: _Context) -> HTMLResponse:
-    """401 for a browser without the page's cookie: how to open the page."""
-    name = html.escape(ctx.settings.agent_name)
-    paragraphs = [
-        "this page needs a one-time link: open it from the dashboard's "
-        f"<strong>page ↗</strong> button, or run <code>hive-core login-link {name}</code> "
-        "on the host and open the link it prints (it works once, for 10 minutes)."
-    ]
-    if ctx.dashboard is not None and ctx.settings.dashboard_url:
-        url = html.escape(ctx.settings.dashboard_url)
-        paragraphs.append(f'<a href="{url}">open the dashboard</a>')
-    return _error_page(401, f"agent {ctx.settings.agent_name}", paragraphs)
+@router.get("/api/session")
+async def check_session(request: Request) -> Response:
+    """Whether the request's token is a live session (the login page asks)."""
+    return JSONResponse({"ok": True}) if _session(request) else _unauthorized(request)
+
+
+@router.post("/api/ticket")
+async def ticket(request: Request) -> Response:
+    """A one-use ticket that opens one event stream within 30 seconds."""
+    return await _act(request, lambda _: _now(_ctx(request).tickets.issue()), key="ticket")
 
 
 @router.get("/")
-async def page(request: Request) -> Response:
-    if not _session(request):
-        return _needs_link_page(_ctx(request))
+async def page() -> Response:
+    """The page itself, which holds no data: its script goes to /login without a session."""
     return FileResponse(ASSETS / "index.html")
 
 
@@ -294,7 +341,7 @@ async def history(
 
 @router.get("/events/stream")
 async def stream(request: Request) -> Response:
-    if not _session(request):
+    if not _ticket(request):
         return _unauthorized(request)
     ctx = _ctx(request)
     if len(ctx.streams) >= MAX_STREAMS:
@@ -408,6 +455,7 @@ async def _snapshot(ctx: _Context) -> dict[str, Any]:
             mode="json", exclude={"ok", "result"}
         ),
         "dashboard_url": settings.dashboard_url,
+        "send_token": ctx.send_token,
         "version": __version__,
     }  # fmt: skip
 
@@ -448,8 +496,12 @@ class AgentPage:
         self._sock: socket.socket | None = None
         self._stopped = False
 
-    def add_code(self, code: str) -> str:
+    def add_code(self, code: str, send_token: str | None) -> str:
+        """Accept `code` once as a login; `send_token` replaces the page's send token.
+        Returns the link on loopback (hive-core puts the operator's host name in it)."""
         self.ctx.creds.add_code(code)
+        if send_token:
+            self.ctx.send_token = send_token
         return f"http://127.0.0.1:{self.ctx.settings.web_port}/login?code={code}"
 
     async def serve(self) -> None:
@@ -463,10 +515,11 @@ class AgentPage:
         port = self.ctx.settings.web_port
         if not port or self._stopped:  # stopped before it began: nothing to serve
             return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        host = self.ctx.settings.web_host
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.ctx.settings.web_host, port))
+            sock.bind((host, port))
         except OSError as exc:
             sock.close()
             logger.warning("the agent page cannot listen on port %d: %s", port, exc.strerror)

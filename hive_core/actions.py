@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -16,6 +18,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from hive_core import __version__, agent_dirs, config_repos, deploys, meta
 from hive_core.containers.backend import AgentSpec
 from hive_core.containers.nixos import NixosBackend
+from hive_core.dashboard import auth
 from hive_core.errors import (
     AlreadyExists,
     BackendError,
@@ -124,10 +127,10 @@ async def _own_port(s: Services, record: AgentRecord) -> AgentRecord:
     """
     record = s.registry.get(record.name)
     name, held = record.name, record.web_port
-    if s.backend.status(name).running or await asyncio.to_thread(port_free, held):
+    if s.backend.status(name).running or await asyncio.to_thread(_port_free(s), held):
         return record
     try:
-        record = await s.registry.move_port(name, port_free)
+        record = await s.registry.move_port(name, _port_free(s))
     except PortCollision as exc:
         raise BackendError(f"another program holds web port {held} of {name}, and "
                            f"{exc.message}") from None  # fmt: skip
@@ -153,7 +156,7 @@ async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
     async with s.transients.recording(name, "spawn", actor):
         await agent_dirs.create_dirs(s.settings.agents_dir, name)
         deployed, _ = await config_repos.seed(s.settings.agents_dir, name)
-        record = await s.registry.add(name, role, port_free)
+        record = await s.registry.add(name, role, _port_free(s))
         await asyncio.to_thread(agent_dirs.clear_prepared, s.settings.agents_dir, name)
         await s.registry.set_deployed(name, deployed)
         record = s.registry.get(name)
@@ -320,10 +323,12 @@ async def page_link(s: Services, name: str) -> str:
         raise BackendError(f"{name} is not running; its page is served by its harness")
     await _page_listens(s, record)
     code = secrets.token_urlsafe(32)
+    send = None
+    if s.dashboard_url is not None:  # the page sends the operator's messages through it
+        send = await asyncio.to_thread(auth.send_token, s.settings.state_dir, name)
+    request = rq.WebCode(cmd="web_code", code=code, send_token=send)
     try:
-        answer = await harness_call(
-            s.settings.harness_socket(name), rq.WebCode(cmd="web_code", code=code), RELAY_TIMEOUT
-        )
+        answer = await harness_call(s.settings.harness_socket(name), request, RELAY_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
         raise BackendError(f"{name}'s harness did not take the code: {exc}") from None
     if answer.get("ok") is not True:
@@ -331,8 +336,14 @@ async def page_link(s: Services, name: str) -> str:
     return f"http://127.0.0.1:{record.web_port}/login?code={code}"
 
 
+def _port_free(s: Services) -> Callable[[int], bool]:
+    """A probe of a web port where agent pages listen (where the dashboard does)."""
+    return functools.partial(port_free, host=s.settings.dashboard_host)
+
+
 async def _page_listens(s: Services, record: AgentRecord) -> None:
-    """Whether `record`'s harness is what takes connections to 127.0.0.1 at its web port: a
+    """Whether `record`'s harness is what takes connections at its web port (where agent
+    pages listen: the dashboard's address): a
     link there must never hand a login code to another program. A harness just started
     binds its page a moment after it reports alive, so an unbound port is waited for.
 
@@ -344,7 +355,8 @@ async def _page_listens(s: Services, record: AgentRecord) -> None:
     except OSError as exc:
         raise BackendError(f"{name}'s harness did not answer: {exc}") from None
     deadline = time.monotonic() + PAGE_WAIT
-    while not (listeners := await asyncio.to_thread(loopback_listeners, port)):
+    where = s.settings.dashboard_host
+    while not (listeners := await asyncio.to_thread(loopback_listeners, port, where)):
         if time.monotonic() > deadline:
             raise BackendError(f"nothing listens on port {port}, {name}'s web port: its page "
                                "is not served (its log says why)")  # fmt: skip
@@ -688,7 +700,7 @@ async def _move_off_held_ports(s: Services) -> None:
     own running harness, moves to the next free port for good. A container an earlier
     hive-core left up holds its own port, so the nixos backend's states are read first."""
     records = s.registry.all()
-    held = await asyncio.to_thread(lambda: [r for r in records if not port_free(r.web_port)])
+    held = await asyncio.to_thread(lambda: [r for r in records if not _port_free(s)(r.web_port)])
     if not held:
         return
     if isinstance(s.backend, NixosBackend):

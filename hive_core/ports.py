@@ -66,7 +66,8 @@ def _probe(
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     """Whether nothing listens on `host:port` now (a bind succeeds)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
@@ -75,15 +76,27 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-_LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F"}
-"""127.0.0.1 as /proc/net/tcp and tcp6 write it (IPv4 and IPv4-mapped)."""
+_LOOPBACK = "127.0.0.1"
 _WILDCARD = {"00000000", "00000000000000000000000000000000"}
 _LISTEN = "0A"
 
 
-def loopback_listeners(port: int) -> set[int]:
-    """The inodes of the sockets that take connections to 127.0.0.1:`port` in this network
+def _proc_forms(address: str) -> set[str]:
+    """An IPv4 address as /proc/net/tcp and tcp6 write it (plain and IPv4-mapped); none
+    for another form (an IPv6 address is matched by the any-address only)."""
+    try:
+        packed = socket.inet_aton(address)
+    except OSError:
+        return set()
+    (word,) = struct.unpack("<I", packed)
+    return {f"{word:08X}", f"0000000000000000FFFF0000{word:08X}"}
+
+
+def loopback_listeners(port: int, host: str = _LOOPBACK) -> set[int]:
+    """The inodes of the sockets that take connections to `host`:`port` (an IPv4 address,
+    or the any-address: a page binds where the dashboard listens) in this network
     namespace: those bound to that address, else those bound to every address."""
+    exact_forms = set() if host in ("0.0.0.0", "::") else _proc_forms(host)
     exact: set[int] = set()
     wildcard: set[int] = set()
     for table in ("tcp", "tcp6"):
@@ -96,7 +109,7 @@ def loopback_listeners(port: int) -> set[int]:
             address, _, hex_port = fields[1].partition(":")
             if fields[3] != _LISTEN or int(hex_port, 16) != port:
                 continue
-            if address in _LOOPBACK:
+            if address in exact_forms:
                 exact.add(int(fields[9]))
             elif address in _WILDCARD:
                 wildcard.add(int(fields[9]))

@@ -21,4 +21,6 @@ def spec_for(s: Services, record: AgentRecord) -> AgentSpec:
         web_port=record.web_port,
         operator_pronouns=settings.operator_pronouns,
         dashboard_url=s.dashboard_url,
+        web_host=settings.dashboard_host,
+        web_allowed_hosts=settings.dashboard_allowed_hosts,
     )

@@ -29,6 +29,32 @@ SECURITY_HEADERS = {
 }
 """On every response of both pages, errors included; no-referrer keeps a login code out of
 Referer."""
+
+
+def security_headers(scheme: str, host: str) -> dict[str, str]:
+    """SECURITY_HEADERS for a request that reached us as `scheme`://`host` (its Host
+    header). A browser ignores Cross-Origin-Opener-Policy from an origin that is not
+    potentially trustworthy (plain http beyond loopback) and says so in its console, so it
+    is sent only where it works."""
+    name = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host
+    if scheme == "https" or name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return SECURITY_HEADERS
+    return {k: v for k, v in SECURITY_HEADERS.items() if k != "Cross-Origin-Opener-Policy"}
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def allowed_hosts(bind_host: str, names: tuple[str, ...], port: int) -> frozenset[str]:
+    """Host header values a page answers to (the DNS-rebinding defence), lowercase:
+    loopback names, the configured host names, and the bind address itself unless it is
+    the any-address (0.0.0.0 or ::), which no browser sends."""
+    accepted = {*LOOPBACK_NAMES, *names}
+    if bind_host not in ("0.0.0.0", "::"):
+        accepted.add(f"[{bind_host}]" if ":" in bind_host else bind_host)
+    return frozenset(f"{name.lower()}:{port}" for name in accepted)
+
+
 CSRF_HEADER = "x-hive-request"
 """Every state change must carry it (with the value 1) and a JSON body."""
 

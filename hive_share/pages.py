@@ -56,3 +56,29 @@ def error_page(title: str, paragraphs: list[str], style: bool = True) -> str:
         f"<title>hyperhive · {html.escape(title)}</title>\n{sheet}</head>\n<body>\n"
         f'<main class="login">\n<h1>{html.escape(title)}</h1>\n{body}</main>\n</body>\n</html>\n'
     )
+
+
+def login_page(title: str, needed: list[str], expired: list[str]) -> str:
+    """Both pages' login page: its script (`/assets/front/login.js`) trades the link's code
+    for a session token and shows `needed` (no code, no session) or `expired` (a code that
+    was used or has expired). Paragraphs are markup, as for `error_page`."""
+
+    def block(id_: str, paragraphs: list[str]) -> str:
+        body = "".join(f"<p>{p}</p>\n" for p in paragraphs)
+        return f'<div id="{id_}" hidden>\n{body}</div>\n'
+
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        f"<title>hyperhive · {html.escape(title)} · log in</title>\n"
+        '<link rel="stylesheet" href="/assets/front/base.css">\n'
+        '<script type="module" src="/assets/front/login.js"></script>\n'
+        f'</head>\n<body>\n<main class="login">\n<h1>{html.escape(title)}</h1>\n'
+        + block("login-working", ["logging in…"])
+        + block("login-needed", needed)
+        + block("login-expired", expired)
+        + block("login-failed", ["the server did not answer: reload this page to try again."])
+        + "<noscript><p>this page needs JavaScript.</p></noscript>\n"
+        "</main>\n</body>\n</html>\n"
+    )

@@ -201,10 +201,13 @@ LoginControl = LoginStart | LoginCode | LoginCancel | LoginStatus
 
 class WebCode(WireModel):
     """Harness socket: accept `code` once, within 10 minutes, as a login to the agent page
-    (hive-core mints it for `login_link` with a name)."""
+    (hive-core mints it for `login_link` with a name), with a send token for the page."""
 
     cmd: Literal["web_code"]
     code: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{32,64}$")]
+    send_token: Annotated[str, Field(pattern=r"^s1\.[a-z0-9.-]{1,190}$")] | None = None
+    """The dashboard's send token for this agent: the page sends the operator's messages
+    to it with this (none when the dashboard is off)."""
 
 
 class Relay(WireModel):

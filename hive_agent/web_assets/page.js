@@ -326,8 +326,9 @@ function addInbox(messages) {
 // ---------------------------------------------------------------- the operator's send
 
 // The operator's message to this agent goes through hive-core: the dashboard on the
-// host this page was loaded from takes it with the dashboard's own session cookie.
-const sender = { url: "" };
+// host this page was loaded from takes it with a send token that opens that one
+// route for this one agent (hive-core hands it over with the page's login code).
+const sender = { url: "", token: "" };
 
 function sendURL(dashboardURL, agent) {
   const s = str(dashboardURL);
@@ -345,7 +346,7 @@ function sendURL(dashboardURL, agent) {
 }
 
 function renderSend() {
-  $("send-form").hidden = !sender.url;
+  $("send-form").hidden = !sender.url || !sender.token;
   setVisible($("send-to"), `→ ${str(state.agent)}`);
 }
 
@@ -354,9 +355,9 @@ function wireSend() {
     ev.preventDefault();
     const input = $("send-input");
     const body = input.value;
-    if (!body.trim() || !sender.url) return;
+    if (!body.trim() || !sender.url || !sender.token) return;
     busy($("send-button"), async () => {
-      const got = await post(sender.url, { body }, { credentials: "include", quiet: true });
+      const got = await post(sender.url, { body }, { token: sender.token, quiet: true });
       if (!got) return;
       input.value = "";
       toast(`sent to ${visibleString(state.agent)} as message ${str(got.id)}`);
@@ -916,6 +917,7 @@ function applySnapshot(snap) {
   renderHeader();
   renderDashboardLink(snap.dashboard_url);
   sender.url = sendURL(snap.dashboard_url, str(snap.agent));
+  sender.token = str(snap.send_token);
   renderSend();
   renderTurnState();
   renderModel();

@@ -26,6 +26,10 @@ class AgentSpec:
     web_port: int
     operator_pronouns: str
     dashboard_url: str | None = None
+    web_host: str = "127.0.0.1"
+    """Where the agent's page listens: where the dashboard does."""
+    web_allowed_hosts: tuple[str, ...] = ()
+    """Host names the page answers to besides loopback: the dashboard's."""
 
     @property
     def state_dir(self) -> Path:

@@ -63,6 +63,8 @@ def harness_env(base: Mapping[str, str], spec: AgentSpec) -> dict[str, str]:
         # a host's own /etc/hyperhive/extra-mcp.json is no agent's config.
         HIVE_EXTRA_MCP_FILE="",
         HIVE_WEB_PORT=str(spec.web_port),
+        HIVE_WEB_HOST=spec.web_host,
+        HIVE_WEB_ALLOWED_HOSTS=",".join(spec.web_allowed_hosts),
         HIVE_OPERATOR_PRONOUNS=spec.operator_pronouns,
         HIVE_PARENT_PID=str(os.getpid()),
     )

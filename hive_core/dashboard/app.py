@@ -1,11 +1,12 @@
 """The dashboard's HTTP routes: the page, its assets, the snapshot, the event stream, the
 actions, an agent's log and config.
 
-Every read needs a session; Host is checked on every request; every state change also
-needs a same-origin request with the `X-Hive-Request` header and a JSON body, so a form
-posted from another site can never act. `build_app` wraps the routes in two ASGI layers,
-outside FastAPI's own error handling, so that no response escapes them: the Host check
-(421) and the security headers.
+Every read needs a session token (`Authorization: Bearer`, see hive_share/sessions.py: no
+cookies, so no credential reaches another port of this host), an event stream a one-use
+ticket; Host is checked on every request; every state change also needs the
+`X-Hive-Request` header and a JSON body, so a form posted from another site can never act.
+`build_app` wraps the routes in two ASGI layers, outside FastAPI's own error handling, so
+that no response escapes them: the Host check (421) and the security headers.
 
 Actions are host-socket requests: they go through the host socket's own dispatch, as the
 operator, so the dashboard and the CLI run the same code with the same checks.
@@ -19,10 +20,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import MutableHeaders
@@ -31,19 +33,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hive_core.bus import Subscription
 from hive_core.dashboard import views
-from hive_core.dashboard.auth import SESSION_COOKIE, SESSION_TTL, Credentials
+from hive_core.dashboard.auth import Credentials
 from hive_core.errors import HiveError
 from hive_core.services import Services
 from hive_front import ASSETS as FRONT_ASSETS
-from hive_front import CSRF_HEADER, SECURITY_HEADERS, csrf_problem
+from hive_front import CSRF_HEADER, allowed_hosts, csrf_problem, security_headers
 from hive_share import pages
 from hive_share.events import DASHBOARD_EVENT_KINDS, Frame, Resync
 from hive_share.framing import INT64_MAX
 from hive_share.models import WireModel, dump
 from hive_share.names import InvalidName, validate_agent_name
 from hive_share.responses import Error
+from hive_share.sessions import Tickets, bearer
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 ASSETS = Path(__file__).parent / "assets"
 NO_STORE = "no-store"
 ASSET_CACHE = "no-cache"
@@ -61,6 +63,15 @@ PING_SECONDS = 15
 API_PATHS = ("/api/", "/dashboard/", "/events/")
 """Routes a script reads: their errors stay JSON, whatever the request accepts."""
 PAGE_PATHS = frozenset({"/", "/login"})
+LOGIN_NEEDED = [
+    "this browser is not logged in here.",
+    "run <code>hive-core login-link</code> on the host and open the link it prints "
+    "(it works once, for 10 minutes).",
+]
+LOGIN_EXPIRED = [
+    "this login link was used or has expired: each link works once, for 10 minutes.",
+    "for a new one, run <code>hive-core login-link</code> on the host and open the link it prints.",
+]
 """Routes a browser opens: their errors are pages."""
 
 AGENT_ACTIONS: dict[str, dict[str, Any]] = {
@@ -97,20 +108,10 @@ HTTP_STATUS: dict[str, int] = {
     "internal": 500,
 }
 
+__all__ = ["Operator", "allowed_hosts", "build_app"]
+
 Operator = Callable[[dict[str, Any]], Awaitable[WireModel]]
 """Runs one host-socket request as the operator and returns its response."""
-
-
-def allowed_hosts(bind_host: str, names: tuple[str, ...], port: int) -> frozenset[str]:
-    """Host header values accepted (DNS-rebinding defence), lowercase.
-
-    Loopback names, the configured allowed host names, and the bind address itself unless
-    it is the any-address (0.0.0.0 or ::), which no browser sends.
-    """
-    accepted = {*LOOPBACK_NAMES, *names}
-    if bind_host not in ("0.0.0.0", "::"):
-        accepted.add(f"[{bind_host}]" if ":" in bind_host else bind_host)
-    return frozenset(f"{name.lower()}:{port}" for name in accepted)
 
 
 def browser_navigation(scope: Scope) -> bool:
@@ -180,7 +181,7 @@ class HostCheck:
 
 
 class SecurityHeaders:
-    """Sets SECURITY_HEADERS on every HTTP response that passes through, replacing any, and
+    """Sets the security headers on every HTTP response that passes through, replacing any, and
     `Cache-Control: no-store` on all but the static assets."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -191,11 +192,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         asset = str(scope.get("path", "")).startswith("/assets/")
+        scheme = str(scope.get("scheme", "http"))
+        host = next((v.decode("latin-1").lower() for k, v in scope["headers"] if k == b"host"), "")
 
         async def send_secured(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in security_headers(scheme, host).items():
                     headers[name] = value
                 ok = 200 <= message["status"] < 400
                 headers["Cache-Control"] = ASSET_CACHE if asset and ok else NO_STORE
@@ -227,6 +230,10 @@ class PageSendBody(_Body):
 
 class SpawnBody(_Body):
     name: str
+
+
+class LoginBody(_Body):
+    code: str = Field(max_length=200)
 
 
 class EmptyBody(_Body):
@@ -263,6 +270,7 @@ class _Context:
     csrf: Csrf
     operator: Operator
     streams: set[Subscription]
+    tickets: Tickets
     log_streams: int = 0
 
 
@@ -275,7 +283,12 @@ def _ctx(request: Request) -> _Context:
 
 
 def _session(request: Request) -> bool:
-    return _ctx(request).creds.valid_session(request.cookies.get(SESSION_COOKIE))
+    return _ctx(request).creds.valid_session(bearer(request.headers))
+
+
+def _ticket(request: Request) -> bool:
+    """An event stream's credential: a one-use ticket from `POST /api/ticket`."""
+    return _ctx(request).tickets.take(request.query_params.get("ticket"))
 
 
 def _unauthorized() -> JSONResponse:
@@ -283,11 +296,16 @@ def _unauthorized() -> JSONResponse:
 
 
 async def _act(
-    request: Request, raw: dict[str, Any], body: type[_Body] = EmptyBody, csrf: str | None = None
+    request: Request,
+    raw: dict[str, Any],
+    body: type[_Body] = EmptyBody,
+    csrf: str | None = None,
+    authorized: bool = False,
 ) -> Response:
     """Check the request, merge its JSON body into `raw`, run it as the operator. `csrf` is
-    the request's CSRF problem when the caller checked it another way."""
-    if not _session(request):
+    the request's CSRF problem when the caller checked it another way, `authorized` that
+    the caller checked its credential."""
+    if not authorized and not _session(request):
         return _unauthorized()
     ctx = _ctx(request)
     if problem := ctx.csrf.problem(request) if csrf is None else csrf:
@@ -324,23 +342,46 @@ async def healthz() -> dict[str, bool]:
 
 
 @router.get("/login")
-async def login(request: Request, code: str = "") -> Response:
+async def login() -> Response:
+    """The login page: its script trades the link's code (`POST /api/session`)."""
+    return HTMLResponse(pages.login_page("hyperhive", LOGIN_NEEDED, LOGIN_EXPIRED))
+
+
+@router.post("/api/session")
+async def new_session(request: Request) -> Response:
+    """Trade a one-time login code for a session token (the login page keeps it)."""
+    if problem := _ctx(request).csrf.problem(request):
+        return _error(403, problem, "forbidden")
+    try:
+        code = LoginBody.model_validate_json(await request.body()).code
+    except ValidationError:
+        return _error(400, 'body: {"code": "<login code>"}', "invalid_request")
     token = _ctx(request).creds.redeem(code)
     if token is None:
-        if _session(request):  # an old link opened again by a browser that is logged in
-            return RedirectResponse("/", status_code=303)
-        return FileResponse(ASSETS / "login-expired.html", status_code=403)
-    response = RedirectResponse("/", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE, token, max_age=SESSION_TTL, httponly=True, samesite="strict", path="/"
-    )
-    return response
+        message = "login code unknown, used or expired; run `hive-core login-link`"
+        return _error(403, message, "forbidden")
+    return JSONResponse({"ok": True, "token": token})
+
+
+@router.get("/api/session")
+async def check_session(request: Request) -> Response:
+    """Whether the request's token is a live session (the login page asks)."""
+    return JSONResponse({"ok": True}) if _session(request) else _unauthorized()
+
+
+@router.post("/api/ticket")
+async def ticket(request: Request) -> Response:
+    """A one-use ticket that opens one event stream within 30 seconds."""
+    if not _session(request):
+        return _unauthorized()
+    if problem := _ctx(request).csrf.problem(request):
+        return _error(403, problem, "forbidden")
+    return JSONResponse({"ok": True, "ticket": _ctx(request).tickets.issue()})
 
 
 @router.get("/")
-async def page(request: Request) -> Response:
-    if not _session(request):
-        return FileResponse(ASSETS / "login.html", status_code=401)
+async def page() -> Response:
+    """The page itself, which holds no data: its script goes to /login without a session."""
     return FileResponse(ASSETS / "index.html")
 
 
@@ -360,7 +401,7 @@ async def history(request: Request, before: int | None = None, limit: int = 100)
 
 @router.get("/dashboard/stream")
 async def stream(request: Request, kinds: str = "") -> Response:
-    if not _session(request):
+    if not _ticket(request):
         return _unauthorized()
     ctx = _ctx(request)
     wanted = {k for k in kinds.split(",") if k}
@@ -422,13 +463,24 @@ async def update(request: Request) -> Response:
 
 @router.post("/api/agents/{name}/page-link")
 async def page_link(request: Request, name: str) -> Response:
-    """A one-time link to the agent's own page (the dashboard opens it)."""
-    return await _act(request, {"cmd": "login_link", "name": name})
+    """A one-time link to the agent's own page (the dashboard opens it), on the host name
+    the operator reached the dashboard by (one it answers to: the Host check passed)."""
+    response = await _act(request, {"cmd": "login_link", "name": name})
+    if response.status_code != 200:
+        return response
+    link = json.loads(bytes(response.body))
+    return JSONResponse({**link, "detail": on_host(link["detail"], request.headers["host"])})
+
+
+def on_host(url: str, host: str) -> str:
+    """`url` with its host name replaced by `host`'s (a Host header value), port kept."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{_host_name(host)}:{parts.port}").geturl()
 
 
 def _page_origin(request: Request, name: str) -> str | None:
     """The request's `Origin` when it is `name`'s own page: that agent's web port on a host
-    name the dashboard answers to (browsers send the dashboard's cookie there: same site)."""
+    name the dashboard answers to."""
     origin = request.headers.get("origin", "")
     scheme, _, host = origin.partition("://")
     hostname, _, port = host.lower().rpartition(":")
@@ -441,11 +493,7 @@ def _page_origin(request: Request, name: str) -> str | None:
 
 
 def _cors(origin: str) -> dict[str, str]:
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Credentials": "true",
-        "Vary": "Origin",
-    }
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
 NOT_THE_PAGE = "only this agent's own page may send to it here"
@@ -458,23 +506,29 @@ async def send_preflight(request: Request, name: str) -> Response:
     if origin is None:
         return _error(403, NOT_THE_PAGE, "forbidden")
     allow = {"Access-Control-Allow-Methods": "POST", "Access-Control-Max-Age": "600"}
-    allow["Access-Control-Allow-Headers"] = f"content-type, {CSRF_HEADER}"
+    allow["Access-Control-Allow-Headers"] = f"authorization, content-type, {CSRF_HEADER}"
     return Response(status_code=204, headers={**_cors(origin), **allow})
 
 
 @router.post("/api/agents/{name}/send")
 async def send_from_page(request: Request, name: str) -> Response:
     """The operator's message to `name` from that agent's own page: the page's origin is the
-    agent's port on this host, the credential the dashboard's session cookie."""
+    agent's port on a host name of ours, the credential the send token hive-core handed to
+    that page (or a session)."""
     origin = _page_origin(request, name)
     if origin is None:
         return _error(403, NOT_THE_PAGE, "forbidden")
+    if not _ctx(request).creds.valid_send(bearer(request.headers), name):
+        refused: Response = _unauthorized()
+        refused.headers.update(_cors(origin))
+        return refused
     page = frozenset({origin.partition("://")[2].lower()})
     response = await _act(
         request,
         {"cmd": "send", "to": name},
         PageSendBody,
         csrf_problem(request.headers, page, site="same-site"),
+        authorized=True,
     )
     response.headers.update(_cors(origin))
     return response
@@ -496,7 +550,7 @@ async def log(request: Request, name: str, lines: int = 200) -> Response:
 
 @router.get("/api/agents/{name}/log/stream")
 async def log_stream(request: Request, name: str, lines: int = 200) -> Response:
-    if not _session(request):
+    if not _ticket(request):
         return _unauthorized()
     if problem := _agent_problem(name, lines):
         return problem
@@ -541,7 +595,7 @@ def build_app(
         exception_handlers={RequestValidationError: _invalid_parameter},
     )
     app.state.hive = _Context(
-        s, creds, Csrf(hosts), operator, streams if streams is not None else set()
+        s, creds, Csrf(hosts), operator, streams if streams is not None else set(), Tickets()
     )
     app.include_router(router)
     app.mount("/assets/front", StaticFiles(directory=FRONT_ASSETS), name="front")

@@ -1,4 +1,5 @@
-"""Dashboard credentials: single-use login codes exchanged for signed session cookies.
+"""Dashboard credentials: single-use login codes exchanged for signed session tokens
+(hive_share/sessions.py says how a page keeps and sends them).
 
 Codes come from `hive-core login-link` (or the start-up banner, on a terminal), live in
 memory and expire after ten minutes. A session is `v1.<expires>.<nonce>.<mac>`, signed
@@ -17,9 +18,10 @@ from pathlib import Path
 from hive_core.errors import StartupError
 from hive_share.sessions import CODE_TTL, SESSION_TTL, Credentials
 
-__all__ = ["CODE_TTL", "SESSION_COOKIE", "SESSION_TTL", "Credentials", "load_key"]
+__all__ = ["CODE_TTL", "KEY_FILE", "SESSION_TTL", "Credentials", "load_key", "send_token"]
 
-SESSION_COOKIE = "hive_session"
+KEY_FILE = "dashboard.key"
+"""The signing key's file in the state dir."""
 KEY_BYTES = 32
 
 
@@ -50,3 +52,13 @@ def load_key(path: Path) -> bytes:
     if not stat.S_ISREG(st.st_mode) or len(key) != KEY_BYTES:
         raise StartupError(f"{path} is not a {KEY_BYTES}-byte key file; remove it")
     return key
+
+
+def send_token(state_dir: Path, agent: str) -> str:
+    """A token that lets `agent`'s page send the operator's messages to it through the
+    dashboard (and nothing else), signed with the dashboard's key.
+
+    Raises:
+        StartupError: the key file is not a key (see load_key).
+    """
+    return Credentials(load_key(state_dir / KEY_FILE)).send_token(agent)

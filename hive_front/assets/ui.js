@@ -5,7 +5,10 @@
 // Every piece of server data is rendered as text (textContent / text nodes),
 // with invisible and bidirectional characters made visible by `visible()`.
 
+import { authHeaders, ticketed, toLogin, token } from "./auth.js";
 import { el } from "./terminal.js";
+
+export { ticketed } from "./auth.js";
 
 export const $ = (id) => document.getElementById(id);
 
@@ -142,19 +145,20 @@ export function toast(text, kind = "") {
 // ---------------------------------------------------------------- requests
 
 /**
- * POST `body` as JSON; the answer's detail (or "done") is toasted unless
- * `opts.quiet`, an error always is. Resolves to the answer, or null on failure.
- * `opts.credentials: "include"` sends the cookies of another origin of this site
- * (an agent page's send goes to the dashboard).
+ * POST `body` as JSON with the page's session; the answer's detail (or "done")
+ * is toasted unless `opts.quiet`, an error always is. Resolves to the answer,
+ * or null on failure. `opts.token` sends that token instead (an agent page's
+ * send goes to the dashboard with a send token); a refused session (401)
+ * sends this page to its login page.
  */
 export async function post(path, body = {}, opts = {}) {
   let resp;
   try {
     resp = await fetch(path, {
       method: "POST",
-      credentials: opts.credentials || "same-origin",
+      credentials: "omit",
       cache: "no-store",
-      headers: { "Content-Type": "application/json", "X-Hive-Request": "1", Accept: "application/json" },
+      headers: { ...authHeaders(opts.token), "Content-Type": "application/json", "X-Hive-Request": "1", Accept: "application/json" },
       body: JSON.stringify(body || {}),
     });
   } catch (err) {
@@ -171,14 +175,18 @@ export async function post(path, body = {}, opts = {}) {
     if (!opts.quiet) toast(str(data.detail) || "done");
     return data;
   }
+  if (resp.status === 401 && opts.token === undefined) {
+    toLogin();
+    return null;
+  }
   const error = data && (data.error || data.detail);
   toast(str(error) || `${resp.status} ${resp.statusText || "error"}`.trim(), "error");
   return null;
 }
 
-/** GET JSON; a failed answer throws an Error carrying `status`. */
+/** GET JSON with the page's session; a failed answer throws an Error carrying `status`. */
 export async function getJSON(path) {
-  const resp = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
+  const resp = await fetch(path, { credentials: "omit", cache: "no-store", headers: { ...authHeaders(), Accept: "application/json" } });
   if (!resp.ok) {
     let msg = `${resp.status}`;
     try {
@@ -226,13 +234,15 @@ export function setConn(text, cls, title) {
 /**
  * One live event stream with a snapshot, reconnecting with backoff.
  *
- * - `url`: the EventSource address; `peer` names the other end in messages.
+ * - `url`: the EventSource address (opened with a fresh one-use ticket);
+ *   `peer` names the other end in messages.
  * - `load(current)`: fetches the snapshot (an Error with a `status` when it
  *   cannot; `current()` says whether this attempt still counts) and resolves
  *   to what `apply` takes.
  * - `apply(data)`: renders the snapshot; frames that came meanwhile go to
  *   `frame(frame)` after it, in order.
- * - `authWhy`: the message when the snapshot is refused (401/403), if any.
+ * - `authWhy`: the message when the snapshot is refused (403), if any; a 401
+ *   (the session is gone) sends the page to its login page.
  * - `conn(text, cls, title)`: shows the connection state.
  *
  * The returned object's `lastSeq` is the page's to keep; `start()` connects
@@ -250,15 +260,25 @@ export function createLive({ url, peer, load, apply, frame: onFrame, authWhy = "
     start,
   };
 
-  function connect() {
+  async function connect() {
     const gen = ++live.gen;
     clearTimeout(live.timer);
     if (live.source) live.source.close();
+    live.source = null;
+    let address;
+    try {
+      address = await ticketed(url);
+    } catch (err) {
+      if (err && err.status === 401) toLogin();
+      else fail(gen, `no stream ticket: ${err && err.message ? err.message : "network error"}`);
+      return;
+    }
+    if (gen !== live.gen) return;
     const buffer = [];
     let snapshotDone = false;
     let opened = false;
 
-    const source = new EventSource(url);
+    const source = new EventSource(address);
     live.source = source;
 
     const goLive = () => {
@@ -309,7 +329,11 @@ export function createLive({ url, peer, load, apply, frame: onFrame, authWhy = "
         data = await load(() => gen === live.gen);
       } catch (err) {
         if (gen !== live.gen) return;
-        const refused = Boolean(err && (err.status === 401 || err.status === 403));
+        if (err && err.status === 401) {
+          toLogin();
+          return;
+        }
+        const refused = Boolean(err && err.status === 403);
         if (refused && authWhy) fail(gen, authWhy, true);
         else fail(gen, `state unavailable: ${err && err.message ? err.message : "network error"}`, refused);
         return;
@@ -345,6 +369,10 @@ export function createLive({ url, peer, load, apply, frame: onFrame, authWhy = "
   }
 
   function start() {
+    if (!token()) {
+      toLogin();
+      return;
+    }
     window.addEventListener("online", () => {
       if (!live.source) {
         live.attempt = 0;

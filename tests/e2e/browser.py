@@ -28,9 +28,10 @@ def chromium_path() -> str:
 
 
 @asynccontextmanager
-async def browser() -> AsyncIterator[Browser]:
+async def browser(*args: str) -> AsyncIterator[Browser]:
+    """Chromium with `args` besides its usual ones (`--host-resolver-rules=…`, say)."""
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        b = await p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", *args])
         try:
             yield b
         finally:
@@ -48,15 +49,17 @@ class Shots:
 
     async def take(self, page: Page, name: str, full_page: bool = False) -> Path:
         path = self.dir / f"{name}.png"
-        await page.evaluate("document.getElementById('toasts').replaceChildren()")
+        await page.evaluate("document.getElementById('toasts')?.replaceChildren()")
         await page.screenshot(path=str(path), full_page=full_page, animations="disabled")
         assert path.stat().st_size > 0
         return path
 
 
-async def open_dashboard(b: Browser, hive: Hive, viewport: dict[str, int] = DESKTOP) -> Page:
-    """A logged-in page on the dashboard, its event stream live. Console errors and page
-    errors fail the test."""
+async def open_dashboard(
+    b: Browser, hive: Hive, viewport: dict[str, int] = DESKTOP, link: str | None = None
+) -> Page:
+    """A logged-in page on the dashboard (through `link`, a fresh login link by default),
+    its event stream live. Console errors and page errors fail the test."""
     context = await b.new_context(viewport=viewport)  # type: ignore[arg-type]
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -74,8 +77,8 @@ async def open_dashboard(b: Browser, hive: Hive, viewport: dict[str, int] = DESK
     )
     page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
     page.hive_problems = problems  # type: ignore[attr-defined]
-    await page.goto(login_url(hive))
-    assert page.url.endswith("/"), page.url
+    await page.goto(link or login_url(hive))
+    await page.wait_for_url(lambda url: url.endswith("/"))  # the login page's script moves on
     await page.locator("#conn", has_text="live").wait_for()
     return page
 

@@ -28,14 +28,32 @@ def login_url(hive: Hive) -> str:
     return match.group(0)
 
 
+async def log_in(client: httpx.AsyncClient, url: str) -> str:
+    """Trade a login link's code as the login page's script does; returns the session
+    token, which `client` then sends as `Authorization: Bearer` on every request."""
+    code = url.partition("code=")[2]
+    got = await client.post("/api/session", content=json.dumps({"code": code}), headers=ACT_HEADERS)
+    assert got.status_code == 200, got.text
+    token: str = got.json()["token"]
+    client.headers["Authorization"] = f"Bearer {token}"
+    return token
+
+
 @asynccontextmanager
 async def session(hive: Hive) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client logged in to the dashboard (the session cookie set)."""
+    """An httpx client logged in to the dashboard (its session token in every request)."""
     base = f"http://127.0.0.1:{dashboard_port(hive)}"
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        login = await client.get(login_url(hive).removeprefix(base))
-        assert login.status_code == 303 and login.headers["location"] == "/"
+        await log_in(client, login_url(hive))
         yield client
+
+
+async def ticket(client: httpx.AsyncClient) -> str:
+    """A one-use event-stream ticket, as the page's script fetches one."""
+    got = await client.post("/api/ticket", content="{}", headers=ACT_HEADERS)
+    assert got.status_code == 200, got.text
+    value: str = got.json()["ticket"]
+    return value
 
 
 async def act(client: httpx.AsyncClient, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -77,7 +95,9 @@ def _at(event: dict[str, Any], key: str) -> Any:
 
 @asynccontextmanager
 async def stream(client: httpx.AsyncClient, kinds: str = "") -> AsyncIterator[Frames]:
-    path = "/dashboard/stream" + (f"?kinds={kinds}" if kinds else "")
-    async with client.stream("GET", path, timeout=STREAM_BOUND) as response:
+    params = {"ticket": await ticket(client), **({"kinds": kinds} if kinds else {})}
+    async with client.stream(
+        "GET", "/dashboard/stream", params=params, timeout=STREAM_BOUND
+    ) as response:
         assert response.status_code == 200, await response.aread()
         yield Frames(response.aiter_lines())

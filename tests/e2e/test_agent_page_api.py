@@ -1,4 +1,4 @@
-"""An agent's own page over HTTP: its one-time link, its own cookie, its reads and controls."""
+"""An agent's own page over HTTP: its one-time link, its own session, its reads and controls."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from tests.e2e.dashboard import ACT_HEADERS, dashboard_port, session
+from tests.e2e.dashboard import ACT_HEADERS, dashboard_port, log_in, session, ticket
 from tests.e2e.hive import Hive
 
 
@@ -26,9 +26,7 @@ async def agent_session(hive: Hive, name: str) -> AsyncIterator[httpx.AsyncClien
     link = page_link(hive, name)
     base = link.split("/login")[0]
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        got = await client.get(link.removeprefix(base))
-        assert got.status_code == 303 and got.headers["location"] == "/", got.text
-        assert f"hive_agent_{name}" in client.cookies
+        await log_in(client, link)
         yield client
 
 
@@ -43,7 +41,9 @@ async def test_the_page_opens_with_its_link_and_shows_and_steers_the_agent(hive:
         history = (await alice.get("/events/history?limit=5")).json()
         assert isinstance(history["events"], list) and isinstance(history["more"], bool)
 
-        async with alice.stream("GET", "/events/stream") as stream:
+        assert (await alice.get("/events/stream")).status_code == 401  # the token alone
+        params = {"ticket": await ticket(alice)}
+        async with alice.stream("GET", "/events/stream", params=params) as stream:
             assert stream.status_code == 200
             changed = await alice.post(
                 "/api/model", content=json.dumps({"model": "claude-page-1"}), headers=ACT_HEADERS
@@ -62,14 +62,17 @@ async def test_the_page_opens_with_its_link_and_shows_and_steers_the_agent(hive:
         bad = await alice.post("/api/model", content='{"model": "no spaces"}', headers=ACT_HEADERS)
         assert bad.status_code == 400
 
-        # Its cookie opens nothing else: not bob's page, not the dashboard.
-        cookie = {"Cookie": f"hive_agent_alice={alice.cookies['hive_agent_alice']}"}
+        # Its session opens nothing else: not bob's page, not the dashboard; nor does its
+        # send token open anything but the send to alice.
+        send_token = state["send_token"]
+        assert send_token.startswith("s1.alice.")
         bob_base = page_link(hive, "bob").split("/login")[0]
-        async with httpx.AsyncClient(base_url=bob_base, timeout=30) as other:
-            assert (await other.get("/api/state", headers=cookie)).status_code == 401
         dash = f"http://127.0.0.1:{dashboard_port(hive)}"
-        async with httpx.AsyncClient(base_url=dash, timeout=30) as other:
-            assert (await other.get("/api/state", headers=cookie)).status_code == 401
+        for credential in (alice.headers["Authorization"], f"Bearer {send_token}"):
+            for base in (bob_base, dash):
+                async with httpx.AsyncClient(base_url=base, timeout=30) as other:
+                    got = await other.get("/api/state", headers={"Authorization": credential})
+                    assert got.status_code == 401, (base, credential[:12])
 
 
 async def test_the_pages_history_answers_a_bad_before_or_limit_with_a_400(hive: Hive) -> None:
@@ -92,15 +95,20 @@ async def test_the_page_refuses_foreign_requests_and_other_pages_cookies(hive: H
     link = page_link(hive, "alice")
     base = link.split("/login")[0]
     port = int(base.rsplit(":", 1)[1])
-    async with session(hive) as dashboard:  # the dashboard's cookie, for the same host
-        dash_cookie = {"Cookie": f"hive_session={dashboard.cookies['hive_session']}"}
+    async with session(hive) as dashboard:  # the dashboard's session, for the same host
+        dash_token = {"Authorization": dashboard.headers["Authorization"]}
+        dash_ticket = await ticket(dashboard)
     async with httpx.AsyncClient(base_url=base, timeout=30) as anonymous:
-        for path in ("/", "/api/state", "/events/history", "/events/stream"):
+        for path in ("/api/state", "/events/history", "/events/stream", "/api/session"):
             assert (await anonymous.get(path)).status_code == 401, path
-            assert (await anonymous.get(path, headers=dash_cookie)).status_code == 401, path
+            assert (await anonymous.get(path, headers=dash_token)).status_code == 401, path
+        stream = await anonymous.get("/events/stream", params={"ticket": dash_ticket})
+        assert stream.status_code == 401  # another server's ticket
         assert (await anonymous.get("/api/state", headers={"Host": "evil.test"})).status_code == 421
-        assert (await anonymous.get(link.removeprefix(base))).status_code == 303
-        assert (await anonymous.get(link.removeprefix(base))).status_code == 403  # used once
+        await log_in(anonymous, link)  # the controls below are refused for other reasons
+        code = json.dumps({"code": link.partition("code=")[2]})
+        used = await anonymous.post("/api/session", content=code, headers=ACT_HEADERS)
+        assert used.status_code == 403 and "hive-core login-link alice" in used.text
         for headers, body in [
             ({"Content-Type": "application/json"}, "{}"),
             ({"X-Hive-Request": "1", "Content-Type": "text/plain"}, "{}"),
@@ -108,6 +116,8 @@ async def test_the_page_refuses_foreign_requests_and_other_pages_cookies(hive: H
             ({**ACT_HEADERS, "Origin": f"http://127.0.0.1:{port + 1}"}, "{}"),
             ({**ACT_HEADERS, "Sec-Fetch-Site": "same-site"}, "{}"),
         ]:
+            got = await anonymous.post("/api/session", content=code, headers=headers)
+            assert got.status_code == 403, (headers, got.text)
             got = await anonymous.post("/api/new-session", content=body, headers=headers)
             assert got.status_code == 403, headers
     refused = hive.cli("login-link", "zed")
@@ -127,20 +137,28 @@ async def test_the_dashboard_takes_the_operators_send_from_that_agents_page_only
     }
     alice_page = f"http://127.0.0.1:{ports['alice']}"
     route = "/api/agents/alice/send"
-    page_headers = {**ACT_HEADERS, "Origin": alice_page, "Sec-Fetch-Site": "same-site"}
+    async with agent_session(hive, "alice") as alice:
+        send_token = (await alice.get("/api/state")).json()["send_token"]
+    async with agent_session(hive, "bob") as bob:
+        bobs_token = (await bob.get("/api/state")).json()["send_token"]
+    page_headers = {
+        **ACT_HEADERS, "Origin": alice_page, "Sec-Fetch-Site": "same-site",
+        "Authorization": f"Bearer {send_token}",
+    }  # fmt: skip
     async with session(hive) as dashboard:
         preflight = await dashboard.options(
             route,
             headers={
                 "Origin": alice_page,
                 "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "content-type,x-hive-request",
+                "Access-Control-Request-Headers": "authorization,content-type,x-hive-request",
             },
         )
         assert preflight.status_code == 204, preflight.text
         assert preflight.headers["access-control-allow-origin"] == alice_page
-        assert preflight.headers["access-control-allow-credentials"] == "true"
-        assert "x-hive-request" in preflight.headers["access-control-allow-headers"]
+        assert "access-control-allow-credentials" not in preflight.headers  # no cookies
+        allowed = preflight.headers["access-control-allow-headers"]
+        assert "x-hive-request" in allowed and "authorization" in allowed
         for origin in (
             f"http://127.0.0.1:{ports['bob']}",  # another agent's page
             f"http://evil.test:{ports['alice']}",  # the right port on a host not ours
@@ -154,30 +172,52 @@ async def test_the_dashboard_takes_the_operators_send_from_that_agents_page_only
             await dashboard.options("/api/agents/zed/send", headers={"Origin": alice_page})
         ).status_code == 403
 
+        del dashboard.headers["Authorization"]  # the page holds its send token only
         sent = await dashboard.post(
             route, content='{"body": "from the page"}', headers=page_headers
         )
         assert sent.status_code == 200 and sent.json()["ok"] is True, sent.text
         assert sent.headers["access-control-allow-origin"] == alice_page
-        flow = (await dashboard.get("/dashboard/history")).json()
+        # The send token opens nothing else: no other route, no other agent's send.
+        send_auth = {"Authorization": f"Bearer {send_token}"}
+        assert (await dashboard.get("/dashboard/history", headers=send_auth)).status_code == 401
+        other = await dashboard.post(
+            "/api/send", content='{"to": "alice", "body": "x"}',
+            headers={**ACT_HEADERS, **send_auth},
+        )  # fmt: skip
+        assert other.status_code == 401
+        bob_headers = {**page_headers, "Origin": f"http://127.0.0.1:{ports['bob']}"}
+        bobs = await dashboard.post(
+            "/api/agents/alice/send", content='{"body": "x"}',
+            headers={**bob_headers, "Authorization": f"Bearer {bobs_token}"},
+        )  # fmt: skip
+        assert bobs.status_code == 403
+        bobs = await dashboard.post(
+            "/api/agents/alice/send", content='{"body": "x"}',
+            headers={**page_headers, "Authorization": f"Bearer {bobs_token}"},
+        )  # fmt: skip
+        assert bobs.status_code == 401
+        async with session(hive) as again:
+            flow = (await again.get("/dashboard/history")).json()
         mine = [m for m in flow["messages"] if m["body"] == "from the page"]
         assert [(m["sender"], m["recipient"]) for m in mine] == [("operator", "alice")]
 
         for headers, body, status in [
             ({**page_headers, "Sec-Fetch-Site": "cross-site"}, '{"body": "x"}', 403),
             ({**page_headers, "Origin": f"http://127.0.0.1:{ports['bob']}"}, '{"body": "x"}', 403),
-            ({"Origin": alice_page, "Content-Type": "application/json"}, '{"body": "x"}', 403),
+            ({**page_headers, "X-Hive-Request": "0"}, '{"body": "x"}', 403),
             ({**page_headers, "Content-Type": "text/plain"}, '{"body": "x"}', 403),
             (page_headers, '{"body": "x", "to": "bob"}', 400),  # the recipient is the route's
             (page_headers, '{"body": 3}', 400),
         ]:
             got = await dashboard.post(route, content=body, headers=headers)
             assert got.status_code == status, (headers, body, got.text)
-    # Without the dashboard's session cookie the page's origin alone does nothing.
+    # Without a send token the page's origin alone does nothing.
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{dashboard_port(hive)}", timeout=30
     ) as anonymous:
-        got = await anonymous.post(route, content='{"body": "x"}', headers=page_headers)
+        no_token = {k: v for k, v in page_headers.items() if k != "Authorization"}
+        got = await anonymous.post(route, content='{"body": "x"}', headers=no_token)
         assert got.status_code == 401
         assert got.headers["access-control-allow-origin"] == alice_page  # the page reads why
 
@@ -185,7 +225,7 @@ async def test_the_dashboard_takes_the_operators_send_from_that_agents_page_only
 BROWSER_ACCEPT = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
-async def test_a_browser_without_the_cookie_or_on_a_foreign_host_gets_a_page_saying_what_to_do(
+async def test_a_browser_without_a_session_or_on_a_foreign_host_gets_a_page_saying_what_to_do(
     hive: Hive,
 ) -> None:
     assert hive.cli("spawn", "alice").returncode == 0
@@ -195,14 +235,20 @@ async def test_a_browser_without_the_cookie_or_on_a_foreign_host_gets_a_page_say
         dashboard_url = (await alice.get("/api/state")).json()["dashboard_url"]
     assert dashboard_url.startswith(f"http://127.0.0.1:{dashboard_port(hive)}")
     async with httpx.AsyncClient(base_url=base, timeout=30) as anonymous:
-        for accept in (BROWSER_ACCEPT, {}):  # `/` is the page: a page whatever it accepts
-            got = await anonymous.get("/", headers=accept)
-            assert got.status_code == 401, got.text
+        # `/` holds no data (its script goes to /login without a session); the login page
+        # says how to get in, and links the dashboard on the host the page was reached by.
+        page = await anonymous.get("/", headers=BROWSER_ACCEPT)
+        assert page.status_code == 200 and "/assets/page.js" in page.text
+        for accept in (BROWSER_ACCEPT, {}):  # a page whatever it accepts
+            got = await anonymous.get("/login", headers=accept)
+            assert got.status_code == 200, got.text
             assert got.headers["content-type"].startswith("text/html")
             assert "this page needs a one-time link" in got.text
+            assert "this link was used or has expired" in got.text
             assert "<strong>page ↗</strong>" in got.text
             assert "<code>hive-core login-link alice</code>" in got.text
             assert f'<a href="{dashboard_url}">open the dashboard</a>' in got.text
+            assert "/assets/front/login.js" in got.text
         for path in ("/api/state", "/events/history", "/events/stream"):
             api = await anonymous.get(path, headers=BROWSER_ACCEPT)
             assert api.status_code == 401, path
@@ -213,7 +259,7 @@ async def test_a_browser_without_the_cookie_or_on_a_foreign_host_gets_a_page_say
         assert foreign.headers["content-type"].startswith("text/html")
         assert "<code>evil&lt;i&gt;.test</code>" in foreign.text and "<i>" not in foreign.text
         assert f"<code>127.0.0.1:{port}</code>" in foreign.text
-        assert "it answers on this machine only" in foreign.text
+        assert "<code>HIVE_DASHBOARD_ALLOWED_HOSTS</code>" in foreign.text
         for path in ("/api/state", "/events/stream"):
             api = await anonymous.get(path, headers={**BROWSER_ACCEPT, "Host": "evil.test"})
             assert api.status_code == 421, path

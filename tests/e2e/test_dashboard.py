@@ -28,19 +28,41 @@ SECURITY_HEADERS = {
 BANNER_BOUND = 30.0
 
 
-def get(
-    port: int, path: str, host: str | None = None, cookie: str | None = None
-) -> tuple[int, dict[str, str], bytes]:
+Response = tuple[int, dict[str, str], bytes]
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    host: str | None = None,
+    token: str | None = None,
+    body: dict[str, str] | None = None,
+    cookie: str | None = None,
+) -> Response:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     headers = {"Host": host or f"127.0.0.1:{port}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     if cookie:
         headers["Cookie"] = cookie
+    if body is not None:
+        headers.update({"X-Hive-Request": "1", "Content-Type": "application/json"})
     try:
-        conn.request("GET", path, headers=headers)
+        conn.request(method, path, body=json.dumps(body) if body else None, headers=headers)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
+
+
+def get(port: int, path: str, host: str | None = None, token: str | None = None) -> Response:
+    return request(port, "GET", path, host, token)
+
+
+def redeem(port: int, code: str, host: str | None = None) -> Response:
+    """Trade a login code as the login page's script does."""
+    return request(port, "POST", "/api/session", host, body={"code": code})
 
 
 def dashboard_port(hive: Hive) -> int:
@@ -101,7 +123,7 @@ def test_on_a_terminal_the_banner_prints_a_working_login_link(idle_hive: Hive) -
         port = dashboard_port(idle_hive)
         match = re.search(rf"login: +http://127\.0\.0\.1:{port}/login\?code=([\w-]+) ", banner)
         assert match is not None, banner
-        assert get(port, f"/login?code={match.group(1)}")[0] == 303
+        assert redeem(port, match.group(1))[0] == 200
         assert idle_hive.stop() == 0
     finally:
         os.close(controller)
@@ -111,14 +133,17 @@ def test_state_needs_a_session_from_a_one_time_login_link(hive: Hive) -> None:
     assert hive.cli("spawn", "alice").returncode == 0
     port = dashboard_port(hive)
     assert get(port, "/api/state")[0] == 401
-    assert get(port, "/api/state", cookie="hive_session=guessed")[0] == 401
+    assert get(port, "/api/state", token="v1.9999999999.00.guessed")[0] == 401
     code = login_code(hive)
-    status, headers, _ = get(port, f"/login?code={code}")
-    assert status == 303 and headers["location"] == "/"
-    cookie_header = headers["set-cookie"]
-    assert "httponly" in cookie_header.lower() and "samesite=strict" in cookie_header.lower()
-    cookie = cookie_header.split(";")[0]
-    status, headers, body = get(port, "/api/state", cookie=cookie)
+    # Opening the link serves the login page and spends nothing (a link preview cannot
+    # burn it); the page's script trades the code, and no cookie is ever set.
+    status, headers, page = get(port, f"/login?code={code}")
+    assert status == 200 and b"/assets/front/login.js" in page and "set-cookie" not in headers
+    status, headers, body = redeem(port, code)
+    assert status == 200 and "set-cookie" not in headers, body
+    token = json.loads(body)["token"]
+    assert request(port, "GET", "/api/state", cookie=f"hive_session={token}")[0] == 401
+    status, headers, body = get(port, "/api/state", token=token)
     assert status == 200 and headers["cache-control"] == "no-store"
     state = json.loads(body)
     assert {a["name"] for a in state["agents"]} == {"hm1nd", "alice"}
@@ -126,7 +151,10 @@ def test_state_needs_a_session_from_a_one_time_login_link(hive: Hive) -> None:
     assert state["questions"] == [] and state["transients"] == []
     assert state["messages"] == [] and state["more_messages"] is False
     # The code was single-use.
-    assert get(port, f"/login?code={code}")[0] == 403
+    status, _, body = redeem(port, code)
+    assert status == 403 and b"hive-core login-link" in body
+    assert get(port, "/api/session", token=token)[0] == 200
+    assert get(port, "/api/session")[0] == 401
 
 
 def test_a_foreign_host_header_is_refused(hive: Hive) -> None:
@@ -151,15 +179,16 @@ def test_every_response_carries_the_security_headers(hive: Hive) -> None:
     code = login_code(hive)
     responses = {
         "ok": get(port, "/healthz"),
-        "login": get(port, f"/login?code={code}"),
-        "used code": get(port, f"/login?code={code}"),
+        "login page": get(port, f"/login?code={code}"),
+        "login": redeem(port, code),
+        "used code": redeem(port, code),
         "no session": get(port, "/api/state"),
         "no such route": get(port, "/nope"),
         "foreign host": get(port, "/healthz", host=f"evil.example:{port}"),
     }
     statuses = {what: status for what, (status, _, _) in responses.items()}
     assert statuses == {
-        "ok": 200, "login": 303, "used code": 403, "no session": 401,
+        "ok": 200, "login page": 200, "login": 200, "used code": 403, "no session": 401,
         "no such route": 404, "foreign host": 421,
     }  # fmt: skip
     for what, (_, headers, _) in responses.items():
@@ -204,4 +233,4 @@ def test_beyond_loopback_the_allowed_names_are_served_and_linked(wide_hive: Hive
     for host in (f"0.0.0.0:{port}", f"evil.example:{port}", "hive.test:1", "hive.test"):
         assert get(port, "/healthz", host=host)[0] == 421, host
     code = login_code(wide_hive)
-    assert get(port, f"/login?code={code}", host=f"hive.test:{port}")[0] == 303
+    assert redeem(port, code, host=f"hive.test:{port}")[0] == 200

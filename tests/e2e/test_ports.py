@@ -42,10 +42,11 @@ def opens_page(hive: Hive, name: str, port: int) -> None:
     assert got.returncode == 0, got.stderr
     match = re.search(rf"http://127\.0\.0\.1:{port}/login\?code=[\w-]+", got.stdout)
     assert match is not None, got.stdout
-    with httpx.Client(timeout=30) as client:
-        answer = client.get(match.group(0))
-    assert answer.status_code == 303, answer.text
-    assert f"hive_agent_{name}" in answer.cookies
+    base, _, code = match.group(0).partition("/login?code=")
+    with httpx.Client(base_url=base, timeout=30) as client:
+        answer = client.post("/api/session", json={"code": code}, headers={"X-Hive-Request": "1"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["token"].startswith("v1.")
 
 
 def test_the_tests_agents_never_use_the_default_port_range() -> None:

@@ -5,8 +5,8 @@
 
 import { createTerminal, el } from "./front/terminal.js";
 import {
-  $, backoffDelay, busy, clockTime, countInvisible, createLive, duration, fullTime, getJSON, post, renderVersion, str, toast,
-  visible, visibleString, vspan,
+  $, backoffDelay, busy, clockTime, countInvisible, createLive, duration, fullTime, getJSON, post, renderVersion, str, ticketed,
+  toast, visible, visibleString, vspan,
 } from "./front/ui.js";
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,31}$/;
@@ -1084,11 +1084,19 @@ async function loadLogTail() {
   else setLogStatus("tail", "dim");
 }
 
-function openLogStream(name) {
+async function openLogStream(name) {
   closeLogStream();
   const gen = logGen;
   setLogStatus("connecting…", "warn");
-  const source = new EventSource(`${agentPath(name, "log")}/stream`);
+  let address;
+  try {
+    address = await ticketed(`${agentPath(name, "log")}/stream`);
+  } catch {
+    if (gen === logGen) scheduleLogRetry();
+    return;
+  }
+  if (gen !== logGen || !$("log-follow").checked) return;
+  const source = new EventSource(address);
   logSource = source;
   // Each stream begins with the log's tail: it replaces the lines shown, never adds to them.
   let first = true;
