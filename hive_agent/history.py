@@ -1,6 +1,8 @@
 """The agent's live-event bus and its sqlite history (`hyperhive-events.sqlite`).
 
-The harness prunes its own history by age; hive-core never opens this file.
+The harness prunes its own history by age while it runs (`prune`); hive-core prunes the
+file of an agent whose harness does not run (`hive_core/events_vacuum.py`), with the same
+retention (`hive_share.retention.EVENTS`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import aiosqlite
 from hive_share.framing import INT64_MAX
 from hive_share.live import LIVE_EVENT, LiveEvent
 from hive_share.models import dump
+from hive_share.retention import EVENTS
 
-EVENTS_FILE = "hyperhive-events.sqlite"
-KEEP_SECONDS = 7 * 24 * 3600
+EVENTS_FILE = EVENTS.file
+KEEP_SECONDS = EVENTS.keep_seconds
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -152,6 +155,6 @@ class EventHistory:
 
     async def prune(self, now: float) -> int:
         """Delete events older than the retention window (age only)."""
-        cursor = await self._conn.execute("DELETE FROM events WHERE ts < ?", (now - KEEP_SECONDS,))
+        cursor = await self._conn.execute(EVENTS.delete, (now - KEEP_SECONDS,))
         await self._conn.commit()
         return cursor.rowcount

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from hive_agent import __version__, start_check
+from hive_agent import build_version, start_check
 from hive_agent.control import Control, start_control, stop_control
 from hive_agent.history import EventHistory
 from hive_agent.login_session import LoginSession
@@ -59,11 +59,12 @@ async def report_alive(settings: HarnessSettings, report: StartReport) -> None:
     Raises:
         NotRunning: hive-core never answered.
     """
+    version = await asyncio.to_thread(build_version)  # a digest of the source, once
     for attempt in range(CONNECT_ATTEMPTS):
         try:
             async with HiveClient(settings.socket) as client:
                 alive = rq.Alive(
-                    cmd="alive", pid=os.getpid(), version=__version__,
+                    cmd="alive", pid=os.getpid(), version=version,
                     model=report.model, model_source=report.model_source,
                     problems=report.problems[:20],
                 )  # fmt: skip
@@ -75,14 +76,22 @@ async def report_alive(settings: HarnessSettings, report: StartReport) -> None:
             await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
 
 
-async def _prune_loop(history: EventHistory) -> None:
-    while True:
+async def prune_once(history: EventHistory, stats: TurnStats, now: float) -> None:
+    """Prune the event history (7 days) and the turn statistics (90 days); a failure of
+    either is logged, and the other still runs."""
+    for what, prune in (("events", history.prune), ("turn stats rows", stats.prune)):
         try:
-            removed = await history.prune(time.time())
-            if removed:
-                logger.info("pruned %d events older than 7 days", removed)
+            removed = await prune(now)
         except Exception:
-            logger.exception("pruning the event history failed; retrying in an hour")
+            logger.exception("pruning the %s failed; retrying in an hour", what)
+            continue
+        if removed:
+            logger.info("pruned %d %s past their retention", removed, what)
+
+
+async def _prune_loop(history: EventHistory, stats: TurnStats) -> None:
+    while True:
+        await prune_once(history, stats, time.time())
         await asyncio.sleep(PRUNE_INTERVAL)
 
 
@@ -179,7 +188,7 @@ async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
         logger.info("%s (%s) is up, pid %d", settings.agent_name, settings.role, os.getpid())
         async with asyncio.TaskGroup() as tg:
             loop_task = tg.create_task(harness.serve(stopping))
-            prune_task = tg.create_task(_prune_loop(history))
+            prune_task = tg.create_task(_prune_loop(history, stats))
             # Warm before the first turn: claude starts our MCP relay as soon as it starts.
             mcp_task = tg.create_task(_start_mcp(harness))
             # Imported only now, off the loop: the web stack costs a start-up a third of a

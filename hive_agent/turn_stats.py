@@ -1,4 +1,8 @@
-"""One row per turn in `hyperhive-turn-stats.sqlite`: what ran, how it ended, what it cost."""
+"""One row per turn in `hyperhive-turn-stats.sqlite`: what ran, how it ended, what it cost.
+
+Rows are kept 90 days (`hive_share.retention.TURNS`): the harness prunes them hourly while it
+runs (`prune`), hive-core when it does not (`hive_core/events_vacuum.py`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ from typing import Any
 
 import aiosqlite
 
-STATS_FILE = "hyperhive-turn-stats.sqlite"
+from hive_share.retention import TURNS
+
+STATS_FILE = TURNS.file
+KEEP_SECONDS = TURNS.keep_seconds
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -38,6 +45,7 @@ CREATE TABLE IF NOT EXISTS turns (
     open_threads_count INTEGER,
     open_reminders_count INTEGER
 );
+CREATE INDEX IF NOT EXISTS turns_ended_at ON turns(ended_at);
 """
 
 
@@ -97,3 +105,9 @@ class TurnStats:
         marks = ", ".join(f":{k}" for k in values)
         await self._conn.execute(f"INSERT INTO turns ({columns}) VALUES ({marks})", values)
         await self._conn.commit()
+
+    async def prune(self, now: float) -> int:
+        """Delete the turns that ended before the retention window; returns how many."""
+        cursor = await self._conn.execute(TURNS.delete, (now - KEEP_SECONDS,))
+        await self._conn.commit()
+        return cursor.rowcount

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from hive_core import __version__, agent_dirs, config_repos, deploys, meta
+from hive_core import agent_dirs, build_version, config_repos, deploys, meta
 from hive_core.containers.backend import AgentSpec
 from hive_core.containers.nixos import NixosBackend
 from hive_core.dashboard import auth
@@ -81,7 +81,7 @@ def info(s: Services, record: AgentRecord, alive: bool | None = None) -> AgentIn
         model=s.liveness.models.get(record.name),
         model_source=s.liveness.model_sources.get(record.name),
         turn_state=s.liveness.turn_state.get(record.name) if status.running else None,
-        needs_update=s.liveness.versions.get(record.name, __version__) != __version__,
+        needs_update=runs_other_code(s, record.name),
     )
 
 
@@ -470,13 +470,16 @@ UPDATE_TARGET = "all"
 """The `agent` of an update approval: it concerns every agent (a reserved name)."""
 
 
+def runs_other_code(s: Services, name: str) -> bool:
+    """Whether `name`'s harness reported a build other than the one hive-core runs
+    (`hive_share.build`: the release and a digest of the source)."""
+    reported = s.liveness.versions.get(name)
+    return reported is not None and reported != build_version()
+
+
 def outdated(s: Services) -> list[str]:
-    """Agents whose harness reported a version other than hive-core's."""
-    return [
-        r.name
-        for r in s.registry.all()
-        if s.liveness.versions.get(r.name, __version__) != __version__
-    ]
+    """Agents whose harness runs other code than hive-core."""
+    return [r.name for r in s.registry.all() if runs_other_code(s, r.name)]
 
 
 async def request_update(s: Services, requester: str) -> Approval:
@@ -485,7 +488,7 @@ async def request_update(s: Services, requester: str) -> Approval:
     Conflict."""
     stale = outdated(s)
     if not stale and not isinstance(s.backend, NixosBackend):
-        raise InvalidRequest(f"every harness runs hyperhive {__version__}; nothing to update")
+        raise InvalidRequest(f"every harness runs hyperhive {build_version()}; nothing to update")
     return await s.approvals.add("update", UPDATE_TARGET, requester)
 
 

@@ -21,6 +21,7 @@ from hive_core import (
     agent_dirs,
     config_repos,
     deploys,
+    events_vacuum,
     git,
     meta,
     supervision,
@@ -48,8 +49,9 @@ from hive_core.sockets.agents import AgentSockets
 from hive_core.sockets.limits import ConnectionCaps, ConnectionPool, raise_nofile_limit
 from hive_core.sockets.server import Conn, Principal, SocketServer, StartupGate
 from hive_core.transients import Transients
-from hive_share import gil
+from hive_share import build, gil
 from hive_share import requests as rq
+from hive_share.helper import NeedsUpdate
 from hive_share.names import MANAGER_NAME, OPERATOR
 
 if TYPE_CHECKING:
@@ -126,6 +128,23 @@ async def open_nixos(backend: NixosBackend, settings: Settings) -> None:
             logger.info("moved %s onto the meta flake", ", ".join(moved))
     except HiveError as exc:
         logger.error("the meta flake is not usable: %s", exc.message)
+
+
+async def tell_stale_lock(s: Services, backend: NixosBackend) -> None:
+    """At start-up: when meta's locked `hyperhive` input holds other code than hive-core
+    runs, every container built from it would run that code, so the overseer hears
+    `needs_update` for each agent (`update` moves the input). Not told when it cannot be
+    known (`meta.lock_news`); a failure is logged."""
+    try:
+        news = await backend.lock_news(await asyncio.to_thread(build.running_digest))
+    except HiveError as exc:
+        logger.error("could not check meta's hyperhive input: %s", exc.message)
+        return
+    if news is None:
+        return
+    logger.warning("%s", news)
+    for record in s.registry.all():
+        await actions.tell_overseer(s, record.name, NeedsUpdate(agent=record.name, detail=news))
 
 
 def prepare_private_dir(path: Path) -> None:
@@ -345,7 +364,9 @@ class Daemon:
             # what needs the rest of start-up waits at the gate.
             self._step("loading the dashboard")
             web = await gil.import_off_loop("hive_core.dashboard.server")
-            dashboard = web.Dashboard(s, lambda raw: servers[0].dispatch_raw(raw, as_operator))
+            dashboard = await web.Dashboard.open(
+                s, lambda raw: servers[0].dispatch_raw(raw, as_operator)
+            )
             async with asyncio.TaskGroup() as tg:
                 pings, status = self._supervise(tg, s)
                 s.login_link = dashboard.login_link
@@ -362,6 +383,7 @@ class Daemon:
                             "message vacuum",
                         )
                     ),
+                    tg.create_task(events_vacuum.run(s), name="history sweep"),
                     tg.create_task(periodic(CHECKPOINT_INTERVAL, s.db.checkpoint, "checkpoint")),
                     tg.create_task(
                         periodic(
@@ -386,6 +408,7 @@ class Daemon:
                 interrupted = await deploys.reconcile(s)
                 if isinstance(s.backend, NixosBackend):
                     await open_nixos(s.backend, self.settings)
+                    await tell_stale_lock(s, s.backend)
                 watch = CrashWatch(s, self.clock)
                 s.on_unexpected_exit = watch.nudge  # harnesses dying during restore count too
                 loops.append(tg.create_task(watch.run(), name="crash-watch"))

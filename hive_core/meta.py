@@ -6,11 +6,16 @@ and one `nixosConfigurations.<name>` per agent; every container runs `meta#<name
 the same text. Meta's git log records only what took effect: a deploy's build renders a
 staged `flake.nix`, builds it, and drops it again; the commit comes when the deploy is
 finalized. Every meta operation holds one asyncio lock. Git runs through `hive_core.git`.
+
+`lock_news` tells whether the locked `hyperhive` input holds the code hive-core runs: its
+source, found in the store from the lock's `narHash`, is hashed as the build id is
+(`hive_share.build`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -27,6 +32,7 @@ from hive_core.containers.nixtools import NIX_FEATURES, Tools
 from hive_core.errors import BackendError
 from hive_core.git import Repo
 from hive_core.settings import Settings
+from hive_share import build
 from hive_share.models import Role
 
 if TYPE_CHECKING:
@@ -38,6 +44,7 @@ LOCK_TIMEOUT = 600.0
 """Seconds one `nix flake lock` / `nix flake update` may take (it may fetch)."""
 PARSE_TIMEOUT = 30.0
 FILES = ("flake.nix", "flake.lock")
+STORE = "/nix/store"
 MIGRATED = ".migrated"
 """The marker (in `<state>/meta/.git/`, so no commit carries it) of the one-time migration."""
 
@@ -65,12 +72,22 @@ class Params:
     agents_dir: Path
     dashboard_port: int
     operator_pronouns: str
+    web_host: str = "127.0.0.1"
+    """Where each agent's page listens (`HIVE_WEB_HOST`): where the dashboard does."""
+    web_allowed_hosts: tuple[str, ...] = ()
+    """Host names the pages answer to besides loopback (`HIVE_WEB_ALLOWED_HOSTS`): the
+    dashboard's allowed hosts."""
 
 
 def nix_str(value: str) -> str:
     """A Nix string literal: `"`, `\\` and `${` escaped."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
     return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
+
+
+def nix_list(values: Sequence[str]) -> str:
+    """A Nix list of string literals (`[ ]` when empty)."""
+    return "[ " + "".join(nix_str(v) + " " for v in values) + "]"
 
 
 def agent_url(params: Params, agent: MetaAgent) -> str:
@@ -101,6 +118,8 @@ def _configuration(agent: MetaAgent, params: Params) -> list[str]:
         f"              label = {nix_str(agent.label)};",
         f"              dashboardPort = {params.dashboard_port};",
         f"              operatorPronouns = {nix_str(params.operator_pronouns)};",
+        f"              webHost = {nix_str(params.web_host)};",
+        f"              webAllowedHosts = {nix_list(params.web_allowed_hosts)};",
         "              package = hyperhive.packages.${system}.default;",
         f'              agentToml = "${{{ref}}}/agent.toml";',
         "            };",
@@ -151,6 +170,8 @@ def params_of(settings: Settings, dashboard_url: str | None) -> Params:
         agents_dir=settings.agents_dir,
         dashboard_port=port,
         operator_pronouns=settings.operator_pronouns,
+        web_host=settings.dashboard_host,
+        web_allowed_hosts=settings.dashboard_allowed_hosts,
     )
 
 
@@ -159,6 +180,80 @@ def roster(s: Services) -> list[MetaAgent]:
     return [
         MetaAgent(r.name, r.role, r.web_port, r.name, r.deployed_commit) for r in s.registry.all()
     ]
+
+
+def _locked(lock_text: str, key: str) -> dict[str, object] | None:
+    """The `locked` entry of the root input `key` of a `flake.lock` (None: none)."""
+    try:
+        lock = json.loads(lock_text)
+        nodes = lock["nodes"]
+        node = nodes[lock.get("root", "root")]["inputs"][key]
+        locked = nodes[node]["locked"] if isinstance(node, str) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return locked if isinstance(locked, dict) else None
+
+
+NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
+
+
+def _nix32(data: bytes) -> str:
+    """Nix's base-32 (its own alphabet, least significant bits first)."""
+    chars = []
+    for n in range((len(data) * 8 - 1) // 5, -1, -1):
+        i, j = divmod(n * 5, 8)
+        c = data[i] >> j
+        if i + 1 < len(data):
+            c |= data[i + 1] << (8 - j)
+        chars.append(NIX32[c & 0x1F])
+    return "".join(chars)
+
+
+def source_path(nar_hash: str, store: str = STORE) -> Path:
+    """The store path of a flake input's source from its locked `narHash` (SRI `sha256-…`):
+    a fixed-output path of the NAR hash, named `source`, as nix stores every input.
+    Raises: ValueError (not a sha256 SRI hash)."""
+    algo, _, encoded = nar_hash.partition("-")
+    digest = base64.b64decode(encoded, validate=True)
+    if algo != "sha256" or len(digest) != 32:
+        raise ValueError(f"not a sha256 hash: {nar_hash!r}")
+    text = f"source:sha256:{digest.hex()}:{store}:source"
+    full = hashlib.sha256(text.encode()).digest()
+    folded = bytearray(20)
+    for i, byte in enumerate(full):
+        folded[i % 20] ^= byte
+    return Path(store) / f"{_nix32(bytes(folded))}-source"
+
+
+def locked_source(lock_text: str, store: str = STORE) -> Path | None:
+    """Where the source of meta's locked `hyperhive` input is in the store (None: the lock
+    names no NAR hash)."""
+    locked = _locked(lock_text, "hyperhive")
+    nar_hash = locked.get("narHash") if locked else None
+    if not isinstance(nar_hash, str):
+        return None
+    try:
+        return source_path(nar_hash, store)
+    except ValueError:
+        return None
+
+
+def lock_news(lock_text: str, running: str, store: str = STORE) -> str | None:
+    """Why meta's lock is stale, or None: whether the locked `hyperhive` source holds the
+    code hive-core runs (`running`, its source digest, `hive_share.build`). None too when
+    that cannot be told: no NAR hash in the lock, or its source is not in the store."""
+    source = locked_source(lock_text, store)
+    if source is None or not (source / "hive_share").is_dir():
+        return None
+    try:
+        theirs = build.source_digest(source)
+    except OSError as exc:
+        logger.warning("could not read %s, meta's hyperhive input: %s", source, exc)
+        return None
+    if theirs == running:
+        return None
+    return (f"meta's hyperhive input ({source}, code {theirs}) is not the code hive-core runs "
+            f"({running}): its containers would run it; `update` moves the input")  # fmt: skip
 
 
 def locked_inputs(lock_text: str, name: str) -> str:

@@ -40,7 +40,17 @@ python3Packages.buildPythonApplication {
     mcp
     aiosqlite
     uvloop
+    typer
+    click
   ];
+
+  # The build id (hive_share/build.py): the digest of this source's packages, computed once
+  # here and read by hive-core and the harness, which report and compare it, instead of
+  # hashing their installed files at run time.
+  postInstall = ''
+    ${python3Packages.python.interpreter} -I hive_share/build.py . \
+      "$out/${python3Packages.python.sitePackages}/hive_share"
+  '';
 
   # The test suite needs the Claude Code CLI, chromium and a network-free fake API; it runs
   # from a checkout (./dev test), not in the build sandbox.

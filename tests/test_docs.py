@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings
 
 from hive_agent.settings import HarnessSettings
-from hive_core.cli import build_parser
+from hive_core.cli import build
 from hive_core.settings import Settings
 from hive_share.requests import ALL_VERBS, HARNESS_VERBS
 
@@ -29,8 +29,7 @@ def _missing(patterns: dict[str, str], text: str) -> list[str]:
 
 
 def _cli_commands() -> list[str]:
-    _, commands = build_parser()
-    return sorted(commands)
+    return sorted(build().commands)
 
 
 def _env_vars(model: type[BaseSettings]) -> list[str]:

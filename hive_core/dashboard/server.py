@@ -1,13 +1,15 @@
-"""Runs the dashboard under uvicorn on a socket bound up front, so the port is known at once."""
+"""Runs the dashboard under uvicorn on a socket bound up front, so the port is known at once;
+a port still held by a previous daemon is retried for a few seconds (`bind`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -90,25 +92,70 @@ class _Ending:
 _LEFT: Message = {"type": "http.disconnect"}
 
 
+BIND_WAIT = 5.0
+"""Seconds a dashboard port another socket holds is retried before start-up fails: the
+previous daemon may still be closing its listener (a slow exit, a restart racing it)."""
+BIND_POLL = 0.1
+
+
 def _bind(host: str, port: int) -> socket.socket:
-    """Raises: StartupError (address in use, bad host)."""
+    """One attempt. Raises: OSError (its errno says why; the socket is closed)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit it: a client that stops reading holds at most this much
-    # in the kernel, and its event stream blocks soon enough to be cut off.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
     try:
+        # A previous daemon's connections in TIME_WAIT do not hold the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: a client that stops reading holds at most this
+        # much in the kernel, and its event stream blocks soon enough to be cut off.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         sock.bind((host, port))
-    except OSError as exc:
+        sock.listen(128)
+    except BaseException:
         sock.close()
-        raise StartupError(
-            f"cannot bind the dashboard to {host}:{port}: {exc.strerror}; "
-            "set HIVE_DASHBOARD_PORT (0 picks a free port)"
-        ) from None
-    sock.listen(128)
+        raise
     sock.setblocking(False)
     return sock
+
+
+async def bind(
+    host: str,
+    port: int,
+    wait: float = BIND_WAIT,
+    poll: float = BIND_POLL,
+    on_busy: Callable[[], None] | None = None,
+) -> socket.socket:
+    """The dashboard's listening socket. A port in use is retried every `poll` seconds for
+    up to `wait` (`on_busy` is called at each failed attempt); any other error fails at once.
+
+    Raises:
+        StartupError: the port stayed in use, or the address cannot be bound.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    told = False
+    while True:
+        try:
+            return _bind(host, port)
+        except OSError as exc:
+            busy = exc.errno == errno.EADDRINUSE
+            if not busy or loop.time() >= deadline:
+                raise StartupError(_bind_error(host, port, exc, wait if busy else None)) from None
+        if on_busy is not None:
+            on_busy()
+        if not told:
+            logger.warning("dashboard port %s:%d is in use; retrying for up to %.0fs",
+                           host, port, wait)  # fmt: skip
+            told = True
+        await asyncio.sleep(poll)
+
+
+def _bind_error(host: str, port: int, exc: OSError, waited: float | None) -> str:
+    """Why the dashboard cannot listen, and what to do about it."""
+    what = f"cannot bind the dashboard to {host}:{port}: {exc.strerror}"
+    if waited is not None:
+        what += (f" (still after {waited:.0f}s: another program listens there, "
+                 f"`ss -ltnp 'sport = :{port}'` names it)")  # fmt: skip
+    return what + "; set HIVE_DASHBOARD_PORT to another port (0 picks a free one)"
 
 
 def link_host(st: Settings) -> str:
@@ -123,13 +170,14 @@ def link_host(st: Settings) -> str:
 
 
 class Dashboard:
-    def __init__(self, s: Services, operator: Operator) -> None:
-        """`operator` runs one host-socket request as the operator (the dashboard's actions)."""
+    def __init__(self, s: Services, operator: Operator, sock: socket.socket) -> None:
+        """`operator` runs one host-socket request as the operator (the dashboard's actions);
+        `sock` is the bound listener (`open` binds it)."""
         self.s = s
         st = s.settings
         self.creds = Credentials(load_key(st.state_dir / KEY_FILE))
         self.streams: set[Subscription] = set()
-        self.sock = _bind(st.dashboard_host, st.dashboard_port)
+        self.sock = sock
         self.port: int = self.sock.getsockname()[1]
         self.port_file: Path = st.run_dir / PORT_FILE
         tmp = self.port_file.with_suffix(".tmp")
@@ -152,6 +200,17 @@ class Dashboard:
                 st.dashboard_host,
                 ", ".join(st.dashboard_allowed_hosts),
             )
+
+    @classmethod
+    async def open(cls, s: Services, operator: Operator) -> Dashboard:
+        """Bind the port (retried while in use, `bind`) and build the dashboard on it.
+        Raises: StartupError."""
+        sock = await bind(s.settings.dashboard_host, s.settings.dashboard_port)
+        try:
+            return cls(s, operator, sock)
+        except BaseException:
+            sock.close()
+            raise
 
     @property
     def url(self) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import assert_never
 
-from hive_core import __version__, actions, harness_log, open_threads
+from hive_core import __version__, actions, build_version, harness_log, open_threads
+from hive_core.containers.nixos import NixosBackend
 from hive_core.errors import Forbidden, InvalidRequest
 from hive_core.services import Services
 from hive_core.sockets.server import Conn
@@ -53,17 +55,23 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
             if problems:
                 logger.warning("%s started with problems: %s", me, "; ".join(problems))
             if version is not None:
-                s.liveness.versions[me] = version
-            if version is not None and version != __version__:
-                await actions.tell_overseer(
-                    s, me,
-                    helper.NeedsUpdate(
-                        agent=me, detail=f"its harness is {version}, hive-core is {__version__}"
-                    ),
-                )  # fmt: skip
+                await _check_version(s, me, version)
             return rs.Done(detail=f"{me} is alive")
         case _:
             assert_never(req)
+
+
+async def _check_version(s: Services, me: str, version: str) -> None:
+    """Record which code `me`'s harness runs; when it is not the code hive-core runs (the
+    build ids differ: `hive_share.build`), tell its overseer that it needs an update."""
+    ours = await asyncio.to_thread(build_version)  # hashes the source once, then cached
+    s.liveness.versions[me] = version
+    if version != ours:
+        await actions.tell_overseer(
+            s,
+            me,
+            helper.NeedsUpdate(agent=me, detail=f"its harness is {version}, hive-core is {ours}"),
+        )
 
 
 async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
@@ -206,7 +214,10 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
         case rq.RequestSpawn(name=name):
             return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
         case rq.RequestInitConfig(name=name):
-            return await actions.init_config(s, name)
+            repos = await actions.init_config(s, name)
+            if isinstance(s.backend, NixosBackend):  # the running manager sees them now
+                await s.backend.share_with_manager()
+            return repos
         case rq.RequestApplyCommit(agent=agent, commit=commit):
             approval = await actions.request_apply_commit(s, agent, commit, who)
             return rs.ApprovalResult(approval=approval)

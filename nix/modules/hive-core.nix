@@ -71,8 +71,17 @@ in
       openFirewall = mkOption {
         type = types.bool;
         default = false;
-        description = "Open the dashboard's port in the firewall.";
+        description = ''
+          Open the dashboard's port and the agents' page ports (agentPortBase and the 999
+          after it) in the firewall: agent pages listen where the dashboard does.
+        '';
       };
+    };
+
+    agentPortBase = mkOption {
+      type = types.ints.between 1024 64536;
+      default = 42000;
+      description = "The first of the 1000 ports the agents' pages get theirs from.";
     };
 
     operatorPronouns = mkOption {
@@ -95,6 +104,10 @@ in
     users.groups.${cfg.adminGroup} = { };
 
     networking.firewall.allowedTCPPorts = lib.optional cfg.dashboard.openFirewall cfg.dashboard.port;
+    networking.firewall.allowedTCPPortRanges = lib.optional cfg.dashboard.openFirewall {
+      from = cfg.agentPortBase;
+      to = cfg.agentPortBase + 999;
+    };
 
     # The default dirs come from StateDirectory/RuntimeDirectory below; other ones from here.
     systemd.tmpfiles.rules =
@@ -119,6 +132,7 @@ in
         HIVE_DASHBOARD_HOST = cfg.dashboard.host;
         HIVE_DASHBOARD_PORT = toString cfg.dashboard.port;
         HIVE_DASHBOARD_ALLOWED_HOSTS = lib.concatStringsSep "," cfg.dashboard.allowedHosts;
+        HIVE_AGENT_PORT_BASE = toString cfg.agentPortBase;
         HIVE_OPERATOR_PRONOUNS = cfg.operatorPronouns;
         HIVE_GIT = "${pkgs.git}/bin/git";
         # Builds go to the nix daemon, outside this unit's sandbox.

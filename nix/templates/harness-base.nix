@@ -80,6 +80,22 @@ in
       default = 7357;
       description = "hive-core's dashboard port, for the agent page's link back.";
     };
+    webHost = mkOption {
+      type = types.str;
+      default = "127.0.0.1";
+      description = ''
+        Where the agent page listens (HIVE_WEB_HOST); hive-core sets the dashboard's bind
+        address, so the pages listen where the dashboard does.
+      '';
+    };
+    webAllowedHosts = mkOption {
+      type = types.listOf (types.strMatching "[^,[:space:]]+");
+      default = [ ];
+      description = ''
+        Host names (no port) the agent page answers to besides loopback
+        (HIVE_WEB_ALLOWED_HOSTS, comma-joined); hive-core sets the dashboard's allowed hosts.
+      '';
+    };
     operatorPronouns = mkOption {
       type = types.str;
       default = "she/her";
@@ -118,7 +134,8 @@ in
       "hyperhive/agent.toml".source = cfg.agentToml;
     };
 
-    # The agent page listens on this port (loopback by default; the dashboard links to it).
+    # The agent page listens on this port, at webHost (loopback unless the dashboard listens
+    # beyond it; the dashboard links to it).
     networking.firewall.allowedTCPPorts = [ cfg.port ];
 
     # Claude Code is unfree: allow exactly it. (nixpkgs.config merges definitions with
@@ -149,6 +166,10 @@ in
         HIVE_AGENT_CONFIG = "/etc/hyperhive/agent.toml";
         HIVE_EXTRA_MCP_FILE = "/etc/hyperhive/extra-mcp.json";
         HIVE_WEB_PORT = toString cfg.port;
+        HIVE_WEB_HOST = cfg.webHost;
+        HIVE_WEB_ALLOWED_HOSTS = lib.concatStringsSep "," cfg.webAllowedHosts;
+        # The harness takes only the scheme and the port from it (containers share the
+        # host's network).
         HIVE_DASHBOARD_URL = "http://127.0.0.1:${toString cfg.dashboardPort}";
         HIVE_OPERATOR_PRONOUNS = cfg.operatorPronouns;
         HIVE_CLAUDE_BIN = "${pkgs.claude-code}/bin/claude";

@@ -1,6 +1,7 @@
-"""Recording shims of `nixos-container`, `nix` and `journalctl` for the nixos backend.
+"""Recording shims of `nixos-container`, `nix`, `journalctl` and `machinectl` for the
+nixos backend.
 
-One script, installed under the three names, appends every call (tool and argv) as a
+One script, installed under the four names, appends every call (tool and argv) as a
 JSON line to `calls.jsonl`, then answers:
 
 - a scripted reply, when one in `replies.json` matches (the tool and every word of it
@@ -27,7 +28,8 @@ from typing import Any
 
 from hive_core.containers.local import STRIPPED_ENV
 
-TOOLS = ("nixos-container", "nix", "journalctl")
+TOOLS = ("nixos-container", "nix", "journalctl", "machinectl")
+"""`machinectl` is found beside `nixos-container`; it only records (`bind` succeeds)."""
 REACH_TIMEOUT = 60.0
 
 SCRIPT = r"""#!{python}

@@ -157,17 +157,28 @@ def test_serve_refuses_a_second_daemon_on_the_same_sockets(hive: Hive) -> None:
     assert agents(hive)["hm1nd"]["state"] == "running"
 
 
-def test_shell_completion_is_offered() -> None:
+def test_shell_completion_is_offered_and_answers_a_tab_press() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("_")}
     result = subprocess.run(
         [sys.executable, "-m", "hive_core", "--show-completion", "bash"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("_")},
+        env=env,
     )
     assert result.returncode == 0, result.stderr
-    assert "complete" in result.stdout
+    assert "_HIVE_CORE_COMPLETE=complete_bash" in result.stdout
+    tab = {**env, "_HIVE_CORE_COMPLETE": "complete_bash", "COMP_WORDS": "hive-core pen"}
+    result = subprocess.run(
+        [sys.executable, "-m", "hive_core"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**tab, "COMP_CWORD": "1"},
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "pending\n", "")
 
 
 def piped_to_head(hive: Hive, *args: str) -> tuple[str, int, str]:
@@ -316,13 +327,14 @@ def test_a_too_long_body_and_a_bad_setting_from_the_environment_are_named() -> N
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["inbox", "--wait", "nan"], "argument --wait: not a finite number: 'nan'"),
-        (["inbox", "--wait", "soon"], "argument --wait: not a number: 'soon'"),
-        (["inbox", "--limit", "many"], "argument --limit: invalid int value: 'many'"),
-        (["approve", "first"], "argument ID: invalid int value: 'first'"),
-        (["serve", "--backend", "podman"], "argument --backend: invalid choice: 'podman'"),
-        (["list", "--everything"], "unrecognized arguments: --everything"),
-        (["launch"], "argument COMMAND: invalid choice: 'launch'"),
+        (["inbox", "--wait", "nan"], "Invalid value for '--wait': not a finite number: 'nan'"),
+        (["inbox", "--wait", "soon"], "Invalid value for '--wait': not a number: 'soon'"),
+        (["inbox", "--limit", "many"], "Invalid value for '--limit': 'many' is not a valid"),
+        (["approve", "first"], "Invalid value for 'ID': 'first' is not a valid integer"),
+        (["serve", "--backend", "podman"], "Invalid value for '--backend': 'podman' is not one"),
+        (["list", "--everything"], "No such option '--everything'"),
+        (["launch"], "No such command 'launch'"),
+        (["show"], "Missing argument 'ID'"),
     ],
 )
 def test_a_value_of_the_wrong_kind_is_a_usage_error_naming_its_option(
@@ -330,8 +342,15 @@ def test_a_value_of_the_wrong_kind_is_a_usage_error_naming_its_option(
 ) -> None:
     result = bare_cli(*args)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("usage: hive-core")
-    assert error in result.stderr.strip().splitlines()[-1]
+    assert result.stderr.startswith("Usage: hive-core")
+    assert result.stderr.strip().splitlines()[-1].startswith(f"hive-core: {error}")
+
+
+def test_no_command_prints_the_help_as_a_usage_error() -> None:
+    result = bare_cli()
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("Usage: hive-core [OPTIONS] COMMAND")
+    assert "  spawn " in result.stderr and "--show-completion [SHELL]" in result.stderr
 
 
 async def test_inbox_wait_shows_only_new_messages_and_exits_1_when_none_came(hive: Hive) -> None:
@@ -365,9 +384,9 @@ async def test_inbox_wait_shows_only_new_messages_and_exits_1_when_none_came(hiv
 
 
 # The client commands import none of these: each costs an interpreter start or more
-# (docs/benchmarks.md, cli_list_p50).
+# (docs/benchmarks.md, cli_list_vs_bare_typer_p50). typer and click are the CLI's own.
 HEAVY_MODULES = {
-    "asyncio", "pydantic", "pydantic_core", "pydantic_settings", "typer", "click", "rich",
+    "asyncio", "pydantic", "pydantic_core", "pydantic_settings", "rich",
     "fastapi", "starlette", "uvicorn", "mcp", "uvloop", "sqlite3", "hive_agent",
     "hive_core.daemon", "hive_core.settings", "hive_share.models", "hive_share.requests",
 }  # fmt: skip
@@ -384,7 +403,8 @@ def test_the_client_commands_import_no_pydantic_asyncio_or_web_stack(hive: Hive)
     commands = [
         ["list"], ["list", "--json"], ["pending"], ["inbox"], ["inbox", "--json"],
         ["questions"], ["reminders"], ["send", "jo", "hi"], ["stop", "jo"],
-        ["--show-completion", "bash"], ["--version"], ["inbox", "--limit", "0"],
+        ["--show-completion", "bash"], ["--version"], ["--help"], ["inbox", "--limit", "0"],
+        ["inbox", "--wait", "nan"],
     ]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-c", IMPORT_PROBE, json.dumps(commands)],
@@ -396,7 +416,7 @@ def test_the_client_commands_import_no_pydantic_asyncio_or_web_stack(hive: Hive)
     )
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout.strip().splitlines()[-1])
-    assert probe["codes"] == [0] * 11 + [1], result.stderr
+    assert probe["codes"] == [0] * 12 + [1, 2], result.stderr
     loaded = {m for m in probe["modules"] if m in HEAVY_MODULES or m.split(".")[0] in HEAVY_MODULES}
     assert loaded == set()
 

@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from hive_core import __version__ as hive_version
+from hive_core import build_version
 from hive_share import helper
 from hive_share import requests as rq
 from hive_share import responses as rs
@@ -91,15 +92,30 @@ async def test_login_changes_reach_the_manager(hive: Hive, state: str) -> None:
     assert all(getattr(m.event, "agent", None) == "alice" for m in told)
 
 
+def needs_update(hive: Hive, name: str) -> bool:
+    listed = {a["name"]: a for a in json.loads(hive.cli("list", "--json").stdout)}
+    return bool(listed[name]["needs_update"])
+
+
 async def test_a_harness_on_other_code_tells_the_manager_it_needs_a_rebuild(hive: Hive) -> None:
+    """The build ids differ: another release, the same release from other files (a checkout
+    edited since, another build), or a harness too old to send more than its release."""
     assert hive.cli("stop", "hm1nd").returncode == 0
-    hive.spawn_idle("alice")
+    hive.spawn_idle("alice")  # its harness runs this checkout: nothing to tell
+    assert not needs_update(hive, "alice")
+    same_release = f"{hive_version}+{'0' * 16}"
+    for version in ("0.0.1", same_release, hive_version):
+        async with hive.client(hive.agent_sock("alice")) as alice:
+            await alice.call(rq.Alive(cmd="alive", pid=os.getpid(), version=version), rs.Done)
+        (told,) = await manager_inbox(hive, wait=5)
+        assert isinstance(told.event, helper.NeedsUpdate)
+        assert told.event.agent == "alice"
+        assert f"its harness is {version}, hive-core is {build_version()}" in told.event.detail
+        assert needs_update(hive, "alice"), version
     async with hive.client(hive.agent_sock("alice")) as alice:
-        await alice.call(rq.Alive(cmd="alive", pid=os.getpid(), version="0.0.1"), rs.Done)
-        await alice.call(rq.Alive(cmd="alive", pid=os.getpid(), version=hive_version), rs.Done)
-    (told,) = await manager_inbox(hive, wait=5)
-    assert isinstance(told.event, helper.NeedsUpdate)
-    assert told.event.agent == "alice" and "0.0.1" in told.event.detail
+        await alice.call(rq.Alive(cmd="alive", pid=os.getpid(), version=build_version()), rs.Done)
+    assert await manager_inbox(hive, wait=1) == []
+    assert not needs_update(hive, "alice")
 
 
 async def test_a_missing_claude_is_told_apart_from_a_missing_login(idle_hive: Hive) -> None:

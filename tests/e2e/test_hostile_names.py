@@ -44,8 +44,9 @@ CLI_COMMANDS = ["spawn", "request-spawn", "start", "stop", "kill", "restart", "r
 
 def snapshot(hive: Hive) -> tuple[list[str], list[str], set[str]]:
     def tree(root: Path) -> list[str]:
-        # A harness opens its mcp.sock by itself, some time after it came up.
-        skip = ("hive.sqlite", "mcp.sock")
+        # A harness opens its mcp.sock by itself, some time after it came up, and sqlite
+        # makes and drops a database's -wal and -shm files as it writes (its first prune).
+        skip = ("hive.sqlite", "mcp.sock", ".sqlite-wal", ".sqlite-shm")
         return sorted(
             str(p.relative_to(root)) for p in root.rglob("*") if not any(s in p.name for s in skip)
         )

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from hive_share import requests as rq
+from hive_share import responses as rs
 from tests.e2e.hive import Hive, short_tmp
 from tests.e2e.nixos_shims import Shims, reached_socket
 from tests.e2e.test_deploy_crash import REAL_GIT, SHIM
@@ -160,23 +162,92 @@ def test_every_lifecycle_call_is_one_exact_argv(nixos: NixosHive) -> None:
     assert nixos.shims.containers() == ["h-hm1nd"]
 
 
+def _manager_flags(nixos: NixosHive) -> list[str]:
+    conf = (nixos.shims.conf / "h-hm1nd.conf").read_text().splitlines()
+    flags = next(line for line in conf if line.startswith("EXTRA_NSPAWN_FLAGS="))
+    return flags.split("=", 1)[1].strip('"').split()
+
+
+def _repo_flags(hive: Hive, name: str) -> list[str]:
+    agent = hive.state_dir / "agents" / name
+    return [f"--bind-ro={agent / 'applied'}", f"--bind={agent / 'proposed'}"]
+
+
+def _live_binds(hive: Hive, name: str) -> list[list[str]]:
+    """The `machinectl` calls that bind `name`'s repos into the running manager."""
+    agent = hive.state_dir / "agents" / name
+    applied, proposed = str(agent / "applied"), str(agent / "proposed")
+    return [["bind", "--mkdir", "--read-only", "h-hm1nd", applied, applied],
+            ["bind", "--mkdir", "h-hm1nd", proposed, proposed]]  # fmt: skip
+
+
 def test_the_manager_gets_the_working_copies_bound_at_their_host_paths(nixos: NixosHive) -> None:
     hive = nixos.hive
     _ok(hive.cli("spawn", "bob"))
     _ok(hive.cli("restart", "hm1nd"))  # the binds are written before a container starts
     agents = hive.state_dir / "agents"
-    conf = (nixos.shims.conf / "h-hm1nd.conf").read_text().splitlines()
-    flags = next(line for line in conf if line.startswith("EXTRA_NSPAWN_FLAGS="))
-    assert flags.split("=", 1)[1].strip('"').split() == [
+    assert _manager_flags(nixos) == [
         f"--bind={agents / 'hm1nd' / 'state'}:/state",
         f"--bind={hive.run_dir / 'agents' / 'hm1nd'}:/run/hive",
-        f"--bind-ro={agents / 'bob' / 'applied'}",
-        f"--bind={agents / 'bob' / 'proposed'}",
-        f"--bind-ro={agents / 'hm1nd' / 'applied'}",
-        f"--bind={agents / 'hm1nd' / 'proposed'}",
+        f"--bind-ro={nixos.meta}:/meta",
+        *_repo_flags(hive, "bob"),
+        *_repo_flags(hive, "hm1nd"),
     ]
     bob = (nixos.shims.conf / "h-bob.conf").read_text()
-    assert "proposed" not in bob and str(agents / "hm1nd") not in bob
+    assert "proposed" not in bob and str(agents / "hm1nd") not in bob and "/meta" not in bob
+
+
+async def test_the_running_manager_sees_new_agents_repos_without_a_restart(
+    nixos: NixosHive,
+) -> None:
+    """An agent spawned, or a config prepared, while the manager runs: its repos are bound
+    into the manager's container at once, and recorded in its conf for the next start."""
+    hive = nixos.hive
+    before = _manager_flags(nixos)
+    assert f"--bind-ro={nixos.meta}:/meta" in before
+    nixos.shims.clear_calls()
+    _ok(hive.cli("spawn", "bob"))
+    assert nixos.shims.calls("machinectl") == _live_binds(hive, "bob")
+    assert ["stop", "h-hm1nd"] not in nixos.nc()  # no restart of the manager
+    assert _manager_flags(nixos) == [*before, *_repo_flags(hive, "bob")]
+
+    nixos.shims.clear_calls()
+    async with hive.client(hive.manager_sock) as manager:
+        await manager.call(rq.RequestInitConfig(cmd="request_init_config", name="carol"),
+                           rs.ConfigRepos)  # fmt: skip
+    assert nixos.shims.calls("machinectl") == _live_binds(hive, "carol")
+    assert _manager_flags(nixos) == [*before, *_repo_flags(hive, "bob"),
+                                     *_repo_flags(hive, "carol")]  # fmt: skip
+
+    nixos.shims.clear_calls()
+    _ok(hive.cli("restart", "bob"))  # everything is bound already: nothing to do
+    assert nixos.shims.calls("machinectl") == []
+
+    # A manager container started before /meta was bound (an older hive-core) gets it too.
+    conf = nixos.shims.conf / "h-hm1nd.conf"
+    conf.write_text(conf.read_text().replace(f" --bind-ro={nixos.meta}:/meta", ""))
+    async with hive.client(hive.manager_sock) as manager:
+        await manager.call(rq.RequestInitConfig(cmd="request_init_config", name="carol"),
+                           rs.ConfigRepos)  # fmt: skip
+    assert nixos.shims.calls("machinectl") == [
+        ["bind", "--mkdir", "--read-only", "h-hm1nd", str(nixos.meta), "/meta"]
+    ]
+    assert f"--bind-ro={nixos.meta}:/meta" in _manager_flags(nixos)
+
+
+async def test_a_failed_live_bind_is_retried_and_not_recorded(nixos: NixosHive) -> None:
+    hive = nixos.hive
+    before = _manager_flags(nixos)
+    nixos.shims.reply("machinectl", ["bind"], code=1, stderr="Failed to bind mount")
+    _ok(hive.cli("spawn", "bob"))  # the spawn itself does not fail
+    assert _manager_flags(nixos) == before
+    nixos.shims.clear_replies()
+    nixos.shims.clear_calls()
+    async with hive.client(hive.manager_sock) as manager:
+        await manager.call(rq.RequestInitConfig(cmd="request_init_config", name="bob"),
+                           rs.ConfigRepos)  # fmt: skip
+    assert nixos.shims.calls("machinectl") == _live_binds(hive, "bob")
+    assert _manager_flags(nixos) == [*before, *_repo_flags(hive, "bob")]
 
 
 def test_a_hive_core_restart_restarts_each_harness_in_its_running_container(

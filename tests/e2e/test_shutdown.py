@@ -20,7 +20,7 @@ from hive_share import responses as rs
 from hive_share.client import ConnectionLost, HiveClient, RemoteError
 from hive_share.framing import INT64_MAX
 from hive_share.names import MANAGER_NAME
-from tests.e2e.dashboard import STREAM_BOUND, Frames, session, stream
+from tests.e2e.dashboard import STREAM_BOUND, Frames, session, stream, ticket
 from tests.e2e.hive import Hive
 from tests.e2e.turns import hive_with, operator_send, turns_done, wait_state
 from tests.fake_anthropic import Reply, Seen, text
@@ -194,7 +194,8 @@ async def _to_the_end(frames: Frames) -> str:
 async def _log_follow(web: httpx.AsyncClient, name: str) -> AsyncIterator[AsyncIterator[str]]:
     """An open `/api/agents/NAME/log/stream`: its lines."""
     path = f"/api/agents/{name}/log/stream"
-    async with web.stream("GET", path, timeout=STREAM_BOUND) as response:
+    params = {"ticket": await ticket(web)}
+    async with web.stream("GET", path, params=params, timeout=STREAM_BOUND) as response:
         assert response.status_code == 200, await response.aread()
         yield response.aiter_lines()
 

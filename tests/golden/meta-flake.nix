@@ -29,6 +29,8 @@
                 label = "alice";
                 dashboardPort = 7357;
                 operatorPronouns = "she/her";
+                webHost = "0.0.0.0";
+                webAllowedHosts = [ "hive.example.net" "[2001:db8::7]" ];
                 package = hyperhive.packages.${system}.default;
                 agentToml = "${inputs."agent-alice"}/agent.toml";
               };
@@ -49,6 +51,8 @@
                 label = "hm1nd";
                 dashboardPort = 7357;
                 operatorPronouns = "she/her";
+                webHost = "0.0.0.0";
+                webAllowedHosts = [ "hive.example.net" "[2001:db8::7]" ];
                 package = hyperhive.packages.${system}.default;
                 agentToml = "${inputs."agent-hm1nd"}/agent.toml";
               };

@@ -3,12 +3,16 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from hive_agent import serve
+from hive_agent.history import EventHistory
 from hive_agent.turn_stats import STATS_FILE, TurnRow, TurnStats
+from hive_share import live
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -104,3 +108,49 @@ async def test_each_turn_is_recorded_once(tmp_path: Path) -> None:
         await stats.close()
     rows = _rows(tmp_path / STATS_FILE)
     assert [(r["turn_id"], r["tool_call_count"]) for r in rows] == [("t-1", 0), ("t-2", 5)]
+
+
+DAY = 24 * 3600.0
+NOW = 1_700_000_000.0
+
+
+async def test_prune_deletes_only_turns_that_ended_more_than_90_days_ago(tmp_path: Path) -> None:
+    stats = await TurnStats.open(tmp_path)
+    try:
+        for turn_id, age in (("t-old", 91 * DAY), ("t-edge", 90 * DAY), ("t-new", DAY)):
+            ended = NOW - age
+            await stats.record(_row(turn_id, started_at=ended - 5, ended_at=ended))
+        assert await stats.prune(NOW) == 1
+        assert await stats.prune(NOW) == 0
+    finally:
+        await stats.close()
+    assert [r["turn_id"] for r in _rows(tmp_path / STATS_FILE)] == ["t-edge", "t-new"]
+
+
+class _Failing:
+    async def prune(self, now: float) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_the_harness_prunes_both_files_and_one_failure_spares_the_other(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hourly pruning of `hive-agent serve`: events after 7 days, turns after 90."""
+    now = time.time()  # the history stamps its events with the wall clock
+    history = await EventHistory.open(tmp_path)
+    stats = await TurnStats.open(tmp_path)
+    try:
+        await stats.record(_row("t-old", started_at=now - 100 * DAY, ended_at=now - 99 * DAY))
+        await stats.record(_row("t-new", started_at=now - 2, ended_at=now - 1))
+        await history.publish(live.Note(text="now"), None)
+        await serve.prune_once(history, stats, now + 8 * DAY)
+        assert await history.recent() == []
+        assert [r["turn_id"] for r in _rows(tmp_path / STATS_FILE)] == ["t-new"]
+        failing = cast(EventHistory, _Failing())
+        await stats.record(_row("t-older", started_at=now - 200 * DAY, ended_at=now - 199 * DAY))
+        await serve.prune_once(failing, stats, now)
+        assert [r["turn_id"] for r in _rows(tmp_path / STATS_FILE)] == ["t-new"]
+        assert "pruning the events failed" in caplog.text
+    finally:
+        await history.close()
+        await stats.close()

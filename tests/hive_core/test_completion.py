@@ -1,14 +1,16 @@
-"""Shell completion: the bash script completes for real; install writes where shells look."""
+"""Shell completion is typer's: its scripts, and `hive-core` itself answering each tab press
+(`_HIVE_CORE_COMPLETE`); bash, zsh and fish run the scripts for real."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from hive_core.cli import build_parser, main
+from hive_core.cli import app, build, main
 
 
 def show(capsys: pytest.CaptureFixture[str], *args: str) -> str:
@@ -17,101 +19,175 @@ def show(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return out
 
 
-def complete_in_bash(script: str, words: list[str]) -> list[str]:
-    """COMPREPLY after a tab on the last of `words` (the bash function run by bash itself)."""
-    line = " ".join(f"'{w}'" for w in words)
+def shell(name: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        pytest.skip(f"{name} is not installed")
+    return binary
+
+
+@pytest.fixture
+def on_path(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH starts with a `hive-core` that runs this checkout's CLI
+    with this interpreter: what the scripts call on a tab press."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "hive-core"
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} -m hive_core "$@"\n')
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+
+def tab_in_bash(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], line: str
+) -> list[str]:
+    """The candidates `hive-core` gives bash's completion script for the last word of
+    `line` (an empty last word when it ends in a space)."""
+    words = line.split()
+    monkeypatch.setenv("_HIVE_CORE_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", line)
+    monkeypatch.setenv("COMP_CWORD", str(len(words) if line.endswith(" ") else len(words) - 1))
+    assert main([]) == 0
+    return capsys.readouterr().out.split()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("hive-core sp", ["spawn"]),
+        ("hive-core re", ["request-spawn", "restart", "rebuild", "reminders"]),
+        ("hive-core inbox --a", ["--after"]),
+        ("hive-core destroy alice --p", ["--purge"]),
+        ("hive-core serve --backend ", ["local", "nixos"]),
+        ("hive-core --show-completion ", list(app.SHELLS)),
+        ("hive-core --ver", ["--version"]),
+    ],
+)
+def test_a_tab_press_completes_commands_options_and_choices(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    expected: list[str],
+) -> None:
+    assert tab_in_bash(monkeypatch, capsys, line) == expected
+
+
+def test_every_command_is_offered(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = list(build().commands)
+    assert len(names) == len(app.commands()) > 25
+    assert tab_in_bash(monkeypatch, capsys, "hive-core ") == names
+
+
+def test_bash_runs_the_script_and_completes_a_command_name(
+    capsys: pytest.CaptureFixture[str], on_path: dict[str, str]
+) -> None:
     program = (
-        f"{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}\n"
-        '_hive_core_complete; printf "%s\\n" "${COMPREPLY[@]}"'
+        show(capsys, "bash")
+        + "\nCOMP_WORDS=(hive-core sp); COMP_CWORD=1\n"
+        + '_hive_core_completion hive-core; printf "%s\\n" "${COMPREPLY[@]}"'
     )
     result = subprocess.run(
-        ["bash", "--norc", "--noprofile", "-c", program],
+        [shell("bash"), "--norc", "--noprofile", "-c", program],
+        env=on_path,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         check=True,
     )
-    return [w for w in result.stdout.splitlines() if w]
+    assert result.stdout.split() == ["spawn"], result.stderr
 
 
-@pytest.mark.parametrize(
-    ("words", "expected"),
-    [
-        (["hive-core", "sp"], ["spawn"]),
-        (["hive-core", "re"], ["request-spawn", "restart", "rebuild", "reminders"]),
-        (["hive-core", "inbox", "--a"], ["--after"]),
-        (["hive-core", "destroy", "alice", "--p"], ["--purge"]),
-        (["hive-core", "serve", "--backend", ""], ["local", "nixos"]),
-        (["hive-core", "--show-completion", ""], ["bash", "zsh", "fish"]),
-        (["hive-core", "list", "--run-dir", ""], []),  # a path: bash completes file names
-        (["hive-core", "--ver"], ["--version"]),
-    ],
-)
-def test_the_bash_script_completes_commands_options_and_choices(
-    capsys: pytest.CaptureFixture[str], words: list[str], expected: list[str]
+def test_zsh_parses_the_script_and_its_function_gets_the_candidates(
+    capsys: pytest.CaptureFixture[str], on_path: dict[str, str]
 ) -> None:
-    assert complete_in_bash(show(capsys, "bash"), words) == expected
+    zsh = shell("zsh")
+    script = show(capsys, "zsh")
+    assert script.startswith("#compdef hive-core\n")
+    subprocess.run([zsh, "-n"], input=script, text=True, timeout=60, check=True)
+    # compsys's own functions stand in as stubs: _arguments prints the spec it is handed.
+    program = (
+        'compdef() { :; }\n_arguments() { print -r -- "$@"; }\n'
+        + script
+        + "\nwords=(hive-core sp); CURRENT=2; _hive_core_completion"
+    )
+    result = subprocess.run(
+        [zsh, "-f", "-c", program], env=on_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"spawn":' in result.stdout and "restart" not in result.stdout
 
 
-def test_every_command_is_offered_in_every_shell(capsys: pytest.CaptureFixture[str]) -> None:
-    _, commands = build_parser()
-    top = complete_in_bash(show(capsys, "bash"), ["hive-core", ""])
-    assert set(commands) <= set(top)
-    for shell in ("zsh", "fish"):
-        script = show(capsys, shell)
-        missing = [c for c in commands if f"{c}" not in script]
-        assert missing == [], shell
-    assert show(capsys, "zsh").startswith("#compdef hive-core\n")
-    assert "complete -c hive-core -n __fish_use_subcommand -a spawn" in show(capsys, "fish")
+def test_fish_runs_the_script_and_completes_a_command_name(
+    capsys: pytest.CaptureFixture[str], on_path: dict[str, str]
+) -> None:
+    program = show(capsys, "fish") + '\ncomplete -C "hive-core sp"'
+    result = subprocess.run(
+        [shell("fish"), "--no-config", "-c", program],
+        env=on_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["spawn"]
 
 
-@pytest.mark.parametrize("shell", ["zsh", "fish"])
-def test_the_zsh_and_fish_scripts_parse(capsys: pytest.CaptureFixture[str], shell: str) -> None:
-    binary = shutil.which(shell)
-    if binary is None:
-        pytest.skip(f"{shell} is not installed")
-    check = [binary, "-n"] if shell == "zsh" else [binary, "--no-execute"]
-    subprocess.run([*check], input=show(capsys, shell), text=True, timeout=30, check=True)
+def test_the_shell_defaults_to_the_one_it_runs_in(on_path: dict[str, str]) -> None:
+    result = subprocess.run(
+        [shell("fish"), "--no-config", "-c", "hive-core --show-completion"],
+        env={**on_path, "SHELL": "/bin/bash"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("complete --command hive-core")
 
 
-def test_the_shell_defaults_to_the_users_and_an_unknown_one_is_refused(
+def test_without_a_detected_shell_it_is_shells_and_an_unknown_one_is_refused(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(app, "_get_shell_name", lambda: None)
     monkeypatch.setenv("SHELL", "/usr/bin/fish")
-    assert show(capsys).startswith("# hive-core completion for fish")
+    assert show(capsys).startswith("complete --command hive-core")
     monkeypatch.setenv("SHELL", "/bin/tcsh")
     assert main(["--show-completion"]) == 1
-    assert "cannot tell the shell from SHELL=tcsh" in capsys.readouterr().err
-    assert main(["--install-completion", "tcsh"]) == 1
-    assert (
-        "hive-core: no completion for 'tcsh'; name one of bash, zsh, fish"
-        in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "hive-core: cannot tell the shell (detected: none, SHELL=tcsh); "
+        "name one of bash, zsh, fish, powershell, pwsh\n"
     )
+    assert main(["--install-completion", "tcsh"]) == 1
+    assert "hive-core: no completion for 'tcsh'; name one of bash" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
-    ("shell", "script", "rc"),
+    ("name", "script", "rc", "rc_line"),
     [
-        ("bash", ".bash_completions/hive-core.sh", ".bashrc"),
-        ("zsh", ".zfunc/hive-core.zsh", ".zshrc"),
-        ("fish", ".config/fish/completions/hive-core.fish", None),
+        ("bash", ".bash_completions/hive-core.sh", ".bashrc", "source '{script}'"),
+        ("zsh", ".zfunc/_hive-core", ".zshrc", "fpath+=~/.zfunc; autoload -Uz compinit; compinit"),
+        ("fish", ".config/fish/completions/hive-core.fish", None, None),
     ],
 )
-def test_install_writes_the_script_and_sources_it_once(
+def test_install_writes_typers_script_where_the_shell_loads_it_once(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    shell: str,
+    name: str,
     script: str,
     rc: str | None,
+    rc_line: str | None,
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     if rc is not None:
-        (tmp_path / rc).write_text("alias ll='ls -l'")  # no trailing newline
+        (tmp_path / rc).write_text("alias ll='ls -l'\n")
     for _ in range(2):
-        assert main(["--install-completion", shell]) == 0
-    assert f"{shell} completion installed in {tmp_path / script}" in capsys.readouterr().out
-    assert (tmp_path / script).read_text() == show(capsys, shell)
-    if rc is not None:
+        assert main(["--install-completion", name]) == 0
+    out = capsys.readouterr().out
+    assert f"{name} completion installed in {tmp_path / script}" in out
+    assert (tmp_path / script).read_text().strip() == show(capsys, name).strip()
+    if rc is not None and rc_line is not None:
         lines = (tmp_path / rc).read_text().splitlines()
-        assert lines == ["alias ll='ls -l'", f"source {tmp_path / script}"]
+        assert lines[0] == "alias ll='ls -l'"
+        assert lines.count(rc_line.format(script=tmp_path / script)) == 1

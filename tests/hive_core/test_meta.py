@@ -3,14 +3,31 @@ its parse by `nix-instantiate --parse`, hostile strings, and what makes a contai
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from hive_core.meta import MetaAgent, Params, fingerprint, nix_str, render
+from hive_core.meta import (
+    MetaAgent,
+    Params,
+    fingerprint,
+    lock_news,
+    locked_source,
+    nix_str,
+    params_of,
+    render,
+    source_path,
+)
+from hive_core.settings import Settings
+from hive_share import build
+
+REPO = Path(build.__file__).resolve().parent.parent
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "meta-flake.nix"
 PARAMS = Params(
@@ -19,6 +36,8 @@ PARAMS = Params(
     agents_dir=Path("/var/lib/hyperhive/agents"),
     dashboard_port=7357,
     operator_pronouns="she/her",
+    web_host="0.0.0.0",
+    web_allowed_hosts=("hive.example.net", "[2001:db8::7]"),
 )
 AGENTS = [
     MetaAgent("hm1nd", "manager", 42917, "hm1nd", "b" * 40),
@@ -75,3 +94,80 @@ def test_a_container_is_stale_when_its_inputs_or_identity_move() -> None:
     )
     other_port = Params(**{**PARAMS.__dict__, "dashboard_port": 8000})
     assert fingerprint(alice, other_port, "") != fingerprint(alice, PARAMS, "")
+
+
+def test_the_pages_listen_where_the_dashboard_does() -> None:
+    settings = Settings(
+        state_dir=Path("/srv/hive"),
+        dashboard_host="0.0.0.0",
+        dashboard_allowed_hosts=("Hive.Example.NET", "2001:db8::7"),
+    )
+    params = params_of(settings, "http://hive.example.net:8123/")
+    assert (params.web_host, params.web_allowed_hosts) == (
+        "0.0.0.0",
+        ("hive.example.net", "[2001:db8::7]"),
+    )
+    assert params.dashboard_port == 8123
+    assert params_of(Settings(state_dir=Path("/srv/hive")), None).web_allowed_hosts == ()
+    alice = AGENTS[1]
+    assert fingerprint(alice, params, "") != fingerprint(
+        alice, replace(params, web_allowed_hosts=()), ""
+    )
+
+
+# A NAR hash and the store path nix gives it (`nix-store --print-fixed-path --recursive
+# sha256 <hex> source`, checked below where nix-store is installed).
+NAR_HEX = "878832cd22b5e038e117b701378558f8a9b6cad7381a0e6d57a9e865d34f85a6"
+NAR_SRI = "sha256-" + base64.b64encode(bytes.fromhex(NAR_HEX)).decode()
+NAR_PATH = "/nix/store/ms37m6i4z2hfa1lm7a6lch7lw9vcr26l-source"
+
+
+def _lock(nar_hash: str | None) -> str:
+    locked = {"type": "github", "rev": "abc"} | ({"narHash": nar_hash} if nar_hash else {})
+    return json.dumps({"nodes": {"root": {"inputs": {"hyperhive": "hyperhive"}},
+                                 "hyperhive": {"locked": locked}},
+                       "root": "root", "version": 7})  # fmt: skip
+
+
+def test_a_locked_inputs_source_is_found_from_its_nar_hash() -> None:
+    assert str(source_path(NAR_SRI)) == NAR_PATH
+    assert locked_source(_lock(NAR_SRI)) == Path(NAR_PATH)
+    assert locked_source(_lock(None)) is None
+    assert locked_source(_lock("md5-AAAA")) is None
+    assert locked_source("not json") is None
+    with pytest.raises(ValueError):
+        source_path("sha256-tooshort")
+
+
+NIX_STORE = shutil.which("nix-store")
+
+
+@pytest.mark.skipif(NIX_STORE is None, reason="nix-store is not installed")
+@pytest.mark.parametrize("seed", ["", "a", "hyperhive"])
+def test_source_paths_agree_with_nix(seed: str) -> None:
+    assert NIX_STORE is not None
+    hexdigest = hashlib.sha256(seed.encode()).hexdigest()
+    argv = [NIX_STORE, "--print-fixed-path", "--recursive", "sha256", hexdigest, "source"]
+    got = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    sri = "sha256-" + base64.b64encode(bytes.fromhex(hexdigest)).decode()
+    assert str(source_path(sri)) == got.stdout.strip()
+
+
+def test_a_lock_on_other_code_than_hive_core_runs_is_news(tmp_path: Path) -> None:
+    """Meta's locked `hyperhive` source is hashed like hive-core's own build id: the same
+    files are no news, an edited file is, and a source that is not there cannot be told."""
+    store = str(tmp_path / "store")
+    lock = _lock(NAR_SRI)
+    source = source_path(NAR_SRI, store)
+    running = build.source_digest(REPO)
+    assert lock_news(lock, running, store) is None  # not in the store: cannot be told
+    for package in build.PACKAGES:
+        shutil.copytree(REPO / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+    assert lock_news(lock, running, store) is None
+    with (source / "hive_agent" / "turn.py").open("a", encoding="utf-8") as f:
+        f.write("# older code\n")
+    news = lock_news(lock, running, store)
+    assert news is not None
+    assert str(source) in news and running in news and "`update`" in news
+    assert lock_news(_lock(None), running, store) is None

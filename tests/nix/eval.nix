@@ -19,6 +19,10 @@ let
     lib.genAttrs names drv
     // {
       buildPythonApplication = attrs: drv "${attrs.pname}-${attrs.version}" // { inherit attrs; };
+      python = {
+        interpreter = "/nix/store/python3/bin/python3.12";
+        sitePackages = "lib/python3.12/site-packages";
+      };
     };
 
   pkgsFor =

@@ -26,6 +26,10 @@ in
       type = types.listOf types.port;
       default = [ ];
     };
+    networking.firewall.allowedTCPPortRanges = mkOption {
+      type = types.listOf (types.attrsOf types.port);
+      default = [ ];
+    };
     environment.etc = named;
     environment.systemPackages = mkOption {
       type = types.listOf types.package;

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 from hive_agent.settings import HarnessSettings
 from hive_core import config_repos
 from hive_core.settings import Settings
-from hive_share import agent_config
+from hive_share import agent_config, build
 from hive_share.agent_config import McpServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +120,7 @@ def test_the_agent_template_ships_its_nix_files() -> None:
 HOST_OUT = """{
   service = c.systemd.services.hive-core or null;
   firewall = c.networking.firewall.allowedTCPPorts;
+  ranges = c.networking.firewall.allowedTCPPortRanges;
   groups = builtins.attrNames c.users.groups;
   tmpfiles = c.systemd.tmpfiles.rules;
 }"""
@@ -136,7 +138,7 @@ def host(settings: str) -> Any:
 
 def test_the_host_module_does_nothing_unless_enabled() -> None:
     out = host("{ }")
-    assert out == {"service": None, "firewall": [], "groups": [], "tmpfiles": []}
+    assert out == {"service": None, "firewall": [], "ranges": [], "groups": [], "tmpfiles": []}
 
 
 def test_the_host_module_with_defaults_runs_hive_core_as_a_notify_service() -> None:
@@ -168,6 +170,7 @@ def test_the_host_module_with_defaults_runs_hive_core_as_a_notify_service() -> N
         "HIVE_DASHBOARD_HOST": "127.0.0.1",
         "HIVE_DASHBOARD_PORT": "7357",
         "HIVE_DASHBOARD_ALLOWED_HOSTS": "",
+        "HIVE_AGENT_PORT_BASE": "42000",
         "HIVE_OPERATOR_PRONOUNS": "she/her",
         "HIVE_GIT": env["HIVE_GIT"],
         "HIVE_HYPERHIVE_FLAKE": "path:/nix/store/00000000000000000000000000000000-source",
@@ -193,6 +196,7 @@ def test_the_host_module_with_every_option_set() -> None:
             allowedHosts = [ "hive.example.net" "10.0.0.2" ];
             openFirewall = true;
           };
+          agentPortBase = 43000;
           operatorPronouns = "they/them";
           adminGroup = "hive-admins";
         }"""
@@ -207,6 +211,7 @@ def test_the_host_module_with_every_option_set() -> None:
     assert env["HIVE_DASHBOARD_HOST"] == "0.0.0.0"
     assert env["HIVE_DASHBOARD_PORT"] == "8080"
     assert env["HIVE_DASHBOARD_ALLOWED_HOSTS"] == "hive.example.net,10.0.0.2"
+    assert env["HIVE_AGENT_PORT_BASE"] == "43000"
     assert env["HIVE_OPERATOR_PRONOUNS"] == "they/them"
     assert env["HIVE_HYPERHIVE_FLAKE"] == "github:example/hyperhive"
     # Directories other than the defaults come from tmpfiles, not State/RuntimeDirectory.
@@ -217,6 +222,7 @@ def test_the_host_module_with_every_option_set() -> None:
         "d /srv/hive 0700 root root - -",
     ]
     assert out["firewall"] == [8080]
+    assert out["ranges"] == [{"from": 43000, "to": 43999}]  # the agents' pages too
     assert out["groups"] == ["hive-admins"]
 
 
@@ -224,7 +230,7 @@ def test_the_firewall_stays_closed_on_a_public_dashboard_unless_asked() -> None:
     out = host(
         '{ enable = true; dashboard = { host = "0.0.0.0"; allowedHosts = [ "h.example" ]; }; }'
     )
-    assert out["firewall"] == []
+    assert out["firewall"] == [] and out["ranges"] == []
 
 
 def test_hive_core_accepts_the_environment_the_module_sets(
@@ -316,6 +322,23 @@ def test_the_package_source_holds_what_the_wheel_is_built_from() -> None:
     assert {"pyproject.toml", "README.md", "LICENSE"} <= set(entries)
 
 
+def test_the_package_stamps_its_build_id_from_its_source(tmp_path: Path) -> None:
+    """The install step writes the source's digest into the installed hive_share/, which
+    hive-core and the harness then read instead of hashing their files (hive_share/build.py).
+    Run here as the build runs it: in the source root, with the stub interpreter replaced by
+    this one."""
+    script = nix_eval("(e.flakeWith [ ]).outputs.packages.x86_64-linux.default.attrs.postInstall")
+    site = "lib/python3.12/site-packages"
+    assert f"$out/{site}/hive_share" in script
+    out = tmp_path / "out"
+    (out / site / "hive_share").mkdir(parents=True)
+    script = script.replace("/nix/store/python3/bin/python3.12", sys.executable)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, check=True,
+                   env={**os.environ, "out": str(out)}, timeout=TIMEOUT)  # fmt: skip
+    stamp = out / site / "hive_share" / build.STAMP
+    assert stamp.read_text().strip() == build.source_digest(ROOT)
+
+
 # -- the container templates --------------------------------------------------
 
 CONTAINER_OUT = """{
@@ -350,6 +373,7 @@ def container(base: str, identity: str, agent_dir: Path | None = None, inputs: s
 ALICE = """{
   name = "alice"; role = "agent"; port = 42017; label = "Alice the tester";
   dashboardPort = 7400; operatorPronouns = "they/them";
+  webHost = "0.0.0.0"; webAllowedHosts = [ "hive.example.net" "[2001:db8::7]" ];
   package = e.drv "hyperhive-test";
   agentToml = "/nix/store/00000000000000000000000000000000-source/agent.toml";
   extraMcpServers = {
@@ -385,6 +409,8 @@ def test_an_agents_container_runs_hive_agent_with_the_contracts_paths(
         "HIVE_AGENT_CONFIG": "/etc/hyperhive/agent.toml",
         "HIVE_EXTRA_MCP_FILE": "/etc/hyperhive/extra-mcp.json",
         "HIVE_WEB_PORT": "42017",
+        "HIVE_WEB_HOST": "0.0.0.0",
+        "HIVE_WEB_ALLOWED_HOSTS": "hive.example.net,[2001:db8::7]",
         "HIVE_DASHBOARD_URL": "http://127.0.0.1:7400",
         "HIVE_OPERATOR_PRONOUNS": "they/them",
         "HOME": "/state",
@@ -411,6 +437,8 @@ def test_an_agents_container_runs_hive_agent_with_the_contracts_paths(
     assert settings.harness_socket == Path("/run/hive/harness.sock")
     assert settings.state == Path("/state")
     assert settings.web_port == 42017
+    assert settings.web_host == "0.0.0.0"
+    assert settings.web_allowed_hosts == ("hive.example.net", "[2001:db8::7]")
     assert settings.dashboard_url == "http://127.0.0.1:7400"
     assert settings.agent_config == Path("/etc/hyperhive/agent.toml")
     assert settings.extra_mcp_file == Path("/etc/hyperhive/extra-mcp.json")
@@ -456,6 +484,7 @@ def test_without_extra_servers_the_file_is_an_empty_object_and_no_agent_toml_is_
     env = out["services"]["hive-agent"]["environment"]
     assert env["HIVE_OPERATOR_PRONOUNS"] == "she/her"
     assert env["HIVE_DASHBOARD_URL"] == "http://127.0.0.1:7357"
+    assert (env["HIVE_WEB_HOST"], env["HIVE_WEB_ALLOWED_HOSTS"]) == ("127.0.0.1", "")
     assert agent_config.parse_extra(out["etc"]["hyperhive/extra-mcp.json"]["text"], "x") == {}
 
 
@@ -485,6 +514,14 @@ def test_the_flakes_modules_default_the_package_to_its_own() -> None:
         ('{ name = "a234567890"; port = 1; package = e.drv "hh"; }', "hyperhive.name"),
         ('{ name = "a"; port = 1; role = "boss"; package = e.drv "hh"; }', "hyperhive.role"),
         ('{ name = "a"; port = 70000; package = e.drv "hh"; }', "hyperhive.port"),
+        (
+            '{ name = "a"; port = 1; package = e.drv "hh"; webAllowedHosts = [ "a,b" ]; }',
+            "hyperhive.webAllowedHosts",
+        ),
+        (
+            '{ name = "a"; port = 1; package = e.drv "hh"; webAllowedHosts = "a"; }',
+            "hyperhive.webAllowedHosts",
+        ),
         (
             '{ name = "a"; port = 1; package = e.drv "hh"; extraMcpServers.x.cmd = "y"; }',
             "cmd",
