@@ -23,7 +23,8 @@ from tests.e2e.hive import Hive
 
 REMOTE = "hive.test"
 """The host name the operator's browser uses; Chromium resolves it to 127.0.0.1."""
-RESOLVE = f"--host-resolver-rules=MAP {REMOTE} 127.0.0.1"
+RESOLVE = "--host-resolver-rules=MAP *.test 127.0.0.1"
+"""REMOTE, and any other name under .test (one the hive does not answer to)."""
 
 
 @pytest.fixture
@@ -117,6 +118,11 @@ async def test_error_pages_say_what_to_do_in_a_browser(remote_hive: Hive, tmp_pa
         assert "page ↗" in await needed.inner_text()
         assert await needed.locator("a").get_attribute("href") == f"{dash}/"
         await shots.take(fresh, "agent-page-needs-link")
+
+        wrong = await fresh.goto(f"http://wrong.test:{dashboard_port(remote_hive)}/")
+        assert wrong is not None and wrong.status == 421
+        assert "HIVE_DASHBOARD_ALLOWED_HOSTS" in await fresh.inner_text("main")
+        await shots.take(fresh, "wrong-host")
 
         link = remote_hive.cli("login-link", "alice").stdout.strip()
         await fresh.goto(link.replace("127.0.0.1", REMOTE))
