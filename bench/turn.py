@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from bench.broker import PHASE_TIMEOUT, BenchError, spawn_agents
 from bench.daemon import Daemon
 from bench.report import note
@@ -36,7 +38,7 @@ from hive_share.client import HiveClient, new_idempotency_key
 PYTHON_PASS = [sys.executable, "-c", "pass"]
 SDK_IMPORT = [sys.executable, "-c", "import mcp.server"]
 RELAY = relay.command()
-"""The command `hive_agent.turn` writes into claude's `--mcp-config`."""
+"""The command `hive_agent.invocation` writes into claude's `--mcp-config`."""
 
 STEP_TIMEOUT = 30.0
 """Bound on one spawn, one MCP reply, one turn."""
@@ -196,24 +198,27 @@ async def describe_server(mcp_socket: Path) -> dict[str, Any]:
 
 async def mcp_startup(directory: Path, rounds: int) -> McpStartup:
     """Interleaved rounds of the two python baselines and the relay handshake."""
-    host = McpHost(directory / "mcp.sock", "agent", directory / "no-core.sock", lambda _: None)
-    started = time.perf_counter()
-    await host.start()
-    note(f"warm MCP host up in {time.perf_counter() - started:.2f}s (imports the SDK)")
-    env = dict(os.environ, HIVE_MCP_SOCKET=str(host.path))
-    result = McpStartup([], [], [], [])
-    try:
-        for i in range(WARMUP + rounds):
-            python = await _spawn_to_exit(PYTHON_PASS)
-            sdk = await _spawn_to_exit(SDK_IMPORT)
-            ready, listed = await _relay_handshake(env)
-            if i >= WARMUP:
-                result.python.append(python)
-                result.sdk_import.append(sdk)
-                result.ready.append(ready)
-                result.listed.append(listed)
-    finally:
-        await host.stop()
+    async with anyio.create_task_group() as tasks:  # the host's listener and sessions
+        host = McpHost(
+            directory / "mcp.sock", "agent", directory / "no-core.sock", lambda _: None, tasks
+        )
+        started = time.perf_counter()
+        await host.start()
+        note(f"warm MCP host up in {time.perf_counter() - started:.2f}s (imports the SDK)")
+        env = dict(os.environ, HIVE_MCP_SOCKET=str(host.path))
+        result = McpStartup([], [], [], [])
+        try:
+            for i in range(WARMUP + rounds):
+                python = await _spawn_to_exit(PYTHON_PASS)
+                sdk = await _spawn_to_exit(SDK_IMPORT)
+                ready, listed = await _relay_handshake(env)
+                if i >= WARMUP:
+                    result.python.append(python)
+                    result.sdk_import.append(sdk)
+                    result.ready.append(ready)
+                    result.listed.append(listed)
+        finally:
+            tasks.cancel_scope.cancel()  # the host stops listening and removes its socket
     if host.sessions != WARMUP + rounds:
         raise BenchError(f"the host saw {host.sessions} sessions for {WARMUP + rounds} relays")
     return result

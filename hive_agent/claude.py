@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import anyio
+import anyio.abc
 
 from hive_agent.stream import TurnObserver
 from hive_share import live
@@ -25,6 +28,8 @@ MAX_STREAM_LINE = 64 * 1024 * 1024
 CHUNK = 256 * 1024
 CANCEL_GRACE = 5.0
 """Seconds between SIGINT and SIGKILL of the process group."""
+REAP_WAIT = 5.0
+"""Seconds a run waits for its process to be reaped after the SIGKILL on its way out."""
 ARGV_PROMPT_MAX = 100_000
 """Bytes of prompt passed as an argument; Linux refuses any single argument of 128 KiB."""
 
@@ -109,59 +114,72 @@ def death_guard() -> tuple[str, ...]:
 
 @dataclass
 class ClaudeProcess:
-    """Runs one invocation to completion; `cancel()` may be called from anywhere."""
+    """Runs one invocation to completion; `cancel()` and `kill()` may be called from anywhere.
+
+    The process is anyio's (`anyio.open_process`, on the loop's own child watcher as
+    before); what anyio would do on a cancel (kill the leader only) is not enough here, so
+    the run kills claude's whole process group itself before it lets go of the process.
+    """
 
     invocation: Invocation
-    proc: asyncio.subprocess.Process | None = None
+    proc: anyio.abc.Process | None = None
     cancelled: bool = False
     killed: bool = False
-    _kill_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    _interrupted: anyio.Event = field(default_factory=anyio.Event, repr=False)
+    """Set with the SIGINT: the run's escalation task SIGKILLs after the grace period."""
 
     async def run(self, sink: EventSink) -> RunOutcome:
-        """Start claude and pump its output into `sink` until it exits.
+        """Start claude and pump its output into `sink` until it exits; a cancelled run (the
+        harness stopping past its grace) kills the process group on its way out.
 
         Raises:
             FileNotFoundError / PermissionError: the claude binary cannot be run.
         """
         inv = self.invocation
         observer = TurnObserver()
-        self.proc = await asyncio.create_subprocess_exec(
-            *death_guard(),
-            *inv.argv(),
+        self.proc = proc = await anyio.open_process(
+            [*death_guard(), *inv.argv()],
             cwd=inv.cwd,
             env=dict(inv.env),
             # An open stdin pipe makes claude wait for it: /dev/null unless it carries the prompt.
-            stdin=asyncio.subprocess.PIPE if inv.prompt_on_stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=subprocess.PIPE if inv.prompt_on_stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
         if self.killed:  # killed or cancelled while starting
             self._signal(signal.SIGKILL)
         elif self.cancelled:
             self._interrupt()
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        stderr_task = asyncio.ensure_future(_drain_stderr(self.proc.stderr))
+        assert proc.stdout is not None and proc.stderr is not None
+        stderr = _StderrTail()
         count = 0
         try:
-            if inv.prompt_on_stdin:
-                await _feed(self.proc, inv.prompt)
-            async for line in _lines(self.proc.stdout):
-                if line is None:
-                    await sink(live.Note(text="dropped a stdout line over 64 MiB"))
-                    continue
-                for event in observer.feed(line):
-                    count += 1
-                    await sink(event)
-            code = await self.proc.wait()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stderr.drain, proc.stderr)
+                escalation = await tg.start(self._escalate)
+                if inv.prompt_on_stdin:
+                    assert proc.stdin is not None
+                    await _feed(proc.stdin, inv.prompt)
+                async for line in _lines(proc.stdout):
+                    if line is None:
+                        await sink(live.Note(text="dropped a stdout line over 64 MiB"))
+                        continue
+                    for event in observer.feed(line):
+                        count += 1
+                        await sink(event)
+                code = await proc.wait()
+                escalation.cancel()  # exited: nothing left to kill
         finally:
-            if self._kill_timer is not None:
-                self._kill_timer.cancel()
-            if self.proc.returncode is None:
-                self._signal(signal.SIGKILL)
-                await self.proc.wait()
-            tail = await stderr_task
-        return RunOutcome(observer, code, self.cancelled, tail, count)
+            with anyio.move_on_after(REAP_WAIT, shield=True) as reaping:
+                if proc.returncode is None:
+                    self._signal(signal.SIGKILL)
+                await proc.aclose()  # closes the pipes, reaps the process
+            if reaping.cancelled_caught:
+                logger.warning(
+                    "claude (pid %d) not reaped %.0fs after a SIGKILL", proc.pid, REAP_WAIT
+                )
+        return RunOutcome(observer, code, self.cancelled, stderr.text(), count)
 
     def cancel(self) -> None:
         """SIGINT the process group now, SIGKILL it after the grace period."""
@@ -177,11 +195,20 @@ class ClaudeProcess:
         self._signal(signal.SIGKILL)
 
     def _interrupt(self) -> None:
-        if self.proc is None or self.proc.returncode is not None or self._kill_timer:
+        if self.proc is None or self.proc.returncode is not None or self._interrupted.is_set():
             return
         self._signal(signal.SIGINT)
-        loop = asyncio.get_running_loop()
-        self._kill_timer = loop.call_later(CANCEL_GRACE, self._signal, signal.SIGKILL)
+        self._interrupted.set()
+
+    async def _escalate(
+        self, *, task_status: anyio.abc.TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """SIGKILL the process group CANCEL_GRACE after a SIGINT, unless cancelled first."""
+        with anyio.CancelScope() as scope:
+            task_status.started(scope)
+            await self._interrupted.wait()
+            await anyio.sleep(CANCEL_GRACE)
+            self._signal(signal.SIGKILL)
 
     def _signal(self, sig: signal.Signals) -> None:
         if self.proc is None or self.proc.returncode is not None:
@@ -190,24 +217,23 @@ class ClaudeProcess:
             os.killpg(self.proc.pid, sig)
 
 
-async def _feed(proc: asyncio.subprocess.Process, prompt: str) -> None:
-    assert proc.stdin is not None
+async def _feed(stdin: anyio.abc.ByteSendStream, prompt: str) -> None:
     try:
-        proc.stdin.write(prompt.encode("utf-8"))
-        await proc.stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
+        await stdin.send(prompt.encode("utf-8"))
+    except (anyio.BrokenResourceError, BrokenPipeError, ConnectionResetError):
         logger.warning("claude closed its stdin before reading the prompt")
     finally:
-        proc.stdin.close()
+        await stdin.aclose()
 
 
-async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes | None]:
+async def _lines(stream: anyio.abc.ByteReceiveStream) -> AsyncIterator[bytes | None]:
     """Lines of any length up to MAX_STREAM_LINE; None stands for a dropped one."""
     buf = bytearray()
     dropping = False
     while True:
-        chunk = await stream.read(CHUNK)
-        if not chunk:
+        try:
+            chunk = await stream.receive(CHUNK)
+        except anyio.EndOfStream:
             if dropping:
                 yield None
             elif buf:
@@ -233,13 +259,19 @@ async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes | None]:
             start = nl + 1
 
 
-async def _drain_stderr(stream: asyncio.StreamReader, keep: int = 4000) -> str:
-    tail = b""
-    while True:
-        chunk = await stream.read(CHUNK)
-        if not chunk:
-            return tail.decode("utf-8", errors="replace").strip()
-        for line in chunk.splitlines():
-            if line.strip():
-                logger.info("claude stderr: %s", line[:2000].decode("utf-8", errors="replace"))
-        tail = (tail + chunk)[-keep:]
+class _StderrTail:
+    """claude's stderr, logged line by line; the last `keep` bytes kept for the turn."""
+
+    def __init__(self, keep: int = 4000) -> None:
+        self._keep = keep
+        self._tail = b""
+
+    async def drain(self, stream: anyio.abc.ByteReceiveStream) -> None:
+        async for chunk in stream:
+            for line in chunk.splitlines():
+                if line.strip():
+                    logger.info("claude stderr: %s", line[:2000].decode("utf-8", errors="replace"))
+            self._tail = (self._tail + chunk)[-self._keep :]
+
+    def text(self) -> str:
+        return self._tail.decode("utf-8", errors="replace").strip()

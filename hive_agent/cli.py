@@ -95,10 +95,10 @@ def _run(role: str, args: list[str]) -> int:
 
 def _serve(prog: str) -> int:
     """The harness until SIGTERM: settings from the environment (a bad one is status 2),
-    then the event loop; never returns when it ran."""
-    import asyncio
+    then the event loop (anyio on its asyncio backend); never returns when it ran."""
     import logging
 
+    import anyio
     from pydantic import ValidationError
 
     from hive_agent.settings import HarnessSettings
@@ -117,10 +117,18 @@ def _serve(prog: str) -> int:
         )
         return USAGE
     from hive_agent.serve import die_with_parent, serve
+    from hive_share.blocking import NotRunning
 
     if settings.parent_pid is not None:
         die_with_parent(settings.parent_pid)
-    asyncio.run(serve(settings, dict(os.environ)))
+    try:
+        anyio.run(serve, settings, dict(os.environ), backend="asyncio")
+    except BaseExceptionGroup as group:  # hive-core never answered: say so, no traceback
+        unreachable, rest = group.split(NotRunning)
+        if unreachable is None or rest is not None:
+            raise
+        print(f"{prog}: {unreachable.exceptions[0]}", file=sys.stderr)
+        return 1
     # Everything is closed by now. Skip the interpreter's teardown of every loaded module
     # (the web stack's included): with many agents stopping at once on a small machine
     # it costs more than the stop itself.

@@ -1,24 +1,24 @@
-"""The harness's own small socket: hive-core's pings and the turn controls."""
+"""The harness's own small socket: hive-core's pings and the turn controls, served as a task
+of the harness's task group (`serve_control`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+import functools
 import os
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import ValidationError
 
-from hive_agent import __version__
+from hive_agent import __version__, unix_server
 from hive_share import PROTOCOL_VERSION, framing
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.models import WireModel, dump
-
-logger = logging.getLogger(__name__)
 
 Control = (
     rq.Cancel
@@ -70,39 +70,57 @@ def _clear_stale(path: Path) -> None:
     os.unlink(path)
 
 
-async def start_control(path: Path, controls: ControlHandler) -> asyncio.Server:
-    """Listen on `path` (mode 0600), replacing a stale socket left by an earlier run."""
-
-    async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    line = await framing.read_line(reader)
-                except framing.FrameError as exc:
-                    code: rs.ErrorCode = (
-                        "too_long" if isinstance(exc, framing.FrameTooLong) else "malformed"
-                    )
-                    writer.write(framing.encode(dump(rs.Error(code=code, error=str(exc)))))
-                    return
-                if line is None:
-                    return
-                writer.write(framing.encode(dump(await answer(line, controls))))
-                await writer.drain()
-        except ConnectionError:
-            logger.debug("control connection dropped")
-        finally:
-            writer.close()
-
+async def serve_control(
+    path: Path,
+    controls: ControlHandler,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer on `path` (mode 0600, replacing a stale socket left by an earlier run) until
+    cancelled, each connection a task of the server's own task group; the socket file goes
+    with it. Started once it listens."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     _clear_stale(path)
-    server = await asyncio.start_unix_server(
-        serve_connection, path=str(path), limit=framing.READER_LIMIT
-    )
-    os.chmod(path, 0o600)
-    return server
+    handler = functools.partial(_connection, controls=controls)
+    await unix_server.serve(path, handler, task_status=task_status)
 
 
-async def stop_control(server: asyncio.Server, path: Path) -> None:
-    server.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+async def _connection(stream: anyio.abc.ByteStream, controls: ControlHandler) -> None:
+    """One line in, one line out, until the peer closes; a line that is not one frame is
+    answered with its error, and one too long also ends the connection."""
+    lines = BufferedByteReceiveStream(stream)
+    while True:
+        try:
+            line = await read_line(lines)
+        except framing.FrameError as exc:
+            code: rs.ErrorCode = (
+                "too_long" if isinstance(exc, framing.FrameTooLong) else "malformed"
+            )
+            await stream.send(framing.encode(dump(rs.Error(code=code, error=str(exc)))))
+            return
+        if line is None:
+            return
+        await stream.send(framing.encode(dump(await answer(line, controls))))
+
+
+async def read_line(lines: BufferedByteReceiveStream) -> bytes | None:
+    """One line without its newline; `None` at a clean end of stream (`framing.read_line`
+    over an anyio stream).
+
+    Raises:
+        FrameTooLong: the line is over `MAX_LINE`.
+        FrameError: the stream ended in the middle of a line.
+    """
+    try:
+        line = await lines.receive_until(b"\n", framing.READER_LIMIT)
+    except anyio.IncompleteRead:
+        if not lines.buffer:
+            return None
+        raise framing.FrameError("connection closed in the middle of a line") from None
+    except anyio.DelimiterNotFound:
+        raise framing.FrameTooLong(f"line exceeds the {framing.MAX_LINE}-byte limit") from None
+    if len(line) > framing.MAX_LINE:
+        raise framing.FrameTooLong(
+            f"line of {len(line)} bytes exceeds the {framing.MAX_LINE}-byte limit"
+        )
+    return line

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import anyio
 
 from hive_share.framing import INT64_MAX
 from hive_share.live import LIVE_EVENT, LiveEvent
@@ -99,10 +100,9 @@ class EventHistory:
             got = await self._above(after, limit)
             if got or queue is None:
                 return got
-            try:
-                async with asyncio.timeout(wait_seconds):
-                    await queue.get()
-            except TimeoutError:
+            with anyio.move_on_after(wait_seconds) as waiting:
+                await queue.get()
+            if waiting.cancelled_caught:
                 return []
             return await self._above(after, limit)
         finally:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import os
 import shutil
+import subprocess
 from collections.abc import Mapping
+
+import anyio
 
 from hive_share.models import LoginReport
 
@@ -32,22 +35,26 @@ async def probe(claude_bin: str, env: Mapping[str, str]) -> tuple[LoginReport, s
     if env.get("ANTHROPIC_API_KEY") or env.get("CLAUDE_CODE_OAUTH_TOKEN"):
         return "logged_in", "credentials from the environment"
     try:
-        proc = await asyncio.create_subprocess_exec(
-            claude_bin, "auth", "status",
+        proc = await anyio.open_process(
+            [claude_bin, "auth", "status"],
             env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
     except OSError as exc:
         return "claude_missing", f"cannot run {claude_bin}: {exc.strerror}"
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return "needs_login", f"`claude auth status` did not answer in {PROBE_TIMEOUT:.0f}s"
+    assert proc.stdout is not None
+    out = b""
+    async with proc:  # on the way out: pipes closed, the process killed if still there, reaped
+        with anyio.move_on_after(PROBE_TIMEOUT) as waiting:
+            async for chunk in proc.stdout:
+                out += chunk
+            await proc.wait()
+        if waiting.cancelled_caught:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            return "needs_login", f"`claude auth status` did not answer in {PROBE_TIMEOUT:.0f}s"
     text = out.decode("utf-8", errors="replace").strip()
     if proc.returncode == 0:
         return "logged_in", ""

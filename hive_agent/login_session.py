@@ -6,6 +6,9 @@ pasted; so stdout is read as a stream, not by lines. The harness only relays: it
 stores or logs the code, nor anything the CLI writes to its own config dir. When the CLI
 exits, `claude auth status` decides; a success is reported to hive-core like any other
 login change.
+
+The CLI's relay is a task of the harness's task group: a harness that stops kills a login
+still running.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ import asyncio
 import contextlib
 import logging
 import re
+import subprocess
 from collections.abc import Awaitable, Callable, Mapping
+
+import anyio
+import anyio.abc
 
 from hive_agent import login
 from hive_share import live
@@ -29,7 +36,6 @@ SESSION_TIMEOUT = 600.0
 MAX_OUTPUT = 64 * 1024
 """Characters of the CLI's output kept for the operator (the start of it is dropped)."""
 URL = re.compile(r"https://[^\s\"'<>]+")
-CHUNK = 4096
 
 Emit = Callable[[live.LiveEvent], Awaitable[None]]
 Report = Callable[[LoginReport, str], Awaitable[None]]
@@ -37,19 +43,20 @@ Report = Callable[[LoginReport, str], Awaitable[None]]
 
 class LoginSession:
     def __init__(self, claude_bin: str, env: Callable[[], Mapping[str, str]], emit: Emit,
-                 report: Report) -> None:  # fmt: skip
+                 report: Report, tasks: anyio.abc.TaskGroup) -> None:  # fmt: skip
         self._claude_bin = claude_bin
         self._env = env
         self._emit = emit
         self._report = report
+        self._tasks = tasks
+        """Where a login's relay runs."""
         self.state: LoginSessionState = "idle"
         self.url: str | None = None
         self._output = ""
         self._dropped = 0
         """Characters cut from the start of `_output`; offsets count from the first one."""
         self._code_sent = False
-        self._proc: asyncio.subprocess.Process | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._proc: anyio.abc.Process | None = None
         self._changed = asyncio.Condition()
 
     async def start(self) -> str:
@@ -59,26 +66,25 @@ class LoginSession:
         missing = login.why_not_runnable(self._claude_bin, env)
         if missing:
             raise ValueError(f"cannot log in: {missing}")
-        self._proc = await asyncio.create_subprocess_exec(
-            self._claude_bin, "auth", "login",
+        self._proc = await anyio.open_process(
+            [self._claude_bin, "auth", "login"],
             env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         self._output, self._dropped, self.url, self._code_sent = "", 0, None, False
         await self._set("running")
-        self._task = asyncio.ensure_future(self._run(self._proc))
+        self._tasks.start_soon(self._run, self._proc)
         return "login started: open the link it prints and paste the code"
 
     async def code(self, code: str) -> str:
         proc = self._proc
         if self.state != "running" or proc is None or proc.stdin is None:
             raise ValueError("no login is running; start one first")
-        proc.stdin.write(code.encode() + b"\n")
-        with contextlib.suppress(ConnectionError):
-            await proc.stdin.drain()
+        with contextlib.suppress(anyio.BrokenResourceError, ConnectionError):
+            await proc.stdin.send(code.encode() + b"\n")
         self._code_sent = True
         await self._set("running")
         return "code sent"
@@ -96,8 +102,8 @@ class LoginSession:
             return self._dropped + len(self._output) > after or self.state != "running"
 
         if wait_seconds > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait_seconds), self._changed:
+            with anyio.move_on_after(wait_seconds):
+                async with self._changed:
                     await self._changed.wait_for(moved)
         start = max(after - self._dropped, 0)
         return LoginProgress(
@@ -107,19 +113,21 @@ class LoginSession:
             and not self._code_sent,
         )  # fmt: skip
 
-    async def _run(self, proc: asyncio.subprocess.Process) -> None:
+    async def _run(self, proc: anyio.abc.Process) -> None:
+        """Relay the CLI's output until it exits (or SESSION_TIMEOUT), then find out whether
+        it logged in; the process goes with this task, however it ends."""
         assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(SESSION_TIMEOUT):
-                while chunk := await proc.stdout.read(CHUNK):
+        async with proc:  # on the way out: pipes closed, the process killed if still there
+            with anyio.move_on_after(SESSION_TIMEOUT) as waiting:
+                async for chunk in proc.stdout:
                     await self._append(chunk.decode("utf-8", errors="replace"))
                 await proc.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            await self._set("failed", f"no login within {SESSION_TIMEOUT:.0f}s")
-            return
+            if waiting.cancelled_caught:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+                await self._set("failed", f"no login within {SESSION_TIMEOUT:.0f}s")
+                return
         if self.state == "cancelled":
             return
         state, detail = await login.probe(self._claude_bin, self._env())
@@ -150,6 +158,5 @@ class LoginSession:
             self._changed.notify_all()
 
     async def close(self) -> None:
+        """End a login still running (the harness is stopping)."""
         await self.cancel()
-        if self._task is not None:
-            self._task.cancel()

@@ -5,6 +5,7 @@ Tools return plain text. Errors say what went wrong and what to do about it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,6 +210,15 @@ def _coordination(server: MCPServer[Any], tools: Tools) -> None:
         return "\n".join(lines)
 
 
+def _age(seconds: float) -> str:
+    """`4m`, `3h`, `2d`: how long an item has waited."""
+    s = max(int(seconds), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
 def _manager(server: MCPServer[Any], tools: Tools) -> None:
     @server.tool(name="list", structured_output=False)
     async def list_agents() -> str:
@@ -223,6 +233,19 @@ def _manager(server: MCPServer[Any], tools: Tools) -> None:
             for a in agents
         ]
         return "\n".join(lines) or "No agents."
+
+    @server.tool(structured_output=False)
+    async def hive_status() -> str:
+        """What needs attention hive-wide, most urgent first: approvals and questions
+        waiting on the operator, crashed or given-up agents, login problems, failed
+        deploys, outdated harnesses; each with its age and the step that resolves it."""
+        items = (await tools.call(make(rq.Attention, cmd="attention"), rs.AttentionList)).items
+        now = time.time()
+        lines = [
+            f"[{i.severity}] {i.kind}: {i.summary} ({_age(now - i.since)}) — {i.action}"
+            for i in items
+        ]
+        return "\n".join(lines) or "Nothing needs attention."
 
     @server.tool(structured_output=False)
     async def request_spawn(name: str) -> str:

@@ -1,19 +1,29 @@
-"""`hive-agent serve` / `hive-mind serve`: report to hive-core, run turns, exit on SIGTERM."""
+"""`hive-agent serve` / `hive-mind serve`: report to hive-core, run turns, exit on SIGTERM.
+
+Everything the harness runs is a task of one anyio task group (`serve`): the control
+socket and its connections, the turn loop and its claude processes, the MCP host and its
+sessions, the history's pruning, the agent page's server, the reports to hive-core, a
+login's relay. Shutdown winds the turn and the page down within their bounds, then
+cancels the group's scope; `serve` returns once every task has ended.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
+import anyio
+import anyio.abc
+import anyio.to_thread
+
 from hive_agent import build_version, start_check
-from hive_agent.control import Control, start_control, stop_control
+from hive_agent.control import Control, serve_control
 from hive_agent.history import EventHistory
 from hive_agent.login_session import LoginSession
 from hive_agent.settings import HarnessSettings
@@ -59,7 +69,7 @@ async def report_alive(settings: HarnessSettings, report: StartReport) -> None:
     Raises:
         NotRunning: hive-core never answered.
     """
-    version = await asyncio.to_thread(build_version)  # a digest of the source, once
+    version = await anyio.to_thread.run_sync(build_version)  # a digest of the source, once
     for attempt in range(CONNECT_ATTEMPTS):
         try:
             async with HiveClient(settings.socket) as client:
@@ -73,7 +83,7 @@ async def report_alive(settings: HarnessSettings, report: StartReport) -> None:
         except NotRunning:
             if attempt == CONNECT_ATTEMPTS - 1:
                 raise
-            await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            await anyio.sleep(min(0.05 * 2**attempt, 1.0))
 
 
 async def prune_once(history: EventHistory, stats: TurnStats, now: float) -> None:
@@ -92,7 +102,7 @@ async def prune_once(history: EventHistory, stats: TurnStats, now: float) -> Non
 async def _prune_loop(history: EventHistory, stats: TurnStats) -> None:
     while True:
         await prune_once(history, stats, time.time())
-        await asyncio.sleep(PRUNE_INTERVAL)
+        await anyio.sleep(PRUNE_INTERVAL)
 
 
 class _Controls:
@@ -103,7 +113,7 @@ class _Controls:
         self.harness, self.history, self.login = harness, history, login
         self.page: AgentPage | None = None
         """Set once the page's server is built (after the harness reported itself alive)."""
-        self.page_built = asyncio.Event()
+        self.page_built = anyio.Event()
 
     def set_page(self, page: AgentPage) -> None:
         self.page = page
@@ -115,9 +125,8 @@ class _Controls:
         Raises:
             ValueError: it is still not built.
         """
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(PAGE_START_WAIT):
-                await self.page_built.wait()
+        with anyio.move_on_after(PAGE_START_WAIT):
+            await self.page_built.wait()
         if self.page is None:
             raise ValueError("the agent page is still starting; ask again in a moment")
         return self.page
@@ -165,60 +174,98 @@ async def _start_mcp(harness: Harness) -> None:
         logger.exception("the MCP host did not start; the next turn retries")
 
 
-async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    history = await EventHistory.open(settings.state)
-    stats = await TurnStats.open(settings.state)
-    harness = Harness(settings, env, history, stats)
-    login_session = LoginSession(
-        settings.claude_bin, harness.login_env, harness.emit, harness.report_login
-    )
+class _Task:
+    """A task of the harness's group with a cancel scope of its own, which shutdown can wait
+    for a while before it cancels it (the turn loop, the page)."""
 
-    controls = _Controls(harness, history, login_session)
-    control = await start_control(settings.harness_socket, controls.answer)
-    try:
-        report = await start_check.check(
-            settings.agent_config, settings.extra_mcp_file, harness.models,
-            harness.claude_env(AgentConfig()), settings.state,
-        )  # fmt: skip
-        await report_alive(settings, report)
-        logger.info("%s (%s) is up, pid %d", settings.agent_name, settings.role, os.getpid())
-        async with asyncio.TaskGroup() as tg:
-            loop_task = tg.create_task(harness.serve(stopping))
-            prune_task = tg.create_task(_prune_loop(history, stats))
-            # Warm before the first turn: claude starts our MCP relay as soon as it starts.
-            mcp_task = tg.create_task(_start_mcp(harness))
-            # Imported only now, off the loop: the web stack costs a start-up a third of a
-            # second, and hive-core waits for `alive`, not for the page.
-            web = await gil.import_off_loop("hive_agent.web")
-            page = web.AgentPage(settings, harness, history, login_session)
-            controls.set_page(page)
-            page_task = tg.create_task(page.serve())
-            await stopping.wait()
-            page.stop()
-            logger.info("%s stopping", settings.agent_name)
-            if harness.busy:  # let the turn end and record itself, within a bound
-                await harness.cancel(stopping=True)
-                try:
-                    async with asyncio.timeout(STOP_GRACE):
-                        await asyncio.shield(loop_task)
-                except TimeoutError:
-                    logger.warning("turn did not wind down in %.0fs", STOP_GRACE)
-            loop_task.cancel()  # idle in a long-poll: the lease ends with the connection
-            prune_task.cancel()
-            mcp_task.cancel()
+    def __init__(self, func: Callable[[], Awaitable[None]]) -> None:
+        self._func = func
+        self.scope = anyio.CancelScope()
+        self._done = anyio.Event()
+
+    async def run(self) -> None:
+        try:
+            with self.scope:
+                await self._func()
+        finally:
+            self._done.set()
+
+    async def end_within(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the task to end by itself, then cancel it; whether it
+        ended in time."""
+        with anyio.move_on_after(seconds):
+            await self._done.wait()
+        self.scope.cancel()
+        return self._done.is_set()
+
+
+async def _stop_on(signals: AsyncIterator[int], stopping: anyio.Event) -> None:
+    async for _ in signals:  # SIGTERM (hive-core's stop, a dead parent) or SIGINT
+        stopping.set()
+
+
+async def serve(settings: HarnessSettings, env: Mapping[str, str]) -> None:
+    """The harness, until SIGTERM or SIGINT; returns once all it started has ended."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        history = await EventHistory.open(settings.state)
+        try:
+            stats = await TurnStats.open(settings.state)
             try:
-                async with asyncio.timeout(PAGE_GRACE):
-                    await asyncio.shield(page_task)
-            except TimeoutError:
-                logger.warning("the agent page did not close within %.0fs", PAGE_GRACE)
-            page_task.cancel()
-    finally:
-        await stop_control(control, settings.harness_socket)
-        await login_session.close()
-        await harness.mcp.stop()
-        await history.close()
-        await stats.close()
+                async with anyio.create_task_group() as tg:
+                    stopping = anyio.Event()
+                    tg.start_soon(_stop_on, signals, stopping)
+                    await _run(settings, env, history, stats, tg, stopping)
+                    tg.cancel_scope.cancel()  # what is left: one cancellation ends it all
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await stats.close()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await history.close()
+
+
+async def _run(
+    settings: HarnessSettings,
+    env: Mapping[str, str],
+    history: EventHistory,
+    stats: TurnStats,
+    tg: anyio.abc.TaskGroup,
+    stopping: anyio.Event,
+) -> None:
+    """Start everything in `tg`, wait for `stopping`, then wind the turn and the page down
+    within their bounds (the caller cancels the rest)."""
+    harness = Harness(settings, env, history, stats, tg)
+    login_session = LoginSession(
+        settings.claude_bin, harness.login_env, harness.emit, harness.report_login, tg
+    )
+    controls = _Controls(harness, history, login_session)
+    await tg.start(serve_control, settings.harness_socket, controls.answer)
+    report = await start_check.check(
+        settings.agent_config, settings.extra_mcp_file, harness.models,
+        harness.claude_env(AgentConfig()), settings.state,
+    )  # fmt: skip
+    await report_alive(settings, report)
+    logger.info("%s (%s) is up, pid %d", settings.agent_name, settings.role, os.getpid())
+    turns = _Task(functools.partial(harness.serve, stopping))
+    tg.start_soon(turns.run)
+    tg.start_soon(_prune_loop, history, stats)
+    # Warm before the first turn: claude starts our MCP relay as soon as it starts.
+    tg.start_soon(_start_mcp, harness)
+    # Imported only now, off the loop: the web stack costs a start-up a third of a second,
+    # and hive-core waits for `alive`, not for the page.
+    web = await gil.import_off_loop("hive_agent.web")
+    page = web.AgentPage(settings, harness, history, login_session)
+    controls.set_page(page)
+    page_task = _Task(page.serve)
+    tg.start_soon(page_task.run)
+    await stopping.wait()
+    page.stop()
+    logger.info("%s stopping", settings.agent_name)
+    if harness.busy:  # let the turn end and record itself, within a bound
+        await harness.cancel(stopping=True)
+        if not await turns.end_within(STOP_GRACE):
+            logger.warning("turn did not wind down in %.0fs", STOP_GRACE)
+    turns.scope.cancel()  # idle in a long-poll: the lease ends with the connection
+    if not await page_task.end_within(PAGE_GRACE):
+        logger.warning("the agent page did not close within %.0fs", PAGE_GRACE)
+    await login_session.close()

@@ -9,12 +9,13 @@ and reported; the agent still runs (Claude Code starts without a failed server).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import anyio
 
 from hive_agent.model import InvalidModel, ModelStore
 from hive_share import agent_config
@@ -55,10 +56,15 @@ async def check(
         report.problems.append(_cut(f"model: {exc}"))
     if config.mcp_servers:
         server_env = {**env, **config.env}
-        probes = [
-            _probe(key, server, server_env, cwd) for key, server in config.mcp_servers.items()
-        ]
-        report.problems += [p for p in await asyncio.gather(*probes) if p]
+        found = dict.fromkeys(config.mcp_servers, "")
+
+        async def probe(key: str, server: agent_config.McpServer) -> None:
+            found[key] = await _probe(key, server, server_env, cwd)
+
+        async with anyio.create_task_group() as probes:  # all at once, each bounded
+            for key, server in config.mcp_servers.items():
+                probes.start_soon(probe, key, server)
+        report.problems += [p for p in found.values() if p]
     for problem in report.problems:
         logger.warning("start check: %s", problem)
     return report
@@ -77,7 +83,7 @@ async def _probe(
         command=server.command, args=server.args, env={**env, **server.env}, cwd=cwd
     )
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT):
+        with anyio.fail_after(PROBE_TIMEOUT):
             async with (
                 stdio_client(params, errlog=sys.stderr) as (read, write),
                 ClientSession(read, write) as session,

@@ -4,30 +4,40 @@ Items are acknowledged to hive-core only after their turn ended in a way that
 will not be retried, so a crash or an API outage never loses them; the ack rides
 on the next `recv` (or, when the harness stops, goes alone). A cancel ends the
 turn: items its model received count as handled (and the next turn is told of
-the cancel), items it never received stay queued for the next turn.
+the cancel), items it never received stay queued for the next turn. A running claude
+is interrupted by signals (so it ends with its own `aborted` result); the turn's other
+waits (the MCP host's start, the login probe, a retry's backoff) run in a cancel scope
+that the cancel cancels.
+
+`Harness` owns the turn state, the controls and the loop; beside it: the waits and
+backoffs (`retry.py`), a turn's claude runs with their compactions (`claude_runs.py`),
+what each run is built from (`invocation.py`), what a turn leaves behind
+(`turn_record.py`), and what hive-core hears of the harness (`reports.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
 
-from hive_agent import login, prompts, relay
-from hive_agent.classify import RETRYABLE, classify
-from hive_agent.claude import CLAUDE_ENV, ClaudeProcess, Invocation, RunOutcome
+import anyio
+import anyio.abc
+
+from hive_agent import invocation, retry, turn_record
+from hive_agent.classify import RETRYABLE
+from hive_agent.claude import ClaudeProcess, RunOutcome
+from hive_agent.claude_runs import ClaudeRuns
 from hive_agent.history import EventHistory
 from hive_agent.mcp_host import McpHost
 from hive_agent.model import InvalidModel, ModelStore
+from hive_agent.reports import LoginReporter, StateReport, StateReporter
 from hive_agent.settings import HarnessSettings
-from hive_agent.stream import TurnObserver
-from hive_agent.turn_stats import TurnRow, TurnStats
+from hive_agent.turn_record import TurnResult, TurnStart
+from hive_agent.turn_stats import TurnStats
 from hive_agent.wake import render_wake
 from hive_share import agent_config, live
 from hive_share import requests as rq
@@ -39,30 +49,19 @@ from hive_share.models import LoginReport, LoginStatus, Message, ModelSource
 logger = logging.getLogger(__name__)
 
 RECV_WAIT = 180.0
-RETRY_BASE = 10.0
-RETRY_MAX = 300.0
-MCP_CONFIG_FILE = "hyperhive-mcp.json"
+"""Seconds one `recv` waits for items."""
 STATUS_FILE = "hyperhive-status"
-INBOX_PREVIEW = 4000
-"""Characters of each received message kept in its `messages_received` event."""
-COMPACT = "/compact"
-"""The prompt that makes claude compact its session."""
-
-
-@dataclass(frozen=True)
-class TurnResult:
-    kind: ResultKind
-    detail: str
-    attempts: int = 1
-    """Runs of the prompt itself (a compaction in between is not counted)."""
-    received: bool = True
-    """Whether the model received the wake prompt: its run got as far as `system/init`, which
-    claude prints just before it sends the prompt. A cancelled turn's items count as handled
-    only then."""
+"""The agent's own one-line status, as its `set_status` tool last wrote it."""
+ACK_MAX = 1000
+"""Ids one `recv` or `ack` takes."""
 
 
 class Harness:
-    """One agent's harness: turn state, model, login, and the loop that runs turns."""
+    """One agent's harness: turn state, model, login, and the loop that runs turns.
+
+    What it starts besides the loop (the MCP host and its sessions, the reports to
+    hive-core, the status events of the agent's own tool) are tasks of `tasks`, the
+    harness's task group."""
 
     def __init__(
         self,
@@ -70,23 +69,25 @@ class Harness:
         env: Mapping[str, str],
         history: EventHistory,
         stats: TurnStats,
+        tasks: anyio.abc.TaskGroup,
     ) -> None:
         self.settings = settings
         self.env = dict(env)
         self.history = history
         self.stats = stats
+        self._tasks = tasks
         self.models = ModelStore(settings.state)
         self.mcp = McpHost(
             settings.harness_socket.with_name("mcp.sock"),
             settings.role,
             settings.socket,
             self._status_from_tool,
+            tasks,
         )
         self.state: TurnState = "idle"
-        self.current: ClaudeProcess | None = None
         self.new_session_next = False
         self.compact_next = False
-        self.login: LoginStatus = "unknown"
+        self._login = LoginReporter(settings.socket, self.emit)
         self.turn_id: str | None = None
         self.turns_run = 0
         self.busy = False
@@ -95,18 +96,30 @@ class Harness:
         self.last_turn_id: str | None = None
         self._changed = asyncio.Condition()
         """Notified whenever the turn state or the turn count changes."""
-        self._cancel = asyncio.Event()
+        self._cancel_asked = False
         """Set by `cancel()` while items are being worked on; ends the current turn."""
+        self._interruptible: anyio.CancelScope | None = None
+        """The scope of the turn's wait under way, which a cancel cancels."""
+        self._runs = ClaudeRuns(
+            settings, self.env, self.mcp.path, lambda: self._cancel_asked,
+            self.emit, self._set_state, self._login.report,
+        )  # fmt: skip
         self._waiting_to_retry = False
         """True while a failed turn's items wait out the backoff before their retry."""
         self._cancelled: list[Message] = []
         """The items of the last turn the operator cancelled after its model received them:
         the next prompts name them until the model of a turn that is not retried received one."""
-        self._background: set[asyncio.Task[None]] = set()
-        self._reported: tuple[TurnState, str | None, ModelSource | None] = ("idle", None, None)
-        """The turn state, model and model source hive-core last heard of from here (a
-        harness that reports alive is idle; its model went with that report)."""
-        self._reporter: asyncio.Task[None] | None = None
+        self._states = StateReporter(settings.socket, self._state_report, tasks)
+
+    @property
+    def login(self) -> LoginStatus:
+        """The login state hive-core last heard of from here."""
+        return self._login.state
+
+    @property
+    def current(self) -> ClaudeProcess | None:
+        """The claude process running now, if any."""
+        return self._runs.current
 
     # -- events -------------------------------------------------------------
 
@@ -118,7 +131,7 @@ class Harness:
             async with self._changed:  # states reported by the stream (tool, compacting)
                 self.state = event.state
                 self._changed.notify_all()
-            self._report_state()
+            self._states.report()
 
     async def _set_state(self, state: TurnState) -> None:
         if state != self.state:
@@ -126,30 +139,12 @@ class Harness:
                 self.state = state
                 self._changed.notify_all()
             await self.emit(live.TurnStateChanged(state=state))
-            self._report_state()
+            self._states.report()
 
-    def _report_state(self) -> None:
-        """Tell hive-core the turn state (the dashboard's chip), and the model with where it
-        comes from: one report in flight at a time, always of the latest."""
-        if self._reporter is None or self._reporter.done():
-            self._reporter = asyncio.ensure_future(self._send_states())
-
-    async def _send_states(self) -> None:
-        while True:
-            state = self.state
-            model, source = self._model_and_source()
-            if (state, model, source) == self._reported:
-                return
-            report = rq.ReportTurnState(
-                cmd="turn_state", state=state, model=model, model_source=source
-            )
-            try:
-                async with HiveClient(self.settings.socket) as core:
-                    await core.call(report, rs.Done)
-            except ClientError as exc:
-                logger.warning("could not report turn state %s: %s", state, exc)
-                return
-            self._reported = (state, model, source)
+    def _state_report(self) -> StateReport:
+        """What hive-core hears (the dashboard's chip): the turn state, the model and where
+        it comes from."""
+        return (self.state, *self._model_and_source())
 
     def _model_and_source(self) -> tuple[str | None, ModelSource | None]:
         """The next turn's model and where it comes from; (None, None) when the model file
@@ -166,9 +161,7 @@ class Harness:
 
     def _status_from_tool(self, status: str) -> None:
         (self.settings.state / STATUS_FILE).write_text(status + "\n", encoding="utf-8")
-        task = asyncio.ensure_future(self.emit(live.StatusChanged(status=status)))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._tasks.start_soon(self.emit, live.StatusChanged(status=status))
 
     # -- controls (harness socket) ------------------------------------------
 
@@ -176,7 +169,9 @@ class Harness:
         """Interrupt the running turn; `stopping` kills claude at once instead of SIGINT."""
         if not self.busy:
             return "no turn is running"
-        self._cancel.set()
+        self._cancel_asked = True
+        if self._interruptible is not None:
+            self._interruptible.cancel()
         if self._waiting_to_retry:
             return "cancelled the retry: its messages stay queued for the next turn"
         if self.current is not None:
@@ -198,7 +193,7 @@ class Harness:
     async def set_model(self, model: str) -> str:
         self.models.set(model)
         await self.emit(live.ModelChanged(model=model))
-        self._report_state()  # hive-core hears it, whichever surface set it
+        self._states.report()  # hive-core hears it, whichever surface set it
         return f"model set to {model} from the next turn on"
 
     def current_model(self) -> str:
@@ -236,8 +231,8 @@ class Harness:
         def reached() -> bool:
             return self.turns_run >= after_turns and until_state in (None, self.state)
 
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait_seconds), self._changed:
+        with anyio.move_on_after(wait_seconds):
+            async with self._changed:
                 await self._changed.wait_for(reached)
         return rs.HarnessState(
             turn_state=self.state, turns_run=self.turns_run, model=self._model(),
@@ -246,20 +241,20 @@ class Harness:
 
     # -- the loop -----------------------------------------------------------
 
-    async def serve(self, stopping: asyncio.Event) -> None:
+    async def serve(self, stopping: anyio.Event) -> None:
         """Long-poll the inbox and run a turn per batch of items until `stopping`."""
-        backoff = 0.2
+        backoff = retry.RECONNECT_FIRST
         while not stopping.is_set():
             try:
                 async with HiveClient(self.settings.socket) as core:
-                    backoff = 0.2
+                    backoff = retry.RECONNECT_FIRST
                     await self._inbox_loop(core, stopping)
             except ClientError as exc:
                 logger.warning("lost hive-core (%s); reconnecting in %.1fs", exc, backoff)
-                await _wait(stopping, backoff)
-                backoff = min(backoff * 2, 10.0)
+                await retry.wait_or_stop(stopping, backoff)
+                backoff = retry.next_reconnect(backoff)
 
-    async def _inbox_loop(self, core: HiveClient, stopping: asyncio.Event) -> None:
+    async def _inbox_loop(self, core: HiveClient, stopping: anyio.Event) -> None:
         done: list[int] = []  # the last turn's items: the next recv acks them
         kept: list[Message] = []  # items a cancel kept from the model: the next turn's first
         while not stopping.is_set():
@@ -273,12 +268,12 @@ class Harness:
             await core.call(rq.Ack(cmd="ack", ids=done), rs.Acked)
 
     async def _handle(
-        self, core: HiveClient, items: list[Message], stopping: asyncio.Event
+        self, core: HiveClient, items: list[Message], stopping: anyio.Event
     ) -> tuple[list[int], list[Message]]:
         """Run the items' turns; the ids left to ack (none when shutdown cut it short) and
         the items a cancel kept from the model (still leased, for the next turn)."""
         self.busy = True
-        self._cancel.clear()
+        self._cancel_asked = False
         try:
             outcome = await self._turns_until_done(core, items, stopping)
         finally:
@@ -287,9 +282,9 @@ class Harness:
         return outcome
 
     async def _turns_until_done(
-        self, core: HiveClient, items: list[Message], stopping: asyncio.Event
+        self, core: HiveClient, items: list[Message], stopping: anyio.Event
     ) -> tuple[list[int], list[Message]]:
-        delay = RETRY_BASE
+        delay = retry.RETRY_BASE
         while True:
             result = await self.run_turn(items)
             if stopping.is_set() and (result.kind in RETRYABLE or result.kind == "cancelled"):
@@ -304,15 +299,16 @@ class Harness:
             )
             self._waiting_to_retry = True
             try:
-                await _wait_any(delay, stopping, self._cancel)
+                with self._interruptible_wait():  # a cancel, or the harness stopping, ends it
+                    await anyio.sleep(delay)
             finally:
                 self._waiting_to_retry = False
             if stopping.is_set():
                 return [], []  # shutting down: the items stay leased until the connection closes
-            if self._cancel.is_set():
+            if self._cancel_asked:
                 await self._note_kept("retry cancelled by the operator", items)
                 return [], items
-            delay = min(delay * 2, RETRY_MAX)
+            delay = retry.next_retry(delay)
             more = await core.call(rq.Recv(cmd="recv", wait_seconds=0), rs.Messages)
             items += more.messages
         if result.kind == "cancelled":
@@ -320,14 +316,27 @@ class Harness:
             await self.emit(live.Note(text=f"cancelled after the model received them: {handled}"))
         self._cancelled = list(items) if result.kind == "cancelled" else []  # to tell, or told
         ids = [m.id for m in items]
-        # A recv or an ack takes 1000 ids: all but the last 1000 are acked here.
-        head, tail = ids[:-1000], ids[-1000:]
-        for start in range(0, len(head), 1000):
-            await core.call(rq.Ack(cmd="ack", ids=head[start : start + 1000]), rs.Acked)
+        # A recv or an ack takes ACK_MAX ids: all but the last ACK_MAX are acked here.
+        head, tail = ids[:-ACK_MAX], ids[-ACK_MAX:]
+        for start in range(0, len(head), ACK_MAX):
+            await core.call(rq.Ack(cmd="ack", ids=head[start : start + ACK_MAX]), rs.Acked)
         return tail, []
 
     async def _note_kept(self, why: str, items: Sequence[Message]) -> None:
         await self.emit(live.Note(text=f"{why}: {_items(items)} left queued for the next turn"))
+
+    @contextlib.contextmanager
+    def _interruptible_wait(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope for a wait of the turn that `cancel()` cancels (at once, when the
+        turn was cancelled already); the code after it asks `_cancel_asked`."""
+        with anyio.CancelScope() as scope:
+            if self._cancel_asked:
+                scope.cancel()
+            self._interruptible = scope
+            try:
+                yield scope
+            finally:
+                self._interruptible = None
 
     # -- one turn -----------------------------------------------------------
 
@@ -343,110 +352,46 @@ class Harness:
             model = self.models.get(config.model)
         except (agent_config.ConfigError, InvalidModel) as exc:
             model, problem = "-", str(exc)
+        turn = TurnStart(self.turn_id, started, model, wake_from, new_session)
         await self.emit(
             live.TurnStarted(
                 turn_id=self.turn_id, wake_from=wake_from, new_session=new_session, model=model
             )
         )
-        received = [
-            live.ReceivedMessage(
-                id=m.id, sender=m.sender, body=m.body[:INBOX_PREVIEW], sent_at=m.sent_at
-            )
-            for m in items
-        ]
-        await self.emit(live.MessagesReceived(messages=received))
+        await self.emit(turn_record.received_event(items))
         await self._set_state("thinking")
         if problem:
             await self.emit(live.Note(text=f"cannot run a turn: {problem}"))
             result = TurnResult("error", problem, attempts=0, received=False)
-            return await self._finish(started, model, wake_from, new_session, [], result)
-        await self.mcp.start()
-        await self._ensure_login_known(config)
+            return await self._finish(turn, [], result)
+        with self._interruptible_wait():  # a cancel ends these at once (the turn then ends)
+            await self.mcp.start()
+            await self._login.probe_once(self.settings.claude_bin, lambda: self.claude_env(config))
         runs: list[RunOutcome] = []
         prompt = render_wake(items, cancelled=self._cancelled)
-        result = await self._attempts(prompt, model, new_session, config, runs)
+        compact_first = self.compact_next and not new_session
+        if compact_first:
+            self.compact_next = False
+        result = await self._runs.run(prompt, model, new_session, compact_first, config, runs)
         if result.kind in RETRYABLE and new_session:
             self.new_session_next = True  # the retry must still start afresh
-        await self._after_login(result.kind, result.detail)
-        return await self._finish(started, model, wake_from, new_session, runs, result)
+        await self._login.after_turn(result.kind, result.detail)
+        return await self._finish(turn, runs, result)
 
-    async def _attempts(
-        self,
-        prompt: str,
-        model: str,
-        new_session: bool,
-        config: agent_config.AgentConfig,
-        runs: list[RunOutcome],
+    async def _finish(
+        self, turn: TurnStart, runs: list[RunOutcome], result: TurnResult
     ) -> TurnResult:
-        """The turn's claude runs: the prompt, and on overflow a compaction and one retry;
-        a compaction first when the operator asked for one (and the session continues)."""
-        steps: list[tuple[str, bool]] = [(prompt, not new_session)]
-        if self.compact_next and not new_session:
-            self.compact_next = False
-            await self.emit(live.Note(text="compacting the session, as the operator asked"))
-            await self._set_state("compacting")
-            steps = [(COMPACT, True)]  # the prompt follows it (below)
-        while steps:
-            text, continue_session = steps.pop(0)
-            if self._cancel.is_set():
-                return TurnResult("cancelled", "cancelled by the operator", received=False)
-            try:
-                outcome = await self._invoke(text, model, continue_session, config)
-            except OSError as exc:  # writing the prompt or MCP config failed
-                return TurnResult("error", f"cannot prepare the turn: {exc}", received=False)
-            runs.append(outcome)
-            if text == COMPACT:
-                keep = outcome.observer.compact_result == "success"
-                if not keep:
-                    why = outcome.observer.compact_error or "no compaction result"
-                    await self.emit(
-                        live.Note(text=f"compaction failed ({why}): retrying in a new session")
-                    )
-                await self._set_state("thinking")
-                steps.append((prompt, keep))
-                continue
-            kind, detail = classify(outcome.observer.result, outcome.returncode, outcome.cancelled)
-            if kind == "crashed" and outcome.stderr_tail:
-                detail = f"{detail}: {outcome.stderr_tail[-500:]}"
-            if kind == "prompt_too_long" and len(runs) == 1:
-                await self.emit(live.Note(text="context is full: compacting, then retrying once"))
-                await self._set_state("compacting")
-                steps.append((COMPACT, True))
-                continue
-            received = outcome.observer.session_id is not None  # from system/init
-            return TurnResult(kind, detail, attempts=2 if len(runs) > 1 else 1, received=received)
-        raise AssertionError("unreachable: the last step always returns")
+        await turn_record.record(turn, runs, result, self.stats, self.settings.socket, self.emit)
+        await self._set_state("idle")
+        async with self._changed:
+            self.turns_run += 1
+            self.last_result = result.kind
+            self.last_turn_id = self.turn_id
+            self._changed.notify_all()
+        self.turn_id = None
+        return result
 
-    async def _invoke(
-        self, prompt: str, model: str, continue_session: bool, config: agent_config.AgentConfig
-    ) -> RunOutcome:
-        inv = Invocation(
-            claude_bin=self.settings.claude_bin,
-            prompt=prompt,
-            model=model,
-            continue_session=continue_session,
-            settings=prompts.settings_path(),
-            role_prompt=prompts.write_role_prompt(
-                self.settings.state, self.settings.role, self.settings.agent_name,
-                self.settings.operator_pronouns,
-            ),
-            mcp_config=self._write_mcp_config(config),
-            allowed_tools=["mcp__hyperhive", *agent_config.allowed_patterns(config)],
-            cwd=self.settings.state,
-            env=self.claude_env(config),
-            max_turns=config.max_turns,
-        )  # fmt: skip
-        self.current = ClaudeProcess(inv)
-        try:
-            return await self.current.run(self.emit)
-        except OSError as exc:
-            await self.emit(live.Note(text=f"cannot run {inv.claude_bin}: {exc.strerror}"))
-            await self._report_login(
-                "claude_missing", f"cannot run {inv.claude_bin}: {exc.strerror}"
-            )
-            return RunOutcome(TurnObserver(), None, False, f"cannot run {inv.claude_bin}: {exc}")
-        finally:
-            self.current = None
+    # -- login --------------------------------------------------------------
 
     def login_env(self) -> dict[str, str]:
         """The environment `claude auth` runs with: the turns' own, `agent.toml`'s included."""
@@ -459,146 +404,15 @@ class Harness:
     async def probe_login(self) -> None:
         """Find out whether Claude Code is logged in, once (the page needs it before the first
         turn does)."""
-        if self.login == "unknown":
-            state, detail = await login.probe(self.settings.claude_bin, self.login_env())
-            await self._report_login(state, detail)
+        await self._login.probe_once(self.settings.claude_bin, self.login_env)
 
     async def report_login(self, state: LoginReport, detail: str) -> None:
         """Tell hive-core (and the page) the login state, when it changed."""
-        await self._report_login(state, detail)
+        await self._login.report(state, detail)
 
     def claude_env(self, config: agent_config.AgentConfig) -> dict[str, str]:
-        env = dict(self.env)
-        env.update(config.env)
-        env.update(CLAUDE_ENV)
-        env.setdefault("CLAUDE_CONFIG_DIR", str(self.settings.state / ".claude"))
-        return env
-
-    def _write_mcp_config(self, config: agent_config.AgentConfig) -> Path:
-        servers: dict[str, object] = {
-            agent_config.OUR_SERVER: {
-                "command": relay.command()[0],
-                "args": relay.command()[1:],
-                "env": {"HIVE_MCP_SOCKET": str(self.mcp.path)},
-            }
-        }
-        for key, server in config.mcp_servers.items():
-            servers[key] = {"command": server.command, "args": server.args, "env": server.env}
-        path = self.settings.state / MCP_CONFIG_FILE
-        prompts.write_if_changed(path, json.dumps({"mcpServers": servers}, indent=2))
-        return path
-
-    async def _finish(
-        self,
-        started: float,
-        model: str,
-        wake_from: list[str],
-        new_session: bool,
-        runs: list[RunOutcome],
-        result: TurnResult,
-    ) -> TurnResult:
-        ended = time.time()
-        assert self.turn_id is not None
-        row = TurnRow(
-            turn_id=self.turn_id, model=model, wake_from=wake_from, result_kind=result.kind,
-            result_detail=result.detail[:2000], started_at=started, ended_at=ended,
-            session_id=None, new_session=new_session, attempts=result.attempts if runs else 0,
-        )  # fmt: skip
-        for run in runs:  # a compaction and its retry cost tokens too
-            obs = run.observer
-            usage = obs.usage()
-            raw = obs.result or {}
-            row.session_id = obs.session_id or row.session_id
-            row.input_tokens += usage.input_tokens
-            row.output_tokens += usage.output_tokens
-            row.cache_creation_input_tokens += usage.cache_creation_input_tokens
-            row.cache_read_input_tokens += usage.cache_read_input_tokens
-            row.cost_usd += float(raw.get("total_cost_usd") or 0.0)
-            for tool, count in obs.tool_calls.items():
-                row.tools[tool] = row.tools.get(tool, 0) + count
-            row.permission_denials += list(raw.get("permission_denials") or [])
-        if runs:
-            last = runs[-1].observer
-            row.context_tokens = last.context_tokens
-            await self.emit(
-                live.TokenUsageChanged(context_tokens=last.context_tokens, usage=last.usage())
-            )
-        row.open_threads_count, row.open_reminders_count = await self._loose_ends()
-        await self.stats.record(row)
-        await self.emit(
-            live.TurnEnded(
-                turn_id=self.turn_id, result=result.kind, detail=result.detail[:2000],
-                duration_ms=row.duration_ms,
-            )
-        )  # fmt: skip
-        await self._set_state("idle")
-        async with self._changed:
-            self.turns_run += 1
-            self.last_result = result.kind
-            self.last_turn_id = self.turn_id
-            self._changed.notify_all()
-        self.turn_id = None
-        return result
-
-    async def _loose_ends(self) -> tuple[int | None, int | None]:
-        """Post-turn open-threads and pending-reminders counts (None if hive-core is away)."""
-        try:
-            async with HiveClient(self.settings.socket) as core:
-                got = await core.call(rq.GetOpenThreads(cmd="get_open_threads"), rs.OpenThreads)
-        except ClientError as exc:
-            logger.warning("could not count open threads after the turn: %s", exc)
-            return None, None
-        return len(got.approvals) + len(got.questions), got.pending_reminders
-
-    # -- login --------------------------------------------------------------
-
-    async def _ensure_login_known(self, config: agent_config.AgentConfig) -> None:
-        if self.login == "unknown":
-            state, detail = await login.probe(self.settings.claude_bin, self.claude_env(config))
-            await self._report_login(state, detail)
-
-    async def _after_login(self, kind: ResultKind, detail: str) -> None:
-        if kind == "auth_error":
-            await self._report_login("needs_login", detail)
-        elif kind == "success":
-            await self._report_login("logged_in", "")
-
-    async def _report_login(self, state: LoginReport, detail: str) -> None:
-        if state == self.login:
-            return
-        if state == "needs_login":
-            await self.emit(live.Note(text=f"Claude Code needs a login: {detail}"))
-        elif state == "claude_missing":
-            await self.emit(live.Note(text=f"Claude Code cannot be run: {detail}"))
-        try:
-            async with HiveClient(self.settings.socket) as core:
-                await core.call(
-                    rq.LoginState(cmd="login_state", state=state, detail=detail[:1000]), rs.Done
-                )
-        except ClientError as exc:
-            logger.warning("could not report login state %s (will retry): %s", state, exc)
-            return
-        self.login = state  # only once hive-core knows; otherwise the next turn reports again
-
-
-async def _wait(stopping: asyncio.Event, seconds: float) -> bool:
-    """Wait `seconds` unless stopping is set first; True if stopping."""
-    try:
-        async with asyncio.timeout(seconds):
-            await stopping.wait()
-    except TimeoutError:
-        return False
-    return True
-
-
-async def _wait_any(seconds: float, *events: asyncio.Event) -> None:
-    """Wait `seconds`, or until one of `events` is set."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+        """The environment claude runs with under `config`."""
+        return invocation.claude_env(self.env, config, self.settings.state)
 
 
 def _items(items: Sequence[Message]) -> str:

@@ -6,13 +6,14 @@ never follows a symlink inside `<state>/agents/`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import shutil
 import stat
 from pathlib import Path
+
+import anyio
 
 from hive_core import config_repos
 from hive_core.errors import BackendError, NotFound
@@ -63,7 +64,7 @@ def _ensure_dirs(agents_dir: Path, name: str) -> None:
 
 async def create_dirs(agents_dir: Path, name: str) -> None:
     """Create the agent's dirs where missing. Raises: BackendError."""
-    await asyncio.to_thread(_ensure_dirs, agents_dir, name)
+    await anyio.to_thread.run_sync(_ensure_dirs, agents_dir, name)
 
 
 async def prepare(agents_dir: Path, name: str) -> Path:
@@ -135,4 +136,4 @@ def _purge(agents_dir: Path, name: str) -> None:
 
 async def purge(agents_dir: Path, name: str) -> None:
     """Remove a tombstone. Raises: NotFound, BackendError."""
-    await asyncio.to_thread(_purge, agents_dir, name)
+    await anyio.to_thread.run_sync(_purge, agents_dir, name)

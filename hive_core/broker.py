@@ -6,119 +6,36 @@ that connection carries, committed before it leases) marks them delivered. A lea
 in memory and ends when its connection closes (or the daemon restarts), so a
 receiver that dies before reading a reply gets the same messages again on its
 next `recv`. See docs/persistence.md.
+
+Beside it: each recipient's in-memory inbox (wake-up, leases, cached undelivered messages)
+is `inbox_cache.py`, decoding and packing answers and the reads that deliver nothing
+`message_reads.py`, the per-sender throttle `send_throttle.py`, the 30-day vacuum
+`message_vacuum.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
+from hive_core import message_reads, message_vacuum
 from hive_core.bus import EventBus
 from hive_core.clock import Clock
 from hive_core.db import Database
-from hive_core.errors import Busy, Conflict, ShuttingDown, UnknownAgent
-from hive_core.rows import decode
+from hive_core.errors import Conflict, ShuttingDown, UnknownAgent
+from hive_core.inbox_cache import Inbox, LeaseOwner
+from hive_core.message_reads import fit, message_from_row
+from hive_core.send_throttle import SendThrottle, too_fast
 from hive_share import events
-from hive_share.helper import HELPER_EVENT, HIVE_SENDER, HelperEvent, summary
+from hive_share.helper import HIVE_SENDER, HelperEvent, summary
 from hive_share.models import Message
-from hive_share.names import OPERATOR
 
 FlowState = Literal["queued", "leased", "delivered"]
 
 logger = logging.getLogger(__name__)
-
-RETENTION_SECONDS = 30 * 24 * 3600
-"""Delivered messages older than this are vacuumed."""
-
-SEND_RATE = 20.0
-"""Messages per second an agent may send, sustained."""
-SEND_BURST = 200.0
-"""Messages an agent may send in a burst before the rate applies."""
-
-PENDING_CACHE_MAX = 1000
-"""Undelivered messages kept in memory per recipient; past this, reads go to the database."""
-
-VACUUM_CHUNK = 2000
-"""Messages the vacuum deletes per write: the sends and acks queued meanwhile are committed
-between two chunks instead of waiting for a month of deletes."""
-
-RESPONSE_BUDGET = 900 * 1024
-"""Bytes of message bodies one `recv`/`inbox` answer may carry (lines are capped at 1 MiB)."""
-
-
-def fit(messages: list[Message], newest_first: bool = False) -> list[Message]:
-    """The longest run of `messages` whose bodies fit the response budget (at least one)."""
-    order = reversed(messages) if newest_first else iter(messages)
-    kept: list[Message] = []
-    used = 0
-    for m in order:
-        size = len(json.dumps(m.body, ensure_ascii=False).encode("utf-8")) + 200
-        if m.event is not None:
-            size += len(m.event.model_dump_json())
-        if kept and used + size > RESPONSE_BUDGET:
-            break
-        kept.append(m)
-        used += size
-    return list(reversed(kept)) if newest_first else kept
-
-
-LeaseOwner = int
-"""Identifies one connection; its leases end when it closes."""
-
-
-def _wire_message(data: dict[str, Any]) -> dict[str, Any]:
-    data.pop("idempotency_key")
-    raw = data["event"]
-    return {**data, "event": HELPER_EVENT.validate_json(raw) if raw else None}
-
-
-def _message(row: sqlite3.Row) -> Message:
-    return decode(Message, "messages", row, _wire_message)
-
-
-@dataclass
-class _Inbox:
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    leases: dict[int, LeaseOwner] = field(default_factory=dict)
-    pending: dict[int, Message] | None = None
-    """Every undelivered message of this recipient, when known; None means ask the database.
-    Lets a woken `recv` answer without a database round trip."""
-    version: int = 0
-    """Bumped on every send and ack, so a database read that raced either is not cached."""
-
-    def remember(self, message: Message) -> None:
-        self.version += 1
-        if self.pending is not None:
-            if len(self.pending) >= PENDING_CACHE_MAX:
-                self.pending = None
-            else:
-                self.pending[message.id] = message
-
-    def forget(self, ids: list[int]) -> None:
-        self.version += 1
-        if self.pending is not None:
-            for i in ids:
-                self.pending.pop(i, None)
-
-
-@dataclass
-class _Bucket:
-    tokens: float = SEND_BURST
-    at: float = 0.0
-
-    def take(self, now: float) -> bool:
-        # A wall clock stepped backwards refills nothing rather than taking tokens away.
-        self.tokens = min(SEND_BURST, self.tokens + max(0.0, now - self.at) * SEND_RATE)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 class Broker:
@@ -131,16 +48,16 @@ class Broker:
         self._bus = bus
         self._clock = clock
         self._is_recipient = is_recipient
-        self._inboxes: dict[str, _Inbox] = {}
+        self._inboxes: dict[str, Inbox] = {}
         self._held: dict[LeaseOwner, int] = {}
         """How many leases each connection holds (asked before every request line)."""
-        self._buckets: dict[str, _Bucket] = {}
+        self._throttle = SendThrottle()
         self._closing = asyncio.Event()
 
-    def _inbox(self, recipient: str) -> _Inbox:
+    def _inbox(self, recipient: str) -> Inbox:
         inbox = self._inboxes.get(recipient)
         if inbox is None:
-            inbox = self._inboxes[recipient] = _Inbox()
+            inbox = self._inboxes[recipient] = Inbox()
         return inbox
 
     def _wake(self, recipient: str) -> None:
@@ -165,13 +82,10 @@ class Broker:
         if not self._is_recipient(to):
             raise UnknownAgent(f"no agent named {to!r}; `hive-core list` shows who exists")
         now = self._clock.now()
-        if sender != OPERATOR:
-            bucket = self._buckets.setdefault(sender, _Bucket(at=now))
-            if not bucket.take(now) and not await self._key_used(sender, idempotency_key):
-                raise Busy(
-                    f"{sender} is sending faster than {SEND_RATE:.0f} messages/s after a burst "
-                    f"of {SEND_BURST:.0f}; slow down and retry"
-                )
+        if not self._throttle.admits(sender, now) and not await self._key_used(
+            sender, idempotency_key
+        ):
+            raise too_fast(sender)
 
         def insert(conn: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
             row = conn.execute(
@@ -189,7 +103,7 @@ class Broker:
             return dup, True
 
         row, duplicate = await self._db.write(insert, one_statement=True)
-        message = _message(row)
+        message = message_from_row(row)
         if duplicate:
             if message.recipient != to or message.body != body:
                 raise Conflict(
@@ -237,7 +151,7 @@ class Broker:
         stored = await self._db.write(insert)
         if stored is None:
             return None
-        message = _message(stored)
+        message = message_from_row(stored)
         self._delivered_to_inbox(message)
         return message.id
 
@@ -294,7 +208,7 @@ class Broker:
             if not await self._wait(inbox, deadline):
                 return []
 
-    async def _wait(self, inbox: _Inbox, deadline: float) -> bool:
+    async def _wait(self, inbox: Inbox, deadline: float) -> bool:
         """Wait for a wake-up until `deadline` (loop time); False when time ran out.
 
         Raises:
@@ -316,41 +230,13 @@ class Broker:
             raise ShuttingDown("hive-core is shutting down; retry after it restarts")
         return woken
 
-    async def _fetch(self, recipient: str, inbox: _Inbox, limit: int) -> list[Message]:
+    async def _fetch(self, recipient: str, inbox: Inbox, limit: int) -> list[Message]:
         if inbox.pending is None:
-            await self._load_pending(recipient, inbox, limit)
+            await inbox.load_pending(self._db, recipient)
         if inbox.pending is not None:
             free = sorted(i for i in inbox.pending if i not in inbox.leases)[:limit]
             return fit([inbox.pending[i] for i in free])
-        return await self._select_unleased(recipient, inbox, limit)
-
-    async def _load_pending(self, recipient: str, inbox: _Inbox, limit: int) -> None:
-        """Read every undelivered message into memory if there are few enough."""
-        before = inbox.version
-
-        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return conn.execute(
-                "SELECT * FROM messages WHERE recipient = ? AND delivered_at IS NULL "
-                "ORDER BY id LIMIT ?",
-                (recipient, PENDING_CACHE_MAX),
-            ).fetchall()
-
-        rows = await self._db.read(select)
-        if len(rows) < PENDING_CACHE_MAX and inbox.version == before:
-            inbox.pending = {r["id"]: _message(r) for r in rows}
-
-    async def _select_unleased(self, recipient: str, inbox: _Inbox, limit: int) -> list[Message]:
-        leased = len(inbox.leases)
-
-        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return conn.execute(
-                "SELECT * FROM messages WHERE recipient = ? AND delivered_at IS NULL "
-                "ORDER BY id LIMIT ?",
-                (recipient, limit + leased),
-            ).fetchall()
-
-        rows = await self._db.read(select)
-        return fit([_message(r) for r in rows if r["id"] not in inbox.leases][:limit])
+        return await inbox.select_unleased(self._db, recipient, limit)
 
     async def ack(self, recipient: str, owner: LeaseOwner, ids: list[int]) -> int:
         """Mark messages delivered. Only messages leased to `owner` count.
@@ -390,13 +276,13 @@ class Broker:
             self._bus.publish(events.Delivered(recipient=recipient, ids=done, delivered_at=now))
         return len(done)
 
-    def _lease(self, inbox: _Inbox, message_id: int, owner: LeaseOwner) -> None:
+    def _lease(self, inbox: Inbox, message_id: int, owner: LeaseOwner) -> None:
         if (before := inbox.leases.get(message_id)) is not None:
             self._drop_held(before)
         inbox.leases[message_id] = owner
         self._held[owner] = self._held.get(owner, 0) + 1
 
-    def _unlease(self, inbox: _Inbox, message_id: int) -> None:
+    def _unlease(self, inbox: Inbox, message_id: int) -> None:
         owner = inbox.leases.pop(message_id, None)
         if owner is not None:
             self._drop_held(owner)
@@ -433,17 +319,7 @@ class Broker:
     async def flow(self, limit: int, before: int | None = None) -> tuple[list[Message], bool]:
         """The newest `limit` messages hive-wide (below id `before`), oldest first, and
         whether older ones exist: the dashboard's message flow."""
-        below = before if before is not None else 2**63 - 1
-
-        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return conn.execute(
-                "SELECT * FROM messages WHERE id < ? ORDER BY id DESC LIMIT ?",
-                (below, limit + 1),
-            ).fetchall()
-
-        rows = await self._db.read(select)
-        kept = fit([_message(r) for r in reversed(rows[:limit])], newest_first=True)
-        return kept, len(rows) > len(kept)
+        return await message_reads.flow(self._db, limit, before)
 
     async def recent(
         self, recipient: str, limit: int, before: int | None = None, after: int | None = None
@@ -451,26 +327,7 @@ class Broker:
         """The newest `limit` messages to `recipient` (below id `before`, when given) that fit
         one reply, oldest first; with `after`, the oldest `limit` above that id instead, so
         a reader following the inbox skips none."""
-        below = before if before is not None else 2**63 - 1
-        if after is not None:
-
-            def select_after(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-                return conn.execute(
-                    "SELECT * FROM messages WHERE recipient = ? AND id > ? AND id < ? "
-                    "ORDER BY id LIMIT ?",
-                    (recipient, after, below, limit),
-                ).fetchall()
-
-            return fit([_message(r) for r in await self._db.read(select_after)])
-
-        def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return conn.execute(
-                "SELECT * FROM (SELECT * FROM messages WHERE recipient = ? AND id < ? "
-                "ORDER BY id DESC LIMIT ?) ORDER BY id",
-                (recipient, below, limit),
-            ).fetchall()
-
-        return fit([_message(r) for r in await self._db.read(select)], newest_first=True)
+        return await message_reads.recent(self._db, recipient, limit, before, after)
 
     async def inbox(
         self,
@@ -491,7 +348,7 @@ class Broker:
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
             box.wake.clear()
-            if await self._has_news(recipient, before, after):
+            if await message_reads.has_news(self._db, recipient, before, after):
                 break
             if not await self._wait(box, deadline):
                 break
@@ -500,54 +357,13 @@ class Broker:
         await self._mark_delivered(recipient, [m.id for m in messages if m.delivered_at is None])
         return messages
 
-    async def _has_news(self, recipient: str, before: int | None, after: int | None) -> bool:
-        """What ends an `inbox` wait: an unread message, or one between `after` and `before`."""
-        if after is None:
-            return await self.undelivered_count(recipient) > 0
-        below = before if before is not None else 2**63 - 1
-
-        def newer(conn: sqlite3.Connection) -> bool:
-            return (
-                conn.execute(
-                    "SELECT 1 FROM messages WHERE recipient = ? AND id > ? AND id < ? LIMIT 1",
-                    (recipient, after, below),
-                ).fetchone()
-                is not None
-            )
-
-        return await self._db.read(newer)
-
     async def undelivered_count(self, recipient: str) -> int:
-        def count(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT count(*) FROM messages WHERE recipient = ? AND delivered_at IS NULL",
-                (recipient,),
-            ).fetchone()
-            return int(row[0])
-
-        return await self._db.read(count)
+        """How many messages to `recipient` are not delivered yet."""
+        return await message_reads.undelivered_count(self._db, recipient)
 
     async def vacuum(self, now: float) -> int:
-        """Delete delivered messages older than the retention window, `VACUUM_CHUNK` per
-        write."""
-        cutoff = now - RETENTION_SECONDS
-
-        def delete(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
-                "WHERE delivered_at IS NOT NULL AND delivered_at < ? LIMIT ?)",
-                (cutoff, VACUUM_CHUNK),
-            )
-            return cur.rowcount
-
-        removed = 0
-        while (chunk := await self._db.write(delete, one_statement=True)) > 0:
-            removed += chunk
-            if chunk < VACUUM_CHUNK:
-                break
-        if removed:
-            logger.info("vacuumed %d delivered messages older than 30 days", removed)
-        return removed
+        """Delete delivered messages older than the retention window (30 days)."""
+        return await message_vacuum.vacuum(self._db, now)
 
     def close(self) -> None:
         """Answer every waiting `recv` with a shutting-down error."""

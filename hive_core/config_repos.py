@@ -7,13 +7,14 @@ Every git command goes through `hive_core.git` (hardened, never inside a repo).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import shutil
 from importlib.resources import files
 from pathlib import Path
+
+import anyio
 
 from hive_core import git
 from hive_core.git import Repo
@@ -83,7 +84,7 @@ async def _seed_applied(applied: Repo, name: str, cwd: Path) -> str:
                       str(applied.work_tree), cwd=cwd)  # fmt: skip
     # An older install's empty repo may have another initial branch.
     await git.run(applied, "symbolic-ref", "HEAD", MAIN, cwd=cwd)
-    await asyncio.to_thread(_write_template, applied.work_tree)
+    await anyio.to_thread.run_sync(_write_template, applied.work_tree)
     await git.run(applied, "add", "--all", cwd=cwd)
     await git.run(applied, "commit", "--quiet", "--no-verify", "-m",
                   f"initial config of {name}", cwd=cwd)  # fmt: skip
@@ -103,7 +104,7 @@ def _clear(agent_dir: Path, sub: str) -> None:
 
 
 async def _clone_proposed(agent_dir: Path, cwd: Path) -> None:
-    await asyncio.to_thread(_clear, agent_dir, "proposed")
+    await anyio.to_thread.run_sync(_clear, agent_dir, "proposed")
     await git.run(None, "clone", "--quiet", "--no-hardlinks", f"--origin={REMOTE}",
                   "--branch=main", "--", str(agent_dir / "applied"),
                   str(agent_dir / "proposed"), cwd=cwd)  # fmt: skip

@@ -15,11 +15,13 @@ Each scan also diffs the agents' states against the last view and publishes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from hive_core import actions
+import anyio
+
+from hive_core import agent_info, lifecycle, notices
+from hive_core.attention import CrashState
 from hive_core.clock import Clock
 from hive_core.errors import HiveError
 from hive_core.services import Services
@@ -41,6 +43,10 @@ STOPPING = frozenset({"stop", "kill", "restart", "rebuild", "destroy", "deploy"}
 class _Crashes:
     times: list[float] = field(default_factory=list)
     restart_at: float | None = None
+    detail: str = ""
+    """What the last crash was."""
+    gave_up_at: float | None = None
+    """When the watch gave up restarting it (it stays stopped until someone starts it)."""
 
 
 def backoff(crashes_in_window: int) -> float:
@@ -75,9 +81,8 @@ class CrashWatch:
                 logger.exception("crash watch scan failed; scanning again in %.0fs", interval)
             due = [h.restart_at for h in self._crashes.values() if h.restart_at is not None]
             pause = min([interval, *(t - self._clock.now() for t in due)])
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(pause, 0.0)):
-                    await self._wake.wait()
+            with anyio.move_on_after(max(pause, 0.0)):
+                await self._wake.wait()
 
     async def tick(self, now: float) -> list[str]:
         """One scan at `now`; returns the agents found crashed (none while hive-core stops:
@@ -114,8 +119,10 @@ class CrashWatch:
         history.times = [t for t in history.times if now - t < CRASH_WINDOW] + [now]
         code = self._s.liveness.last_exit.get(name)
         detail = f"the harness exited with code {code}" if code is not None else "it vanished"
+        history.detail = detail
         if len(history.times) >= MAX_CRASHES:
             history.restart_at = None
+            history.gave_up_at = now
             history.times.clear()  # an operator start later begins a fresh count
             await self._s.registry.set_desired(name, "stopped")
             logger.error("%s crashed %d times in 10 minutes; not restarting", name, MAX_CRASHES)
@@ -124,12 +131,28 @@ class CrashWatch:
         else:
             delay = backoff(len(history.times))
             history.restart_at = now + delay
+            history.gave_up_at = None
             logger.warning("%s crashed (%s); restarting in %.0fs", name, detail, delay)
         event = helper.ContainerCrash(agent=name, detail=detail, restart_in_seconds=delay)
-        await actions.tell_overseer(self._s, name, event)
+        await notices.tell_overseer(self._s, name, event)
         if delay is None and name != MANAGER_NAME and self._s.registry.find(MANAGER_NAME):
             # Giving up needs a person: the manager may be the one crashing, or busy.
             await self._s.broker.notify(OPERATOR, event)
+
+    def states(self) -> dict[str, CrashState]:
+        """Agents being restarted after a crash, and those given up on while nobody has
+        started them again (the attention list's `crashed` and `given_up`)."""
+        out = {}
+        for name, history in self._crashes.items():
+            record = self._s.registry.find(name)
+            if history.gave_up_at is not None:
+                if record is None or record.desired == "running":
+                    history.gave_up_at = None  # started again, or gone
+                    continue
+                out[name] = CrashState(history.gave_up_at, history.detail, gave_up=True)
+            elif history.restart_at is not None and history.times and record is not None:
+                out[name] = CrashState(history.times[-1], history.detail, gave_up=False)
+        return out
 
     async def _restart_due(self, now: float) -> None:
         for name, history in self._crashes.items():
@@ -140,7 +163,7 @@ class CrashWatch:
             if record is None or record.desired != "running":
                 continue
             try:
-                await actions.start(self._s, name, "crash-watch")
+                await lifecycle.start(self._s, name, "crash-watch")
             except HiveError as exc:
                 logger.error("restarting %s failed: %s", name, exc.message)
                 if name not in self._exited:  # an exit the backend reported is counted by the scan
@@ -154,7 +177,7 @@ class CrashWatch:
             view[record.name] = ("running" if status.running else "stopped", status.pid)
         for name, state in view.items():
             if self._view.get(name) != state:
-                actions.publish_state(s, name)
+                agent_info.publish_state(s, name)
         for name in self._view.keys() - view.keys():
             s.bus.publish(events.ContainerRemoved(name=name))
         self._view = view

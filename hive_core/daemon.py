@@ -1,39 +1,48 @@
-"""`hive-core serve`: wires the services, owns the one task group, starts and drains."""
+"""`hive-core serve`: wires the services, owns the one task group, starts and drains.
+
+Everything the daemon runs for its life is a task of that anyio task group: the host and
+manager sockets and the agent sockets (each with its connections in a group of its own),
+the container backend, the periodic loops, the crash watch, the attention list, the
+watchdog and `STATUS=` line, and the dashboard server. Shutdown is ordered (status first,
+then the drain, then the dashboard, bounded), and ends in one cancellation of the group's
+scope: when `Daemon.run` returns, no task of it is left.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
+import functools
 import logging
 import os
 import signal
-import stat
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskGroup
 
 from hive_core import (
     __version__,
-    actions,
     agent_dirs,
+    agent_info,
     config_repos,
     deploys,
-    events_vacuum,
     git,
-    meta,
+    housekeeping,
+    lifecycle,
+    recovery,
     supervision,
 )
 from hive_core.approvals import Approvals
+from hive_core.attention import Attention
+from hive_core.backend_setup import make_backend, open_nixos, tell_stale_lock
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.clock import Clock, SystemClock
-from hive_core.containers.backend import ContainerBackend
-from hive_core.containers.local import LocalBackend
 from hive_core.containers.nixos import NixosBackend
-from hive_core.containers.nixtools import Tools
 from hive_core.crash_watch import CrashWatch
 from hive_core.db import Database
 from hive_core.errors import HiveError, ShuttingDown, StartupError
@@ -48,10 +57,10 @@ from hive_core.sockets import handlers
 from hive_core.sockets.agents import AgentSockets
 from hive_core.sockets.limits import ConnectionCaps, ConnectionPool, raise_nofile_limit
 from hive_core.sockets.server import Conn, Principal, SocketServer, StartupGate
+from hive_core.startup_checks import lock_state_dir, prepare_private_dir
 from hive_core.transients import Transients
-from hive_share import build, gil
+from hive_share import gil
 from hive_share import requests as rq
-from hive_share.helper import NeedsUpdate
 from hive_share.names import MANAGER_NAME, OPERATOR
 
 if TYPE_CHECKING:
@@ -61,10 +70,6 @@ logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 5.0
 """Seconds open requests get to finish at shutdown before they are cut."""
-VACUUM_INTERVAL = 3600.0
-CHECKPOINT_INTERVAL = 2.0
-COORDINATION_TICK = 5.0
-"""How often due reminders are delivered and expired questions resolved."""
 OPERATOR_CONN = 0
 """The connection id of the dashboard's requests (socket connections count from 1); the
 host verbs it uses hold no leases."""
@@ -76,157 +81,40 @@ MANAGER_GATED = rq.MANAGER_VERBS - rq.AGENT_VERBS
 with every agent (`alive`, `recv`, `send`, reports) does not: the restore waits for it."""
 
 
-async def periodic(interval: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
-    """Run `tick` now and then every `interval` seconds; a failing tick is logged, not fatal."""
-    while True:
+class _Scoped:
+    """One task of the daemon's group with a cancel scope of its own, for the steps of the
+    shutdown that end it (`stop`) or wait for it (`ended_within`) before the rest is
+    cancelled."""
+
+    def __init__(self) -> None:
+        self._scope = anyio.CancelScope()
+        self._done = anyio.Event()
+
+    async def run(self, work: Callable[[], Awaitable[None]]) -> None:
         try:
-            await tick()
-        except Exception:
-            logger.exception("%s failed; will retry in %.0fs", what, interval)
-        await asyncio.sleep(interval)
+            with self._scope:
+                await work()
+        finally:
+            self._done.set()
+
+    async def stop(self) -> None:
+        """Cancel it, and return once it has ended."""
+        self._scope.cancel()
+        await self._done.wait()
+
+    async def ended_within(self, seconds: float) -> bool:
+        """Wait up to `seconds` for it to end on its own; whether it did."""
+        with anyio.move_on_after(seconds):
+            await self._done.wait()
+        return self._done.is_set()
 
 
-def _make_backend(
-    settings: Settings, env: Mapping[str, str], services: list[Services]
-) -> ContainerBackend:
-    """The backend HIVE_BACKEND names. Raises: StartupError (nixos: a tool or
-    HIVE_HYPERHIVE_FLAKE is missing)."""
-    if settings.backend == "nixos":
-        if not settings.hyperhive_flake.strip():
-            raise StartupError(
-                "HIVE_BACKEND=nixos needs HIVE_HYPERHIVE_FLAKE: the flake reference of "
-                "hyperhive (e.g. github:owner/hyperhive or path:/etc/hyperhive)"
-            )
-        try:
-            tools = Tools.resolve(settings, env)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
-        return NixosBackend(
-            settings,
-            tools,
-            roster=lambda: meta.roster(services[0]),
-            params=lambda: meta.params_of(settings, services[0].dashboard_url),
-        )
-
-    def on_exit(name: str, pid: int, code: int, expected: bool) -> None:
-        actions.on_exit(services[0], name, pid, code, expected)
-
-    return LocalBackend(env, on_exit)
-
-
-async def open_nixos(backend: NixosBackend, settings: Settings) -> None:
-    """Meta at start-up: clear what a crash left, re-render from the agents (a deploy a
-    crash finished, a new hyperhive input), and the one-time migration of a state dir
-    that has agents but no meta. Stale containers are rebuilt when they start. Failures
-    are logged: spawn and start report them again."""
-    try:
-        await backend.open()
-        if settings.skip_meta_migration:
-            return
-        moved = await backend.migrate()
-        if moved:
-            logger.info("moved %s onto the meta flake", ", ".join(moved))
-    except HiveError as exc:
-        logger.error("the meta flake is not usable: %s", exc.message)
-
-
-async def tell_stale_lock(s: Services, backend: NixosBackend) -> None:
-    """At start-up: when meta's locked `hyperhive` input holds other code than hive-core
-    runs, every container built from it would run that code, so the overseer hears
-    `needs_update` for each agent (`update` moves the input). Not told when it cannot be
-    known (`meta.lock_news`); a failure is logged."""
-    try:
-        news = await backend.lock_news(await asyncio.to_thread(build.running_digest))
-    except HiveError as exc:
-        logger.error("could not check meta's hyperhive input: %s", exc.message)
-        return
-    if news is None:
-        return
-    logger.warning("%s", news)
-    for record in s.registry.all():
-        await actions.tell_overseer(s, record.name, NeedsUpdate(agent=record.name, detail=news))
-
-
-def prepare_private_dir(path: Path) -> None:
-    """Create the socket dir, or accept an existing one only if it is ours and private.
-
-    Raises:
-        StartupError: someone else owns it, or others may write to it.
-    """
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise StartupError(f"{path} is not a directory")
-    if st.st_uid != os.getuid():
-        raise StartupError(f"{path} belongs to uid {st.st_uid}, not to us; remove it")
-    if st.st_mode & 0o022:
-        raise StartupError(
-            f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):o}); "
-            "chmod 700 it or remove it"
-        )
-
-
-LOCK_WAIT = git.GIT_TIMEOUT + 5.0
-"""How long start-up waits for what a previous hive-core left holding `hive.lock` (a git
-it ran, which dies with it but may not be gone yet) before it gives up."""
-
-
-async def lock_state_dir(state_dir: Path, wait: float = LOCK_WAIT) -> int:
-    """Hold an exclusive lock on the state dir for the daemon's life, with our pid in it.
-
-    The lock is passed to every git hive-core runs, so it is free only once no git of a
-    previous hive-core can still write: what start-up reconciles then stays as it is.
-
-    Raises:
-        StartupError: another hive-core uses this state dir, or what held the lock did not
-            let go within `wait` seconds.
-    """
-    path = state_dir / "hive.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    told = False
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            if holder is not None and _is_hive_core(holder):
-                os.close(fd)
-                raise StartupError(
-                    f"another hive-core (pid {holder}) is already using {state_dir} "
-                    "(it holds hive.lock)"
-                ) from None
-            if loop.time() >= deadline:
-                os.close(fd)
-                raise StartupError(
-                    f"another hive-core is already using {state_dir}, or a process of a "
-                    f"previous one (pid {holder or '?'}) still holds hive.lock after "
-                    f"{wait:.0f}s; `fuser -v {path}` names it"
-                ) from None
-            if not told:
-                logger.warning("waiting for what a previous hive-core left running to let "
-                               "go of %s", path)  # fmt: skip
-                told = True
-            await asyncio.sleep(0.05)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _lock_holder(fd: int) -> int | None:
-    """The pid the daemon that took the lock wrote into it."""
-    text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
-    return int(text) if text.isdigit() else None
-
-
-def _is_hive_core(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"hive_core" in cmdline or b"hive-core" in cmdline
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception nested task groups wrap, or `group` when it holds more."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _login_line(dashboard: Dashboard, cli: str) -> str:
@@ -318,7 +206,7 @@ class Daemon:
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         holder: list[Services] = []
-        backend = _make_backend(st, self.env, holder)
+        backend = make_backend(st, self.env, holder)
         st.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         prepare_private_dir(st.run_dir)
         self._size_connection_caps()
@@ -348,7 +236,8 @@ class Daemon:
         return s
 
     async def run(self) -> None:
-        """Serve until `stopping` is set (SIGTERM/SIGINT), then drain and exit.
+        """Serve until `stopping` is set (SIGTERM/SIGINT), then drain and exit. Every task
+        it starts has ended when it returns.
 
         Raises:
             StartupError: the database, a socket or a setting is unusable.
@@ -356,106 +245,124 @@ class Daemon:
         s = await self._open_services()
         servers = self._servers(s)
         dashboard: Dashboard | None = None
+        failure: BaseException | None = None
         try:
-            for server in servers:
-                await server.start()
-            as_operator = Conn(id=OPERATOR_CONN, principal=servers[0].principal)
-            # The sockets answer while the web stack (a third of the start-up) is imported;
-            # what needs the rest of start-up waits at the gate.
-            self._step("loading the dashboard")
-            web = await gil.import_off_loop("hive_core.dashboard.server")
-            dashboard = await web.Dashboard.open(
-                s, lambda raw: servers[0].dispatch_raw(raw, as_operator)
-            )
-            async with asyncio.TaskGroup() as tg:
-                pings, status = self._supervise(tg, s)
-                s.login_link = dashboard.login_link
-                s.dashboard_url = dashboard.url
-                self._step("starting the container backend")
-                backend_ready = asyncio.Event()
-                backend_task = tg.create_task(s.backend.run(backend_ready), name="backend")
-                await backend_ready.wait()
-                loops = [
-                    tg.create_task(
-                        periodic(
-                            VACUUM_INTERVAL,
-                            lambda: s.broker.vacuum(self.clock.now()),
-                            "message vacuum",
-                        )
-                    ),
-                    tg.create_task(events_vacuum.run(s), name="history sweep"),
-                    tg.create_task(periodic(CHECKPOINT_INTERVAL, s.db.checkpoint, "checkpoint")),
-                    tg.create_task(
-                        periodic(
-                            COORDINATION_TICK,
-                            lambda: s.reminders.tick(self.clock.now()),
-                            "reminder scheduler",
-                        )
-                    ),
-                    tg.create_task(
-                        periodic(
-                            COORDINATION_TICK,
-                            lambda: s.questions.expire_due(self.clock.now()),
-                            "question TTL watchdog",
-                        )
-                    ),
-                ]
-                self._step("reconciling interrupted deploys")
-                await s.transients.close_dangling()
-                agents_dir = self.settings.agents_dir
-                names = await asyncio.to_thread(agent_dirs.list_dirs, agents_dir)
-                await asyncio.to_thread(config_repos.clear_stale_locks, agents_dir, names)
-                interrupted = await deploys.reconcile(s)
-                if isinstance(s.backend, NixosBackend):
-                    await open_nixos(s.backend, self.settings)
-                    await tell_stale_lock(s, s.backend)
-                watch = CrashWatch(s, self.clock)
-                s.on_unexpected_exit = watch.nudge  # harnesses dying during restore count too
-                loops.append(tg.create_task(watch.run(), name="crash-watch"))
-                self._step("restoring agents")
-                await actions.restore(s)
-                await actions.finish_interrupted(s, interrupted)
-                self._step("starting the manager")
-                try:
-                    await actions.ensure_manager(s)
-                except HiveError as exc:
-                    logger.error("could not start the manager: %s", exc.message)
-                # The page reads agents' states and acts: it waits, queued on the bound
-                # port, like the requests at the gate.
-                dashboard_task = tg.create_task(dashboard.serve(), name="dashboard")
-                self.gate.open()
-                self._announce(dashboard)
-                await self.stopping.wait()
-                logger.info("shutting down")
-                s.stopping = True
-                for task in status:  # its last word is the one below
-                    task.cancel()
-                self.notifier.send("STOPPING=1", "STATUS=stopping: draining requests and agents")
-                await dashboard.stop()
-                await self._drain(s, servers)
-                try:
-                    async with asyncio.timeout(DRAIN_TIMEOUT):
-                        await asyncio.shield(dashboard_task)
-                except TimeoutError:
-                    logger.warning("the dashboard did not stop within %.0fs", DRAIN_TIMEOUT)
-                for task in [*loops, *pings, backend_task, dashboard_task]:
-                    task.cancel()
+            async with anyio.create_task_group() as tg:
+                for server in servers:
+                    await tg.start(server.serve, name=f"{server.principal.kind} socket")
+                await tg.start(s.agent_sockets.serve, name="agent sockets")
+                dashboard = await self._open_dashboard(s, servers[0])
+                await self._serve(tg, s, servers, dashboard)
+                tg.cancel_scope.cancel()  # the rest: backend, loops, watchdog, sockets
+        except BaseExceptionGroup as group:
+            failure = _sole(group)  # a StartupError as it was raised, not wrapped
+            if failure is group:
+                raise
         finally:
-            for server in servers:
-                await server.close(0)
             if dashboard is not None:
                 dashboard.close()
             await s.db.close()
             if self._lock is not None:
                 os.close(self._lock)
             logger.info("stopped")
+        if failure is not None:
+            raise failure
+
+    async def _serve(
+        self, tg: TaskGroup, s: Services, servers: list[SocketServer], dashboard: Dashboard
+    ) -> None:
+        """Start-up, every long-lived task in `tg`; serve until `stopping`; the drain."""
+        status = self._supervise(tg, s)
+        s.login_link = dashboard.login_link
+        s.dashboard_url = dashboard.url
+        self._step("starting the container backend")
+        await tg.start(s.backend.run, name="backend")
+        housekeeping.start_loops(tg, s, self.clock)
+        interrupted = await self._reconcile(s)
+        self._watch_crashes(tg, s)
+        await self._bring_back(s, interrupted)
+        # The page reads agents' states and acts: it waits, queued on the bound port, like
+        # the requests at the gate.
+        web = _Scoped()
+        tg.start_soon(web.run, dashboard.serve, name="dashboard")
+        self.gate.open()
+        self._announce(dashboard)
+        await self.stopping.wait()
+        await self._shut_down(s, servers, dashboard, web, status)
+
+    async def _open_dashboard(self, s: Services, host: SocketServer) -> Dashboard:
+        """The dashboard with its port bound; its actions run as the operator through the
+        host socket's dispatch. The sockets answer while the web stack (a third of the
+        start-up) is imported; what needs the rest of start-up waits at the gate."""
+        as_operator = Conn(id=OPERATOR_CONN, principal=host.principal)
+        self._step("loading the dashboard")
+        web = await gil.import_off_loop("hive_core.dashboard.server")
+        dashboard: Dashboard = await web.Dashboard.open(
+            s, lambda raw: host.dispatch_raw(raw, as_operator)
+        )
+        return dashboard
+
+    async def _reconcile(self, s: Services) -> deploys.Reconciled:
+        """What the previous daemon left: dangling transitions closed, stale git locks
+        cleared, interrupted deploys reconciled from their tags; on nixos, meta opened and
+        its `hyperhive` input checked. Returns the deploys still to announce or verify."""
+        self._step("reconciling interrupted deploys")
+        await s.transients.close_dangling()
+        agents_dir = self.settings.agents_dir
+        names = await anyio.to_thread.run_sync(agent_dirs.list_dirs, agents_dir)
+        await anyio.to_thread.run_sync(config_repos.clear_stale_locks, agents_dir, names)
+        interrupted = await deploys.reconcile(s)
+        if isinstance(s.backend, NixosBackend):
+            await open_nixos(s.backend, self.settings)
+            await tell_stale_lock(s, s.backend)
+        return interrupted
+
+    def _watch_crashes(self, tg: TaskGroup, s: Services) -> None:
+        """The crash watch, and the attention list that reads it among the rest."""
+        watch = CrashWatch(s, self.clock)
+        s.on_unexpected_exit = watch.nudge  # harnesses dying during restore count too
+        s.attention = Attention(s, watch.states, lambda name: agent_info.runs_other_code(s, name))
+        tg.start_soon(watch.run, name="crash-watch")
+        tg.start_soon(s.attention.run, name="attention")
+
+    async def _bring_back(self, s: Services, interrupted: deploys.Reconciled) -> None:
+        """The agents that should run, the interrupted deploys finished, the manager."""
+        self._step("restoring agents")
+        await recovery.restore(s)
+        await recovery.finish_interrupted(s, interrupted)
+        self._step("starting the manager")
+        try:
+            await lifecycle.ensure_manager(s)
+        except HiveError as exc:
+            logger.error("could not start the manager: %s", exc.message)
+
+    async def _shut_down(
+        self,
+        s: Services,
+        servers: list[SocketServer],
+        dashboard: Dashboard,
+        web: _Scoped,
+        status: _Scoped | None,
+    ) -> None:
+        """Nothing (re)starts any more; the dashboard's streams are cut, the sockets and
+        agents drained, and the dashboard gets DRAIN_TIMEOUT to stop. The caller then
+        cancels what is left."""
+        logger.info("shutting down")
+        s.stopping = True
+        if status is not None:
+            await status.stop()  # its last word is the one below
+        self.notifier.send("STOPPING=1", "STATUS=stopping: draining requests and agents")
+        await dashboard.stop()
+        await self._drain(s, servers)
+        if not await web.ended_within(DRAIN_TIMEOUT):
+            logger.warning("the dashboard did not stop within %.0fs", DRAIN_TIMEOUT)
 
     async def _drain(self, s: Services, servers: list[SocketServer]) -> None:
         s.broker.close()  # waiting long-polls answer "shutting down" now
-        await asyncio.gather(
-            *(srv.close(DRAIN_TIMEOUT) for srv in servers),
-            s.agent_sockets.close_all(DRAIN_TIMEOUT),
-        )
+        async with anyio.create_task_group() as tg:
+            for srv in servers:
+                tg.start_soon(srv.close, DRAIN_TIMEOUT)
+            tg.start_soon(s.agent_sockets.close_all, DRAIN_TIMEOUT)
         await s.backend.shutdown()
 
     def _announce(self, dashboard: Dashboard) -> None:
@@ -473,20 +380,19 @@ class Daemon:
         # After the banner, so whoever waits for READY (systemd, the tests) can read it.
         self.notifier.send("READY=1")
 
-    def _supervise(
-        self, tg: asyncio.TaskGroup, s: Services
-    ) -> tuple[list[asyncio.Task[None]], list[asyncio.Task[None]]]:
-        """Under systemd: the watchdog pings (if `WatchdogSec=` asks) and the STATUS= line,
-        from the start, so a slow restore of many agents is watched too."""
+    def _supervise(self, tg: TaskGroup, s: Services) -> _Scoped | None:
+        """Under systemd: the watchdog pings (if `WatchdogSec=` asks; they go on through
+        the drain) and the STATUS= line (its own scope: stopped first), from the start, so
+        a slow restore of many agents is watched too."""
         if not self.notifier.enabled:
-            return [], []
-        pings = []
+            return None
         interval = watchdog_interval(self.env, os.getpid())
         if interval is not None:
-            keep_alive = supervision.keep_alive(self.notifier, interval)
-            pings.append(tg.create_task(keep_alive, name="watchdog"))
-        status = tg.create_task(supervision.report_status(s, self.notifier), name="status")
-        return pings, [status]
+            tg.start_soon(supervision.keep_alive, self.notifier, interval, name="watchdog")
+        status = _Scoped()
+        report = functools.partial(supervision.report_status, s, self.notifier)
+        tg.start_soon(status.run, report, name="status")
+        return status
 
     def stop(self) -> None:
         """Drain and exit once start-up is done; requests waiting for it are answered

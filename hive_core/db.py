@@ -1,11 +1,13 @@
-"""hive.sqlite: one writer thread with group commit, one reader thread, numbered migrations.
+"""hive.sqlite through aiosqlite: one write connection with group commit, one read
+connection, numbered migrations.
 
-Every write is a function run inside a shared transaction on the writer thread;
-concurrent writes are committed together (one fsync for the batch) and each
-caller's future resolves only after that commit. Each write runs under its own
-savepoint, so one failing write does not undo the others; a write of one
-statement needs none (sqlite undoes a failed statement by itself). The batch's
-callers are answered with one hand-off to the event loop.
+Each connection is an aiosqlite connection: a thread of its own that runs the calls
+queued to it, one at a time, and answers each with one hand-off to the event loop. Every
+write is a function run inside a shared transaction on the write connection; the writes
+that wait while a batch commits go to it together as the next call (one transaction, one
+fsync) and each caller's future resolves only after that commit. Each write runs under
+its own savepoint, so one failing write does not undo the others; a write of one statement
+needs none (sqlite undoes a failed statement by itself).
 """
 
 from __future__ import annotations
@@ -13,51 +15,87 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import queue
 import sqlite3
 import stat
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+import aiosqlite
 
 from hive_core.errors import StartupError, StorageError
 from hive_core.migrations import APPLICATION_ID, MIGRATIONS
 
 logger = logging.getLogger(__name__)
+# aiosqlite logs two debug lines per call, each with the call's repr (a whole batch).
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class _Job:
-    """One write: its function, its caller's future and that caller's event loop."""
+    """One write: its function and its caller's future."""
 
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
     savepoint: bool
 
 
 Outcome = tuple[_Job, Any, BaseException | None]
 
+
+@dataclass(slots=True)
+class _Committed:
+    """What one call of the write connection hands back: every job's outcome, how many
+    writes it committed, and whether the WAL has passed its bound."""
+
+    outcomes: list[Outcome]
+    writes: int
+    wal_full: bool
+
+
 MAX_BATCH = 256
 """Most writes committed in one transaction."""
 WAL_CHECKPOINT_AT = 16 * 1024 * 1024
-"""A WAL this big is checkpointed and restarted by the writer, between two batches; it is
-also the size the WAL file is kept at (`journal_size_limit`) when it restarts. A commit
-that overwrites blocks of a kept file costs about half of one that grows the file (the
-size change is metadata the filesystem must sync too)."""
+"""A WAL this big is checkpointed and restarted on the write connection, between two
+batches; it is also the size the WAL file is kept at (`journal_size_limit`) when it
+restarts. A commit that overwrites blocks of a kept file costs about half of one that
+grows the file (the size change is metadata the filesystem must sync too)."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 10000")
     return conn
+
+
+class _Connection(aiosqlite.Connection):
+    """An aiosqlite connection that also runs a function of its sqlite3 connection as one
+    call on its thread: a read, or a whole batch of writes with its BEGIN and COMMIT.
+
+    aiosqlite's own methods queue one statement (or one fetch) per call, each a hop to the
+    thread and back; the callers here hand in functions of a `sqlite3.Connection`, and a
+    batch must run as one call for its commit to be one. `_execute` is the queue every
+    aiosqlite method goes through.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(partial(_connect, path), 64)
+        # A daemon thread (aiosqlite's are not): a process that never closed its database
+        # still exits. Before aiosqlite 0.22 the connection is the thread itself.
+        cast(threading.Thread, getattr(self, "_thread", self)).daemon = True
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on this connection's thread, after the calls queued before."""
+        result: T = await self._execute(fn, self._conn)  # type: ignore[no-untyped-call]
+        return result
 
 
 def _refuse_links(path: Path) -> None:
@@ -82,8 +120,8 @@ def _refuse_links(path: Path) -> None:
 def start_quick_check(path: Path) -> Future[None] | None:
     """Begin sqlite's `quick_check` of the database at `path` in a thread of its own, so it
     runs while hive-core is still importing (on a big hive it is most of the database's
-    start); `Database.open(path, checked=…)` waits for it. None when there is no regular
-    file there yet (`open` deals with that).
+    start; no event loop exists yet); `Database.open(path, checked=…)` waits for it. None
+    when there is no regular file there yet (`open` deals with that).
 
     The check only reads; it never creates the file.
     """
@@ -124,52 +162,66 @@ def _quick_check(path: Path) -> None:
         raise StartupError(f"{path} failed its integrity check: {check}")
 
 
-def _check_and_migrate(path: Path, checked: bool = False) -> None:
-    """Open, verify and migrate the database (runs in a worker thread); `checked`: its
-    quick_check already passed (`start_quick_check`).
+def _existing(path: Path) -> bool:
+    """Whether a database is there already (before any connection creates the file).
+
+    Raises:
+        StartupError: a symlink or a non-regular file is in the way.
+    """
+    _refuse_links(path)
+    return path.exists() and path.stat().st_size > 0
+
+
+def _verify_and_migrate(conn: sqlite3.Connection, path: Path, existed: bool, checked: bool) -> None:
+    """Verify and migrate the database (on the write connection, before its settings);
+    `checked`: its quick_check already passed (`start_quick_check`).
 
     Raises:
         StartupError: corrupt, foreign, or newer-than-us database.
     """
-    _refuse_links(path)
-    existed = path.exists() and path.stat().st_size > 0
-    try:
-        conn = _connect(path)
-        try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if existed and app_id != APPLICATION_ID and (app_id != 0 or tables > 0):
-                raise StartupError(
-                    f"{path} is not a hyperhive database (application_id={app_id}, "
-                    f"{tables} schema objects); move it away or point HIVE_STATE_DIR elsewhere"
-                )
-            if version > len(MIGRATIONS):
-                raise StartupError(
-                    f"{path} has schema version {version}, newer than this hive-core "
-                    f"understands ({len(MIGRATIONS)}); run a newer hive-core"
-                )
-            if not checked:
-                check = conn.execute("PRAGMA quick_check").fetchone()[0]
-                if check != "ok":
-                    raise StartupError(f"{path} failed its integrity check: {check}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise StartupError(f"{path} could not be switched to WAL mode (got {mode})")
-            for number, script in enumerate(MIGRATIONS, start=1):
-                if number <= version:
-                    continue
-                conn.execute("BEGIN IMMEDIATE")
-                for statement in script:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {number}")
-                conn.execute("COMMIT")
-                logger.info("applied migration %d to %s", number, path)
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise StartupError(f"{path} is unreadable or corrupt: {exc}") from None
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if existed and app_id != APPLICATION_ID and (app_id != 0 or tables > 0):
+        raise StartupError(
+            f"{path} is not a hyperhive database (application_id={app_id}, "
+            f"{tables} schema objects); move it away or point HIVE_STATE_DIR elsewhere"
+        )
+    if version > len(MIGRATIONS):
+        raise StartupError(
+            f"{path} has schema version {version}, newer than this hive-core "
+            f"understands ({len(MIGRATIONS)}); run a newer hive-core"
+        )
+    if not checked:
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StartupError(f"{path} failed its integrity check: {check}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        raise StartupError(f"{path} could not be switched to WAL mode (got {mode})")
+    for number, script in enumerate(MIGRATIONS, start=1):
+        if number <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in script:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+        logger.info("applied migration %d to %s", number, path)
+
+
+def _writer_settings(conn: sqlite3.Connection, checkpoint_at: int) -> None:
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    # Checkpoints run off the commit path: from the read connection every few seconds, and
+    # on the write connection between batches only when the WAL has grown large.
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute(f"PRAGMA journal_size_limit = {checkpoint_at}")
+
+
+def _reader_settings(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA query_only = ON")
 
 
 def _checkpoint_restart(conn: sqlite3.Connection) -> None:
@@ -200,30 +252,57 @@ def wal_backlog(path: Path) -> int:
     return max(frames - folded, 0)
 
 
+async def _open_connections(
+    path: Path, checkpoint_at: int, checked: bool
+) -> tuple[_Connection, _Connection]:
+    """The write connection (the database verified and migrated on it first) and the read
+    connection; neither is left open when this raises.
+
+    Raises:
+        StartupError: the file is corrupt, foreign, or from a newer hive-core.
+    """
+    existed = await asyncio.to_thread(_existing, path)
+    opened: list[_Connection] = []
+    try:
+        writer = _Connection(path)
+        opened.append(writer)
+        await writer  # its thread starts and connects
+        await writer.call(partial(_verify_and_migrate, path=path, existed=existed, checked=checked))
+        await writer.call(partial(_writer_settings, checkpoint_at=checkpoint_at))
+        reader = _Connection(path)
+        opened.append(reader)
+        await reader
+        await reader.call(_reader_settings)
+    except BaseException as exc:
+        for conn in opened:
+            await conn.close()
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise StartupError(f"{path} is unreadable or corrupt: {exc}") from None
+        raise
+    return writer, reader
+
+
 class Database:
     """The hive database. Create with `await Database.open(path)`."""
 
-    def __init__(self, path: Path, checkpoint_at: int = WAL_CHECKPOINT_AT) -> None:
+    def __init__(
+        self, path: Path, writer: _Connection, reader: _Connection, checkpoint_at: int
+    ) -> None:
         self.path = path
         self._wal = Path(f"{path}-wal")
         self._checkpoint_at = checkpoint_at
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer_conn = _connect(path)
-        self._writer_conn.execute("PRAGMA synchronous = FULL")
-        self._writer_conn.execute("PRAGMA foreign_keys = ON")
-        # Checkpoints run off the commit path: from the reader thread every few seconds,
-        # and from the writer between batches only when the WAL has grown large.
-        self._writer_conn.execute("PRAGMA wal_autocheckpoint = 0")
-        self._writer_conn.execute(f"PRAGMA journal_size_limit = {checkpoint_at}")
-        self._reader_conn = _connect(path)
-        self._reader_conn.execute("PRAGMA query_only = ON")
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-db-read")
-        self._writer = threading.Thread(target=self._write_loop, name="hive-db-write", daemon=True)
+        self._writer = writer
+        self._reader = reader
+        self._waiting: list[_Job] = []
+        """Writes not yet handed to the write connection, oldest first."""
+        self._committer: asyncio.Task[None] | None = None
+        """Hands the waiting writes over, a batch at a time, while there are any."""
         self._writes_since_checkpoint = 0
         self._folded = True
         """Whether the last checkpoint folded every frame in (no reader held it back)."""
         self._closed = False
-        self._writer.start()
+        self._reading = True
+        """Until the read connection closes, the last step of `close`."""
 
     def wal_bytes(self) -> int:
         """The size of the WAL file now (0 when there is none)."""
@@ -247,8 +326,8 @@ class Database:
         """
         if checked is not None:
             await asyncio.wrap_future(checked)
-        await asyncio.to_thread(_check_and_migrate, path, checked is not None)
-        return await asyncio.to_thread(cls, path, checkpoint_at)
+        writer, reader = await _open_connections(path, checkpoint_at, checked is not None)
+        return cls(path, writer, reader, checkpoint_at)
 
     async def write(
         self, fn: Callable[[sqlite3.Connection], T], *, one_statement: bool = False
@@ -257,7 +336,7 @@ class Database:
 
         `one_statement`: `fn` changes the database with at most one statement and
         raises only from it (sqlite undoes a failed statement by itself), so it runs
-        without a savepoint of its own: two statements fewer on the writer thread.
+        without a savepoint of its own: two statements fewer on the write connection.
 
         Raises:
             StorageError: the commit failed (disk full, I/O error); nothing was stored.
@@ -265,15 +344,21 @@ class Database:
         """
         if self._closed:
             raise StorageError("the database is closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, fut, loop, not one_statement))
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Job(fn, fut, not one_statement))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_waiting())
         return await fut
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on the reader connection (sees every committed write)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, fn, self._reader_conn)
+        """Run `fn` on the read connection (sees every committed write).
+
+        Raises:
+            StorageError: the database is closed.
+        """
+        if not self._reading:
+            raise StorageError("the database is closed")
+        return await self._reader.call(fn)
 
     async def checkpoint(self) -> None:
         """Fold the WAL back into the database file, passively (writers carry on): after
@@ -288,46 +373,65 @@ class Database:
         self._folded = frames == folded
 
     async def close(self) -> None:
-        """Finish queued writes, checkpoint and close both connections."""
+        """Finish the waiting writes, checkpoint and close both connections."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        await asyncio.to_thread(self._writer.join)
-        await self.read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
-        self._reader.shutdown(wait=True)
-        self._reader_conn.close()
+        if self._committer is not None:
+            await asyncio.wait([self._committer])  # this close cancelled: it still finishes
+        await self._writer.close()
+        self._reading = False
+        await self._reader.call(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+        await self._reader.close()
 
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
+    async def _commit_waiting(self) -> None:
+        """On the event loop: hand the waiting writes to the write connection, up to
+        `MAX_BATCH` per call, until none wait. The batch closes when the connection is
+        free, not on a timer: what came while one batch committed goes into the next."""
+        batch: list[_Job] = []
+        try:
+            while self._waiting:
+                batch = [job for job in self._waiting[:MAX_BATCH] if not job.future.done()]
+                del self._waiting[:MAX_BATCH]
+                if not batch:
+                    continue  # every caller gave up before its write started
                 try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit_batch(batch)
-            if self.wal_bytes() > self._checkpoint_at:
-                # Under a steady stream of writes a passive checkpoint never catches up and
-                # the WAL never restarts; stop writing for one restarting checkpoint.
-                _checkpoint_restart(self._writer_conn)
-            if stop:
-                break
-        self._writer_conn.close()
+                    done = await self._writer.call(partial(self._commit, batch))
+                except Exception as exc:  # not sqlite's (those are answered): storage too
+                    logger.exception("commit of %d writes to %s failed", len(batch), self.path)
+                    failure = StorageError(f"could not commit to {self.path}: {exc}")
+                    _resolve([(job, None, failure) for job in batch])
+                    continue
+                self._writes_since_checkpoint += done.writes
+                _resolve(done.outcomes)
+                if done.wal_full:
+                    # Under a steady stream of writes a passive checkpoint never catches up
+                    # and the WAL never restarts; stop writing for one restarting checkpoint.
+                    try:
+                        await self._writer.call(_checkpoint_restart)
+                    except sqlite3.Error:
+                        logger.exception("the WAL checkpoint of %s failed", self.path)
+                batch = []
+        except BaseException:
+            # Cancelled (the event loop is going away): nobody is left to hand writes over.
+            for job in [*batch, *self._waiting]:
+                job.future.cancel()
+            self._waiting.clear()
+            raise
+        finally:
+            self._committer = None
 
-    def _commit_batch(self, batch: list[_Job]) -> None:
+    def _commit(self, batch: list[_Job], conn: sqlite3.Connection) -> _Committed:
+        """On the write connection's thread: one transaction for the batch."""
         if len(batch) == 1:
-            self._commit_one(batch[0])
-            return
-        conn = self._writer_conn
+            outcomes, writes = self._commit_one(conn, batch[0])
+        else:
+            outcomes, writes = self._commit_many(conn, batch)
+        return _Committed(outcomes, writes, writes > 0 and self.wal_bytes() > self._checkpoint_at)
+
+    def _commit_many(
+        self, conn: sqlite3.Connection, batch: list[_Job]
+    ) -> tuple[list[Outcome], int]:
         outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -342,35 +446,27 @@ class Database:
                 conn.execute("ROLLBACK")
             failure = StorageError(f"could not commit to {self.path}: {exc}")
             # Jobs not yet started (BEGIN itself failed) are answered too.
-            _settle([(job, None, failure) for job in batch])
-            return
-        self._writes_since_checkpoint += len(outcomes)
-        _settle(outcomes)
+            return [(job, None, failure) for job in batch], 0
+        return outcomes, len(outcomes)
 
-    def _commit_one(self, job: _Job) -> None:
+    def _commit_one(self, conn: sqlite3.Connection, job: _Job) -> tuple[list[Outcome], int]:
         """A batch of one needs no savepoint: its transaction is its own."""
         if job.future.cancelled():
-            return
-        conn = self._writer_conn
-        outcome: Outcome
+            return [], 0
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                outcome = (job, job.fn(conn), None)
+                value = job.fn(conn)
             except Exception as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
                 conn.execute("ROLLBACK")
-                _settle([(job, None, exc)])
-                return
+                return [(job, None, exc)], 0
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             logger.exception("commit to %s failed", self.path)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failure = StorageError(f"could not commit to {self.path}: {exc}")
-            _settle([(job, None, failure)])
-            return
-        self._writes_since_checkpoint += 1
-        _settle([outcome])
+            return [(job, None, StorageError(f"could not commit to {self.path}: {exc}"))], 0
+        return [(job, value, None)], 1
 
 
 def _run(conn: sqlite3.Connection, job: _Job) -> Outcome:
@@ -389,18 +485,6 @@ def _run(conn: sqlite3.Connection, job: _Job) -> Outcome:
         return job, None, exc
     conn.execute("RELEASE job")
     return job, value, None
-
-
-def _settle(outcomes: list[Outcome]) -> None:
-    """Answer every caller of a batch with one hand-off per event loop (normally one)."""
-    loops: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-    for outcome in outcomes:
-        loops.setdefault(outcome[0].loop, []).append(outcome)
-    for loop, mine in loops.items():
-        try:
-            loop.call_soon_threadsafe(_resolve, mine)
-        except RuntimeError:  # that loop is closed: nobody is left to answer
-            logger.warning("dropped %d write results for a closed event loop", len(mine))
 
 
 def _resolve(outcomes: list[Outcome]) -> None:

@@ -13,13 +13,14 @@ checked from `git ls-tree` sizes before any content is read.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import anyio
 
 from hive_core import config_repos, git
 from hive_core.errors import BackendError, InvalidRequest, NotFound
@@ -119,7 +120,7 @@ async def unified_diff(repo: Repo, base: str, sha: str, cwd: Path) -> str:
     Raises:
         TooMuchOutput: it is longer than `MAX_DIFF`.
     """
-    await asyncio.to_thread(config_repos.neutralize_attributes, repo)
+    await anyio.to_thread.run_sync(config_repos.neutralize_attributes, repo)
     _, out = await git.run(repo, "diff", "--no-ext-diff", "--no-textconv", "--no-color",
                            base, sha, "--", cwd=cwd, max_output=MAX_DIFF)  # fmt: skip
     return out.decode("utf-8", errors="replace")
@@ -260,7 +261,7 @@ async def _prepare(s: Services, applied: Repo, name: str, sha: str) -> None:
         Refused, ConfigError, BackendError.
     """
     cwd = s.settings.agents_dir
-    await asyncio.to_thread(shutil.rmtree, cwd / name / "staging", True)  # older versions'
+    await anyio.to_thread.run_sync(shutil.rmtree, cwd / name / "staging", True)  # older versions'
     entries = await tree(applied, sha, cwd)
     _check_size(entries, sha)
     _check_shape(entries, sha)
@@ -306,7 +307,7 @@ async def reset_to(s: Services, name: str, sha: str) -> None:
     """Put `applied/` (main, index and files) back exactly at `sha`. Raises: GitError."""
     applied, cwd = applied_repo(s, name), s.settings.agents_dir
     # The commit's own .gitattributes must not make the files differ from its blobs.
-    await asyncio.to_thread(config_repos.neutralize_attributes, applied)
+    await anyio.to_thread.run_sync(config_repos.neutralize_attributes, applied)
     await git.run(applied, "reset", "--quiet", "--hard", sha, cwd=cwd)
     await git.run(applied, "clean", "--quiet", "-d", "--force", "-x", cwd=cwd)
 

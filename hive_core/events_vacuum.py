@@ -20,7 +20,6 @@ Safety, since the files sit in a directory the agent writes:
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
@@ -29,6 +28,8 @@ import stat
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+
+import anyio
 
 from hive_core import agent_dirs
 from hive_core.services import Services
@@ -148,13 +149,13 @@ async def sweep(s: Services, now: float) -> Swept:
     """Prune the history files of every agent whose harness does not run."""
     agents_dir = s.settings.agents_dir
     done = Swept()
-    for name in await asyncio.to_thread(agent_dirs.list_dirs, agents_dir):
+    for name in await anyio.to_thread.run_sync(agent_dirs.list_dirs, agents_dir):
         if not _idle(s, name):
             continue
         async with s.lock(name):
             if s.stopping or not _idle(s, name):  # it started while we waited for the lock
                 continue
-            done.rows += await asyncio.to_thread(prune_agent, agents_dir, name, now)
+            done.rows += await anyio.to_thread.run_sync(prune_agent, agents_dir, name, now)
             done.agents += 1
     if done.rows:
         logger.info("swept %d rows past their retention from %d idle agents' history files",
@@ -165,11 +166,11 @@ async def sweep(s: Services, now: float) -> Swept:
 async def run(s: Services, first_delay: float = FIRST_DELAY, interval: float = INTERVAL) -> None:
     """Sweep `first_delay` seconds after start-up, then every `interval`; a failed sweep is
     logged, not fatal."""
-    await asyncio.sleep(first_delay)
+    await anyio.sleep(first_delay)
     while True:
         try:
             await sweep(s, s.clock.now())
         except Exception:
             logger.exception("sweeping the idle agents' history failed; retrying in %.0fs",
                              interval)  # fmt: skip
-        await asyncio.sleep(interval)
+        await anyio.sleep(interval)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
 from pathlib import Path
 from typing import Any, Literal
+
+import anyio
 
 from hive_share import framing
 from hive_share.live import TurnState
@@ -72,20 +73,17 @@ class Liveness:
     async def wait_alive(self, name: str, pid: int, within: float) -> WaitOutcome:
         """Wait until the harness with `pid` reports itself alive, or exits."""
         event = self._event(name)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
+        deadline = anyio.current_time() + within
         while True:
             event.clear()
             if self._alive_pid.get(name) == pid:
                 return "alive"
             if self._exited_pid.get(name) == pid:
                 return "exited"
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if anyio.current_time() >= deadline:
                 return "timeout"
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await event.wait()
+            with anyio.CancelScope(deadline=deadline):
+                await event.wait()
 
 
 async def harness_call(path: Path, request: WireModel, limit: float) -> dict[str, Any]:
@@ -100,7 +98,7 @@ async def harness_call(path: Path, request: WireModel, limit: float) -> dict[str
     """
     if not stat.S_ISSOCK(os.lstat(path).st_mode):
         raise ConnectionRefusedError(f"{path} is not a socket")
-    async with asyncio.timeout(limit):
+    with anyio.fail_after(limit):
         reader, writer = await asyncio.open_unix_connection(str(path), limit=framing.READER_LIMIT)
         try:
             writer.write(framing.encode(dump(request)))
@@ -120,7 +118,7 @@ async def ping(path: Path) -> bool:
     try:
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             return False
-        async with asyncio.timeout(PING_TIMEOUT):
+        with anyio.fail_after(PING_TIMEOUT):
             reader, writer = await asyncio.open_unix_connection(str(path), limit=4096)
             try:
                 writer.write(framing.encode(dump(Ping(cmd="ping"))))

@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
+
 from hive_core import git
 from hive_core.containers import nixtools
 from hive_core.containers.nixtools import NIX_FEATURES, Tools
@@ -398,7 +400,7 @@ class Meta:
         (self.dir / ".git" / MIGRATED).write_text("agents registered in the meta flake\n")
 
     async def _stage(self, text: str) -> None:
-        await asyncio.to_thread(_write, self.dir / "flake.nix", text)
+        await anyio.to_thread.run_sync(_write, self.dir / "flake.nix", text)
         await git.run(self.repo, "add", "--", "flake.nix", cwd=self._cwd)
         await nixtools.run([self._tools.nix, *NIX_FEATURES, "flake", "lock", self.flake],
                            self._tools.env, LOCK_TIMEOUT)  # fmt: skip

@@ -9,13 +9,15 @@ past its time or prints more than it may is killed and reaped before the caller 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+
+import anyio
+from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 GUARD_PATH = "/usr/bin:/bin:/run/current-system/sw/bin"
 """Where `setpriv` is looked up: fixed, not the daemon's PATH."""
@@ -60,70 +62,67 @@ async def communicate(
         TimeoutError: it ran past `limit` seconds; it has been killed and reaped.
         OutputTooLarge: it printed more than `max_output` bytes on stdout; likewise.
     """
-    proc = await asyncio.create_subprocess_exec(
-        *death_guard(),
-        *argv,
+    proc = await anyio.open_process(
+        [*death_guard(), *argv],
         cwd=cwd,
         env=dict(env),
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         pass_fds=tuple(pass_fds),
     )
-    read_out = asyncio.ensure_future(_read_out(proc, max_output))
-    read_err = asyncio.ensure_future(_read_err(proc))
-    feed = asyncio.ensure_future(_feed(proc, stdin))
-    readers: list[asyncio.Future[Any]] = [read_out, read_err, feed]
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = bytearray(), bytearray()
     try:
-        async with asyncio.timeout(limit):
-            out, err, _ = await asyncio.gather(read_out, read_err, feed)
+        with anyio.fail_after(limit):
+            # The pipes are read and fed together: a child blocked writing one of them
+            # while nobody reads it would never exit.
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_read_err, proc.stderr, err)
+                if stdin is not None:
+                    assert proc.stdin is not None
+                    tg.start_soon(_feed, proc.stdin, stdin)
+                over = await _read_out(proc.stdout, max_output, out)
+                if over:
+                    tg.cancel_scope.cancel()
+            if over:
+                raise OutputTooLarge(bytes(out))
             code = await proc.wait()
     except BaseException:  # timed out, too much output, or cancelled: it must not go on
-        await asyncio.shield(_end(proc, readers))
+        with anyio.CancelScope(shield=True):
+            await _end(proc)
         raise
-    return code, out, err
+    await proc.aclose()
+    return code, bytes(out), bytes(err)
 
 
-async def _end(proc: asyncio.subprocess.Process, readers: list[asyncio.Future[Any]]) -> None:
-    """Kill the child, stop reading, drop what it left in its pipes, and reap it."""
+async def _end(proc: Process) -> None:
+    """Kill the child, drop what it left in its pipes, and reap it."""
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
-    for reader in readers:
-        reader.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            while await stream.read(_CHUNK):
-                pass
-    await proc.wait()
+    await proc.aclose()
 
 
-async def _read_out(proc: asyncio.subprocess.Process, cap: int | None) -> bytes:
-    assert proc.stdout is not None
-    buf = bytearray()
-    while chunk := await proc.stdout.read(_CHUNK):
+async def _read_out(stream: ByteReceiveStream, cap: int | None, buf: bytearray) -> bool:
+    """Read `stream` to its end into `buf`; True (and `buf` cut at `cap`) past the cap."""
+    async for chunk in stream:
         if cap is not None and len(buf) + len(chunk) > cap:
             buf += chunk[: cap - len(buf)]
-            raise OutputTooLarge(bytes(buf))
+            return True
         buf += chunk
-    return bytes(buf)
+    return False
 
 
-async def _read_err(proc: asyncio.subprocess.Process) -> bytes:
-    assert proc.stderr is not None
-    buf = bytearray()
-    while chunk := await proc.stderr.read(_CHUNK):
+async def _read_err(stream: ByteReceiveStream, buf: bytearray) -> None:
+    async for chunk in stream:
         buf += chunk
         if len(buf) > STDERR_KEPT:
             del buf[: len(buf) - STDERR_KEPT]
-    return bytes(buf)
 
 
-async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
-    if data is None:
-        return
-    assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.write(data)
-        await proc.stdin.drain()
-    proc.stdin.close()
+async def _feed(stream: ByteSendStream, data: bytes) -> None:
+    with contextlib.suppress(
+        anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError, ConnectionResetError
+    ):
+        await stream.send(data)
+    await stream.aclose()

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import anyio
+
 from hive_core.clock import Clock
 from hive_core.db import Database
 from hive_core.errors import AlreadyExists, PortCollision, UnknownAgent
@@ -112,7 +114,7 @@ class Registry:
         """
         async with self._ports:
             self.check_new(name)
-            port = await asyncio.to_thread(
+            port = await anyio.to_thread.run_sync(
                 agent_web_port, name, self._taken(), self._port_base, free
             )
             if port is None:
@@ -138,7 +140,7 @@ class Registry:
         """
         async with self._ports:
             record = self.get(name)
-            port = await asyncio.to_thread(
+            port = await anyio.to_thread.run_sync(
                 next_web_port, record.web_port, self._taken(), self._port_base, free
             )
             if port is None:

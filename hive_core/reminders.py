@@ -7,10 +7,11 @@ the reminder, and puts a short `ReminderDue` pointer into the agent's inbox.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 from pathlib import Path
+
+import anyio
 
 from hive_core.broker import Broker
 from hive_core.clock import Clock
@@ -163,7 +164,7 @@ class Reminders:
         """Deliver one reminder; False when it was cancelled meanwhile."""
         payload, note = None, None
         if reminder.file_path is not None:
-            payload, note = await asyncio.to_thread(
+            payload, note = await anyio.to_thread.run_sync(
                 read_state_file, self._agents_dir, reminder.agent, reminder.file_path
             )
 

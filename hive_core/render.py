@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hive_share.models import AgentInfo, Approval, Message, Question, Reminder
+    from hive_share.models import AgentInfo, Approval, AttentionItem, Message, Question, Reminder
 
 _UNSAFE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
@@ -105,6 +105,21 @@ def model_of(r: AgentInfo) -> str:
         return "-"
     source = MODEL_FROM.get(r.model_source or "", "")
     return f"{clean(r.model)} ({source})" if source else clean(r.model)
+
+
+def attention(rows: Sequence[AttentionItem], now: float | None = None) -> str:
+    """The attention list as a table, in its order (most urgent first)."""
+    if not rows:
+        return "nothing needs attention"
+    now = time.time() if now is None else now
+    return table(
+        ["SEVERITY", "KIND", "AGENT", "AGE", "SUMMARY", "TO RESOLVE"],
+        [
+            [i.severity, i.kind, clean(i.agent or "-"), duration(now - i.since),
+             clean(i.summary), clean(i.action)]
+            for i in rows
+        ],
+    )  # fmt: skip
 
 
 def approvals(rows: Sequence[Approval], now: float | None = None) -> str:

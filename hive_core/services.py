@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hive_core.approvals import Approvals
 from hive_core.broker import Broker
@@ -22,6 +23,9 @@ from hive_core.reminders import Reminders
 from hive_core.settings import Settings
 from hive_core.sockets.agents import AgentSockets
 from hive_core.transients import Transients
+
+if TYPE_CHECKING:
+    from hive_core.attention import Attention
 
 
 @dataclass
@@ -45,6 +49,8 @@ class Services:
     """The dashboard's address once it listens (the agent pages link back to it)."""
     login_link: Callable[[], str] | None = None
     """Mints a one-time dashboard login link, once the dashboard listens."""
+    attention: Attention | None = None
+    """The attention list, once the daemon made it (it needs the crash watch)."""
     stopping: bool = False
     """The daemon is shutting down: nothing is started or restarted any more."""
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)

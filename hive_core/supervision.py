@@ -1,13 +1,15 @@
 """What systemd sees of a running daemon: `WATCHDOG=1` pings and a one-line `STATUS=`.
 
 Both run as tasks in the daemon's task group, on its event loop: a loop that hangs
-stops the pings, and systemd (`WatchdogSec=`) restarts the daemon.
+stops the pings, and systemd (`WatchdogSec=`) restarts the daemon. The status line has a
+cancel scope of its own: shutdown ends it first, so `STOPPING=1` is the last word.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+
+import anyio
 
 from hive_core.sdnotify import Notifier
 from hive_core.services import Services
@@ -47,7 +49,7 @@ async def keep_alive(notifier: Notifier, interval: float) -> None:
     """`WATCHDOG=1` now and every `interval` seconds, until cancelled."""
     while True:
         notifier.send("WATCHDOG=1")
-        await asyncio.sleep(interval)
+        await anyio.sleep(interval)
 
 
 async def report_status(s: Services, notifier: Notifier) -> None:

@@ -54,4 +54,17 @@ LoginReport = Literal["logged_in", "needs_login", "claude_missing"]
 installed (the binary cannot be run)."""
 LoginStatus = Literal["unknown", LoginReport]
 QuestionStatus = Literal["pending", "answered", "cancelled", "expired"]
+AttentionKind = Literal[
+    "approval",
+    "question",
+    "operator_message",
+    "crashed",
+    "given_up",
+    "needs_login",
+    "claude_missing",
+    "deploy_failed",
+    "needs_update",
+]
+"""What an attention item is about: something that waits on the operator, or trouble."""
+Severity = Literal["info", "warn", "urgent"]
 ReminderStatus = Literal["pending", "delivered", "cancelled"]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, TypeAdapter
 
-from hive_share.models import AgentInfo, Approval, Message, Question, WireModel
+from hive_share.models import AgentInfo, Approval, AttentionItem, Message, Question, WireModel
 
 
 class Sent(WireModel):
@@ -92,6 +92,13 @@ class ContainerRemoved(WireModel):
     name: str
 
 
+class AttentionChanged(WireModel):
+    """The attention list changed: here it is whole, ranked (it is short)."""
+
+    kind: Literal["attention_changed"] = "attention_changed"
+    items: list[AttentionItem]
+
+
 class Resync(WireModel):
     """The subscriber fell behind and was cut off; refetch the snapshot."""
 
@@ -112,6 +119,7 @@ DashboardEvent = Annotated[
     | TransientCleared
     | ContainerStateChanged
     | ContainerRemoved
+    | AttentionChanged
     | Resync,
     Field(discriminator="kind"),
 ]

@@ -11,6 +11,7 @@ from hive_share.base import (
     AgentState,
     ApprovalKind,
     ApprovalStatus,
+    AttentionKind,
     LoginReport,
     LoginStatus,
     ModelSource,
@@ -18,6 +19,7 @@ from hive_share.base import (
     QuestionStatus,
     ReminderStatus,
     Role,
+    Severity,
     WireModel,
 )
 from hive_share.helper import HelperEvent
@@ -30,6 +32,8 @@ __all__ = [
     "Approval",
     "ApprovalKind",
     "ApprovalStatus",
+    "AttentionItem",
+    "AttentionKind",
     "LoginReport",
     "LoginStatus",
     "Message",
@@ -40,6 +44,7 @@ __all__ = [
     "Reminder",
     "ReminderStatus",
     "Role",
+    "Severity",
     "WireModel",
     "dump",
 ]
@@ -56,6 +61,25 @@ class Message(WireModel):
     delivered_at: float | None = None
     event: HelperEvent | None = None
     """Set on helper events (sender `hive`); `body` then holds a one-line summary."""
+
+
+class AttentionItem(WireModel):
+    """One thing that waits on the operator or signals trouble (`hive-core attention`, the
+    dashboard's first panel). It stays while its cause does: never removed by a timer."""
+
+    key: str
+    """Stable while the item lasts: `approval:7`, `needs_login:alice`, …"""
+    kind: AttentionKind
+    agent: str | None
+    """The agent it concerns; None for the operator's own inbox."""
+    summary: str
+    since: float
+    """Unix seconds: when its cause began (or hive-core first saw it)."""
+    severity: Severity
+    action: str
+    """The command that resolves it."""
+    ref: int | None = None
+    """The approval's or question's id, for the item's buttons."""
 
 
 class Approval(WireModel):

@@ -10,6 +10,7 @@ from hive_share.live import LiveEvent, LoginSessionState, ResultKind, TurnState
 from hive_share.models import (
     AgentInfo,
     Approval,
+    AttentionItem,
     LoginStatus,
     Message,
     Question,
@@ -206,6 +207,14 @@ class RemindersResult(WireModel):
     reminders: list[Reminder]
 
 
+class AttentionList(WireModel):
+    """The attention list, ranked: severity, then age."""
+
+    ok: Literal[True] = True
+    result: Literal["attention"] = "attention"
+    items: list[AttentionItem]
+
+
 class OpenThreads(WireModel):
     """Loose ends: pending approvals, unanswered questions, and pending reminders counted."""
 
@@ -245,6 +254,7 @@ Response = Annotated[
     | ReminderResult
     | RemindersResult
     | OpenThreads
+    | AttentionList
     | Done,
     Field(discriminator="result"),
 ]

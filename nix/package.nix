@@ -40,6 +40,7 @@ python3Packages.buildPythonApplication {
     mcp
     aiosqlite
     uvloop
+    anyio
     typer
     click
   ];

@@ -33,6 +33,19 @@ def pending(as_json: AsJson = False, run_dir: RunDir = None) -> None:
         print(render.approvals(records(approvals)))
 
 
+@app.command("attention")
+def attention(as_json: AsJson = False, run_dir: RunDir = None) -> None:
+    """What needs the operator or signals trouble, most urgent first; exits 1 when the
+    list is not empty (for scripts and monitoring), 0 when it is."""
+    items = call(run_dir, request(cmd="attention"), "attention")["items"]
+    if as_json:
+        emit_json(items)
+    else:
+        print(render.attention(records(items)))
+    if items:
+        raise typer.Exit(1)
+
+
 @app.command("update")
 def update(run_dir: RunDir = None) -> None:
     """Queue a rebuild of every agent whose harness runs another hyperhive version."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+import anyio
+from anyio.abc import TaskStatus
 
 from hive_core.containers.logfile import Tail
 from hive_share.models import Role
@@ -51,8 +53,9 @@ class ContainerStatus:
 class ContainerBackend(Protocol):
     """Runs agents' harnesses. Every method is safe to call for an agent that is not running."""
 
-    async def run(self, ready: asyncio.Event) -> None:
-        """Live in the daemon's task group; set `ready` once usable."""
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Live in the daemon's task group until it is cancelled (`tg.start` runs it);
+        `task_status.started()` once usable."""
         ...
 
     async def start(self, spec: AgentSpec) -> ContainerStatus:

@@ -10,10 +10,14 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+import anyio
+from anyio.abc import Process, TaskGroup, TaskStatus
 
 from hive_core.containers import logfile
 from hive_core.containers.backend import AgentSpec, ContainerStatus
@@ -40,7 +44,7 @@ STRIPPED_ENV = frozenset(
 
 @dataclass
 class _Child:
-    proc: asyncio.subprocess.Process
+    proc: Process
     started_at: float
     expected_exit: bool = False
 
@@ -78,14 +82,19 @@ class LocalBackend:
         self._env = dict(env)
         self._on_exit = on_exit
         self._children: dict[str, _Child] = {}
-        self._tg: asyncio.TaskGroup | None = None
+        self._tg: TaskGroup | None = None
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def run(self, ready: asyncio.Event) -> None:
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            ready.set()
-            await asyncio.get_running_loop().create_future()  # until the daemon cancels it
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The group of the per-child exit watchers, until the daemon cancels it (after
+        `shutdown` stopped every child)."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._tg = None
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
@@ -104,17 +113,17 @@ class LocalBackend:
             if self._tg is None:
                 raise BackendError("the local backend is not running")
             try:
-                log_fd = await asyncio.to_thread(_open_log, spec)
+                log_fd = await anyio.to_thread.run_sync(_open_log, spec)
             except OSError as exc:
                 raise BackendError(
                     f"cannot open the log of {spec.name} at {spec.log_path}: {exc.strerror}"
                 ) from None
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *harness_argv(spec.role),
+                proc = await anyio.open_process(
+                    harness_argv(spec.role),
                     cwd=spec.state_dir,
                     env=harness_env(self._env, spec),
-                    stdin=asyncio.subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL,
                     stdout=log_fd,
                     stderr=log_fd,
                     start_new_session=True,
@@ -125,7 +134,7 @@ class LocalBackend:
                 os.close(log_fd)
             child = _Child(proc, time.time())
             self._children[spec.name] = child
-            self._tg.create_task(self._watch(spec.name, child), name=f"watch-{spec.name}")
+            self._tg.start_soon(self._watch, spec.name, child, name=f"watch-{spec.name}")
             logger.info("started %s (pid %d)", spec.name, proc.pid)
             return ContainerStatus(running=True, pid=proc.pid, started_at=child.started_at)
 
@@ -150,17 +159,17 @@ class LocalBackend:
             return
         child.expected_exit = True
         _signal_group(child.proc.pid, sig)
-        try:
-            async with asyncio.timeout(grace):
-                await child.proc.wait()
-        except TimeoutError:
+        with anyio.move_on_after(grace) as waited:
+            await child.proc.wait()
+        if waited.cancelled_caught:
             logger.warning("%s ignored %s for %.0fs; killing it", name, sig.name, grace)
             _signal_group(child.proc.pid, signal.SIGKILL)
             await child.proc.wait()
 
     async def shutdown(self) -> None:
-        names = list(self._children)
-        await asyncio.gather(*(self.stop(n) for n in names))
+        async with anyio.create_task_group() as tg:
+            for name in list(self._children):
+                tg.start_soon(self.stop, name)
 
     async def destroy(self, name: str) -> None:
         await self.stop(name)

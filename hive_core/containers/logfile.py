@@ -4,11 +4,12 @@ without following links."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+import anyio
 
 from hive_core.errors import NotFound
 
@@ -63,7 +64,7 @@ def _tail(path: Path, lines: int) -> Tail:
 
 async def tail(path: Path, lines: int) -> Tail:
     """The last `lines` lines. Raises: NotFound."""
-    return await asyncio.to_thread(_tail, path, lines)
+    return await anyio.to_thread.run_sync(_tail, path, lines)
 
 
 def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
@@ -84,4 +85,4 @@ def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
 async def read_from(path: Path, offset: int) -> tuple[bytes, int]:
     """What was appended past `offset` (at most CHUNK), and the new offset; a rotated log
     is read from its start."""
-    return await asyncio.to_thread(_read_from, path, offset)
+    return await anyio.to_thread.run_sync(_read_from, path, offset)

@@ -10,6 +10,8 @@ call updates (`HIVE_NIXOS_STATUS_INTERVAL`). The harness's log is the container'
 A container is created (or updated) from meta when it starts: `start` is where a stale
 container is brought to what meta says (`rebuild` alone recovers an agent). Which meta
 state each container was last built from is kept in `<state>/nixos-containers.json`.
+What each container sees of the host (its conf file's bind mounts, the manager's live
+binds) is `nixos_binds.py`'s.
 """
 
 from __future__ import annotations
@@ -18,28 +20,27 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import anyio
+from anyio.abc import TaskStatus
 
 from hive_core import meta as meta_mod
 from hive_core.containers import nixtools
 from hive_core.containers.backend import AgentSpec, ContainerStatus
 from hive_core.containers.logfile import CHUNK, Tail
+from hive_core.containers.nixos_binds import Binds, container
 from hive_core.containers.nixtools import Tools
 from hive_core.errors import BackendError
-from hive_core.git import SEARCH_PATH
 from hive_core.meta import Meta, MetaAgent, Params
 from hive_core.settings import Settings
-from hive_share.names import MANAGER_NAME, validate_agent_name
+from hive_share.names import MANAGER_NAME
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "h-"
 UNIT = "hive-agent.service"
 CALL_TIMEOUT = 60.0
 """Seconds a quick `nixos-container` call (list, status, start, stop, run) may take."""
@@ -50,44 +51,10 @@ PID_POLL = 0.5
 JOURNAL_TIMEOUT = 15.0
 CONTAINERS_ROOT = Path("/var/lib/nixos-containers")
 """Where `nixos-container` keeps each container's root (its journal files too)."""
-STATE_DIR_IN_CONTAINER = "/state"
-SOCKET_DIR_IN_CONTAINER = "/run/hive"
-META_IN_CONTAINER = "/meta"
-"""Where the manager's container has the meta flake, read-only."""
-FLAGS_KEY = "EXTRA_NSPAWN_FLAGS="
-ODD_CHARACTERS = "\"'\\$`:"
-"""Characters a bound path may not hold: they cannot be written into the conf line."""
 
 Roster = Callable[[], list[MetaAgent]]
 """Every registered agent as the meta flake renders it."""
 ParamsOf = Callable[[], Params]
-
-
-def container(name: str) -> str:
-    return PREFIX + validate_agent_name(name)
-
-
-@dataclass(frozen=True)
-class Bind:
-    """One bind mount of a host path into a container."""
-
-    source: Path
-    target: str
-    read_only: bool = False
-
-    @property
-    def flag(self) -> str:
-        """As `systemd-nspawn` takes it (the target left out when it is the source)."""
-        kind = "--bind-ro" if self.read_only else "--bind"
-        same = self.target == str(self.source)
-        return f"{kind}={self.source}" + ("" if same else f":{self.target}")
-
-
-def _check_paths(paths: list[Path]) -> None:
-    """Raises: BackendError (a path that cannot be written into a conf file's flags)."""
-    for path in paths:
-        if any(c.isspace() or c in ODD_CHARACTERS for c in str(path)):
-            raise BackendError(f"{path} cannot be bound into a container (odd characters)")
 
 
 class NixosBackend:
@@ -103,10 +70,7 @@ class NixosBackend:
         """Agents this daemon started or restarted: an up container outside it was left by
         an earlier daemon, and its harness must be restarted to report to this one."""
         self._locks: dict[str, asyncio.Lock] = {}
-        self._machinectl_path: str | None = None
-        """Found at its first use ("" when missing)."""
-        self._bind_failed: set[str] = set()
-        """What `share_with_manager` could not bind last time (told once, then quieter)."""
+        self._binds = Binds(settings, tools)
 
     # --- the tools ---------------------------------------------------------------------
 
@@ -176,10 +140,11 @@ class NixosBackend:
         """Re-render meta from the registered agents; commit when it changed."""
         return await self.meta.sync(self._roster(), self._params(), message)
 
-    async def run(self, ready: asyncio.Event) -> None:
-        ready.set()
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Refresh the status cache every `nixos_status_interval`, until cancelled."""
+        task_status.started()
         while True:
-            await asyncio.sleep(self._settings.nixos_status_interval)
+            await anyio.sleep(self._settings.nixos_status_interval)
             try:
                 await self.refresh()
             except BackendError as exc:
@@ -225,7 +190,7 @@ class NixosBackend:
             elif self._built().get(name) != wanted:
                 await self._update(name, wanted)
             if not await self._up(name):
-                await asyncio.to_thread(self._write_binds, spec)
+                await anyio.to_thread.run_sync(self._binds.write, spec)
                 await self._nc("start", container(name), limit=STOP_TIMEOUT)
             elif name not in self._contacted and not fresh:
                 # Left running by an earlier hive-core: its harness reported to that one.
@@ -254,82 +219,14 @@ class NixosBackend:
                 raise BackendError(
                     f"{UNIT} did not start in {container(name)} within {PID_WAIT:.0f}s"
                 )
-            await asyncio.sleep(PID_POLL)
-
-    def binds(self, spec: AgentSpec) -> list[str]:
-        """The container's bind mounts as `systemd-nspawn` flags: its state dir at `/state`
-        and its socket dir at `/run/hive`; the manager also gets the meta flake read-only at
-        `/meta` and, at the host's own paths, every agent's `proposed/` read-write and
-        `applied/` read-only (the working copies' `applied` remote), as they are when it
-        starts (`share_with_manager` adds those that appear while it runs).
-
-        Raises: BackendError (a path that cannot be written into the conf file).
-        """
-        _check_paths([spec.state_dir, spec.socket.parent])
-        flags = [f"--bind={spec.state_dir}:{STATE_DIR_IN_CONTAINER}",
-                 f"--bind={spec.socket.parent}:{SOCKET_DIR_IN_CONTAINER}"]  # fmt: skip
-        if spec.role == "manager":
-            flags += [bind.flag for _, group in self._manager_views() for bind in group]
-        return flags
-
-    def _manager_views(self) -> list[tuple[str, list[Bind]]]:
-        """What the manager's container sees beyond its own dirs, in groups bound together:
-        the meta flake (`meta`), then each agent dir with config repos, in name order
-        (`applied/` read-only, then `proposed/` read-write, at their host paths).
-
-        Raises: BackendError (a path with odd characters).
-        """
-        meta_dir = self._settings.meta_dir
-        views = [("meta", [Bind(meta_dir, META_IN_CONTAINER, read_only=True)])]
-        agents_dir = self._settings.agents_dir
-        for entry in sorted(agents_dir.iterdir()) if agents_dir.is_dir() else []:
-            if entry.is_symlink() or not (entry / "proposed").is_dir():
-                continue
-            applied, proposed = entry / "applied", entry / "proposed"
-            views.append((entry.name, [Bind(applied, str(applied), read_only=True),
-                                       Bind(proposed, str(proposed))]))  # fmt: skip
-        _check_paths([bind.source for _, group in views for bind in group])
-        return views
-
-    def _conf(self, name: str) -> Path:
-        return self._settings.nixos_containers_conf / f"{container(name)}.conf"
-
-    def _flags(self, name: str) -> list[str]:
-        """The bind flags in `name`'s conf file: what its container started with (plus what
-        `share_with_manager` bound since)."""
-        try:
-            lines = self._conf(name).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        line = next((entry for entry in lines if entry.startswith(FLAGS_KEY)), FLAGS_KEY)
-        return line[len(FLAGS_KEY) :].strip('"').split()
-
-    def _write_binds(self, spec: AgentSpec) -> None:
-        self._write_flags(spec.name, self.binds(spec))
-
-    def _write_flags(self, name: str, flags: list[str]) -> None:
-        """Imperative containers take bind mounts only from `EXTRA_NSPAWN_FLAGS` in their
-        conf file (read when the container starts); the rest of the file is kept."""
-        conf = self._conf(name)
-        line = f'{FLAGS_KEY}"{" ".join(flags)}"'
-        try:
-            old = conf.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            old = []
-        kept = [entry for entry in old if not entry.startswith(FLAGS_KEY)]
-        if [*kept, line] == old:
-            return
-        tmp = conf.with_suffix(".tmp")
-        tmp.write_text("\n".join([*kept, line]) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o644)
-        tmp.replace(conf)
+            await anyio.sleep(PID_POLL)
 
     async def share_with_manager(self) -> list[str]:
-        """Bind into the running manager's container what it lacks of `_manager_views`: the
-        config repos that appeared since it started (an agent spawned or prepared meanwhile),
-        or `/meta` for a container started before it was bound. `machinectl bind` adds a
-        bind mount to a running nspawn container, and the conf line records it, so the
-        manager sees them without a restart. Returns the groups bound (agent names, `meta`).
+        """Bind into the running manager's container what it lacks: the config repos that
+        appeared since it started (an agent spawned or prepared meanwhile), or `/meta` for a
+        container started before it was bound. `machinectl bind` adds a bind mount to a
+        running nspawn container, and the conf line records it, so the manager sees them
+        without a restart. Returns the groups bound (agent names, `meta`).
 
         Never raises: a failure is logged, retried at the next call (the status refresh),
         and the manager's next start binds everything anyway. Skipped while the manager's
@@ -339,60 +236,7 @@ class NixosBackend:
         if lock.locked() or not self.status(MANAGER_NAME).running:
             return []
         async with lock:
-            try:
-                have = set(self._flags(MANAGER_NAME))
-                missing = [(name, group) for name, group in self._manager_views()
-                           if not {bind.flag for bind in group} <= have]  # fmt: skip
-            except (OSError, BackendError) as exc:
-                logger.warning("could not list what the manager's container sees: %s", exc)
-                return []
-            tool = self._machinectl() if missing else None
-            if tool is None:
-                return []
-            bound = [name for name, group in missing if await self._bind_live(tool, name, group)]
-            added = [bind.flag for name, group in missing if name in bound for bind in group]
-            if added:
-                flags = self._flags(MANAGER_NAME)
-                await asyncio.to_thread(self._write_flags, MANAGER_NAME,
-                                        flags + [f for f in added if f not in flags])  # fmt: skip
-                logger.info("bound %s into the running %s", ", ".join(bound),
-                            container(MANAGER_NAME))  # fmt: skip
-            return bound
-
-    async def _bind_live(self, tool: str, name: str, group: list[Bind]) -> bool:
-        """`machinectl bind` each of `group` into the running manager's container. Returns
-        whether all were bound; a failure is a warning the first time, then quieter."""
-        for bind in group:
-            read_only = ["--read-only"] if bind.read_only else []
-            argv = [tool, "bind", "--mkdir", *read_only, container(MANAGER_NAME),
-                    str(bind.source), bind.target]  # fmt: skip
-            try:
-                await nixtools.run(argv, self._tools.env, CALL_TIMEOUT)
-            except BackendError as exc:
-                level = logging.DEBUG if name in self._bind_failed else logging.WARNING
-                self._bind_failed.add(name)
-                logger.log(level, "could not bind %s into %s (retried; its next start "
-                           "binds it): %s", bind.source, container(MANAGER_NAME),
-                           exc.message)  # fmt: skip
-                return False
-        self._bind_failed.discard(name)
-        return True
-
-    def _machinectl(self) -> str | None:
-        """systemd's `machinectl`: beside `nixos-container` (both live in the system's
-        profile on NixOS), else on the fixed PATH; None (logged once) when missing."""
-        if self._machinectl_path is None:
-            beside = Path(self._tools.nixos_container).parent / "machinectl"
-            if beside.is_file() and os.access(beside, os.X_OK):
-                self._machinectl_path = str(beside)
-            else:
-                found = shutil.which("machinectl", path=SEARCH_PATH)
-                if found is None:
-                    logger.warning("machinectl is neither beside %s nor on %s: the manager "
-                                   "sees new config repos only after its next restart",
-                                   self._tools.nixos_container, SEARCH_PATH)  # fmt: skip
-                self._machinectl_path = found or ""
-        return self._machinectl_path or None
+            return await self._binds.share_with_manager()
 
     async def stop(self, name: str) -> None:
         async with self._lock(name):
@@ -454,7 +298,7 @@ class NixosBackend:
         hive-core runs (`running`, a source digest); None when it holds the same, or when
         that cannot be told (see `meta.lock_news`)."""
         lock = await self.meta.lock_text()
-        return await asyncio.to_thread(meta_mod.lock_news, lock, running)
+        return await anyio.to_thread.run_sync(meta_mod.lock_news, lock, running)
 
     async def preflight(self, agents: list[MetaAgent]) -> None:
         """Check that meta renders for `agents` and parses. Raises: BackendError."""

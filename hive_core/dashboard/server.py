@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anyio
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +29,8 @@ PORT_FILE = "dashboard.port"
 KEY_FILE = "dashboard.key"
 SEND_BUFFER = 256 * 1024
 """Kernel send buffer of each dashboard connection (the kernel doubles it)."""
+CUT_WAIT = 1.0
+"""Seconds the response tasks uvicorn leaves behind get to end once cancelled."""
 
 
 class _Server(uvicorn.Server):
@@ -49,7 +52,7 @@ class _Ending:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._ended = asyncio.Event()
+        self._ended = anyio.Event()
 
     def end(self) -> None:
         self._ended.set()
@@ -67,14 +70,21 @@ class _Ending:
                 body_read = message["type"] != "http.request" or not message.get("more_body")
                 return message
             # The body is read: what comes now is the client leaving, or the end.
-            left = asyncio.ensure_future(receive())
-            ended = asyncio.ensure_future(self._ended.wait())
-            try:
-                await asyncio.wait({left, ended}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                left.cancel()
-                ended.cancel()
-            return left.result() if left.done() and not left.cancelled() else _LEFT
+            message = _LEFT
+            async with anyio.create_task_group() as tg:
+
+                async def client_leaves() -> None:
+                    nonlocal message
+                    message = await receive()
+                    tg.cancel_scope.cancel()
+
+                async def ending() -> None:
+                    await self._ended.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(client_leaves)
+                tg.start_soon(ending)
+            return message
 
         async def sending(message: Message) -> None:
             nonlocal started, complete
@@ -130,15 +140,14 @@ async def bind(
     Raises:
         StartupError: the port stayed in use, or the address cannot be bound.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
+    deadline = anyio.current_time() + wait
     told = False
     while True:
         try:
             return _bind(host, port)
         except OSError as exc:
             busy = exc.errno == errno.EADDRINUSE
-            if not busy or loop.time() >= deadline:
+            if not busy or anyio.current_time() >= deadline:
                 raise StartupError(_bind_error(host, port, exc, wait if busy else None)) from None
         if on_busy is not None:
             on_busy()
@@ -146,7 +155,7 @@ async def bind(
             logger.warning("dashboard port %s:%d is in use; retrying for up to %.0fs",
                            host, port, wait)  # fmt: skip
             told = True
-        await asyncio.sleep(poll)
+        await anyio.sleep(poll)
 
 
 def _bind_error(host: str, port: int, exc: OSError, waited: float | None) -> str:
@@ -220,7 +229,18 @@ class Dashboard:
         return f"{self.url}login?code={self.creds.new_code()}"
 
     async def serve(self) -> None:
-        await self._server.serve(sockets=[self.sock])
+        """Run uvicorn until `stop`. uvicorn runs each response as a task of its own and
+        does not wait for those it cancels (its graceful shutdown timed out, or this task
+        was cancelled): they are cancelled and waited for here, so none outlives it."""
+        try:
+            await self._server.serve(sockets=[self.sock])
+        finally:
+            left = set(self._server.server_state.tasks)
+            for task in left:
+                task.cancel()
+            if left:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CUT_WAIT):
+                    await asyncio.wait(left)
 
     async def stop(self) -> None:
         """End every open response at once and let uvicorn shut down."""

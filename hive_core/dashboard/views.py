@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from hive_core import __version__, actions, deploys, git, harness_log
+import anyio
+
+from hive_core import __version__, agent_info, deploys, git, harness_log
 from hive_core.errors import BackendError, UnknownAgent
 from hive_core.services import Services
 from hive_share.models import Message, dump
@@ -33,11 +34,12 @@ async def snapshot(s: Services) -> dict[str, Any]:
     """Everything the dashboard shows, with the event `seq` it reflects: take `seq` first,
     so whatever changes while the rest is read also arrives as a frame after it."""
     seq = s.bus.seq
-    agents = await actions.list_agents(s, tombstones=True)
+    agents = await agent_info.list_agents(s, tombstones=True)
     pending = await s.approvals.pending()
     questions = await s.questions.pending(operator_only=True)
     inbox = await s.broker.recent(OPERATOR, limit=INBOX_PAGE)
     flow, more = await s.broker.flow(FLOW_PAGE)
+    attention = await s.attention.compute() if s.attention is not None else []
     return {
         "seq": seq,
         "version": __version__,
@@ -49,6 +51,7 @@ async def snapshot(s: Services) -> dict[str, Any]:
         "inbox": [dump(m) for m in inbox],
         "messages": [flow_item(s, m) for m in flow],
         "more_messages": more,
+        "attention": [dump(i) for i in attention],
     }
 
 
@@ -72,7 +75,7 @@ async def log_follow(s: Services, name: str, lines: int) -> AsyncIterator[list[s
     yield got.lines
     offset, partial = got.offset, b""
     while True:
-        await asyncio.sleep(LOG_FOLLOW_INTERVAL)
+        await anyio.sleep(LOG_FOLLOW_INTERVAL)
         try:
             data, offset = await harness_log.read_from(s, name, offset)
         except BackendError as exc:  # the journal did not answer this time

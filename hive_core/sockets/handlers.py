@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import assert_never
 
-from hive_core import __version__, actions, build_version, harness_log, open_threads
+import anyio
+
+from hive_core import (
+    __version__,
+    agent_info,
+    approval_flow,
+    attention,
+    build_version,
+    harness_calls,
+    harness_log,
+    lifecycle,
+    notices,
+    open_threads,
+)
 from hive_core.containers.nixos import NixosBackend
 from hive_core.errors import Forbidden, InvalidRequest
 from hive_core.services import Services
@@ -14,7 +26,7 @@ from hive_core.sockets.server import Conn
 from hive_share import PROTOCOL_VERSION, helper
 from hive_share import requests as rq
 from hive_share import responses as rs
-from hive_share.models import WireModel
+from hive_share.models import AttentionItem, WireModel
 from hive_share.names import MANAGER_NAME
 
 logger = logging.getLogger(__name__)
@@ -64,10 +76,10 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
 async def _check_version(s: Services, me: str, version: str) -> None:
     """Record which code `me`'s harness runs; when it is not the code hive-core runs (the
     build ids differ: `hive_share.build`), tell its overseer that it needs an update."""
-    ours = await asyncio.to_thread(build_version)  # hashes the source once, then cached
+    ours = await anyio.to_thread.run_sync(build_version)  # hashes the source once, then cached
     s.liveness.versions[me] = version
     if version != ours:
-        await actions.tell_overseer(
+        await notices.tell_overseer(
             s,
             me,
             helper.NeedsUpdate(agent=me, detail=f"its harness is {version}, hive-core is {ours}"),
@@ -80,7 +92,7 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
     match req:
         case rq.SetStatus(status=status):
             s.liveness.status[me] = status
-            actions.publish_state(s, me)
+            agent_info.publish_state(s, me)
             return rs.Done(detail=f"status set to {status!r}" if status else "status cleared")
         case rq.Whoami():
             record = s.registry.find(me)
@@ -91,7 +103,7 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
                 config_root=str(s.settings.agents_dir) if me == MANAGER_NAME else None,
             )
         case rq.LoginState(state=state, detail=detail):
-            await actions.login_state(s, me, state, detail)
+            await notices.login_state(s, me, state, detail)
             return rs.Done(detail=f"recorded {me} as {state}")
         case rq.ReportTurnState(state=turn, model=model, model_source=source):
             live = s.liveness
@@ -102,7 +114,7 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
             if source is not None:
                 live.model_sources[me] = source
             if (turn, live.models.get(me), live.model_sources.get(me)) != before:
-                actions.publish_state(s, me)
+                agent_info.publish_state(s, me)
             return rs.Done(detail=f"{me} is {turn}")
         case _:
             assert_never(req)
@@ -140,32 +152,32 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
         case rq.Version() | rq.Ping() | rq.Send():
             return await _common(s, req, conn)
         case rq.Spawn(name=name):
-            info = await actions.spawn(s, name, who)
+            info = await lifecycle.spawn(s, name, who)
             return rs.Done(detail=f"spawned {info.name} (pid {info.pid}, web port {info.web_port})")
         case rq.RequestSpawn(name=name):
-            return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
+            return rs.ApprovalResult(approval=await approval_flow.request_spawn(s, name, who))
         case rq.Update():
-            return rs.ApprovalResult(approval=await actions.request_update(s, who))
+            return rs.ApprovalResult(approval=await approval_flow.request_update(s, who))
         case rq.ShowApproval(id=approval_id):
             return rs.ApprovalResult(approval=await s.approvals.get(approval_id))
         case rq.Approve(id=approval_id):
-            return rs.Done(detail=await actions.approve(s, approval_id, who))
+            return rs.Done(detail=await approval_flow.approve(s, approval_id, who))
         case rq.Deny(id=approval_id, reason=reason):
-            return rs.Done(detail=await actions.deny(s, approval_id, reason, who))
+            return rs.Done(detail=await approval_flow.deny(s, approval_id, reason, who))
         case rq.Start(name=name):
-            return rs.Done(detail=await actions.start(s, name, who))
+            return rs.Done(detail=await lifecycle.start(s, name, who))
         case rq.Stop(name=name):
-            return rs.Done(detail=await actions.stop(s, name, who))
+            return rs.Done(detail=await lifecycle.stop(s, name, who))
         case rq.Kill(name=name):
-            return rs.Done(detail=await actions.kill(s, name, who))
+            return rs.Done(detail=await lifecycle.kill(s, name, who))
         case rq.Restart(name=name):
-            return rs.Done(detail=await actions.restart(s, name, who))
+            return rs.Done(detail=await lifecycle.restart(s, name, who))
         case rq.Rebuild(name=name):
-            return rs.Done(detail=await actions.rebuild(s, name, who))
+            return rs.Done(detail=await lifecycle.rebuild(s, name, who))
         case rq.Destroy(name=name, purge=purge):
-            return rs.Done(detail=await actions.destroy(s, name, purge, who))
+            return rs.Done(detail=await lifecycle.destroy(s, name, purge, who))
         case rq.List():
-            return rs.Agents(agents=await actions.list_agents(s, tombstones=True))
+            return rs.Agents(agents=await agent_info.list_agents(s, tombstones=True))
         case rq.AnswerQuestion(id=question_id, answer=answer):
             return rs.QuestionResult(question=await s.questions.answer(question_id, answer, who))
         case rq.CancelQuestion(id=question_id):
@@ -177,7 +189,7 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
         case rq.GetOpenThreads():
             return await open_threads.hive_wide(s)
         case rq.Relay(name=name, request=request):
-            return await actions.relay(s, name, request)
+            return await harness_calls.relay(s, name, request)
         case rq.HarnessLog(name=name, lines=lines, offset=None):
             got = await harness_log.tail(s, name, lines)
             return rs.LogLines(lines=got.lines, truncated=got.truncated, offset=got.offset)
@@ -189,16 +201,25 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.LogLines(lines=harness_log.lines_of(data[:cut]), offset=end - len(data) + cut)
         case rq.LoginLink(name=name):
             if name is not None:
-                return rs.Done(detail=await actions.page_link(s, name))
+                return rs.Done(detail=await harness_calls.page_link(s, name))
             if s.login_link is None:
                 raise InvalidRequest("the dashboard is not listening yet")
             return rs.Done(detail=s.login_link())
         case rq.Pending():
             return rs.Approvals(approvals=await s.approvals.pending())
+        case rq.Attention():
+            return rs.AttentionList(items=await _attention(s))
         case rq.Inbox(limit=limit, wait_seconds=wait, before=before, after=after):
             return rs.Messages(messages=await s.broker.inbox(who, limit, wait, before, after))
         case _:
             assert_never(req)
+
+
+async def _attention(s: Services) -> list[AttentionItem]:
+    """The attention list as it is now (computed, not the last one published)."""
+    if s.attention is None:
+        raise InvalidRequest("the attention list is not running yet")
+    return await s.attention.compute()
 
 
 def _sub_agent(name: str) -> str:
@@ -212,27 +233,29 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
     who = conn.principal.name
     match req:
         case rq.RequestSpawn(name=name):
-            return rs.ApprovalResult(approval=await actions.request_spawn(s, name, who))
+            return rs.ApprovalResult(approval=await approval_flow.request_spawn(s, name, who))
         case rq.RequestInitConfig(name=name):
-            repos = await actions.init_config(s, name)
+            repos = await lifecycle.init_config(s, name)
             if isinstance(s.backend, NixosBackend):  # the running manager sees them now
                 await s.backend.share_with_manager()
             return repos
         case rq.RequestApplyCommit(agent=agent, commit=commit):
-            approval = await actions.request_apply_commit(s, agent, commit, who)
+            approval = await approval_flow.request_apply_commit(s, agent, commit, who)
             return rs.ApprovalResult(approval=approval)
         case rq.Update():
-            return rs.ApprovalResult(approval=await actions.request_update(s, who))
+            return rs.ApprovalResult(approval=await approval_flow.request_update(s, who))
         case rq.Start(name=name):
-            return rs.Done(detail=await actions.start(s, _sub_agent(name), who))
+            return rs.Done(detail=await lifecycle.start(s, _sub_agent(name), who))
         case rq.Kill(name=name):
-            return rs.Done(detail=await actions.kill(s, _sub_agent(name), who))
+            return rs.Done(detail=await lifecycle.kill(s, _sub_agent(name), who))
         case rq.Restart(name=name):
-            return rs.Done(detail=await actions.restart(s, _sub_agent(name), who))
+            return rs.Done(detail=await lifecycle.restart(s, _sub_agent(name), who))
         case rq.Rebuild(name=name):
-            return rs.Done(detail=await actions.rebuild(s, _sub_agent(name), who))
+            return rs.Done(detail=await lifecycle.rebuild(s, _sub_agent(name), who))
         case rq.List():
-            return rs.Agents(agents=await actions.list_agents(s, tombstones=False))
+            return rs.Agents(agents=await agent_info.list_agents(s, tombstones=False))
+        case rq.Attention():
+            return rs.AttentionList(items=attention.for_manager(await _attention(s)))
         case _:
             return await handle_agent(s, req, conn)
 

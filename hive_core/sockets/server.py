@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
 from pydantic import TypeAdapter, ValidationError
 
 from hive_core.errors import Busy, HiveError, StartupError
@@ -154,7 +156,7 @@ class StartupGate:
         """
         if not self._settled.is_set():
             try:
-                async with asyncio.timeout(self._wait):
+                with anyio.fail_after(self._wait):
                     await self._settled.wait()
             except TimeoutError:
                 raise Busy(
@@ -196,6 +198,8 @@ class _Connection:
     conn: Conn
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    """Cancelled to cut this connection alone (the drain's bound, a peer gone)."""
     buf: bytearray = field(default_factory=bytearray)
     in_request: bool = False
 
@@ -209,6 +213,10 @@ class SocketServer:
 
     The `gated` verbs wait at `gate` until hive-core has finished starting; the others
     are answered at once.
+
+    `serve` runs it as a task of its owner's task group (`await tg.start(server.serve)`),
+    each connection a task of the server's own group: `close` drains and ends them, and a
+    cancelled owner cuts them.
     """
 
     def __init__(
@@ -243,8 +251,15 @@ class SocketServer:
         self._gated = gated
         self._buffered = 0
         self._server: asyncio.Server | None = None
+        self._tg: TaskGroup | None = None
         self._closing = False
-        self._connections: dict[asyncio.Task[None], _Connection] = {}
+        self._connections: set[_Connection] = set()
+        self._drained: anyio.Event | None = None
+        """Set when the last connection has ended, while `close` waits for it."""
+        self._stop: anyio.Event | None = None
+        """Set by `close` once drained: `serve` returns."""
+        self._ended: anyio.Event | None = None
+        """Set when `serve` has returned."""
         where = f"{principal.kind} socket {path}"
         self._full = _Burst(f"{where}: {max_connections} connections open; refusing more (busy)")
         self._slow = _Burst(f"{where}: closed a connection that sent no complete line "
@@ -260,47 +275,80 @@ class SocketServer:
     def connection_count(self) -> int:
         return len(self._connections)
 
-    async def start(self) -> None:
-        """Bind and listen (mode 0600). Raises: StartupError."""
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Bind (mode 0600) and listen, report started, and serve until `close` has drained
+        the connections; cancelled, stop listening and cut them.
+
+        Raises: StartupError (before it listens).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         prepare_socket_path(self.path)
-        self._server = await asyncio.start_unix_server(
-            self._serve_connection, path=str(self.path), limit=CHUNK
+        self._stop, self._ended = anyio.Event(), anyio.Event()
+        # Bound but not yet accepting: no connection arrives before its group exists.
+        self._server = server = await asyncio.start_unix_server(
+            self._accept, path=str(self.path), limit=CHUNK, start_serving=False
         )
-        os.chmod(self.path, 0o600)
+        try:
+            os.chmod(self.path, 0o600)
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                try:
+                    await server.start_serving()
+                    task_status.started()
+                    await self._stop.wait()
+                finally:
+                    self._stop_listening()  # then the group cuts what is left
+        finally:
+            self._tg = None
+            self._stop_listening()
+            self._ended.set()
+
+    def _stop_listening(self) -> None:
+        if self._server is None:
+            return
+        self._closing = True
+        self._server.close()
+        self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
 
     async def close(self, drain_timeout: float) -> None:
         """Stop accepting, close idle connections at once, give requests being handled
-        `drain_timeout` seconds to finish, then cut the rest.
+        `drain_timeout` seconds to finish, then cut the rest; returns once `serve` has.
 
         A connection is closed as soon as its request is answered: a long-poll the broker
         has answered `shutting_down`, or a busy client's request, does not hold the drain
         open waiting for its next request.
         """
-        if self._server is None:
-            return
-        self._closing = True
-        self._server.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        for task, c in self._connections.items():
+        if self._server is None or self._stop is None or self._ended is None:
+            return  # not serving, or already closing
+        self._stop_listening()
+        for c in self._connections:
             if not c.in_request:
                 c.writer.close()  # its read sees the end of the stream and the task ends
             elif c.reader.at_eof():
-                task.cancel()  # nobody is left to read the answer (a dead harness's recv)
+                c.scope.cancel()  # nobody is left to read the answer (a dead harness's recv)
         if self._connections:
-            _, pending = await asyncio.wait(self._connections, timeout=drain_timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        self._server = None
+            self._drained = anyio.Event()
+            with anyio.move_on_after(drain_timeout):
+                await self._drained.wait()
+            for c in self._connections:
+                c.scope.cancel()
+            if self._connections:
+                await self._drained.wait()
+        self._stop.set()
+        await self._ended.wait()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A new connection: a task of this server's group."""
+        if self._tg is None or self._closing:
+            writer.close()  # accepted as the server stopped listening
+            return
+        self._tg.start_soon(self._serve_connection, reader, writer)
 
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
         conn = Conn(next(_conn_ids), self.principal, lambda: not reader.at_eof())
         if len(self._connections) >= self._max_connections:
             self._full.hit()
@@ -311,17 +359,22 @@ class SocketServer:
             await _reply_and_close(writer, error("busy", "too many connections to hive-core"))
             return
         c = _Connection(conn, reader, writer)
-        self._connections[task] = c
+        self._connections.add(c)
         try:
-            await self._request_loop(c)
+            with c.scope:
+                await self._request_loop(c)
+            if c.scope.cancelled_caught:
+                logger.debug("connection %d on %s cut at shutdown", conn.id, self.path)
         except _Refused as exc:
             await _reply_and_close(writer, exc.reply)
         except (ConnectionError, BrokenPipeError):
             logger.debug("connection %d on %s dropped", conn.id, self.path)
-        except asyncio.CancelledError:
-            logger.debug("connection %d on %s cut at shutdown", conn.id, self.path)
+        except Exception:  # a task of the server's group: what escapes it would end the daemon
+            logger.exception("connection %d on %s failed", conn.id, self.path)
         finally:
-            del self._connections[task]
+            self._connections.discard(c)
+            if not self._connections and self._drained is not None:
+                self._drained.set()
             if self._pool is not None:
                 self._pool.give_back()
             self._buffered -= len(c.buf)
@@ -352,7 +405,7 @@ class SocketServer:
                 if c.writer.transport.get_write_buffer_size() == 0:
                     continue  # the kernel took it all: nothing to wait for
                 try:
-                    async with asyncio.timeout(self._idle_timeout):
+                    with anyio.fail_after(self._idle_timeout):
                         await c.writer.drain()
                 except TimeoutError:
                     self._deaf.hit()
@@ -376,17 +429,7 @@ class SocketServer:
             scanned = len(c.buf)
             if c.buf and deadline is None:
                 deadline = self._deadline()  # a line has begun: it must end in time
-            try:
-                if deadline is None:  # a lease holder between two requests: no timer to arm
-                    chunk = await c.reader.read(CHUNK)
-                else:
-                    async with asyncio.timeout_at(deadline):
-                        chunk = await c.reader.read(CHUNK)
-            except TimeoutError:
-                self._slow.hit()
-                raise _Refused(
-                    "malformed", f"no complete line within {self._idle_timeout:.0f}s"
-                ) from None
+            chunk = await self._read(c, deadline)
             if not chunk:
                 if c.buf:
                     raise framing.FrameError("connection closed in the middle of a line")
@@ -403,8 +446,21 @@ class SocketServer:
             raise framing.FrameTooLong(f"line of {len(line)} bytes exceeds the limit")
         return line
 
+    async def _read(self, c: _Connection, deadline: float | None) -> bytes:
+        """The next chunk from the peer ("" at the end of its stream), by `deadline`.
+
+        Raises:
+            _Refused: nothing came by `deadline`.
+        """
+        if deadline is None:  # a lease holder between two requests: no timer to arm
+            return await c.reader.read(CHUNK)
+        with anyio.CancelScope(deadline=deadline):
+            return await c.reader.read(CHUNK)
+        self._slow.hit()
+        raise _Refused("malformed", f"no complete line within {self._idle_timeout:.0f}s")
+
     def _deadline(self) -> float:
-        return asyncio.get_running_loop().time() + self._idle_timeout
+        return anyio.current_time() + self._idle_timeout
 
     async def dispatch(self, line: bytes, conn: Conn) -> WireModel:
         """Parse, authorise and run one request line; never raises."""

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hive_core.dashboard.app import MAX_LOG_STREAMS, MAX_STREAMS
+from hive_core.dashboard.streams import MAX_LOG_STREAMS, MAX_STREAMS
 from hive_share import requests as rq
 from hive_share import responses as rs
 from tests.e2e.dashboard import (

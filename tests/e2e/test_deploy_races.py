@@ -269,7 +269,7 @@ async def test_the_dashboard_shows_an_approval_under_way_without_buttons(
         git_pid = held.wait_reached()
         await card.locator("text=approved — deploying…").wait_for()
         assert await card.locator("button").count() == 0
-        assert await page.locator("#pending").text_content() == "1 pending"  # only hm1nd's
+        assert await page.locator("#pending").text_content() == "1 needs you"  # only hm1nd's
         await card.scroll_into_view_if_needed()
         await shots.take(page, "dashboard-approval-under-way")
         _release(git_pid)

@@ -29,7 +29,8 @@ AGENT_TOOLS = {
     "list_reminders", "cancel_reminder", "get_open_threads",
 }  # fmt: skip
 MANAGER_TOOLS = AGENT_TOOLS | {
-    "list", "request_spawn", "request_init_config", "request_apply_commit", "update",
+    "list", "hive_status", "request_spawn", "request_init_config", "request_apply_commit",
+    "update",
     "start", "kill", "restart", "rebuild",
 }  # fmt: skip
 TOOLS_BUDGET = 40_000

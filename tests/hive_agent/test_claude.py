@@ -1,23 +1,38 @@
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import signal
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import pytest
 
 from hive_agent import claude, prompts
 from hive_agent.claude import Invocation, _lines
 
 
+class _Output(anyio.abc.ByteReceiveStream):
+    """A process's stdout that has printed `data` and closed: each read gets what it asks
+    for, at most."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if not self._data:
+            raise anyio.EndOfStream
+        chunk, self._data = self._data[:max_bytes], self._data[max_bytes:]
+        return chunk
+
+    async def aclose(self) -> None:
+        self._data = b""
+
+
 async def _split(data: bytes) -> list[bytes | None]:
-    reader = asyncio.StreamReader()
-    reader.feed_data(data)
-    reader.feed_eof()
-    async with asyncio.timeout(5):
-        return [line async for line in _lines(reader)]
+    with anyio.fail_after(5):
+        return [line async for line in _lines(_Output(data))]
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8, 64])
@@ -221,7 +236,7 @@ async def test_a_kill_that_comes_while_claude_starts_kills_it_once_it_runs(
     async def sink(event: object) -> None:
         pass
 
-    async with asyncio.timeout(30):
+    with anyio.fail_after(30):
         outcome = await process.run(sink)
     assert outcome.cancelled
     assert outcome.returncode == -signal.SIGKILL

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hive_core import broker as broker_module
-from hive_core.broker import RETENTION_SECONDS, Broker
+from hive_core import message_vacuum
+from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.db import Database
 from hive_core.errors import Conflict, ShuttingDown, UnknownAgent
+from hive_core.message_vacuum import RETENTION_SECONDS
 from hive_share import events
 from tests.hive_core.conftest import FakeClock, drain
 
@@ -263,7 +264,7 @@ async def test_vacuum_removes_only_delivered_messages_past_retention(
 async def test_vacuum_deletes_in_chunks_until_every_old_message_is_gone(
     broker: Broker, clock: FakeClock, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(broker_module, "VACUUM_CHUNK", 3)
+    monkeypatch.setattr(message_vacuum, "VACUUM_CHUNK", 3)
     ids = [(await broker.send("alice", "bob", f"m{i}", None))[0] for i in range(10)]
     got = await broker.recv("bob", owner=1, wait_seconds=0, limit=10)
     await broker.ack("bob", owner=1, ids=[m.id for m in got])

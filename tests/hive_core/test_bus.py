@@ -4,7 +4,7 @@ import asyncio
 import json
 
 from hive_core.bus import EventBus, Subscription
-from hive_core.dashboard import app
+from hive_core.dashboard.streams import event_frames
 from hive_share.events import ContainerRemoved, Frame, Resync
 
 
@@ -125,8 +125,8 @@ async def test_a_cut_subscribers_resync_reaches_it_alone_on_the_stream() -> None
     bus.publish(_event(1))  # no room for it: `slow` is cut off
 
     async with asyncio.timeout(5):
-        slow_sent = [event async for event in app._frames(slow, set(), streams)]
-        healthy_stream = app._frames(healthy, set(), streams)
+        slow_sent = [event async for event in event_frames(slow, set(), streams)]
+        healthy_stream = event_frames(healthy, set(), streams)
         healthy_sent = [await anext(healthy_stream) for _ in range(2)]
         await healthy_stream.aclose()
 

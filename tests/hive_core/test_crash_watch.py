@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import anyio
 import pytest
+from anyio.abc import TaskStatus
 
-from hive_core import actions, specs
+from hive_core import lifecycle, specs
 from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
@@ -40,7 +41,7 @@ AGENTS: tuple[tuple[str, Role], ...] = (
 
 
 class FakeBackend:
-    """Keeps a status per agent; exits go through `actions.on_exit` like the real backend's."""
+    """Keeps a status per agent; exits go through `lifecycle.on_exit` like the real backend's."""
 
     def __init__(self) -> None:
         self.services: Services | None = None
@@ -54,8 +55,8 @@ class FakeBackend:
         assert self.services is not None, "wire the backend to its services first"
         return self.services
 
-    async def run(self, ready: asyncio.Event) -> None:
-        ready.set()
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
 
     async def start(self, spec: AgentSpec) -> ContainerStatus:
         current = self.status(spec.name)
@@ -78,7 +79,7 @@ class FakeBackend:
             return
         assert status.pid is not None
         self.statuses[name] = ContainerStatus(running=False)
-        actions.on_exit(self._s(), name, status.pid, code, expected=expected)
+        lifecycle.on_exit(self._s(), name, status.pid, code, expected=expected)
 
     async def stop(self, name: str) -> None:
         self._end(name, -15, expected=True)
@@ -199,7 +200,7 @@ async def _populate(h: Hive, agents: tuple[tuple[str, Role], ...] = AGENTS) -> N
     h.at(0)
     for name, role in agents:
         await h.s.registry.add(name, role)
-        assert await actions.start(h.s, name, "operator") == f"started {name}"
+        assert await lifecycle.start(h.s, name, "operator") == f"started {name}"
         assert h.fake.status(name).running
     assert await h.tick(10) == []
 
@@ -261,7 +262,7 @@ async def test_the_crashed_agent_is_restarted_at_the_backoff(hive: Hive) -> None
     ]
 
 
-@pytest.mark.parametrize("halt", [actions.kill, actions.stop])
+@pytest.mark.parametrize("halt", [lifecycle.kill, lifecycle.stop])
 async def test_an_operator_kill_or_stop_is_no_crash(
     hive: Hive, halt: Callable[[Services, str, str], Awaitable[str]]
 ) -> None:
@@ -303,7 +304,7 @@ async def test_an_operator_restart_between_ticks_is_no_crash(hive: Hive) -> None
     await _populate(hive)
     before = hive.pid("alice")
     hive.at(15)
-    assert await actions.restart(hive.s, "alice", "operator") == "restarted alice"
+    assert await lifecycle.restart(hive.s, "alice", "operator") == "restarted alice"
     assert await hive.tick(20) == []
     assert hive.pid("alice") not in (None, before)
     assert await hive.crashes(MANAGER_NAME) == []
@@ -327,7 +328,7 @@ async def test_a_slow_operator_restart_that_began_before_the_last_scan_is_no_cra
 async def test_a_vanish_while_a_start_is_under_way_is_no_crash(hive: Hive) -> None:
     await _populate(hive)
     hive.at(12)
-    await actions.stop(hive.s, "alice", "operator")
+    await lifecycle.stop(hive.s, "alice", "operator")
     assert await hive.tick(15) == []
     hive.at(16)
     async with hive.s.transients.recording("alice", "start", "operator"):
@@ -379,7 +380,7 @@ async def test_backoff_doubles_and_the_fifth_crash_in_ten_minutes_gives_up(hive:
 
     # The operator starts it again; a crash more than ten minutes later starts over at 5 s.
     hive.at(2000)
-    assert await actions.start(hive.s, "alice", "operator") == "started alice"
+    assert await lifecycle.start(hive.s, "alice", "operator") == "started alice"
     assert await hive.tick(2001) == []
     await _crash_cycle(hive, 2100, 5.0)
 
@@ -417,10 +418,10 @@ async def test_a_crash_right_after_an_automatic_restart_is_still_a_crash(hive: H
 async def test_an_agent_started_and_crashed_between_scans_is_reported(hive: Hive) -> None:
     await _populate(hive)
     hive.at(12)
-    await actions.stop(hive.s, "alice", "operator")
+    await lifecycle.stop(hive.s, "alice", "operator")
     assert await hive.tick(15) == []
     hive.at(16)
-    assert await actions.start(hive.s, "alice", "operator") == "started alice"
+    assert await lifecycle.start(hive.s, "alice", "operator") == "started alice"
     hive.at(17)
     hive.fake.crash("alice", 4)
     # No scan saw it running; the backend's report of the exit is enough.
@@ -437,7 +438,7 @@ async def test_an_operator_transition_before_the_last_scan_excuses_no_later_cras
 ) -> None:
     await _populate(hive)
     hive.at(12)
-    assert await actions.restart(hive.s, "alice", "operator") == "restarted alice"
+    assert await lifecycle.restart(hive.s, "alice", "operator") == "restarted alice"
     assert await hive.tick(15) == []
     hive.at(17)
     hive.fake.crash("alice", 1)
@@ -450,7 +451,7 @@ async def test_an_operator_restart_that_fails_to_start_is_no_crash(hive: Hive) -
     hive.at(12)
     hive.fake.fail_next_start = True
     with pytest.raises(BackendError, match="exited during start-up"):
-        await actions.restart(hive.s, "alice", "operator")
+        await lifecycle.restart(hive.s, "alice", "operator")
     assert hive.nudges == ["alice"]
     starts = len(hive.fake.starts)
     for t in (15, 30, 100):
@@ -534,7 +535,7 @@ async def test_an_agent_stopped_during_its_backoff_is_not_restarted(hive: Hive) 
     hive.fake.crash("alice", 1)
     assert await hive.tick(20) == ["alice"]
     hive.at(22)
-    assert await actions.stop(hive.s, "alice", "operator") == "alice is not running"
+    assert await lifecycle.stop(hive.s, "alice", "operator") == "alice is not running"
     starts = len(hive.fake.starts)
     assert await hive.tick(25) == []
     assert await hive.tick(100) == []
@@ -548,7 +549,7 @@ async def test_an_agent_started_during_its_backoff_is_not_started_twice(hive: Hi
     hive.fake.crash("alice", 1)
     assert await hive.tick(20) == ["alice"]
     hive.at(22)
-    assert await actions.start(hive.s, "alice", "operator") == "started alice"
+    assert await lifecycle.start(hive.s, "alice", "operator") == "started alice"
     pid = hive.pid("alice")
     starts = len(hive.fake.starts)
     assert await hive.tick(25) == []

@@ -1,16 +1,21 @@
-"""Batches on the writer thread: one-statement writes without savepoints, cancelled callers."""
+"""Batches on the write connection: one commit for the writes that wait, one-statement writes
+without savepoints, cancelled callers; each connection on its own thread."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hive_core.db import Database
+from hive_core.db import Database, wal_backlog
+from hive_core.errors import StorageError
 from tests.hive_core.test_db import _bodies
 
 
@@ -82,3 +87,77 @@ async def test_a_caller_that_gave_up_before_its_batch_ran_stores_nothing(db: Dat
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert await _bodies(db) == {"kept": await kept}
+
+
+async def test_writes_that_wait_while_one_commits_share_the_next_commit(
+    db: Database, db_path: Path
+) -> None:
+    await db.write(_keyed("first", "k0"), one_statement=True)
+    await db.checkpoint()
+    assert wal_backlog(db_path) == 0
+    # Each commit of a message writes several pages (the table, its indexes, the
+    # sequence); fifty separate commits would leave at least fifty frames.
+    await _one_batch(
+        db,
+        *(
+            (lambda i=i: db.write(_keyed(f"m{i}", f"k{i + 1}"), one_statement=True))
+            for i in range(50)
+        ),
+    )
+    assert len(await _bodies(db)) == 51
+    assert 0 < wal_backlog(db_path) < 20
+
+
+async def test_a_write_whose_caller_gave_up_while_its_batch_ran_still_commits(
+    db: Database,
+) -> None:
+    started = threading.Event()
+    gate = threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> int:
+        started.set()
+        assert gate.wait(10), "the test never opened the gate"
+        return _keyed("stands", "k1")(conn)
+
+    gone = asyncio.create_task(db.write(slow))
+    assert await asyncio.to_thread(started.wait, 10)
+    gone.cancel()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    await db.write(lambda c: None)  # committed after the batch the abandoned write was in
+    assert list(await _bodies(db)) == ["stands"]
+
+
+async def test_sqlite_runs_on_each_connections_own_thread_never_on_the_loop(
+    db: Database,
+) -> None:
+    here = threading.get_ident()
+    writers = await asyncio.gather(*(db.write(lambda c: threading.get_ident()) for _ in range(5)))
+    readers = await asyncio.gather(*(db.read(lambda c: threading.get_ident()) for _ in range(5)))
+    assert len(set(writers)) == 1 and len(set(readers)) == 1
+    assert len({here, writers[0], readers[0]}) == 3
+
+
+async def test_a_closed_database_refuses_reads(db_path: Path) -> None:
+    db = await Database.open(db_path)
+    await db.close()
+    with pytest.raises(StorageError, match="closed"):
+        await db.read(lambda c: None)
+
+
+def test_a_database_left_open_does_not_hold_up_the_exit(db_path: Path) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from hive_core.db import Database\n"
+        "async def main():\n"
+        "    global db\n"
+        "    db = await Database.open(Path(sys.argv[1]))\n"
+        "    await db.write(lambda c: c.execute('SELECT 1'))\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(db_path)], capture_output=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr

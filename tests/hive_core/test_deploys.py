@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hive_core import actions, agent_dirs, deploys
+from hive_core import agent_dirs, approval_flow, deploys, lifecycle, recovery
 from hive_core.dashboard import views
 from hive_core.errors import BackendError
 from hive_share import agent_config, helper
@@ -26,7 +26,7 @@ async def test_a_deploy_that_does_not_come_up_is_rolled_back_and_both_are_told(
 
     hive.fake.fail_next_start = True
     with pytest.raises(BackendError, match="rolled back") as info:
-        await actions.approve(hive.s, approval_id, OPERATOR)
+        await approval_flow.approve(hive.s, approval_id, OPERATOR)
 
     assert "did not come up" in info.value.message
     assert _git(applied, "rev-parse", "main") == initial
@@ -58,7 +58,7 @@ async def _proposal(hive: Hive) -> tuple[Path, str, str, int]:
     (proposed / "agent.toml").write_text('model = "claude-next"\n')
     _git(proposed, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", "next")
     sha = _git(proposed, "rev-parse", "HEAD")
-    approval = await actions.request_apply_commit(hive.s, "bob", sha, MANAGER_NAME)
+    approval = await approval_flow.request_apply_commit(hive.s, "bob", sha, MANAGER_NAME)
     return applied, initial, sha, approval.id
 
 
@@ -79,7 +79,7 @@ async def test_a_deploy_killed_after_its_deployed_tag_is_finished_and_verified_a
     assert _git(applied, "rev-parse", "main") == sha
     assert (applied / "agent.toml").read_text() == 'model = "claude-next"\n'
     assert hive.s.registry.get("bob").deployed_commit == sha
-    await actions.finish_interrupted(hive.s, done)  # bob runs: it came up
+    await recovery.finish_interrupted(hive.s, done)  # bob runs: it came up
     approval = await hive.s.approvals.get(approval_id)
     assert approval.status == "approved" and "after a restart" in (approval.reason or "")
     got = await hive.s.broker.recv(MANAGER_NAME, owner=7, wait_seconds=0, limit=10)
@@ -97,7 +97,7 @@ async def test_a_deploy_killed_before_its_agent_came_up_is_rolled_back_at_start(
     done = await deploys.reconcile(hive.s)
     hive.fake.crash("bob", 1)  # the restore could not bring it up on the new config
 
-    await actions.finish_interrupted(hive.s, done)
+    await recovery.finish_interrupted(hive.s, done)
 
     approval = await hive.s.approvals.get(approval_id)
     assert approval.status == "failed" and "did not come up after a restart" in (
@@ -134,7 +134,7 @@ async def test_a_proposal_killed_before_any_end_stays_pending_and_can_still_be_d
 
     assert (await hive.s.approvals.get(approval_id)).status == "pending"
     assert _git(applied, "rev-parse", "main") == initial
-    assert "deployed" in await actions.approve(hive.s, approval_id, OPERATOR)
+    assert "deployed" in await approval_flow.approve(hive.s, approval_id, OPERATOR)
     assert _git(applied, "rev-parse", "main") == sha
 
 
@@ -143,7 +143,7 @@ async def test_rebuild_puts_applied_back_at_the_deployed_commit(hive: Hive) -> N
     (applied / "agent.toml").write_text("drifted = true\n")
     (applied / "stray.txt").write_text("left behind\n")
 
-    assert await actions.rebuild(hive.s, "bob", OPERATOR) == "rebuilt bob"
+    assert await lifecycle.rebuild(hive.s, "bob", OPERATOR) == "rebuilt bob"
 
     assert _git(applied, "status", "--porcelain") == ""
     assert _git(applied, "rev-parse", "main") == initial
@@ -177,7 +177,7 @@ async def test_an_approval_a_restart_interrupted_before_any_tag_is_pending_again
 
     assert (await hive.s.approvals.get(approval_id)).status == "pending"
     assert _git(applied, "rev-parse", "main") == initial
-    assert "deployed" in await actions.approve(hive.s, approval_id, OPERATOR)
+    assert "deployed" in await approval_flow.approve(hive.s, approval_id, OPERATOR)
     assert _git(applied, "rev-parse", "main") == sha
 
 
@@ -187,7 +187,7 @@ async def test_an_interrupted_spawn_is_approved_when_its_agent_exists_else_pendi
     await _populate(hive)
     made = await hive.s.approvals.add("spawn", "bob", MANAGER_NAME)  # bob exists
     lost = await hive.s.approvals.add("spawn", "carol", MANAGER_NAME)
-    update = await hive.s.approvals.add("update", actions.UPDATE_TARGET, MANAGER_NAME)
+    update = await hive.s.approvals.add("update", approval_flow.UPDATE_TARGET, MANAGER_NAME)
     for approval in (made, lost, update):
         await hive.s.approvals.claim(approval.id)
 
@@ -213,13 +213,13 @@ async def _fetched(hive: Hive, files: dict[str, bytes]) -> str:
 
 async def test_prepare_checks_sizes_itself_whatever_propose_let_through(hive: Hive) -> None:
     applied, initial, _, pending = await _proposal(hive)
-    await actions.deny(hive.s, pending, "not this one", OPERATOR)
+    await approval_flow.deny(hive.s, pending, "not this one", OPERATOR)
     sha = await _fetched(hive, {"big.bin": b"\0" * (deploys.MAX_FILE + 1)})
     approval = await hive.s.approvals.add("apply_commit", "bob", MANAGER_NAME, commit=sha,
                                           diff="(queued past propose)")  # fmt: skip
 
     with pytest.raises(BackendError, match=r"'big\.bin' in commit .* is 1\.0 MiB"):
-        await actions.approve(hive.s, approval.id, OPERATOR)
+        await approval_flow.approve(hive.s, approval.id, OPERATOR)
 
     got = await hive.s.approvals.get(approval.id)
     assert got.status == "failed" and "a config file may hold at most" in (got.reason or "")
@@ -237,7 +237,7 @@ async def test_a_defect_in_prepare_still_ends_the_approval_failed_and_tells(
 
     monkeypatch.setattr(agent_config, "parse", broken)
     with pytest.raises(BackendError, match="RuntimeError: a defect"):
-        await actions.approve(hive.s, approval_id, OPERATOR)
+        await approval_flow.approve(hive.s, approval_id, OPERATOR)
 
     got = await hive.s.approvals.get(approval_id)
     assert got.status == "failed" and "RuntimeError: a defect" in (got.reason or "")
@@ -254,7 +254,7 @@ async def test_a_tag_that_exists_is_never_moved(hive: Hive) -> None:
     _git(applied, "tag", "-a", "-m", "older", f"deployed/{approval_id}", initial)
 
     with pytest.raises(BackendError, match="already exists"):
-        await actions.approve(hive.s, approval_id, OPERATOR)
+        await approval_flow.approve(hive.s, approval_id, OPERATOR)
 
     assert _git(applied, "rev-list", "-n1", f"deployed/{approval_id}") == initial
     assert _git(applied, "rev-parse", "main") == initial

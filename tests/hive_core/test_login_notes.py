@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from hive_agent import login
-from hive_core import actions
+from hive_core import notices
 from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
@@ -68,7 +68,7 @@ class Daemon:
         self.s = s
 
     async def report(self, name: str, state: LoginReport, detail: str = "why") -> None:
-        await actions.login_state(self.s, name, state, detail)
+        await notices.login_state(self.s, name, state, detail)
 
     async def told(self, recipient: str = MANAGER_NAME) -> list[str]:
         """The kinds of the helper events new in `recipient`'s inbox (acknowledged)."""

@@ -9,7 +9,9 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import anyio
 import pytest
+from anyio.abc import TaskStatus
 
 from hive_core import open_threads
 from hive_core.approvals import Approvals
@@ -432,7 +434,7 @@ async def test_questions_survive_reopening_the_database(
 class _NoBackend:
     """The open-thread queries never touch containers."""
 
-    async def run(self, ready: asyncio.Event) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         raise AssertionError("no backend in these tests")
 
     async def start(self, spec: AgentSpec) -> ContainerStatus:

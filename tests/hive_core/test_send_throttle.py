@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hive_core.broker import SEND_BURST, SEND_RATE, Broker, _Bucket
+from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.db import Database
 from hive_core.errors import Busy, UnknownAgent
+from hive_core.send_throttle import SEND_BURST, SEND_RATE, _Bucket
 from hive_share import helper
 from hive_share.names import MANAGER_NAME, OPERATOR
 from tests.hive_core.conftest import T0, FakeClock

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from hive_core.errors import ShuttingDown
@@ -28,15 +29,24 @@ async def _version(req: Any, conn: Conn) -> WireModel:
 
 
 @contextlib.asynccontextmanager
-async def serving(path: Path, **kwargs: Any) -> AsyncIterator[SocketServer]:
-    server = SocketServer(
-        path, Principal("operator", "operator"), rq.HOST_VERBS, rq.HOST_REQUEST, _version, **kwargs
-    )
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close(0)
+async def served(server: SocketServer) -> AsyncIterator[SocketServer]:
+    """`server` serving in a task group of its own, as the daemon serves its sockets; closed
+    (if the test did not close it) and ended on the way out."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        try:
+            yield server
+        finally:
+            await server.close(0)
+
+
+def serving(path: Path, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[SocketServer]:
+    return served(
+        SocketServer(
+            path, Principal("operator", "operator"), rq.HOST_VERBS, rq.HOST_REQUEST, _version,
+            **kwargs,
+        )
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -174,19 +184,16 @@ async def test_sockets_sharing_a_pool_refuse_when_it_is_used_up(tmp_path: Path) 
 
 
 async def test_close_does_not_wait_for_idle_connections(sock: Path) -> None:
-    server = SocketServer(
-        sock, Principal("operator", "operator"), rq.HOST_VERBS, rq.HOST_REQUEST, _version
-    )
-    await server.start()
-    idle = [await RawConn.open(sock) for _ in range(5)]
-    await _until(lambda: server.connection_count == 5)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    await server.close(drain_timeout=30)
-    assert loop.time() - started < 5  # the drain bound is 30 s: idle ones are not waited for
-    for conn in idle:
-        assert await conn.closed_by_server()
-        await conn.close()
+    async with serving(sock) as server:
+        idle = [await RawConn.open(sock) for _ in range(5)]
+        await _until(lambda: server.connection_count == 5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await server.close(drain_timeout=30)
+        assert loop.time() - started < 5  # the drain bound is 30 s: idle ones are not waited for
+        for conn in idle:
+            assert await conn.closed_by_server()
+            await conn.close()
 
 
 class Parked:
@@ -209,20 +216,20 @@ async def test_a_request_answered_during_the_drain_ends_its_connection(sock: Pat
     server = SocketServer(
         sock, Principal("operator", "operator"), rq.HOST_VERBS, rq.HOST_REQUEST, parked
     )
-    await server.start()
-    polling = await RawConn.open(sock)
-    polling.writer.write(b'{"cmd": "ping"}\n{"cmd": "ping"}\n')  # and a second one queued
-    await polling.writer.drain()
-    async with asyncio.timeout(BOUND):
-        await parked.entered.wait()
-    closing = asyncio.create_task(server.close(drain_timeout=30))
-    parked.release.set()  # answered while the drain runs, as the broker answers a recv
-    async with asyncio.timeout(BOUND):  # not the 30 s drain bound
-        await closing
-        assert b'"result":"pong"' in await polling.reader.readline()
-    assert await polling.closed_by_server()
-    assert parked.handled == ["ping"]  # the request after it is not started
-    await polling.close()
+    async with served(server):
+        polling = await RawConn.open(sock)
+        polling.writer.write(b'{"cmd": "ping"}\n{"cmd": "ping"}\n')  # and a second one queued
+        await polling.writer.drain()
+        async with asyncio.timeout(BOUND):
+            await parked.entered.wait()
+        closing = asyncio.create_task(server.close(drain_timeout=30))
+        parked.release.set()  # answered while the drain runs, as the broker answers a recv
+        async with asyncio.timeout(BOUND):  # not the 30 s drain bound
+            await closing
+            assert b'"result":"pong"' in await polling.reader.readline()
+        assert await polling.closed_by_server()
+        assert parked.handled == ["ping"]  # the request after it is not started
+        await polling.close()
 
 
 async def test_gated_verbs_wait_for_start_up_and_the_others_do_not(sock: Path) -> None:
@@ -238,7 +245,7 @@ async def test_gated_verbs_wait_for_start_up_and_the_others_do_not(sock: Path) -
         waiting = await RawConn.open(sock)
         waiting.writer.write(b'{"cmd": "list"}\n')
         await waiting.writer.drain()
-        await _until(lambda: any(c.in_request for c in server._connections.values()))
+        await _until(lambda: any(c.in_request for c in server._connections))
         other = await RawConn.open(sock)
         assert (await other.ask_json({"cmd": "version"}) or {})["ok"] is True
         assert handled == ["version"]  # the list still waits
@@ -273,7 +280,7 @@ async def test_a_daemon_stopping_during_start_up_answers_the_waiting_requests(
         waiting = await RawConn.open(sock)
         waiting.writer.write(b'{"cmd": "list"}\n')
         await waiting.writer.drain()
-        await _until(lambda: any(c.in_request for c in server._connections.values()))
+        await _until(lambda: any(c.in_request for c in server._connections))
         gate.refuse(ShuttingDown("stopping before it finished starting"))
         gate.open()  # start-up ends after all: the refusal stands
         async with asyncio.timeout(BOUND):

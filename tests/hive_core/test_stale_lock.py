@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+from hive_core.backend_setup import tell_stale_lock
 from hive_core.containers.nixos import NixosBackend
-from hive_core.daemon import tell_stale_lock
 from hive_core.db import Database
 from hive_core.errors import BackendError
 from hive_share import build, helper

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hive_core.daemon import lock_state_dir
 from hive_core.errors import StartupError
+from hive_core.startup_checks import lock_state_dir
 
 HOLDER = """
 import fcntl, os, sys

@@ -10,6 +10,7 @@ from hive_share.events import DASHBOARD_EVENT, DashboardEvent
 from hive_share.models import (
     AgentInfo,
     Approval,
+    AttentionItem,
     Message,
     Question,
     Reminder,
@@ -70,6 +71,16 @@ QUESTION = Question(
     answerer="operator",
     resolved_at=2.0,
 )
+ATTENTION = AttentionItem(
+    key="approval:7",
+    kind="approval",
+    agent="alice",
+    summary="spawn alice",
+    since=12.5,
+    severity="warn",
+    action="hive-core approve 7",
+    ref=7,
+)
 REMINDER = Reminder(
     id=4,
     agent="alice",
@@ -125,6 +136,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.ListReminders: requests.ListReminders(cmd="list_reminders", id=4, agent="alice"),
     requests.CancelReminder: requests.CancelReminder(cmd="cancel_reminder", id=4),
     requests.GetOpenThreads: requests.GetOpenThreads(cmd="get_open_threads"),
+    requests.Attention: requests.Attention(cmd="attention"),
     requests.Spawn: requests.Spawn(cmd="spawn", name="alice"),
     requests.RequestSpawn: requests.RequestSpawn(cmd="request_spawn", name="bob"),
     requests.RequestInitConfig: requests.RequestInitConfig(cmd="request_init_config", name="bob"),
@@ -197,6 +209,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.QuestionsResult: responses.QuestionsResult(questions=[QUESTION]),
     responses.ReminderResult: responses.ReminderResult(reminder=REMINDER),
     responses.RemindersResult: responses.RemindersResult(reminders=[REMINDER]),
+    responses.AttentionList: responses.AttentionList(items=[ATTENTION]),
     responses.OpenThreads: responses.OpenThreads(
         approvals=[APPROVAL], questions=[QUESTION], pending_reminders=2
     ),
@@ -258,6 +271,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     ),
     events.ContainerStateChanged: events.ContainerStateChanged(agent=AGENT),
     events.ContainerRemoved: events.ContainerRemoved(name="alice"),
+    events.AttentionChanged: events.AttentionChanged(items=[ATTENTION]),
     events.Resync: events.Resync(),
     # records
     Message: MESSAGE,
@@ -265,6 +279,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     AgentInfo: AGENT,
     Question: QUESTION,
     Reminder: REMINDER,
+    AttentionItem: ATTENTION,
     events.Frame: events.Frame(
         seq=41, event=events.Delivered(recipient="a", ids=[], delivered_at=0)
     ),

@@ -61,6 +61,7 @@ const state = {
   questions: new Map(), // id -> question
   transients: new Map(), // id -> transient
   inbox: [], // messages to the operator, newest first
+  attention: [], // the attention list, ranked by the server
   version: "",
   backend: "", // "local" (child processes) or "nixos" (containers)
 };
@@ -787,13 +788,134 @@ function isOperatorQuestion(q) {
 }
 
 function renderPending() {
-  // What waits on the operator: an approval already under way does not.
-  const waiting = [...state.approvals.values()].filter((a) => a.status !== "in_progress").length;
-  const n = waiting + state.questions.size;
+  // What needs the operator: the attention list's items above `info`.
+  const n = state.attention.filter((i) => i.severity === "warn" || i.severity === "urgent").length;
+  const urgent = state.attention.some((i) => i.severity === "urgent");
   const node = $("pending");
-  node.textContent = `${n} pending`;
-  node.className = `chip ${n ? "warn" : "dim"}`;
+  node.textContent = `${n} need${n === 1 ? "s" : ""} you`;
+  node.className = `chip ${urgent ? "bad" : n ? "warn" : "dim"}`;
   document.title = n ? `(${n}) hyperhive` : "hyperhive";
+}
+
+// ---------------------------------------------------------------- the attention list
+
+const SEVERITY_CHIP = { urgent: "bad", warn: "warn", info: "dim" };
+const KIND_LABEL = {
+  approval: "approval",
+  question: "question",
+  operator_message: "inbox",
+  crashed: "crashed",
+  given_up: "gave up",
+  needs_login: "needs login",
+  claude_missing: "claude missing",
+  deploy_failed: "deploy failed",
+  needs_update: "outdated",
+};
+
+/** Scroll to `node` and outline it for a moment. */
+function reveal(node) {
+  if (!node) return;
+  node.scrollIntoView({ block: "center", behavior: "smooth" });
+  node.classList.add("flash");
+  setTimeout(() => node.classList.remove("flash"), 1500);
+}
+
+function showLog(name) {
+  const select = $("log-agent");
+  if ([...select.options].some((o) => o.value === name)) {
+    select.value = name;
+    logRetry = 0;
+    loadLogTail();
+  }
+  reveal($("log"));
+}
+
+function itemButton(label, title, act) {
+  const btn = el("button", { text: label, attrs: { type: "button", title, "data-action": label.replace(/\W+/g, "-") } });
+  btn.addEventListener("click", () => act(btn));
+  return btn;
+}
+
+/** The buttons that act on an item where it can be acted on from here. */
+function itemActions(item) {
+  const name = str(item.agent);
+  const ref = item.ref === null || item.ref === undefined ? "" : str(item.ref);
+  const out = [];
+  switch (item.kind) {
+    case "approval": {
+      const a = state.approvals.get(ref);
+      if (a && a.status === "pending") {
+        out.push(confirmButton(el("button", { text: "approve", attrs: { type: "button", "data-action": "approve", title: `approve ${ref}` } }),
+          (btn) => busy(btn, () => post(`/api/approvals/${encodeURIComponent(ref)}/approve`, {}))));
+      }
+      out.push(itemButton("show", "its card, with the diff and deny", () => reveal(ui.approvalNodes.get(ref))));
+      break;
+    }
+    case "question":
+      out.push(itemButton("answer", "its card", () => {
+        const node = ui.questionNodes.get(ref);
+        reveal(node);
+        const input = node && node.querySelector("input, textarea");
+        if (input) input.focus({ preventScroll: true });
+      }));
+      break;
+    case "operator_message":
+      out.push(itemButton("inbox", "the operator inbox", () => reveal($("inbox"))));
+      break;
+    case "given_up":
+      out.push(itemButton("start", `start ${name} again`, (btn) => busy(btn, () => post(agentPath(name, "start"), {}))));
+      out.push(itemButton("log", `${name}'s log`, () => showLog(name)));
+      break;
+    case "crashed":
+    case "claude_missing":
+    case "deploy_failed":
+      out.push(itemButton("log", `${name}'s log`, () => showLog(name)));
+      break;
+    case "needs_login": {
+      const agent = state.agents.get(name);
+      if (agent && agent.state === "running") {
+        const link = agentPageLink(agent);
+        link.textContent = "log in ↗";
+        out.push(link);
+      }
+      break;
+    }
+    case "needs_update":
+      out.push(itemButton("update all", "queue an update of every outdated agent", (btn) => busy(btn, () => post("/api/update", {}))));
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+function renderAttentionItem(item) {
+  const sev = str(item.severity);
+  const node = el("div", { cls: ["attention-item", sev], attrs: { "data-attention": str(item.key), "data-kind": str(item.kind) } });
+  node.appendChild(chip(KIND_LABEL[item.kind] || visibleString(item.kind), SEVERITY_CHIP[sev] || "dim", `${sev}: ${visibleString(item.action)}`));
+  node.appendChild(vspan("what", item.agent || "operator"));
+  const summary = vspan("summary", item.summary);
+  summary.title = `to resolve: ${visibleString(item.action)}`;
+  node.appendChild(summary);
+  const age = el("span", { cls: "dim age", text: duration(nowSec() - Number(item.since)), attrs: { title: `since ${fullTime(item.since)}` } });
+  node._since = Number(item.since);
+  node._age = age;
+  node.appendChild(age);
+  node.appendChild(el("span", { cls: "actions" }, ...itemActions(item)));
+  return node;
+}
+
+function renderAttention() {
+  const list = $("attention-list");
+  const nodes = state.attention.map(renderAttentionItem);
+  list.replaceChildren(...(nodes.length ? nodes : [el("p", { cls: "empty", text: "nothing needs you" })]));
+  setCount("attention", state.attention.length);
+  renderPending();
+}
+
+function setAttention(items) {
+  state.attention = (Array.isArray(items) ? items : []).filter((i) => i && typeof i.key === "string");
+  renderAttention();
 }
 
 // ---------------------------------------------------------------- flow + inbox
@@ -1221,6 +1343,7 @@ function applySnapshot(snap) {
   renderApprovals();
   renderQuestions();
   renderInbox();
+  setAttention(snap.attention);
   flow.reset((Array.isArray(snap.messages) ? snap.messages : []).map((m) => ({ ...m, state: m.state in STATE_RANK ? m.state : "queued" })), Boolean(snap.more_messages));
   updatePrompt();
 }
@@ -1315,6 +1438,9 @@ function handleEvent(ev) {
     case "container_state_changed":
       setAgent(ev.agent, true);
       return;
+    case "attention_changed":
+      setAttention(ev.items);
+      break;
     case "container_removed":
       if (typeof ev.name === "string" && state.agents.delete(ev.name)) scheduleAgents();
       return;
@@ -1333,6 +1459,11 @@ function tick() {
       const text = uptimeText(agent);
       if (entry.uptime.textContent !== text) entry.uptime.textContent = text;
     }
+  }
+  for (const node of $("attention-list").children) {
+    if (!node._age) continue;
+    const text = duration(nowSec() - node._since);
+    if (node._age.textContent !== text) node._age.textContent = text;
   }
   for (const node of ui.questionNodes.values()) {
     const text = ttlText(node._q);

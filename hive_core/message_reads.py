@@ -1,0 +1,125 @@
+"""Messages as read back: rows decoded into Messages, answers packed under RESPONSE_BUDGET
+(`fit`), and the reads that deliver nothing (the message flow, an inbox page, whether an
+`inbox` wait is over, the undelivered count)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from hive_core.db import Database
+from hive_core.rows import decode
+from hive_share.helper import HELPER_EVENT
+from hive_share.models import Message
+
+RESPONSE_BUDGET = 900 * 1024
+"""Bytes of message bodies one `recv`/`inbox` answer may carry (lines are capped at 1 MiB)."""
+
+NO_ID_ABOVE = 2**63 - 1
+"""An id bound above every message id (a page with no `before`)."""
+
+
+def fit(messages: list[Message], newest_first: bool = False) -> list[Message]:
+    """The longest run of `messages` whose bodies fit the response budget (at least one)."""
+    order = reversed(messages) if newest_first else iter(messages)
+    kept: list[Message] = []
+    used = 0
+    for m in order:
+        size = len(json.dumps(m.body, ensure_ascii=False).encode("utf-8")) + 200
+        if m.event is not None:
+            size += len(m.event.model_dump_json())
+        if kept and used + size > RESPONSE_BUDGET:
+            break
+        kept.append(m)
+        used += size
+    return list(reversed(kept)) if newest_first else kept
+
+
+def _wire_message(data: dict[str, Any]) -> dict[str, Any]:
+    data.pop("idempotency_key")
+    raw = data["event"]
+    return {**data, "event": HELPER_EVENT.validate_json(raw) if raw else None}
+
+
+def message_from_row(row: sqlite3.Row) -> Message:
+    """A `messages` row as its wire model (the idempotency key left out).
+
+    Raises:
+        ValueError: the row does not decode.
+    """
+    return decode(Message, "messages", row, _wire_message)
+
+
+async def flow(db: Database, limit: int, before: int | None) -> tuple[list[Message], bool]:
+    """The newest `limit` messages hive-wide (below id `before`), oldest first, and whether
+    older ones exist."""
+    below = before if before is not None else NO_ID_ABOVE
+
+    def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        return conn.execute(
+            "SELECT * FROM messages WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (below, limit + 1),
+        ).fetchall()
+
+    rows = await db.read(select)
+    kept = fit([message_from_row(r) for r in reversed(rows[:limit])], newest_first=True)
+    return kept, len(rows) > len(kept)
+
+
+async def recent(
+    db: Database, recipient: str, limit: int, before: int | None, after: int | None
+) -> list[Message]:
+    """The newest `limit` messages to `recipient` (below id `before`) that fit one reply,
+    oldest first; with `after`, the oldest `limit` above that id instead."""
+    below = before if before is not None else NO_ID_ABOVE
+    if after is not None:
+
+        def select_after(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(
+                "SELECT * FROM messages WHERE recipient = ? AND id > ? AND id < ? "
+                "ORDER BY id LIMIT ?",
+                (recipient, after, below, limit),
+            ).fetchall()
+
+        return fit([message_from_row(r) for r in await db.read(select_after)])
+
+    def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        return conn.execute(
+            "SELECT * FROM (SELECT * FROM messages WHERE recipient = ? AND id < ? "
+            "ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (recipient, below, limit),
+        ).fetchall()
+
+    return fit([message_from_row(r) for r in await db.read(select)], newest_first=True)
+
+
+async def has_news(db: Database, recipient: str, before: int | None, after: int | None) -> bool:
+    """What ends an `inbox` wait: an unread message, or one between `after` and `before`."""
+    if after is None:
+        return await undelivered_count(db, recipient) > 0
+    below = before if before is not None else NO_ID_ABOVE
+
+    def newer(conn: sqlite3.Connection) -> bool:
+        return (
+            conn.execute(
+                "SELECT 1 FROM messages WHERE recipient = ? AND id > ? AND id < ? LIMIT 1",
+                (recipient, after, below),
+            ).fetchone()
+            is not None
+        )
+
+    return await db.read(newer)
+
+
+async def undelivered_count(db: Database, recipient: str) -> int:
+    """How many messages to `recipient` are not delivered yet."""
+
+    def count(conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM messages WHERE recipient = ? AND delivered_at IS NULL",
+            (recipient,),
+        ).fetchone()
+        return int(row[0])
+
+    return await db.read(count)

@@ -1,0 +1,62 @@
+"""What a harness tells hive-core about itself on its agent's socket (or the manager's):
+`alive` with its build and model, its status line, its Claude Code login, its turn state;
+and `whoami`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from hive_share.live import TurnState
+from hive_share.models import LoginReport, ModelSource, WireModel
+
+
+class Alive(WireModel):
+    """The harness reports itself up, with its pid."""
+
+    cmd: Literal["alive"]
+    pid: Annotated[int, Field(gt=0, le=2**31 - 1)]
+    version: Annotated[str, Field(max_length=64)] | None = None
+    """The harness's package version; one that differs from hive-core's needs a rebuild."""
+    model: Annotated[str, Field(max_length=100)] | None = None
+    """The model its next turn will run."""
+    model_source: ModelSource | None = None
+    """Where that model comes from (`set_model`, agent.toml, or the default)."""
+    problems: list[Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=list, max_length=20
+    )
+    """What its start check found wrong: agent.toml, the model, an extra MCP server that
+    did not answer `initialize`. A deploy whose harness reports any is rolled back."""
+
+
+class SetStatus(WireModel):
+    """The agent's one-line status, shown to the operator."""
+
+    cmd: Literal["set_status"]
+    status: Annotated[str, Field(max_length=200)]
+
+
+class Whoami(WireModel):
+    """Who this socket's principal is."""
+
+    cmd: Literal["whoami"]
+
+
+class LoginState(WireModel):
+    """The harness reports whether its Claude Code login works."""
+
+    cmd: Literal["login_state"]
+    state: LoginReport
+    detail: Annotated[str, Field(max_length=1000)] = ""
+
+
+class ReportTurnState(WireModel):
+    """The harness reports its turn state when it changes (the dashboard's turn chip), and
+    its model and where that comes from when they change (a `set_model`, from any
+    surface)."""
+
+    cmd: Literal["turn_state"]
+    state: TurnState
+    model: Annotated[str, Field(max_length=100)] | None = None
+    model_source: ModelSource | None = None

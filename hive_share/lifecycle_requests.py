@@ -1,0 +1,116 @@
+"""Agents' lifecycle and approvals on the wire: spawning (at once, or by approval), config
+repos and proposed commits, `update`, the approval queue (`show_approval`, `approve`,
+`deny`, `pending`), start / stop / kill / restart / rebuild / destroy, and `list`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from hive_share.models import AgentName, WireModel
+from hive_share.request_fields import Id
+
+
+class Spawn(WireModel):
+    """Create and start an agent (operator only)."""
+
+    cmd: Literal["spawn"]
+    name: AgentName
+
+
+class RequestSpawn(WireModel):
+    """Queue a spawn for the operator's approval."""
+
+    cmd: Literal["request_spawn"]
+    name: AgentName
+
+
+class RequestInitConfig(WireModel):
+    """Manager socket: seed an agent's config repos (it need not exist yet), so its
+    config can be prepared before its spawn is requested."""
+
+    cmd: Literal["request_init_config"]
+    name: AgentName
+
+
+class RequestApplyCommit(WireModel):
+    """Manager socket: propose a commit of `agent`'s proposed repo for deployment."""
+
+    cmd: Literal["request_apply_commit"]
+    agent: AgentName
+    commit: Annotated[str, Field(pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})$")]
+    """The full commit id (`git rev-parse HEAD` in the working copy)."""
+
+
+class Update(WireModel):
+    """Queue an approval that rebuilds every agent whose harness runs another version."""
+
+    cmd: Literal["update"]
+
+
+class ShowApproval(WireModel):
+    """One approval whole, pending or resolved, with its diff."""
+
+    cmd: Literal["show_approval"]
+    id: Id
+
+
+class Approve(WireModel):
+    """Approve a pending approval by id."""
+
+    cmd: Literal["approve"]
+    id: Id
+
+
+class Deny(WireModel):
+    """Deny a pending approval by id, with a reason the requester will see."""
+
+    cmd: Literal["deny"]
+    id: Id
+    reason: Annotated[str, Field(max_length=4096)] = ""
+
+
+class Start(WireModel):
+    cmd: Literal["start"]
+    name: AgentName
+
+
+class Stop(WireModel):
+    cmd: Literal["stop"]
+    name: AgentName
+
+
+class Kill(WireModel):
+    cmd: Literal["kill"]
+    name: AgentName
+
+
+class Restart(WireModel):
+    cmd: Literal["restart"]
+    name: AgentName
+
+
+class Rebuild(WireModel):
+    cmd: Literal["rebuild"]
+    name: AgentName
+
+
+class Destroy(WireModel):
+    """Stop and remove an agent, leaving a tombstone; `purge` removes the tombstone too."""
+
+    cmd: Literal["destroy"]
+    name: AgentName
+    purge: bool = False
+
+
+class List(WireModel):
+    """Agents (and, on the host socket, tombstones)."""
+
+    cmd: Literal["list"]
+
+
+class Pending(WireModel):
+    """Pending approvals."""
+
+    cmd: Literal["pending"]
