@@ -6,8 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from hive_core.approvals import Approvals
+from hive_core.broker import Broker
 from hive_core.bus import EventBus, Subscription
+from hive_core.containers.backend import ContainerBackend
 from hive_core.db import Database
+from hive_core.liveness import Liveness
+from hive_core.questions import Questions
+from hive_core.registry import Registry
+from hive_core.reminders import Reminders
+from hive_core.services import Services
+from hive_core.settings import Settings
+from hive_core.sockets.agents import AgentSockets
+from hive_core.sockets.server import SocketServer
+from hive_core.transients import Transients
 from hive_share.events import Frame
 
 T0 = 1_700_000_000.0
@@ -60,3 +72,35 @@ def bus() -> EventBus:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def no_agent_sockets(name: str) -> SocketServer:
+    raise AssertionError(f"agent sockets are not opened in these tests (asked for {name!r})")
+
+
+def services(
+    db: Database,
+    bus: EventBus,
+    clock: FakeClock,
+    registry: Registry,
+    broker: Broker,
+    backend: ContainerBackend,
+    state_dir: Path,
+    run_dir: Path,
+) -> Services:
+    """A daemon's services over real stores, with `backend` and no agent sockets."""
+    return Services(
+        settings=Settings(state_dir=state_dir, run_dir=run_dir),
+        clock=clock,
+        db=db,
+        bus=bus,
+        registry=registry,
+        broker=broker,
+        approvals=Approvals(db, bus, clock),
+        transients=Transients(db, bus, clock),
+        questions=Questions(db, bus, clock, broker),
+        reminders=Reminders(db, clock, broker, state_dir / "agents"),
+        backend=backend,
+        liveness=Liveness(),
+        agent_sockets=AgentSockets(no_agent_sockets),
+    )

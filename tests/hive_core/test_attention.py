@@ -8,28 +8,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hive_core.approvals import Approvals
 from hive_core.attention import Attention, CrashState, for_manager
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.db import Database
-from hive_core.liveness import Liveness
-from hive_core.questions import Questions
 from hive_core.registry import Registry
-from hive_core.reminders import Reminders
 from hive_core.services import Services
-from hive_core.settings import Settings
-from hive_core.sockets.agents import AgentSockets
-from hive_core.sockets.server import SocketServer
-from hive_core.transients import Transients
 from hive_share.events import AttentionChanged
 from hive_share.names import MANAGER_NAME, OPERATOR
-from tests.hive_core.conftest import T0, FakeClock, drain
+from tests.hive_core.conftest import T0, FakeClock, drain, services
 from tests.hive_core.test_crash_watch import FakeBackend
-
-
-def _no_sockets(name: str) -> SocketServer:
-    raise AssertionError(f"no agent sockets here (asked for {name!r})")
 
 
 @dataclass
@@ -52,21 +40,7 @@ async def hive(db: Database, clock: FakeClock, root: Path) -> AsyncIterator[Hive
     for name in ("alice", "bob"):
         await registry.add(name, "agent")
     broker = Broker(db, bus, clock, registry.is_recipient)
-    s = Services(
-        settings=Settings(state_dir=root / "s", run_dir=root / "r"),
-        clock=clock,
-        db=db,
-        bus=bus,
-        registry=registry,
-        broker=broker,
-        approvals=Approvals(db, bus, clock),
-        transients=Transients(db, bus, clock),
-        questions=Questions(db, bus, clock, broker),
-        reminders=Reminders(db, clock, broker, root / "s" / "agents"),
-        backend=FakeBackend(),
-        liveness=Liveness(),
-        agent_sockets=AgentSockets(_no_sockets),
-    )
+    s = services(db, bus, clock, registry, broker, FakeBackend(), root / "s", root / "r")
     crashes: dict[str, CrashState] = {}
     outdated: set[str] = set()
     attention = Attention(s, lambda: dict(crashes), outdated.__contains__)

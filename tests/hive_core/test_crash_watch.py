@@ -11,7 +11,6 @@ import pytest
 from anyio.abc import TaskStatus
 
 from hive_core import lifecycle, specs
-from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.containers.backend import AgentSpec, ContainerStatus
@@ -19,19 +18,12 @@ from hive_core.containers.logfile import Tail
 from hive_core.crash_watch import CrashWatch, backoff
 from hive_core.db import Database
 from hive_core.errors import BackendError
-from hive_core.liveness import Liveness
-from hive_core.questions import Questions
 from hive_core.registry import Registry
-from hive_core.reminders import Reminders
 from hive_core.services import Services
-from hive_core.settings import Settings
-from hive_core.sockets.agents import AgentSockets
-from hive_core.sockets.server import SocketServer
-from hive_core.transients import Transients
 from hive_share import events, helper
 from hive_share.models import Role
 from hive_share.names import MANAGER_NAME, OPERATOR
-from tests.hive_core.conftest import T0, FakeClock, drain
+from tests.hive_core.conftest import T0, FakeClock, drain, services
 
 AGENTS: tuple[tuple[str, Role], ...] = (
     (MANAGER_NAME, "manager"),
@@ -119,10 +111,6 @@ class FakeBackend:
         return b"", offset
 
 
-def _no_sockets(name: str) -> SocketServer:
-    raise AssertionError(f"agent sockets are not opened in these tests (asked for {name!r})")
-
-
 class Hive:
     """Services, the fake backend, the watch, and a clock that each tick sets."""
 
@@ -166,21 +154,7 @@ async def hive(
         await registry.load()
         broker = Broker(db, bus, clock, registry.is_recipient)
         fake = FakeBackend()
-        s = Services(
-            settings=Settings(state_dir=tmp_path / "s", run_dir=Path(run_dir)),
-            clock=clock,
-            db=db,
-            bus=bus,
-            registry=registry,
-            broker=broker,
-            approvals=Approvals(db, bus, clock),
-            transients=Transients(db, bus, clock),
-            questions=Questions(db, bus, clock, broker),
-            reminders=Reminders(db, clock, broker, tmp_path / "s" / "agents"),
-            backend=fake,
-            liveness=Liveness(),
-            agent_sockets=AgentSockets(_no_sockets),
-        )
+        s = services(db, bus, clock, registry, broker, fake, tmp_path / "s", Path(run_dir))
         fake.services = s
         h = Hive(s, fake, clock)
 

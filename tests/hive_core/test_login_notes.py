@@ -10,23 +10,15 @@ from pathlib import Path
 
 from hive_agent import login
 from hive_core import notices
-from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.db import Database
-from hive_core.liveness import Liveness
-from hive_core.questions import Questions
 from hive_core.registry import Registry
-from hive_core.reminders import Reminders
 from hive_core.services import Services
-from hive_core.settings import Settings
-from hive_core.sockets.agents import AgentSockets
-from hive_core.sockets.server import SocketServer
-from hive_core.transients import Transients
 from hive_share import helper
 from hive_share.models import LoginReport, Role
 from hive_share.names import MANAGER_NAME, OPERATOR
-from tests.hive_core.conftest import FakeClock
+from tests.hive_core.conftest import FakeClock, services
 from tests.hive_core.test_crash_watch import FakeBackend
 
 AGENTS: tuple[tuple[str, Role], ...] = ((MANAGER_NAME, "manager"), ("alice", "agent"))
@@ -77,10 +69,6 @@ class Daemon:
         return [m.event.kind for m in got if m.event is not None]
 
 
-def _no_sockets(name: str) -> SocketServer:
-    raise AssertionError(f"agent sockets are not opened in these tests (asked for {name!r})")
-
-
 @asynccontextmanager
 async def running(db: Database, clock: FakeClock, root: Path) -> AsyncIterator[Daemon]:
     """A daemon's services, with hm1nd and alice registered."""
@@ -91,21 +79,7 @@ async def running(db: Database, clock: FakeClock, root: Path) -> AsyncIterator[D
         if registry.find(name) is None:
             await registry.add(name, role)
     broker = Broker(db, bus, clock, registry.is_recipient)
-    s = Services(
-        settings=Settings(state_dir=root / "s", run_dir=root / "r"),
-        clock=clock,
-        db=db,
-        bus=bus,
-        registry=registry,
-        broker=broker,
-        approvals=Approvals(db, bus, clock),
-        transients=Transients(db, bus, clock),
-        questions=Questions(db, bus, clock, broker),
-        reminders=Reminders(db, clock, broker, root / "s" / "agents"),
-        backend=FakeBackend(),
-        liveness=Liveness(),
-        agent_sockets=AgentSockets(_no_sockets),
-    )
+    s = services(db, bus, clock, registry, broker, FakeBackend(), root / "s", root / "r")
     try:
         yield Daemon(s)
     finally:

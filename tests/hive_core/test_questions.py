@@ -14,25 +14,17 @@ import pytest
 from anyio.abc import TaskStatus
 
 from hive_core import open_threads
-from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.containers.backend import AgentSpec, ContainerStatus
 from hive_core.containers.logfile import Tail
 from hive_core.db import Database
 from hive_core.errors import Busy, Conflict, Forbidden, InvalidRequest, NotFound, UnknownAgent
-from hive_core.liveness import Liveness
 from hive_core.questions import MAX_OPEN_PER_ASKER, WATCHDOG, Questions
 from hive_core.registry import Registry
-from hive_core.reminders import Reminders
-from hive_core.services import Services
-from hive_core.settings import Settings
-from hive_core.sockets.agents import AgentSockets
-from hive_core.sockets.server import SocketServer
-from hive_core.transients import Transients
 from hive_share import events, helper
 from hive_share.names import MANAGER_NAME, OPERATOR
-from tests.hive_core.conftest import T0, FakeClock, drain
+from tests.hive_core.conftest import T0, FakeClock, drain, services
 
 EVERYONE = ("alice", "bob", MANAGER_NAME, OPERATOR)
 
@@ -468,29 +460,12 @@ class _NoBackend:
         raise AssertionError("no backend in these tests")
 
 
-def _no_sockets(name: str) -> SocketServer:
-    raise AssertionError(f"agent sockets are not opened in these tests (asked for {name!r})")
-
-
 async def test_open_threads_per_agent_and_hive_wide(
     db: Database, bus: EventBus, clock: FakeClock, broker: Broker, tmp_path: Path
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="hh-") as run_dir:
-        s = Services(
-            settings=Settings(state_dir=tmp_path / "s", run_dir=Path(run_dir)),
-            clock=clock,
-            db=db,
-            bus=bus,
-            registry=Registry(db, clock),
-            broker=broker,
-            approvals=Approvals(db, bus, clock),
-            transients=Transients(db, bus, clock),
-            questions=Questions(db, bus, clock, broker),
-            reminders=Reminders(db, clock, broker, tmp_path / "s" / "agents"),
-            backend=_NoBackend(),
-            liveness=Liveness(),
-            agent_sockets=AgentSockets(_no_sockets),
-        )
+        registry = Registry(db, clock)
+        s = services(db, bus, clock, registry, broker, _NoBackend(), tmp_path / "s", Path(run_dir))
         mine = await s.questions.ask("alice", None, "mine?", None, None)
         owed = await s.questions.ask("bob", "alice", "owed?", None, None)
         other = await s.questions.ask(MANAGER_NAME, None, "other?", None, None)
