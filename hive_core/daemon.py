@@ -56,7 +56,8 @@ from hive_core.settings import Settings
 from hive_core.sockets import handlers
 from hive_core.sockets.agents import AgentSockets
 from hive_core.sockets.limits import ConnectionCaps, ConnectionPool, raise_nofile_limit
-from hive_core.sockets.server import Conn, Principal, SocketServer, StartupGate
+from hive_core.sockets.server import Conn, Principal, SocketServer
+from hive_core.sockets.startup_gate import StartupGate
 from hive_core.startup_checks import lock_state_dir, prepare_private_dir
 from hive_core.transients import Transients
 from hive_share import gil

@@ -14,7 +14,8 @@ import pytest
 
 from hive_core.errors import ShuttingDown
 from hive_core.sockets.limits import ConnectionCaps, ConnectionPool
-from hive_core.sockets.server import Conn, Principal, SocketServer, StartupGate
+from hive_core.sockets.server import Conn, Principal, SocketServer
+from hive_core.sockets.startup_gate import StartupGate
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.models import WireModel
