@@ -3,37 +3,34 @@ connection, numbered migrations.
 
 Each connection is an aiosqlite connection: a thread of its own that runs the calls
 queued to it, one at a time, and answers each with one hand-off to the event loop. Every
-write is a function run inside a shared transaction on the write connection; the writes
-that wait while a batch commits go to it together as the next call (one transaction, one
-fsync) and each caller's future resolves only after that commit. Each write runs under
-its own savepoint, so one failing write does not undo the others; a write of one statement
-needs none (sqlite undoes a failed statement by itself).
+write is a function run inside a shared transaction on the write connection: one call
+takes every write queued when it starts and commits them together (one transaction, one
+fsync), and the next call waits in the connection's queue meanwhile, so the writes that
+come while a batch commits make the next batch. Each caller's future resolves only after
+its commit. Each write runs under its own savepoint, so one failing write does not undo
+the others; a write of one statement needs none (sqlite undoes a failed statement by
+itself).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import queue
 import sqlite3
-import stat
 import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-import aiosqlite
+from hive_core.db_open import Connection, open_connections, start_quick_check
+from hive_core.errors import StorageError
 
-from hive_core.errors import StartupError, StorageError
-from hive_core.migrations import APPLICATION_ID, MIGRATIONS
+__all__ = ["MAX_BATCH", "WAL_CHECKPOINT_AT", "Database", "start_quick_check", "wal_backlog"]
 
 logger = logging.getLogger(__name__)
-# aiosqlite logs two debug lines per call, each with the call's repr (a whole batch).
-logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 T = TypeVar("T")
 
@@ -52,12 +49,11 @@ Outcome = tuple[_Job, Any, BaseException | None]
 
 @dataclass(slots=True)
 class _Committed:
-    """What one call of the write connection hands back: every job's outcome, how many
-    writes it committed, and whether the WAL has passed its bound."""
+    """What one call of the write connection hands back: every job's outcome and how many
+    writes it committed."""
 
     outcomes: list[Outcome]
     writes: int
-    wal_full: bool
 
 
 MAX_BATCH = 256
@@ -67,161 +63,6 @@ WAL_CHECKPOINT_AT = 16 * 1024 * 1024
 batches; it is also the size the WAL file is kept at (`journal_size_limit`) when it
 restarts. A commit that overwrites blocks of a kept file costs about half of one that
 grows the file (the size change is metadata the filesystem must sync too)."""
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 10000")
-    return conn
-
-
-class _Connection(aiosqlite.Connection):
-    """An aiosqlite connection that also runs a function of its sqlite3 connection as one
-    call on its thread: a read, or a whole batch of writes with its BEGIN and COMMIT.
-
-    aiosqlite's own methods queue one statement (or one fetch) per call, each a hop to the
-    thread and back; the callers here hand in functions of a `sqlite3.Connection`, and a
-    batch must run as one call for its commit to be one. `_execute` is the queue every
-    aiosqlite method goes through.
-    """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(partial(_connect, path), 64)
-        # A daemon thread (aiosqlite's are not): a process that never closed its database
-        # still exits. Before aiosqlite 0.22 the connection is the thread itself.
-        cast(threading.Thread, getattr(self, "_thread", self)).daemon = True
-
-    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(connection)` on this connection's thread, after the calls queued before."""
-        result: T = await self._execute(fn, self._conn)  # type: ignore[no-untyped-call]
-        return result
-
-
-def _refuse_links(path: Path) -> None:
-    """sqlite follows symlinks: refuse one at the database or its journal files.
-
-    Raises:
-        StartupError: a symlink or a non-regular file is in the way.
-    """
-    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            raise StartupError(
-                f"{candidate} is a symlink; refusing to open it (its target is left untouched)"
-            )
-        if not stat.S_ISREG(st.st_mode):
-            raise StartupError(f"{candidate} is not a regular file; move it away")
-
-
-def start_quick_check(path: Path) -> Future[None] | None:
-    """Begin sqlite's `quick_check` of the database at `path` in a thread of its own, so it
-    runs while hive-core is still importing (on a big hive it is most of the database's
-    start; no event loop exists yet); `Database.open(path, checked=…)` waits for it. None
-    when there is no regular file there yet (`open` deals with that).
-
-    The check only reads; it never creates the file.
-    """
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return None
-    except OSError:
-        return None
-    done: Future[None] = Future()
-
-    def run() -> None:
-        try:
-            _quick_check(path)
-        except BaseException as exc:  # noqa: BLE001 - handed to open(), which re-raises it
-            done.set_exception(exc)
-        else:
-            done.set_result(None)
-
-    threading.Thread(target=run, name="hive-db-check", daemon=True).start()
-    return done
-
-
-def _quick_check(path: Path) -> None:
-    """`PRAGMA quick_check` on a connection that may not create the file.
-
-    Raises:
-        StartupError: the file is unreadable, or sqlite finds it damaged.
-    """
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=10.0)
-        try:
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise StartupError(f"{path} is unreadable or corrupt: {exc}") from None
-    if check != "ok":
-        raise StartupError(f"{path} failed its integrity check: {check}")
-
-
-def _existing(path: Path) -> bool:
-    """Whether a database is there already (before any connection creates the file).
-
-    Raises:
-        StartupError: a symlink or a non-regular file is in the way.
-    """
-    _refuse_links(path)
-    return path.exists() and path.stat().st_size > 0
-
-
-def _verify_and_migrate(conn: sqlite3.Connection, path: Path, existed: bool, checked: bool) -> None:
-    """Verify and migrate the database (on the write connection, before its settings);
-    `checked`: its quick_check already passed (`start_quick_check`).
-
-    Raises:
-        StartupError: corrupt, foreign, or newer-than-us database.
-    """
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    if existed and app_id != APPLICATION_ID and (app_id != 0 or tables > 0):
-        raise StartupError(
-            f"{path} is not a hyperhive database (application_id={app_id}, "
-            f"{tables} schema objects); move it away or point HIVE_STATE_DIR elsewhere"
-        )
-    if version > len(MIGRATIONS):
-        raise StartupError(
-            f"{path} has schema version {version}, newer than this hive-core "
-            f"understands ({len(MIGRATIONS)}); run a newer hive-core"
-        )
-    if not checked:
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise StartupError(f"{path} failed its integrity check: {check}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if mode != "wal":
-        raise StartupError(f"{path} could not be switched to WAL mode (got {mode})")
-    for number, script in enumerate(MIGRATIONS, start=1):
-        if number <= version:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in script:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {number}")
-        conn.execute("COMMIT")
-        logger.info("applied migration %d to %s", number, path)
-
-
-def _writer_settings(conn: sqlite3.Connection, checkpoint_at: int) -> None:
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    # Checkpoints run off the commit path: from the read connection every few seconds, and
-    # on the write connection between batches only when the WAL has grown large.
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    conn.execute(f"PRAGMA journal_size_limit = {checkpoint_at}")
-
-
-def _reader_settings(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA query_only = ON")
 
 
 def _checkpoint_restart(conn: sqlite3.Connection) -> None:
@@ -252,51 +93,26 @@ def wal_backlog(path: Path) -> int:
     return max(frames - folded, 0)
 
 
-async def _open_connections(
-    path: Path, checkpoint_at: int, checked: bool
-) -> tuple[_Connection, _Connection]:
-    """The write connection (the database verified and migrated on it first) and the read
-    connection; neither is left open when this raises.
-
-    Raises:
-        StartupError: the file is corrupt, foreign, or from a newer hive-core.
-    """
-    existed = await asyncio.to_thread(_existing, path)
-    opened: list[_Connection] = []
-    try:
-        writer = _Connection(path)
-        opened.append(writer)
-        await writer  # its thread starts and connects
-        await writer.call(partial(_verify_and_migrate, path=path, existed=existed, checked=checked))
-        await writer.call(partial(_writer_settings, checkpoint_at=checkpoint_at))
-        reader = _Connection(path)
-        opened.append(reader)
-        await reader
-        await reader.call(_reader_settings)
-    except BaseException as exc:
-        for conn in opened:
-            await conn.close()
-        if isinstance(exc, sqlite3.DatabaseError):
-            raise StartupError(f"{path} is unreadable or corrupt: {exc}") from None
-        raise
-    return writer, reader
-
-
 class Database:
     """The hive database. Create with `await Database.open(path)`."""
 
     def __init__(
-        self, path: Path, writer: _Connection, reader: _Connection, checkpoint_at: int
+        self, path: Path, writer: Connection, reader: Connection, checkpoint_at: int
     ) -> None:
         self.path = path
         self._wal = Path(f"{path}-wal")
         self._checkpoint_at = checkpoint_at
         self._writer = writer
         self._reader = reader
-        self._waiting: list[_Job] = []
-        """Writes not yet handed to the write connection, oldest first."""
-        self._committer: asyncio.Task[None] | None = None
-        """Hands the waiting writes over, a batch at a time, while there are any."""
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        """Writes no call of the write connection has taken yet, oldest first."""
+        self._call_waiting = False
+        """A commit call is on its way to the write connection and has not started: it
+        will take every write queued before it starts."""
+        self._calls: set[asyncio.Task[None]] = set()
+        """The tasks that queued a commit call and wait for its answer."""
+        self._wal_full = False
+        """The last batch left the WAL past `checkpoint_at` (set on the connection's thread)."""
         self._writes_since_checkpoint = 0
         self._folded = True
         """Whether the last checkpoint folded every frame in (no reader held it back)."""
@@ -326,7 +142,7 @@ class Database:
         """
         if checked is not None:
             await asyncio.wrap_future(checked)
-        writer, reader = await _open_connections(path, checkpoint_at, checked is not None)
+        writer, reader = await open_connections(path, checkpoint_at, checked is not None)
         return cls(path, writer, reader, checkpoint_at)
 
     async def write(
@@ -345,9 +161,11 @@ class Database:
         if self._closed:
             raise StorageError("the database is closed")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Job(fn, fut, not one_statement))
-        if self._committer is None:
-            self._committer = asyncio.create_task(self._commit_waiting())
+        self._jobs.put(_Job(fn, fut, not one_statement))
+        # Put, then look: the call clears the flag before it takes the queued writes, so
+        # either it takes this one or the flag is down and a call is queued for it.
+        if not self._call_waiting:
+            self._queue_call()
         return await fut
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -377,57 +195,72 @@ class Database:
         if self._closed:
             return
         self._closed = True
-        if self._committer is not None:
-            await asyncio.wait([self._committer])  # this close cancelled: it still finishes
+        while self._calls:
+            await asyncio.wait(set(self._calls))  # this close cancelled: they still finish
         await self._writer.close()
         self._reading = False
         await self._reader.call(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
         await self._reader.close()
 
-    async def _commit_waiting(self) -> None:
-        """On the event loop: hand the waiting writes to the write connection, up to
-        `MAX_BATCH` per call, until none wait. The batch closes when the connection is
-        free, not on a timer: what came while one batch committed goes into the next."""
-        batch: list[_Job] = []
-        try:
-            while self._waiting:
-                batch = [job for job in self._waiting[:MAX_BATCH] if not job.future.done()]
-                del self._waiting[:MAX_BATCH]
-                if not batch:
-                    continue  # every caller gave up before its write started
-                try:
-                    done = await self._writer.call(partial(self._commit, batch))
-                except Exception as exc:  # not sqlite's (those are answered): storage too
-                    logger.exception("commit of %d writes to %s failed", len(batch), self.path)
-                    failure = StorageError(f"could not commit to {self.path}: {exc}")
-                    _resolve([(job, None, failure) for job in batch])
-                    continue
-                self._writes_since_checkpoint += done.writes
-                _resolve(done.outcomes)
-                if done.wal_full:
-                    # Under a steady stream of writes a passive checkpoint never catches up
-                    # and the WAL never restarts; stop writing for one restarting checkpoint.
-                    try:
-                        await self._writer.call(_checkpoint_restart)
-                    except sqlite3.Error:
-                        logger.exception("the WAL checkpoint of %s failed", self.path)
-                batch = []
-        except BaseException:
-            # Cancelled (the event loop is going away): nobody is left to hand writes over.
-            for job in [*batch, *self._waiting]:
-                job.future.cancel()
-            self._waiting.clear()
-            raise
-        finally:
-            self._committer = None
+    def _queue_call(self) -> None:
+        """Queue a commit call on the write connection. It waits behind the call committing
+        now, if any, so the connection goes from one batch to the next without waiting for
+        the event loop; the batch closes when the connection is free, not on a timer."""
+        self._call_waiting = True
+        task = asyncio.create_task(self._commit_calls())
+        self._calls.add(task)
+        task.add_done_callback(self._call_done)
 
-    def _commit(self, batch: list[_Job], conn: sqlite3.Connection) -> _Committed:
-        """On the write connection's thread: one transaction for the batch."""
-        if len(batch) == 1:
-            outcomes, writes = self._commit_one(conn, batch[0])
-        else:
-            outcomes, writes = self._commit_many(conn, batch)
-        return _Committed(outcomes, writes, writes > 0 and self.wal_bytes() > self._checkpoint_at)
+    def _call_done(self, task: asyncio.Task[None]) -> None:
+        self._calls.discard(task)
+        if task.cancelled():  # the event loop is going away; never leave the flag stuck
+            self._call_waiting = False
+
+    async def _commit_calls(self) -> None:
+        """One call, then more while writes are left over (more than one batch takes) and
+        no other call is on its way; the answers are resolved on the event loop."""
+        while True:
+            done = await self._writer.call(self._commit_queued)
+            self._writes_since_checkpoint += done.writes
+            _resolve(done.outcomes)
+            if self._jobs.empty() or self._call_waiting:
+                return
+            self._call_waiting = True
+
+    def _commit_queued(self, conn: sqlite3.Connection) -> _Committed:
+        """On the write connection's thread: one transaction for the writes queued now (at
+        most `MAX_BATCH`)."""
+        self._call_waiting = False  # writes queued from here on need a call of their own
+        if self._wal_full:
+            # Under a steady stream of writes a passive checkpoint never catches up and the
+            # WAL never restarts; stop writing for one restarting checkpoint, between two
+            # batches (the last one's callers are answered already).
+            self._wal_full = False
+            try:
+                _checkpoint_restart(conn)
+            except sqlite3.Error:
+                logger.exception("the WAL checkpoint of %s failed", self.path)
+        batch: list[_Job] = []
+        while len(batch) < MAX_BATCH:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if not job.future.cancelled():  # else its caller gave up before it started
+                batch.append(job)
+        if not batch:
+            return _Committed([], 0)
+        try:
+            if len(batch) == 1:
+                outcomes, writes = self._commit_one(conn, batch[0])
+            else:
+                outcomes, writes = self._commit_many(conn, batch)
+        except Exception as exc:  # not sqlite's (those are answered): every caller hears
+            logger.exception("commit of %d writes to %s failed", len(batch), self.path)
+            failure = StorageError(f"could not commit to {self.path}: {exc}")
+            return _Committed([(job, None, failure) for job in batch], 0)
+        self._wal_full = writes > 0 and self.wal_bytes() > self._checkpoint_at
+        return _Committed(outcomes, writes)
 
     def _commit_many(
         self, conn: sqlite3.Connection, batch: list[_Job]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from hive_core.db import Database, wal_backlog
+from hive_core.db import MAX_BATCH, Database, wal_backlog
 from hive_core.errors import StorageError
 from tests.hive_core.test_db import _bodies
 
@@ -106,6 +106,18 @@ async def test_writes_that_wait_while_one_commits_share_the_next_commit(
     )
     assert len(await _bodies(db)) == 51
     assert 0 < wal_backlog(db_path) < 20
+
+
+async def test_more_writes_than_one_batch_takes_are_all_committed(db: Database) -> None:
+    count = MAX_BATCH + 44
+    results = await _one_batch(
+        db,
+        *(
+            (lambda i=i: db.write(_keyed(f"m{i}", f"k{i}"), one_statement=True))
+            for i in range(count)
+        ),
+    )
+    assert await _bodies(db) == {f"m{i}": results[i] for i in range(count)}
 
 
 async def test_a_write_whose_caller_gave_up_while_its_batch_ran_still_commits(
