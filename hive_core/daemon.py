@@ -45,6 +45,7 @@ from hive_core.clock import Clock, SystemClock
 from hive_core.containers.nixos import NixosBackend
 from hive_core.crash_watch import CrashWatch
 from hive_core.db import Database
+from hive_core.deployed_config import DeployedConfigs
 from hive_core.errors import HiveError, ShuttingDown, StartupError
 from hive_core.liveness import Liveness
 from hive_core.questions import Questions
@@ -59,7 +60,9 @@ from hive_core.sockets.limits import ConnectionCaps, ConnectionPool, raise_nofil
 from hive_core.sockets.server import Conn, Principal, SocketServer
 from hive_core.sockets.startup_gate import StartupGate
 from hive_core.startup_checks import lock_state_dir, prepare_private_dir
+from hive_core.stuck import StuckWatch
 from hive_core.transients import Transients
+from hive_core.usage import Usage
 from hive_share import gil
 from hive_share import requests as rq
 from hive_share.names import MANAGER_NAME, OPERATOR
@@ -233,6 +236,9 @@ class Daemon:
             liveness=Liveness(),
             agent_sockets=AgentSockets(lambda name: self._agent_server(holder[0], name)),
         )
+        s.configs = DeployedConfigs(st.agents_dir)
+        s.stuck = StuckWatch(s)
+        s.usage = Usage(s)
         holder.append(s)
         return s
 

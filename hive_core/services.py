@@ -26,6 +26,9 @@ from hive_core.transients import Transients
 
 if TYPE_CHECKING:
     from hive_core.attention import Attention
+    from hive_core.deployed_config import DeployedConfigs
+    from hive_core.stuck import StuckWatch
+    from hive_core.usage import Usage
 
 
 @dataclass
@@ -43,6 +46,12 @@ class Services:
     backend: ContainerBackend
     liveness: Liveness
     agent_sockets: AgentSockets
+    configs: DeployedConfigs = field(init=False)
+    """Each agent's deployed agent.toml (its stuck thresholds and budgets)."""
+    stuck: StuckWatch = field(init=False)
+    """Stuck signals: the harnesses' reports, ping-pong between agents, silent agents."""
+    usage: Usage = field(init=False)
+    """What turns cost, and the budgets on it."""
     on_unexpected_exit: Callable[[str], None] = lambda name: None
     """Set to the crash watch's nudge: a harness died without being asked to."""
     dashboard_url: str | None = None

@@ -117,6 +117,37 @@ class Settings(BaseSettings):
     """Seconds between two reads of every container's state (nixos backend)."""
     skip_meta_migration: bool = False
     """Skip the one-time registration of existing agents in a new meta flake."""
+    stuck_no_progress_minutes: float = Field(default=10.0, gt=0, le=10_080)
+    """A turn with no new tool call or text for this many minutes is stuck (`no_progress`)."""
+    stuck_repeat: int = Field(default=5, ge=2, le=1000)
+    """The same tool call with the same input, or the same error result in a row, this many
+    times in one turn is stuck (`repetition`)."""
+    stuck_burn_tokens: int = Field(default=2_000_000, ge=1000, le=10**12)
+    """A turn that spent this many tokens (input + cache creation + output) without a call
+    that changed anything (a write or edit, a Bash command that succeeded, a send) is stuck
+    (`burn`)."""
+    ping_pong_messages: int = Field(default=30, ge=2, le=100_000)
+    """Two agents that send each other more than this many messages within
+    `ping_pong_window_minutes`, with no operator message to or from either and no tool
+    but messaging in their turns, are stuck (`ping_pong`)."""
+    ping_pong_window_minutes: float = Field(default=10.0, gt=0, le=1440)
+    """The window `ping_pong_messages` is counted over."""
+    silent_minutes: float = Field(default=15.0, gt=0, le=10_080)
+    """A running agent with messages queued this long and no turn started since is stuck
+    (`silent`)."""
+    budget_tokens_5h: int | None = Field(default=None, ge=1, le=10**12)
+    """Each agent's token limit over 5 hours (agent.toml `[budget] tokens_5h` overrides it);
+    unset: no limit."""
+    budget_tokens_7d: int | None = Field(default=None, ge=1, le=10**12)
+    """Each agent's token limit over 7 days (`[budget] tokens_7d`); unset: no limit."""
+    budget_usd_7d: float | None = Field(default=None, gt=0, le=1e6)
+    """Each agent's dollar limit over 7 days, counted from the cost Claude Code reports
+    (`[budget] usd_7d`); unset: no limit."""
+    budget_warn_percent: int = Field(default=80, ge=1, le=99)
+    """Past this percentage of a limit an agent is `budget_warning` (its turns go on)."""
+    budget_grant_percent: int = Field(default=25, ge=1, le=1000)
+    """How much approving a `budget` approval raises the limit it reached, in percent of
+    that limit, until the window rolls."""
 
     @field_validator("state_dir", "run_dir", "nixos_containers_conf")
     @classmethod

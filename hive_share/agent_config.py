@@ -10,6 +10,16 @@ command = "/usr/bin/matrix-mcp"
 args = ["--stdio"]
 env = { TOKEN_FILE = "/state/matrix.token" }
 allowed_tools = ["*"]                 # mapped to mcp__matrix__*
+[stuck]                               # this agent's stuck thresholds (hive-wide defaults
+no_progress_minutes = 30              # are hive-core's HIVE_STUCK_* settings)
+repeat = 8
+burn_tokens = 5000000
+silent_minutes = 60
+ping_pong_messages = 40
+[budget]                              # this agent's limits (defaults: HIVE_BUDGET_*)
+tokens_5h = 2000000
+tokens_7d = 20000000
+usd_7d = 50.0
 
 On NixOS the agent's `agent.nix` may declare more servers (`hyperhive.extraMcpServers`),
 which the container's configuration writes as JSON to `/etc/hyperhive/extra-mcp.json`
@@ -108,6 +118,29 @@ class ExtraMcpServer(BaseModel):
 _EXTRA_FILE = TypeAdapter(dict[str, ExtraMcpServer])
 
 
+class StuckLimits(BaseModel):
+    """`[stuck]`: per-agent stuck thresholds; an absent key keeps hive-core's setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    no_progress_minutes: Annotated[float, Field(gt=0, le=10_080)] | None = None
+    repeat: Annotated[int, Field(ge=2, le=1000)] | None = None
+    burn_tokens: Annotated[int, Field(ge=1000, le=10**12)] | None = None
+    silent_minutes: Annotated[float, Field(gt=0, le=10_080)] | None = None
+    ping_pong_messages: Annotated[int, Field(ge=2, le=100_000)] | None = None
+
+
+class BudgetLimits(BaseModel):
+    """`[budget]`: per-agent limits over the rolling windows; an absent key keeps hive-core's
+    setting (`HIVE_BUDGET_*`), and none at all means no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens_5h: Annotated[int, Field(ge=1, le=10**12)] | None = None
+    tokens_7d: Annotated[int, Field(ge=1, le=10**12)] | None = None
+    usd_7d: Annotated[float, Field(gt=0, le=1e6)] | None = None
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -116,6 +149,8 @@ class AgentConfig(BaseModel):
     """Cap on model round trips per turn (`--max-turns`); none by default."""
     env: dict[str, str] = {}
     mcp_servers: dict[str, McpServer] = {}
+    stuck: StuckLimits = StuckLimits()
+    budget: BudgetLimits = BudgetLimits()
 
 
 def normalize_key(key: str) -> str:

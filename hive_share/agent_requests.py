@@ -1,6 +1,6 @@
 """What a harness tells hive-core about itself on its agent's socket (or the manager's):
-`alive` with its build and model, its status line, its Claude Code login, its turn state;
-and `whoami`."""
+`alive` with its build and model, its status line, its Claude Code login, its turn state,
+what a turn cost and whether it looks stuck; and `whoami` and `watch_limits`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from hive_share.base import StuckSignal
 from hive_share.live import TurnState
 from hive_share.models import LoginReport, ModelSource, WireModel
 
@@ -60,3 +61,47 @@ class ReportTurnState(WireModel):
     state: TurnState
     model: Annotated[str, Field(max_length=100)] | None = None
     model_source: ModelSource | None = None
+
+
+TurnId = Annotated[str, Field(min_length=1, max_length=64)]
+TokenCount = Annotated[int, Field(ge=0, le=10**12)]
+
+
+class ReportStuck(WireModel):
+    """The harness saw a stuck signal in the running turn (once per signal and turn), or,
+    with `active` false, saw it end within the turn (progress again after `no_progress`).
+    The turn's end clears every signal of the turn without a report."""
+
+    cmd: Literal["stuck"]
+    signal: StuckSignal
+    turn_id: TurnId
+    detail: Annotated[str, Field(max_length=500)] = ""
+    active: bool = True
+
+
+class WatchLimitsQuery(WireModel):
+    """The stuck thresholds this agent's harness applies: hive-core's settings, overridden
+    by the deployed agent.toml's `[stuck]` table."""
+
+    cmd: Literal["watch_limits"]
+
+
+class ReportTurnUsage(WireModel):
+    """What one ended turn cost, summed over its claude runs: the turn-stats row's figures.
+    Idempotent by `turn_id` (the harness resends until hive-core has it)."""
+
+    cmd: Literal["turn_usage"]
+    turn_id: TurnId
+    started_at: Annotated[float, Field(ge=0)]
+    ended_at: Annotated[float, Field(ge=0)]
+    model: Annotated[str, Field(max_length=100)]
+    result_kind: Annotated[str, Field(max_length=40)]
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    cache_creation_input_tokens: TokenCount = 0
+    cache_read_input_tokens: TokenCount = 0
+    cost_usd: Annotated[float, Field(ge=0, le=1e6)] = 0.0
+    tools: dict[Annotated[str, Field(max_length=200)], Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=200
+    )
+    """Calls per tool name."""

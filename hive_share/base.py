@@ -41,7 +41,9 @@ Principal = Annotated[str, AfterValidator(_principal)]
 
 Role = Literal["agent", "manager"]
 AgentState = Literal["running", "stopped", "tombstone", "prepared"]
-ApprovalKind = Literal["spawn", "apply_commit", "update"]
+ApprovalKind = Literal["spawn", "apply_commit", "update", "budget"]
+"""`budget`: an agent reached a hard token or dollar limit; approving raises it for that
+window, denying leaves the agent paused until the window rolls."""
 ApprovalStatus = Literal["pending", "in_progress", "approved", "denied", "failed"]
 """`in_progress`: approved and being carried out (a deploy, a spawn, an update); it ends
 `approved` or `failed`."""
@@ -64,7 +66,20 @@ AttentionKind = Literal[
     "claude_missing",
     "deploy_failed",
     "needs_update",
+    "stuck_no_progress",
+    "stuck_repetition",
+    "stuck_burn",
+    "ping_pong",
+    "silent",
+    "over_budget",
+    "budget_warning",
 ]
 """What an attention item is about: something that waits on the operator, or trouble."""
 Severity = Literal["info", "warn", "urgent"]
+StuckSignal = Literal["no_progress", "repetition", "burn"]
+"""What a harness sees in a turn that looks stuck: no new tool call or text for a while,
+the same tool call (or the same error) again and again, or many tokens spent with nothing
+changed. hive-core's own signals (`ping_pong`, `silent`) need no report."""
+BudgetWindow = Literal["5h", "7d"]
+"""The rolling windows usage is counted and limited over (how subscriptions meter)."""
 ReminderStatus = Literal["pending", "delivered", "cancelled"]

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from hive_share.base import BudgetWindow
 from hive_share.models import AgentName, WireModel
 from hive_share.request_fields import MAX_QUESTION, Id, StateFilePath
 
@@ -81,6 +82,18 @@ class Attention(WireModel):
     manager, without the operator's own inbox)."""
 
     cmd: Literal["attention"]
+
+
+class Usage(WireModel):
+    """Tokens and dollars spent per agent over the budget windows, with each agent's limits;
+    `hourly` adds the last 24 hours hour by hour (the dashboard's chart)."""
+
+    cmd: Literal["usage"]
+    agent: AgentName | None = None
+    """One agent; None for every agent."""
+    window: BudgetWindow | None = None
+    """One window; None for both."""
+    hourly: bool = False
 
 
 class GetOpenThreads(WireModel):

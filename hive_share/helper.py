@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from hive_share.base import ApprovalKind, ApprovalStatus, WireModel
+from hive_share.base import ApprovalKind, ApprovalStatus, BudgetWindow, WireModel
 
 HIVE_SENDER = "hive"
 """The sender of helper events; a reserved name no agent can take."""
@@ -63,6 +63,32 @@ class ApprovalResolved(WireModel):
     reason: str | None = None
 
 
+class Stuck(WireModel):
+    """An agent looks stuck: a signal its harness saw in a turn (`no_progress`,
+    `repetition`, `burn`) or one hive-core saw (`ping_pong` with `peer`, `silent`). Told
+    once per signal; the operator and the overseer can cancel the turn, start a new
+    session, or stop the agent."""
+
+    kind: Literal["stuck"] = "stuck"
+    agent: str
+    signal: Literal["no_progress", "repetition", "burn", "ping_pong", "silent"]
+    detail: str
+    peer: str | None = None
+
+
+class BudgetReached(WireModel):
+    """An agent passed its warn percentage of a budget (`hard` false), or reached the limit
+    (`hard` true: its next turn waits on a `budget` approval, its messages stay queued)."""
+
+    kind: Literal["budget_reached"] = "budget_reached"
+    agent: str
+    window: BudgetWindow
+    used: float
+    limit: float
+    unit: Literal["tokens", "usd"]
+    hard: bool
+
+
 class QuestionAsked(WireModel):
     """Someone asks you a question; reply with the `answer` tool and its id."""
 
@@ -103,6 +129,8 @@ HelperEvent = Annotated[
     | LoggedIn
     | NeedsUpdate
     | ApprovalResolved
+    | Stuck
+    | BudgetReached
     | QuestionAsked
     | QuestionAnswered
     | ReminderDue,
@@ -145,9 +173,24 @@ def summary(event: HelperEvent) -> str:
             return f"{agent} needs a rebuild to run the current hyperhive"
         case ApprovalResolved(id=approval_id, approval_kind=kind, agent=agent, status=status):
             return f"approval {approval_id} ({kind} {agent}) was {status}"
+        case Stuck() | BudgetReached():
+            return _trouble(event)
         case QuestionAsked(id=qid, asker=asker):
             return f"{asker} asks you question {qid}"
         case QuestionAnswered(id=qid, outcome=outcome, answerer=answerer):
             return f"question {qid} was {outcome} by {answerer}"
         case ReminderDue(id=rid):
             return f"reminder {rid} is due"
+
+
+def _trouble(event: Stuck | BudgetReached) -> str:
+    match event:
+        case Stuck(agent=agent, signal=signal, detail=detail):
+            return f"{agent} looks stuck ({signal.replace('_', ' ')}): {detail}"
+        case BudgetReached(agent=agent, window=window, used=used, limit=limit, unit=unit):
+            spent = (
+                f"${used:.2f} of ${limit:.2f}" if unit == "usd"
+                else f"{used:,.0f} of {limit:,.0f} tokens"
+            )  # fmt: skip
+            then = "its next turn waits on a budget approval" if event.hard else "a warning"
+            return f"{agent} spent {spent} in the last {window}: {then}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -12,6 +12,7 @@ from hive_share.base import (
     ApprovalKind,
     ApprovalStatus,
     AttentionKind,
+    BudgetWindow,
     LoginReport,
     LoginStatus,
     ModelSource,
@@ -29,11 +30,13 @@ __all__ = [
     "AgentInfo",
     "AgentName",
     "AgentState",
+    "AgentUsage",
     "Approval",
     "ApprovalKind",
     "ApprovalStatus",
     "AttentionItem",
     "AttentionKind",
+    "BudgetWindow",
     "LoginReport",
     "LoginStatus",
     "Message",
@@ -45,6 +48,7 @@ __all__ = [
     "ReminderStatus",
     "Role",
     "Severity",
+    "UsageHour",
     "WireModel",
     "dump",
 ]
@@ -159,3 +163,36 @@ class Reminder(WireModel):
 def dump(model: BaseModel) -> dict[str, Any]:
     """A model as a JSON-ready dict (the one serialisation path)."""
     return model.model_dump(mode="json")
+
+
+class AgentUsage(WireModel):
+    """What one agent spent over one budget window, and its limits there.
+
+    `tokens` is what budgets count: input + cache creation + output. Cache reads are shown
+    but not counted (like the API's input-token rate limits, which leave them out)."""
+
+    agent: str
+    window: BudgetWindow
+    turns: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    tokens: int
+    cost_usd: float
+    limit_tokens: int | None = None
+    """The token limit over this window (granted raises included); None: no limit."""
+    limit_usd: float | None = None
+    """The dollar limit (7 days only); None: no limit."""
+    state: Literal["ok", "warning", "over"] = "ok"
+    """`warning` past the warn percentage of a limit, `over` at or past a limit."""
+
+
+class UsageHour(WireModel):
+    """One agent's spend in one hour (the dashboard's 24-hour chart)."""
+
+    agent: str
+    hour: float
+    """Unix seconds at the start of the hour."""
+    tokens: int
+    cost_usd: float

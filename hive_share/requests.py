@@ -16,8 +16,11 @@ from pydantic import Field, TypeAdapter
 from hive_share.agent_requests import (
     Alive,
     LoginState,
+    ReportStuck,
     ReportTurnState,
+    ReportTurnUsage,
     SetStatus,
+    WatchLimitsQuery,
     Whoami,
 )
 from hive_share.coordination_requests import (
@@ -30,6 +33,7 @@ from hive_share.coordination_requests import (
     ListReminders,
     Questions,
     Remind,
+    Usage,
 )
 from hive_share.harness_requests import (
     Cancel,
@@ -144,7 +148,9 @@ __all__ = [
     "Recv",
     "Relay",
     "Remind",
+    "ReportStuck",
     "ReportTurnState",
+    "ReportTurnUsage",
     "RequestApplyCommit",
     "RequestInitConfig",
     "RequestSpawn",
@@ -159,7 +165,9 @@ __all__ = [
     "Stop",
     "TurnStatus",
     "Update",
+    "Usage",
     "Version",
+    "WatchLimitsQuery",
     "WebCode",
     "Whoami",
     "variants",
@@ -178,6 +186,7 @@ HostRequest = Annotated[
     | ListReminders
     | GetOpenThreads
     | Attention
+    | Usage
     | LoginLink
     | Spawn
     | RequestSpawn
@@ -207,6 +216,7 @@ ManagerRequest = Annotated[
     | CancelReminder
     | GetOpenThreads
     | Attention
+    | Usage
     | Recv
     | Ack
     | Alive
@@ -214,6 +224,9 @@ ManagerRequest = Annotated[
     | Whoami
     | LoginState
     | ReportTurnState
+    | ReportStuck
+    | ReportTurnUsage
+    | WatchLimitsQuery
     | RequestSpawn
     | RequestInitConfig
     | RequestApplyCommit
@@ -241,7 +254,10 @@ AgentRequest = Annotated[
     | SetStatus
     | Whoami
     | LoginState
-    | ReportTurnState,
+    | ReportTurnState
+    | ReportStuck
+    | ReportTurnUsage
+    | WatchLimitsQuery,
     Field(discriminator="cmd"),
 ]
 HarnessRequest = Annotated[
@@ -270,6 +286,7 @@ AnyRequest = Annotated[
     | CancelReminder
     | GetOpenThreads
     | Attention
+    | Usage
     | Recv
     | Ack
     | Alive
@@ -277,6 +294,9 @@ AnyRequest = Annotated[
     | Whoami
     | LoginState
     | ReportTurnState
+    | ReportStuck
+    | ReportTurnUsage
+    | WatchLimitsQuery
     | Cancel
     | NewSession
     | SetModel

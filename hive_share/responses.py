@@ -9,12 +9,14 @@ from pydantic import Field, TypeAdapter
 from hive_share.live import LiveEvent, LoginSessionState, ResultKind, TurnState
 from hive_share.models import (
     AgentInfo,
+    AgentUsage,
     Approval,
     AttentionItem,
     LoginStatus,
     Message,
     Question,
     Reminder,
+    UsageHour,
     WireModel,
 )
 
@@ -215,6 +217,29 @@ class AttentionList(WireModel):
     items: list[AttentionItem]
 
 
+class WatchLimits(WireModel):
+    """The stuck thresholds a harness applies to its turns."""
+
+    ok: Literal[True] = True
+    result: Literal["watch_limits"] = "watch_limits"
+    no_progress_seconds: float
+    """A turn with no new tool call or text for this long is `no_progress`."""
+    repeat: int
+    """The same tool call (or the same error) this many times in a turn is `repetition`."""
+    burn_tokens: int
+    """A turn that spent this many tokens with nothing changed is `burn`."""
+
+
+class UsageReport(WireModel):
+    """Spend per agent and window (`usage`), hive-wide totals under the agent `*`."""
+
+    ok: Literal[True] = True
+    result: Literal["usage"] = "usage"
+    now: float
+    usage: list[AgentUsage]
+    hourly: list[UsageHour] = Field(default_factory=list)
+
+
 class OpenThreads(WireModel):
     """Loose ends: pending approvals, unanswered questions, and pending reminders counted."""
 
@@ -255,6 +280,8 @@ Response = Annotated[
     | RemindersResult
     | OpenThreads
     | AttentionList
+    | WatchLimits
+    | UsageReport
     | Done,
     Field(discriminator="result"),
 ]

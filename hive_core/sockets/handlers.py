@@ -32,7 +32,15 @@ from hive_share.names import MANAGER_NAME
 logger = logging.getLogger(__name__)
 
 Common = rq.Version | rq.Ping | rq.Send | rq.Recv | rq.Ack | rq.Alive
-Reports = rq.SetStatus | rq.Whoami | rq.LoginState | rq.ReportTurnState
+Reports = (
+    rq.SetStatus
+    | rq.Whoami
+    | rq.LoginState
+    | rq.ReportTurnState
+    | rq.ReportStuck
+    | rq.ReportTurnUsage
+    | rq.WatchLimitsQuery
+)
 Coordination = (
     rq.Ask
     | rq.AnswerQuestion
@@ -115,7 +123,22 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
                 live.model_sources[me] = source
             if (turn, live.models.get(me), live.model_sources.get(me)) != before:
                 agent_info.publish_state(s, me)
+            s.stuck.turn_state(me, turn)
             return rs.Done(detail=f"{me} is {turn}")
+        case rq.ReportStuck():
+            await s.stuck.report(me, req)
+            return rs.Done(detail=f"recorded {req.signal} for {me}")
+        case rq.WatchLimitsQuery():
+            return s.stuck.limits(me)
+        case rq.ReportTurnUsage(turn_id=turn_id):
+            fresh = await s.usage.record(me, req)
+            if fresh:
+                s.stuck.turn_used(me, req.tools, req.ended_at)
+            return rs.Done(
+                detail=f"recorded turn {turn_id}"
+                if fresh
+                else f"turn {turn_id} was recorded already"
+            )
         case _:
             assert_never(req)
 
@@ -207,10 +230,25 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.Done(detail=s.login_link())
         case rq.Pending():
             return rs.Approvals(approvals=await s.approvals.pending())
-        case rq.Attention():
-            return rs.AttentionList(items=await _attention(s))
+        case rq.Attention() | rq.Usage():
+            return await _overview(s, req, for_manager=False)
         case rq.Inbox(limit=limit, wait_seconds=wait, before=before, after=after):
             return rs.Messages(messages=await s.broker.inbox(who, limit, wait, before, after))
+        case _:
+            assert_never(req)
+
+
+async def _overview(
+    s: Services, req: rq.Attention | rq.Usage, *, for_manager: bool
+) -> WireModel:
+    """The hive at a glance: the attention list (the manager's without the operator's inbox),
+    or what the agents spent."""
+    match req:
+        case rq.Attention():
+            items = await _attention(s)
+            return rs.AttentionList(items=attention.for_manager(items) if for_manager else items)
+        case rq.Usage(agent=agent, window=window, hourly=hourly):
+            return await s.usage.report(agent, window, hourly)
         case _:
             assert_never(req)
 
@@ -254,15 +292,23 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
             return rs.Done(detail=await lifecycle.rebuild(s, _sub_agent(name), who))
         case rq.List():
             return rs.Agents(agents=await agent_info.list_agents(s, tombstones=False))
-        case rq.Attention():
-            return rs.AttentionList(items=attention.for_manager(await _attention(s)))
+        case rq.Attention() | rq.Usage():
+            return await _overview(s, req, for_manager=True)
         case _:
             return await handle_agent(s, req, conn)
 
 
 async def handle_agent(s: Services, req: rq.AgentRequest, conn: Conn) -> WireModel:
     match req:
-        case rq.SetStatus() | rq.Whoami() | rq.LoginState() | rq.ReportTurnState():
+        case (
+            rq.SetStatus()
+            | rq.Whoami()
+            | rq.LoginState()
+            | rq.ReportTurnState()
+            | rq.ReportStuck()
+            | rq.ReportTurnUsage()
+            | rq.WatchLimitsQuery()
+        ):
             return await _reports(s, req, conn)
         case (
             rq.Ask()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hive_agent.prompts import render_role_prompt
-from hive_share.agent_config import AgentConfig, McpServer
+from hive_share.agent_config import AgentConfig, BudgetLimits, McpServer, StuckLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS_BASE = (ROOT / "nix" / "templates" / "harness-base.nix").read_text(encoding="utf-8")
@@ -43,9 +43,14 @@ def test_the_agent_toml_keys_it_names_are_the_harness_settings(prompt: str) -> N
     keys = set(re.findall(r"^\s*(\w+) =", block, re.M))
     assert keys and keys <= set(McpServer.model_fields)
     # Every key of agent.toml is taught: a new one needs a line in the prompt.
-    assert set(AgentConfig.model_fields) == {"model", "max_turns", "env", "mcp_servers"}
-    for shown in ("`model`", "`max_turns`", "`[env]`", "[mcp_servers."):
+    assert set(AgentConfig.model_fields) == {
+        "model", "max_turns", "env", "mcp_servers", "stuck", "budget"
+    }  # fmt: skip
+    for shown in ("`model`", "`max_turns`", "`[env]`", "[mcp_servers.", "`[stuck]`", "`[budget]`"):
         assert shown in section
+    for table in (StuckLimits, BudgetLimits):
+        for key in table.model_fields:
+            assert f"`{key}`" in section
 
 
 def test_the_nix_options_it_names_are_declared(prompt: str) -> None:

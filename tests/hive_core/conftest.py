@@ -11,6 +11,7 @@ from hive_core.broker import Broker
 from hive_core.bus import EventBus, Subscription
 from hive_core.containers.backend import ContainerBackend
 from hive_core.db import Database
+from hive_core.deployed_config import DeployedConfigs
 from hive_core.liveness import Liveness
 from hive_core.questions import Questions
 from hive_core.registry import Registry
@@ -19,7 +20,9 @@ from hive_core.services import Services
 from hive_core.settings import Settings
 from hive_core.sockets.agents import AgentSockets
 from hive_core.sockets.server import SocketServer
+from hive_core.stuck import StuckWatch
 from hive_core.transients import Transients
+from hive_core.usage import Usage
 from hive_share.events import Frame
 
 T0 = 1_700_000_000.0
@@ -89,7 +92,7 @@ def services(
     run_dir: Path,
 ) -> Services:
     """A daemon's services over real stores, with `backend` and no agent sockets."""
-    return Services(
+    s = Services(
         settings=Settings(state_dir=state_dir, run_dir=run_dir),
         clock=clock,
         db=db,
@@ -104,3 +107,7 @@ def services(
         liveness=Liveness(),
         agent_sockets=AgentSockets(no_agent_sockets),
     )
+    s.configs = DeployedConfigs(s.settings.agents_dir)
+    s.stuck = StuckWatch(s)
+    s.usage = Usage(s)
+    return s

@@ -9,11 +9,13 @@ from hive_share import events, framing, helper, live, requests, responses
 from hive_share.events import DASHBOARD_EVENT, DashboardEvent
 from hive_share.models import (
     AgentInfo,
+    AgentUsage,
     Approval,
     AttentionItem,
     Message,
     Question,
     Reminder,
+    UsageHour,
     WireModel,
     dump,
 )
@@ -105,6 +107,23 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         cmd="alive", pid=99, version="0.1.0", model="claude-x", problems=["mcp server a: no"]
     ),
     requests.ReportTurnState: requests.ReportTurnState(cmd="turn_state", state="thinking"),
+    requests.ReportStuck: requests.ReportStuck(
+        cmd="stuck", signal="repetition", turn_id="t-1", detail="Bash x5"
+    ),
+    requests.WatchLimitsQuery: requests.WatchLimitsQuery(cmd="watch_limits"),
+    requests.ReportTurnUsage: requests.ReportTurnUsage(
+        cmd="turn_usage",
+        turn_id="t-1",
+        started_at=1.0,
+        ended_at=2.5,
+        model="sonnet",
+        result_kind="success",
+        input_tokens=10,
+        output_tokens=5,
+        cost_usd=0.25,
+        tools={"Bash": 2},
+    ),
+    requests.Usage: requests.Usage(cmd="usage", agent="alice", window="5h", hourly=True),
     requests.Compact: requests.Compact(cmd="compact"),
     requests.WebCode: requests.WebCode(cmd="web_code", code="c" * 43),
     requests.LoginStart: requests.LoginStart(cmd="login_start"),
@@ -210,6 +229,28 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.ReminderResult: responses.ReminderResult(reminder=REMINDER),
     responses.RemindersResult: responses.RemindersResult(reminders=[REMINDER]),
     responses.AttentionList: responses.AttentionList(items=[ATTENTION]),
+    responses.WatchLimits: responses.WatchLimits(
+        no_progress_seconds=600.0, repeat=5, burn_tokens=2_000_000
+    ),
+    responses.UsageReport: responses.UsageReport(
+        now=7200.0,
+        usage=[
+            AgentUsage(
+                agent="alice",
+                window="5h",
+                turns=2,
+                input_tokens=10,
+                output_tokens=5,
+                cache_creation_input_tokens=1,
+                cache_read_input_tokens=100,
+                tokens=16,
+                cost_usd=0.5,
+                limit_tokens=20,
+                state="warning",
+            )
+        ],
+        hourly=[UsageHour(agent="alice", hour=3600.0, tokens=16, cost_usd=0.5)],
+    ),
     responses.OpenThreads: responses.OpenThreads(
         approvals=[APPROVAL], questions=[QUESTION], pending_reminders=2
     ),
@@ -227,6 +268,10 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     ),
     helper.QuestionAnswered: helper.QuestionAnswered(
         id=5, question="ok?", outcome="expired", answer=None, answerer="watchdog"
+    ),
+    helper.Stuck: helper.Stuck(agent="alice", signal="ping_pong", detail="41 messages", peer="bob"),
+    helper.BudgetReached: helper.BudgetReached(
+        agent="alice", window="5h", used=2e6, limit=2e6, unit="tokens", hard=True
     ),
     helper.ReminderDue: helper.ReminderDue(
         id=4, message="check", payload_bytes=10, payload_note="/state/a: 10 bytes"
