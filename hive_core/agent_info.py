@@ -36,11 +36,14 @@ def info(s: Services, record: AgentRecord, alive: bool | None = None) -> AgentIn
         alive=alive,
         status=s.liveness.status.get(record.name, ""),
         login=s.liveness.login.get(record.name, "unknown"),
+        login_since=s.liveness.login_since.get(record.name),
+        login_expires_at=s.liveness.login_expires.get(record.name),
         deployed_commit=record.deployed_commit,
         model=s.liveness.models.get(record.name),
         model_source=s.liveness.model_sources.get(record.name),
         turn_state=s.liveness.turn_state.get(record.name) if status.running else None,
         needs_update=runs_other_code(s, record.name),
+        stuck=s.stuck.signals_of(record.name) if status.running else [],
     )
 
 

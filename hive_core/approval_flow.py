@@ -1,7 +1,8 @@
 """An approval from request to ending, the same for every surface: queue a spawn, a config
-commit or an update (`request_*`); `approve` claims one (`in_progress`), carries it out (a
-spawn, a deploy with its roll back, a rebuild of every outdated agent) and records one
-ending the requester hears; `deny` ends a pending one.
+commit or an update (`request_*`; hive-core itself queues `budget` approvals, `budgets.py`);
+`approve` claims one (`in_progress`), carries it out (a spawn, a deploy with its roll back, a
+rebuild of every outdated agent, a raised budget) and records one ending the requester
+hears; `deny` ends a pending one.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
             done = await _apply(s, approval, actor)
         elif approval.kind == "update":
             done = await _update(s, actor)
+        elif approval.kind == "budget":
+            done = await s.usage.grant(approval)
         else:
             await spawn(s, approval.agent, actor)
             done = f"spawned {approval.agent}"
@@ -162,4 +165,6 @@ async def deny(s: Services, approval_id: int, reason: str, actor: str) -> str:
     logger.info(
         "%s denied approval %d (%s of %s)", actor, approval_id, approval.kind, approval.agent
     )
+    if approval.kind == "budget":
+        return f"denied {approval_id}: {approval.agent} stays held until the window rolls"
     return f"denied {approval_id}"

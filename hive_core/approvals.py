@@ -1,5 +1,5 @@
 """The approval queue: requests the operator approves or denies (spawns, config commits,
-updates).
+updates, budget raises).
 
 An approval changes state exactly once at each step, by a compare-and-set in the
 database, before anything is done about it:
@@ -28,6 +28,14 @@ OPEN = ("pending", "in_progress")
 """The statuses of an approval that has not ended."""
 
 
+class _Keep:
+    """A step that leaves the approval's reason as it is (a budget approval's description
+    stays while it is claimed or reopened)."""
+
+
+KEEP = _Keep()
+
+
 def _columns(data: dict[str, Any]) -> dict[str, Any]:
     data["commit"] = data.pop("commit_sha")  # `commit` is an SQL keyword
     return data
@@ -51,8 +59,10 @@ class Approvals:
         *,
         commit: str | None = None,
         diff: str | None = None,
+        reason: str | None = None,
     ) -> Approval:
-        """Queue a pending approval.
+        """Queue a pending approval; `reason` says why it is asked when that is not plain from
+        its kind (a `budget` approval: what was reached and what approving grants).
 
         Raises:
             Conflict: the same kind is already pending for that agent.
@@ -69,9 +79,9 @@ class Approvals:
                 state = "pending" if dup[1] == "pending" else "being carried out"
                 raise Conflict(f"a {kind} of {agent!r} is already {state} as approval {dup[0]}")
             row: sqlite3.Row = conn.execute(
-                "INSERT INTO approvals (kind, agent, requester, created_at, commit_sha, diff) "
-                "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
-                (kind, agent, requester, now, commit, diff),
+                "INSERT INTO approvals (kind, agent, requester, created_at, commit_sha, diff, "
+                "reason) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (kind, agent, requester, now, commit, diff, reason),
             ).fetchone()
             return row
 
@@ -119,7 +129,7 @@ class Approvals:
             NotFound: no such approval.
             Conflict: it is not pending (approved or denied before, or being carried out).
         """
-        approval = await self._move(approval_id, ("pending",), "in_progress", None, None)
+        approval = await self._move(approval_id, ("pending",), "in_progress", None, KEEP)
         self._bus.publish(events.ApprovalStarted(approval=approval))
         return approval
 
@@ -127,7 +137,7 @@ class Approvals:
         """in_progress → pending: it was interrupted before it changed anything (a restart
         found no trace of it), so the operator may approve it again. Raises: NotFound,
         Conflict."""
-        approval = await self._move(approval_id, ("in_progress",), "pending", None, None)
+        approval = await self._move(approval_id, ("in_progress",), "pending", None, KEEP)
         self._bus.publish(events.ApprovalAdded(approval=approval))
         return approval
 
@@ -155,15 +165,18 @@ class Approvals:
         was: tuple[ApprovalStatus, ...],
         status: ApprovalStatus,
         resolved_at: float | None,
-        reason: str | None,
+        reason: str | _Keep | None,
     ) -> Approval:
         marks = ", ".join("?" * len(was))
+        keep = isinstance(reason, _Keep)
+        setting = "reason = reason" if keep else "reason = ?"
+        values = () if keep else (reason,)
 
         def update(conn: sqlite3.Connection) -> sqlite3.Row:
             row: sqlite3.Row | None = conn.execute(
-                "UPDATE approvals SET status = ?, resolved_at = ?, reason = ? "
+                f"UPDATE approvals SET status = ?, resolved_at = ?, {setting} "
                 f"WHERE id = ? AND status IN ({marks}) RETURNING *",
-                (status, resolved_at, reason, approval_id, *was),
+                (status, resolved_at, *values, approval_id, *was),
             ).fetchone()
             if row is None:
                 current = conn.execute(
@@ -181,5 +194,6 @@ def busy(approval_id: int, kind: str, status: str) -> str:
     """Why an approval in `status` cannot be approved or denied now."""
     if status != "in_progress":
         return f"approval {approval_id} is already {status}"
-    doing = {"apply_commit": "deploying", "spawn": "spawning", "update": "updating"}
+    doing = {"apply_commit": "deploying", "spawn": "spawning", "update": "updating",
+             "budget": "granting"}  # fmt: skip
     return f"approval {approval_id} is {doing.get(kind, 'being carried out')}"

@@ -31,6 +31,8 @@ RANK: dict[Severity, int] = {"urgent": 0, "warn": 1, "info": 2}
 SETTLE = 0.05
 """Seconds the refresher lets a burst of events land before it recomputes once."""
 SUMMARY_CHARS = 160
+LOGIN_EXPIRY_WARN = 24 * 3600.0
+"""A login that stops working by itself within this many seconds is `login_expiring`."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Attention:
             *await self._logins(),
             *await self._deploys(),
             *self._updates(),
+            *self._s.stuck.items(),
+            *await self._s.usage.items(),
         ]
         keys = {i.key for i in items}
         self._first_seen = {k: t for k, t in self._first_seen.items() if k in keys}
@@ -114,6 +118,8 @@ class Attention:
     async def _approvals(self) -> list[AttentionItem]:
         items = []
         for a in await self._s.approvals.pending():
+            if a.kind == "budget":
+                continue  # its over_budget item stands for it (ref: the approval's id)
             what = {"spawn": f"spawn {a.agent}", "apply_commit": f"deploy a config to {a.agent}",
                     "update": "update every outdated agent"}[a.kind]  # fmt: skip
             under_way = a.status == "in_progress"
@@ -199,7 +205,12 @@ class Attention:
         for record in self._s.registry.all():
             name = record.name
             status = self._s.liveness.login.get(name)
-            if status not in ("needs_login", "claude_missing") or record.desired != "running":
+            if record.desired != "running":
+                continue
+            if status == "logged_in":
+                items += self._expiring(name)
+                continue
+            if status not in ("needs_login", "claude_missing"):
                 continue
             waiting = await self._s.broker.undelivered_count(name)
             queued = f"; {waiting} message{'s' if waiting != 1 else ''} wait" if waiting else ""
@@ -216,12 +227,34 @@ class Attention:
                     kind=status,
                     agent=name,
                     summary=summary,
-                    since=self._since(key),
+                    since=self._s.liveness.login_since.get(name) or self._since(key),
                     severity="urgent" if waiting or status == "claude_missing" else "warn",
                     action=action,
                 )
             )
         return items
+
+    def _expiring(self, name: str) -> list[AttentionItem]:
+        """A login its credentials say stops working within LOGIN_EXPIRY_WARN."""
+        expires = self._s.liveness.login_expires.get(name)
+        left = None if expires is None else expires - self._s.clock.now()
+        if left is None or left > LOGIN_EXPIRY_WARN:
+            return []
+        when = (
+            f"in {left / 3600:.0f} h" if left > 3600 else "within the hour" if left > 0 else "now"
+        )
+        assert expires is not None
+        return [
+            AttentionItem(
+                key=f"login_expiring:{name}",
+                kind="login_expiring",
+                agent=name,
+                summary=f"{name}'s Claude Code login expires {when}",
+                since=expires - LOGIN_EXPIRY_WARN,
+                severity="warn",
+                action=f"hive-core login {name} (or log in on its page) before it does",
+            )
+        ]
 
     async def _deploys(self) -> list[AttentionItem]:
         """Agents whose latest carried-out config deploy failed (and was rolled back)."""

@@ -5,7 +5,8 @@ messages to the asking connection; `ack` (or the `ack` ids a later `recv` of
 that connection carries, committed before it leases) marks them delivered. A lease lives
 in memory and ends when its connection closes (or the daemon restarts), so a
 receiver that dies before reading a reply gets the same messages again on its
-next `recv`. See docs/persistence.md.
+next `recv`. A recipient held by its budget (`hold_while`) leases nothing until the hold
+lifts; its messages stay queued. See docs/persistence.md.
 
 Beside it: each recipient's in-memory inbox (wake-up, leases, cached undelivered messages)
 is `inbox_cache.py`, decoding and packing answers and the reads that deliver nothing
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from hive_core import message_reads, message_vacuum
@@ -34,6 +35,8 @@ from hive_share.helper import HIVE_SENDER, HelperEvent, summary
 from hive_share.models import Message
 
 FlowState = Literal["queued", "leased", "delivered"]
+HoldCheck = Callable[[str], Awaitable[bool]]
+"""Whether a recipient is held (over its budget): its `recv` leases nothing meanwhile."""
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,13 @@ class Broker:
         """How many leases each connection holds (asked before every request line)."""
         self._throttle = SendThrottle()
         self._closing = asyncio.Event()
+        self._hold: HoldCheck | None = None
+
+    def hold_while(self, held: HoldCheck) -> None:
+        """Ask `held(recipient)` before every lease: while it answers True, `recv` leases
+        nothing and waits as if the inbox were empty (the messages stay queued, undelivered);
+        `wake` makes a parked `recv` ask again."""
+        self._hold = held
 
     def _inbox(self, recipient: str) -> Inbox:
         inbox = self._inboxes.get(recipient)
@@ -60,7 +70,8 @@ class Broker:
             inbox = self._inboxes[recipient] = Inbox()
         return inbox
 
-    def _wake(self, recipient: str) -> None:
+    def wake(self, recipient: str) -> None:
+        """Wake `recipient`'s parked `recv` so it looks again (a hold was lifted)."""
         inbox = self._inboxes.get(recipient)
         if inbox is not None:
             inbox.wake.set()
@@ -183,7 +194,8 @@ class Broker:
         limit: int,
         is_open: Callable[[], bool] = lambda: True,
     ) -> list[Message]:
-        """Lease up to `limit` undelivered messages, waiting up to `wait_seconds` for one.
+        """Lease up to `limit` undelivered messages, waiting up to `wait_seconds` for one
+        (and, while the recipient is held, for the hold to lift).
 
         Raises:
             ShuttingDown: the daemon began shutting down while waiting.
@@ -197,6 +209,10 @@ class Broker:
             inbox.wake.clear()
             if not is_open():
                 return []  # the receiver hung up while waiting: lease nothing to it
+            if self._hold is not None and await self._hold(recipient):
+                if not await self._wait(inbox, deadline):
+                    return []  # held all along: nothing leased, everything stays queued
+                continue
             messages = await self._fetch(recipient, inbox, limit)
             if messages:
                 for m in messages:

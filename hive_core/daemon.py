@@ -331,6 +331,7 @@ class Daemon:
         s.attention = Attention(s, watch.states, lambda name: agent_info.runs_other_code(s, name))
         tg.start_soon(watch.run, name="crash-watch")
         tg.start_soon(s.attention.run, name="attention")
+        tg.start_soon(s.stuck.run, name="stuck watch")
 
     async def _bring_back(self, s: Services, interrupted: deploys.Reconciled) -> None:
         """The agents that should run, the interrupted deploys finished, the manager."""

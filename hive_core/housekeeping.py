@@ -1,6 +1,7 @@
 """The daemon's periodic loops, each a task of its one task group: the message vacuum
 (at start, then hourly), the sweep of the agents' own history files, the WAL checkpoint,
-and every COORDINATION_TICK the reminder scheduler and the question TTL watchdog.
+and every COORDINATION_TICK the reminder scheduler, the question TTL watchdog and the
+budget windows (holds lift as they roll; usage rows pruned hourly).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def start_loops(tg: TaskGroup, s: Services, clock: Clock) -> None:
         (CHECKPOINT_INTERVAL, s.db.checkpoint, "checkpoint"),
         (COORDINATION_TICK, lambda: s.reminders.tick(clock.now()), "reminder scheduler"),
         (COORDINATION_TICK, lambda: s.questions.expire_due(clock.now()), "question TTL watchdog"),
+        (COORDINATION_TICK, s.usage.tick, "budget windows"),
     ]
     for interval, tick, what in loops:
         tg.start_soon(periodic, interval, tick, what, name=what)

@@ -27,6 +27,10 @@ class Liveness:
         self._changed: dict[str, asyncio.Event] = {}
         self.status: dict[str, str] = {}
         self.login: dict[str, LoginStatus] = {}
+        self.login_since: dict[str, float] = {}
+        """When each harness reported its current login state."""
+        self.login_expires: dict[str, float] = {}
+        """When each login stops working by itself, where the harness knows."""
         self.versions: dict[str, str] = {}
         """The hyperhive version each harness last reported itself alive with."""
         self.last_exit: dict[str, int] = {}

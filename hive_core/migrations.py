@@ -97,4 +97,36 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE agents ADD COLUMN login_told TEXT",
     ],
+    # 6: what each turn cost (summed over the budget windows) and the budget raises granted
+    [
+        """CREATE TABLE turn_usage (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent TEXT NOT NULL,
+            turn_id TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL NOT NULL,
+            model TEXT NOT NULL,
+            result_kind TEXT NOT NULL,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            tools TEXT NOT NULL DEFAULT '{}',
+            recorded_at REAL NOT NULL,
+            UNIQUE (agent, turn_id)
+        )""",
+        "CREATE INDEX turn_usage_window ON turn_usage(agent, ended_at)",
+        """CREATE TABLE budget_grants (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent TEXT NOT NULL,
+            budget_window TEXT NOT NULL,
+            extra_tokens INTEGER NOT NULL DEFAULT 0,
+            extra_usd REAL NOT NULL DEFAULT 0,
+            granted_at REAL NOT NULL,
+            approval_id INTEGER,
+            UNIQUE (approval_id, budget_window)
+        )""",
+        "CREATE INDEX budget_grants_by_agent ON budget_grants(agent, granted_at)",
+    ],
 ]

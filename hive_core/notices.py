@@ -51,15 +51,25 @@ async def tell_overseer(s: Services, about: str, event: helper.HelperEvent) -> N
     await s.broker.notify(to, event)
 
 
-async def login_state(s: Services, name: str, state: LoginReport, detail: str) -> None:
-    """A harness says its Claude Code login works again, or no longer does.
+async def login_state(
+    s: Services, name: str, state: LoginReport, detail: str, expires_at: float | None = None
+) -> None:
+    """A harness says its Claude Code login works again, or no longer does (and, when its
+    credentials say so, when it will stop working by itself).
 
     Its overseer hears of a change from what it was last told, which the agents table keeps:
     a harness that reports the same after a daemon restart tells nobody again.
     """
     before = s.liveness.login.get(name, "unknown")
     s.liveness.login[name] = state
+    expiry_before = s.liveness.login_expires.get(name)
+    if expires_at is None or state != "logged_in":
+        s.liveness.login_expires.pop(name, None)
+    else:
+        s.liveness.login_expires[name] = expires_at
     if state != before:
+        s.liveness.login_since[name] = s.clock.now()
+    if state != before or s.liveness.login_expires.get(name) != expiry_before:
         level = logging.INFO if state == "logged_in" else logging.WARNING
         logger.log(level, "%s is now %s%s", name, state, f": {detail}" if detail else "")
         publish_state(s, name)

@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hive_share.models import AgentInfo, Approval, AttentionItem, Message, Question, Reminder
+    from hive_share.models import (
+        AgentInfo,
+        AgentUsage,
+        Approval,
+        AttentionItem,
+        Message,
+        Question,
+        Reminder,
+    )
 
 _UNSAFE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
@@ -86,14 +94,37 @@ def agents(rows: Sequence[AgentInfo]) -> str:
                 str(r.pid) if r.pid else "-",
                 duration(r.uptime_seconds),
                 str(r.web_port) if r.web_port else "-",
-                ("alive" if r.alive else "not answering") if r.state == "running" else "-",
-                r.login if r.state == "running" else "-",
+                harness_of(r),
+                login_of(r),
                 model_of(r),
                 (r.deployed_commit or "-")[:12],
             ]
             for r in rows
         ],
     )
+
+
+def harness_of(r: AgentInfo) -> str:
+    """`alive`, `not answering`, with the stuck signals active for it: `alive, stuck:
+    repetition`."""
+    if r.state != "running":
+        return "-"
+    said = "alive" if r.alive else "not answering"
+    if r.stuck:
+        said += ", stuck: " + " ".join(k.removeprefix("stuck_") for k in r.stuck)
+    return said
+
+
+def login_of(r: AgentInfo) -> str:
+    """The login state and since when (`needs_login 12m00s`), or when it expires."""
+    if r.state != "running":
+        return "-"
+    now = time.time()
+    if r.login == "logged_in" and r.login_expires_at is not None:
+        return f"logged_in, expires in {duration(max(r.login_expires_at - now, 0))}"
+    if r.login_since is not None and r.login != "logged_in":
+        return f"{r.login} {duration(max(now - r.login_since, 0))}"
+    return r.login
 
 
 MODEL_FROM = {"override": "set at run time", "agent.toml": "agent.toml", "default": "default"}
@@ -138,7 +169,9 @@ def approvals(rows: Sequence[Approval], now: float | None = None) -> str:
 
 
 def _change(a: Approval) -> str:
-    parts = [diff_stat(a.diff, a.commit)]
+    parts = [
+        clean(a.reason, 100) if a.kind == "budget" and a.reason else diff_stat(a.diff, a.commit)
+    ]
     if own := own_config(a):
         parts.append(own)
     if a.status == "in_progress":
@@ -196,6 +229,33 @@ def approval(a: Approval, colour: bool) -> str:
             "characters, shown as \\uNNNN escapes"
         )
     return "\n".join([*head, "", *shown])
+
+
+def usage(rows: Sequence[AgentUsage]) -> str:
+    """What each agent spent per window against its limits (`hive-core usage`)."""
+    if not rows:
+        return "no usage"
+    return table(
+        ["AGENT", "WINDOW", "TURNS", "TOKENS", "LIMIT", "USED", "COST", "LIMIT $", "STATE",
+         "CACHE READ"],
+        [
+            [clean(u.agent), u.window, f"{u.turns:,}", f"{u.tokens:,}",
+             "-" if u.limit_tokens is None else f"{u.limit_tokens:,}", _used(u),
+             f"${u.cost_usd:,.2f}", "-" if u.limit_usd is None else f"${u.limit_usd:,.2f}",
+             u.state, f"{u.cache_read_input_tokens:,}"]
+            for u in rows
+        ],
+    )  # fmt: skip
+
+
+def _used(u: AgentUsage) -> str:
+    """The share of its nearest limit an agent spent: `62%`, or `-` without a limit."""
+    shares = []
+    if u.limit_tokens:
+        shares.append(u.tokens / u.limit_tokens)
+    if u.limit_usd:
+        shares.append(u.cost_usd / u.limit_usd)
+    return f"{max(shares) * 100:.0f}%" if shares else "-"
 
 
 def questions(rows: Sequence[Question], now: float | None = None) -> str:

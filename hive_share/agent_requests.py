@@ -50,6 +50,9 @@ class LoginState(WireModel):
     cmd: Literal["login_state"]
     state: LoginReport
     detail: Annotated[str, Field(max_length=1000)] = ""
+    expires_at: Annotated[float, Field(ge=0)] | None = None
+    """When the login stops working by itself (unix seconds): set only when the credentials
+    say so and cannot renew themselves (no refresh token)."""
 
 
 class ReportTurnState(WireModel):

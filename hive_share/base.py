@@ -64,6 +64,7 @@ AttentionKind = Literal[
     "given_up",
     "needs_login",
     "claude_missing",
+    "login_expiring",
     "deploy_failed",
     "needs_update",
     "stuck_no_progress",

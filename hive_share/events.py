@@ -6,7 +6,16 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, TypeAdapter
 
-from hive_share.models import AgentInfo, Approval, AttentionItem, Message, Question, WireModel
+from hive_share.models import (
+    AgentInfo,
+    AgentUsage,
+    Approval,
+    AttentionItem,
+    Message,
+    Question,
+    UsageHour,
+    WireModel,
+)
 
 
 class Sent(WireModel):
@@ -99,6 +108,16 @@ class AttentionChanged(WireModel):
     items: list[AttentionItem]
 
 
+class UsageChanged(WireModel):
+    """An agent's turn was counted: its spend per window, the hive's (agent `*`), and its
+    last 24 hours hour by hour (the dashboard's usage panel)."""
+
+    kind: Literal["usage_changed"] = "usage_changed"
+    agent: str
+    usage: list[AgentUsage]
+    hourly: list[UsageHour]
+
+
 class Resync(WireModel):
     """The subscriber fell behind and was cut off; refetch the snapshot."""
 
@@ -118,6 +137,7 @@ DashboardEvent = Annotated[
     | TransientSet
     | TransientCleared
     | ContainerStateChanged
+    | UsageChanged
     | ContainerRemoved
     | AttentionChanged
     | Resync,

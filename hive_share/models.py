@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hive_share.base import (
     AgentName,
@@ -116,6 +116,10 @@ class AgentInfo(WireModel):
     status: str = ""
     """The agent's own one-line status (`set_status`)."""
     login: LoginStatus = "unknown"
+    login_since: float | None = None
+    """When hive-core was told the current login state (unix seconds); None while unknown."""
+    login_expires_at: float | None = None
+    """When its login stops working by itself, if its credentials say so."""
     deployed_commit: str | None = None
     """The config commit it runs; None for a tombstone or before its first deploy."""
     model: str | None = None
@@ -127,6 +131,8 @@ class AgentInfo(WireModel):
     """Its harness's last reported turn state; None when it is not running."""
     needs_update: bool = False
     """Its harness runs other hyperhive code than hive-core's: `update` rebuilds it."""
+    stuck: list[AttentionKind] = Field(default=[])
+    """The stuck signals active for it now (`stuck_repetition`, `ping_pong`, …): its badges."""
 
 
 class Question(WireModel):

@@ -237,7 +237,7 @@ class UsageReport(WireModel):
     result: Literal["usage"] = "usage"
     now: float
     usage: list[AgentUsage]
-    hourly: list[UsageHour] = Field(default_factory=list)
+    hourly: list[UsageHour] = Field(default=[])
 
 
 class OpenThreads(WireModel):

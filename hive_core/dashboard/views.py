@@ -40,6 +40,7 @@ async def snapshot(s: Services) -> dict[str, Any]:
     inbox = await s.broker.recent(OPERATOR, limit=INBOX_PAGE)
     flow, more = await s.broker.flow(FLOW_PAGE)
     attention = await s.attention.compute() if s.attention is not None else []
+    usage = await s.usage.report(None, None, hourly=True)
     return {
         "seq": seq,
         "version": __version__,
@@ -52,6 +53,7 @@ async def snapshot(s: Services) -> dict[str, Any]:
         "messages": [flow_item(s, m) for m in flow],
         "more_messages": more,
         "attention": [dump(i) for i in attention],
+        "usage": dump(usage),
     }
 
 

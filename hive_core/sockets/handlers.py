@@ -110,8 +110,8 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
                 web_port=record.web_port if record else None,
                 config_root=str(s.settings.agents_dir) if me == MANAGER_NAME else None,
             )
-        case rq.LoginState(state=state, detail=detail):
-            await notices.login_state(s, me, state, detail)
+        case rq.LoginState(state=state, detail=detail, expires_at=expires_at):
+            await notices.login_state(s, me, state, detail, expires_at)
             return rs.Done(detail=f"recorded {me} as {state}")
         case rq.ReportTurnState(state=turn, model=model, model_source=source):
             live = s.liveness
@@ -238,9 +238,7 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             assert_never(req)
 
 
-async def _overview(
-    s: Services, req: rq.Attention | rq.Usage, *, for_manager: bool
-) -> WireModel:
+async def _overview(s: Services, req: rq.Attention | rq.Usage, *, for_manager: bool) -> WireModel:
     """The hive at a glance: the attention list (the manager's without the operator's inbox),
     or what the agents spent."""
     match req:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hive_core import render
@@ -110,6 +112,24 @@ def test_agents_show_the_login_of_running_agents() -> None:
     at = header.index("LOGIN")
     assert alice[at:].split()[0] == "claude_missing"
     assert bob[at:].split()[0] == "-"
+
+
+def test_agents_show_stuck_signals_and_how_long_a_login_has_been_wanting() -> None:
+    now = time.time()
+    rows = [
+        AgentInfo(name="alice", role="agent", state="running", pid=7, alive=True,
+                  stuck=["stuck_repetition", "ping_pong"], login="needs_login",
+                  login_since=now - 125),
+        AgentInfo(name="bob", role="agent", state="running", pid=8, alive=True,
+                  login="logged_in", login_since=now - 9, login_expires_at=now + 7300),
+    ]  # fmt: skip
+    assert render.harness_of(rows[0]) == "alive, stuck: repetition ping_pong"
+    assert render.login_of(rows[0]) in ("needs_login 2m05s", "needs_login 2m06s")
+    assert render.login_of(rows[1]) in (
+        "logged_in, expires in 2h01m",
+        "logged_in, expires in 2h00m",
+    )
+    assert render.harness_of(rows[1]) == "alive"
 
 
 def test_a_proposal_shows_a_diff_stat_and_its_commit() -> None:

@@ -71,11 +71,14 @@ def test_an_answer_in_pieces_is_read_whole_and_checked(path: Path) -> None:
             "alive": False,
             "status": "",
             "login": "unknown",
+            "login_since": None,
+            "login_expires_at": None,
             "deployed_commit": None,
             "model": None,
             "model_source": None,
             "turn_state": None,
             "needs_update": False,
+            "stuck": [],
         }
     ]
 

@@ -317,6 +317,23 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     events.ContainerStateChanged: events.ContainerStateChanged(agent=AGENT),
     events.ContainerRemoved: events.ContainerRemoved(name="alice"),
     events.AttentionChanged: events.AttentionChanged(items=[ATTENTION]),
+    events.UsageChanged: events.UsageChanged(
+        agent="alice",
+        usage=[
+            AgentUsage(
+                agent="*",
+                window="7d",
+                turns=1,
+                input_tokens=1,
+                output_tokens=1,
+                cache_creation_input_tokens=0,
+                cache_read_input_tokens=0,
+                tokens=2,
+                cost_usd=0.0,
+            )
+        ],
+        hourly=[UsageHour(agent="alice", hour=0.0, tokens=2, cost_usd=0.0)],
+    ),
     events.Resync: events.Resync(),
     # records
     Message: MESSAGE,

@@ -8,6 +8,7 @@ import {
   $, backoffDelay, busy, clockTime, countInvisible, createLive, duration, fullTime, getJSON, post, renderVersion, str, ticketed,
   toast, visible, visibleString, vspan,
 } from "./front/ui.js";
+import { createUsage } from "./usage.js";
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,31}$/;
 const HEX40 = /^[0-9a-f]{40}$/i;
@@ -329,7 +330,14 @@ function renderAgentLine(agent, entry) {
   const where = state.backend === "nixos" ? "in its container" : "where its harness runs";
   if (agent.login === "needs_login") chips.appendChild(chip("needs login", "bad", `claude is not logged in ${where}: use "log in" on its page, or hive-core login ${visibleString(name)}`));
   else if (agent.login === "claude_missing") chips.appendChild(chip("claude missing", "bad", `the claude binary cannot be run ${where}`));
+  else if (agent.login === "logged_in" && typeof agent.login_expires_at === "number" && agent.login_expires_at - nowSec() < 86400) {
+    chips.appendChild(chip("login expiring", "warn", `its Claude Code login stops working at ${fullTime(agent.login_expires_at)}: log in again on its page`));
+  }
   if (agent.needs_update) chips.appendChild(chip("needs update", "warn", "deployed on an older hive-core: update"));
+  for (const kind of Array.isArray(agent.stuck) ? agent.stuck : []) {
+    const label = KIND_LABEL[kind] || visibleString(kind);
+    chips.appendChild(chip(label, "warn", `looks stuck: ${label} (see the attention list)`));
+  }
   if (agent.model) {
     // Where it comes from: a choice made at run time wins over the approved agent.toml.
     const from = { override: "set at run time (overrides agent.toml)", "agent.toml": "from agent.toml", default: "the default (agent.toml names none)" }[agent.model_source] || "";
@@ -377,7 +385,8 @@ function renderAgent(agent) {
   const line = renderAgentLine(agent, entry);
   entry.box.setAttribute("data-state", str(agent.state));
   entry.box.classList.toggle("is-manager", agent.role === "manager");
-  entry.box.classList.toggle("attention", (agent.state === "running" && !agent.alive) || agent.login === "needs_login" || agent.login === "claude_missing");
+  const stuck = Array.isArray(agent.stuck) && agent.stuck.some((k) => STUCK_KINDS.has(k));
+  entry.box.classList.toggle("attention", (agent.state === "running" && !agent.alive) || agent.login === "needs_login" || agent.login === "claude_missing" || stuck);
   if (entry.line) entry.line.replaceWith(line);
   else entry.box.append(line, entry.panel);
   entry.line = line;
@@ -481,6 +490,8 @@ function setAgent(agent, live) {
   }
   scheduleAgents();
 }
+
+const usage = createUsage($("usage-list"), (n) => setCount("usage", n));
 
 function setCount(section, n) {
   const node = document.querySelector(`#${section} .count`);
@@ -808,9 +819,18 @@ const KIND_LABEL = {
   given_up: "gave up",
   needs_login: "needs login",
   claude_missing: "claude missing",
+  login_expiring: "login expiring",
   deploy_failed: "deploy failed",
   needs_update: "outdated",
+  stuck_no_progress: "no progress",
+  stuck_repetition: "repeating",
+  stuck_burn: "burning tokens",
+  ping_pong: "ping-pong",
+  silent: "silent",
+  over_budget: "over budget",
+  budget_warning: "budget",
 };
+const STUCK_KINDS = new Set(["stuck_no_progress", "stuck_repetition", "stuck_burn", "ping_pong", "silent"]);
 
 /** Scroll to `node` and outline it for a moment. */
 function reveal(node) {
@@ -871,7 +891,8 @@ function itemActions(item) {
     case "deploy_failed":
       out.push(itemButton("log", `${name}'s log`, () => showLog(name)));
       break;
-    case "needs_login": {
+    case "needs_login":
+    case "login_expiring": {
       const agent = state.agents.get(name);
       if (agent && agent.state === "running") {
         const link = agentPageLink(agent);
@@ -880,6 +901,28 @@ function itemActions(item) {
       }
       break;
     }
+    case "over_budget": {
+      const a = state.approvals.get(ref);
+      if (a && a.status === "pending") {
+        out.push(confirmButton(el("button", { text: "allow more", attrs: { type: "button", "data-action": "approve", title: `approve ${ref}: raise the limit for this window` } }),
+          (btn) => busy(btn, () => post(`/api/approvals/${encodeURIComponent(ref)}/approve`, {}))));
+        out.push(itemButton("show", "its card, with deny", () => reveal(ui.approvalNodes.get(ref))));
+      }
+      break;
+    }
+    case "stuck_no_progress":
+    case "stuck_repetition":
+    case "stuck_burn":
+    case "ping_pong":
+    case "silent":
+      out.push(itemButton("cancel turn", `cancel ${name}'s turn (its unseen messages stay queued)`,
+        (btn) => busy(btn, () => post(agentPath(name, "cancel"), {}))));
+      out.push(itemButton("new session", `start ${name}'s next turn in a new session`,
+        (btn) => busy(btn, () => post(agentPath(name, "new-session"), {}))));
+      out.push(confirmButton(el("button", { cls: "danger", text: "stop", attrs: { type: "button", "data-action": "stop", title: `stop ${name}` } }),
+        (btn) => busy(btn, () => post(agentPath(name, "stop"), {}))));
+      out.push(itemButton("log", `${name}'s log`, () => showLog(name)));
+      break;
     case "needs_update":
       out.push(itemButton("update all", "queue an update of every outdated agent", (btn) => busy(btn, () => post("/api/update", {}))));
       break;
@@ -1344,6 +1387,7 @@ function applySnapshot(snap) {
   renderQuestions();
   renderInbox();
   setAttention(snap.attention);
+  usage.reset(snap.usage);
   flow.reset((Array.isArray(snap.messages) ? snap.messages : []).map((m) => ({ ...m, state: m.state in STATE_RANK ? m.state : "queued" })), Boolean(snap.more_messages));
   updatePrompt();
 }
@@ -1441,6 +1485,9 @@ function handleEvent(ev) {
     case "attention_changed":
       setAttention(ev.items);
       break;
+    case "usage_changed":
+      usage.apply(ev);
+      return;
     case "container_removed":
       if (typeof ev.name === "string" && state.agents.delete(ev.name)) scheduleAgents();
       return;
