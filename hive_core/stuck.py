@@ -13,7 +13,8 @@ when its cause does:
   with no operator message to or from either and no tool but messaging in their turns; it
   ends when the pair's count in the window falls back, or when either stops running.
 - `silent`: a running, idle agent has had messages queued for `silent_minutes` and started
-  no turn since; it ends when it starts a turn or its queue empties.
+  no turn since (one that needs a login or is held by its budget has an item of its own);
+  it ends when it starts a turn or its queue empties.
 
 Thresholds are hive-core's settings, overridden per agent by the deployed agent.toml's
 `[stuck]` table (`s.configs`); the harness gets its own with `watch_limits`.
@@ -256,6 +257,8 @@ class StuckWatch:
                 continue
             if self._s.liveness.login.get(name) in ("needs_login", "claude_missing"):
                 continue  # the login item says why; it is not stuck
+            if await self._s.usage.budgets.held(name):
+                continue  # held by its budget: the over_budget item says why
             detail = f"messages queued for {waiting / 60:.0f} min and no turn started"
             self._silent[name] = Signal("silent", name, sent_at, detail)
             logger.warning("%s looks stuck: %s", name, detail)

@@ -229,3 +229,18 @@ async def test_thresholds_come_from_settings_and_the_deployed_agent_toml(
         assert limits.burn_tokens == 2_000_000  # not overridden: the setting
         (applied / "agent.toml").write_text("[stuck]\nrepeat = 1\n")  # invalid since deployed
         assert h.watch.limits("alice").repeat == 5  # the defaults, with a warning logged
+
+
+async def test_an_agent_held_by_its_budget_is_not_silent(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    async with hive(db, clock, tmp_path) as h:
+        await h.s.usage.budgets.ensure_loaded()
+        h.s.usage.budgets._held.add("carol")  # what reaching its limit does
+        await h.send("alice", "carol")
+        clock.advance(h.s.settings.silent_minutes * 60 + 1)
+        await h.watch.tick()
+        assert [k for k in await h.kinds() if k[0] == "silent"] == []
+        h.s.usage.budgets._held.discard("carol")
+        await h.watch.tick()
+        assert [k for k in await h.kinds() if k[0] == "silent"] == [("silent", "carol")]
