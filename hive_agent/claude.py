@@ -122,6 +122,8 @@ class ClaudeProcess:
     """
 
     invocation: Invocation
+    on_spent: Callable[[int], None] | None = None
+    """Hears the tokens each assistant message spends, as claude prints it (`TurnObserver`)."""
     proc: anyio.abc.Process | None = None
     cancelled: bool = False
     killed: bool = False
@@ -136,7 +138,7 @@ class ClaudeProcess:
             FileNotFoundError / PermissionError: the claude binary cannot be run.
         """
         inv = self.invocation
-        observer = TurnObserver()
+        observer = TurnObserver(on_spent=self.on_spent)
         self.proc = proc = await anyio.open_process(
             [*death_guard(), *inv.argv()],
             cwd=inv.cwd,

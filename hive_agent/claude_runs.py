@@ -33,6 +33,7 @@ class ClaudeRuns:
         emit: Callable[[LiveEvent], Awaitable[None]],
         set_state: Callable[[TurnState], Awaitable[None]],
         report_login: Callable[[LoginReport, str], Awaitable[None]],
+        spent: Callable[[int], None] | None = None,
     ) -> None:
         self._settings = settings
         self._env = env
@@ -42,6 +43,8 @@ class ClaudeRuns:
         self._emit = emit
         self._set_state = set_state
         self._report_login = report_login
+        self._spent = spent
+        """Hears each run's token spend as it streams (the stuck watch's burn signal)."""
         self.current: ClaudeProcess | None = None
 
     async def run(
@@ -103,7 +106,7 @@ class ClaudeRuns:
         inv = invocation.build(
             self._settings, self._env, config, self._mcp_socket, prompt, model, continue_session
         )
-        self.current = ClaudeProcess(inv)
+        self.current = ClaudeProcess(inv, on_spent=self._spent)
         try:
             return await self.current.run(self._emit)
         except OSError as exc:

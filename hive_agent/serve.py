@@ -48,6 +48,9 @@ PRUNE_INTERVAL = 3600.0
 STOP_GRACE = 10.0
 PAGE_GRACE = 2.0
 """Seconds the agent page has to close its connections when the harness stops."""
+USAGE_GRACE = 2.0
+"""Seconds a turn-usage report under way has to end when the harness stops (what it leaves
+unsent goes at the next start)."""
 PAGE_START_WAIT = 10.0
 """Seconds a login code for the page waits for the page to be built (its web stack is
 imported in a thread once the harness is up)."""
@@ -246,6 +249,7 @@ async def _run(
     )  # fmt: skip
     await report_alive(settings, report)
     logger.info("%s (%s) is up, pid %d", settings.agent_name, settings.role, os.getpid())
+    await harness.in_touch()  # the stuck limits before the first turn; usage left unsent
     turns = _Task(functools.partial(harness.serve, stopping))
     tg.start_soon(turns.run)
     tg.start_soon(_prune_loop, history, stats)
@@ -266,6 +270,8 @@ async def _run(
         if not await turns.end_within(STOP_GRACE):
             logger.warning("turn did not wind down in %.0fs", STOP_GRACE)
     turns.scope.cancel()  # idle in a long-poll: the lease ends with the connection
+    if not await harness.usage.wind_down(USAGE_GRACE):
+        logger.warning("turn usage unsent after %.0fs: it goes at the next start", USAGE_GRACE)
     if not await page_task.end_within(PAGE_GRACE):
         logger.warning("the agent page did not close within %.0fs", PAGE_GRACE)
     await login_session.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,14 @@ logger = logging.getLogger(__name__)
 
 KNOWN_QUIET = {"rate_limit_event", "stream_event", "control_response"}
 """Known line types that carry nothing for the operator."""
+SPENT = ("input_tokens", "cache_creation_input_tokens", "output_tokens")
+"""The usage fields a turn's spend counts (the budgets' and the burn signal's); cache reads
+are left out: they cost a tenth and are re-read on every call."""
+
+
+def _count(value: Any) -> int:
+    """A token count from a usage field; anything but a non-negative integer counts 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _text_of(content: Any) -> str:
@@ -30,7 +39,10 @@ def _text_of(content: Any) -> str:
 
 @dataclass
 class TurnObserver:
-    """Accumulates one claude process's output: events out, facts kept."""
+    """Accumulates one claude process's output: events out, facts kept.
+
+    `on_spent`, when set, hears each increase of `spent_tokens` as it is seen (the stuck
+    watch's burn signal), long before the `result` line sums the run up."""
 
     session_id: str | None = None
     model: str | None = None
@@ -41,6 +53,12 @@ class TurnObserver:
     context_tokens: int = 0
     mcp_servers: dict[str, str] = field(default_factory=dict)
     malformed_lines: int = 0
+    spent_tokens: int = 0
+    """Input + cache-creation + output tokens of the assistant messages seen so far."""
+    on_spent: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
+    _message_spend: dict[str, int] = field(default_factory=dict, repr=False)
+    """Spend per message id: claude prints one `assistant` line per content block, each
+    with its message's usage, so a message counts once (its largest figure)."""
 
     def feed(self, line: bytes) -> list[LiveEvent]:
         """Parse one stdout line into zero or more live events."""
@@ -113,11 +131,12 @@ class TurnObserver:
         message = data.get("message") or {}
         events: list[LiveEvent] = []
         usage = message.get("usage") or {}
-        if usage and message.get("model") != "<synthetic>":
+        if isinstance(usage, dict) and usage and message.get("model") != "<synthetic>":
             self.context_tokens = sum(
                 int(usage.get(k) or 0)
                 for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
             )
+            self._spend(message.get("id"), sum(_count(usage.get(k)) for k in SPENT))
         for block in message.get("content") or []:
             if not isinstance(block, dict):
                 continue
@@ -136,6 +155,17 @@ class TurnObserver:
                 )
                 events.append(live.TurnStateChanged(state="tool"))
         return events
+
+    def _spend(self, message_id: Any, spend: int) -> None:
+        """Count a message's spend once, however many lines carry it."""
+        if isinstance(message_id, str) and message_id:
+            before = self._message_spend.get(message_id, 0)
+            self._message_spend[message_id] = max(before, spend)
+            spend -= before
+        if spend > 0:
+            self.spent_tokens += spend
+            if self.on_spent is not None:
+                self.on_spent(spend)
 
     def _user(self, data: dict[str, Any]) -> list[LiveEvent]:
         message = data.get("message") or {}

@@ -12,7 +12,8 @@ that the cancel cancels.
 `Harness` owns the turn state, the controls and the loop; beside it: the waits and
 backoffs (`retry.py`), a turn's claude runs with their compactions (`claude_runs.py`),
 what each run is built from (`invocation.py`), what a turn leaves behind
-(`turn_record.py`), and what hive-core hears of the harness (`reports.py`).
+(`turn_record.py`), and what hive-core hears of the harness (`reports.py`; a turn that
+looks stuck, `stuck_watch.py`; what each turn cost, `usage_report.py`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from hive_agent.mcp_host import McpHost
 from hive_agent.model import InvalidModel, ModelStore
 from hive_agent.reports import LoginReporter, StateReport, StateReporter
 from hive_agent.settings import HarnessSettings
+from hive_agent.stuck_watch import StuckWatch
 from hive_agent.turn_record import TurnResult, TurnStart
 from hive_agent.turn_stats import TurnStats
+from hive_agent.usage_report import UsageReporter
 from hive_agent.wake import render_wake
 from hive_share import agent_config, live
 from hive_share import requests as rq
@@ -100,9 +103,17 @@ class Harness:
         """Set by `cancel()` while items are being worked on; ends the current turn."""
         self._interruptible: anyio.CancelScope | None = None
         """The scope of the turn's wait under way, which a cancel cancels."""
+        self.watch = StuckWatch(
+            settings.socket,
+            tasks,
+            lambda signals: tasks.start_soon(self.emit, live.StuckChanged(signals=signals)),
+        )
+        """The running turn's stuck signals, and the limits hive-core set for them."""
+        self.usage = UsageReporter(settings.socket, stats, tasks)
+        """What each turn cost, sent to hive-core until it has it."""
         self._runs = ClaudeRuns(
             settings, self.env, self.mcp.path, lambda: self._cancel_asked,
-            self.emit, self._set_state, self._login.report,
+            self.emit, self._set_state, self._login.report, self.watch.spent,
         )  # fmt: skip
         self._waiting_to_retry = False
         """True while a failed turn's items wait out the backoff before their retry."""
@@ -124,6 +135,7 @@ class Harness:
     # -- events -------------------------------------------------------------
 
     async def emit(self, event: LiveEvent) -> None:
+        self.watch.saw(event)
         await self.history.publish(event, self.turn_id)
         if isinstance(event, live.Note):
             logger.info("note: %s", event.text[:500])
@@ -244,15 +256,26 @@ class Harness:
     async def serve(self, stopping: anyio.Event) -> None:
         """Long-poll the inbox and run a turn per batch of items until `stopping`."""
         backoff = retry.RECONNECT_FIRST
+        lost = False
         while not stopping.is_set():
             try:
                 async with HiveClient(self.settings.socket) as core:
                     backoff = retry.RECONNECT_FIRST
+                    if lost:  # hive-core may have restarted: new limits, usage it lacks
+                        lost = False
+                        self._tasks.start_soon(self.in_touch)
                     await self._inbox_loop(core, stopping)
             except ClientError as exc:
                 logger.warning("lost hive-core (%s); reconnecting in %.1fs", exc, backoff)
+                lost = True
                 await retry.wait_or_stop(stopping, backoff)
                 backoff = retry.next_reconnect(backoff)
+
+    async def in_touch(self) -> None:
+        """hive-core is (again) reachable: ask it for the stuck limits, send it the turn
+        usage it lacks."""
+        await self.watch.load_limits()
+        self.usage.flush()
 
     async def _inbox_loop(self, core: HiveClient, stopping: anyio.Event) -> None:
         done: list[int] = []  # the last turn's items: the next recv acks them
@@ -364,15 +387,18 @@ class Harness:
             await self.emit(live.Note(text=f"cannot run a turn: {problem}"))
             result = TurnResult("error", problem, attempts=0, received=False)
             return await self._finish(turn, [], result)
-        with self._interruptible_wait():  # a cancel ends these at once (the turn then ends)
-            await self.mcp.start()
-            await self._login.probe_once(self.settings.claude_bin, lambda: self.claude_env(config))
         runs: list[RunOutcome] = []
-        prompt = render_wake(items, cancelled=self._cancelled)
-        compact_first = self.compact_next and not new_session
-        if compact_first:
-            self.compact_next = False
-        result = await self._runs.run(prompt, model, new_session, compact_first, config, runs)
+        async with self.watch.turn(self.turn_id):
+            with self._interruptible_wait():  # a cancel ends these at once (the turn then ends)
+                await self.mcp.start()
+                await self._login.probe_once(
+                    self.settings.claude_bin, lambda: self.claude_env(config)
+                )
+            prompt = render_wake(items, cancelled=self._cancelled)
+            compact_first = self.compact_next and not new_session
+            if compact_first:
+                self.compact_next = False
+            result = await self._runs.run(prompt, model, new_session, compact_first, config, runs)
         if result.kind in RETRYABLE and new_session:
             self.new_session_next = True  # the retry must still start afresh
         await self._login.after_turn(result.kind, result.detail)
@@ -382,6 +408,7 @@ class Harness:
         self, turn: TurnStart, runs: list[RunOutcome], result: TurnResult
     ) -> TurnResult:
         await turn_record.record(turn, runs, result, self.stats, self.settings.socket, self.emit)
+        self.usage.flush()  # this turn's row, and any an earlier failed send left behind
         await self._set_state("idle")
         async with self._changed:
             self.turns_run += 1

@@ -2,6 +2,11 @@
 
 Rows are kept 90 days (`hive_share.retention.TURNS`): the harness prunes them hourly while it
 runs (`prune`), hive-core when it does not (`hive_core/events_vacuum.py`).
+
+`reported` says whether hive-core has the row's figures (`turn_usage`, `usage_report.py`):
+`PENDING` until it answered, then `REPORTED`, or `REFUSED` when it refused the row as
+invalid (never resent). A file from before the column gets it with every existing row
+`REPORTED`: an upgrade does not send hive-core its history.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import aiosqlite
 
@@ -17,6 +22,12 @@ from hive_share.retention import TURNS
 
 STATS_FILE = TURNS.file
 KEEP_SECONDS = TURNS.keep_seconds
+
+Reported = Literal[0, 1, 2]
+"""The values of `reported`: hive-core has not got the row yet, has it, refused it."""
+PENDING: Final = 0
+REPORTED: Final = 1
+REFUSED: Final = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -43,10 +54,20 @@ CREATE TABLE IF NOT EXISTS turns (
     permission_denials TEXT NOT NULL,
     permission_denial_count INTEGER NOT NULL,
     open_threads_count INTEGER,
-    open_reminders_count INTEGER
+    open_reminders_count INTEGER,
+    reported INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS turns_ended_at ON turns(ended_at);
 """
+ADD_REPORTED = "ALTER TABLE turns ADD COLUMN reported INTEGER NOT NULL DEFAULT 1"
+"""A file from before the column: its rows count as reported (new rows say otherwise)."""
+UNREPORTED_INDEX = "CREATE INDEX IF NOT EXISTS turns_unreported ON turns(id) WHERE reported = 0"
+USAGE_COLUMNS = (
+    "turn_id", "started_at", "ended_at", "model", "result_kind", "input_tokens",
+    "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd",
+    "tools",
+)  # fmt: skip
+"""What hive-core hears of a turn (`turn_usage`)."""
 
 
 @dataclass
@@ -86,6 +107,10 @@ class TurnStats:
         conn = await aiosqlite.connect(state_dir / STATS_FILE)
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.executescript(SCHEMA)
+        columns = {row[1] async for row in await conn.execute("PRAGMA table_info(turns)")}
+        if "reported" not in columns:
+            await conn.execute(ADD_REPORTED)
+        await conn.execute(UNREPORTED_INDEX)
         await conn.commit()
         return cls(conn)
 
@@ -101,6 +126,7 @@ class TurnStats:
         values["tool_call_count"] = sum(row.tools.values())
         values["new_session"] = int(row.new_session)
         values["duration_ms"] = row.duration_ms
+        values["reported"] = PENDING
         columns = ", ".join(values)
         marks = ", ".join(f":{k}" for k in values)
         await self._conn.execute(f"INSERT INTO turns ({columns}) VALUES ({marks})", values)
@@ -111,3 +137,26 @@ class TurnStats:
         cursor = await self._conn.execute(TURNS.delete, (now - KEEP_SECONDS,))
         await self._conn.commit()
         return cursor.rowcount
+
+    async def unreported(self, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` rows hive-core has not got yet, oldest first: their `USAGE_COLUMNS`,
+        `tools` decoded."""
+        cursor = await self._conn.execute(
+            f"SELECT {', '.join(USAGE_COLUMNS)} FROM turns WHERE reported = ? ORDER BY id LIMIT ?",
+            (PENDING, limit),
+        )
+        rows = [dict(zip(USAGE_COLUMNS, values, strict=True)) for values in await cursor.fetchall()]
+        for row in rows:
+            try:
+                tools = json.loads(row["tools"])
+            except ValueError:
+                tools = {}
+            row["tools"] = tools if isinstance(tools, dict) else {}
+        return rows
+
+    async def mark(self, turn_id: str, reported: Reported) -> None:
+        """Record what hive-core made of the turn's figures."""
+        await self._conn.execute(
+            "UPDATE turns SET reported = ? WHERE turn_id = ?", (reported, turn_id)
+        )
+        await self._conn.commit()

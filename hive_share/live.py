@@ -106,6 +106,14 @@ class TurnStateChanged(WireModel):
     state: TurnState
 
 
+class StuckChanged(WireModel):
+    """The stuck signals active in the running turn changed (empty: none, or the turn
+    ended): the page's stuck badge."""
+
+    kind: Literal["stuck_changed"] = "stuck_changed"
+    signals: list[Literal["no_progress", "repetition", "burn"]]
+
+
 class ReceivedMessage(WireModel):
     id: int
     sender: str
@@ -152,6 +160,7 @@ LiveEvent = Annotated[
     | ModelChanged
     | TokenUsageChanged
     | TurnStateChanged
+    | StuckChanged
     | LoginOutput
     | LoginChanged
     | MessagesReceived,

@@ -210,6 +210,20 @@ function renderLogin() {
   }
 }
 
+const STUCK_LABEL = { no_progress: "no progress", repetition: "repeating", burn: "burning tokens" };
+
+/** The stuck signals the harness sees in the running turn (hive-core's list has the rest). */
+function renderStuck() {
+  const node = $("badge-stuck");
+  const signals = Array.isArray(state.stuck) ? state.stuck.map(str) : [];
+  node.hidden = signals.length === 0;
+  if (signals.length) {
+    const text = signals.map((s) => STUCK_LABEL[s] || visibleString(s)).join(", ");
+    setChip(node, "warn", `this turn looks stuck: ${text} (cancel the turn, or start a new session)`);
+    node.textContent = `stuck: ${text}`;
+  }
+}
+
 // ---------------------------------------------------------------- the login panel
 
 // The harness relays `claude auth login`: its output and state arrive as
@@ -772,7 +786,7 @@ function renderRow(frame) {
 
 // Kinds that only move the badges; they make no log row.
 const BADGE_ONLY = new Set([
-  "status_changed", "token_usage_changed", "turn_state_changed", "login_output", "login_changed", "messages_received",
+  "status_changed", "token_usage_changed", "turn_state_changed", "stuck_changed", "login_output", "login_changed", "messages_received",
 ]);
 
 const term = createTerminal({
@@ -876,6 +890,10 @@ function applyBadges(frame) {
       state.turnState = str(ev.state);
       renderTurnState();
       break;
+    case "stuck_changed":
+      state.stuck = Array.isArray(ev.signals) ? ev.signals : [];
+      renderStuck();
+      break;
     case "login_output":
     case "login_changed":
       applyLogin(ev);
@@ -909,6 +927,7 @@ function applySnapshot(snap) {
   state.turnState = str(snap.turn_state) || "idle";
   state.turnsRun = num(snap.turns_run);
   state.login = str(snap.login) || "unknown";
+  state.stuck = Array.isArray(snap.stuck) ? snap.stuck : [];
   state.contextTokens = num(snap.context_tokens);
   state.contextWindow = num(snap.context_window);
   state.usage = snap.usage && typeof snap.usage === "object" ? snap.usage : {};
@@ -926,6 +945,7 @@ function applySnapshot(snap) {
   renderContext();
   renderLastTurn();
   renderLogin();
+  renderStuck();
   const session = snap.login_session && typeof snap.login_session === "object" ? snap.login_session : {};
   loginPanel.state = str(session.state) || "idle";
   loginPanel.url = loginPanel.state === "running" ? session.url || null : null;

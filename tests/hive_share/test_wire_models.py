@@ -300,6 +300,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         context_tokens=1200, usage=live.TokenUsage(input_tokens=1000, output_tokens=7)
     ),
     live.TurnStateChanged: live.TurnStateChanged(state="tool"),
+    live.StuckChanged: live.StuckChanged(signals=["repetition", "burn"]),
     # dashboard events
     events.Sent: events.Sent(message=MESSAGE),
     events.Delivered: events.Delivered(recipient="bob", ids=[1, 2], delivered_at=1.5),
