@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -16,6 +17,35 @@ from hive_share.models import LoginReport
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 15.0
+CREDENTIALS_MAX = 64 * 1024
+"""Bytes of Claude Code's credentials file read for its expiry."""
+
+
+def credentials_expiry(env: Mapping[str, str]) -> float | None:
+    """When the login in Claude Code's credentials file stops working by itself (unix
+    seconds): its OAuth token's `expiresAt`, but only when the file holds no refresh token,
+    since with one Claude Code renews the token itself. None when credentials come from the
+    environment, when there is no such file, or when it says nothing of the kind."""
+    if env.get("ANTHROPIC_API_KEY") or env.get("CLAUDE_CODE_OAUTH_TOKEN"):
+        return None
+    config = env.get("CLAUDE_CONFIG_DIR") or os.path.join(env.get("HOME", "/"), ".claude")
+    try:
+        fd = os.open(os.path.join(config, ".credentials.json"), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(CREDENTIALS_MAX + 1)
+    try:
+        data = json.loads(raw) if len(raw) <= CREDENTIALS_MAX else None
+    except ValueError:
+        return None
+    oauth = data.get("claudeAiOauth") if isinstance(data, dict) else None
+    if not isinstance(oauth, dict) or oauth.get("refreshToken"):
+        return None
+    expires = oauth.get("expiresAt")
+    if isinstance(expires, bool) or not isinstance(expires, int | float) or expires <= 0:
+        return None
+    return float(expires) / 1000  # milliseconds in the file
 
 
 def why_not_runnable(claude_bin: str, env: Mapping[str, str]) -> str:

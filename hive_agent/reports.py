@@ -72,15 +72,24 @@ class LoginReporter:
     """The login state hive-core knows; a failed report leaves it unchanged, so the next
     report (at the latest, the next turn's) sends it again."""
 
-    def __init__(self, socket: Path, emit: Callable[[LiveEvent], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        socket: Path,
+        emit: Callable[[LiveEvent], Awaitable[None]],
+        expiry: Callable[[], float | None] = lambda: None,
+    ) -> None:
         self._socket = socket
         self._emit = emit
+        self._expiry = expiry
+        """When a working login stops working by itself, if its credentials say so."""
         self.state: LoginStatus = "unknown"
+        self.expires_at: float | None = None
 
     async def report(self, state: LoginReport, detail: str) -> None:
         """Tell hive-core (and the page, in a note when a login is needed or claude cannot
-        run) the login state, when it changed."""
-        if state == self.state:
+        run) the login state, with its expiry when it has one, when either changed."""
+        expires_at = self._expiry() if state == "logged_in" else None
+        if (state, expires_at) == (self.state, self.expires_at):
             return
         if state == "needs_login":
             await self._emit(live.Note(text=f"Claude Code needs a login: {detail}"))
@@ -88,13 +97,14 @@ class LoginReporter:
             await self._emit(live.Note(text=f"Claude Code cannot be run: {detail}"))
         try:
             async with HiveClient(self._socket) as core:
-                await core.call(
-                    rq.LoginState(cmd="login_state", state=state, detail=detail[:1000]), rs.Done
+                report = rq.LoginState(
+                    cmd="login_state", state=state, detail=detail[:1000], expires_at=expires_at
                 )
+                await core.call(report, rs.Done)
         except ClientError as exc:
             logger.warning("could not report login state %s (will retry): %s", state, exc)
             return
-        self.state = state  # only once hive-core knows; otherwise the next turn reports again
+        self.state, self.expires_at = state, expires_at  # only once hive-core knows it
 
     async def probe_once(self, claude_bin: str, env: Callable[[], dict[str, str]]) -> None:
         """While the login state is unknown, find it out (the environment's credentials,

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import anyio
 import anyio.abc
 
-from hive_agent import invocation, retry, turn_record
+from hive_agent import invocation, login, retry, turn_record
 from hive_agent.classify import RETRYABLE
 from hive_agent.claude import ClaudeProcess, RunOutcome
 from hive_agent.claude_runs import ClaudeRuns
@@ -90,7 +90,9 @@ class Harness:
         self.state: TurnState = "idle"
         self.new_session_next = False
         self.compact_next = False
-        self._login = LoginReporter(settings.socket, self.emit)
+        self._login = LoginReporter(
+            settings.socket, self.emit, lambda: login.credentials_expiry(self.login_env())
+        )
         self.turn_id: str | None = None
         self.turns_run = 0
         self.busy = False

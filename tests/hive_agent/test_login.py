@@ -1,8 +1,12 @@
-"""The login probe tells a missing Claude Code apart from a missing login."""
+"""The login probe tells a missing Claude Code apart from a missing login, and reads when a
+login that cannot renew itself expires."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from hive_agent import login
 
@@ -41,3 +45,33 @@ async def test_credentials_in_the_environment_count_once_claude_runs(tmp_path: P
     script.chmod(0o755)
     state, _ = await login.probe(str(script), {"CLAUDE_CODE_OAUTH_TOKEN": "t"})
     assert state == "logged_in"
+
+
+def _credentials(config: Path, oauth: object) -> dict[str, str]:
+    config.mkdir(parents=True, exist_ok=True)
+    (config / ".credentials.json").write_text(json.dumps({"claudeAiOauth": oauth}))
+    return {"CLAUDE_CONFIG_DIR": str(config), "PATH": "/usr/bin"}
+
+
+def test_a_login_that_cannot_renew_itself_reports_its_expiry(tmp_path: Path) -> None:
+    env = _credentials(tmp_path / "c", {"accessToken": "t", "expiresAt": 1_900_000_000_000})
+    assert login.credentials_expiry(env) == 1_900_000_000.0
+
+
+def test_a_login_with_a_refresh_token_or_from_the_environment_has_no_expiry(
+    tmp_path: Path,
+) -> None:
+    oauth = {"accessToken": "t", "refreshToken": "r", "expiresAt": 1_900_000_000_000}
+    env = _credentials(tmp_path / "c", oauth)
+    assert login.credentials_expiry(env) is None  # Claude Code renews it itself
+    env = _credentials(tmp_path / "d", {"accessToken": "t", "expiresAt": 1_900_000_000_000})
+    assert login.credentials_expiry({**env, "ANTHROPIC_API_KEY": "k"}) is None
+
+
+@pytest.mark.parametrize(
+    "content", ["not json", "[]", '{"claudeAiOauth": {"expiresAt": "soon"}}', "{}"]
+)
+def test_credentials_that_say_nothing_usable_give_no_expiry(tmp_path: Path, content: str) -> None:
+    (tmp_path / ".credentials.json").write_text(content)
+    assert login.credentials_expiry({"CLAUDE_CONFIG_DIR": str(tmp_path)}) is None
+    assert login.credentials_expiry({"CLAUDE_CONFIG_DIR": str(tmp_path / "none")}) is None

@@ -45,7 +45,7 @@ function chart(hours, now) {
   }
   const top = Math.max(...values, 1);
   const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", `0 0 ${HOURS * 4} 20`);
+  svg.setAttribute("viewBox", `0 0 ${HOURS * 3} 20`);
   svg.setAttribute("class", "spark");
   svg.setAttribute("role", "img");
   const total = values.reduce((a, b) => a + b, 0);
@@ -54,9 +54,9 @@ function chart(hours, now) {
     if (!v) return;
     const height = Math.max(1, Math.round((v / top) * 20));
     const bar = document.createElementNS(SVG, "rect");
-    bar.setAttribute("x", String(i * 4));
+    bar.setAttribute("x", String(i * 3));
     bar.setAttribute("y", String(20 - height));
-    bar.setAttribute("width", "3");
+    bar.setAttribute("width", "2");
     bar.setAttribute("height", String(height));
     const tip = document.createElementNS(SVG, "title");
     tip.textContent = `${tokens(v)} tokens, ${HOURS - 1 - i} h ago`;
