@@ -28,6 +28,7 @@ Control = (
     | rq.Events
     | rq.TurnStatus
     | rq.WebCode
+    | rq.HiveSignals
     | rq.LoginControl
 )
 ControlHandler = Callable[[Control], Awaitable[WireModel]]

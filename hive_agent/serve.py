@@ -150,6 +150,9 @@ class _Controls:
             case rq.Events(after=after, limit=limit, wait_seconds=wait):
                 rows = await self.history.events(after, limit, wait)
                 return rs.TurnEvents(events=[rs.TurnEvent(**row) for row in rows])
+            case rq.HiveSignals(signals=signals):
+                harness.watch.hive_says(list(signals))
+                return rs.Done(detail=f"noted {', '.join(signals) or 'no signals'}")
             case rq.WebCode(code=code, send_token=send_token):
                 return rs.Done(detail=(await self.built_page()).add_code(code, send_token))
             case rq.LoginStart() | rq.LoginCode() | rq.LoginCancel() | rq.LoginStatus():

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -38,6 +38,9 @@ from hive_share import responses as rs
 from hive_share.base import StuckSignal
 from hive_share.client import ClientError, HiveClient, RemoteError
 from hive_share.live import LiveEvent
+
+HiveSignal = Literal["ping_pong", "silent"]
+"""The signals hive-core sees for an agent and tells its harness."""
 
 logger = logging.getLogger(__name__)
 
@@ -224,13 +227,16 @@ class StuckWatch:
         self,
         socket: Path,
         tasks: anyio.abc.TaskGroup,
-        on_change: Callable[[list[StuckSignal]], object] = lambda signals: None,
+        on_change: Callable[[list[StuckSignal | HiveSignal]], object] = lambda signals: None,
     ) -> None:
         self._socket = socket
         self._tasks = tasks
         self._on_change = on_change
         """Told the signals active in the running turn whenever they change."""
         self.active: list[StuckSignal] = []
+        """The signals raised in the running turn and not over."""
+        self.hive: list[HiveSignal] = []
+        """The signals hive-core sees for this agent (`hive_signals`)."""
         self.limits = DEFAULT_LIMITS
         """What hive-core last said; its defaults until it said anything."""
         self._told_fallback = False
@@ -239,6 +245,16 @@ class StuckWatch:
         """Set by progress: the timer re-arms."""
         self._queue: deque[rq.ReportStuck] = deque()
         self._sending = False
+
+    def shown(self) -> list[StuckSignal | HiveSignal]:
+        """Every active signal: the turn's, then hive-core's (the page's badge)."""
+        return [*self.active, *self.hive]
+
+    def hive_says(self, signals: list[HiveSignal]) -> None:
+        """hive-core's signals for this agent, whole."""
+        if signals != self.hive:
+            self.hive = signals
+            self._on_change(self.shown())
 
     async def load_limits(self) -> Limits:
         """Ask hive-core for the limits (`watch_limits`); when it cannot say (an older
@@ -279,7 +295,7 @@ class StuckWatch:
             self._turn = None
             if self.active:
                 self.active = []
-                self._on_change([])
+                self._on_change(self.shown())
 
     def saw(self, event: LiveEvent) -> None:
         """An event of the running turn (ignored between turns)."""
@@ -324,7 +340,7 @@ class StuckWatch:
                 active.remove(report.signal)
         if active != self.active:
             self.active = active
-            self._on_change(list(active))
+            self._on_change(self.shown())
         self._queue.extend(reports)
         if not self._sending:
             self._sending = True

@@ -56,7 +56,7 @@ async def snapshot(ctx: PageContext) -> dict[str, Any]:
         "model_source": harness.model_source(),
         "status": status,
         "turn_state": harness.state,
-        "stuck": harness.watch.active,
+        "stuck": harness.watch.shown(),
         "turns_run": harness.turns_run,
         "login": harness.login,
         "context_tokens": usage["context_tokens"] if usage else 0,

@@ -26,11 +26,14 @@ import logging
 import sqlite3
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 import anyio
+from anyio.abc import TaskGroup
 
 from hive_core import agent_info, notices
 from hive_core.housekeeping import COORDINATION_TICK, periodic
+from hive_core.liveness import harness_call
 from hive_core.services import Services
 from hive_share import helper
 from hive_share import requests as rq
@@ -52,6 +55,8 @@ TURN_SIGNALS: dict[str, AttentionKind] = {
 MESSAGING_TOOLS = "mcp__hyperhive__"
 """Tools whose names start with this are the hive's own (send, recv, ask, …): a turn that
 called only these did nothing but talk."""
+HARNESS_WAIT = 5.0
+"""Seconds a harness gets to take note of hive-core's signals for its agent."""
 ACTION = "hive-core cancel {0}; or hive-core new-session {0}; or hive-core stop {0}"
 
 
@@ -87,6 +92,8 @@ class StuckWatch:
         """When the operator last sent to or heard from each agent."""
         self._busy_at: dict[str, float] = {}
         """When each agent last ended a turn that called a tool other than messaging."""
+        self._tg: TaskGroup | None = None
+        """The group `run` keeps: the notes to the harnesses are its tasks."""
         self._pong: dict[tuple[str, str], Signal] = {}
         self._silent: dict[str, Signal] = {}
 
@@ -143,7 +150,7 @@ class StuckWatch:
         elif state != "idle" and before == "idle":
             self._turn_started[agent] = self._s.clock.now()
             if self._silent.pop(agent, None) is not None:
-                agent_info.publish_state(self._s, agent)
+                self._changed(agent)
 
     def _end_turn(self, agent: str) -> None:
         self._told = {t for t in self._told if t[0] != agent}
@@ -179,6 +186,7 @@ class StuckWatch:
         """Follow the bus (sends between agents, the operator's messages) and tick for the
         queues and the pairs' windows, until cancelled."""
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             tg.start_soon(self._follow, name="stuck: bus")
             tg.start_soon(periodic, COORDINATION_TICK, self.tick, "stuck watch", name="stuck")
 
@@ -235,13 +243,13 @@ class StuckWatch:
             self._pong[pair] = sig = Signal("ping_pong", a, times[0], detail, peer=b)
             logger.warning("%s and %s look stuck: %s", a, b, detail)
             for name in pair:
-                agent_info.publish_state(self._s, name)
+                self._changed(name)
             event = helper.Stuck(agent=a, signal="ping_pong", detail=sig.detail, peer=b)
             await notices.tell_overseer(self._s, a, event)
         elif not bouncing and had is not None:
             del self._pong[pair]
             for name in pair:
-                agent_info.publish_state(self._s, name)
+                self._changed(name)
 
     async def _check_silent(self) -> None:
         running = [n for n, state in self._s.liveness.turn_state.items() if state == "idle"]
@@ -249,7 +257,7 @@ class StuckWatch:
         now = self._s.clock.now()
         for name in set(self._silent) - set(oldest):
             del self._silent[name]  # its queue emptied, or it is no longer idle and running
-            agent_info.publish_state(self._s, name)
+            self._changed(name)
         for name, sent_at in oldest.items():
             waiting = now - sent_at
             started = self._turn_started.get(name, 0.0)
@@ -262,10 +270,35 @@ class StuckWatch:
             detail = f"messages queued for {waiting / 60:.0f} min and no turn started"
             self._silent[name] = Signal("silent", name, sent_at, detail)
             logger.warning("%s looks stuck: %s", name, detail)
-            agent_info.publish_state(self._s, name)
+            self._changed(name)
             await notices.tell_overseer(
                 self._s, name, helper.Stuck(agent=name, signal="silent", detail=detail)
             )
+
+    def _changed(self, agent: str) -> None:
+        """hive-core's own signals for `agent` changed: its row, and its harness (for the
+        agent's page), hear of it."""
+        agent_info.publish_state(self._s, agent)
+        if self._tg is not None:
+            self._tg.start_soon(self._tell_harness, agent)
+
+    def hive_signals(self, agent: str) -> list[Literal["ping_pong", "silent"]]:
+        """The signals hive-core itself sees for `agent`, as its harness is told them."""
+        found: list[Literal["ping_pong", "silent"]] = []
+        if any(agent in pair for pair in self._pong):
+            found.append("ping_pong")
+        if agent in self._silent:
+            found.append("silent")
+        return found
+
+    async def _tell_harness(self, agent: str) -> None:
+        """Send `agent`'s harness hive-core's signals for it, whole (the latest state at the
+        time of sending); a harness that is not there or does not answer misses it."""
+        request = rq.HiveSignals(cmd="hive_signals", signals=self.hive_signals(agent))
+        try:
+            await harness_call(self._s.settings.harness_socket(agent), request, HARNESS_WAIT)
+        except (OSError, TimeoutError, ValueError) as exc:
+            logger.debug("could not tell %s's harness its signals: %s", agent, exc)
 
     def forget(self, agent: str) -> None:
         """`agent` is gone (destroyed): drop what is kept about it."""

@@ -93,6 +93,15 @@ class LoginStatus(WireModel):
 LoginControl = LoginStart | LoginCode | LoginCancel | LoginStatus
 
 
+class HiveSignals(WireModel):
+    """Harness socket: the stuck signals hive-core sees for this agent (`ping_pong`,
+    `silent`), whole, each time they change: the agent's page shows them beside the ones
+    its harness sees in the turn."""
+
+    cmd: Literal["hive_signals"]
+    signals: list[Literal["ping_pong", "silent"]] = Field(default_factory=list, max_length=2)
+
+
 class WebCode(WireModel):
     """Harness socket: accept `code` once, within 10 minutes, as a login to the agent page
     (hive-core mints it for `login_link` with a name), with a send token for the page."""

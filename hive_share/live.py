@@ -107,11 +107,12 @@ class TurnStateChanged(WireModel):
 
 
 class StuckChanged(WireModel):
-    """The stuck signals active in the running turn changed (empty: none, or the turn
-    ended): the page's stuck badge."""
+    """The stuck signals active for this agent changed: the ones its harness sees in the
+    running turn (gone when it ends) and the ones hive-core sees (`ping_pong`, `silent`);
+    the page's stuck badge."""
 
     kind: Literal["stuck_changed"] = "stuck_changed"
-    signals: list[Literal["no_progress", "repetition", "burn"]]
+    signals: list[Literal["no_progress", "repetition", "burn", "ping_pong", "silent"]]
 
 
 class ReceivedMessage(WireModel):

@@ -40,6 +40,7 @@ from hive_share.harness_requests import (
     Compact,
     Events,
     HarnessLog,
+    HiveSignals,
     LoginCancel,
     LoginCode,
     LoginControl,
@@ -125,6 +126,7 @@ __all__ = [
     "GetOpenThreads",
     "HarnessLog",
     "HarnessRequest",
+    "HiveSignals",
     "HostRequest",
     "Id",
     "IdempotencyKey",
@@ -270,6 +272,7 @@ HarnessRequest = Annotated[
     | Events
     | TurnStatus
     | WebCode
+    | HiveSignals
     | LoginControl,
     Field(discriminator="cmd"),
 ]
@@ -304,6 +307,7 @@ AnyRequest = Annotated[
     | Events
     | TurnStatus
     | WebCode
+    | HiveSignals
     | LoginStart
     | LoginCode
     | LoginCancel

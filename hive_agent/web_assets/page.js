@@ -210,9 +210,11 @@ function renderLogin() {
   }
 }
 
-const STUCK_LABEL = { no_progress: "no progress", repetition: "repeating", burn: "burning tokens" };
+const STUCK_LABEL = {
+  no_progress: "no progress", repetition: "repeating", burn: "burning tokens", ping_pong: "ping-pong", silent: "silent",
+};
 
-/** The stuck signals the harness sees in the running turn (hive-core's list has the rest). */
+/** The stuck signals: the ones the harness sees in the running turn, and hive-core's. */
 function renderStuck() {
   const node = $("badge-stuck");
   const signals = Array.isArray(state.stuck) ? state.stuck.map(str) : [];

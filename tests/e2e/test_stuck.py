@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 
+from hive_share import live
 from hive_share import requests as rq
 from hive_share import responses as rs
+from hive_share.client import HiveClient
 from tests.e2e.dashboard import Frames, act, session, stream
 from tests.e2e.hive import Hive
 from tests.e2e.turns import hive_with, operator_send
@@ -47,6 +49,22 @@ def told_manager(hive: Hive, signal: str) -> list[str]:
     finally:
         db.close()
     return [r[0] for r in rows if f"looks stuck ({signal})" in r[0]]
+
+
+async def page_signals(hive: Hive, name: str, signal: str) -> bool:
+    """Whether `name`'s harness emitted a `stuck_changed` event naming `signal` (its page's
+    badge), following its events (bounded by each long-poll)."""
+    after = 0
+    async with HiveClient(hive.harness_sock(name)) as h:
+        for _ in range(20):
+            got = await h.call(
+                rq.Events(cmd="events", after=after, wait_seconds=5.0), rs.TurnEvents
+            )
+            for row in got.events:
+                after = max(after, row.seq)
+                if isinstance(row.event, live.StuckChanged) and signal in row.event.signals:
+                    return True
+    return False
 
 
 def repeats_whoami(seen: Seen) -> Reply:
@@ -121,6 +139,8 @@ async def test_two_agents_bouncing_messages_raise_ping_pong_and_stop_clears_it()
             (item,) = of_kind(items, "ping_pong")
             assert {item["agent"], *item["summary"].split()} >= {"alice", "bob"}
             assert len(told_manager(hive, "ping pong")) == 1
+            # hive-core tells bob's harness too: its page's badge.
+            assert await page_signals(hive, "bob", "ping_pong")
             assert hive.cli("stop", "alice").returncode == 0
             await attention_until(frames, lambda i: not of_kind(i, "ping_pong"))
         assert hive.cli("stop", "bob").returncode == 0

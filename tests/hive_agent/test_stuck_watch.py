@@ -320,6 +320,24 @@ async def test_the_active_signals_are_told_as_they_change_and_cleared_by_the_tur
     assert told == [["no_progress"], [], ["repetition"], []]
 
 
+async def test_hive_cores_signals_join_the_turns_on_the_badge(sock: Path) -> None:
+    told: list[list[str]] = []
+    with standing_in(sock) as core:
+        with anyio.fail_after(BOUND):
+            async with anyio.create_task_group() as tg:
+                watch = StuckWatch(sock, tg, lambda signals: told.append(list(signals)))
+                watch.limits = Limits(no_progress_seconds=600, repeat=2, burn_tokens=10**6)
+                watch.hive_says(["silent"])
+                watch.hive_says(["silent"])  # the same again: nothing new
+                async with watch.turn("t-1"):
+                    for n in range(2):
+                        watch.saw(live.ToolUse(id=f"toolu_{n}", name="Read", input={}))
+                    await _wait(core, 1)
+                    assert watch.shown() == ["repetition", "silent"]
+                watch.hive_says([])
+    assert told == [["silent"], ["repetition", "silent"], ["silent"], []]
+
+
 async def test_events_and_tokens_between_turns_are_not_watched(sock: Path) -> None:
     with standing_in(sock) as core:
         with anyio.fail_after(BOUND):

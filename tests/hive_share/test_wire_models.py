@@ -126,6 +126,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.Usage: requests.Usage(cmd="usage", agent="alice", window="5h", hourly=True),
     requests.Compact: requests.Compact(cmd="compact"),
     requests.WebCode: requests.WebCode(cmd="web_code", code="c" * 43),
+    requests.HiveSignals: requests.HiveSignals(cmd="hive_signals", signals=["ping_pong"]),
     requests.LoginStart: requests.LoginStart(cmd="login_start"),
     requests.LoginCode: requests.LoginCode(cmd="login_code", code="abc#def"),
     requests.LoginCancel: requests.LoginCancel(cmd="login_cancel"),
@@ -412,7 +413,7 @@ def test_host_socket_does_not_lease_messages_or_report_liveness() -> None:
 def test_harness_socket_answers_pings_and_turn_controls_only() -> None:
     expected = {"version", "ping", "cancel", "new_session", "set_model", "compact", "events"}
     expected |= {"web_code", "login_start", "login_code", "login_cancel", "login_status"}
-    assert expected | {"turn_status"} == HARNESS_VERBS
+    assert expected | {"turn_status", "hive_signals"} == HARNESS_VERBS
 
 
 def test_every_verb_belongs_to_some_socket_and_every_socket_has_version() -> None:
