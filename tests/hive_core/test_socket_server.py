@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,18 @@ def serving(path: Path, **kwargs: Any) -> contextlib.AbstractAsyncContextManager
 
 
 @pytest.fixture
-def sock() -> Path:
-    return short_tmp() / "t.sock"
+def root() -> Iterator[Path]:
+    """A short temp dir (socket paths), removed afterwards."""
+    path = short_tmp()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def sock(root: Path) -> Path:
+    return root / "t.sock"
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -167,8 +178,7 @@ async def test_unfinished_lines_are_bounded_per_socket(sock: Path) -> None:
         await _until(lambda: server._buffered == 0)
 
 
-async def test_sockets_sharing_a_pool_refuse_when_it_is_used_up(tmp_path: Path) -> None:
-    root = short_tmp()
+async def test_sockets_sharing_a_pool_refuse_when_it_is_used_up(root: Path) -> None:
     pool = ConnectionPool(1)
     async with serving(root / "a.sock", pool=pool), serving(root / "b.sock", pool=pool):
         a = await RawConn.open(root / "a.sock")
