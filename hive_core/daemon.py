@@ -48,6 +48,7 @@ from hive_core.db import Database
 from hive_core.deployed_config import DeployedConfigs
 from hive_core.errors import HiveError, ShuttingDown, StartupError
 from hive_core.liveness import Liveness
+from hive_core.notify import Notifications, targets_of
 from hive_core.questions import Questions
 from hive_core.registry import Registry
 from hive_core.reminders import Reminders
@@ -239,6 +240,7 @@ class Daemon:
         s.configs = DeployedConfigs(st.agents_dir)
         s.stuck = StuckWatch(s)
         s.usage = Usage(s)
+        s.notifier = Notifications(s, targets_of(st))
         holder.append(s)
         return s
 
@@ -332,6 +334,7 @@ class Daemon:
         tg.start_soon(watch.run, name="crash-watch")
         tg.start_soon(s.attention.run, name="attention")
         tg.start_soon(s.stuck.run, name="stuck watch")
+        tg.start_soon(s.notifier.run, name="notifications")
 
     async def _bring_back(self, s: Services, interrupted: deploys.Reconciled) -> None:
         """The agents that should run, the interrupted deploys finished, the manager."""

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
         Approval,
         AttentionItem,
         Message,
+        NotifyOutcome,
+        NotifyTarget,
         Question,
         Reminder,
     )
@@ -246,6 +248,35 @@ def usage(rows: Sequence[AgentUsage]) -> str:
             for u in rows
         ],
     )  # fmt: skip
+
+
+def notify_targets(rows: Sequence[NotifyTarget], now: float | None = None) -> str:
+    """Each notification URL and how its deliveries went (`hive-core notify status`)."""
+    if not rows:
+        return "no notification URLs (set HIVE_NOTIFY_URLS)"
+    now = time.time() if now is None else now
+
+    def ago(at: float | None) -> str:
+        return "-" if at is None else f"{duration(now - at)} ago"
+
+    return table(
+        ["URL", "GETS", "SENT", "LAST OK", "LAST FAILURE", "QUEUED", "DROPPED", "ERROR"],
+        [
+            [clean(t.url, 60), t.severity + ("" if t.kinds is None else " " + ",".join(t.kinds)),
+             str(t.sent), ago(t.last_ok_at),
+             ago(t.last_error_at) + (" (failing)" if t.failing else ""),
+             str(t.queued), str(t.dropped), clean(t.last_error or "-", 80)]
+            for t in rows
+        ],
+    )  # fmt: skip
+
+
+def notify_outcomes(rows: Sequence[NotifyOutcome]) -> str:
+    """What each URL did with `hive-core notify test`."""
+    return "\n".join(
+        f"{clean(o.url, 80)}: " + ("sent" if o.ok else f"failed: {clean(o.error or '?', 200)}")
+        for o in rows
+    )
 
 
 def _used(u: AgentUsage) -> str:

@@ -27,6 +27,7 @@ from hive_core.transients import Transients
 if TYPE_CHECKING:
     from hive_core.attention import Attention
     from hive_core.deployed_config import DeployedConfigs
+    from hive_core.notify import Notifications
     from hive_core.stuck import StuckWatch
     from hive_core.usage import Usage
 
@@ -52,6 +53,8 @@ class Services:
     """Stuck signals: the harnesses' reports, ping-pong between agents, silent agents."""
     usage: Usage = field(init=False)
     """What turns cost, and the budgets on it."""
+    notifier: Notifications = field(init=False)
+    """The attention list, sent to the notification URLs."""
     on_unexpected_exit: Callable[[str], None] = lambda name: None
     """Set to the crash watch's nudge: a harness died without being asked to."""
     dashboard_url: str | None = None

@@ -65,6 +65,15 @@ def default_state_dir() -> Path:
     return Path(base) / "hyperhive"
 
 
+def split_urls(text: str) -> list[str]:
+    """URLs separated by spaces, commas or newlines; `#` starts a comment to the line's end."""
+    found = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0] if line.lstrip().startswith("#") or " #" in line else line
+        found += [u for u in re.split(r"[\s,]+", line) if u]
+    return found
+
+
 class Settings(BaseSettings):
     """Every setting of hive-core. Services get this object; none reads the environment."""
 
@@ -145,6 +154,18 @@ class Settings(BaseSettings):
     (`[budget] usd_7d`); unset: no limit."""
     budget_warn_percent: int = Field(default=80, ge=1, le=99)
     """Past this percentage of a limit an agent is `budget_warning` (its turns go on)."""
+    notify_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    """Apprise URLs the attention list is sent to (separated by spaces or commas); each may
+    carry `hive_severity=` and `hive_kinds=` to filter what it gets."""
+    notify_urls_file: Path | None = None
+    """A file of more notification URLs (one or more per line, `#` comments), read at start:
+    keeps their secrets out of unit files and the journal."""
+    notify_hive_name: str = Field(default_factory=lambda: os.uname().nodename or "hive")
+    """How notifications name this hive (default: the host name)."""
+    notify_renudge_minutes: float = Field(default=30.0, gt=0, le=10_080)
+    """A pending approval or an open question is sent again once it is this old..."""
+    notify_renudge_every_minutes: float = Field(default=60.0, gt=0, le=10_080)
+    """... and again this often after that, while it stays open."""
     budget_grant_percent: int = Field(default=25, ge=1, le=1000)
     """How much approving a `budget` approval raises the limit it reached, in percent of
     that limit, until the window rolls."""
@@ -159,6 +180,20 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(value.split(",")) if value.strip() else ()
+        return value
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(split_urls(value))
+        return value
+
+    @field_validator("notify_hive_name")
+    @classmethod
+    def _hive_name(cls, value: str) -> str:
+        if not value.strip() or len(value) > 100 or not value.isprintable():
+            raise ValueError("the hive's name must be 1-100 printable characters")
         return value
 
     @field_validator("dashboard_allowed_hosts")

@@ -96,6 +96,18 @@ class Usage(WireModel):
     hourly: bool = False
 
 
+class NotifyStatus(WireModel):
+    """Each notification URL (credentials masked): its last success and failure, its queue."""
+
+    cmd: Literal["notify_status"]
+
+
+class NotifyTest(WireModel):
+    """Send a test notification to every notification URL now; each one's outcome."""
+
+    cmd: Literal["notify_test"]
+
+
 class GetOpenThreads(WireModel):
     """Loose ends: pending approvals and unanswered questions (hive-wide for the manager and
     the operator)."""

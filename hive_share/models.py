@@ -41,6 +41,8 @@ __all__ = [
     "LoginStatus",
     "Message",
     "ModelSource",
+    "NotifyOutcome",
+    "NotifyTarget",
     "Principal",
     "Question",
     "QuestionStatus",
@@ -202,3 +204,31 @@ class UsageHour(WireModel):
     """Unix seconds at the start of the hour."""
     tokens: int
     cost_usd: float
+
+
+class NotifyTarget(WireModel):
+    """One notification URL as `notify status` shows it."""
+
+    url: str
+    """With its credentials masked."""
+    severity: Severity
+    """The lowest severity it is sent."""
+    kinds: list[str] | None = None
+    """The attention kinds it is sent; None: every kind."""
+    sent: int = 0
+    last_ok_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failing: bool = False
+    """Its last delivery failed (and no later one went through)."""
+    queued: int = 0
+    dropped: int = 0
+    """Messages it lost to a full queue."""
+
+
+class NotifyOutcome(WireModel):
+    """What one URL did with `notify test`."""
+
+    url: str
+    ok: bool
+    error: str | None = None

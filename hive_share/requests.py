@@ -31,6 +31,8 @@ from hive_share.coordination_requests import (
     CancelReminder,
     GetOpenThreads,
     ListReminders,
+    NotifyStatus,
+    NotifyTest,
     Questions,
     Remind,
     Usage,
@@ -143,6 +145,8 @@ __all__ = [
     "LoginStatus",
     "ManagerRequest",
     "NewSession",
+    "NotifyStatus",
+    "NotifyTest",
     "Pending",
     "Ping",
     "Questions",
@@ -189,6 +193,8 @@ HostRequest = Annotated[
     | GetOpenThreads
     | Attention
     | Usage
+    | NotifyStatus
+    | NotifyTest
     | LoginLink
     | Spawn
     | RequestSpawn
@@ -290,6 +296,8 @@ AnyRequest = Annotated[
     | GetOpenThreads
     | Attention
     | Usage
+    | NotifyStatus
+    | NotifyTest
     | Recv
     | Ack
     | Alive

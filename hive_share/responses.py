@@ -14,6 +14,8 @@ from hive_share.models import (
     AttentionItem,
     LoginStatus,
     Message,
+    NotifyOutcome,
+    NotifyTarget,
     Question,
     Reminder,
     UsageHour,
@@ -240,6 +242,18 @@ class UsageReport(WireModel):
     hourly: list[UsageHour] = Field(default=[])
 
 
+class NotifyTargets(WireModel):
+    ok: Literal[True] = True
+    result: Literal["notify_targets"] = "notify_targets"
+    targets: list[NotifyTarget]
+
+
+class NotifyTested(WireModel):
+    ok: Literal[True] = True
+    result: Literal["notify_tested"] = "notify_tested"
+    outcomes: list[NotifyOutcome]
+
+
 class OpenThreads(WireModel):
     """Loose ends: pending approvals, unanswered questions, and pending reminders counted."""
 
@@ -282,6 +296,8 @@ Response = Annotated[
     | AttentionList
     | WatchLimits
     | UsageReport
+    | NotifyTargets
+    | NotifyTested
     | Done,
     Field(discriminator="result"),
 ]

@@ -41,6 +41,7 @@ python3Packages.buildPythonApplication {
     aiosqlite
     uvloop
     anyio
+    apprise
     typer
     click
   ];

@@ -24,7 +24,7 @@ from typer.models import CommandInfo
 from hive_core import __version__, render
 from hive_core.cli.common import PROG, CliError, fail
 
-COMMAND_MODULES = ("service", "lifecycle", "approvals", "messages", "turns", "usage")
+COMMAND_MODULES = ("service", "lifecycle", "approvals", "messages", "turns", "usage", "notify")
 """The modules under `hive_core.cli` whose typer apps hold the commands, in help order."""
 COMPLETE_VAR = "_HIVE_CORE_COMPLETE"
 """Set by the completion scripts when a tab press asks `hive-core` for candidates."""

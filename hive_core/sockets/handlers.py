@@ -232,6 +232,10 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.Approvals(approvals=await s.approvals.pending())
         case rq.Attention() | rq.Usage():
             return await _overview(s, req, for_manager=False)
+        case rq.NotifyStatus():
+            return rs.NotifyTargets(targets=s.notifier.status())
+        case rq.NotifyTest():
+            return rs.NotifyTested(outcomes=await s.notifier.test())
         case rq.Inbox(limit=limit, wait_seconds=wait, before=before, after=after):
             return rs.Messages(messages=await s.broker.inbox(who, limit, wait, before, after))
         case _:

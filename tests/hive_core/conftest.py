@@ -13,6 +13,7 @@ from hive_core.containers.backend import ContainerBackend
 from hive_core.db import Database
 from hive_core.deployed_config import DeployedConfigs
 from hive_core.liveness import Liveness
+from hive_core.notify import Notifications
 from hive_core.questions import Questions
 from hive_core.registry import Registry
 from hive_core.reminders import Reminders
@@ -110,4 +111,5 @@ def services(
     s.configs = DeployedConfigs(s.settings.agents_dir)
     s.stuck = StuckWatch(s)
     s.usage = Usage(s)
+    s.notifier = Notifications(s, [])
     return s

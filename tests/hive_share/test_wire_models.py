@@ -13,6 +13,8 @@ from hive_share.models import (
     Approval,
     AttentionItem,
     Message,
+    NotifyOutcome,
+    NotifyTarget,
     Question,
     Reminder,
     UsageHour,
@@ -123,6 +125,8 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         cost_usd=0.25,
         tools={"Bash": 2},
     ),
+    requests.NotifyStatus: requests.NotifyStatus(cmd="notify_status"),
+    requests.NotifyTest: requests.NotifyTest(cmd="notify_test"),
     requests.Usage: requests.Usage(cmd="usage", agent="alice", window="5h", hourly=True),
     requests.Compact: requests.Compact(cmd="compact"),
     requests.WebCode: requests.WebCode(cmd="web_code", code="c" * 43),
@@ -230,6 +234,24 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.ReminderResult: responses.ReminderResult(reminder=REMINDER),
     responses.RemindersResult: responses.RemindersResult(reminders=[REMINDER]),
     responses.AttentionList: responses.AttentionList(items=[ATTENTION]),
+    responses.NotifyTargets: responses.NotifyTargets(
+        targets=[
+            NotifyTarget(
+                url="ntfy://****@ntfy.example/hive",
+                severity="warn",
+                kinds=["approval"],
+                sent=3,
+                last_ok_at=10.0,
+                last_error="timed out",
+                last_error_at=5.0,
+                queued=1,
+                dropped=0,
+            )
+        ]
+    ),
+    responses.NotifyTested: responses.NotifyTested(
+        outcomes=[NotifyOutcome(url="json://hook.example/x", ok=False, error="HTTP 500")]
+    ),
     responses.WatchLimits: responses.WatchLimits(
         no_progress_seconds=600.0, repeat=5, burn_tokens=2_000_000
     ),
