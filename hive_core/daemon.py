@@ -36,6 +36,7 @@ from hive_core import (
     recovery,
     supervision,
 )
+from hive_core.action_links import ActionLinks
 from hive_core.approvals import Approvals
 from hive_core.attention import Attention
 from hive_core.backend_setup import make_backend, open_nixos, tell_stale_lock
@@ -44,6 +45,7 @@ from hive_core.bus import EventBus
 from hive_core.clock import Clock, SystemClock
 from hive_core.containers.nixos import NixosBackend
 from hive_core.crash_watch import CrashWatch
+from hive_core.dashboard import auth
 from hive_core.db import Database
 from hive_core.deployed_config import DeployedConfigs
 from hive_core.errors import HiveError, ShuttingDown, StartupError
@@ -240,6 +242,8 @@ class Daemon:
         s.configs = DeployedConfigs(st.agents_dir)
         s.stuck = StuckWatch(s)
         s.usage = Usage(s)
+        key = auth.load_key(st.state_dir / "notify.key")
+        s.links = ActionLinks(key, db, self.clock, st.notify_link_hours)
         s.notifier = Notifications(s, targets_of(st))
         holder.append(s)
         return s

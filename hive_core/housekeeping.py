@@ -40,6 +40,7 @@ def start_loops(tg: TaskGroup, s: Services, clock: Clock) -> None:
     loops: list[tuple[float, Callable[[], Awaitable[object]], str]] = [
         (VACUUM_INTERVAL, lambda: s.broker.vacuum(clock.now()), "message vacuum"),
         (CHECKPOINT_INTERVAL, s.db.checkpoint, "checkpoint"),
+        (VACUUM_INTERVAL, s.links.prune, "used action links"),
         (COORDINATION_TICK, lambda: s.reminders.tick(clock.now()), "reminder scheduler"),
         (COORDINATION_TICK, lambda: s.questions.expire_due(clock.now()), "question TTL watchdog"),
         (COORDINATION_TICK, s.usage.tick, "budget windows"),

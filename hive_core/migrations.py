@@ -129,4 +129,12 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX budget_grants_by_agent ON budget_grants(agent, granted_at)",
     ],
+    # 7: the one-tap action links used (each works once), kept until they expire
+    [
+        """CREATE TABLE action_links_used (
+            nonce TEXT PRIMARY KEY,
+            used_at REAL NOT NULL,
+            expires REAL NOT NULL
+        )""",
+    ],
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import urllib.parse
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 
 from hive_core.attention import RANK
-from hive_core.errors import InvalidRequest, StartupError
+from hive_core.errors import HiveError, InvalidRequest, StartupError
 from hive_core.services import Services
 from hive_core.settings import Settings, split_urls
 from hive_share.events import AttentionChanged
@@ -148,14 +148,51 @@ def _mask(url: str) -> str:
                                     parts.path, "", ""))  # fmt: skip
 
 
-def note_for(item: AttentionItem, hive: str, link: str | None, again: bool = False) -> Note:
-    """The message for `item`: the hive's name, the agent, the summary, what resolves it."""
+STUCK_KINDS = frozenset(
+    {"stuck_no_progress", "stuck_repetition", "stuck_burn", "ping_pong", "silent"}
+)
+
+
+def note_for(
+    item: AttentionItem,
+    hive: str,
+    link: str | None,
+    again: bool = False,
+    actions: Sequence[tuple[str, str]] = (),
+) -> Note:
+    """The message for `item`: the hive's name, the agent, the summary, what resolves it, its
+    one-tap `actions` (label, link) and the dashboard's address."""
     who = item.agent or "the operator"
     title = f"{hive}: {item.kind.replace('_', ' ')} ({who})" + (" — still waiting" if again else "")
     lines = [item.summary, f"to resolve: {item.action}"]
+    lines += [f"{label}: {url}" for label, url in actions]
     if link:
-        lines.append(link)
+        lines.append(f"dashboard: {link}")
     return Note(title=title[:250], body="\n".join(lines), urgent=item.severity == "urgent")
+
+
+async def actions_for(s: Services, item: AttentionItem) -> list[tuple[str, str]]:
+    """The one-tap links for `item` (approve and deny an approval, each option of a question,
+    cancel a stuck turn), on the dashboard's public address."""
+    base = s.settings.public_url or (s.dashboard_url or "").rstrip("/")
+    if not base:
+        return []
+    mint = s.links.mint
+    found: list[tuple[str, str]] = []
+    if item.kind == "approval" and item.ref is not None:
+        found = [(verb, mint(verb, item.key, str(item.ref))) for verb in ("approve", "deny")]
+    elif item.kind == "over_budget" and item.ref is not None:
+        found = [("allow more", mint("approve", item.key, str(item.ref)))]
+    elif item.kind == "question" and item.ref is not None:
+        try:
+            options = (await s.questions.get(item.ref)).options or []
+        except HiveError:
+            options = []
+        found = [(f"answer {o!r}", mint("answer", item.key, f"{item.ref}:{i}"))
+                 for i, o in enumerate(options)]  # fmt: skip
+    elif item.kind in STUCK_KINDS and item.agent is not None:
+        found = [("cancel turn", mint("cancel", item.key, item.agent))]
+    return [(label, f"{base}/act/{token}") for label, token in found]
 
 
 class Notifications:
@@ -183,14 +220,14 @@ class Notifications:
         sub = self._s.bus.subscribe()
         try:
             if self._s.attention is not None:
-                self.on_list(await self._s.attention.compute(), quiet=True)
+                await self.on_list(await self._s.attention.compute(), quiet=True)
             async for frame in sub:
                 if isinstance(frame.event, AttentionChanged):
-                    self.on_list(frame.event.items)
+                    await self.on_list(frame.event.items)
         finally:
             sub.close()
 
-    def on_list(self, items: Iterable[AttentionItem], quiet: bool = False) -> None:
+    async def on_list(self, items: Iterable[AttentionItem], quiet: bool = False) -> None:
         """The attention list as it is now: send each item not seen before (with `quiet`,
         only note them: the list hive-core started with)."""
         now = self._s.clock.now()
@@ -199,7 +236,7 @@ class Notifications:
             if key not in self._seen:
                 self._seen[key] = now
                 if not quiet:
-                    self._send(item, again=False)
+                    await self._send(item, again=False)
         for key in [k for k in self._seen if k not in current]:
             del self._seen[key]  # resolved: should it come back, it is news again
         self._items = current
@@ -207,9 +244,9 @@ class Notifications:
     async def _nudge_loop(self) -> None:
         while True:
             await anyio.sleep(NUDGE_TICK)
-            self.nudge()
+            await self.nudge()
 
-    def nudge(self) -> None:
+    async def nudge(self) -> None:
         """Send again each approval and question open past its re-nudge time."""
         st, now = self._s.settings, self._s.clock.now()
         first, every = st.notify_renudge_minutes * 60, st.notify_renudge_every_minutes * 60
@@ -220,10 +257,15 @@ class Notifications:
             due = item.since + first if last < item.since + first else last + every
             if now >= due:
                 self._seen[key] = now
-                self._send(item, again=True)
+                await self._send(item, again=True)
 
-    def _send(self, item: AttentionItem, again: bool) -> None:
-        note = note_for(item, self._s.settings.notify_hive_name, self._s.dashboard_url, again)
+    async def _send(self, item: AttentionItem, again: bool) -> None:
+        if not any(t.wants(item) for t in self.targets):
+            return
+        st = self._s.settings
+        actions = await actions_for(self._s, item)
+        note = note_for(item, st.notify_hive_name, st.public_url or self._s.dashboard_url,
+                        again, actions)  # fmt: skip
         for target in self.targets:
             if not target.wants(item):
                 continue

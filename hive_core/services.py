@@ -25,6 +25,7 @@ from hive_core.sockets.agents import AgentSockets
 from hive_core.transients import Transients
 
 if TYPE_CHECKING:
+    from hive_core.action_links import ActionLinks
     from hive_core.attention import Attention
     from hive_core.deployed_config import DeployedConfigs
     from hive_core.notify import Notifications
@@ -53,6 +54,8 @@ class Services:
     """Stuck signals: the harnesses' reports, ping-pong between agents, silent agents."""
     usage: Usage = field(init=False)
     """What turns cost, and the budgets on it."""
+    links: ActionLinks = field(init=False)
+    """The one-tap action links notifications carry."""
     notifier: Notifications = field(init=False)
     """The attention list, sent to the notification URLs."""
     on_unexpected_exit: Callable[[str], None] = lambda name: None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -166,6 +167,11 @@ class Settings(BaseSettings):
     """A pending approval or an open question is sent again once it is this old..."""
     notify_renudge_every_minutes: float = Field(default=60.0, gt=0, le=10_080)
     """... and again this often after that, while it stays open."""
+    notify_link_hours: float = Field(default=24.0, gt=0, le=720)
+    """How long a notification's one-tap action link works (each works once)."""
+    public_url: str = ""
+    """The dashboard's address as the operator's devices reach it (`https://hive.example.net`),
+    for the links in notifications; empty: the address it listens on."""
     budget_grant_percent: int = Field(default=25, ge=1, le=1000)
     """How much approving a `budget` approval raises the limit it reached, in percent of
     that limit, until the window rolls."""
@@ -188,6 +194,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(split_urls(value))
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value[:100]!r} is not an http(s) URL with a host")
+        return value.rstrip("/")
 
     @field_validator("notify_hive_name")
     @classmethod

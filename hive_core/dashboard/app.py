@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from hive_core.bus import Subscription
-from hive_core.dashboard import agent_page, login, routes
+from hive_core.dashboard import act, agent_page, login, routes
 from hive_core.dashboard import streams as stream_routes
 from hive_core.dashboard.auth import Credentials
 from hive_core.dashboard.context import Context, Operator, invalid_parameter
@@ -35,7 +35,7 @@ from hive_share.sessions import Tickets
 
 __all__ = ["MAX_STREAMS", "Operator", "allowed_hosts", "build_app"]
 
-ROUTERS = (login.router, agent_page.router, routes.router, stream_routes.router)
+ROUTERS = (login.router, act.router, agent_page.router, routes.router, stream_routes.router)
 """In the order they match: an agent page's routes before `routes`' catch-all action."""
 
 

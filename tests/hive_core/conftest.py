@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hive_core.action_links import ActionLinks
 from hive_core.approvals import Approvals
 from hive_core.broker import Broker
 from hive_core.bus import EventBus, Subscription
@@ -111,5 +112,6 @@ def services(
     s.configs = DeployedConfigs(s.settings.agents_dir)
     s.stuck = StuckWatch(s)
     s.usage = Usage(s)
+    s.links = ActionLinks(b"k" * 32, db, clock, s.settings.notify_link_hours)
     s.notifier = Notifications(s, [])
     return s

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pydantic import ValidationError
 
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
@@ -133,8 +134,8 @@ async def test_an_open_approval_is_renudged_after_30_min_then_hourly_and_no_more
             await anyio.to_thread.run_sync(hook.wait_for, 2)
             for minutes, expected in ((29, 2), (1, 3), (30, 3), (59, 3), (1, 4), (60, 5)):
                 clock.advance(minutes * MINUTE)
-                n.nudge()
-                n.nudge()  # twice: never more than once per interval
+                await n.nudge()
+                await n.nudge()  # twice: never more than once per interval
                 got = await anyio.to_thread.run_sync(hook.wait_for, expected)
                 assert len(hook.got) == expected, minutes
             assert all("still waiting" in m["title"] for _, m in got[2:])
@@ -185,3 +186,10 @@ async def test_notify_test_reports_each_url(db: Database, clock: FakeClock, tmp_
             ok, bad = await n.test()
     assert (ok.ok, bad.ok) == (True, False) and bad.error
     assert "can reach you here" in hook.got[0][1]["message"]
+
+
+def test_the_public_url_must_be_http_with_a_host() -> None:
+    assert Settings(public_url="https://hive.example.net/").public_url == "https://hive.example.net"
+    for bad in ("ftp://hive.example.net", "https://", "hive.example.net"):
+        with pytest.raises(ValidationError, match="not an http"):
+            Settings(public_url=bad)
