@@ -90,6 +90,35 @@ in
       description = "The operator's pronouns, substituted into the agents' role prompts.";
     };
 
+    notify = {
+      urlsFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/secrets/hive-notify-urls";
+        description = ''
+          A file of Apprise URLs the attention list is sent to (HIVE_NOTIFY_URLS_FILE), read
+          by hive-core at start. A string, not a path, so its secrets never enter the Nix
+          store: keep the file 0600, from a secrets manager.
+        '';
+      };
+      hiveName = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "How notifications name this hive (HIVE_NOTIFY_HIVE_NAME; default the host name).";
+      };
+      publicUrl = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "https://hive.example.net";
+        description = "The dashboard's address as your devices reach it, for notification links (HIVE_PUBLIC_URL).";
+      };
+      renudgeMinutes = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        description = "Send a still-open approval or question again once it is this old (HIVE_NOTIFY_RENUDGE_MINUTES; default 30).";
+      };
+    };
+
     adminGroup = mkOption {
       type = types.str;
       default = "hyperhive";
@@ -140,6 +169,18 @@ in
       }
       // lib.optionalAttrs (cfg.hyperhiveFlake != null) {
         HIVE_HYPERHIVE_FLAKE = cfg.hyperhiveFlake;
+      }
+      // lib.optionalAttrs (cfg.notify.urlsFile != null) {
+        HIVE_NOTIFY_URLS_FILE = cfg.notify.urlsFile;
+      }
+      // lib.optionalAttrs (cfg.notify.hiveName != null) {
+        HIVE_NOTIFY_HIVE_NAME = cfg.notify.hiveName;
+      }
+      // lib.optionalAttrs (cfg.notify.publicUrl != null) {
+        HIVE_PUBLIC_URL = cfg.notify.publicUrl;
+      }
+      // lib.optionalAttrs (cfg.notify.renudgeMinutes != null) {
+        HIVE_NOTIFY_RENUDGE_MINUTES = toString cfg.notify.renudgeMinutes;
       };
       serviceConfig = {
         Type = "notify";

@@ -197,6 +197,12 @@ def test_the_host_module_with_every_option_set() -> None:
           agentPortBase = 43000;
           operatorPronouns = "they/them";
           adminGroup = "hive-admins";
+          notify = {
+            urlsFile = "/run/secrets/hive-notify";
+            hiveName = "lab";
+            publicUrl = "https://hive.example.net";
+            renudgeMinutes = 45;
+          };
         }"""
     )
     service = out["service"]
@@ -212,6 +218,10 @@ def test_the_host_module_with_every_option_set() -> None:
     assert env["HIVE_AGENT_PORT_BASE"] == "43000"
     assert env["HIVE_OPERATOR_PRONOUNS"] == "they/them"
     assert env["HIVE_HYPERHIVE_FLAKE"] == "github:example/hyperhive"
+    assert env["HIVE_NOTIFY_URLS_FILE"] == "/run/secrets/hive-notify"  # not copied to the store
+    assert env["HIVE_NOTIFY_HIVE_NAME"] == "lab"
+    assert env["HIVE_PUBLIC_URL"] == "https://hive.example.net"
+    assert env["HIVE_NOTIFY_RENUDGE_MINUTES"] == "45"
     # Directories other than the defaults come from tmpfiles, not State/RuntimeDirectory.
     assert "StateDirectory" not in config
     assert "RuntimeDirectory" not in config
