@@ -19,6 +19,7 @@ and shown with their credentials masked.
 from __future__ import annotations
 
 import logging
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -66,6 +67,10 @@ class Target:
     severity: Severity
     kinds: frozenset[str] | None
     queue: deque[Note] = field(default_factory=deque)
+    held: dict[str, AttentionItem] = field(default_factory=dict)
+    """Items kept for the next digest: below urgent in quiet hours, `info` at any time."""
+    digest_at: float = 0.0
+    """When its last digest went out (or, before the first, when it started)."""
     wake: anyio.Event = field(default_factory=anyio.Event)
     sent: int = 0
     dropped: int = 0
@@ -245,6 +250,7 @@ class Notifications:
         while True:
             await anyio.sleep(NUDGE_TICK)
             await self.nudge()
+            self.digest()
 
     async def nudge(self) -> None:
         """Send again each approval and question open past its re-nudge time."""
@@ -266,15 +272,51 @@ class Notifications:
         actions = await actions_for(self._s, item)
         note = note_for(item, st.notify_hive_name, st.public_url or self._s.dashboard_url,
                         again, actions)  # fmt: skip
+        quiet = self.quiet_now()
         for target in self.targets:
             if not target.wants(item):
                 continue
-            if len(target.queue) >= QUEUE_CAP:
-                target.dropped += 1
-                logger.warning("notifications to %s: queue full, dropped one", target.masked)
+            if item.severity != "urgent" and (quiet or item.severity == "info") and not again:
+                target.held[item.key] = item  # into the next digest
                 continue
-            target.queue.append(note)
-            target.wake.set()
+            self._queue(target, note)
+
+    def _queue(self, target: Target, note: Note) -> None:
+        if len(target.queue) >= QUEUE_CAP:
+            target.dropped += 1
+            logger.warning("notifications to %s: queue full, dropped one", target.masked)
+            return
+        target.queue.append(note)
+        target.wake.set()
+
+    def quiet_now(self) -> bool:
+        """Whether the local time is within `HIVE_NOTIFY_QUIET_HOURS`."""
+        hours = self._s.settings.notify_quiet_hours
+        if hours is None:
+            return False
+        start, end = hours
+        hour = time.localtime(self._s.clock.now()).tm_hour
+        return start <= hour < end if start < end else hour >= start or hour < end
+
+    def digest(self) -> None:
+        """Out of quiet hours, once the digest interval has passed: one message per URL with
+        the items it holds that are still on the list."""
+        if self.quiet_now():
+            return
+        now, every = self._s.clock.now(), self._s.settings.notify_digest_minutes * 60
+        for target in self.targets:
+            waiting = [i for k, i in target.held.items() if k in self._items]
+            if not waiting:
+                target.held.clear()
+                continue
+            if now - target.digest_at < every and not any(i.severity != "info" for i in waiting):
+                continue  # info items wait for the interval; what quiet hours held goes now
+            target.held.clear()
+            target.digest_at = now
+            hive = self._s.settings.notify_hive_name
+            lines = [f"- {i.summary} (to resolve: {i.action})" for i in waiting]
+            title = f"{hive}: {len(waiting)} item{'s' if len(waiting) != 1 else ''} for you"
+            self._queue(target, Note(title, "\n".join(lines), urgent=False))
 
     async def _send_loop(self, target: Target) -> None:
         while True:

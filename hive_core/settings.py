@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     """A pending approval or an open question is sent again once it is this old..."""
     notify_renudge_every_minutes: float = Field(default=60.0, gt=0, le=10_080)
     """... and again this often after that, while it stays open."""
+    notify_quiet_hours: Annotated[tuple[int, int] | None, NoDecode] = None
+    """Local hours (`22-7`) in which only urgent items are sent; the rest wait for a digest
+    sent when they end."""
+    notify_digest_minutes: float = Field(default=60.0, gt=0, le=10_080)
+    """`info` items (to URLs that get them) go out together, at most this often."""
     notify_link_hours: float = Field(default=24.0, gt=0, le=720)
     """How long a notification's one-tap action link works (each works once)."""
     public_url: str = ""
@@ -194,6 +199,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(split_urls(value))
         return value
+
+    @field_validator("notify_quiet_hours", mode="before")
+    @classmethod
+    def _quiet_hours(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        found = re.fullmatch(r"\s*(\d{1,2})\s*-\s*(\d{1,2})\s*", value)
+        start, end = (int(found[1]), int(found[2])) if found else (-1, -1)
+        if not (0 <= start < 24 and 0 <= end < 24) or start == end:
+            raise ValueError(f"{value[:40]!r}: give two different hours 0-23, like 22-7")
+        return (start, end)
 
     @field_validator("public_url")
     @classmethod

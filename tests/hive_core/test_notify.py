@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -40,14 +41,15 @@ def item(key: str, kind: AttentionKind = "approval", severity: Severity = "warn"
 
 @asynccontextmanager
 async def notifying(
-    db: Database, clock: FakeClock, root: Path, *urls: str
+    db: Database, clock: FakeClock, root: Path, *urls: str, **settings: Any
 ) -> AsyncIterator[Notifications]:
-    """Notifications to `urls`, running, fed by the test through the bus."""
+    """Notifications to `urls` under `settings`, running, fed by the test through the bus."""
     bus = EventBus()
     registry = Registry(db, clock)
     await registry.load()
     broker = Broker(db, bus, clock, registry.is_recipient)
     s = services(db, bus, clock, registry, broker, FakeBackend(), root / "s", root / "r")
+    s.settings = s.settings.model_copy(update=settings)
     s.notifier = Notifications(s, targets_of(Settings(notify_urls=urls)))
     try:
         async with anyio.create_task_group() as tg:
@@ -193,3 +195,52 @@ def test_the_public_url_must_be_http_with_a_host() -> None:
     for bad in ("ftp://hive.example.net", "https://", "hive.example.net"):
         with pytest.raises(ValidationError, match="not an http"):
             Settings(public_url=bad)
+
+
+async def test_quiet_hours_hold_all_but_urgent_items_for_a_digest_when_they_end(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    hour = time.localtime(T0).tm_hour
+    quiet = (hour, (hour + 2) % 24)  # from now for two hours
+    with http_receiver() as hook:
+        async with notifying(db, clock, tmp_path, hook.url(), notify_quiet_hours=quiet) as n:
+            assert n.quiet_now()
+            publish(n, item("approval:1"), item("crash:bob", "given_up", "urgent"))
+            ((_, first),) = await anyio.to_thread.run_sync(hook.wait_for, 1)
+            assert first["message"].startswith("crash:bob")  # urgent: at once
+            publish(n, item("approval:1"), item("crash:bob", "given_up", "urgent"),
+                    item("question:2", "question"))  # fmt: skip
+            await anyio.wait_all_tasks_blocked()  # the list followed
+            n.digest()  # still quiet: nothing
+            clock.advance(2 * 3600 + 60)
+            assert not n.quiet_now()
+            n.digest()
+            n.digest()  # once
+            got = await anyio.to_thread.run_sync(hook.wait_for, 2)
+            assert len(hook.got) == 2
+    digest = got[1][1]
+    assert digest["title"].endswith("2 items for you")
+    assert "approval:1: spawn carol" in digest["message"]
+    assert "question:2: spawn carol" in digest["message"]
+
+
+async def test_info_items_go_out_together_at_most_once_per_digest_interval(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    with http_receiver() as hook:
+        url = hook.url(query="hive_severity=info")
+        async with notifying(db, clock, tmp_path, url, notify_digest_minutes=60.0) as n:
+            inbox = item("inbox", "operator_message", "info")
+            update = item("needs_update:bob", "needs_update", "info")
+            publish(n, inbox, item("approval:1"))
+            ((_, first),) = await anyio.to_thread.run_sync(hook.wait_for, 1)
+            assert first["message"].startswith("approval:1")  # warn: at once
+            publish(n, inbox, item("approval:1"), update)
+            await anyio.wait_all_tasks_blocked()  # the list followed
+            clock.advance(59 * MINUTE)
+            n.digest()
+            clock.advance(2 * MINUTE)
+            n.digest()
+            got = await anyio.to_thread.run_sync(hook.wait_for, 2)
+            assert len(hook.got) == 2
+    assert got[1][1]["title"].endswith("2 items for you")
