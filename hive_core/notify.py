@@ -55,6 +55,8 @@ class Note:
     title: str
     body: str
     urgent: bool
+    actions: tuple[tuple[str, str], ...] = ()
+    """One-tap links (label, URL): in the body everywhere, and ntfy's own buttons on ntfy."""
 
 
 @dataclass
@@ -173,7 +175,7 @@ def note_for(
     lines += [f"{label}: {url}" for label, url in actions]
     if link:
         lines.append(f"dashboard: {link}")
-    return Note(title=title[:250], body="\n".join(lines), urgent=item.severity == "urgent")
+    return Note(title[:250], "\n".join(lines), item.severity == "urgent", tuple(actions))
 
 
 async def actions_for(s: Services, item: AttentionItem) -> list[tuple[str, str]]:
@@ -388,6 +390,7 @@ def _deliver(url: str, note: Note) -> str | None:
     import apprise
 
     logging.getLogger("apprise").propagate = False  # its words reach the log through ours
+    url = with_ntfy_buttons(url, note.actions)
     sender = apprise.Apprise()
     if not sender.add(url):
         return "Apprise does not take this URL"
@@ -401,3 +404,23 @@ def _deliver(url: str, note: Note) -> str | None:
         return None
     said = [line.split(" - ", 2)[-1] for line in str(captured.getvalue()).splitlines() if line]
     return ("; ".join(said) or "not sent")[:300]
+
+
+NTFY_BUTTONS = 3
+"""ntfy shows at most three action buttons."""
+
+
+def with_ntfy_buttons(url: str, actions: Sequence[tuple[str, str]]) -> str:
+    """For an ntfy URL, `url` with `actions=` (ntfy's `view` buttons, opening each link's
+    confirm page); any other URL as it is."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ntfy", "ntfys") or not actions:
+        return url
+    clean = str.maketrans({",": " ", ";": " ", "=": " "})
+    buttons = "; ".join(
+        f"view, {label.translate(clean)}, {link}" for label, link in actions[:NTFY_BUTTONS]
+    )
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = [(k, v) for k, v in query if k != "actions"] + [("actions", buttons)]
+    encoded = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)  # a space as %20
+    return urllib.parse.urlunsplit(parts._replace(query=encoded))

@@ -25,6 +25,8 @@ class Receiver:
 
     port: int = 0
     got: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    """Each request's headers, in the order of `got`."""
     status: int = 200
     hang: threading.Event | None = None
     """When set up, each request waits until it is set (a receiver that hangs)."""
@@ -53,6 +55,7 @@ def http_receiver(status: int = 200, hang: bool = False) -> Iterator[Receiver]:
                 receiver.hang.wait(BOUND)
             with receiver.changed:
                 receiver.got.append((self.path, json.loads(body or b"{}")))
+                receiver.headers.append(dict(self.headers.items()))
                 receiver.changed.notify_all()
             self.send_response(receiver.status)
             self.send_header("Content-Length", "0")

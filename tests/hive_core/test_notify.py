@@ -244,3 +244,20 @@ async def test_info_items_go_out_together_at_most_once_per_digest_interval(
             got = await anyio.to_thread.run_sync(hook.wait_for, 2)
             assert len(hook.got) == 2
     assert got[1][1]["title"].endswith("2 items for you")
+
+
+async def test_an_approval_carries_its_links_and_ntfy_shows_them_as_buttons(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    with http_receiver() as hook:
+        async with notifying(db, clock, tmp_path, hook.url("ntfy", "/hive")) as n:
+            n._s.dashboard_url = "http://127.0.0.1:7/"
+            publish(n, item("approval:1").model_copy(update={"ref": 1}))
+            ((_, got),) = await anyio.to_thread.run_sync(hook.wait_for, 1)
+            buttons = hook.headers[0]["X-Actions"]
+    links = dict(line.split(": ", 1) for line in got["message"].splitlines()[2:4])
+    assert set(links) == {"approve", "deny"}
+    for label, url in links.items():
+        assert url.startswith("http://127.0.0.1:7/act/")
+        assert n._s.links.read(url.rsplit("/", 1)[1]).action == label
+        assert f"view, {label}, {url}" in buttons
