@@ -19,6 +19,9 @@ from tests.e2e.hive import AGENT_PORT_BASE, Hive, wait_until_dead
 def held(port: int) -> Iterator[None]:
     """Another program listening on 127.0.0.1:`port` (this test, which never accepts)."""
     with socket.socket() as sock:
+        # As a server would: a connection an earlier test's page closed on this port may
+        # linger in TIME_WAIT, which only a listener without SO_REUSEADDR trips over.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         sock.listen()
         yield
