@@ -33,7 +33,7 @@ from hive_core.attention import RANK
 from hive_core.errors import HiveError, InvalidRequest, StartupError
 from hive_core.services import Services
 from hive_core.settings import Settings, split_urls
-from hive_share.events import AttentionChanged
+from hive_share.events import AttentionChanged, NotifyChanged
 from hive_share.models import AttentionItem, NotifyOutcome, NotifyTarget, Severity
 
 logger = logging.getLogger(__name__)
@@ -354,12 +354,14 @@ class Notifications:
             target.last_ok_at = now
             if target.failing:
                 logger.info("notifications to %s go through again", target.masked)
-            target.failing = False
+                target.failing = False
+                self._s.bus.publish(NotifyChanged(targets=self.status()))
             return
         target.last_error, target.last_error_at = error, now
         if not target.failing:
             logger.warning("notifications to %s fail: %s", target.masked, error)
-        target.failing = True
+            target.failing = True
+            self._s.bus.publish(NotifyChanged(targets=self.status()))
 
     def status(self) -> list[NotifyTarget]:
         return [t.view() for t in self.targets]

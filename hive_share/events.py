@@ -12,6 +12,7 @@ from hive_share.models import (
     Approval,
     AttentionItem,
     Message,
+    NotifyTarget,
     Question,
     UsageHour,
     WireModel,
@@ -118,6 +119,13 @@ class UsageChanged(WireModel):
     hourly: list[UsageHour]
 
 
+class NotifyChanged(WireModel):
+    """A notification URL started failing, or works again: every URL's status (masked)."""
+
+    kind: Literal["notify_changed"] = "notify_changed"
+    targets: list[NotifyTarget]
+
+
 class Resync(WireModel):
     """The subscriber fell behind and was cut off; refetch the snapshot."""
 
@@ -138,6 +146,7 @@ DashboardEvent = Annotated[
     | TransientCleared
     | ContainerStateChanged
     | UsageChanged
+    | NotifyChanged
     | ContainerRemoved
     | AttentionChanged
     | Resync,

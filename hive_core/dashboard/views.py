@@ -54,6 +54,7 @@ async def snapshot(s: Services) -> dict[str, Any]:
         "more_messages": more,
         "attention": [dump(i) for i in attention],
         "usage": dump(usage),
+        "notify": [dump(t) for t in s.notifier.status()],
     }
 
 

@@ -11,6 +11,7 @@ import time
 
 import anyio
 
+from tests.e2e.browser import browser, open_dashboard, problems
 from tests.e2e.hive import Hive, running_hive, short_tmp
 from tests.receivers import http_receiver
 
@@ -37,6 +38,14 @@ async def test_a_queued_approval_reaches_the_webhook_and_the_cli_reports_each_ur
             lines = tested.stdout.splitlines()
             assert lines[0].endswith(": sent") and ": failed:" in lines[1]
             assert "can reach you here" in hook.wait_for(2)[1][1]["message"]
+
+            async with browser() as b:  # the dashboard's line for a failing URL
+                page = await open_dashboard(b, hive)
+                chip = page.locator("#notify-chip")
+                await chip.wait_for()
+                assert await chip.inner_text() == "notifications failing (1 of 2)"
+                assert "500" in (await chip.get_attribute("title") or "")  # the last error
+                assert problems(page) == []
 
 
 async def test_a_hanging_receiver_slows_neither_an_approval_nor_a_send() -> None:

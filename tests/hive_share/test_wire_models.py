@@ -341,6 +341,9 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     events.ContainerStateChanged: events.ContainerStateChanged(agent=AGENT),
     events.ContainerRemoved: events.ContainerRemoved(name="alice"),
     events.AttentionChanged: events.AttentionChanged(items=[ATTENTION]),
+    events.NotifyChanged: events.NotifyChanged(
+        targets=[NotifyTarget(url="json://hook.example/x", severity="warn", failing=True)]
+    ),
     events.UsageChanged: events.UsageChanged(
         agent="alice",
         usage=[

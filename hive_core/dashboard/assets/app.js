@@ -798,6 +798,18 @@ function isOperatorQuestion(q) {
   return q && (q.target === null || q.target === undefined) && (q.status === undefined || q.status === "pending");
 }
 
+/** The top bar's line for notification URLs whose deliveries fail (`hive-core notify status`). */
+function renderNotify(targets) {
+  const node = $("notify-chip");
+  const list = Array.isArray(targets) ? targets : [];
+  const failing = list.filter((t) => t && t.failing);
+  node.hidden = failing.length === 0;
+  if (!failing.length) return;
+  node.textContent = `notifications failing (${failing.length} of ${list.length})`;
+  node.title = failing.map((t) => `${visibleString(t.url)}: ${visibleString(t.last_error || "?")}`).join("\n")
+    + "\n(hive-core notify status)";
+}
+
 function renderPending() {
   // What needs the operator: the attention list's items above `info`.
   const n = state.attention.filter((i) => i.severity === "warn" || i.severity === "urgent").length;
@@ -1388,6 +1400,7 @@ function applySnapshot(snap) {
   renderInbox();
   setAttention(snap.attention);
   usage.reset(snap.usage);
+  renderNotify(snap.notify);
   flow.reset((Array.isArray(snap.messages) ? snap.messages : []).map((m) => ({ ...m, state: m.state in STATE_RANK ? m.state : "queued" })), Boolean(snap.more_messages));
   updatePrompt();
 }
@@ -1487,6 +1500,9 @@ function handleEvent(ev) {
       break;
     case "usage_changed":
       usage.apply(ev);
+      return;
+    case "notify_changed":
+      renderNotify(ev.targets);
       return;
     case "container_removed":
       if (typeof ev.name === "string" && state.agents.delete(ev.name)) scheduleAgents();
