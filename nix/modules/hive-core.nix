@@ -112,6 +112,17 @@ in
         example = "https://hive.example.net";
         description = "The dashboard's address as your devices reach it, for notification links (HIVE_PUBLIC_URL).";
       };
+      quietHours = mkOption {
+        type = types.nullOr (types.strMatching "[0-9]{1,2}-[0-9]{1,2}");
+        default = null;
+        example = "22-7";
+        description = "Local hours in which only urgent items are sent; the rest wait for a digest (HIVE_NOTIFY_QUIET_HOURS).";
+      };
+      linkHours = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        description = "How long a notification's one-tap link works (HIVE_NOTIFY_LINK_HOURS; default 24).";
+      };
       renudgeMinutes = mkOption {
         type = types.nullOr types.ints.positive;
         default = null;
@@ -178,6 +189,12 @@ in
       }
       // lib.optionalAttrs (cfg.notify.publicUrl != null) {
         HIVE_PUBLIC_URL = cfg.notify.publicUrl;
+      }
+      // lib.optionalAttrs (cfg.notify.quietHours != null) {
+        HIVE_NOTIFY_QUIET_HOURS = cfg.notify.quietHours;
+      }
+      // lib.optionalAttrs (cfg.notify.linkHours != null) {
+        HIVE_NOTIFY_LINK_HOURS = toString cfg.notify.linkHours;
       }
       // lib.optionalAttrs (cfg.notify.renudgeMinutes != null) {
         HIVE_NOTIFY_RENUDGE_MINUTES = toString cfg.notify.renudgeMinutes;

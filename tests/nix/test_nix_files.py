@@ -202,6 +202,8 @@ def test_the_host_module_with_every_option_set() -> None:
             hiveName = "lab";
             publicUrl = "https://hive.example.net";
             renudgeMinutes = 45;
+            quietHours = "22-7";
+            linkHours = 12;
           };
         }"""
     )
@@ -222,6 +224,7 @@ def test_the_host_module_with_every_option_set() -> None:
     assert env["HIVE_NOTIFY_HIVE_NAME"] == "lab"
     assert env["HIVE_PUBLIC_URL"] == "https://hive.example.net"
     assert env["HIVE_NOTIFY_RENUDGE_MINUTES"] == "45"
+    assert (env["HIVE_NOTIFY_QUIET_HOURS"], env["HIVE_NOTIFY_LINK_HOURS"]) == ("22-7", "12")
     # Directories other than the defaults come from tmpfiles, not State/RuntimeDirectory.
     assert "StateDirectory" not in config
     assert "RuntimeDirectory" not in config
