@@ -1,7 +1,8 @@
 """One-tap links from a real daemon's notification: opening the approve link (no login)
 shows the confirm page and changes nothing, however often and however it is fetched; only
 the page's own POST acts, once; a changed link and a POST without the page's header are
-refused; in Chromium, the page and its confirm button."""
+refused; a config deploy confirmed through its link; in Chromium, the page and its confirm
+button."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import httpx
 from tests.e2e.browser import PHONE, WAIT_MS, Shots, browser
 from tests.e2e.dashboard import dashboard_port
 from tests.e2e.hive import Hive, running_hive
+from tests.e2e.test_deploys import _applied, _commit, _propose
+from tests.git import git as _git
 from tests.receivers import http_receiver
 
 HEADERS = {"x-hive-request": "1", "Content-Type": "application/json"}
@@ -87,3 +90,24 @@ async def test_in_chromium_opening_the_link_changes_nothing_until_confirm(tmp_pa
             assert "denied" in (await page.locator("#result").inner_text())
             assert seen == []  # no script error, nothing the CSP refused
         assert pending(hive) == []
+
+
+async def test_a_deploy_link_shows_the_diff_and_confirming_deploys() -> None:
+    with http_receiver() as hook, running_hive({"HIVE_NOTIFY_URLS": hook.url()}) as hive:
+        assert hive.cli("stop", "hm1nd").returncode == 0
+        assert hive.cli("spawn", "bob").returncode == 0
+        sha = _commit(hive, "bob", 'model = "claude-linked-1"\n')
+        approval = await _propose(hive, "bob", sha)
+        ((_, got),) = await anyio.to_thread.run_sync(hook.wait_for, 1)
+        url = dict(re.findall(r"^(approve|deny): (\S+)$", got["message"], re.M))["approve"]
+        token = url.rsplit("/", 1)[1]
+        base = f"http://127.0.0.1:{dashboard_port(hive)}"
+        async with httpx.AsyncClient(base_url=base, timeout=60) as web:
+            page = await web.get(f"/act/{token}")
+            assert page.status_code == 200
+            assert "+model = &quot;claude-linked-1&quot;" in page.text  # the diff, escaped
+            done = await web.post(f"/api/act/{token}", headers=HEADERS, content="{}")
+            assert done.status_code == 200, done.text
+        assert _git(_applied(hive, "bob"), "rev-parse", "main") == sha
+        shown = json.loads(hive.cli("show", str(approval.id), "--json").stdout)
+        assert shown["status"] == "approved"
