@@ -50,6 +50,8 @@ class Shots:
     async def take(self, page: Page, name: str, full_page: bool = False) -> Path:
         path = self.dir / f"{name}.png"
         await page.evaluate("document.getElementById('toasts')?.replaceChildren()")
+        if full_page:  # from the top: a sticky top bar is drawn where the page is scrolled to
+            await page.evaluate("window.scrollTo(0, 0)")
         await page.screenshot(path=str(path), full_page=full_page, animations="disabled")
         assert path.stat().st_size > 0
         return path
