@@ -33,13 +33,6 @@ def error_page(status: int, title: str, paragraphs: list[str], style: bool = Tru
     return HTMLResponse(pages.error_page(title, paragraphs, style), status_code=status)
 
 
-def host_name(host: str) -> str:
-    """The name part of a Host header value (`[::1]:80` → `[::1]`, `a.b:80` → `a.b`)."""
-    if host.startswith("["):
-        return host.partition("]")[0] + "]"
-    return host.rpartition(":")[0] if ":" in host else host
-
-
 def wrong_host_page(got: list[str], hosts: frozenset[str]) -> HTMLResponse:
     """421 for a browser: the host it used, the names the page answers to, and the setting
     that adds one (agent pages answer the dashboard's host names)."""

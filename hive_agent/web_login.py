@@ -20,8 +20,7 @@ from hive_agent.web_context import (
     now,
     unauthorized,
 )
-from hive_agent.web_guard import host_name
-from hive_front import csrf_problem
+from hive_front import csrf_problem, host_name
 from hive_share import pages
 
 router = APIRouter()

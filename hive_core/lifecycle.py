@@ -189,6 +189,8 @@ async def destroy(s: Services, name: str, purge: bool, actor: str) -> str:
             await s.backend.stop(name)
             await s.agent_sockets.close(name)
             await s.registry.remove(name)
+            s.stuck.forget(name)  # a later agent of this name starts with a clean slate
+            s.configs.forget(name)
             await s.backend.destroy(name)
             s.bus.publish(events.ContainerRemoved(name=name))
             if purge:

@@ -211,7 +211,6 @@ class Notifications:
         self._seen: dict[str, float] = {}
         """Items on the list, by key, with when each was last sent (or first seen)."""
         self._items: dict[str, AttentionItem] = {}
-        self._started = False
 
     async def run(self) -> None:
         """Until cancelled: each URL's sender, the list's follower, the re-nudge tick."""

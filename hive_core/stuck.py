@@ -67,7 +67,6 @@ class Signal:
     since: float
     detail: str
     peer: str | None = None
-    turn_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -132,9 +131,7 @@ class StuckWatch:
             return  # told already, or the turn it names has ended
         self._told.add(told)
         kind = TURN_SIGNALS[req.signal]
-        signals[req.signal] = Signal(
-            kind, agent, self._s.clock.now(), req.detail, None, req.turn_id
-        )
+        signals[req.signal] = Signal(kind, agent, self._s.clock.now(), req.detail)
         logger.warning("%s looks stuck (%s): %s", agent, req.signal, req.detail)
         agent_info.publish_state(self._s, agent)
         event = helper.Stuck(agent=agent, signal=req.signal, detail=req.detail)
@@ -306,7 +303,10 @@ class StuckWatch:
         self._state.pop(agent, None)
         self._turn_started.pop(agent, None)
         self._silent.pop(agent, None)
-        for pair in [p for p in self._pairs if agent in p]:
+        self._busy_at.pop(agent, None)
+        self._operator_at.pop(agent, None)
+        self._told = {t for t in self._told if t[0] != agent}
+        for pair in [p for p in {*self._pairs, *self._pong} if agent in p]:
             self._pairs.pop(pair, None)
             self._pong.pop(pair, None)
 

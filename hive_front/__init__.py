@@ -8,6 +8,13 @@ ASSETS = Path(__file__).parent / "assets"
 """Served at `/assets/front/` by both pages."""
 
 
+def host_name(host: str) -> str:
+    """The name part of a Host header value (`[::1]:80` → `[::1]`, `a.b:80` → `a.b`)."""
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
+
 def csp(connect: str = "") -> str:
     """No inline script or style, no eval, no framing, and nothing from another origin but
     `connect` (space-separated origins the page may fetch from: an agent page's dashboard)."""

@@ -16,8 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from hive_core.dashboard.context import Body, act, context, error, unauthorized
-from hive_core.dashboard.guards import host_name
-from hive_front import CSRF_HEADER, csrf_problem
+from hive_front import CSRF_HEADER, csrf_problem, host_name
 from hive_share.sessions import bearer
 
 NOT_THE_PAGE = "only this agent's own page may send to it here"

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hive_front import csrf_problem, security_headers
+from hive_front import csrf_problem, host_name, security_headers
 from hive_share import pages
 
 NO_STORE = "no-store"
@@ -38,13 +38,6 @@ def browser_navigation(scope: Scope) -> bool:
 
 def error_page(status: int, title: str, paragraphs: list[str], style: bool = True) -> HTMLResponse:
     return HTMLResponse(pages.error_page(title, paragraphs, style), status_code=status)
-
-
-def host_name(host: str) -> str:
-    """The name part of a Host header value (`[::1]:80` → `[::1]`, `a.b:80` → `a.b`)."""
-    if host.startswith("["):
-        return host.partition("]")[0] + "]"
-    return host.rpartition(":")[0] if ":" in host else host
 
 
 def wrong_host_page(got: list[str], hosts: frozenset[str]) -> HTMLResponse:

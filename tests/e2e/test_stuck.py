@@ -5,9 +5,14 @@ messages each raise one attention item, the manager is told once, and the item's
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +22,9 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
 from tests.e2e.dashboard import Frames, act, session, stream
-from tests.e2e.hive import Hive
+from tests.e2e.hive import Hive, short_tmp
 from tests.e2e.turns import hive_with, operator_send
-from tests.fake_anthropic import Reply, Seen, text, tool_use
+from tests.fake_anthropic import Reply, Script, Seen, text, tool_use
 
 Items = list[dict[str, Any]]
 
@@ -97,17 +102,39 @@ async def test_a_model_repeating_one_call_raises_one_item_and_cancel_clears_it()
         assert rows["alice"]["stuck"] == []
 
 
-def sleeps_in_bash(seen: Seen) -> Reply:
-    if seen.agent() == "alice" and not seen.last_tool_results():
-        return tool_use(
-            "Bash", {"command": "python3 -c 'import time; time.sleep(600)'", "timeout": 600000}
-        )
-    return text("ok")
+def blocks_in_bash(gate: Path) -> Script:
+    """alice runs a Bash command that blocks on the FIFO `gate` until the test opens it: a
+    slow tool, for as long as the test says."""
+
+    def script(seen: Seen) -> Reply:
+        if seen.agent() == "alice" and not seen.last_tool_results():
+            return tool_use("Bash", {"command": f"cat {gate}", "timeout": 600000})
+        return text("ok")
+
+    return script
+
+
+@contextmanager
+def gate() -> Iterator[Path]:
+    """A FIFO a reader blocks on until this context ends (it then opens and closes the
+    writing end: the reader sees the end of the file)."""
+    root = short_tmp()
+    path = root / "gate"
+    os.mkfifo(path)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):  # no reader left (the turn was cancelled): fine
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_a_turn_hanging_in_a_slow_tool_raises_no_progress() -> None:
     # 0.05 minutes: three seconds without a new tool call or text.
-    with hive_with(sleeps_in_bash, HIVE_STUCK_NO_PROGRESS_MINUTES="0.05") as (hive, _):
+    with (
+        gate() as fifo,
+        hive_with(blocks_in_bash(fifo), HIVE_STUCK_NO_PROGRESS_MINUTES="0.05") as (hive, _),
+    ):
         assert hive.cli("spawn", "alice").returncode == 0
         async with session(hive) as client, stream(client) as frames:
             await operator_send(hive, "alice", "wait a while")

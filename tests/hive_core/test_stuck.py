@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hive_core import agent_info
+from hive_core import agent_info, lifecycle
 from hive_core.attention import Attention
 from hive_core.broker import Broker
 from hive_core.bus import EventBus, Subscription
@@ -244,3 +244,26 @@ async def test_an_agent_held_by_its_budget_is_not_silent(
         h.s.usage.budgets._held.discard("carol")
         await h.watch.tick()
         assert [k for k in await h.kinds() if k[0] == "silent"] == [("silent", "carol")]
+
+
+async def test_a_destroyed_agent_leaves_nothing_behind_for_one_of_its_name(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    async with hive(db, clock, tmp_path) as h:
+        h.s.backend.services = h.s  # type: ignore[attr-defined]  # exits go through lifecycle
+        limit = h.s.settings.ping_pong_messages
+        await h.send("alice", "bob", limit)
+        await h.send("bob", "alice", 1)
+        h.watch.turn_state("bob", "thinking")
+        await h.watch.report("bob", _stuck("burn"))
+        assert sorted(await h.kinds()) == [("ping_pong", "alice"), ("stuck_burn", "bob")]
+        await lifecycle.destroy(h.s, "bob", purge=False, actor=OPERATOR)
+        await h.s.registry.add("bob", "agent")  # a new bob, running
+        h.s.backend.statuses["bob"] = ContainerStatus(running=True, pid=200)  # type: ignore[attr-defined]
+        h.s.liveness.report_alive("bob", 200)
+        assert await h.kinds() == []
+        await h.send("alice", "bob", 1)
+        assert await h.kinds() == []  # its predecessor's count is gone
+        h.watch.turn_state("bob", "thinking")
+        await h.watch.report("bob", _stuck("burn"))  # the same turn id: news for this bob
+        assert await h.kinds() == [("stuck_burn", "bob")]
