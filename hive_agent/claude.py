@@ -124,6 +124,8 @@ class ClaudeProcess:
     invocation: Invocation
     on_spent: Callable[[int], None] | None = None
     """Hears the tokens each assistant message spends, as claude prints it (`TurnObserver`)."""
+    on_init: Callable[[], None] | None = None
+    """Hears claude's `system/init` (`TurnObserver`)."""
     proc: anyio.abc.Process | None = None
     cancelled: bool = False
     killed: bool = False
@@ -138,7 +140,7 @@ class ClaudeProcess:
             FileNotFoundError / PermissionError: the claude binary cannot be run.
         """
         inv = self.invocation
-        observer = TurnObserver(on_spent=self.on_spent)
+        observer = TurnObserver(on_spent=self.on_spent, on_init=self.on_init)
         self.proc = proc = await anyio.open_process(
             [*death_guard(), *inv.argv()],
             cwd=inv.cwd,

@@ -34,6 +34,7 @@ class ClaudeRuns:
         set_state: Callable[[TurnState], Awaitable[None]],
         report_login: Callable[[LoginReport, str], Awaitable[None]],
         spent: Callable[[int], None] | None = None,
+        claude_up: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._env = env
@@ -45,6 +46,8 @@ class ClaudeRuns:
         self._report_login = report_login
         self._spent = spent
         """Hears each run's token spend as it streams (the stuck watch's burn signal)."""
+        self._claude_up = claude_up
+        """Hears each run's `system/init` (turn admission)."""
         self.current: ClaudeProcess | None = None
 
     async def run(
@@ -106,7 +109,7 @@ class ClaudeRuns:
         inv = invocation.build(
             self._settings, self._env, config, self._mcp_socket, prompt, model, continue_session
         )
-        self.current = ClaudeProcess(inv, on_spent=self._spent)
+        self.current = ClaudeProcess(inv, on_spent=self._spent, on_init=self._claude_up)
         try:
             return await self.current.run(self._emit)
         except OSError as exc:

@@ -56,6 +56,9 @@ class TurnObserver:
     spent_tokens: int = 0
     """Input + cache-creation + output tokens of the assistant messages seen so far."""
     on_spent: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
+    on_init: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """Hears claude's `system/init`: its MCP servers answered and it is about to call the
+    model (turn admission frees the turn's start place)."""
     _message_spend: dict[str, int] = field(default_factory=dict, repr=False)
     """Spend per message id: claude prints one `assistant` line per content block, each
     with its message's usage, so a message counts once (its largest figure)."""
@@ -99,6 +102,8 @@ class TurnObserver:
     def _system(self, data: dict[str, Any]) -> list[LiveEvent]:
         subtype = data.get("subtype")
         if subtype == "init":
+            if self.on_init is not None:
+                self.on_init()
             self.session_id = data.get("session_id") or self.session_id
             self.model = data.get("model") or self.model
             for server in data.get("mcp_servers") or []:

@@ -29,6 +29,7 @@ import anyio
 import anyio.abc
 
 from hive_agent import invocation, login, retry, turn_record
+from hive_agent.admission import Place
 from hive_agent.classify import RETRYABLE
 from hive_agent.claude import ClaudeProcess, RunOutcome
 from hive_agent.claude_runs import ClaudeRuns
@@ -115,8 +116,10 @@ class Harness:
         """What each turn cost, sent to hive-core until it has it."""
         self._runs = ClaudeRuns(
             settings, self.env, self.mcp.path, lambda: self._cancel_asked,
-            self.emit, self._set_state, self._login.report, self.watch.spent,
+            self.emit, self._set_state, self._login.report, self.watch.spent, self._claude_up,
         )  # fmt: skip
+        self._place: Place | None = None
+        """The running turn's place among the turns the hive runs at once (turn admission)."""
         self._waiting_to_retry = False
         """True while a failed turn's items wait out the backoff before their retry."""
         self._cancelled: list[Message] = []
@@ -188,6 +191,10 @@ class Harness:
             self._interruptible.cancel()
         if self._waiting_to_retry:
             return "cancelled the retry: its messages stay queued for the next turn"
+        if self.state == "waiting":
+            return (
+                "the turn had not started (it waited for a place to run): its messages stay queued"
+            )
         if self.current is not None:
             if stopping:
                 self.current.kill()
@@ -311,7 +318,15 @@ class Harness:
     ) -> tuple[list[int], list[Message]]:
         delay = retry.RETRY_BASE
         while True:
-            result = await self.run_turn(items)
+            if not await self._take_place(items):
+                if stopping.is_set():
+                    return [], []
+                await self._note_kept("cancelled while it waited for a place to run", items)
+                return [], items
+            try:
+                result = await self.run_turn(items)
+            finally:
+                await self._give_back_place()
             if stopping.is_set() and (result.kind in RETRYABLE or result.kind == "cancelled"):
                 return [], []  # interrupted by shutdown: the items come back after the restart
             if result.kind == "cancelled" and not result.received:
@@ -346,6 +361,39 @@ class Harness:
         for start in range(0, len(head), ACK_MAX):
             await core.call(rq.Ack(cmd="ack", ids=head[start : start + ACK_MAX]), rs.Acked)
         return tail, []
+
+    async def _take_place(self, items: Sequence[Message]) -> bool:
+        """Wait for hive-core to admit the turn (`waiting` meanwhile); False when a cancel
+        or the harness stopping ended the wait."""
+        self._place = place = Place(self.settings.socket, self._tasks)
+
+        async def waiting(line: rs.TurnSlotState) -> None:
+            await self._set_state("waiting")
+            ahead = f"{line.ahead} turn{'s' if line.ahead != 1 else ''} ahead"
+            await self.emit(
+                live.Note(text=f"waiting for a place to run: {line.running} of "
+                          f"{line.slots} turns running, {ahead}")
+            )  # fmt: skip
+
+        with self._interruptible_wait() as scope:
+            try:
+                await place.take(min(m.id for m in items), waiting)
+            except BaseException:
+                await self._give_back_place()
+                raise
+        if scope.cancelled_caught or self._cancel_asked:
+            await self._give_back_place()
+            return False
+        return True
+
+    async def _give_back_place(self) -> None:
+        place, self._place = self._place, None
+        if place is not None:
+            await place.give_back()
+
+    def _claude_up(self) -> None:
+        if self._place is not None:
+            self._place.claude_up()
 
     async def _note_kept(self, why: str, items: Sequence[Message]) -> None:
         await self.emit(live.Note(text=f"{why}: {_items(items)} left queued for the next turn"))

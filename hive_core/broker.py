@@ -314,6 +314,11 @@ class Broker:
         """Whether this connection holds leased messages it has not acked yet."""
         return owner in self._held
 
+    def is_leased(self, recipient: str, message_id: int) -> bool:
+        """Whether the message to `recipient` is leased to one of its receivers now."""
+        inbox = self._inboxes.get(recipient)
+        return inbox is not None and message_id in inbox.leases
+
     def release(self, owner: LeaseOwner) -> None:
         """End every lease held by a closed connection and wake the recipients."""
         for recipient, inbox in self._inboxes.items():

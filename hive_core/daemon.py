@@ -116,6 +116,12 @@ class _Scoped:
         return self._done.is_set()
 
 
+def _closed(s: Services, conn: Conn) -> None:
+    """A connection closed: its leases end and its turn place (held or awaited) frees."""
+    s.broker.release(conn.id)
+    s.turn_slots.give_back(conn.id)
+
+
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one exception nested task groups wrap, or `group` when it holds more."""
     exc: BaseException = group
@@ -168,7 +174,7 @@ class Daemon:
             rq.HOST_VERBS,
             rq.HOST_REQUEST,
             lambda req, conn: handlers.handle_host(s, req, conn),
-            on_close=lambda conn: s.broker.release(conn.id),
+            on_close=lambda conn: _closed(s, conn),
             holds_work=lambda conn: s.broker.holds_leases(conn.id),
             max_connections=self._caps.host,
             gate=self.gate,
@@ -180,7 +186,7 @@ class Daemon:
             rq.MANAGER_VERBS,
             rq.MANAGER_REQUEST,
             lambda req, conn: handlers.handle_manager(s, req, conn),
-            on_close=lambda conn: s.broker.release(conn.id),
+            on_close=lambda conn: _closed(s, conn),
             holds_work=lambda conn: s.broker.holds_leases(conn.id),
             max_connections=self._caps.manager,
             gate=self.gate,
@@ -195,7 +201,7 @@ class Daemon:
             rq.AGENT_VERBS,
             rq.AGENT_REQUEST,
             lambda req, conn: handlers.handle_agent(s, req, conn),
-            on_close=lambda conn: s.broker.release(conn.id),
+            on_close=lambda conn: _closed(s, conn),
             holds_work=lambda conn: s.broker.holds_leases(conn.id),
             max_connections=self._caps.agent,
             pool=self._agent_pool,
@@ -374,6 +380,7 @@ class Daemon:
 
     async def _drain(self, s: Services, servers: list[SocketServer]) -> None:
         s.broker.close()  # waiting long-polls answer "shutting down" now
+        s.turn_slots.close()
         async with anyio.create_task_group() as tg:
             for srv in servers:
                 tg.start_soon(srv.close, DRAIN_TIMEOUT)

@@ -23,6 +23,7 @@ from hive_core.reminders import Reminders
 from hive_core.settings import Settings
 from hive_core.sockets.agents import AgentSockets
 from hive_core.transients import Transients
+from hive_core.turn_slots import TurnSlots
 
 if TYPE_CHECKING:
     from hive_core.action_links import ActionLinks
@@ -66,10 +67,15 @@ class Services:
     """Mints a one-time dashboard login link, once the dashboard listens."""
     attention: Attention | None = None
     """The attention list, once the daemon made it (it needs the crash watch)."""
+    turn_slots: TurnSlots = field(init=False)
+    """Turn admission: how many turns run, and start, at once across the hive."""
     stopping: bool = False
     """The daemon is shutting down: nothing is started or restarted any more."""
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """One lock per agent name: lifecycle actions on one agent never interleave."""
+
+    def __post_init__(self) -> None:
+        self.turn_slots = TurnSlots(self.settings.turn_slots, self.settings.turn_starts)
 
     def lock(self, name: str) -> asyncio.Lock:
         return self.locks.setdefault(name, asyncio.Lock())

@@ -75,6 +75,27 @@ def split_urls(text: str) -> list[str]:
     return found
 
 
+TURN_MEMORY = 384 * 2**20
+"""Bytes one running turn is budgeted (claude holds ≈ 200–300 MB while it works)."""
+
+
+def cores() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def default_turn_slots() -> int:
+    """Turns at once by default: 8 per core, no more than memory holds at `TURN_MEMORY`
+    each, at least 2."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(2, min(8 * cores(), memory // TURN_MEMORY))
+
+
+def default_turn_starts() -> int:
+    """Claude processes starting at once by default: one per core, at least 2."""
+    return max(2, cores())
+
+
 class Settings(BaseSettings):
     """Every setting of hive-core. Services get this object; none reads the environment."""
 
@@ -177,6 +198,12 @@ class Settings(BaseSettings):
     public_url: str = ""
     """The dashboard's address as the operator's devices reach it (`https://hive.example.net`),
     for the links in notifications; empty: the address it listens on."""
+    turn_slots: int = Field(default_factory=default_turn_slots, ge=1, le=10_000)
+    """How many turns run at once across the hive; more wait (`waiting`), the one with the
+    oldest message first. Default: 8 per core, no more than memory holds at 384 MiB each."""
+    turn_starts: int = Field(default_factory=default_turn_starts, ge=1, le=10_000)
+    """Of those, how many may be starting their claude at once (from admission until
+    claude's `system/init`: the CPU-heavy part of a turn). Default: one per core, at least 2."""
     budget_grant_percent: int = Field(default=25, ge=1, le=1000)
     """How much approving a `budget` approval raises the limit it reached, in percent of
     that limit, until the window rolls."""

@@ -1,6 +1,7 @@
 """What a harness tells hive-core about itself on its agent's socket (or the manager's):
 `alive` with its build and model, its status line, its Claude Code login, its turn state,
-what a turn cost and whether it looks stuck; and `whoami` and `watch_limits`."""
+what a turn cost and whether it looks stuck; `turn_slot` (turn admission); and `whoami` and
+`watch_limits`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pydantic import Field
 from hive_share.base import StuckSignal
 from hive_share.live import TurnState
 from hive_share.models import LoginReport, ModelSource, WireModel
+from hive_share.request_fields import MAX_WAIT_SECONDS
 
 
 class Alive(WireModel):
@@ -64,6 +66,21 @@ class ReportTurnState(WireModel):
     state: TurnState
     model: Annotated[str, Field(max_length=100)] | None = None
     model_source: ModelSource | None = None
+
+
+class TurnSlot(WireModel):
+    """Turn admission: `take` waits (up to `wait_seconds`) for a place among the turns the
+    hive runs at once; `started` says the turn's claude is up (its start place frees for the
+    next turn); `give_back` ends the hold. A place belongs to the connection that took it and
+    ends with it: a harness takes one on a connection of its own, which it closes as its turn
+    ends."""
+
+    cmd: Literal["turn_slot"]
+    action: Literal["take", "started", "give_back"]
+    wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
+    oldest: Annotated[int, Field(ge=1)] | None = None
+    """With `take`: the id of the oldest message the turn is for; the oldest waits least.
+    Counted only while that message is leased to this agent."""
 
 
 TurnId = Annotated[str, Field(min_length=1, max_length=64)]

@@ -8,7 +8,9 @@ from pydantic import Field, TypeAdapter
 
 from hive_share.base import WireModel
 
-TurnState = Literal["idle", "thinking", "tool", "compacting", "cancelling"]
+TurnState = Literal["idle", "waiting", "thinking", "tool", "compacting", "cancelling"]
+"""`waiting`: items arrived and the turn waits for a place among the turns the hive runs at
+once (turn admission)."""
 ResultKind = Literal[
     "success",
     "cancelled",

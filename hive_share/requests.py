@@ -20,6 +20,7 @@ from hive_share.agent_requests import (
     ReportTurnState,
     ReportTurnUsage,
     SetStatus,
+    TurnSlot,
     WatchLimitsQuery,
     Whoami,
 )
@@ -169,6 +170,7 @@ __all__ = [
     "Start",
     "StateFilePath",
     "Stop",
+    "TurnSlot",
     "TurnStatus",
     "Update",
     "Usage",
@@ -234,6 +236,7 @@ ManagerRequest = Annotated[
     | ReportTurnState
     | ReportStuck
     | ReportTurnUsage
+    | TurnSlot
     | WatchLimitsQuery
     | RequestSpawn
     | RequestInitConfig
@@ -265,6 +268,7 @@ AgentRequest = Annotated[
     | ReportTurnState
     | ReportStuck
     | ReportTurnUsage
+    | TurnSlot
     | WatchLimitsQuery,
     Field(discriminator="cmd"),
 ]
@@ -307,6 +311,7 @@ AnyRequest = Annotated[
     | ReportTurnState
     | ReportStuck
     | ReportTurnUsage
+    | TurnSlot
     | WatchLimitsQuery
     | Cancel
     | NewSession

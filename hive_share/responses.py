@@ -272,6 +272,20 @@ class Done(WireModel):
     detail: str
 
 
+class TurnSlotState(WireModel):
+    """The answer to `turn_slot`: whether this connection holds a place to run its turn, and
+    how full the hive is."""
+
+    ok: Literal[True] = True
+    result: Literal["turn_slot"] = "turn_slot"
+    granted: bool
+    """For `take`: the place is this connection's (False: the wait ended first; ask again)."""
+    ahead: int = 0
+    """Turns that wait before this one (0 once granted)."""
+    running: int
+    slots: int
+
+
 Response = Annotated[
     Error
     | VersionResult
@@ -298,6 +312,7 @@ Response = Annotated[
     | UsageReport
     | NotifyTargets
     | NotifyTested
+    | TurnSlotState
     | Done,
     Field(discriminator="result"),
 ]

@@ -55,6 +55,7 @@ const state = {
 
 const TURN_STATES = {
   idle: { cls: "dim", title: "idle: waiting to be woken" },
+  waiting: { cls: "warn", text: "waiting for a slot", title: "waiting for a slot: the hive runs as many turns as it can at once" },
   thinking: { cls: "info", title: "thinking: the model is answering" },
   tool: { cls: "accent", title: "tool: a tool call is running" },
   compacting: { cls: "warn", title: "compacting the session's context" },
@@ -112,7 +113,7 @@ function renderTurnState() {
   const info = TURN_STATES[st] || { cls: "warn", title: `turn state: ${visibleString(st)}` };
   setChip(node, [info.cls, st && st !== "idle" ? "busy" : ""], info.title);
   node.setAttribute("data-state", st);
-  setVisible(node, st || "?");
+  setVisible(node, info.text || st || "?");
   const cancel = document.querySelector('[data-action="cancel"]');
   if (cancel && !cancel.classList.contains("busy")) cancel.classList.toggle("live", st !== "idle");
 }

@@ -143,6 +143,25 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
             assert_never(req)
 
 
+async def _turn_slot(s: Services, req: rq.TurnSlot, conn: Conn) -> rs.TurnSlotState:
+    slots, granted = s.turn_slots, False
+    match req.action:
+        case "take":
+            me, oldest = conn.principal.name, req.oldest
+            if oldest is not None and not s.broker.is_leased(me, oldest):
+                oldest = None  # ranks by a message this agent is working on, or not at all
+            granted = await slots.take(me, conn.id, oldest, conn.is_open, req.wait_seconds)
+        case "started":
+            slots.started(conn.id)
+        case "give_back":
+            slots.give_back(conn.id)
+        case _:
+            assert_never(req.action)
+    return rs.TurnSlotState(
+        granted=granted, ahead=slots.ahead_of(conn.id), running=slots.running, slots=slots.slots
+    )
+
+
 async def _coordination(s: Services, req: Coordination, conn: Conn) -> WireModel:
     """Questions, reminders and open threads, as an agent or the manager."""
     me = conn.principal.name
@@ -312,6 +331,8 @@ async def handle_agent(s: Services, req: rq.AgentRequest, conn: Conn) -> WireMod
             | rq.WatchLimitsQuery()
         ):
             return await _reports(s, req, conn)
+        case rq.TurnSlot():
+            return await _turn_slot(s, req, conn)
         case (
             rq.Ask()
             | rq.AnswerQuestion()

@@ -61,6 +61,8 @@ class StandInCore(socketserver.ThreadingUnixStreamServer):
         match cmd:
             case "alive" | "turn_state" | "login_state" | "set_status" | "stuck" | "turn_usage":
                 return rs.Done(detail="noted")
+            case "turn_slot":
+                return rs.TurnSlotState(granted=True, running=1, slots=4)
             case "watch_limits":
                 return rs.WatchLimits(no_progress_seconds=600.0, repeat=5, burn_tokens=2_000_000)
             case "recv":  # one message at a time, as if each came after the last turn

@@ -60,7 +60,8 @@ class _Core(socketserver.ThreadingUnixStreamServer):
 
 class _CoreConnection(socketserver.StreamRequestHandler):
     """hive-core's agent socket as one harness uses it: `alive`, `recv` (a long-poll that
-    ends when the harness hangs up), `ack`, the state reports and `get_open_threads`."""
+    ends when the harness hangs up), `ack`, `turn_slot`, the state reports and
+    `get_open_threads`."""
 
     server: _Core
 
@@ -91,6 +92,8 @@ class _CoreConnection(socketserver.StreamRequestHandler):
                 return rs.Acked(count=len(req["ids"]))
             case "turn_state" | "login_state" | "set_status":
                 return rs.Done(detail="noted")
+            case "turn_slot":
+                return rs.TurnSlotState(granted=True, running=1, slots=4)
             case "get_open_threads":
                 return rs.OpenThreads(approvals=[], questions=[], pending_reminders=0)
         return rs.Error(code="unknown_verb", error=req["cmd"])

@@ -151,6 +151,9 @@ async def test_a_turn_reports_its_stuck_signal_and_usage_and_old_usage_goes_firs
 
     cmds = _cmds(core)
     assert cmds.index("alive") < cmds.index("watch_limits") < cmds.index("turn_usage")
+    # each turn took a place, said when its claude was up (at system/init), in that order
+    slots = [(r["action"], r.get("oldest")) for r in core.seen("turn_slot")]
+    assert slots == [("take", 1), ("started", None), ("take", 2), ("started", None)]
     old_1, old_2, first, second = _usage_of(core)
     assert (old_1, old_2) == ("old-1", "old-2") and first != second
     # hive-core's limits applied (not the defaults, 5 and 2M): in each turn, the first
@@ -177,7 +180,11 @@ async def test_a_turn_reports_its_stuck_signal_and_usage_and_old_usage_goes_firs
 
 
 async def test_usage_an_older_hive_core_refused_is_sent_once_after_its_update(rig: Rig) -> None:
-    older = {"watch_limits": refuse("unknown_verb"), "turn_usage": refuse("unknown_verb")}
+    older = {
+        "watch_limits": refuse("unknown_verb"),
+        "turn_usage": refuse("unknown_verb"),
+        "turn_slot": refuse("unknown_verb"),  # older than turn admission: the turn runs
+    }
     before = await rig.serve_until(older, [rig.message(1)], lambda c: bool(c.seen("turn_usage")))
     (turn,) = _usage_of(before)
     assert before.seen("stuck") == []  # hive-core's defaults: 3 calls are not 5

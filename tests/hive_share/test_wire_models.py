@@ -113,6 +113,9 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         cmd="stuck", signal="repetition", turn_id="t-1", detail="Bash x5"
     ),
     requests.WatchLimitsQuery: requests.WatchLimitsQuery(cmd="watch_limits"),
+    requests.TurnSlot: requests.TurnSlot(
+        cmd="turn_slot", action="take", wait_seconds=60, oldest=41
+    ),
     requests.ReportTurnUsage: requests.ReportTurnUsage(
         cmd="turn_usage",
         turn_id="t-1",
@@ -277,6 +280,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     responses.OpenThreads: responses.OpenThreads(
         approvals=[APPROVAL], questions=[QUESTION], pending_reminders=2
     ),
+    responses.TurnSlotState: responses.TurnSlotState(granted=False, ahead=2, running=4, slots=4),
     responses.Done: responses.Done(detail="alice started"),
     # helper events
     helper.ContainerCrash: helper.ContainerCrash(
