@@ -39,6 +39,36 @@ class Idle:
     harnesses: int
     harness_rss: int
     """Bytes: the median `VmRSS` over those harnesses."""
+    harness_anon: int
+    """Bytes: the median `RssAnon` over those harnesses: their private memory, without the
+    shared libraries' pages that every harness maps from the same files."""
+
+
+def anon_bytes(pid: int) -> int:
+    """`RssAnon` of process `pid` from `/proc/<pid>/status`: its resident anonymous pages
+    (the Python heap, malloc's arenas, thread stacks), which no other process shares.
+
+    Raises:
+        RuntimeError: the status has no `RssAnon` line (a zombie).
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024  # in kB
+    raise RuntimeError(f"/proc/{pid}/status has no RssAnon")
+
+
+async def harness_rss(daemon: Daemon, name: str) -> int:
+    """`VmRSS` of agent `name`'s harness (its pid from `list`).
+
+    Raises:
+        BenchError: it is not running.
+    """
+    async with HiveClient(daemon.host_socket) as client:
+        listed = await client.call(rq.List(cmd="list"), rs.Agents)
+    pid = next((a.pid for a in listed.agents if a.name == name), None)
+    if pid is None:
+        raise BenchError(f"{name} has no running harness")
+    return proc.rss_bytes(pid)
 
 
 def bound(count: int) -> float:
@@ -109,9 +139,11 @@ async def idle(daemon: Daemon, names: Sequence[str], settle: float, window: floa
     if sorted(now) != sorted(pids):
         raise BenchError(f"harnesses came or went during the idle window: {len(pids)} → {len(now)}")
     rss = [proc.rss_bytes(p) for p in pids]
+    anon = [anon_bytes(p) for p in pids]
     return Idle(
         daemon_cpu=100 * (daemon_end - daemon_start) / wall,
         harness_cpu=100 * (harness_end - harness_start) / wall,
         harnesses=len(pids),
         harness_rss=int(statistics.median(rss)),
+        harness_anon=int(statistics.median(anon)),
     )

@@ -137,6 +137,7 @@ async def _fleet(daemon: Daemon, sizes: Sizes) -> None:
     report.emit(report.cpu_percent(f"idle_cpu_{n}_agents", idle.daemon_cpu, "< 1%"))
     report.emit(report.cpu_percent(f"idle_cpu_{n}_agents_harnesses", idle.harness_cpu))
     report.emit(report.mebibytes("harness_rss_idle", idle.harness_rss))
+    report.emit(report.mebibytes("harness_rss_anon_idle", idle.harness_anon))
     started = time.monotonic()
     async with asyncio.timeout(fleet.bound(len(names))):
         await fleet.stop(daemon, names)
@@ -214,6 +215,9 @@ async def _turns(daemon: Daemon, log: Path, sizes: Sizes, floors: Floors, wake: 
     baseline = wake + floors.claude_spawn
     report.emit(report.latency("harness_wake_to_claude_p50", p50(rest), baseline, "≤ 10 ms"))
     report.emit(report.latency("harness_wake_to_claude_p90", p90(rest), baseline))
+    # What a harness that has run turns holds: the MCP SDK is in by now.
+    rss = await fleet.harness_rss(daemon, TURN_AGENT)
+    report.emit(report.mebibytes("harness_rss_after_turns", rss))
 
 
 async def _against_daemon(daemon: Daemon, log: Path, sizes: Sizes, floors: Floors) -> None:

@@ -2,7 +2,9 @@
 
 `mcp` is what claude starts on every turn, so its path skips typer altogether
 (`agent_main`, `mind_main`, and `python -m hive_agent`); the app, and pydantic and
-asyncio with the harness, are imported only for the commands that need them.
+asyncio with the harness, are imported only for the commands that need them. A bare
+`serve` (how every backend starts a harness) skips typer too: the harness would keep
+typer and click in memory for its whole life only to read one word.
 """
 
 from __future__ import annotations
@@ -72,9 +74,11 @@ def build(role: str) -> click.Group:
 
 
 def _run(role: str, args: list[str]) -> int:
+    prog = PROGS[role]
+    if args == ["serve"]:  # what the backends run; `serve --help` and the rest take typer
+        return _serve(prog)
     import click
 
-    prog = PROGS[role]
     group = build(role)
     try:
         with group.make_context(prog, args) as ctx:

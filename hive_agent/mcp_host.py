@@ -1,9 +1,12 @@
 """Hosts the warm `hyperhive` MCP server inside the harness, one session per connection.
 
 claude launches `hive-agent mcp` (a byte relay) each turn; the relay connects
-here. The SDK is imported once, when the harness starts (or the first turn needs it).
-The listener and its sessions are tasks of the task group the host is given (the
-harness's): cancelling its scope ends them and removes the socket.
+here. The harness listens as it starts, but imports the SDK and builds the server only
+when a turn first needs it (`start`, called before claude is spawned), in a thread while
+claude starts; a session that comes first waits for it. The SDK is about 25 MiB of a
+harness's memory, so a harness that has not run a turn does without it. The listener,
+its sessions and the build are tasks of the task group the host is given (the harness's):
+cancelling its scope ends them and removes the socket.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import anyio.to_thread
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from hive_agent import unix_server
+from hive_share import gil
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +62,10 @@ class _Out:
         pass  # every write is sent whole
 
 
+class McpUnavailable(RuntimeError):
+    """The server could not be built (the cause is logged); the next turn tries again."""
+
+
 class McpHost:
     def __init__(
         self,
@@ -72,26 +80,67 @@ class McpHost:
         self._core_socket = core_socket
         self._on_status = on_status
         self._tasks = tasks
-        """Where the listener runs (with its sessions, in a task group of its own)."""
+        """Where the listener and the build run (the sessions in a task group of their own)."""
         self._server: Any = None
         self._listening = False
         self._starting = anyio.Lock()
+        self._building: anyio.Event | None = None
+        """Set when the build under way ends, built or not; None while none is under way."""
         self.sessions = 0
 
-    async def start(self) -> None:
-        """Import the SDK (off the loop), build the server and listen; once, however many
-        callers (the harness starts it when it comes up, a turn makes sure of it)."""
+    @property
+    def built(self) -> bool:
+        """Whether the server is built (the SDK imported)."""
+        return self._server is not None
+
+    async def listen(self) -> None:
+        """Listen on the socket, without the SDK (once, however many callers): the harness
+        does it as it starts; a session that comes before the server is built waits for
+        it."""
         async with self._starting:
             if not self._listening:
-                await self._start()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                await self._tasks.start(self._listen)
+                self._listening = True
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
+        """Listen, and have the server built: a turn calls it before it spawns claude.
+
+        The first turn starts the build in the background, so the SDK's import overlaps
+        claude's own start (claude's relay connects a while later, and its session waits
+        for the server). A turn that finds a build under way (its turn before ended
+        while the SDK was still coming in) waits for it: its claude would wait for it
+        anyway, and spawned meanwhile it would only compete with the import for the CPU.
+        """
+        await self.listen()
+        if self._building is not None:
+            await self._building.wait()  # built, or failed (logged): then built again
+        self._build_soon()
+
+    def _build_soon(self) -> None:
+        if self._server is None and self._building is None:
+            self._building = anyio.Event()
+            self._tasks.start_soon(self._build_server, self._building)
+
+    async def _build_server(self, done: anyio.Event) -> None:
+        try:
+            with gil.responsive():  # the loop answers meanwhile (pings, claude's output)
+                self._server = await anyio.to_thread.run_sync(self._build)
+        except Exception:
+            logger.exception("the MCP server could not be built; the next turn tries again")
+        finally:
+            self._building = None
+            done.set()
+
+    async def _built_server(self) -> Any:
         if self._server is None:
-            self._server = await anyio.to_thread.run_sync(self._build)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        await self._tasks.start(self._listen)
-        self._listening = True
+            self._build_soon()
+            assert self._building is not None
+            await self._building.wait()
+            if self._server is None:
+                raise McpUnavailable("the MCP server could not be built")
+        return self._server
 
     async def _listen(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -107,10 +156,14 @@ class McpHost:
         return build_server(self._role, Tools(self._core_socket, self._on_status))
 
     async def _session(self, stream: anyio.abc.ByteStream) -> None:
+        self.sessions += 1
+        try:
+            server = await self._built_server()
+        except McpUnavailable:
+            return  # logged by the build; claude sees the server fail, the turn goes on
         from mcp.server.stdio import stdio_server
 
-        self.sessions += 1
-        low = self._server._lowlevel_server  # the SDK runs sessions on its low-level server
+        low = server._lowlevel_server  # the SDK runs sessions on its low-level server
         try:
             async with stdio_server(_Lines(stream), _Out(stream)) as (read, write):  # type: ignore[arg-type]
                 await low.run(read, write, low.create_initialization_options())

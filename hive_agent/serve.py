@@ -16,13 +16,12 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 import anyio.to_thread
 
-from hive_agent import build_version, start_check
+from hive_agent import build_version, start_check, web_start
 from hive_agent.control import Control, serve_control
 from hive_agent.history import EventHistory
 from hive_agent.login_session import LoginSession
@@ -30,15 +29,11 @@ from hive_agent.settings import HarnessSettings
 from hive_agent.start_check import StartReport
 from hive_agent.turn import Harness
 from hive_agent.turn_stats import TurnStats
-from hive_share import gil
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.agent_config import AgentConfig
 from hive_share.client import HiveClient, NotRunning
 from hive_share.models import WireModel
-
-if TYPE_CHECKING:
-    from hive_agent.web import AgentPage
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +46,6 @@ PAGE_GRACE = 2.0
 USAGE_GRACE = 2.0
 """Seconds a turn-usage report under way has to end when the harness stops (what it leaves
 unsent goes at the next start)."""
-PAGE_START_WAIT = 10.0
-"""Seconds a login code for the page waits for the page to be built (its web stack is
-imported in a thread once the harness is up)."""
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -114,25 +106,22 @@ class _Controls:
 
     def __init__(self, harness: Harness, history: EventHistory, login: LoginSession) -> None:
         self.harness, self.history, self.login = harness, history, login
-        self.page: AgentPage | None = None
-        """Set once the page's server is built (after the harness reported itself alive)."""
-        self.page_built = anyio.Event()
+        self.page: web_start.LazyPage | None = None
+        """Set once the page's port is bound (after the harness reported itself alive)."""
+        self.page_bound = anyio.Event()
 
-    def set_page(self, page: AgentPage) -> None:
+    def set_page(self, page: web_start.LazyPage) -> None:
         self.page = page
-        self.page_built.set()
+        self.page_bound.set()
 
-    async def built_page(self) -> AgentPage:
-        """The page, waiting up to `PAGE_START_WAIT` for it to be built.
-
-        Raises:
-            ValueError: it is still not built.
-        """
-        with anyio.move_on_after(PAGE_START_WAIT):
-            await self.page_built.wait()
+    async def _web_code(self, code: str, send_token: str | None) -> str:
+        """Hand a login code to the page, built now if it is not yet (a link to it is
+        about to be opened)."""
+        with anyio.move_on_after(web_start.PAGE_START_WAIT):
+            await self.page_bound.wait()
         if self.page is None:
             raise ValueError("the agent page is still starting; ask again in a moment")
-        return self.page
+        return (await self.page.built()).add_code(code, send_token)
 
     async def answer(self, req: Control) -> WireModel:
         harness = self.harness
@@ -154,7 +143,7 @@ class _Controls:
                 harness.watch.hive_says(list(signals))
                 return rs.Done(detail=f"noted {', '.join(signals) or 'no signals'}")
             case rq.WebCode(code=code, send_token=send_token):
-                return rs.Done(detail=(await self.built_page()).add_code(code, send_token))
+                return rs.Done(detail=await self._web_code(code, send_token))
             case rq.LoginStart() | rq.LoginCode() | rq.LoginCancel() | rq.LoginStatus():
                 return await self._login(req)
 
@@ -171,11 +160,11 @@ class _Controls:
                 return await login_session.status(after, wait)
 
 
-async def _start_mcp(harness: Harness) -> None:
-    """Start the MCP host now; a failure is logged, and the first turn tries again."""
+async def _listen_mcp(harness: Harness) -> None:
+    """Listen on `mcp.sock` now (the SDK waits for the first turn); a failure is logged, and
+    the first turn tries again."""
     try:
-        with gil.responsive():  # the SDK's import runs in a thread meanwhile
-            await harness.mcp.start()
+        await harness.mcp.listen()
     except Exception:
         logger.exception("the MCP host did not start; the next turn retries")
 
@@ -253,15 +242,14 @@ async def _run(
     await report_alive(settings, report)
     logger.info("%s (%s) is up, pid %d", settings.agent_name, settings.role, os.getpid())
     await harness.in_touch()  # the stuck limits before the first turn; usage left unsent
+    # Neither the MCP SDK nor the page's web stack is imported here: an idle harness does
+    # without both (a turn imports the SDK, the page's first visitor or login code its
+    # stack; docs/turn-loop.md, "What an idle harness holds").
+    await _listen_mcp(harness)
     turns = _Task(functools.partial(harness.serve, stopping))
     tg.start_soon(turns.run)
     tg.start_soon(_prune_loop, history, stats)
-    # Warm before the first turn: claude starts our MCP relay as soon as it starts.
-    tg.start_soon(_start_mcp, harness)
-    # Imported only now, off the loop: the web stack costs a start-up a third of a second,
-    # and hive-core waits for `alive`, not for the page.
-    web = await gil.import_off_loop("hive_agent.web")
-    page = web.AgentPage(settings, harness, history, login_session)
+    page = web_start.LazyPage(settings, harness, history, login_session)
     controls.set_page(page)
     page_task = _Task(page.serve)
     tg.start_soon(page_task.run)

@@ -1,5 +1,7 @@
 """The agent's own page: its live turn log and its turn controls, at the agent's web port;
-this module builds the application and runs its server (`AgentPage`).
+this module builds the application and runs its server (`AgentPage`), on the socket
+web_start.py bound when the harness started; it is imported only once the page is first
+needed (web_start.py).
 
 It listens where the dashboard listens (loopback by default) and answers the host names the
 dashboard answers to. A one-time code that hive-core mints and hands over on `harness.sock`
@@ -66,7 +68,7 @@ class _Server(uvicorn.Server):
 
 
 class AgentPage:
-    """The page's server: bound up front (a taken port is logged, not fatal)."""
+    """The page's server, on the listening socket it is given (None: no port to serve)."""
 
     def __init__(
         self,
@@ -74,10 +76,11 @@ class AgentPage:
         harness: Harness,
         history: EventHistory,
         login: LoginSession,
+        sock: socket.socket | None,
     ) -> None:
         self.ctx = PageContext(settings, harness, history, login)
         self._server: _Server | None = None
-        self._sock: socket.socket | None = None
+        self._sock = sock
         self._stopped = False
 
     def add_code(self, code: str, send_token: str | None) -> str:
@@ -96,33 +99,13 @@ class AgentPage:
             logger.exception("the agent page stopped")
 
     async def _serve(self) -> None:
-        port = self.ctx.settings.web_port
-        if not port or self._stopped:  # stopped before it began: nothing to serve
+        if self._sock is None or self._stopped:  # stopped before it began: nothing to serve
             return
-        sock = self._bind(self.ctx.settings.web_host, port)
-        if sock is None:
-            return
-        self._sock = sock
         config = uvicorn.Config(
             build_app(self.ctx), log_level="warning", lifespan="off", timeout_graceful_shutdown=1
         )
         self._server = _Server(config)
-        await self._server.serve(sockets=[sock])
-
-    @staticmethod
-    def _bind(host: str, port: int) -> socket.socket | None:
-        """A listening socket on `host`:`port`, or None (logged) when the port is taken."""
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            logger.warning("the agent page cannot listen on port %d: %s", port, exc.strerror)
-            return None
-        sock.listen(64)
-        sock.setblocking(False)
-        return sock
+        await self._server.serve(sockets=[self._sock])
 
     def stop(self) -> None:
         self._stopped = True
