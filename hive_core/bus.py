@@ -53,6 +53,13 @@ class Subscription:
     async def get(self) -> Frame:
         return await self._queue.get()
 
+    def ready(self) -> list[Frame]:
+        """The frames queued for this subscriber, in order, taken without waiting."""
+        frames = []
+        while not self._queue.empty():
+            frames.append(self._queue.get_nowait())
+        return frames
+
     def close(self) -> None:
         self._bus.unsubscribe(self)
 

@@ -67,6 +67,20 @@ async def flow(db: Database, limit: int, before: int | None) -> tuple[list[Messa
     return kept, len(rows) > len(kept)
 
 
+async def flow_after(db: Database, limit: int, after: int) -> tuple[list[Message], bool]:
+    """The oldest `limit` messages hive-wide above id `after`, oldest first, and whether
+    newer ones exist: the dashboard's flow paging forward."""
+
+    def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        return conn.execute(
+            "SELECT * FROM messages WHERE id > ? ORDER BY id LIMIT ?", (after, limit + 1)
+        ).fetchall()
+
+    rows = await db.read(select)
+    kept = fit([message_from_row(r) for r in rows[:limit]])
+    return kept, len(rows) > len(kept)
+
+
 async def recent(
     db: Database, recipient: str, limit: int, before: int | None, after: int | None
 ) -> list[Message]:

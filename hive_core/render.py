@@ -72,38 +72,37 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+AGENT_COLUMNS = [
+    "NAME", "ROLE", "STATE", "TURN", "PID", "UPTIME", "WEB PORT", "HARNESS", "LOGIN", "MODEL",
+    "DEPLOYED", "STATUS",
+]  # fmt: skip
+
+
+def agent_cells(rows: Sequence[AgentInfo]) -> list[list[str]]:
+    """`list`'s cells, one row per agent, in `AGENT_COLUMNS`' order."""
+    return [
+        [
+            r.name,
+            r.role,
+            r.state,
+            clean(r.turn_state) if r.turn_state else "-",
+            str(r.pid) if r.pid else "-",
+            duration(r.uptime_seconds),
+            str(r.web_port) if r.web_port else "-",
+            harness_of(r),
+            login_of(r),
+            model_of(r),
+            (r.deployed_commit or "-")[:12],
+            clean(r.status) if r.status else "-",
+        ]
+        for r in rows
+    ]
+
+
 def agents(rows: Sequence[AgentInfo]) -> str:
     if not rows:
         return "no agents"
-    return table(
-        [
-            "NAME",
-            "ROLE",
-            "STATE",
-            "PID",
-            "UPTIME",
-            "WEB PORT",
-            "HARNESS",
-            "LOGIN",
-            "MODEL",
-            "DEPLOYED",
-        ],
-        [
-            [
-                r.name,
-                r.role,
-                r.state,
-                str(r.pid) if r.pid else "-",
-                duration(r.uptime_seconds),
-                str(r.web_port) if r.web_port else "-",
-                harness_of(r),
-                login_of(r),
-                model_of(r),
-                (r.deployed_commit or "-")[:12],
-            ]
-            for r in rows
-        ],
-    )
+    return table(AGENT_COLUMNS, agent_cells(rows))
 
 
 def harness_of(r: AgentInfo) -> str:

@@ -5,7 +5,9 @@ A harness asks for a place (`turn_slot take`) on a connection of its own before 
 turn, and holds it until it gives it back (`give_back`) or that connection closes. A place is
 granted while fewer than `slots` turns hold one and fewer than `starts` of them are still
 starting: a turn counts as starting from its grant until its harness says its claude is up
-(`started`, at claude's `system/init`), the part of a turn that costs a core.
+(`started`, at claude's `system/init`), the part of a turn that costs a core, or for at
+most `START_HOLD` seconds: a claude that waits on something slow (an extra MCP server's
+start, say) does not hold every other turn back.
 Waiting turns are granted oldest message first (message ids grow with time), then in the
 order they asked; a waiter whose connection closed is skipped.
 """
@@ -37,9 +39,15 @@ class _Waiter:
         return (self.oldest, self.seq)
 
 
+START_HOLD = 2.0
+"""Seconds a turn counts as starting at most (its claude may not have said `system/init`)."""
+
+
 @dataclass
 class _Holder:
     agent: str
+    since: float
+    """The loop's time of the grant."""
     starting: bool = True
 
 
@@ -59,7 +67,8 @@ class TurnSlots:
         return len(self._holders)
 
     def _starting(self) -> int:
-        return sum(1 for h in self._holders.values() if h.starting)
+        cutoff = asyncio.get_running_loop().time() - START_HOLD
+        return sum(1 for h in self._holders.values() if h.starting and h.since > cutoff)
 
     def _free(self) -> bool:
         return len(self._holders) < self.slots and self._starting() < self.starts
@@ -129,5 +138,7 @@ class TurnSlots:
             del self._waiting[owner]
             if not waiter.is_open():
                 continue  # its harness is gone; the connection's close gives nothing back
-            self._holders[owner] = _Holder(waiter.agent)
+            loop = asyncio.get_running_loop()
+            self._holders[owner] = _Holder(waiter.agent, loop.time())
+            loop.call_later(START_HOLD, self._grant)  # its start place frees by then at most
             waiter.granted.set()

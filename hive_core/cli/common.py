@@ -7,7 +7,10 @@ check `hive_share.schema`'s, so a client command never imports pydantic or async
 
 import json
 import os
+import shutil
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any, NoReturn
@@ -109,6 +112,62 @@ def records(items: list[dict[str, Any]]) -> list[Any]:
 
 def emit_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=True))
+
+
+def terminal_width() -> int | None:
+    """The columns a table must fit: `$COLUMNS` when set, else the terminal's when stdout is
+    one; None (no limit) when it goes to a pipe or a file."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+GAP = 2
+"""Spaces between two columns (render.table's)."""
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def fit(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    width: int | None,
+    steps: Sequence[tuple[str, int | None]],
+) -> tuple[list[str], list[list[str]]]:
+    """A table cut to `width` columns (None: as it is). Each step, in order, while it is
+    too wide: `(column, n)` cuts that column's cells (with `…`) to no less than `n`
+    characters (nor its header's), `(column, None)` leaves the column out; room left over
+    then goes back to the cut columns, the first step's first. Columns no step names are
+    never touched."""
+    keep = list(headers)
+    widths = {h: max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)}
+
+    def total() -> int:
+        return sum(widths[h] for h in keep) + GAP * (len(keep) - 1)
+
+    natural = dict(widths)
+    for column, least in steps:
+        over = total() - width if width is not None else 0
+        if over <= 0:
+            break
+        if column not in keep:
+            continue
+        if least is None:
+            keep.remove(column)
+        else:
+            floor = max(least, len(column))
+            widths[column] = min(widths[column], max(floor, widths[column] - over))
+    for column, _ in steps:  # room a column left out made goes back to the cut ones
+        spare = width - total() if width is not None else 0
+        if spare > 0 and column in keep:
+            widths[column] = min(natural[column], widths[column] + spare)
+    at = [headers.index(h) for h in keep]
+    return keep, [[cut(row[i], widths[headers[i]]) for i in at] for row in rows]
 
 
 # -- parameters most commands share ----------------------------------------------------------

@@ -14,8 +14,10 @@ from hive_core.cli.common import (
     call,
     detail,
     emit_json,
+    fit,
     records,
     request,
+    terminal_width,
 )
 
 app = typer.Typer()
@@ -75,14 +77,36 @@ def destroy(
     detail(run_dir, cmd="destroy", name=agent_name(name), purge=purge)
 
 
+LIST_FIT: list[tuple[str, int | None]] = [
+    ("STATUS", 32), ("DEPLOYED", None), ("WEB PORT", None), ("PID", None), ("ROLE", None),
+    ("MODEL", 14), ("STATUS", 16), ("LOGIN", 12), ("HARNESS", 13), ("UPTIME", None),
+    ("MODEL", None), ("LOGIN", None), ("STATUS", 8),
+]  # fmt: skip
+"""How `list` fits the terminal, step by step until it does: the status cut to 32
+characters, then the columns a glance needs least left out, then the rest cut or left out;
+NAME, STATE, TURN and HARNESS always stay."""
+
+
 @app.command("list")
-def list_(as_json: AsJson = False, run_dir: RunDir = None) -> None:
-    """Agents and tombstones."""
+def list_(
+    as_json: AsJson = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Every column, nothing cut, however wide.")
+    ] = False,
+    run_dir: RunDir = None,
+) -> None:
+    """Agents and tombstones, fitted to the terminal's width."""
     agents = call(run_dir, request(cmd="list"), "agents")["agents"]
     if as_json:
         emit_json(agents)
-    else:
-        print(render.agents(records(agents)))
+        return
+    if not agents:
+        print("no agents")
+        return
+    cells = render.agent_cells(records(agents))
+    width = None if wide else terminal_width()
+    headers, rows = fit(render.AGENT_COLUMNS, cells, width, LIST_FIT)
+    print(render.table(headers, rows))
 
 
 @app.command("login-link")

@@ -27,6 +27,7 @@ from hive_core.dashboard import streams as stream_routes
 from hive_core.dashboard.auth import Credentials
 from hive_core.dashboard.context import Context, Operator, invalid_parameter
 from hive_core.dashboard.guards import Csrf, HostCheck, SecurityHeaders
+from hive_core.dashboard.snapshot import Snapshot
 from hive_core.dashboard.streams import MAX_STREAMS
 from hive_core.services import Services
 from hive_front import ASSETS as FRONT_ASSETS
@@ -45,9 +46,11 @@ def build_app(
     hosts: Callable[[], frozenset[str]],
     operator: Operator,
     streams: set[Subscription] | None = None,
+    snapshot: Snapshot | None = None,
 ) -> ASGIApp:
     """The dashboard application. `streams` collects the open event-stream subscriptions,
-    so the server can end them when it stops."""
+    so the server can end them when it stops; `snapshot` is what `/api/state` serves (its
+    `follow` and `probe` are the server's to run)."""
     app = FastAPI(
         docs_url=None,
         redoc_url=None,
@@ -55,7 +58,13 @@ def build_app(
         exception_handlers={RequestValidationError: invalid_parameter},
     )
     app.state.hive = Context(
-        s, creds, Csrf(hosts), operator, streams if streams is not None else set(), Tickets()
+        s,
+        creds,
+        Csrf(hosts),
+        operator,
+        streams if streams is not None else set(),
+        Tickets(),
+        snapshot if snapshot is not None else Snapshot(s),
     )
     for router in ROUTERS:
         app.include_router(router)

@@ -22,6 +22,7 @@ from hive_core.bus import Subscription
 from hive_core.dashboard import views
 from hive_core.dashboard.auth import Credentials
 from hive_core.dashboard.guards import Csrf
+from hive_core.dashboard.snapshot import Snapshot
 from hive_core.errors import HiveError
 from hive_core.services import Services
 from hive_share.models import WireModel, dump
@@ -74,6 +75,7 @@ class Context:
     operator: Operator
     streams: set[Subscription]
     tickets: Tickets
+    snapshot: Snapshot
     log_streams: int = 0
 
 

@@ -1,4 +1,4 @@
-"""The dashboard's page, its reads (the snapshot, the message flow's history, an approval,
+"""The dashboard's page, its reads (the snapshot, the message flow's pages, an approval,
 an agent's log and deployed config) and its actions.
 
 Every action is a host-socket request run as the operator through the host socket's own
@@ -17,6 +17,7 @@ from pydantic import Field
 
 from hive_core.dashboard import views
 from hive_core.dashboard.context import (
+    HTTP_STATUS,
     Body,
     act,
     agent_problem,
@@ -27,6 +28,7 @@ from hive_core.dashboard.context import (
     reply,
     unauthorized,
 )
+from hive_core.errors import HiveError
 from hive_share.framing import INT64_MAX
 
 ASSETS = Path(__file__).parent / "assets"
@@ -80,16 +82,30 @@ async def page() -> Response:
 
 @router.get("/api/state")
 async def state(request: Request) -> Response:
-    return await read(request, lambda: views.snapshot(context(request).s))
+    """The snapshot, kept current by the bus (snapshot.py): a fetch does little work."""
+    if not has_session(request):
+        return unauthorized()
+    try:
+        body = await context(request).snapshot.body()
+    except HiveError as exc:
+        return error(HTTP_STATUS[exc.code], exc.message, exc.code)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/dashboard/history")
-async def history(request: Request, before: int | None = None, limit: int = 100) -> Response:
+async def history(
+    request: Request, before: int | None = None, after: int | None = None, limit: int = 100
+) -> Response:
     if before is not None and not 0 < before <= INT64_MAX:
         return error(400, f"before: a message id from 1 to {INT64_MAX}", "invalid_request")
+    if after is not None and not 0 <= after <= INT64_MAX:
+        return error(400, f"after: a message id from 0 to {INT64_MAX}", "invalid_request")
+    if before is not None and after is not None:
+        return error(400, "after: not with before", "invalid_request")
     if not 0 < limit <= views.FLOW_PAGE:
         return error(400, f"limit: 1 to {views.FLOW_PAGE}", "invalid_request")
-    return await read(request, lambda: views.history(context(request).s, before, limit))
+    s = context(request).s
+    return await read(request, lambda: views.history(s, before, after, limit))
 
 
 @router.post("/api/approvals/{approval_id}/approve")

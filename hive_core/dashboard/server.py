@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hive_core.bus import Subscription
 from hive_core.dashboard.app import Operator, allowed_hosts, build_app
 from hive_core.dashboard.auth import Credentials, load_key
+from hive_core.dashboard.snapshot import Snapshot
 from hive_core.errors import StartupError
 from hive_core.services import Services
 from hive_core.settings import Settings, is_loopback
@@ -193,7 +194,10 @@ class Dashboard:
         tmp.write_text(f"{self.port}\n")
         os.replace(tmp, self.port_file)
         hosts = allowed_hosts(st.dashboard_host, st.dashboard_allowed_hosts, self.port)
-        self._app = _Ending(build_app(s, self.creds, lambda: hosts, operator, self.streams))
+        self.snapshot = Snapshot(s)
+        self._app = _Ending(
+            build_app(s, self.creds, lambda: hosts, operator, self.streams, self.snapshot)
+        )
         config = uvicorn.Config(
             self._app,
             log_level="warning",
@@ -229,9 +233,19 @@ class Dashboard:
         return f"{self.url}login?code={self.creds.new_code()}"
 
     async def serve(self) -> None:
-        """Run uvicorn until `stop`. uvicorn runs each response as a task of its own and
-        does not wait for those it cancels (its graceful shutdown timed out, or this task
-        was cancelled): they are cancelled and waited for here, so none outlives it."""
+        """Run uvicorn until `stop`, and beside it the snapshot's tasks (following the bus,
+        pinging the harnesses after a fetch). uvicorn runs each response as a task of its
+        own and does not wait for those it cancels (its graceful shutdown timed out, or this
+        task was cancelled): they are cancelled and waited for here, so none outlives it."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.snapshot.follow, name="dashboard snapshot")
+            tg.start_soon(self.snapshot.probe, name="dashboard probe")
+            try:
+                await self._serve()
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _serve(self) -> None:
         try:
             await self._server.serve(sockets=[self.sock])
         finally:

@@ -1,4 +1,5 @@
-"""What the dashboard reads: the snapshot, the message flow, an agent's log and config."""
+"""What the dashboard reads besides the snapshot (snapshot.py): the message flow's pages,
+an agent's log and config."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ from typing import Any
 
 import anyio
 
-from hive_core import __version__, agent_info, deploys, git, harness_log
+from hive_core import deploys, git, harness_log, message_reads
 from hive_core.errors import BackendError, UnknownAgent
 from hive_core.services import Services
 from hive_share.models import Message, dump
-from hive_share.names import OPERATOR
 
 logger = logging.getLogger(__name__)
 
 FLOW_PAGE = 100
 """Messages in the snapshot's flow, and in one page of backfill."""
 INBOX_PAGE = 50
+"""The operator's newest messages in the snapshot."""
 LOG_LINES_MAX = harness_log.LINES_MAX
 LOG_FOLLOW_INTERVAL = 0.5
 """How often a followed log file is checked for growth (server side; the page never polls)."""
@@ -30,36 +31,13 @@ def flow_item(s: Services, message: Message) -> dict[str, Any]:
     return {**dump(message), "state": s.broker.flow_state(message)}
 
 
-async def snapshot(s: Services) -> dict[str, Any]:
-    """Everything the dashboard shows, with the event `seq` it reflects: take `seq` first,
-    so whatever changes while the rest is read also arrives as a frame after it."""
-    seq = s.bus.seq
-    agents = await agent_info.list_agents(s, tombstones=True)
-    pending = await s.approvals.pending()
-    questions = await s.questions.pending(operator_only=True)
-    inbox = await s.broker.recent(OPERATOR, limit=INBOX_PAGE)
-    flow, more = await s.broker.flow(FLOW_PAGE)
-    attention = await s.attention.compute() if s.attention is not None else []
-    usage = await s.usage.report(None, None, hourly=True)
-    return {
-        "seq": seq,
-        "version": __version__,
-        "backend": s.settings.backend,
-        "agents": [dump(a) for a in agents],
-        "approvals": [dump(a) for a in pending],
-        "questions": [dump(q) for q in questions],
-        "transients": list(s.transients.active.values()),
-        "inbox": [dump(m) for m in inbox],
-        "messages": [flow_item(s, m) for m in flow],
-        "more_messages": more,
-        "attention": [dump(i) for i in attention],
-        "usage": dump(usage),
-        "notify": [dump(t) for t in s.notifier.status()],
-    }
-
-
-async def history(s: Services, before: int | None, limit: int) -> dict[str, Any]:
-    flow, more = await s.broker.flow(limit, before)
+async def history(s: Services, before: int | None, after: int | None, limit: int) -> dict[str, Any]:
+    """A page of the flow: the `limit` messages before id `before` (and whether older ones
+    exist), or with `after` the `limit` after that id (and whether newer ones exist)."""
+    if after is not None:
+        flow, more = await message_reads.flow_after(s.db, limit, after)
+    else:
+        flow, more = await s.broker.flow(limit, before)
     return {"messages": [flow_item(s, m) for m in flow], "more": more}
 
 

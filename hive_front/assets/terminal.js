@@ -53,17 +53,31 @@ function append(node, children) {
 
 const NEAR_BOTTOM_PX = 6;
 const NEAR_TOP_PX = 48;
+const NEAR_END_PX = 48;
 const DEFAULT_CAP = 2000;
 
 /**
- * createTerminal({container, render, key, order, loadOlder?, cap?, empty?})
+ * createTerminal({container, render, key, order, loadOlder?, loadNewer?, loadLatest?, revise?,
+ *                 cap?, empty?})
+ *
+ * At most `cap` rows are kept. Without `loadNewer`, new rows push the oldest out and
+ * `loadOlder` fills in up to the cap. With `loadNewer` (and `loadLatest`) the rows are a
+ * window that slides: scrolled to the top it loads older rows and lets the newest go,
+ * scrolled to its bottom it loads newer ones (`loadNewer(newest)`) and lets the oldest go;
+ * while newer rows than the window's exist, live rows past its end are not added but
+ * counted on the pill, whose click loads the newest page (`loadLatest()`) again. A loader
+ * answers `{items, more}` (`more`: there are further rows that way). Rows that arrive late
+ * (loaded, or held while newer rows loaded) pass through `revise(item)` first, when given:
+ * what happened to them meanwhile.
  *
  * Returns {upsert, upsertMany, reset, remove, get, items, size, clear,
- *          scrollToBottom, atBottom, setMore, pane, destroy}.
+ *          scrollToBottom, atBottom, setMore, hasMore, hasNewer, pane, destroy}.
  */
 export function createTerminal(opts) {
-  const { container, render, key, order, loadOlder } = opts;
+  const { container, render, key, order, loadOlder, loadNewer, loadLatest } = opts;
+  const revise = typeof opts.revise === "function" ? opts.revise : (item) => item;
   const cap = opts.cap || DEFAULT_CAP;
+  const windowed = typeof loadNewer === "function";
   if (!container || typeof render !== "function" || typeof key !== "function" || typeof order !== "function") {
     throw new Error("createTerminal: container, render, key and order are required");
   }
@@ -72,22 +86,27 @@ export function createTerminal(opts) {
   const emptyLine = el("div", { cls: "terminal-empty", text: opts.empty || "nothing yet" });
   const loadingLine = el("div", { cls: "terminal-loading", text: "loading older…" });
   loadingLine.hidden = true;
+  const loadingNewerLine = el("div", { cls: "terminal-loading-newer", text: "loading newer…" });
+  loadingNewerLine.hidden = true;
   const pill = el("button", {
     cls: "tail-pill",
     attrs: { type: "button", title: "jump to the newest rows" },
-    on: { click: () => scrollToBottom() },
+    on: { click: () => (newer ? jumpToLatest() : scrollToBottom()) },
   });
   pill.hidden = true;
   const wrap = el("div", { cls: "terminal-wrap" }, pane, pill);
   pane.appendChild(loadingLine);
   pane.appendChild(emptyLine);
+  pane.appendChild(loadingNewerLine);
   container.appendChild(wrap);
 
   // Rows sorted by order, ascending; byKey maps key -> entry.
   let rows = [];
   const byKey = new Map();
-  let more = false;
+  let more = false; // older rows exist than the first shown
+  let newer = false; // newer rows exist than the last shown (a window away from the end)
   let loading = false;
+  let forwarding = null; // while newer rows load: the live rows past the end that came meanwhile
   let unseen = 0;
   let destroyed = false;
 
@@ -102,8 +121,8 @@ export function createTerminal(opts) {
 
   function setUnseen(n) {
     unseen = n;
-    pill.hidden = n <= 0;
-    pill.textContent = n > 0 ? `↓ ${n} new` : "";
+    pill.hidden = n <= 0 && !newer;
+    pill.textContent = n > 0 ? `↓ ${n} new` : newer ? "↓ newest" : "";
   }
 
   function updateEmpty() {
@@ -164,29 +183,69 @@ export function createTerminal(opts) {
     return { how: "new", last: index === rows.length - 1 };
   }
 
+  function dropEntry(entry) {
+    byKey.delete(entry.key);
+    entry.node.remove();
+  }
+
   function dropOldest() {
     let dropped = 0;
     while (rows.length > cap) {
-      const entry = rows.shift();
-      byKey.delete(entry.key);
-      entry.node.remove();
+      dropEntry(rows.shift());
       dropped += 1;
     }
     if (dropped && loadOlder) more = true;
     return dropped;
   }
 
+  function dropNewest() {
+    let dropped = 0;
+    while (rows.length > cap) {
+      dropEntry(rows.pop());
+      dropped += 1;
+    }
+    if (dropped) newer = true;
+    return dropped;
+  }
+
+  // A live row past the window's end, where it is not shown: counted, and kept
+  // aside while newer rows load (they may end the window's distance to the end).
+  function pastTheEnd(item) {
+    if (byKey.has(String(key(item)))) return false;
+    if (rows.length && Number(order(item)) <= rows[rows.length - 1].order) return false;
+    if (forwarding) forwarding.push(item);
+    return true;
+  }
+
+  // Runs `change` keeping the first visible row where it is on screen.
+  function keepingView(change) {
+    const anchor = firstVisibleRow();
+    const offset = anchor ? anchor.node.offsetTop - pane.scrollTop : 0;
+    const beforeTop = pane.scrollTop;
+    const result = change();
+    if (anchor && anchor.node.isConnected) pane.scrollTop = anchor.node.offsetTop - offset;
+    else pane.scrollTop = beforeTop;
+    return result;
+  }
+
   // Apply a batch of items, keeping the view where the user left it.
   function apply(items) {
     if (destroyed) return;
-    const stick = isAtBottom();
+    const stick = isAtBottom() && !newer;
     const beforeHeight = pane.scrollHeight;
     const beforeTop = pane.scrollTop;
     // The first visible row, to keep it in place when rows change above it.
     const anchor = stick ? null : firstVisibleRow();
     const anchorOffset = anchor ? anchor.node.offsetTop - beforeTop : 0;
     let appended = 0;
+    let skipped = 0;
     for (const item of items) {
+      if (windowed && (newer || (!stick && rows.length >= cap)) && pastTheEnd(item)) {
+        // Full, and read above its end: the window stops following the end.
+        newer = true;
+        skipped += 1;
+        continue;
+      }
       const { how, last } = put(item);
       if (how === "new" && last) appended += 1;
     }
@@ -201,7 +260,7 @@ export function createTerminal(opts) {
       } else if (pane.scrollHeight !== beforeHeight) {
         pane.scrollTop = beforeTop;
       }
-      if (appended) setUnseen(unseen + appended);
+      setUnseen(unseen + appended + skipped);
     }
   }
 
@@ -241,6 +300,8 @@ export function createTerminal(opts) {
     if (destroyed) return;
     clearRows();
     more = Boolean(hasMore);
+    newer = false;
+    forwarding = null;
     for (const item of items || []) put(item);
     dropOldest();
     updateEmpty();
@@ -261,7 +322,7 @@ export function createTerminal(opts) {
 
   async function backfill() {
     if (!loadOlder || !more || loading || destroyed || rows.length === 0) return;
-    if (rows.length >= cap) return;
+    if (rows.length >= cap && !windowed) return;
     loading = true;
     loadingLine.hidden = false;
     const oldest = rows[0].item;
@@ -275,24 +336,86 @@ export function createTerminal(opts) {
     loadingLine.hidden = true;
     if (destroyed) return;
     if (!result) return; // failed: try again on the next scroll to the top
-    let items = Array.isArray(result.items) ? result.items : [];
-    const room = cap - rows.length;
-    if (items.length > room) items = items.slice(items.length - Math.max(room, 0));
-    const beforeHeight = pane.scrollHeight;
-    const beforeTop = pane.scrollTop;
-    for (const item of items) put(item);
+    let items = (Array.isArray(result.items) ? result.items : []).map(revise);
+    if (windowed) {
+      keepingView(() => {
+        for (const item of items) put(item);
+        dropNewest();
+      });
+      setUnseen(unseen);
+    } else {
+      const room = cap - rows.length;
+      if (items.length > room) items = items.slice(items.length - Math.max(room, 0));
+      const beforeHeight = pane.scrollHeight;
+      const beforeTop = pane.scrollTop;
+      for (const item of items) put(item);
+      pane.scrollTop = beforeTop + (pane.scrollHeight - beforeHeight);
+    }
     updateEmpty();
-    pane.scrollTop = beforeTop + (pane.scrollHeight - beforeHeight);
     more = Boolean(result.more) && items.length > 0;
   }
 
+  async function forward() {
+    if (!windowed || !newer || loading || destroyed || rows.length === 0) return;
+    loading = true;
+    loadingNewerLine.hidden = false;
+    forwarding = [];
+    const newest = rows[rows.length - 1].item;
+    let result = null;
+    try {
+      result = await loadNewer(newest);
+    } catch (err) {
+      result = null;
+    }
+    loading = false;
+    loadingNewerLine.hidden = true;
+    const meanwhile = forwarding || [];
+    forwarding = null;
+    if (destroyed || !result) return;
+    const items = (Array.isArray(result.items) ? result.items : []).map(revise);
+    keepingView(() => {
+      for (const item of items) put(item);
+      newer = Boolean(result.more) && items.length > 0;
+      if (!newer) for (const item of meanwhile) put(revise(item));
+      dropOldest();
+    });
+    updateEmpty();
+    setUnseen(newer ? Math.max(unseen - items.length, 0) : 0);
+  }
+
+  async function jumpToLatest() {
+    if (!windowed || typeof loadLatest !== "function" || loading || destroyed) {
+      scrollToBottom();
+      return;
+    }
+    loading = true;
+    loadingNewerLine.hidden = false;
+    forwarding = [];
+    let result = null;
+    try {
+      result = await loadLatest();
+    } catch (err) {
+      result = null;
+    }
+    loading = false;
+    loadingNewerLine.hidden = true;
+    const meanwhile = forwarding || [];
+    forwarding = null;
+    if (destroyed || !result) return;
+    reset((Array.isArray(result.items) ? result.items : []).map(revise), result.more);
+    apply(meanwhile.map(revise));
+    scrollToBottom();
+  }
+
   pane.addEventListener("scroll", () => {
-    if (unseen && isAtBottom()) setUnseen(0);
+    if (unseen && !newer && isAtBottom()) setUnseen(0);
     if (pane.scrollTop <= NEAR_TOP_PX) backfill();
+    if (newer && pane.scrollHeight - pane.scrollTop - pane.clientHeight <= NEAR_END_PX) forward();
   }, { passive: true });
-  // A pane too short to scroll never fires "scroll": wheel up at the top asks too.
+  // A pane too short to scroll never fires "scroll": the wheel at either end asks too.
   pane.addEventListener("wheel", (ev) => {
     if (ev.deltaY < 0 && pane.scrollTop <= NEAR_TOP_PX) backfill();
+    if (ev.deltaY > 0 && newer && pane.scrollHeight - pane.scrollTop - pane.clientHeight <= NEAR_END_PX) forward();
   }, { passive: true });
 
   updateEmpty();
@@ -315,6 +438,7 @@ export function createTerminal(opts) {
     atBottom: isAtBottom,
     setMore: (value) => { more = Boolean(value); },
     hasMore: () => more,
+    hasNewer: () => newer,
     destroy: () => {
       destroyed = true;
       clearRows();

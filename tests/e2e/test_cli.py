@@ -55,6 +55,59 @@ def test_spawn_list_send_kill_and_purge_round_trip(hive: Hive) -> None:
     assert not (hive.state_dir / "agents" / "alice").exists()
 
 
+LONG_STATUS = "bisecting the flaky test in tests/e2e/test_turns.py, round 7 of 12\x1b[31m"
+
+
+def test_list_fits_the_terminal_and_wide_shows_everything(hive: Hive) -> None:
+    hive.spawn_idle("jo")
+    ok(hive.cli("spawn", "alice"))
+
+    async def set_status() -> None:
+        async with hive.client(hive.agent_sock("alice")) as alice:
+            await alice.call(rq.SetStatus(cmd="set_status", status=LONG_STATUS), rs.Done)
+
+    asyncio.run(set_status())
+
+    def listed(*args: str, columns: str | None = None) -> list[str]:
+        env = {k: v for k, v in hive.env.items() if k != "COLUMNS"}
+        if columns is not None:
+            env["COLUMNS"] = columns
+        done = subprocess.run(
+            [sys.executable, "-m", "hive_core", "list", *args], env=env, capture_output=True,
+            text=True, timeout=60, check=False,
+        )  # fmt: skip
+        return ok(done).splitlines()
+
+    shown = "bisecting the flaky test in tests/e2e/test_turns.py, round 7 of 12\\x1b[31m"
+    wide = listed("--wide", columns="60")
+    assert wide[0].split() == [
+        "NAME", "ROLE", "STATE", "TURN", "PID", "UPTIME", "WEB", "PORT", "HARNESS", "LOGIN",
+        "MODEL", "DEPLOYED", "STATUS",
+    ]  # fmt: skip
+    alice = next(line for line in wide if line.startswith("alice "))
+    assert alice.endswith(shown) and alice[wide[0].index("TURN") :].startswith("idle ")
+
+    def but_uptime(lines: list[str]) -> list[list[str]]:
+        return [[w for i, w in enumerate(line.split()) if i != 5] for line in lines]
+
+    assert but_uptime(listed()) == but_uptime(wide)  # a pipe is not cut
+
+    for columns in ("120", "80", "60"):
+        table = listed(columns=columns)
+        assert max(len(line) for line in table) <= int(columns), (columns, table)
+        header = table[0].split()
+        assert {"NAME", "STATE", "TURN", "HARNESS", "STATUS"} <= set(header), header
+        alice = next(line for line in table if line.startswith("alice "))
+        status = alice[table[0].index("STATUS") :]
+        assert status.endswith("…") and shown.startswith(status[:-1]), status
+        jo = next(line for line in table if line.startswith("jo "))
+        assert jo[table[0].index("STATE") :].split()[0] == "stopped" and jo.endswith("-")
+    assert "DEPLOYED" in listed(columns="200")[0] and "DEPLOYED" not in listed(columns="80")[0]
+
+    (row,) = [a for a in json.loads(ok(hive.cli("list", "--json"))) if a["name"] == "alice"]
+    assert row["status"] == LONG_STATUS
+
+
 def test_stop_start_restart_and_rebuild_change_the_process(hive: Hive) -> None:
     ok(hive.cli("spawn", "bob"))
     first = agents(hive)["bob"]["pid"]

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from hive_core import turn_slots
 from hive_core.errors import ShuttingDown
 from hive_core.turn_slots import TurnSlots
 
@@ -49,6 +50,19 @@ async def test_a_start_place_frees_when_claude_is_up() -> None:
     assert not second.done()
     slots.started(1)  # a's claude is up: b may start while a still runs
     assert await second
+    assert slots.running == 2
+
+
+async def test_a_start_place_frees_by_itself_after_the_start_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(turn_slots, "START_HOLD", 0.05)  # a claude slow to say system/init
+    slots = TurnSlots(slots=10, starts=1)
+    assert await slots.take("slow", 1, None, _open, 0)
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    assert await slots.take("next", 2, None, _open, BOUND)
+    assert loop.time() - asked >= 0.05
     assert slots.running == 2
 
 

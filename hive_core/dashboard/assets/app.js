@@ -69,6 +69,8 @@ const state = {
 
 const ui = {
   agentBoxes: new Map(), // name -> {box, line, panel, buttons: Map}
+  dirty: new Set(), // agents whose row is built again at the next render
+  allDirty: true, // every row is built again at the next render
   tombBoxes: new Map(),
   approvalNodes: new Map(),
   questionNodes: new Map(),
@@ -179,6 +181,59 @@ function agentSort(a, b) {
   const rb = b.role === "manager" ? 0 : 1;
   if (ra !== rb) return ra - rb;
   return str(a.name) < str(b.name) ? -1 : str(a.name) > str(b.name) ? 1 : 0;
+}
+
+// ---------------------------------------------------------------- agents: filter and sort
+
+const SORT_KEY = "hive.agents.sort";
+const SORTS = new Set(["attention", "state", "name"]);
+const COMPACT_AT = 9; // from this many agents on, a row is one line and its actions fold
+const SEVERITY_RANK = { urgent: 0, warn: 1, info: 2 };
+const BUSY_TURNS = new Set(["waiting", "thinking", "tool", "compacting", "cancelling"]);
+
+/** How much an agent needs the operator: 0 (urgent) … 3 (nothing). */
+function attentionRank(agent) {
+  let rank = 3;
+  for (const item of state.attention) {
+    if (item.agent === agent.name && item.severity in SEVERITY_RANK) rank = Math.min(rank, SEVERITY_RANK[item.severity]);
+  }
+  if (agent.state === "running" && !agent.alive) rank = Math.min(rank, 0);
+  if (agent.login === "needs_login" || agent.login === "claude_missing") rank = Math.min(rank, 0);
+  if (Array.isArray(agent.stuck) && agent.stuck.some((k) => STUCK_KINDS.has(k))) rank = Math.min(rank, 1);
+  return rank;
+}
+
+function stateRank(agent) {
+  if (agent.state !== "running") return 3;
+  if (BUSY_TURNS.has(agent.turn_state)) return 0;
+  return agent.turn_state === "idle" ? 1 : 2;
+}
+
+const AGENT_ORDER = {
+  attention: (a, b) => attentionRank(a) - attentionRank(b) || agentSort(a, b),
+  state: (a, b) => stateRank(a) - stateRank(b) || agentSort(a, b),
+  name: agentSort,
+};
+
+/** The words an agent is found by: its name, status text, state, turn state and badges. */
+function agentWords(agent) {
+  const words = [agent.name, agent.status, agent.state, agent.turn_state, agent.role, agent.model];
+  if (agent.state === "running") words.push(agent.alive ? "alive" : "dead not answering");
+  if (agent.login === "needs_login") words.push("needs login");
+  if (agent.login === "claude_missing") words.push("claude missing");
+  if (agent.needs_update) words.push("needs update");
+  for (const kind of Array.isArray(agent.stuck) ? agent.stuck : []) words.push("stuck", KIND_LABEL[kind] || kind);
+  return words.filter((w) => typeof w === "string" && w).join(" ").toLowerCase();
+}
+
+function agentMatches(agent, query) {
+  if (!query) return true;
+  const words = agentWords(agent);
+  return query.split(/\s+/).every((term) => words.includes(term));
+}
+
+function agentQuery() {
+  return $("agent-filter").value.trim().toLowerCase();
 }
 
 function agentPageLink(agent) {
@@ -306,7 +361,10 @@ function renderAgentLine(agent, entry) {
   const running = agent.state === "running";
   const line = el("div", { cls: "agent-line" });
 
-  const nameCell = el("span", { cls: "agent-name", attrs: { title: visibleString(name) } });
+  const nameCell = el("span", {
+    cls: "agent-name",
+    attrs: { title: agent.role === "manager" ? `${visibleString(name)}: the hive's manager` : visibleString(name) },
+  });
   nameCell.appendChild(visible(name));
   const ident = el("span", { cls: "ident" }, nameCell);
   if (agent.role === "manager") ident.appendChild(chip("manager", "accent", "the hive's manager agent"));
@@ -320,12 +378,13 @@ function renderAgentLine(agent, entry) {
     attention ? "running but not answering pings: needs attention" : `${state.backend === "nixos" ? "container" : "harness"} state: ${visibleString(agent.state)}`,
   ));
   if (running) {
-    chips.appendChild(chip(agent.alive ? "alive" : "dead", agent.alive ? "ok" : "bad",
+    chips.appendChild(chip(agent.alive ? "alive" : "dead", agent.alive ? ["ok", "extra"] : "bad",
       agent.alive ? "the harness answers pings" : "the harness does not answer pings"));
   }
   if (agent.turn_state) {
     const ts = str(agent.turn_state);
-    chips.appendChild(chip(ts, ts === "thinking" ? "info" : ts === "compacting" ? "warn" : "dim", `turn state: ${visibleString(ts)}`));
+    if (ts === "waiting") chips.appendChild(chip("waiting for a slot", "warn", "its turn waits for a place: the hive runs as many turns at once as HIVE_TURN_SLOTS allows, oldest message first"));
+    else chips.appendChild(chip(ts, ts === "thinking" ? "info" : ts === "compacting" ? "warn" : "dim", `turn state: ${visibleString(ts)}`));
   }
   const where = state.backend === "nixos" ? "in its container" : "where its harness runs";
   if (agent.login === "needs_login") chips.appendChild(chip("needs login", "bad", `claude is not logged in ${where}: use "log in" on its page, or hive-core login ${visibleString(name)}`));
@@ -342,15 +401,15 @@ function renderAgentLine(agent, entry) {
     // Where it comes from: a choice made at run time wins over the approved agent.toml.
     const from = { override: "set at run time (overrides agent.toml)", "agent.toml": "from agent.toml", default: "the default (agent.toml names none)" }[agent.model_source] || "";
     const text = agent.model_source === "override" ? `${agent.model} (set)` : agent.model;
-    chips.appendChild(chip(text, "dim", `model: ${visibleString(agent.model)}${from ? `, ${from}` : ""}`));
+    chips.appendChild(chip(text, ["dim", "extra"], `model: ${visibleString(agent.model)}${from ? `, ${from}` : ""}`));
   }
-  if (agent.deployed_commit) chips.appendChild(chip(shortCommit(agent.deployed_commit), "dim", `deployed commit ${visibleString(agent.deployed_commit)}`));
+  if (agent.deployed_commit) chips.appendChild(chip(shortCommit(agent.deployed_commit), ["dim", "extra"], `deployed commit ${visibleString(agent.deployed_commit)}`));
   for (const t of state.transients.values()) {
     if (t.agent === agent.name) {
       chips.appendChild(chip(transientLabel(t.action), ["warn", "busy"], `${visibleString(t.action)} by ${visibleString(t.actor)}`));
     }
   }
-  const uptime = el("span", { cls: "uptime dim", text: uptimeText(agent), attrs: { title: "uptime" } });
+  const uptime = el("span", { cls: "uptime dim extra", text: uptimeText(agent), attrs: { title: "uptime" } });
   chips.appendChild(uptime);
   line.appendChild(chips);
 
@@ -440,7 +499,15 @@ function renderAgents() {
     }
   }
 
-  const boxes = live.map((a) => renderAgent(a).box);
+  // Only the rows whose agent changed are built again; the rest are moved, if at all.
+  for (const a of live) {
+    if (ui.allDirty || ui.dirty.has(a.name) || !ui.agentBoxes.has(a.name)) renderAgent(a);
+  }
+  ui.dirty.clear();
+  ui.allDirty = false;
+  const query = agentQuery();
+  const shown = live.filter((a) => agentMatches(a, query)).sort(AGENT_ORDER[$("agent-sort").value] || agentSort);
+  const boxes = shown.map((a) => ui.agentBoxes.get(a.name).box);
   // Transients for agents not (yet) known, e.g. a spawn in progress.
   for (const t of state.transients.values()) {
     if (!state.agents.has(t.agent)) {
@@ -450,8 +517,16 @@ function renderAgents() {
           el("span", { cls: "chips" }, chip(transientLabel(t.action), ["warn", "busy"], `${visibleString(t.action)} by ${visibleString(t.actor)}`)))));
     }
   }
-  list.replaceChildren(...(boxes.length ? boxes : [el("p", { cls: "empty", text: "no agents" })]));
+  list.classList.toggle("compact", live.length >= COMPACT_AT);
+  syncChildren(list, boxes, live.length ? `no agent matches “${visibleString(query)}”` : "no agents");
   setCount("agents", live.length);
+  const count = document.querySelector("#agents .count");
+  if (query) {
+    count.textContent = `${shown.length} of ${live.length}`;
+    count.title = `agents matching the filter, of ${live.length}`;
+  } else {
+    count.title = "agents";
+  }
 
   const tombBoxes = tombs.map((a) => renderTomb(a).box);
   tombList.replaceChildren(...(tombBoxes.length ? tombBoxes : [el("p", { cls: "empty", text: "no tombstones" })]));
@@ -461,7 +536,11 @@ function renderAgents() {
 }
 
 let agentsDirty = false;
-function scheduleAgents() {
+/** Render the agents soon (once for a burst of events), building `name`'s row again, or
+ * every row (no name), or none (null: the filter, the order or the ranks changed). */
+function scheduleAgents(name) {
+  if (name === undefined) ui.allDirty = true;
+  else ui.dirty.add(name);
   if (agentsDirty) return;
   agentsDirty = true;
   queueMicrotask(() => {
@@ -488,7 +567,7 @@ function setAgent(agent, live) {
       }
     }
   }
-  scheduleAgents();
+  scheduleAgents(agent.name);
 }
 
 const usage = createUsage($("usage-list"), (n) => setCount("usage", n));
@@ -971,6 +1050,7 @@ function renderAttention() {
 function setAttention(items) {
   state.attention = (Array.isArray(items) ? items : []).filter((i) => i && typeof i.key === "string");
   renderAttention();
+  if ($("agent-sort").value === "attention") scheduleAgents(null); // ranks may change: a re-sort
 }
 
 // ---------------------------------------------------------------- flow + inbox
@@ -1016,23 +1096,63 @@ function bodyNode(body, title) {
   return span;
 }
 
+// The flow keeps a window of FLOW_WINDOW rows in the page, however long it stays open:
+// new rows push the oldest out; scrolled to the top it loads older pages (and lets the
+// newest go), scrolled back down newer ones (terminal.js).
+const FLOW_WINDOW = 200;
+const FLOW_PAGE = 100;
+
+// What happened to messages that are not in the window (leased, delivered), so that a row
+// loaded later shows it; the newest MARKS_KEPT are remembered.
+const MARKS_KEPT = 2000;
+const flowMarks = new Map(); // id -> {state, delivered_at}
+
+function rememberMark(id, st, deliveredAt) {
+  const k = str(id);
+  const prev = flowMarks.get(k);
+  if (st === "queued") {
+    if (prev && prev.state === "leased") flowMarks.set(k, { state: "queued", delivered_at: null });
+    return;
+  }
+  if (prev && STATE_RANK[prev.state] >= STATE_RANK[st]) return;
+  flowMarks.delete(k);
+  flowMarks.set(k, { state: st, delivered_at: deliveredAt || (prev && prev.delivered_at) || null });
+  while (flowMarks.size > MARKS_KEPT) flowMarks.delete(flowMarks.keys().next().value);
+}
+
+function flowRevise(m) {
+  const next = { ...m, state: m.state in STATE_RANK ? m.state : "queued" };
+  const mark = flowMarks.get(str(m.id));
+  if (!mark) return next;
+  if (mark.state === "queued") return next.state === "leased" ? { ...next, state: "queued" } : next;
+  if (STATE_RANK[mark.state] > STATE_RANK[next.state]) {
+    return { ...next, state: mark.state, delivered_at: next.delivered_at || mark.delivered_at };
+  }
+  return next;
+}
+
+async function flowPage(query) {
+  const data = await getJSON(`/dashboard/history?${query ? `${query}&` : ""}limit=${FLOW_PAGE}`);
+  return { items: Array.isArray(data.messages) ? data.messages : [], more: Boolean(data.more) };
+}
+
 const flow = createTerminal({
   container: $("flow-term"),
   render: renderFlowRow,
   key: (m) => str(m.id),
   order: (m) => Number(m.id) || 0,
   empty: "no messages yet",
-  loadOlder: async (oldest) => {
-    const data = await getJSON(`/dashboard/history?before=${encodeURIComponent(str(oldest.id))}&limit=100`);
-    return { items: Array.isArray(data.messages) ? data.messages : [], more: Boolean(data.more) };
-  },
+  cap: FLOW_WINDOW,
+  loadOlder: (oldest) => flowPage(`before=${encodeURIComponent(str(oldest.id))}`),
+  loadNewer: (newest) => flowPage(`after=${encodeURIComponent(str(newest.id))}`),
+  loadLatest: () => flowPage(""),
+  revise: flowRevise,
 });
 
 function flowUpsert(m) {
   if (!m || m.id === undefined || m.id === null) return;
   const prev = flow.get(str(m.id));
-  let next = { ...m };
-  if (!(next.state in STATE_RANK)) next.state = "queued";
+  let next = flowRevise(m);
   if (prev && STATE_RANK[prev.state] > STATE_RANK[next.state]) {
     next = { ...next, state: prev.state, delivered_at: next.delivered_at || prev.delivered_at };
   }
@@ -1043,7 +1163,9 @@ function flowMark(ids, st, deliveredAt) {
   if (!Array.isArray(ids)) return;
   for (const id of ids) {
     const prev = flow.get(str(id));
-    if (prev && STATE_RANK[prev.state] < STATE_RANK[st]) {
+    if (!prev) {
+      rememberMark(id, st, deliveredAt);
+    } else if (STATE_RANK[prev.state] < STATE_RANK[st]) {
       flow.upsert({ ...prev, state: st, delivered_at: deliveredAt || prev.delivered_at });
     }
   }
@@ -1054,7 +1176,8 @@ function flowRelease(ids) {
   if (!Array.isArray(ids)) return;
   for (const id of ids) {
     const prev = flow.get(str(id));
-    if (prev && prev.state === "leased") flow.upsert({ ...prev, state: "queued" });
+    if (!prev) rememberMark(id, "queued");
+    else if (prev.state === "leased") flow.upsert({ ...prev, state: "queued" });
   }
 }
 
@@ -1394,6 +1517,7 @@ function applySnapshot(snap) {
   state.inbox = inbox.slice(0, INBOX_CAP);
   ui.inboxIds = new Set(state.inbox.map((m) => str(m.id)));
 
+  ui.allDirty = true;
   renderAgents();
   renderApprovals();
   renderQuestions();
@@ -1401,6 +1525,7 @@ function applySnapshot(snap) {
   setAttention(snap.attention);
   usage.reset(snap.usage);
   renderNotify(snap.notify);
+  flowMarks.clear();
   flow.reset((Array.isArray(snap.messages) ? snap.messages : []).map((m) => ({ ...m, state: m.state in STATE_RANK ? m.state : "queued" })), Boolean(snap.more_messages));
   updatePrompt();
 }
@@ -1479,7 +1604,7 @@ function handleEvent(ev) {
       if (ev.id === undefined) return;
       state.transients.set(str(ev.id), { id: ev.id, agent: ev.agent, action: ev.action, actor: ev.actor, started_at: ev.started_at });
       if (ev.agent) ui.recentAction.set(ev.agent, mono());
-      scheduleAgents();
+      scheduleAgents(typeof ev.agent === "string" ? ev.agent : undefined);
       return;
     }
     case "transient_cleared": {
@@ -1489,7 +1614,7 @@ function handleEvent(ev) {
       if (outcome && !/^(ok|done|success|succeeded|completed?)$/i.test(outcome)) {
         toast(`${str(ev.agent)}: ${str(ev.action)} — ${outcome}`, /fail|error|refused|denied/i.test(outcome) ? "error" : "info");
       }
-      scheduleAgents();
+      scheduleAgents(typeof ev.agent === "string" ? ev.agent : undefined);
       return;
     }
     case "container_state_changed":
@@ -1554,6 +1679,22 @@ function wire() {
     }
     const result = await busy($("spawn-btn"), () => post("/api/spawn", { name }));
     if (result) input.value = "";
+  });
+
+  const sortSelect = $("agent-sort");
+  const savedSort = localStorage.getItem(SORT_KEY);
+  if (SORTS.has(savedSort)) sortSelect.value = savedSort;
+  sortSelect.addEventListener("change", () => {
+    localStorage.setItem(SORT_KEY, sortSelect.value);
+    scheduleAgents(null);
+  });
+  const filter = $("agent-filter");
+  filter.addEventListener("input", () => scheduleAgents(null));
+  filter.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && filter.value) {
+      filter.value = "";
+      scheduleAgents(null);
+    }
   });
 
   const updateBtn = $("update-all");

@@ -66,6 +66,13 @@ function chart(hours, now) {
   return svg;
 }
 
+/** No turn over 7 days and no limit in either window. */
+function isQuiet(r) {
+  const windows = Object.values(r || {});
+  return windows.every((w) => Number(w.turns) === 0 && (w.limit_tokens === null || w.limit_tokens === undefined)
+    && (w.limit_usd === null || w.limit_usd === undefined));
+}
+
 export function createUsage(list, setCount) {
   const rows = new Map(); // agent → { "5h": row, "7d": row }
   const hourly = new Map(); // agent → [UsageHour]
@@ -81,8 +88,12 @@ export function createUsage(list, setCount) {
 
   function render() {
     const now = Date.now() / 1000;
-    const names = [...rows.keys()].filter((n) => n !== "*").sort();
-    if (rows.has("*")) names.push("*");
+    const agents = [...rows.keys()].filter((n) => n !== "*").sort();
+    // Agents without a turn in 7 days and without limits fold into one line: at 40 agents
+    // the panel shows who spends.
+    const quiet = agents.filter((n) => isQuiet(rows.get(n)));
+    const names = agents.filter((n) => !quiet.includes(n));
+    if (rows.has("*") && names.length) names.push("*");
     const nodes = names.map((name) => {
       const r = rows.get(name);
       const node = el("div", { cls: ["usage-row", name === "*" ? "total" : ""], attrs: { "data-usage": name } });
@@ -96,6 +107,13 @@ export function createUsage(list, setCount) {
     const head = el("div", { cls: ["usage-row", "head", "dim"] },
       el("span", { text: "agent" }), el("span", { text: "5 h" }), el("span", { text: "7 d" }),
       el("span", { text: "7 d $" }), el("span", { text: "last 24 h" }));
+    if (quiet.length && nodes.length) {
+      nodes.push(el("div", {
+        cls: ["usage-row", "quiet", "dim"],
+        text: `${quiet.length} more without a turn in 7 days`,
+        attrs: { title: quiet.join(", "), "data-usage-quiet": String(quiet.length) },
+      }));
+    }
     list.replaceChildren(...(nodes.length ? [head, ...nodes] : [el("p", { cls: "empty", text: "no turns counted yet" })]));
     setCount(names.filter((n) => n !== "*").length);
   }
