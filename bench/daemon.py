@@ -30,6 +30,11 @@ STOP_TIMEOUT = 30.0
 """Seconds it gets to exit after SIGTERM (drain 5 s, harness stop up to 10 s) before SIGKILL."""
 
 
+AGENT_PORT_BASE = 20000
+"""The bench's agents' pages take ports from here: away from a `./dev serve` hive's (42000
+up), the tests' (24000–31999) and the soak's (19000 up)."""
+
+
 class DaemonError(RuntimeError):
     """The daemon did not start, or did not stop cleanly."""
 
@@ -115,6 +120,7 @@ class Daemon:
 
 def _daemon_env(root: Path, notify_path: Path, extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_")}
+    env["HIVE_AGENT_PORT_BASE"] = str(AGENT_PORT_BASE)  # the soak sets its own
     env.update(extra)
     env.update(
         HIVE_STATE_DIR=str(root / "state"),

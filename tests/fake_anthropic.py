@@ -37,6 +37,8 @@ class Reply:
     error_message: str = ""
     hold: threading.Event | None = None
     """When set, the answer waits until the test sets this event."""
+    delay: float = 0.0
+    """Seconds the answer waits before it starts (after `hold`), as a model's thinking would."""
 
 
 def text(t: str, input_tokens: int = 100) -> Reply:
@@ -217,6 +219,8 @@ class FakeAnthropic:
             self._changed.notify_all()
         if reply.hold is not None:
             await asyncio.to_thread(reply.hold.wait, WAIT_BOUND)
+        if reply.delay > 0:
+            await asyncio.sleep(reply.delay)
         if reply.status != 200:
             return JSONResponse(
                 {"type": "error",
