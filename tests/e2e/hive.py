@@ -45,6 +45,9 @@ class Hive:
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        # pytest-xdist's workers export COLUMNS=80; the CLI fits `list` to $COLUMNS, and a
+        # test reads what a pipe gets (a test that wants a width sets it).
+        env.pop("COLUMNS", None)
         env.update(
             HIVE_STATE_DIR=str(self.state_dir),
             HIVE_RUN_DIR=str(self.run_dir),

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
+from hive_core import harness_calls
 from hive_core.db import Database
-from hive_core.errors import PortCollision
+from hive_core.errors import BackendError, PortCollision
 from hive_core.ports import (
     PORT_BASE,
     PORT_RANGE,
@@ -153,3 +158,38 @@ def test_the_owner_of_a_unix_socket_is_who_listens_on_it(tmp_path: Path) -> None
     (tmp_path / "plain").touch()
     with pytest.raises(OSError):
         socket_owner(tmp_path / "plain")
+
+
+LISTENER = """import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_no_page_link_is_made_where_another_program_listens(tmp_path: Path) -> None:
+    """An agent's page port taken by another program (its harness could not bind it): the
+    login link is refused, naming the port; where the harness itself listens, it is not."""
+    settings = SimpleNamespace(
+        harness_socket=lambda name: tmp_path / "harness.sock", dashboard_host="127.0.0.1"
+    )
+    s = cast(Any, SimpleNamespace(settings=settings))
+    with socket.socket(socket.AF_UNIX) as harness:  # this process stands in for the harness
+        harness.bind(str(tmp_path / "harness.sock"))
+        harness.listen()
+        with subprocess.Popen(
+            [sys.executable, "-c", LISTENER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        ) as other:
+            assert other.stdout is not None
+            port = int(other.stdout.readline())
+            record = cast(Any, SimpleNamespace(name="quill", web_port=port))
+            with pytest.raises(BackendError, match=f"another program listens on port {port}, "):
+                asyncio.run(harness_calls._page_listens(s, record))
+            other.kill()
+        with socket.socket() as page:  # now the "harness" serves its page there
+            page.bind(("127.0.0.1", 0))
+            page.listen()
+            record = cast(Any, SimpleNamespace(name="quill", web_port=page.getsockname()[1]))
+            asyncio.run(harness_calls._page_listens(s, record))
