@@ -125,6 +125,8 @@ def _serve(prog: str) -> int:
 
     if settings.parent_pid is not None:
         die_with_parent(settings.parent_pid)
+    if settings.nice:
+        os.nice(settings.nice)  # claude inherits it: turn work yields to hive-core
     try:
         anyio.run(serve, settings, dict(os.environ), backend="asyncio")
     except BaseExceptionGroup as group:  # hive-core never answered: say so, no traceback

@@ -42,6 +42,10 @@ class HarnessSettings(BaseSettings):
     missing file means none, and an empty value reads no file."""
     parent_pid: int | None = None
     """Set by the local backend: the harness exits when that process dies."""
+    nice: int = Field(default=5, ge=0, le=19)
+    """How much lower than hive-core's the CPU priority of the harness, and so of its claude
+    turns, is: a burst of turns on a small machine never starves hive-core and its
+    dashboard. 0 keeps the priority the harness was started with."""
 
     @field_validator("extra_mcp_file", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.models import AgentInfo
 from tests.e2e.dashboard import session, stream
-from tests.e2e.hive import Hive, wait_until_dead
+from tests.e2e.hive import Hive, running_hive, wait_until_dead
 from tests.e2e.turns import control, hive_with, operator_send, turn_rows, turns_done, wait_state
 from tests.fake_anthropic import Reply, Script, Seen, text
 
@@ -105,3 +105,12 @@ async def test_a_killed_harness_gives_its_place_back() -> None:
             await turns_done(hive, "two", 1)
     finally:
         release.set()
+
+
+async def test_harnesses_run_below_hive_core_s_cpu_priority() -> None:
+    with running_hive() as hive:
+        assert hive.cli("spawn", "low").returncode == 0
+        pid = (await _info(hive, "low")).pid
+        assert pid is not None and hive.proc is not None
+        daemon = os.getpriority(os.PRIO_PROCESS, hive.proc.pid)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(daemon + 5, 19)
