@@ -39,16 +39,10 @@ class DaemonError(RuntimeError):
     """The daemon did not start, or did not stop cleanly."""
 
 
-@dataclass
-class Daemon:
-    proc: subprocess.Popen[bytes]
-    root: Path
-    started: float = 0.0
-    """`time.perf_counter()` just before the process was spawned."""
+class Layout:
+    """Where a daemon on `root` keeps things: `state/`, `run/` and its sockets."""
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    root: Path
 
     @property
     def run_dir(self) -> Path:
@@ -72,6 +66,18 @@ class Daemon:
     def harness_socket(self, name: str) -> Path:
         """Where agent `name`'s harness answers `turn_status` and the other controls."""
         return self.run_dir / "agents" / name / "harness.sock"
+
+
+@dataclass
+class Daemon(Layout):
+    proc: subprocess.Popen[bytes]
+    root: Path
+    started: float = 0.0
+    """`time.perf_counter()` just before the process was spawned."""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def wal_bytes(self) -> int:
         try:

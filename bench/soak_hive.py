@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.daemon import Daemon, launched, wait_ready
+from bench.daemon import Daemon, Layout, launched, wait_ready
 from bench.soak_account import HarnessTurn, Stored
 from bench.soak_model import NONCE
 from hive_share import requests as rq
@@ -51,7 +51,7 @@ class Restart:
     """Spawn of the new daemon → every agent's harness running and answering again."""
 
 
-class SoakHive:
+class SoakHive(Layout):
     def __init__(self, root: Path, env: Mapping[str, str], agents: list[str]) -> None:
         self.root = root
         self.env = dict(env)
@@ -69,21 +69,6 @@ class SoakHive:
         if self._daemon is None:
             raise SoakError("hive-core is not running")
         return self._daemon
-
-    @property
-    def run_dir(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / "state"
-
-    @property
-    def host_socket(self) -> Path:
-        return self.run_dir / "host.sock"
-
-    def harness_socket(self, name: str) -> Path:
-        return self.run_dir / "agents" / name / "harness.sock"
 
     def pid(self) -> int | None:
         """The running daemon's pid, None while there is none."""
