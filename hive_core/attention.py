@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import anyio
 
 from hive_core.services import Services
-from hive_share.events import AttentionChanged
+from hive_share.events import AttentionChanged, Resync
 from hive_share.models import AttentionItem, Severity
 from hive_share.names import OPERATOR
 
@@ -95,16 +95,19 @@ class Attention:
 
     async def run(self) -> None:
         """Refresh after each burst of bus events (its own `attention_changed` aside)."""
-        sub = self._s.bus.subscribe()
-        try:
-            await self._refresh_logged()
-            async for frame in sub:
-                if frame.event.kind == "attention_changed":
-                    continue
-                await anyio.sleep(SETTLE)  # let the rest of a burst land
+        while True:
+            sub = self._s.bus.subscribe()
+            try:
                 await self._refresh_logged()
-        finally:
-            sub.close()
+                async for frame in sub:  # ends after a resync: subscribe again and refresh
+                    if frame.event.kind == "attention_changed":
+                        continue
+                    await anyio.sleep(SETTLE)  # let the rest of a burst land
+                    if any(isinstance(f.event, Resync) for f in sub.ready()):
+                        break  # what the burst left queued is covered by this refresh
+                    await self._refresh_logged()
+            finally:
+                sub.close()
 
     async def _refresh_logged(self) -> None:
         try:

@@ -98,32 +98,35 @@ class Broker:
         ):
             raise too_fast(sender)
 
-        def insert(conn: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
-            row = conn.execute(
+        def insert(conn: sqlite3.Connection) -> tuple[int, sqlite3.Row | None]:
+            cursor = conn.execute(
                 "INSERT INTO messages (sender, recipient, body, idempotency_key, sent_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender, idempotency_key) "
-                "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *",
+                "WHERE idempotency_key IS NOT NULL DO NOTHING",
                 (sender, to, body, idempotency_key, now),
-            ).fetchone()
-            if row is not None:
-                return row, False
-            dup = conn.execute(
+            )
+            if cursor.rowcount == 1 and cursor.lastrowid is not None:
+                return cursor.lastrowid, None
+            dup: sqlite3.Row = conn.execute(
                 "SELECT * FROM messages WHERE sender = ? AND idempotency_key = ?",
                 (sender, idempotency_key),
             ).fetchone()
-            return dup, True
+            return int(dup["id"]), dup
 
-        row, duplicate = await self._db.write(insert, one_statement=True)
-        message = message_from_row(row)
-        if duplicate:
-            if message.recipient != to or message.body != body:
+        msg_id, dup = await self._db.write(insert, one_statement=True)
+        if dup is not None:
+            original = message_from_row(dup)
+            if original.recipient != to or original.body != body:
                 raise Conflict(
                     f"idempotency key {idempotency_key!r} was already used for message "
-                    f"{message.id} with a different recipient or body"
+                    f"{msg_id} with a different recipient or body"
                 )
-            return message.id, True
-        self._delivered_to_inbox(message)
-        return message.id, False
+            return msg_id, True
+        # The row as stored, from what was stored: no read back, no decoding.
+        self._delivered_to_inbox(
+            Message(id=msg_id, sender=sender, recipient=to, body=body, sent_at=now)
+        )
+        return msg_id, False
 
     def knows(self, name: str) -> bool:
         """Whether `name` has an inbox."""
@@ -234,14 +237,9 @@ class Broker:
             raise ShuttingDown("hive-core is shutting down; retry after it restarts")
         if deadline <= asyncio.get_running_loop().time():
             return False
-        try:
-            # In the caller's own task: no helper tasks per wait. `close` sets every
-            # inbox's event, so shutting down wakes this too.
-            async with asyncio.timeout_at(deadline):
-                await inbox.wake.wait()
-            woken = True
-        except TimeoutError:
-            woken = False
+        # In the caller's own task: no helper tasks per wait. `close` sets every inbox's
+        # wake-up, so shutting down wakes this too.
+        woken = await inbox.wake.wait_until(deadline)
         if self._closing.is_set():
             raise ShuttingDown("hive-core is shutting down; retry after it restarts")
         return woken
@@ -250,8 +248,7 @@ class Broker:
         if inbox.pending is None:
             await inbox.load_pending(self._db, recipient)
         if inbox.pending is not None:
-            free = sorted(i for i in inbox.pending if i not in inbox.leases)[:limit]
-            return fit([inbox.pending[i] for i in free])
+            return fit(inbox.unleased(limit))
         return await inbox.select_unleased(self._db, recipient, limit)
 
     async def ack(self, recipient: str, owner: LeaseOwner, ids: list[int]) -> int:
@@ -275,13 +272,16 @@ class Broker:
         now = self._clock.now()
 
         def update(conn: sqlite3.Connection) -> list[int]:
-            marks = ",".join("?" * len(ids))
-            rows = conn.execute(
-                f"UPDATE messages SET delivered_at = ? WHERE recipient = ? "
-                f"AND delivered_at IS NULL AND id IN ({marks}) RETURNING id",
-                (now, recipient, *ids),
-            ).fetchall()
-            return sorted(r[0] for r in rows)
+            # The rows, then the UPDATE of the same rows in the same transaction: an
+            # UPDATE … RETURNING of a few rows costs sqlite about four times the two.
+            where = f"id IN ({','.join('?' * len(ids))}) AND recipient = ? AND delivered_at IS NULL"
+            rows = conn.execute(f"SELECT id FROM messages WHERE {where}", (*ids, recipient))
+            done = sorted(r[0] for r in rows)
+            if done:
+                conn.execute(
+                    f"UPDATE messages SET delivered_at = ? WHERE {where}", (now, *ids, recipient)
+                )
+            return done
 
         done = await self._db.write(update, one_statement=True)
         inbox = self._inbox(recipient)
@@ -321,6 +321,8 @@ class Broker:
 
     def release(self, owner: LeaseOwner) -> None:
         """End every lease held by a closed connection and wake the recipients."""
+        if owner not in self._held:
+            return  # it holds none (a sender's connection): no inbox to look through
         for recipient, inbox in self._inboxes.items():
             mine = [i for i, o in inbox.leases.items() if o == owner]
             for i in mine:

@@ -3,11 +3,17 @@
 A subscriber whose queue fills is cut off with a `resync` frame instead of
 slowing the publisher or growing memory. A `resync` is a control frame: its `seq` is
 `CONTROL_SEQ`, which no event ever has, so it is never mistaken for one.
+
+Every message sent, leased and delivered is published here, to every subscriber (the
+attention list, the stuck watch, `STATUS=`, the dashboard's snapshot and streams), so a
+subscription's queue is a plain deque and one future its reader parks on: an
+`asyncio.Queue` costs a dozen Python calls per frame on each side.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 
 from hive_share.events import DashboardEvent, Frame, Resync
@@ -22,42 +28,57 @@ def _resync() -> Frame:
 
 
 class Subscription:
-    """One subscriber's view of the bus; iterate to receive frames."""
+    """One subscriber's view of the bus; iterate to receive frames (one reader at a time).
+
+    `maxsize` frames at most wait for the reader (no bound when it is 0 or less)."""
 
     def __init__(self, bus: EventBus, maxsize: int) -> None:
         self._bus = bus
-        self._queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize)
+        self._frames: deque[Frame] = deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        """The reader's, while it waits for a frame."""
         self.overflowed = False
 
-    def _offer(self, frame: Frame) -> None:
-        if self.overflowed:
-            return
-        if self._queue.full():
-            self.overflowed = True
-            # Make room for the marker so the reader learns why it stopped.
-            self._queue.get_nowait()
-            self._queue.put_nowait(_resync())
-            self._bus.unsubscribe(self)
-            return
-        self._queue.put_nowait(frame)
+    def _full(self) -> bool:
+        return 0 < self._maxsize <= len(self._frames)
+
+    def _put(self, frame: Frame) -> None:
+        self._frames.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        # Make room for the marker so the reader learns why it stopped.
+        self._frames.popleft()
+        self._put(_resync())
+        self._bus.unsubscribe(self)
 
     def cut(self) -> None:
         """End this subscription with a `resync` frame now (the server is stopping)."""
         if not self.overflowed:
             self.overflowed = True
-            if self._queue.full():
-                self._queue.get_nowait()
-            self._queue.put_nowait(_resync())
+            if self._full():
+                self._frames.popleft()
+            self._put(_resync())
             self._bus.unsubscribe(self)
 
     async def get(self) -> Frame:
-        return await self._queue.get()
+        """The next frame; waits for one only when none is queued."""
+        while not self._frames:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._frames.popleft()
 
     def ready(self) -> list[Frame]:
         """The frames queued for this subscriber, in order, taken without waiting."""
-        frames = []
-        while not self._queue.empty():
-            frames.append(self._queue.get_nowait())
+        frames = list(self._frames)
+        self._frames.clear()
         return frames
 
     def close(self) -> None:
@@ -82,8 +103,17 @@ class EventBus:
         """Stamp the next `seq` on `event` and queue it for every subscriber."""
         self.seq += 1
         frame = Frame(seq=self.seq, event=event)
-        for sub in list(self._subscribers):
-            sub._offer(frame)
+        # One subscriber's `_full` and `_put` inlined: this runs for every subscriber of
+        # every message.
+        for sub in tuple(self._subscribers):  # an overflowing one leaves the set
+            frames = sub._frames
+            if 0 < sub._maxsize <= len(frames):
+                sub._overflow()
+                continue
+            frames.append(frame)
+            waiter = sub._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         return self.seq
 
     def subscribe(self, maxsize: int = DEFAULT_QUEUE) -> Subscription:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,7 +102,7 @@ class Database:
         self, path: Path, writer: Connection, reader: Connection, checkpoint_at: int
     ) -> None:
         self.path = path
-        self._wal = Path(f"{path}-wal")
+        self._wal = f"{path}-wal"
         self._checkpoint_at = checkpoint_at
         self._writer = writer
         self._reader = reader
@@ -109,8 +111,10 @@ class Database:
         self._call_waiting = False
         """A commit call is on its way to the write connection and has not started: it
         will take every write queued before it starts."""
-        self._calls: set[asyncio.Task[None]] = set()
-        """The tasks that queued a commit call and wait for its answer."""
+        self._calls = 0
+        """Commit calls queued and not answered yet."""
+        self._answered: asyncio.Event | None = None
+        """Set when the last commit call is answered, while `close` waits for it."""
         self._wal_full = False
         """The last batch left the WAL past `checkpoint_at` (set on the connection's thread)."""
         self._writes_since_checkpoint = 0
@@ -123,7 +127,7 @@ class Database:
     def wal_bytes(self) -> int:
         """The size of the WAL file now (0 when there is none)."""
         try:
-            return self._wal.stat().st_size
+            return os.stat(self._wal).st_size
         except FileNotFoundError:
             return 0
 
@@ -151,8 +155,9 @@ class Database:
         """Run `fn` in a write transaction; return once it is committed to disk.
 
         `one_statement`: `fn` changes the database with at most one statement and
-        raises only from it (sqlite undoes a failed statement by itself), so it runs
-        without a savepoint of its own: two statements fewer on the write connection.
+        raises only from it or before it (sqlite undoes a failed statement by itself; reads
+        before it change nothing), so it runs without a savepoint of its own: two
+        statements fewer on the write connection.
 
         Raises:
             StorageError: the commit failed (disk full, I/O error); nothing was stored.
@@ -195,8 +200,9 @@ class Database:
         if self._closed:
             return
         self._closed = True
-        while self._calls:
-            await asyncio.wait(set(self._calls))  # this close cancelled: they still finish
+        if self._calls:  # queued before the close, on the connection's thread: they finish
+            self._answered = asyncio.Event()
+            await self._answered.wait()
         await self._writer.close()
         self._reading = False
         await self._reader.call(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
@@ -207,25 +213,43 @@ class Database:
         now, if any, so the connection goes from one batch to the next without waiting for
         the event loop; the batch closes when the connection is free, not on a timer."""
         self._call_waiting = True
-        task = asyncio.create_task(self._commit_calls())
-        self._calls.add(task)
-        task.add_done_callback(self._call_done)
+        self._calls += 1
+        self._submit_call()
 
-    def _call_done(self, task: asyncio.Task[None]) -> None:
-        self._calls.discard(task)
-        if task.cancelled():  # the event loop is going away; never leave the flag stuck
-            self._call_waiting = False
+    def _submit_call(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._writer.submit(partial(self._commit_call, loop), self._call_ended)
+        except ValueError:  # the connection is gone (never while `close` waits for calls)
+            logger.exception("could not queue a commit on %s", self.path)
+            failure = StorageError(f"could not commit to {self.path}: the connection is closed")
+            outcomes: list[Outcome] = []
+            while not self._jobs.empty():
+                outcomes.append((self._jobs.get_nowait(), None, failure))
+            self._answer(_Committed(outcomes, 0))
 
-    async def _commit_calls(self) -> None:
-        """One call, then more while writes are left over (more than one batch takes) and
-        no other call is on its way; the answers are resolved on the event loop."""
-        while True:
-            done = await self._writer.call(self._commit_queued)
-            self._writes_since_checkpoint += done.writes
-            _resolve(done.outcomes)
-            if self._jobs.empty() or self._call_waiting:
-                return
-            self._call_waiting = True
+    def _commit_call(self, loop: asyncio.AbstractEventLoop, conn: sqlite3.Connection) -> None:
+        """On the write connection's thread: commit a batch and answer it on the loop, in
+        one hand-off (no future of the call's own to wake a task)."""
+        loop.call_soon_threadsafe(self._answer, self._commit_queued(conn))
+
+    def _call_ended(self, call: asyncio.Future[None]) -> None:
+        """A call that raised (nothing does: `_commit_queued` answers every failure)."""
+        if not call.cancelled() and call.exception() is not None:
+            logger.error("a commit call on %s failed", self.path, exc_info=call.exception())
+            self._answer(_Committed([], 0))
+
+    def _answer(self, done: _Committed) -> None:
+        """On the event loop, once per call: resolve the futures of its batch, and queue one
+        more call if writes are left over (more than one batch takes) and none is on its
+        way."""
+        self._calls -= 1
+        self._writes_since_checkpoint += done.writes
+        _resolve(done.outcomes)
+        if not self._jobs.empty() and not self._call_waiting:
+            self._queue_call()
+        if self._calls == 0 and self._answered is not None:
+            self._answered.set()
 
     def _commit_queued(self, conn: sqlite3.Connection) -> _Committed:
         """On the write connection's thread: one transaction for the writes queued now (at

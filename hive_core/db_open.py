@@ -59,6 +59,21 @@ class Connection(aiosqlite.Connection):
         result: T = await self._execute(fn, self._conn)  # type: ignore[no-untyped-call]
         return result
 
+    def submit(
+        self, fn: Callable[[sqlite3.Connection], T], answer: Callable[[asyncio.Future[T]], None]
+    ) -> None:
+        """Queue `fn(connection)` on this connection's thread, after the calls queued before,
+        now (no task, no loop iteration first); `answer` gets its future, done, on the loop.
+
+        Raises:
+            ValueError: the connection is closed.
+        """
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(answer)
+        self._tx.put_nowait((future, partial(fn, self._connection)))
+
 
 def _refuse_links(path: Path) -> None:
     """sqlite follows symlinks: refuse one at the database or its journal files.

@@ -5,6 +5,7 @@ PENDING_CACHE_MAX) so a woken `recv` answers without a database round trip."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from dataclasses import dataclass, field
 
@@ -19,26 +20,93 @@ LeaseOwner = int
 """Identifies one connection; its leases end when it closes."""
 
 
+class Wake:
+    """A recipient's wake-up, with `asyncio.Event`'s contract (`set`, `clear`, and a wait
+    that returns at once while it is set) and a deadline of its own: one future and one
+    timer per wait, instead of an event's wait inside an `asyncio.timeout_at`."""
+
+    __slots__ = ("_is_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._waiters: list[asyncio.Future[bool]] = []
+
+    def set(self) -> None:
+        """Wake every waiter; a wait from now until `clear` returns at once."""
+        self._is_set = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._is_set = False
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    async def wait_until(self, deadline: float) -> bool:
+        """True once set (at once if it is), False at `deadline` (the loop's time)."""
+        if self._is_set:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_at(deadline, _expire, waiter)
+        try:
+            woken = await waiter
+        except BaseException:  # cancelled: a later `set` must not find it
+            timer.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            raise
+        timer.cancel()
+        if not woken:
+            self._waiters.remove(waiter)  # `set` takes the waiters it wakes along
+        return woken
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 @dataclass
 class Inbox:
     """One recipient's inbox in memory; `wake` is set by every send to it, a release and
     the shutdown."""
 
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(default_factory=Wake)
     leases: dict[int, LeaseOwner] = field(default_factory=dict)
     pending: dict[int, Message] | None = None
-    """Every undelivered message of this recipient, when known; None means ask the database.
-    Lets a woken `recv` answer without a database round trip."""
+    """Every undelivered message of this recipient, when known, in id order; None means ask
+    the database. Lets a woken `recv` answer without a database round trip."""
     version: int = 0
     """Bumped on every send and ack, so a database read that raced either is not cached."""
 
     def remember(self, message: Message) -> None:
         self.version += 1
-        if self.pending is not None:
-            if len(self.pending) >= PENDING_CACHE_MAX:
+        pending = self.pending
+        if pending is not None:
+            if len(pending) >= PENDING_CACHE_MAX:
                 self.pending = None
-            else:
-                self.pending[message.id] = message
+                return
+            newest = next(reversed(pending), 0)
+            pending[message.id] = message
+            if message.id < newest:  # rare: kept in id order, so `unleased` need not sort
+                self.pending = dict(sorted(pending.items()))
+
+    def unleased(self, limit: int) -> list[Message]:
+        """The oldest `limit` cached messages not leased (`pending` must be known)."""
+        assert self.pending is not None
+        leases = self.leases
+        free: list[Message] = []
+        for i, m in self.pending.items():
+            if i not in leases:
+                free.append(m)
+                if len(free) == limit:
+                    break
+        return free
 
     def forget(self, ids: list[int]) -> None:
         self.version += 1

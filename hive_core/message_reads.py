@@ -20,13 +20,29 @@ NO_ID_ABOVE = 2**63 - 1
 """An id bound above every message id (a page with no `before`)."""
 
 
+MESSAGE_OVERHEAD = 200
+"""Bytes a message counts beyond its body (and its helper event) in `fit`."""
+MOST_PER_CHAR = 6
+"""The most bytes one character of a body takes as JSON (a control character, escaped as
+backslash-u and four hex digits), so `MOST_PER_CHAR` times its length, plus the quotes,
+bounds a body's size without encoding it."""
+
+
 def fit(messages: list[Message], newest_first: bool = False) -> list[Message]:
     """The longest run of `messages` whose bodies fit the response budget (at least one)."""
+    bound = 0
+    for m in messages:
+        if m.event is not None:
+            break
+        bound += MOST_PER_CHAR * len(m.body) + 2 + MESSAGE_OVERHEAD
+    else:
+        if bound <= RESPONSE_BUDGET:
+            return list(messages)  # all of them, even counted at their largest
     order = reversed(messages) if newest_first else iter(messages)
     kept: list[Message] = []
     used = 0
     for m in order:
-        size = len(json.dumps(m.body, ensure_ascii=False).encode("utf-8")) + 200
+        size = len(json.dumps(m.body, ensure_ascii=False).encode("utf-8")) + MESSAGE_OVERHEAD
         if m.event is not None:
             size += len(m.event.model_dump_json())
         if kept and used + size > RESPONSE_BUDGET:

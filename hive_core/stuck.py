@@ -188,13 +188,14 @@ class StuckWatch:
             tg.start_soon(periodic, COORDINATION_TICK, self.tick, "stuck watch", name="stuck")
 
     async def _follow(self) -> None:
-        sub = self._s.bus.subscribe()
-        try:
-            async for frame in sub:
-                if isinstance(frame.event, Sent):
-                    await self.on_sent(frame.event)
-        finally:
-            sub.close()
+        while True:
+            sub = self._s.bus.subscribe()
+            try:
+                async for frame in sub:  # ends after a resync: subscribe again
+                    if isinstance(frame.event, Sent):
+                        await self.on_sent(frame.event)
+            finally:
+                sub.close()
 
     async def on_sent(self, event: Sent) -> None:
         """Count a message between two agents; note the operator's."""
@@ -202,7 +203,10 @@ class StuckWatch:
         if OPERATOR in (m.sender, m.recipient):
             other = m.recipient if m.sender == OPERATOR else m.sender
             self._operator_at[other] = m.sent_at
-            await self._recount()
+            # Only a ping-pong signal of `other`'s can end with this; the other pairs move
+            # with time, which the tick recounts.
+            for pair in [p for p in self._pong if other in p]:
+                await self._check_pair(pair)
             return
         if HIVE_SENDER in (m.sender, m.recipient):
             return
@@ -228,9 +232,9 @@ class StuckWatch:
         a, b = pair
         quiet_since = now - window
         bouncing = (
-            len(times) > self._pong_limit(a, b)
-            and all(self._operator_at.get(n, 0.0) < quiet_since for n in pair)
+            all(self._operator_at.get(n, 0.0) < quiet_since for n in pair)
             and all(self._busy_at.get(n, 0.0) < quiet_since for n in pair)
+            and len(times) > self._pong_limit(a, b)
         )
         if not times:
             del self._pairs[pair]

@@ -51,6 +51,22 @@ Coordination = (
 )
 
 
+async def _messages(s: Services, req: rq.Send | rq.Recv | rq.Ack, conn: Conn) -> WireModel:
+    """The broker's verbs, looked for first: nearly every request is one."""
+    me = conn.principal.name
+    if isinstance(req, rq.Send):
+        if req.to == me:
+            raise InvalidRequest("you cannot send a message to yourself")
+        msg_id, dup = await s.broker.send(me, req.to, req.body, req.idempotency_key)
+        return rs.Sent(id=msg_id, duplicate=dup)
+    if isinstance(req, rq.Recv):
+        # The ack first, durably: a foreign id refuses the whole recv, nothing leased.
+        acked = await s.broker.ack(me, conn.id, req.ack) if req.ack else 0
+        got = await s.broker.recv(me, conn.id, req.wait_seconds, req.max, conn.is_open)
+        return rs.Messages(messages=got, acked=acked)
+    return rs.Acked(count=await s.broker.ack(me, conn.id, req.ids))
+
+
 async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
     me = conn.principal.name
     match req:
@@ -58,18 +74,8 @@ async def _common(s: Services, req: Common, conn: Conn) -> WireModel:
             return rs.VersionResult(protocol=PROTOCOL_VERSION, server=f"hive-core {__version__}")
         case rq.Ping():
             return rs.Pong()
-        case rq.Send(to=to, body=body, idempotency_key=key):
-            if to == me:
-                raise InvalidRequest("you cannot send a message to yourself")
-            msg_id, dup = await s.broker.send(me, to, body, key)
-            return rs.Sent(id=msg_id, duplicate=dup)
-        case rq.Recv(wait_seconds=wait, max=limit, ack=done):
-            # The ack first, durably: a foreign id refuses the whole recv, nothing leased.
-            acked = await s.broker.ack(me, conn.id, done) if done else 0
-            got = await s.broker.recv(me, conn.id, wait, limit, conn.is_open)
-            return rs.Messages(messages=got, acked=acked)
-        case rq.Ack(ids=ids):
-            return rs.Acked(count=await s.broker.ack(me, conn.id, ids))
+        case rq.Send() | rq.Recv() | rq.Ack():
+            return await _messages(s, req, conn)
         case rq.Alive(pid=pid, version=version, model=model, problems=problems):
             s.liveness.report_alive(me, pid, model, problems, req.model_source)
             if problems:
@@ -191,7 +197,9 @@ async def _coordination(s: Services, req: Coordination, conn: Conn) -> WireModel
 async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel:  # noqa: C901
     who = conn.principal.name
     match req:
-        case rq.Version() | rq.Ping() | rq.Send():
+        case rq.Send():
+            return await _messages(s, req, conn)
+        case rq.Version() | rq.Ping():
             return await _common(s, req, conn)
         case rq.Spawn(name=name):
             info = await lifecycle.spawn(s, name, who)
@@ -321,6 +329,8 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
 
 async def handle_agent(s: Services, req: rq.AgentRequest, conn: Conn) -> WireModel:
     match req:
+        case rq.Send() | rq.Recv() | rq.Ack():
+            return await _messages(s, req, conn)
         case (
             rq.SetStatus()
             | rq.Whoami()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
+import operator
 import os
 import socket
 import stat
@@ -18,16 +20,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from hive_core.errors import HiveError, StartupError
 from hive_core.sockets.limits import ConnectionPool
 from hive_core.sockets.startup_gate import StartupGate
 from hive_share import framing
+from hive_share import requests as rq
 from hive_share.models import WireModel
 from hive_share.requests import ALL_VERBS, IDENTITY_FIELDS
 from hive_share.responses import Error, ErrorCode
@@ -63,14 +66,21 @@ def error(code: ErrorCode, message: str) -> Error:
 
 def _validation_message(exc: ValidationError) -> tuple[ErrorCode, str]:
     errs = exc.errors(include_url=False)
-    code: ErrorCode = (
-        "invalid_name" if any(e["type"] == "invalid_name" for e in errs) else "invalid_request"
-    )
-    parts = []
-    for e in errs[:5]:
-        where = ".".join(str(p) for p in e["loc"][1:]) or "request"
-        parts.append(f"{where}: {e['msg']}")
-    return code, "; ".join(parts)
+    named = any(e["type"] == "invalid_name" for e in errs)
+    code: ErrorCode = "invalid_name" if named else "invalid_request"
+    wheres = [".".join(str(p) for p in e["loc"][1:]) or "request" for e in errs[:5]]
+    return code, "; ".join(f"{where}: {e['msg']}" for where, e in zip(wheres, errs, strict=False))
+
+
+@functools.cache
+def _hot_adapter(verbs: frozenset[str]) -> TypeAdapter[Any] | None:
+    """The broker's verbs among `verbs` as one adapter that parses a line (one per table)."""
+    hot: dict[str, Any] = {"ack": rq.Ack, "recv": rq.Recv, "send": rq.Send}
+    models = [model for verb, model in hot.items() if verb in verbs]
+    kind: Any = functools.reduce(operator.or_, models) if models else None
+    if len(models) > 1:
+        kind = Annotated[kind, Field(discriminator="cmd")]
+    return TypeAdapter(kind) if models else None
 
 
 def prepare_socket_path(path: Path) -> None:
@@ -87,18 +97,16 @@ def prepare_socket_path(path: Path) -> None:
         raise StartupError(f"{path} is a symlink; refusing to replace it")
     if not stat.S_ISSOCK(st.st_mode):
         raise StartupError(f"{path} exists and is not a socket; move it away")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(str(path))
-    except (ConnectionRefusedError, FileNotFoundError):
-        os.unlink(path)
-        logger.info("removed stale socket %s", path)
-        return
-    except OSError as exc:
-        raise StartupError(f"cannot probe {path}: {exc}") from None
-    finally:
-        probe.close()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)
+            logger.info("removed stale socket %s", path)
+            return
+        except OSError as exc:
+            raise StartupError(f"cannot probe {path}: {exc}") from None
     raise StartupError(f"another hive-core is already listening on {path}")
 
 
@@ -125,9 +133,7 @@ class _Burst:
     """Logs the first hit of a limit, then at most once per `BURST_QUIET` with a count."""
 
     def __init__(self, what: str) -> None:
-        self._what = what
-        self._last = -BURST_QUIET
-        self._missed = 0
+        self._what, self._last, self._missed = what, -BURST_QUIET, 0
 
     def hit(self) -> None:
         now = time.monotonic()
@@ -139,6 +145,10 @@ class _Burst:
         self._last, self._missed = now, 0
 
 
+class _Overdue(Exception):
+    """Set on a connection's reader when its line did not come by its deadline."""
+
+
 @dataclass(eq=False)
 class _Connection:
     conn: Conn
@@ -148,6 +158,9 @@ class _Connection:
     """Cancelled to cut this connection alone (the drain's bound, a peer gone)."""
     buf: bytearray = field(default_factory=bytearray)
     in_request: bool = False
+    deadline: float | None = None
+    """While a read waits for a line that must come in time: by when (loop time)."""
+    timer: asyncio.TimerHandle | None = None
 
 
 class SocketServer:
@@ -186,6 +199,7 @@ class SocketServer:
         self.principal = principal
         self.verbs = verbs
         self._adapter = adapter
+        self._hot = _hot_adapter(verbs)
         self._handler = handler
         self._on_close = on_close
         self._holds_work = holds_work
@@ -223,10 +237,8 @@ class SocketServer:
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Bind (mode 0600) and listen, report started, and serve until `close` has drained
-        the connections; cancelled, stop listening and cut them.
-
-        Raises: StartupError (before it listens).
-        """
+        the connections; cancelled, stop listening and cut them. Raises StartupError (before
+        it listens)."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         prepare_socket_path(self.path)
         self._stop, self._ended = anyio.Event(), anyio.Event()
@@ -318,6 +330,8 @@ class SocketServer:
         except Exception:  # a task of the server's group: what escapes it would end the daemon
             logger.exception("connection %d on %s failed", conn.id, self.path)
         finally:
+            if c.timer is not None:
+                c.timer.cancel()
             self._connections.discard(c)
             if not self._connections and self._drained is not None:
                 self._drained.set()
@@ -383,6 +397,8 @@ class SocketServer:
             if self._buffered + len(chunk) > self._buffer_budget:
                 self._fat.hit()
                 raise _Refused("busy", "this socket is buffering too much; try again")
+            if not c.buf and chunk.find(b"\n") == len(chunk) - 1:
+                return chunk[:-1]  # one whole line, the usual: nothing to buffer (CHUNK bytes)
             c.buf += chunk
             self._buffered += len(chunk)
         line = bytes(c.buf[:newline])
@@ -398,18 +414,41 @@ class SocketServer:
         Raises:
             _Refused: nothing came by `deadline`.
         """
-        if deadline is None:  # a lease holder between two requests: no timer to arm
+        if deadline is None:  # a lease holder between two requests: no deadline
             return await c.reader.read(CHUNK)
-        with anyio.CancelScope(deadline=deadline):
-            return await c.reader.read(CHUNK)
+        c.deadline = deadline
+        if c.timer is None:
+            c.timer = asyncio.get_running_loop().call_at(deadline, self._check_deadline, c)
+        with contextlib.suppress(_Overdue):
+            chunk = await c.reader.read(CHUNK)
+            c.deadline = None  # (left set when cut: the connection's end cancels the timer)
+            if not isinstance(c.reader.exception(), _Overdue):  # (it may pass as the chunk waits)
+                return chunk
         self._slow.hit()
         raise _Refused("malformed", f"no complete line within {self._idle_timeout:.0f}s")
 
+    def _check_deadline(self, c: _Connection) -> None:
+        """`c`'s one timer (not one per read): a read past its deadline ends with `_Overdue`."""
+        c.timer = None
+        if c.deadline is not None and not c.writer.is_closing():
+            loop = asyncio.get_running_loop()
+            if loop.time() < c.deadline:
+                c.timer = loop.call_at(c.deadline, self._check_deadline, c)
+            else:
+                c.reader.set_exception(_Overdue())
+
     def _deadline(self) -> float:
-        return anyio.current_time() + self._idle_timeout
+        return asyncio.get_running_loop().time() + self._idle_timeout
 
     async def dispatch(self, line: bytes, conn: Conn) -> WireModel:
-        """Parse, authorise and run one request line; never raises."""
+        """Parse, authorise and run one request line; never raises. A plain-ASCII `send`, `recv`
+        or `ack` is parsed by its model at once; any other line (or one that fails) goes on."""
+        if self._hot is not None and line.isascii() and b"\\" not in line:
+            try:
+                request = self._hot.validate_json(line)
+                return await self._run(request.cmd, request, conn)
+            except ValidationError:
+                pass  # (never from `_run`) the general way says what is wrong
         try:
             raw = framing.decode(line)
         except framing.FrameError as exc:
@@ -425,21 +464,20 @@ class SocketServer:
         if cmd not in ALL_VERBS:
             return error("unknown_verb", f"unknown verb {cmd[:64]!a}")
         if cmd not in self.verbs:
-            return error(
-                "verb_not_allowed",
-                f"verb {cmd!r} is not allowed on the {self.principal.kind} socket",
-            )
-        claims = sorted(IDENTITY_FIELDS & raw.keys())
-        if claims:
-            return error(
-                "identity_claim",
-                f"field {claims[0]!r} is not accepted: the socket decides who is asking",
-            )
+            where = self.principal.kind
+            return error("verb_not_allowed", f"verb {cmd!r} is not allowed on the {where} socket")
+        if claims := sorted(IDENTITY_FIELDS & raw.keys()):
+            why = "is not accepted: the socket decides who is asking"
+            return error("identity_claim", f"field {claims[0]!r} {why}")
         try:
             request = self._adapter.validate_python(raw)
         except ValidationError as exc:
             code, message = _validation_message(exc)
             return error(code, f"{cmd}: {message}")
+        return await self._run(cmd, request, conn)
+
+    async def _run(self, cmd: str, request: Any, conn: Conn) -> WireModel:
+        """Run one valid request (after the start-up gate, for a gated verb)."""
         try:
             if self._gate is not None and cmd in self._gated:
                 await self._gate.wait(cmd)
@@ -447,14 +485,14 @@ class SocketServer:
         except HiveError as exc:
             return Error(code=exc.code, error=exc.message)
         except Exception:
-            logger.exception(
-                "%s on %s socket (%s) failed", cmd, self.principal.kind, self.principal.name
-            )
+            who = self.principal
+            logger.exception("%s on %s socket (%s) failed", cmd, who.kind, who.name)
             return error("internal", f"{cmd} failed inside hive-core; see the daemon log")
 
 
 async def _reply_and_close(writer: asyncio.StreamWriter, response: Error) -> None:
-    with contextlib.suppress(ConnectionError, BrokenPipeError):
+    # `drain` raises what the reader was given (`_Overdue`); the close still flushes.
+    with contextlib.suppress(ConnectionError, BrokenPipeError, _Overdue):
         writer.write(framing.encode_model(response))
         await writer.drain()
     writer.close()
