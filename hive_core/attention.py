@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import anyio
 
 from hive_core.services import Services
-from hive_share.events import AttentionChanged, Resync
+from hive_share.events import AttentionChanged, DashboardEvent, Resync, Sent
 from hive_share.models import AttentionItem, Severity
 from hive_share.names import OPERATOR
 
@@ -45,6 +45,23 @@ class CrashState:
 
 
 CrashView = Callable[[], dict[str, CrashState]]
+
+
+MESSAGE_KINDS = frozenset({"sent", "leased", "released", "delivered"})
+
+
+def bears_on_the_list(event: DashboardEvent) -> bool:
+    """Whether `event` may change the list: a message's events do only when the operator
+    receives it (their unread inbox); everything else may, but the list's own
+    `attention_changed`. Who sends what between agents reaches the list through the stuck
+    watch, whose signals publish the agents' rows."""
+    if event.kind == "attention_changed":
+        return False
+    if event.kind not in MESSAGE_KINDS:
+        return True
+    if isinstance(event, Sent):
+        return event.message.recipient == OPERATOR
+    return getattr(event, "recipient", None) == OPERATOR
 
 
 def ranked(items: Iterable[AttentionItem]) -> list[AttentionItem]:
@@ -96,12 +113,10 @@ class Attention:
     async def run(self) -> None:
         """Refresh after each burst of bus events (its own `attention_changed` aside)."""
         while True:
-            sub = self._s.bus.subscribe()
+            sub = self._s.bus.subscribe(where=bears_on_the_list)
             try:
                 await self._refresh_logged()
-                async for frame in sub:  # ends after a resync: subscribe again and refresh
-                    if frame.event.kind == "attention_changed":
-                        continue
+                async for _frame in sub:  # ends after a resync: subscribe again and refresh
                     await anyio.sleep(SETTLE)  # let the rest of a burst land
                     if any(isinstance(f.event, Resync) for f in sub.ready()):
                         break  # what the burst left queued is covered by this refresh

@@ -4,17 +4,18 @@ A subscriber whose queue fills is cut off with a `resync` frame instead of
 slowing the publisher or growing memory. A `resync` is a control frame: its `seq` is
 `CONTROL_SEQ`, which no event ever has, so it is never mistaken for one.
 
-Every message sent, leased and delivered is published here, to every subscriber (the
-attention list, the stuck watch, `STATUS=`, the dashboard's snapshot and streams), so a
-subscription's queue is a plain deque and one future its reader parks on: an
-`asyncio.Queue` costs a dozen Python calls per frame on each side.
+Every message sent, leased and delivered is published here, so a subscription's queue is a
+plain deque and one future its reader parks on (an `asyncio.Queue` costs a dozen Python
+calls per frame on each side), and a subscriber names the events it wants (`kinds`, `where`):
+the bus queues only those, so a burst of messages wakes only the subscribers that follow
+messages (the dashboard's snapshot and streams, the stuck watch).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 
 from hive_share.events import DashboardEvent, Frame, Resync
 
@@ -32,8 +33,16 @@ class Subscription:
 
     `maxsize` frames at most wait for the reader (no bound when it is 0 or less)."""
 
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        maxsize: int,
+        kinds: frozenset[str] | None,
+        where: Callable[[DashboardEvent], bool] | None,
+    ) -> None:
         self._bus = bus
+        self._kinds = kinds
+        self._where = where
         self._frames: deque[Frame] = deque()
         self._maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
@@ -102,10 +111,15 @@ class EventBus:
     def publish(self, event: DashboardEvent) -> int:
         """Stamp the next `seq` on `event` and queue it for every subscriber."""
         self.seq += 1
-        frame = Frame(seq=self.seq, event=event)
+        frame = Frame.model_construct(seq=self.seq, event=event)  # both typed already
         # One subscriber's `_full` and `_put` inlined: this runs for every subscriber of
         # every message.
+        kind = event.kind
         for sub in tuple(self._subscribers):  # an overflowing one leaves the set
+            if sub._kinds is not None and kind not in sub._kinds:
+                continue
+            if sub._where is not None and not sub._where(event):
+                continue
             frames = sub._frames
             if 0 < sub._maxsize <= len(frames):
                 sub._overflow()
@@ -116,8 +130,15 @@ class EventBus:
                 waiter.set_result(None)
         return self.seq
 
-    def subscribe(self, maxsize: int = DEFAULT_QUEUE) -> Subscription:
-        sub = Subscription(self, maxsize)
+    def subscribe(
+        self,
+        maxsize: int = DEFAULT_QUEUE,
+        kinds: Collection[str] | None = None,
+        where: Callable[[DashboardEvent], bool] | None = None,
+    ) -> Subscription:
+        """A subscription to the events whose `kind` is in `kinds` (all when None) and for
+        which `where` holds (all when None); a `resync` reaches every subscription."""
+        sub = Subscription(self, maxsize, None if kinds is None else frozenset(kinds), where)
         self._subscribers.add(sub)
         return sub
 

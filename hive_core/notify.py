@@ -223,7 +223,7 @@ class Notifications:
             tg.start_soon(self._nudge_loop, name="notify: re-nudge")
 
     async def _follow(self) -> None:
-        sub = self._s.bus.subscribe()
+        sub = self._s.bus.subscribe(kinds=("attention_changed",))
         try:
             if self._s.attention is not None:
                 await self.on_list(await self._s.attention.compute(), quiet=True)

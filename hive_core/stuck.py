@@ -189,7 +189,7 @@ class StuckWatch:
 
     async def _follow(self) -> None:
         while True:
-            sub = self._s.bus.subscribe()
+            sub = self._s.bus.subscribe(kinds=("sent",))
             try:
                 async for frame in sub:  # ends after a resync: subscribe again
                     if isinstance(frame.event, Sent):

@@ -56,12 +56,11 @@ async def report_status(s: Services, notifier: Notifier) -> None:
     """`STATUS=<summary>` now and whenever a bus event changes it, until cancelled."""
     last: str | None = None
     while True:
-        sub = s.bus.subscribe()
+        sub = s.bus.subscribe(kinds=STATUS_KINDS)
         try:
             last = await _send_if_changed(s, notifier, last)
-            async for frame in sub:  # ends after a resync: subscribe again and recount
-                if frame.event.kind in STATUS_KINDS:
-                    last = await _send_if_changed(s, notifier, last)
+            async for _frame in sub:  # ends after a resync: subscribe again and recount
+                last = await _send_if_changed(s, notifier, last)
         finally:
             sub.close()
 

@@ -14,6 +14,8 @@ MAX_BODY = 256 * 1024
 """Most characters in a message body."""
 MAX_BODY_JSON = 512 * 1024
 """Most bytes a body may take once JSON-escaped, so any one message fits in a 1 MiB line."""
+JSON_BYTES_PER_CHAR = 6
+"""The most bytes one character takes in JSON: a control character escaped as `\\u0001`."""
 MAX_WAIT_SECONDS = 180.0
 RELAY_WAIT_SECONDS = 8.0
 """The longest wait a relayed long-poll may ask for (the relay itself allows 10 s)."""
@@ -26,6 +28,8 @@ StateFilePath = Annotated[str, Field(min_length=8, max_length=1024, pattern=r"^/
 
 def fits_json(body: str) -> str:
     """`body`, when it takes at most MAX_BODY_JSON bytes as JSON."""
+    if JSON_BYTES_PER_CHAR * len(body) + 2 <= MAX_BODY_JSON:
+        return body  # fits however it is escaped: no need to encode it
     size = len(json.dumps(body, ensure_ascii=False).encode("utf-8"))
     if size > MAX_BODY_JSON:
         raise ValueError(f"body takes {size} bytes as JSON; at most {MAX_BODY_JSON} allowed")

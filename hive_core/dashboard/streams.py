@@ -55,10 +55,10 @@ async def stream(request: Request, kinds: str = "") -> Response:
         return error(400, f"kinds: unknown {sorted(unknown)[:5]}", "invalid_request")
     if len(ctx.streams) >= MAX_STREAMS:
         return error(503, f"{MAX_STREAMS} event streams are open already", "busy")
-    sub = ctx.s.bus.subscribe(STREAM_QUEUE)
+    sub = ctx.s.bus.subscribe(STREAM_QUEUE, kinds=wanted or None)
     ctx.streams.add(sub)
     return EventSourceResponse(
-        event_frames(sub, wanted, ctx.streams),
+        event_frames(sub, ctx.streams),
         ping=PING_SECONDS,
         send_timeout=SEND_TIMEOUT,
         headers={"X-Accel-Buffering": "no"},
@@ -90,7 +90,7 @@ async def log_stream(request: Request, name: str, lines: int = 200) -> Response:
 
 
 async def event_frames(
-    sub: Subscription, kinds: set[str], streams: set[Subscription]
+    sub: Subscription, streams: set[Subscription]
 ) -> AsyncGenerator[ServerSentEvent, None]:
     """One subscriber's frames as SSE events, until it is cut off (`resync`) or leaves.
 
@@ -99,7 +99,7 @@ async def event_frames(
         async for frame in sub:
             if isinstance(frame.event, Resync):
                 yield ServerSentEvent(data=frame.model_dump_json())
-            elif not kinds or frame.event.kind in kinds:
+            else:
                 yield ServerSentEvent(data=encoded(frame), id=str(frame.seq))
     finally:
         sub.close()

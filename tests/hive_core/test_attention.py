@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hive_core.attention import Attention, CrashState, for_manager
+from hive_core.attention import Attention, CrashState, bears_on_the_list, for_manager
 from hive_core.broker import Broker
 from hive_core.bus import EventBus
 from hive_core.db import Database
 from hive_core.registry import Registry
 from hive_core.services import Services
-from hive_share.events import AttentionChanged
+from hive_share.events import AttentionChanged, Delivered, Leased, QuestionAdded, Sent
+from hive_share.models import Message
 from hive_share.names import MANAGER_NAME, OPERATOR
 from tests.hive_core.conftest import T0, FakeClock, drain, services
 from tests.hive_core.test_crash_watch import FakeBackend
@@ -156,3 +157,18 @@ async def test_the_list_is_published_whole_and_only_when_it_changed(
         assert len(published) == 1 and isinstance(published[0], AttentionChanged)
         assert [i.ref for i in published[0].items] == [approval.id]
         assert h.attention.items == published[0].items
+
+
+def test_only_the_operators_messages_bear_on_the_list() -> None:
+    def sent(sender: str, recipient: str) -> Sent:
+        message = Message(id=1, sender=sender, recipient=recipient, body="b", sent_at=T0)
+        return Sent(message=message)
+
+    assert bears_on_the_list(sent("a", OPERATOR))
+    assert not bears_on_the_list(sent(OPERATOR, "a"))
+    assert not bears_on_the_list(sent("a", "b"))
+    assert bears_on_the_list(Delivered(recipient=OPERATOR, ids=[1], delivered_at=T0))
+    assert not bears_on_the_list(Delivered(recipient="a", ids=[1], delivered_at=T0))
+    assert not bears_on_the_list(Leased(recipient="a", ids=[1]))
+    assert not bears_on_the_list(AttentionChanged(items=[]))
+    assert bears_on_the_list(QuestionAdded.model_construct())

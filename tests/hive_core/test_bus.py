@@ -125,8 +125,8 @@ async def test_a_cut_subscribers_resync_reaches_it_alone_on_the_stream() -> None
     bus.publish(_event(1))  # no room for it: `slow` is cut off
 
     async with asyncio.timeout(5):
-        slow_sent = [event async for event in event_frames(slow, set(), streams)]
-        healthy_stream = event_frames(healthy, set(), streams)
+        slow_sent = [event async for event in event_frames(slow, streams)]
+        healthy_stream = event_frames(healthy, streams)
         healthy_sent = [await anext(healthy_stream) for _ in range(2)]
         await healthy_stream.aclose()
 
@@ -138,3 +138,26 @@ async def test_a_cut_subscribers_resync_reaches_it_alone_on_the_stream() -> None
         (None, {"seq": 0, "event": {"kind": "resync"}})
     ]
     assert streams == set() and bus.subscriber_count == 0
+
+
+def test_a_subscriber_gets_only_the_kinds_and_events_it_names() -> None:
+    bus = EventBus()
+    removed = bus.subscribe(kinds=("container_removed",))
+    odd = bus.subscribe(where=lambda e: isinstance(e, ContainerRemoved) and e.name[-1] in "13")
+    everything = bus.subscribe()
+    bus.publish(_event(1))
+    bus.publish(Resync())
+    bus.publish(_event(2))
+    bus.publish(_event(3))
+    assert [f.seq for f in removed.ready()] == [1, 3, 4]
+    assert [f.seq for f in odd.ready()] == [1, 4]
+    assert [f.seq for f in everything.ready()] == [1, 2, 3, 4]
+
+
+def test_only_wanted_events_fill_a_filtered_queue() -> None:
+    bus = EventBus()
+    sub = bus.subscribe(maxsize=2, kinds=("resync",))
+    for i in range(10):
+        bus.publish(_event(i))
+    assert not sub.overflowed
+    assert sub.ready() == []

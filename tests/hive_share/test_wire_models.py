@@ -502,3 +502,17 @@ def test_send_accepts_the_operator_as_recipient() -> None:
 def test_wire_models_are_frozen() -> None:
     with pytest.raises(ValidationError):
         MESSAGE.body = "changed"  # type: ignore[misc]
+
+
+def test_a_body_is_held_to_its_size_once_json_escaped() -> None:
+    from hive_share.request_fields import MAX_BODY, MAX_BODY_JSON, fits_json
+
+    plain = "x" * MAX_BODY
+    assert fits_json(plain) is plain
+    wide = "é" * (MAX_BODY_JSON // 6)  # two bytes each in UTF-8: fits however it is counted
+    assert fits_json(wide) is wide
+    most = (MAX_BODY_JSON - 2) // 6  # six bytes each once escaped, and two quotes
+    controls = "\x01" * most
+    assert fits_json(controls) is controls
+    with pytest.raises(ValueError, match=f"at most {MAX_BODY_JSON} allowed"):
+        fits_json(controls + "\x01")
