@@ -1,4 +1,5 @@
-"""`python -m bench [--quick]`: print one line per benchmark (see docs/benchmarks.md)."""
+"""`python -m bench [--quick]`: print one line per benchmark, then a `PASS:` or `FAIL:` line
+per goal; exits 1 when a goal was missed (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, DaemonError, ClientError) as exc:
         report.note(f"failed: {type(exc).__name__}: {exc}")
         return 1
-    return 0
+    return 0 if report.verdicts() else 1
 
 
 if __name__ == "__main__":

@@ -122,14 +122,22 @@ def emit(results: dict[str, Burst], agents: int) -> None:
     med = statistics.median
     ours, off = results["admitted"], results["unlimited"]
     report.emit(
-        report.latency(f"burst_{agents}_first_at_model", med(ours.first), med(off.first), "≤ 2 s")
+        report.latency(
+            f"burst_{agents}_first_at_model",
+            med(ours.first),
+            med(off.first),
+            report.at_most(2.0, "≤ 2 s"),
+        )
     )
     report.emit(
         report.latency(f"burst_{agents}_at_model_p99", med(ours.model_p99), med(off.model_p99))
     )
     report.emit(
         report.latency(
-            f"burst_{agents}_all_ended", med(ours.ended), med(off.ended), "≤ 1.0x admission off"
+            f"burst_{agents}_all_ended",
+            med(ours.ended),
+            med(off.ended),
+            report.ratio_at_most(1.0, "admission off"),
         )
     )
 

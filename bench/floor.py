@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import broker, fleet, report
-from bench.daemon import Daemon, _wait_ready, launched, wait_ready
+from bench import broker, fleet, report, turn
+from bench.daemon import Daemon, launched, wait_ready
 from bench.stats import p50
 
 AGENTS = 50
@@ -34,7 +34,7 @@ SENDERS = 50
 """Operator connections sending at once in the acked-sends line."""
 DELIVERED_SENDERS = 10
 DELIVERED_RECEIVERS = 5
-READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
 
 GOALS = {"wake": 1.3, "acked": 0.8, "delivered": 0.8}
 """Send → wake at most 1.3x the floor's latency; acked and delivered rates at least 0.8x."""
@@ -88,11 +88,11 @@ def floor_broker(agents: Sequence[str]) -> Iterator[Daemon]:
                 )
             daemon = Daemon(proc, root, time.perf_counter())
             try:
-                _wait_ready(notify, daemon, READY_TIMEOUT)
+                wait_ready(daemon, notify)
                 yield daemon
             finally:
                 daemon.proc.terminate()
-                daemon.proc.wait(READY_TIMEOUT)
+                daemon.proc.wait(STOP_TIMEOUT)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -149,37 +149,43 @@ def compare(pacing: Pacing, env: dict[str, str]) -> tuple[Figures, Figures]:
     return ours, floor
 
 
-def emit(ours: Figures, floor: Figures) -> list[tuple[str, bool]]:
-    """Print the three lines; returns each goal's (name, met)."""
+def emit(ours: Figures, floor: Figures) -> None:
+    """Print the three lines, each judged by its goal (`report.verdicts` prints them)."""
     med = statistics.median
-    wake, wake_floor = med(ours.wake), med(floor.wake)
-    acked, acked_floor = med(ours.acked), med(floor.acked)
-    delivered, delivered_floor = med(ours.delivered), med(floor.delivered)
-    goal = GOALS
     report.emit(
-        report.latency("floor_send_to_wake_p50", wake, wake_floor, f"≤ {goal['wake']}x floor")
+        report.latency(
+            "floor_send_to_wake_p50",
+            med(ours.wake),
+            med(floor.wake),
+            report.ratio_at_most(GOALS["wake"], "floor"),
+        )
     )
     report.emit(
         report.rate(
             f"floor_acked_sends_per_s_{SENDERS}_senders",
-            acked,
-            acked_floor,
-            f"≥ {goal['acked']}x floor",
+            med(ours.acked),
+            med(floor.acked),
+            report.ratio_at_least(GOALS["acked"], "floor"),
         )
     )
     report.emit(
         report.rate(
             f"floor_delivered_per_s_{DELIVERED_SENDERS}_senders_{DELIVERED_RECEIVERS}_receivers",
-            delivered,
-            delivered_floor,
-            f"≥ {goal['delivered']}x floor",
+            med(ours.delivered),
+            med(floor.delivered),
+            report.ratio_at_least(GOALS["delivered"], "floor"),
         )
     )
-    return [
-        ("send → wake ≤ 1.3x the floor", wake <= goal["wake"] * wake_floor),
-        ("acked sends ≥ 0.8x the floor", acked >= goal["acked"] * acked_floor),
-        ("delivered ≥ 0.8x the floor", delivered >= goal["delivered"] * delivered_floor),
-    ]
+
+
+def run(pacing: Pacing) -> None:
+    """Compare and print the lines (the fake claude the hive's harnesses would start is
+    written to a temporary directory: the bench stops them before any turn)."""
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="hb") as tmp:
+        fake = turn.write_fake_claude(Path(tmp))
+        env = {"HIVE_CLAUDE_BIN": str(fake), "ANTHROPIC_API_KEY": "bench-not-a-key"}
+        ours, floor = compare(pacing, env)
+    emit(ours, floor)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,16 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one round, fewer messages")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir="/tmp", prefix="hb") as tmp:
-        from bench import turn
-
-        fake = turn.write_fake_claude(Path(tmp))
-        env = {"HIVE_CLAUDE_BIN": str(fake), "ANTHROPIC_API_KEY": "bench-not-a-key"}
-        ours, floor = compare(QUICK if args.quick else FULL, env)
-    met = emit(ours, floor)
-    for what, ok in met:
-        print(f"{'PASS' if ok else 'FAIL'}: {what}", flush=True)
-    return 0 if all(ok for _, ok in met) else 1
+    run(QUICK if args.quick else FULL)
+    return 0 if report.verdicts() else 1
 
 
 if __name__ == "__main__":

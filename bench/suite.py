@@ -1,5 +1,6 @@
 """The whole run: floors, the MCP relay, one daemon for the fleet, broker, turn and stream
-benchmarks, then cold starts and the real claude turn on daemons of their own."""
+benchmarks, then cold starts, the floor broker's comparison and the real claude turn on
+daemons of their own; each goal's `PASS:`/`FAIL:` line at the end (`report.verdicts`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import broker, cli, coldstart, dashboard, fleet, micro, real_turn, report, turn
+from bench import broker, cli, coldstart, dashboard, fleet, floor, micro, real_turn, report, turn
 from bench.daemon import Daemon, running_daemon
 from bench.stats import p50, p90, p99
 from hive_core.dashboard.app import MAX_STREAMS
@@ -50,6 +51,8 @@ class Sizes:
     cold_rounds: int
     fanout_events: int
     claude_rounds: int
+    floor: floor.Pacing
+    """The comparison with the floor broker (`floor.py`)."""
 
 
 FULL = Sizes(
@@ -68,6 +71,7 @@ FULL = Sizes(
     cold_rounds=3,
     fanout_events=50,
     claude_rounds=5,
+    floor=floor.FULL,
 )
 QUICK = Sizes(
     echo_rounds=300,
@@ -85,6 +89,7 @@ QUICK = Sizes(
     cold_rounds=1,
     fanout_events=10,
     claude_rounds=1,
+    floor=floor.QUICK,
 )
 
 
@@ -115,7 +120,9 @@ def measure_mcp(directory: Path, sizes: Sizes) -> float:
     python, sdk = p50(got.python), p50(got.sdk_import)
     report.emit(report.duration("python_startup_p50", python))
     report.emit(report.latency("mcp_sdk_import_p50", sdk, python))
-    report.emit(report.latency("mcp_ready_p50", p50(got.ready), python, "< 0.5 s"))
+    report.emit(
+        report.latency("mcp_ready_p50", p50(got.ready), python, report.below(0.5, "< 0.5 s"))
+    )
     report.emit(report.latency("mcp_tools_listed_p50", p50(got.listed), python))
     return python
 
@@ -134,7 +141,9 @@ async def _fleet(daemon: Daemon, sizes: Sizes) -> None:
     report.note(f"spawned {len(names)} agents in {time.monotonic() - started:.1f}s")
     idle = await fleet.idle(daemon, names, CHECKPOINT_SETTLE, sizes.idle_window)
     n = len(names)
-    report.emit(report.cpu_percent(f"idle_cpu_{n}_agents", idle.daemon_cpu, "< 1%"))
+    report.emit(
+        report.cpu_percent(f"idle_cpu_{n}_agents", idle.daemon_cpu, report.below(1.0, "< 1%"))
+    )
     report.emit(report.cpu_percent(f"idle_cpu_{n}_agents_harnesses", idle.harness_cpu))
     report.emit(report.mebibytes("harness_rss_idle", idle.harness_rss))
     report.emit(report.mebibytes("harness_rss_anon_idle", idle.harness_anon))
@@ -153,16 +162,18 @@ async def _wake_lines(swarm: broker.Swarm, sizes: Sizes, floors: Floors) -> floa
         got = await broker.send_to_wake(swarm, sizes.wake_rounds, sizes.wake_warmup, agents)
         if agents == WAKE_AGENTS:
             wake = got
-            report.emit(report.latency("send_to_wake_p50", p50(got), baseline, "≤ 1.5x"))
+            report.emit(report.latency("send_to_wake_p50", p50(got), baseline))
             report.emit(report.latency("send_to_wake_p99", p99(got), baseline))
         name = f"send_to_wake_p50_{agents}_agents"
-        report.emit(report.latency(name, p50(got), baseline, "≤ 1.5x"))
+        report.emit(report.latency(name, p50(got), baseline))
     with dashboard.streams(swarm.daemon, reading=0, stalled=1):
         stalled = await broker.send_to_wake(
             swarm, sizes.wake_rounds, sizes.wake_warmup, WAKE_AGENTS
         )
     report.emit(
-        report.latency("send_to_wake_p50_1_stalled_stream", p50(stalled), p50(wake), "≤ 1.2x")
+        report.latency(
+            "send_to_wake_p50_1_stalled_stream", p50(stalled), p50(wake), report.ratio_at_most(1.2)
+        )
     )
     with dashboard.streams(swarm.daemon, reading=DASHBOARD_READERS, stalled=1):
         watched = await broker.send_to_wake(
@@ -180,29 +191,37 @@ async def _broker(daemon: Daemon, sizes: Sizes, floors: Floors) -> float:
     """The broker lines, on the fleet's first 50 agents; returns `send_to_wake_p50`."""
     names = _agents(min(SENDERS, sizes.fleet))
     single = 1 / floors.full_commit
-    target = "≥ 5.0x (group commit)"
     async with broker.WalWatch(daemon) as wal:
         rate = await broker.send_only(daemon, names, SENDERS, sizes.per_sender)
-        report.emit(
-            report.rate(f"broker_send_only_msgs_per_s_{SENDERS}_senders", rate, single, target)
-        )
+        report.emit(report.rate(f"broker_send_only_msgs_per_s_{SENDERS}_senders", rate, single))
         async with broker.Swarm(daemon, names) as swarm:
             backlog = broker.burst_targets(SENDERS, len(names), sizes.per_sender)
             await broker.drain(swarm, backlog)
             wake = await _wake_lines(swarm, sizes, floors)
             rate = await broker.throughput(swarm, SENDERS, sizes.per_sender)
-            report.emit(report.rate(f"broker_msgs_per_s_{SENDERS}_senders", rate, single, target))
+            report.emit(report.rate(f"broker_msgs_per_s_{SENDERS}_senders", rate, single))
             await wal.finish()
             cpu = await broker.idle_cpu(
                 swarm, LONG_POLLS_PER_AGENT, CHECKPOINT_SETTLE, sizes.idle_window
             )
             polls = LONG_POLLS_PER_AGENT * len(names)
-            report.emit(report.cpu_percent(f"idle_cpu_{polls}_longpolls", cpu, "< 1%"))
+            report.emit(
+                report.cpu_percent(f"idle_cpu_{polls}_longpolls", cpu, report.below(1.0, "< 1%"))
+            )
             sent = 2 * SENDERS * sizes.per_sender
             report.emit(
-                report.mebibytes(f"wal_peak_during_{sent}_sends", wal.peak, None, "≤ 64 MiB")
+                report.mebibytes(
+                    f"wal_peak_during_{sent}_sends",
+                    wal.peak,
+                    None,
+                    report.at_most(64 * 2**20, "≤ 64 MiB"),
+                )
             )
-            report.emit(report.frames("wal_backlog_after_idle", daemon.wal_backlog(), "0 frames"))
+            report.emit(
+                report.frames(
+                    "wal_backlog_after_idle", daemon.wal_backlog(), report.at_most(0, "0 frames")
+                )
+            )
             report.emit(report.mebibytes("wal_file_after_idle", daemon.wal_bytes()))
             report.emit(report.mebibytes("daemon_rss_after_broker", daemon.rss_bytes()))
     return wake
@@ -213,7 +232,11 @@ async def _turns(daemon: Daemon, log: Path, sizes: Sizes, floors: Floors, wake: 
     first, rest = samples[0], samples[1:]
     report.emit(report.latency("harness_first_turn_wake_to_claude", first, floors.python))
     baseline = wake + floors.claude_spawn
-    report.emit(report.latency("harness_wake_to_claude_p50", p50(rest), baseline, "≤ 10 ms"))
+    report.emit(
+        report.latency(
+            "harness_wake_to_claude_p50", p50(rest), baseline, report.at_most(0.010, "≤ 10 ms")
+        )
+    )
     report.emit(report.latency("harness_wake_to_claude_p90", p90(rest), baseline))
     # What a harness that has run turns holds: the MCP SDK is in by now.
     rss = await fleet.harness_rss(daemon, TURN_AGENT)
@@ -235,21 +258,23 @@ def _fanout(daemon: Daemon, sizes: Sizes) -> None:
         )
     got = dashboard.fanout(daemon, readers, FANOUT_HELPERS, sizes.fanout_events, "b0")
     name = f"dashboard_event_to_{readers}_streams_p99"
-    report.emit(report.duration(name, p99(got), "≤ 50 ms"))
+    report.emit(report.duration(name, p99(got), report.at_most(0.050, "≤ 50 ms")))
 
 
 def _cold_start(env: dict[str, str], sizes: Sizes) -> None:
     cached = coldstart.build(env, sizes.cold_agents, sizes.cold_messages)
     value, empty = coldstart.rounds(cached, env, sizes.cold_agents, sizes.cold_rounds)
     name = f"cold_start_to_list_{sizes.cold_agents}_agents_{sizes.cold_messages // 1000}k_messages"
-    report.emit(report.latency(name, p50(value), p50(empty), "≤ 1 s"))
+    report.emit(report.latency(name, p50(value), p50(empty), report.at_most(1.0, "≤ 1 s")))
 
 
 def _claude_turns(sizes: Sizes) -> None:
     got = real_turn.turns(sizes.claude_rounds)
     if got is None:
         return
-    report.emit(report.latency("claude_turn_p50", p50(got.hive), p50(got.bare), "≤ 1.05x"))
+    report.emit(
+        report.latency("claude_turn_p50", p50(got.hive), p50(got.bare), report.ratio_at_most(1.05))
+    )
     floor = p50(got.mcp_floor)
     report.emit(report.latency("claude_turn_mcp_floor_p50", floor, p50(got.bare)))
     report.emit(report.latency("claude_turn_p50_over_mcp_floor", p50(got.hive), floor))
@@ -293,8 +318,13 @@ def run(sizes: Sizes) -> None:
             listed = p50(times.listed)
             report.emit(report.latency("cli_list_p50", listed, p50(times.python)))
             bare = p50(times.typer)
-            report.emit(report.latency("cli_list_vs_bare_typer_p50", listed, bare, "≤ 1.5x"))
+            report.emit(
+                report.latency(
+                    "cli_list_vs_bare_typer_p50", listed, bare, report.ratio_at_most(1.5)
+                )
+            )
             asyncio.run(_against_daemon(daemon, log, sizes, floors))
             _fanout(daemon, sizes)
         _cold_start(env, sizes)
+    floor.run(sizes.floor)
     _claude_turns(sizes)
