@@ -1,5 +1,6 @@
-"""`python -m bench [--quick]`: print one line per benchmark, then a `PASS:` or `FAIL:` line
-per goal; exits 1 when a goal was missed (see docs/benchmarks.md)."""
+"""`python -m bench [multihost] [--quick]`: print one line per benchmark, then a `PASS:` or
+`FAIL:` line per goal; exits 1 when a goal was missed (see docs/benchmarks.md). `multihost`
+runs only the lines of a hive across hosts (`bench/multihost.py`)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,25 @@ from hive_share.client import ClientError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
+        "what",
+        nargs="?",
+        choices=["all", "multihost"],
+        default="all",
+        help="every line (default), or only the multihost lines",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smaller counts and a shorter idle window (about a minute in all)",
     )
     args = parser.parse_args(argv)
     try:
-        suite.run(suite.QUICK if args.quick else suite.FULL)
+        if args.what == "multihost":
+            from bench import multihost
+
+            multihost.run(multihost.QUICK if args.quick else multihost.FULL)
+        else:
+            suite.run(suite.QUICK if args.quick else suite.FULL)
     except TimeoutError:
         report.note(f"failed: a phase took longer than {PHASE_TIMEOUT:.0f}s")
         return 1

@@ -98,7 +98,7 @@ def run(agents: int, rounds: int, starts: int | None = None) -> dict[str, Burst]
     results = {"admitted": Burst(), "unlimited": Burst()}
     clock = Clock()
     with FakeAnthropic(clock.script) as fake, tempfile.TemporaryDirectory(prefix="hb") as home:
-        env = real_turn._env(fake, Path(home), claude)
+        env = real_turn.hive_env(fake, Path(home), claude)
         admitted = {**env, "HIVE_TURN_STARTS": str(starts)} if starts else env
         for n in range(rounds):
             order = ["admitted", "unlimited"] if n % 2 == 0 else ["unlimited", "admitted"]

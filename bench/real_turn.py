@@ -64,7 +64,7 @@ class Turns:
     mcp_floor: list[float]
 
 
-def _env(fake: FakeAnthropic, home: Path, claude: str) -> dict[str, str]:
+def hive_env(fake: FakeAnthropic, home: Path, claude: str) -> dict[str, str]:
     """What the daemon (and so its harnesses) and the bare CLI get on top of the bench's."""
     return {
         "HIVE_CLAUDE_BIN": claude,
@@ -181,7 +181,7 @@ def turns(count: int) -> Turns | None:
         home.mkdir()
         cwd.mkdir()
         with FakeAnthropic(_script) as fake:
-            env = _env(fake, home, claude)
+            env = hive_env(fake, home, claude)
             bare_env = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_")}
             bare_env.update(env, **CLAUDE_ENV, CLAUDE_CONFIG_DIR=str(root / "claude-config"))
             with running_daemon(env) as daemon:

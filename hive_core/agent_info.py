@@ -44,6 +44,7 @@ def info(s: Services, record: AgentRecord, alive: bool | None = None) -> AgentIn
         turn_state=s.liveness.turn_state.get(record.name) if status.running else None,
         needs_update=runs_other_code(s, record.name),
         stuck=s.stuck.signals_of(record.name) if status.running else [],
+        host=None if s.federation is None else s.settings.host_id,
     )
 
 
@@ -67,7 +68,8 @@ def outdated(s: Services) -> list[str]:
 
 
 async def list_agents(s: Services, tombstones: bool) -> list[AgentInfo]:
-    """Every agent with a fresh ping of its harness, then (optionally) the tombstones."""
+    """Every agent with a fresh ping of its harness, then (optionally) the tombstones, then
+    the other hosts' agents as the hive's directory last showed them."""
     records = s.registry.all()
 
     async def probe(record: AgentRecord) -> bool:
@@ -93,4 +95,6 @@ async def list_agents(s: Services, tombstones: bool) -> list[AgentInfo]:
                 prepared = agent_dirs.is_prepared(agents_dir, name)
                 state: AgentState = "prepared" if prepared else "tombstone"
                 rows.append(AgentInfo(name=name, role="agent", state=state))
+    if s.federation is not None:
+        rows += s.federation.remote_agents()
     return rows

@@ -57,12 +57,23 @@ class Broker:
         self._throttle = SendThrottle()
         self._closing = asyncio.Event()
         self._hold: HoldCheck | None = None
+        self._host_of: Callable[[str], str | None] = lambda name: None
+        self._forwarded: Callable[[], None] = lambda: None
 
     def hold_while(self, held: HoldCheck) -> None:
         """Ask `held(recipient)` before every lease: while it answers True, `recv` leases
         nothing and waits as if the inbox were empty (the messages stay queued, undelivered);
         `wake` makes a parked `recv` ask again."""
         self._hold = held
+
+    def route_remote(
+        self, host_of: Callable[[str], str | None], forwarded: Callable[[], None]
+    ) -> None:
+        """Accept sends to other hosts' agents (the hive spans hosts): `host_of(name)` names
+        the host of an agent not here; such a message is committed with a `forwards` row,
+        and `forwarded()` is called after the commit (the outbox takes it from there)."""
+        self._host_of = host_of
+        self._forwarded = forwarded
 
     def _inbox(self, recipient: str) -> Inbox:
         inbox = self._inboxes.get(recipient)
@@ -85,40 +96,72 @@ class Broker:
         already used by this sender returns the original id with
         `duplicate=True`.
 
+        A message to another host's agent is committed here with a `forwards` row; the
+        outbox hands it on.
+
         Raises:
             UnknownAgent: nobody by that name has an inbox.
             Conflict: the key was used before for a different message.
             StorageError: the commit failed; nothing was stored.
         """
+        remote = None
         if not self._is_recipient(to):
-            raise UnknownAgent(f"no agent named {to!r}; `hive-core list` shows who exists")
+            remote = self._host_of(to)  # an agent of another host of the hive, or nobody
+            if remote is None:
+                raise UnknownAgent(f"no agent named {to!r}; `hive-core list` shows who exists")
         now = self._clock.now()
         if not self._throttle.admits(sender, now) and not await self._key_used(
             sender, idempotency_key
         ):
             raise too_fast(sender)
+        return await self._store(sender, to, body, idempotency_key, now, remote)
+
+    async def accept(self, sender: str, to: str, body: str, key: str) -> bool:
+        """Commit a message another host forwarded (its sender was held to its own host's
+        throttle); returns whether it was here already (the same key).
+
+        Raises:
+            UnknownAgent: `to` is not an agent of this host.
+            Conflict: the key was used before for a different message.
+            StorageError: the commit failed; nothing was stored.
+        """
+        if not self._is_recipient(to):
+            raise UnknownAgent(f"no agent named {to!r} on this host")
+        _, duplicate = await self._store(sender, to, body, key, self._clock.now(), None)
+        return duplicate
+
+    async def _store(
+        self, sender: str, to: str, body: str, key: str | None, now: float, remote: str | None
+    ) -> tuple[int, bool]:
+        """Commit one message (with its `forwards` row when `remote` names its host), or find
+        the one its key stored; `(id, duplicate)`."""
 
         def insert(conn: sqlite3.Connection) -> tuple[int, sqlite3.Row | None]:
             cursor = conn.execute(
                 "INSERT INTO messages (sender, recipient, body, idempotency_key, sent_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender, idempotency_key) "
                 "WHERE idempotency_key IS NOT NULL DO NOTHING",
-                (sender, to, body, idempotency_key, now),
+                (sender, to, body, key, now),
             )
             if cursor.rowcount == 1 and cursor.lastrowid is not None:
+                if remote is not None:
+                    conn.execute(
+                        "INSERT INTO forwards (message_id, host) VALUES (?, ?)",
+                        (cursor.lastrowid, remote),
+                    )
                 return cursor.lastrowid, None
             dup: sqlite3.Row = conn.execute(
                 "SELECT * FROM messages WHERE sender = ? AND idempotency_key = ?",
-                (sender, idempotency_key),
+                (sender, key),
             ).fetchone()
             return int(dup["id"]), dup
 
-        msg_id, dup = await self._db.write(insert, one_statement=True)
+        msg_id, dup = await self._db.write(insert, one_statement=remote is None)
         if dup is not None:
             original = message_from_row(dup)
             if original.recipient != to or original.body != body:
                 raise Conflict(
-                    f"idempotency key {idempotency_key!r} was already used for message "
+                    f"idempotency key {key!r} was already used for message "
                     f"{msg_id} with a different recipient or body"
                 )
             return msg_id, True
@@ -126,10 +169,12 @@ class Broker:
         self._delivered_to_inbox(
             Message(id=msg_id, sender=sender, recipient=to, body=body, sent_at=now)
         )
+        if remote is not None:
+            self._forwarded()
         return msg_id, False
 
     def knows(self, name: str) -> bool:
-        """Whether `name` has an inbox."""
+        """Whether `name` has an inbox on this host."""
         return self._is_recipient(name)
 
     async def notify(

@@ -151,6 +151,8 @@ class Daemon:
         self.db_checked = db_checked
         """The database's quick_check, begun before the imports (`db.start_quick_check`)."""
         self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        """Set once READY=1 is sent: start-up's `STATUS=starting: …` lines are over."""
         self.gate = StartupGate()
         self.notifier = Notifier(env.get("NOTIFY_SOCKET"))
         self._lock: int | None = None
@@ -215,6 +217,7 @@ class Daemon:
         try:
             st.check_socket_paths()
             st.check_dashboard_hosts()
+            st.check_federation()
             git.use(st.git)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
@@ -251,6 +254,11 @@ class Daemon:
         key = auth.load_key(st.state_dir / "notify.key")
         s.links = ActionLinks(key, db, self.clock, st.notify_link_hours)
         s.notifier = Notifications(s, targets_of(st))
+        if st.federated:  # NATS is imported only here
+            service = await gil.import_off_loop("hive_core.federation.service")
+            s.federation = service.Federation(s)
+            await s.federation.load()
+            broker.route_remote(s.federation.host_of, s.federation.outbox.poke)
         holder.append(s)
         return s
 
@@ -294,6 +302,8 @@ class Daemon:
         status = self._supervise(tg, s)
         s.login_link = dashboard.login_link
         s.dashboard_url = dashboard.url
+        if s.federation is not None:
+            tg.start_soon(s.federation.run, name="federation")
         self._step("starting the container backend")
         await tg.start(s.backend.run, name="backend")
         housekeeping.start_loops(tg, s, self.clock)
@@ -401,6 +411,7 @@ class Daemon:
         )
         # After the banner, so whoever waits for READY (systemd, the tests) can read it.
         self.notifier.send("READY=1")
+        self.ready.set()
 
     def _supervise(self, tg: TaskGroup, s: Services) -> _Scoped | None:
         """Under systemd: the watchdog pings (if `WatchdogSec=` asks; they go on through
@@ -412,7 +423,7 @@ class Daemon:
         if interval is not None:
             tg.start_soon(supervision.keep_alive, self.notifier, interval, name="watchdog")
         status = _Scoped()
-        report = functools.partial(supervision.report_status, s, self.notifier)
+        report = functools.partial(supervision.report_status, s, self.notifier, self.ready)
         tg.start_soon(status.run, report, name="status")
         return status
 

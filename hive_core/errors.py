@@ -78,5 +78,11 @@ class StorageError(HiveError):
     code: ClassVar[ErrorCode] = "storage"
 
 
+class Unreachable(HiveError):
+    """Another host of the hive, or the hive's directory, cannot be reached now."""
+
+    code: ClassVar[ErrorCode] = "unreachable"
+
+
 class StartupError(Exception):
     """hive-core refuses to start; the message says what to fix."""

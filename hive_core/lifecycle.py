@@ -14,7 +14,14 @@ import anyio
 from hive_core import agent_dirs, config_repos, deploys, meta
 from hive_core.agent_info import info, publish_state
 from hive_core.containers.nixos import NixosBackend
-from hive_core.errors import AlreadyExists, BackendError, Conflict, InvalidRequest, NotFound
+from hive_core.errors import (
+    AlreadyExists,
+    BackendError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    Unreachable,
+)
 from hive_core.launch import launch, web_port_free
 from hive_core.meta import MetaAgent
 from hive_core.services import Services
@@ -37,16 +44,38 @@ async def spawn(s: Services, name: str, actor: str) -> AgentInfo:
 
 
 async def ensure_manager(s: Services) -> None:
-    """Create the manager agent if it does not exist yet."""
+    """Create the manager agent if it does not exist yet. A hive that spans hosts has one
+    manager, on the host that claimed its name first; while the hive's directory is out of
+    reach nothing is created (the federation calls this again once it is up)."""
     async with s.lock(MANAGER_NAME):
-        if s.registry.find(MANAGER_NAME) is None:
+        if s.registry.find(MANAGER_NAME) is not None:
+            return
+        try:
             await _create(s, MANAGER_NAME, "manager", "hive-core")
+        except AlreadyExists as exc:
+            if s.federation is None:
+                raise
+            logger.info("no manager here: %s", exc.message)
+        except Unreachable as exc:
+            logger.warning("the manager waits for the hive's directory: %s", exc.message)
 
 
 async def _create(s: Services, name: str, role: Role, actor: str) -> AgentInfo:
     if s.registry.find(name) is not None:
         raise AlreadyExists(f"agent {name!r} already exists")
     port = s.registry.check_new(name)
+    if s.federation is None:
+        return await _create_here(s, name, role, actor, port)
+    await s.federation.claim(name)  # the name across the hive, before anything is made
+    try:
+        return await _create_here(s, name, role, actor, port)
+    finally:
+        if s.registry.find(name) is None:  # nothing was registered: give the name back
+            with anyio.CancelScope(shield=True):
+                await s.federation.release(name)
+
+
+async def _create_here(s: Services, name: str, role: Role, actor: str, port: int) -> AgentInfo:
     if isinstance(s.backend, NixosBackend):
         await _preflight(s, s.backend, MetaAgent(name, role, port, name, None))
     async with s.transients.recording(name, "spawn", actor):
@@ -189,6 +218,8 @@ async def destroy(s: Services, name: str, purge: bool, actor: str) -> str:
             await s.backend.stop(name)
             await s.agent_sockets.close(name)
             await s.registry.remove(name)
+            if s.federation is not None:
+                await s.federation.release(name)
             s.stuck.forget(name)  # a later agent of this name starts with a clean slate
             s.configs.forget(name)
             await s.backend.destroy(name)

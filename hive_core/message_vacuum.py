@@ -32,11 +32,20 @@ async def vacuum(db: Database, now: float) -> int:
         )
         return cur.rowcount
 
+    def forgotten(conn: sqlite3.Connection) -> int:
+        """The forwards of messages handed to another host as long ago (a hive that spans
+        hosts): their messages went with the chunks above."""
+        cur = conn.execute(
+            "DELETE FROM forwards WHERE forwarded_at IS NOT NULL AND forwarded_at < ?", (cutoff,)
+        )
+        return cur.rowcount
+
     removed = 0
     while (chunk := await db.write(delete, one_statement=True)) > 0:
         removed += chunk
         if chunk < chunk_size:
             break
+    await db.write(forgotten, one_statement=True)
     if removed:
         logger.info("vacuumed %d delivered messages older than 30 days", removed)
     return removed

@@ -137,4 +137,25 @@ MIGRATIONS: list[list[str]] = [
             expires REAL NOT NULL
         )""",
     ],
+    # 8: more than one host: messages for other hosts' agents until their stream holds them,
+    # and the last known place of every other host's agent (sends to them are accepted
+    # while NATS is away, across restarts)
+    [
+        """CREATE TABLE forwards (
+            message_id INTEGER PRIMARY KEY,
+            host TEXT NOT NULL,
+            forwarded_at REAL
+        )""",
+        "CREATE INDEX forwards_pending ON forwards(message_id) WHERE forwarded_at IS NULL",
+        """CREATE TABLE remote_agents (
+            name TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            entry TEXT NOT NULL
+        )""",
+        """CREATE TABLE remote_hosts (
+            host TEXT PRIMARY KEY,
+            entry TEXT NOT NULL,
+            seen_at REAL NOT NULL
+        )""",
+    ],
 ]

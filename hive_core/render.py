@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         AgentUsage,
         Approval,
         AttentionItem,
+        HostInfo,
         Message,
         NotifyOutcome,
         NotifyTarget,
@@ -78,11 +79,20 @@ AGENT_COLUMNS = [
 ]  # fmt: skip
 
 
-def agent_cells(rows: Sequence[AgentInfo]) -> list[list[str]]:
-    """`list`'s cells, one row per agent, in `AGENT_COLUMNS`' order."""
+HOST_COLUMN = "HOST"
+"""After NAME, when the hive spans hosts (`agent_columns(hosts=True)`)."""
+
+
+def agent_columns(hosts: bool) -> list[str]:
+    return [AGENT_COLUMNS[0], HOST_COLUMN, *AGENT_COLUMNS[1:]] if hosts else AGENT_COLUMNS
+
+
+def agent_cells(rows: Sequence[AgentInfo], hosts: bool = False) -> list[list[str]]:
+    """`list`'s cells, one row per agent, in `agent_columns(hosts)`' order."""
     return [
         [
             r.name,
+            *([r.host or "-"] if hosts else []),
             r.role,
             r.state,
             clean(r.turn_state) if r.turn_state else "-",
@@ -108,7 +118,7 @@ def agents(rows: Sequence[AgentInfo]) -> str:
 def harness_of(r: AgentInfo) -> str:
     """`alive`, `not answering`, with the stuck signals active for it: `alive, stuck:
     repetition`."""
-    if r.state != "running":
+    if r.state != "running" or r.pid is None:  # not running, or another host's agent
         return "-"
     said = "alive" if r.alive else "not answering"
     if r.stuck:
@@ -118,7 +128,7 @@ def harness_of(r: AgentInfo) -> str:
 
 def login_of(r: AgentInfo) -> str:
     """The login state and since when (`needs_login 12m00s`), or when it expires."""
-    if r.state != "running":
+    if r.state != "running" or r.pid is None:
         return "-"
     now = time.time()
     if r.login == "logged_in" and r.login_expires_at is not None:
@@ -380,3 +390,27 @@ def turn_event(row: dict[str, Any]) -> str:
     else:
         text = f"{clean(str(kind), 40)} {_summary(event, 200)}"
     return f"{stamp} {text}"
+
+
+HOST_COLUMNS = ["HOST", "LINK", "LAST SEEN", "AGENTS", "CAPACITY", "FORWARDS", "DASHBOARD"]
+
+
+def hosts(rows: Sequence[HostInfo]) -> str:
+    """`hosts`: the answering host first (its link, and its forwards: pending, forwarded,
+    received, refused), then the others with the time since their last heartbeat."""
+    cells = []
+    for h in rows:
+        if h.this:
+            link: str = h.link or "-"
+            if h.link_error and h.link != "up":
+                link += f" ({clean(h.link_error)[:60]})"
+            forwards = f"{h.pending_forwards} pending, {h.forwarded} out, {h.received} in"
+            if h.refused:
+                forwards += f", {h.refused} refused"
+            seen = "this host"
+        else:
+            link, forwards, seen = "-", "-", f"{duration(h.last_seen_seconds)} ago"
+        cells.append(
+            [h.host, link, seen, str(h.agents), str(h.capacity), forwards, h.dashboard_url or "-"]
+        )
+    return table(HOST_COLUMNS, cells)

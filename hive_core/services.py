@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hive_core.action_links import ActionLinks
     from hive_core.attention import Attention
     from hive_core.deployed_config import DeployedConfigs
+    from hive_core.federation.service import Federation
     from hive_core.notify import Notifications
     from hive_core.stuck import StuckWatch
     from hive_core.usage import Usage
@@ -67,6 +68,8 @@ class Services:
     """Mints a one-time dashboard login link, once the dashboard listens."""
     attention: Attention | None = None
     """The attention list, once the daemon made it (it needs the crash watch)."""
+    federation: Federation | None = None
+    """The hive's other hosts, over NATS; None on a hive of one host (no HIVE_NATS_URL)."""
     turn_slots: TurnSlots = field(init=False)
     """Turn admission: how many turns run, and start, at once across the hive."""
     stopping: bool = False

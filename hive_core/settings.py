@@ -75,6 +75,34 @@ def split_urls(text: str) -> list[str]:
     return found
 
 
+FEDERATION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+"""A hive's or a host's id: one NATS subject token, a stream and bucket name part."""
+NATS_SCHEMES = ("nats", "tls")
+
+
+def default_host_id() -> str:
+    """The machine's short host name, lowercased, characters an id cannot hold as `-`."""
+    short = (os.uname().nodename or "host").split(".", 1)[0].lower()
+    cleaned = re.sub(r"[^a-z0-9-]", "-", short).strip("-")[:32]
+    return cleaned or "host"
+
+
+def check_nats_url(url: str) -> str:
+    """One NATS server URL, as given.
+
+    Raises:
+        ValueError: not nats:// or tls:// with a host.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in NATS_SCHEMES or not parts.hostname:
+        raise ValueError(f"{url[:100]!r} is not a nats:// or tls:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        raise ValueError(f"{url[:100]!r} has a bad port") from None
+    return url
+
+
 TURN_MEMORY = 384 * 2**20
 """Bytes one running turn is budgeted (claude holds ≈ 200–300 MB while it works)."""
 
@@ -211,6 +239,26 @@ class Settings(BaseSettings):
     budget_grant_percent: int = Field(default=25, ge=1, le=1000)
     """How much approving a `budget` approval raises the limit it reached, in percent of
     that limit, until the window rolls."""
+    nats_url: Annotated[tuple[str, ...], NoDecode] = ()
+    """NATS servers (`nats://` or `tls://`, comma-separated): set, this hive-core joins the
+    hive's other hosts over NATS JetStream (docs/multihost.md); empty, nothing of it runs."""
+    hive_id: str = "hive"
+    """The hive's id, shared by all its hosts: NATS subjects, streams and buckets carry it."""
+    host_id: str = Field(default_factory=default_host_id)
+    """This hive-core's id among the hive's hosts (default: the short host name)."""
+    nats_creds: Path | None = None
+    """A NATS credentials file (user JWT and NKey seed) this host connects with."""
+    nats_tls_ca: Path | None = None
+    """The CA that signs the NATS servers' certificates (TLS to them is then required)."""
+    nats_tls_cert: Path | None = None
+    """This host's client certificate for NATS (with `nats_tls_key`), when servers ask."""
+    nats_tls_key: Path | None = None
+    """The private key of `nats_tls_cert`."""
+    nats_replicas: int = Field(default=3, ge=1, le=5)
+    """Copies JetStream keeps of the hive's streams and buckets (at most the servers)."""
+    host_capacity: int = Field(default=30, ge=0, le=10_000)
+    """Agents this host takes: a spawn that names no host goes to the host with the most
+    free places."""
 
     @field_validator("state_dir", "run_dir", "nixos_containers_conf")
     @classmethod
@@ -223,6 +271,32 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(value.split(",")) if value.strip() else ()
         return value
+
+    @field_validator("nats_url", mode="before")
+    @classmethod
+    def _split_nats(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(u.strip() for u in value.split(",") if u.strip())
+        return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_nats_url(u) for u in value)
+
+    @field_validator("hive_id", "host_id")
+    @classmethod
+    def _federation_id(cls, value: str) -> str:
+        if not FEDERATION_ID.fullmatch(value):
+            raise ValueError(
+                f"{value[:40]!r}: 1-32 of a-z, 0-9 and '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("nats_creds", "nats_tls_ca", "nats_tls_cert", "nats_tls_key")
+    @classmethod
+    def _absolute_file(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
 
     @field_validator("notify_urls", mode="before")
     @classmethod
@@ -305,6 +379,33 @@ class Settings(BaseSettings):
                 "HIVE_DASHBOARD_ALLOWED_HOSTS is empty: set it to the host names browsers use "
                 "to reach this machine (comma-separated, e.g. hive.example.net,192.0.2.7)"
             )
+
+    def check_federation(self) -> None:
+        """Refuse NATS settings that cannot work or would send in the clear beyond loopback.
+
+        Raises:
+            ValueError: naming the setting.
+        """
+        if not self.nats_url:
+            return
+        for path in (self.nats_creds, self.nats_tls_ca, self.nats_tls_cert, self.nats_tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} (a NATS credentials or TLS file) is not a file")
+        if (self.nats_tls_cert is None) != (self.nats_tls_key is None):
+            raise ValueError("HIVE_NATS_TLS_CERT and HIVE_NATS_TLS_KEY go together")
+        tls = self.nats_tls_ca is not None
+        for url in self.nats_url:
+            parts = urllib.parse.urlsplit(url)
+            if not tls and parts.scheme != "tls" and not is_loopback(parts.hostname or ""):
+                raise ValueError(
+                    f"NATS server {parts.hostname} is beyond loopback: use tls:// URLs or "
+                    "set HIVE_NATS_TLS_CA, so hosts never talk in the clear"
+                )
+
+    @property
+    def federated(self) -> bool:
+        """Whether this hive-core joins other hosts (HIVE_NATS_URL is set)."""
+        return bool(self.nats_url)
 
     @property
     def db_path(self) -> Path:

@@ -11,6 +11,7 @@ from hive_share.models import (
     AgentUsage,
     Approval,
     AttentionItem,
+    LinkState,
     Message,
     NotifyTarget,
     Question,
@@ -126,6 +127,15 @@ class NotifyChanged(WireModel):
     targets: list[NotifyTarget]
 
 
+class HostsChanged(WireModel):
+    """A hive that spans hosts: this host's NATS link changed, or another host was heard
+    from for the first time. `hosts` names every host this one knows, itself first."""
+
+    kind: Literal["hosts_changed"] = "hosts_changed"
+    link: LinkState
+    hosts: list[str]
+
+
 class Resync(WireModel):
     """The subscriber fell behind and was cut off; refetch the snapshot."""
 
@@ -149,6 +159,7 @@ DashboardEvent = Annotated[
     | NotifyChanged
     | ContainerRemoved
     | AttentionChanged
+    | HostsChanged
     | Resync,
     Field(discriminator="kind"),
 ]

@@ -110,6 +110,13 @@ class List(WireModel):
     cmd: Literal["list"]
 
 
+class Hosts(WireModel):
+    """The hive's hosts (a hive that spans hosts): this one with its NATS link, and every
+    other one it heard from, with the time since."""
+
+    cmd: Literal["hosts"]
+
+
 class Pending(WireModel):
     """Pending approvals."""
 

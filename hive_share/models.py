@@ -135,6 +135,9 @@ class AgentInfo(WireModel):
     """Its harness runs other hyperhive code than hive-core's: `update` rebuilds it."""
     stuck: list[AttentionKind] = Field(default=[])
     """The stuck signals active for it now (`stuck_repetition`, `ping_pong`, …): its badges."""
+    host: str | None = None
+    """The host it runs on, when the hive spans hosts (None on a hive of one host). Another
+    host's agent carries what the hive's directory holds: name, role, state, page port."""
 
 
 class Question(WireModel):
@@ -232,3 +235,32 @@ class NotifyOutcome(WireModel):
     url: str
     ok: bool
     error: str | None = None
+
+
+LinkState = Literal["connecting", "up", "down"]
+
+
+class HostInfo(WireModel):
+    """One host of a hive that spans hosts, as `hosts` shows it."""
+
+    host: str
+    this: bool
+    """The host that answered."""
+    dashboard_url: str | None = None
+    capacity: int
+    """Agents it takes (`HIVE_HOST_CAPACITY`)."""
+    agents: int
+    last_seen_seconds: float
+    """Seconds since its last heartbeat reached the answering host (0 for that host)."""
+    version: str | None = None
+    link: LinkState | None = None
+    """The answering host's NATS link; None for the other hosts."""
+    link_error: str | None = None
+    pending_forwards: int | None = None
+    """Messages the answering host committed for other hosts and has not handed on yet."""
+    forwarded: int | None = None
+    """Messages it handed to the hive's stream since it started."""
+    received: int | None = None
+    """Messages from other hosts it committed since it started."""
+    refused: int | None = None
+    """Messages from other hosts it refused since it started (its log says why)."""

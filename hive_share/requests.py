@@ -60,6 +60,7 @@ from hive_share.lifecycle_requests import (
     Approve,
     Deny,
     Destroy,
+    Hosts,
     Kill,
     List,
     Pending,
@@ -131,6 +132,7 @@ __all__ = [
     "HarnessRequest",
     "HiveSignals",
     "HostRequest",
+    "Hosts",
     "Id",
     "IdempotencyKey",
     "Inbox",
@@ -211,6 +213,7 @@ HostRequest = Annotated[
     | Rebuild
     | Destroy
     | List
+    | Hosts
     | Pending
     | Inbox,
     Field(discriminator="cmd"),
@@ -343,6 +346,7 @@ AnyRequest = Annotated[
     | Rebuild
     | Destroy
     | List
+    | Hosts
     | Pending
     | Inbox,
     Field(discriminator="cmd"),

@@ -12,6 +12,7 @@ from hive_share.models import (
     AgentUsage,
     Approval,
     AttentionItem,
+    HostInfo,
     LoginStatus,
     Message,
     NotifyOutcome,
@@ -40,6 +41,7 @@ ErrorCode = Literal[
     "shutting_down",
     "busy",
     "storage",
+    "unreachable",
     "internal",
 ]
 
@@ -92,6 +94,14 @@ class Agents(WireModel):
     ok: Literal[True] = True
     result: Literal["agents"] = "agents"
     agents: list[AgentInfo]
+
+
+class HostsResult(WireModel):
+    ok: Literal[True] = True
+    result: Literal["hosts"] = "hosts"
+    federated: bool
+    """Whether this hive spans hosts (HIVE_NATS_URL set); when not, `hosts` is empty."""
+    hosts: list[HostInfo]
 
 
 class Approvals(WireModel):
@@ -294,6 +304,7 @@ Response = Annotated[
     | Messages
     | Acked
     | Agents
+    | HostsResult
     | Approvals
     | ApprovalResult
     | Identity

@@ -44,6 +44,7 @@ python3Packages.buildPythonApplication {
     apprise
     typer
     click
+    nats-py
   ];
 
   # The build id (hive_share/build.py): the digest of this source's packages, computed once

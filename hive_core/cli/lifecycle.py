@@ -1,5 +1,6 @@
 """Agents' lifecycle: spawn, request-spawn, start, stop, kill, restart, rebuild, destroy,
-list, and login-link (a one-time link to the dashboard or an agent's page)."""
+list, hosts, nats-permissions, and login-link (a one-time link to the dashboard or an
+agent's page)."""
 
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from hive_core.cli.common import (
     call,
     detail,
     emit_json,
+    fail,
     fit,
     records,
     request,
@@ -93,20 +95,46 @@ def list_(
     wide: Annotated[
         bool, typer.Option("--wide", help="Every column, nothing cut, however wide.")
     ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host", metavar="HOST", help="Only the agents of this host.", show_default=False
+        ),
+    ] = None,
     run_dir: RunDir = None,
 ) -> None:
-    """Agents and tombstones, fitted to the terminal's width."""
+    """Agents and tombstones (and, when the hive spans hosts, every host's agents), fitted
+    to the terminal's width."""
     agents = call(run_dir, request(cmd="list"), "agents")["agents"]
+    spans_hosts = any(a.get("host") for a in agents)
+    if host is not None:
+        if not spans_hosts and agents:
+            fail("--host: this hive runs on one host (hive-core has no HIVE_NATS_URL)")
+        agents = [a for a in agents if a.get("host") == host]
     if as_json:
         emit_json(agents)
         return
     if not agents:
-        print("no agents")
+        print("no agents" if host is None else f"no agents on host {host}")
         return
-    cells = render.agent_cells(records(agents))
+    cells = render.agent_cells(records(agents), hosts=spans_hosts)
     width = None if wide else terminal_width()
-    headers, rows = fit(render.AGENT_COLUMNS, cells, width, LIST_FIT)
+    headers, rows = fit(render.agent_columns(spans_hosts), cells, width, LIST_FIT)
     print(render.table(headers, rows))
+
+
+@app.command("hosts")
+def hosts(as_json: AsJson = False, run_dir: RunDir = None) -> None:
+    """The hive's hosts: this one with its NATS link and forwarding counts, and every other
+    one it heard from, with the time since its last heartbeat."""
+    answer = call(run_dir, request(cmd="hosts"), "hosts")
+    if as_json:
+        emit_json(answer)
+        return
+    if not answer["federated"]:
+        print("this hive runs on one host (hive-core has no HIVE_NATS_URL)")
+        return
+    print(render.hosts(records(answer["hosts"])))
 
 
 @app.command("login-link")
@@ -118,3 +146,33 @@ def login_link(
 ) -> None:
     """Print a one-time login link (valid for 10 minutes): the dashboard's, or NAME's page."""
     detail(run_dir, cmd="login_link", name=agent_name(name) if name is not None else None)
+
+
+@app.command("nats-permissions")
+def nats_permissions(
+    hive: Annotated[
+        str, typer.Option("--hive", envvar="HIVE_HIVE_ID", help="The hive's id.")
+    ] = "hive",
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            envvar="HIVE_HOST_ID",
+            help="The host's id (default: this machine's short host name).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Print the NATS permissions a host's user needs, and no more (docs/multihost.md), as
+    the `permissions` block of a nats-server user."""
+    import json
+
+    from hive_core.federation.names import permissions
+    from hive_core.settings import FEDERATION_ID, default_host_id
+
+    host = host or default_host_id()
+    for what, value in (("--hive", hive), ("--host", host)):
+        if not FEDERATION_ID.fullmatch(value):
+            fail(f"{what}: {value[:40]!r} is not 1-32 of a-z, 0-9 and '-'")
+    publish, subscribe = permissions(hive, host)
+    print(json.dumps({"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}))

@@ -48,6 +48,7 @@ HTTP_STATUS: dict[str, int] = {
     "shutting_down": 503,
     "busy": 429,
     "storage": 507,
+    "unreachable": 503,
     "internal": 500,
 }
 

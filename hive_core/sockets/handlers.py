@@ -20,7 +20,7 @@ from hive_core import (
     open_threads,
 )
 from hive_core.containers.nixos import NixosBackend
-from hive_core.errors import Forbidden, InvalidRequest
+from hive_core.errors import Forbidden, InvalidRequest, UnknownAgent
 from hive_core.services import Services
 from hive_core.sockets.server import Conn
 from hive_share import PROTOCOL_VERSION, helper
@@ -215,19 +215,23 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
         case rq.Deny(id=approval_id, reason=reason):
             return rs.Done(detail=await approval_flow.deny(s, approval_id, reason, who))
         case rq.Start(name=name):
-            return rs.Done(detail=await lifecycle.start(s, name, who))
+            return rs.Done(detail=await lifecycle.start(s, _here(s, name), who))
         case rq.Stop(name=name):
-            return rs.Done(detail=await lifecycle.stop(s, name, who))
+            return rs.Done(detail=await lifecycle.stop(s, _here(s, name), who))
         case rq.Kill(name=name):
-            return rs.Done(detail=await lifecycle.kill(s, name, who))
+            return rs.Done(detail=await lifecycle.kill(s, _here(s, name), who))
         case rq.Restart(name=name):
-            return rs.Done(detail=await lifecycle.restart(s, name, who))
+            return rs.Done(detail=await lifecycle.restart(s, _here(s, name), who))
         case rq.Rebuild(name=name):
-            return rs.Done(detail=await lifecycle.rebuild(s, name, who))
+            return rs.Done(detail=await lifecycle.rebuild(s, _here(s, name), who))
         case rq.Destroy(name=name, purge=purge):
-            return rs.Done(detail=await lifecycle.destroy(s, name, purge, who))
+            return rs.Done(detail=await lifecycle.destroy(s, _here(s, name), purge, who))
         case rq.List():
             return rs.Agents(agents=await agent_info.list_agents(s, tombstones=True))
+        case rq.Hosts():
+            if s.federation is None:
+                return rs.HostsResult(federated=False, hosts=[])
+            return rs.HostsResult(federated=True, hosts=await s.federation.hosts())
         case rq.AnswerQuestion(id=question_id, answer=answer):
             return rs.QuestionResult(question=await s.questions.answer(question_id, answer, who))
         case rq.CancelQuestion(id=question_id):
@@ -287,6 +291,19 @@ async def _attention(s: Services) -> list[AttentionItem]:
     if s.attention is None:
         raise InvalidRequest("the attention list is not running yet")
     return await s.attention.compute()
+
+
+def _here(s: Services, name: str) -> str:
+    """`name`, unless it is another host's agent: that host's hive-core acts on it.
+
+    Raises:
+        UnknownAgent: naming the host `name` runs on.
+    """
+    if s.federation is not None and s.registry.find(name) is None:
+        host = s.federation.host_of(name)
+        if host is not None:
+            raise UnknownAgent(f"{name} runs on host {host}: act on it with that host's hive-core")
+    return name
 
 
 def _sub_agent(name: str) -> str:

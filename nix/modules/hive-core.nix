@@ -130,6 +130,54 @@ in
       };
     };
 
+    federation = {
+      enable = lib.mkEnableOption "joining the hive's other hosts over NATS JetStream (docs/multihost.md)";
+      natsUrl = mkOption {
+        type = types.listOf (types.strMatching "(nats|tls)://.+");
+        default = [ ];
+        example = [
+          "tls://nats1.example.net:4222"
+          "tls://nats2.example.net:4222"
+          "tls://nats3.example.net:4222"
+        ];
+        description = "The NATS servers (HIVE_NATS_URL); TLS beyond loopback.";
+      };
+      credentialsFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/secrets/hive-alpha.creds";
+        description = ''
+          This host's NATS credentials file (HIVE_NATS_CREDS). A string, not a path, so the
+          secret never enters the Nix store.
+        '';
+      };
+      hiveId = mkOption {
+        type = types.strMatching "[a-z0-9][a-z0-9-]{0,31}";
+        default = "hive";
+        description = "The hive's id, the same on every host (HIVE_HIVE_ID).";
+      };
+      hostId = mkOption {
+        type = types.nullOr (types.strMatching "[a-z0-9][a-z0-9-]{0,31}");
+        default = null;
+        description = "This host's id in the hive (HIVE_HOST_ID; default the short host name).";
+      };
+      tlsCaFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "The CA of the NATS servers' certificates (HIVE_NATS_TLS_CA).";
+      };
+      replicas = mkOption {
+        type = types.ints.between 1 5;
+        default = 3;
+        description = "Copies JetStream keeps of the hive's stream and buckets (HIVE_NATS_REPLICAS).";
+      };
+      capacity = mkOption {
+        type = types.ints.between 0 10000;
+        default = 30;
+        description = "Agents this host takes (HIVE_HOST_CAPACITY).";
+      };
+    };
+
     adminGroup = mkOption {
       type = types.str;
       default = "hyperhive";
@@ -157,7 +205,16 @@ in
     systemd.services.hive-core = {
       description = "hyperhive: hive-core";
       wantedBy = [ "multi-user.target" ];
-      after = [ "network.target" ];
+      # NATS is never required: hive-core serves its own agents without it and keeps
+      # trying the servers; when they run here, it starts after them.
+      after = [
+        "network.target"
+      ]
+      ++ lib.optionals cfg.federation.enable (
+        [ "network-online.target" ]
+        ++ lib.optional (config.services ? nats && config.services.nats.enable) "nats.service"
+      );
+      wants = lib.optional cfg.federation.enable "network-online.target";
       # The tools hive-core runs: nixos-container, git (also named by HIVE_GIT, since
       # hive-core looks git up on a fixed PATH), nix.
       path = [
@@ -198,7 +255,24 @@ in
       }
       // lib.optionalAttrs (cfg.notify.renudgeMinutes != null) {
         HIVE_NOTIFY_RENUDGE_MINUTES = toString cfg.notify.renudgeMinutes;
-      };
+      }
+      // lib.optionalAttrs cfg.federation.enable (
+        {
+          HIVE_NATS_URL = lib.concatStringsSep "," cfg.federation.natsUrl;
+          HIVE_HIVE_ID = cfg.federation.hiveId;
+          HIVE_NATS_REPLICAS = toString cfg.federation.replicas;
+          HIVE_HOST_CAPACITY = toString cfg.federation.capacity;
+        }
+        // lib.optionalAttrs (cfg.federation.hostId != null) {
+          HIVE_HOST_ID = cfg.federation.hostId;
+        }
+        // lib.optionalAttrs (cfg.federation.credentialsFile != null) {
+          HIVE_NATS_CREDS = cfg.federation.credentialsFile;
+        }
+        // lib.optionalAttrs (cfg.federation.tlsCaFile != null) {
+          HIVE_NATS_TLS_CA = cfg.federation.tlsCaFile;
+        }
+      );
       serviceConfig = {
         Type = "notify";
         NotifyAccess = "main";

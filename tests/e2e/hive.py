@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,6 +41,8 @@ class Hive:
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._notify.bind(str(self._notify_path))
         self._notify.settimeout(READY_TIMEOUT)
+        self.status: str | None = None
+        """The last `STATUS=` line the daemon sent (read as the notifications are)."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -80,6 +82,7 @@ class Hive:
         Its stdout (the banner) goes to the log, or to the descriptor `stdout` (a pty, say).
         """
         assert self.proc is None or self.proc.poll() is not None
+        self.status = None
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hive_core", "serve"],
@@ -100,8 +103,28 @@ class Hive:
                 raise AssertionError(
                     f"daemon never sent {state}; log:\n{self.log()[-3000:]}"
                 ) from None
+            self._note_status(data)
             if state.encode() in data.split(b"\n"):
                 return
+
+    def _note_status(self, data: bytes) -> None:
+        for line in data.decode(errors="replace").split("\n"):
+            if line.startswith("STATUS="):
+                self.status = line.removeprefix("STATUS=")
+
+    def wait_for_status(self, holds: Callable[[str], bool], what: str) -> str:
+        """Read the daemon's notifications until a `STATUS=` line for which `holds` is true
+        (bounded by the socket's timeout); returns that line."""
+        while self.status is None or not holds(self.status):
+            try:
+                data = self._notify.recv(4096)
+            except TimeoutError:
+                raise AssertionError(
+                    f"daemon's status never showed {what}; the last was {self.status!r}; "
+                    f"log:\n{self.log()[-3000:]}"
+                ) from None
+            self._note_status(data)
+        return self.status
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

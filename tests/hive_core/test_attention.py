@@ -14,7 +14,7 @@ from hive_core.bus import EventBus
 from hive_core.db import Database
 from hive_core.registry import Registry
 from hive_core.services import Services
-from hive_share.events import AttentionChanged, Delivered, Leased, QuestionAdded, Sent
+from hive_share.events import AttentionChanged, ContainerRemoved, Delivered, Leased, Sent
 from hive_share.models import Message
 from hive_share.names import MANAGER_NAME, OPERATOR
 from tests.hive_core.conftest import T0, FakeClock, drain, services
@@ -171,4 +171,4 @@ def test_only_the_operators_messages_bear_on_the_list() -> None:
     assert not bears_on_the_list(Delivered(recipient="a", ids=[1], delivered_at=T0))
     assert not bears_on_the_list(Leased(recipient="a", ids=[1]))
     assert not bears_on_the_list(AttentionChanged(items=[]))
-    assert bears_on_the_list(QuestionAdded.model_construct())
+    assert bears_on_the_list(ContainerRemoved(name="a"))

@@ -79,6 +79,7 @@ def test_an_answer_in_pieces_is_read_whole_and_checked(path: Path) -> None:
             "turn_state": None,
             "needs_update": False,
             "stuck": [],
+            "host": None,
         }
     ]
 

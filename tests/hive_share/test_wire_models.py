@@ -12,6 +12,7 @@ from hive_share.models import (
     AgentUsage,
     Approval,
     AttentionItem,
+    HostInfo,
     Message,
     NotifyOutcome,
     NotifyTarget,
@@ -181,6 +182,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.Rebuild: requests.Rebuild(cmd="rebuild", name="alice"),
     requests.Destroy: requests.Destroy(cmd="destroy", name="alice", purge=True),
     requests.List: requests.List(cmd="list"),
+    requests.Hosts: requests.Hosts(cmd="hosts"),
     requests.Pending: requests.Pending(cmd="pending"),
     requests.Inbox: requests.Inbox(cmd="inbox", limit=10, wait_seconds=2.0, before=99),
     # responses
@@ -204,6 +206,24 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     ),
     responses.Acked: responses.Acked(count=2),
     responses.Agents: responses.Agents(agents=[AGENT]),
+    responses.HostsResult: responses.HostsResult(
+        federated=True,
+        hosts=[
+            HostInfo(
+                host="alpha",
+                this=True,
+                capacity=30,
+                agents=2,
+                last_seen_seconds=0.0,
+                link="up",
+                pending_forwards=0,
+                forwarded=3,
+                received=1,
+                refused=0,
+            ),
+            HostInfo(host="beta", this=False, capacity=30, agents=1, last_seen_seconds=4.5),
+        ],
+    ),
     responses.Approvals: responses.Approvals(approvals=[APPROVAL]),
     responses.ApprovalResult: responses.ApprovalResult(approval=APPROVAL),
     responses.Identity: responses.Identity(name="alice", role="agent", web_port=42001),
@@ -345,6 +365,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     events.ContainerStateChanged: events.ContainerStateChanged(agent=AGENT),
     events.ContainerRemoved: events.ContainerRemoved(name="alice"),
     events.AttentionChanged: events.AttentionChanged(items=[ATTENTION]),
+    events.HostsChanged: events.HostsChanged(link="up", hosts=["alpha", "beta"]),
     events.NotifyChanged: events.NotifyChanged(
         targets=[NotifyTarget(url="json://hook.example/x", severity="warn", failing=True)]
     ),

@@ -237,6 +237,55 @@ def test_the_host_module_with_every_option_set() -> None:
     assert out["groups"] == ["hive-admins"]
 
 
+def test_the_host_module_joins_the_hive_over_nats_without_needing_it_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = host(
+        """{ enable = true;
+             federation = {
+               enable = true;
+               natsUrl = [ "tls://nats1.example.net:4222" "tls://nats2.example.net:4222" ];
+               credentialsFile = "/run/secrets/hive-alpha.creds";
+               hiveId = "acme";
+               hostId = "alpha";
+               tlsCaFile = "/etc/ssl/nats-ca.pem";
+               replicas = 3;
+               capacity = 40;
+             }; }"""
+    )["service"]
+    env = service["environment"]
+    assert env["HIVE_NATS_URL"] == "tls://nats1.example.net:4222,tls://nats2.example.net:4222"
+    assert env["HIVE_NATS_CREDS"] == "/run/secrets/hive-alpha.creds"  # not in the store
+    assert (env["HIVE_HIVE_ID"], env["HIVE_HOST_ID"]) == ("acme", "alpha")
+    assert env["HIVE_NATS_TLS_CA"] == "/etc/ssl/nats-ca.pem"
+    assert (env["HIVE_NATS_REPLICAS"], env["HIVE_HOST_CAPACITY"]) == ("3", "40")
+    assert service["after"] == ["network.target", "network-online.target"]
+    assert service["wants"] == ["network-online.target"]
+    assert "requires" not in service or "nats.service" not in service["requires"]
+    off = host("{ enable = true; }")["service"]
+    assert not any(k.startswith("HIVE_NATS") for k in off["environment"])
+    assert off["wants"] == []
+    for name in [n for n in os.environ if n.startswith("HIVE_")]:
+        monkeypatch.delenv(name)
+    for name in [n for n in env if n.startswith("HIVE_NATS") or n.startswith("HIVE_HOST")]:
+        monkeypatch.setenv(name, env[name])
+    settings = Settings(hive_id=env["HIVE_HIVE_ID"])
+    assert settings.federated and settings.host_id == "alpha" and settings.host_capacity == 40
+
+
+@pytest.mark.parametrize(
+    ("federation", "error"),
+    [
+        ('{ enable = true; natsUrl = [ "http://nats.example.net" ]; }', "natsUrl"),
+        ('{ enable = true; hostId = "Alpha.Example"; }', "hostId"),
+        ("{ enable = true; replicas = 7; }", "replicas"),
+    ],
+)
+def test_the_federation_options_refuse_ill_typed_values(federation: str, error: str) -> None:
+    with pytest.raises(NixError, match=re.escape(error)):
+        host(f"{{ enable = true; federation = {federation}; }}")
+
+
 def test_the_firewall_stays_closed_on_a_public_dashboard_unless_asked() -> None:
     out = host(
         '{ enable = true; dashboard = { host = "0.0.0.0"; allowedHosts = [ "h.example" ]; }; }'

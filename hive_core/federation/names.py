@@ -1,0 +1,139 @@
+"""The names a hive uses on NATS, and what travels under them (no NATS import here).
+
+Subjects carry the hive's id and host ids as single tokens (`HIVE_HIVE_ID`,
+`HIVE_HOST_ID`: a-z, 0-9, `-`). A message for host B from host A is published on
+`hive.<hive>.msg.<B>.<A>`: the last token is the origin, which NATS permissions let only A
+publish, and which B checks against the payload's `origin`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from hive_share.base import AgentName, AgentState, Principal, Role, WireModel
+from hive_share.request_fields import MAX_BODY, Id
+
+HostId = str
+
+
+def msg_stream(hive: str) -> str:
+    return f"HIVE_{hive}_MSG"
+
+
+def msg_subject(hive: str, dest: str, origin: str) -> str:
+    return f"hive.{hive}.msg.{dest}.{origin}"
+
+
+def msg_filter(hive: str, dest: str) -> str:
+    """Every message for `dest`, whoever sent it."""
+    return f"hive.{hive}.msg.{dest}.*"
+
+
+def msg_consumer(dest: str) -> str:
+    """The durable consumer `dest` reads its messages with."""
+    return f"msg-{dest}"
+
+
+def names_bucket(hive: str) -> str:
+    """Agent name → the host that holds it (claimed with a create: one host wins)."""
+    return f"hive-{hive}-names"
+
+
+def agents_bucket(hive: str) -> str:
+    """`<host>.<name>` → that agent's entry, written only by its host."""
+    return f"hive-{hive}-agents"
+
+
+def hosts_bucket(hive: str) -> str:
+    """`<host>` → that host's heartbeat entry, written only by it."""
+    return f"hive-{hive}-hosts"
+
+
+def forward_key(origin: str, message_id: int) -> str:
+    """The idempotency key a forwarded message is committed with on its destination, and
+    its `Nats-Msg-Id` on the stream."""
+    return f"host:{origin}:{message_id}"
+
+
+def permissions(hive: str, host: str) -> tuple[list[str], list[str]]:
+    """The subjects host `host`'s NATS user must be allowed to publish and to subscribe to,
+    and no more: its own messages' origin, its own directory keys, its own consumer (whose
+    filter the create subject names, so it cannot read another host's messages), the hive's
+    buckets to read, and replies on its own inbox prefix."""
+    stream = msg_stream(hive)
+    consumer = msg_consumer(host)
+    publish = [
+        "$JS.API.INFO",
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.CREATE.{stream}",
+        f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.{msg_filter(hive, host)}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+        f"$JS.ACK.{stream}.{consumer}.>",
+    ]
+    for bucket in (names_bucket(hive), agents_bucket(hive), hosts_bucket(hive)):
+        kv = f"KV_{bucket}"  # a bucket's stream; wildcards match whole tokens only
+        publish += [
+            f"$JS.API.STREAM.INFO.{kv}",
+            f"$JS.API.STREAM.CREATE.{kv}",
+            f"$JS.API.CONSUMER.CREATE.{kv}",
+            f"$JS.API.CONSUMER.CREATE.{kv}.>",
+            f"$JS.API.CONSUMER.INFO.{kv}.>",
+            f"$JS.API.CONSUMER.DELETE.{kv}.>",
+            f"$JS.API.DIRECT.GET.{kv}.>",
+            f"$JS.API.STREAM.MSG.GET.{kv}",
+            f"$JS.FC.{kv}.>",
+        ]
+    publish += [
+        f"$KV.{names_bucket(hive)}.>",
+        f"$KV.{agents_bucket(hive)}.{host}.>",
+        f"$KV.{hosts_bucket(hive)}.{host}",
+        msg_subject(hive, "*", host),
+    ]
+    return publish, [f"{inbox_prefix(host)}.>"]
+
+
+def inbox_prefix(host: str) -> str:
+    """Where this host's replies come: a prefix of its own, so no other host may read them."""
+    return f"_INBOX_{host}"
+
+
+class Forwarded(WireModel):
+    """One message on its way from the sender's host to the recipient's."""
+
+    v: Literal[1] = 1
+    origin: str = Field(min_length=1, max_length=32)
+    """The sender's host; must match the subject's last token."""
+    id: Id
+    """The message's id on its origin host."""
+    sender: Principal
+    recipient: AgentName
+    body: str = Field(max_length=MAX_BODY)
+    sent_at: float
+
+
+class AgentEntry(WireModel):
+    """One agent as the hive's directory holds it (key `<host>.<name>`)."""
+
+    v: Literal[1] = 1
+    name: AgentName
+    host: str = Field(min_length=1, max_length=32)
+    role: Role
+    state: AgentState
+    web_port: int | None = Field(default=None, ge=1, le=65535)
+    """Its page's port on its host (the host's `dashboard_url` names the host)."""
+
+
+class HostEntry(WireModel):
+    """One host's heartbeat (key `<host>`)."""
+
+    v: Literal[1] = 1
+    host: str = Field(min_length=1, max_length=32)
+    dashboard_url: str | None = Field(default=None, max_length=2048)
+    capacity: int = Field(ge=0)
+    agents: int = Field(ge=0)
+    version: str = Field(max_length=64)
+    seen_at: float
+    """When the host wrote this, by its own clock."""

@@ -1,0 +1,118 @@
+"""Several hive-cores joined over one NATS JetStream cluster, on this machine.
+
+Each host is a `tests.e2e.hive.Hive` (its own state and run dirs, the local backend, real
+harnesses) started with `HIVE_NATS_URL` naming every node of the cluster. Waits read the
+daemons' `STATUS=` lines, which count the hosts and the other hosts' agents each one sees.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from tests.e2e.hive import Hive, short_tmp
+from tests.multihost.nats_cluster import NatsCluster
+
+HIVE_ID = "t"
+HOSTS = ("a", "b", "c")
+STATUS = re.compile(r"; NATS (\w+), (\d+) hosts?, (\d+) agents? elsewhere$")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one host's status line says of the hive."""
+
+    link: str
+    hosts: int
+    elsewhere: int
+
+
+def seen(line: str) -> Seen | None:
+    found = STATUS.search(line)
+    if found is None:
+        return None
+    return Seen(found[1], int(found[2]), int(found[3]))
+
+
+def host_env(cluster: NatsCluster, host: str, urls: Sequence[str] | None = None) -> dict[str, str]:
+    return {
+        "HIVE_NATS_URL": ",".join(urls or cluster.urls),
+        "HIVE_HIVE_ID": HIVE_ID,
+        "HIVE_HOST_ID": host,
+        "HIVE_NATS_REPLICAS": str(len(cluster.nodes)),
+    }
+
+
+class Hosts:
+    """The hive-cores of one hive, by host id."""
+
+    def __init__(self, cluster: NatsCluster, envs: Mapping[str, Mapping[str, str]]) -> None:
+        self.cluster = cluster
+        self.root = short_tmp()
+        self.by_host: dict[str, Hive] = {}
+        for host, env in envs.items():
+            (self.root / host).mkdir()
+            self.by_host[host] = Hive(self.root / host, env)
+
+    def __getitem__(self, host: str) -> Hive:
+        return self.by_host[host]
+
+    def start(self) -> None:
+        for hive in self.by_host.values():
+            hive.start()
+
+    def wait_until(self, host: str, what: str, holds: Callable[[Seen], bool]) -> Seen:
+        """Read `host`'s status lines until `holds(Seen)` is true (bounded)."""
+
+        def on_line(text: str) -> bool:
+            found = seen(text)
+            return found is not None and holds(found)
+
+        found = seen(self[host].wait_for_status(on_line, what))
+        assert found is not None
+        return found
+
+    def linked(self, count: int | None = None) -> None:
+        """Every host's link is up and it has heard from all the others."""
+        total = len(self.by_host) if count is None else count
+        for host in self.by_host:
+            self.wait_until(
+                host, f"NATS up, {total} hosts", lambda s: s.link == "up" and s.hosts >= total
+            )
+
+    def local_agents(self, host: str) -> list[str]:
+        """The agents `host` runs itself (its `list --json` rows of its own host)."""
+        result = self[host].cli("list", "--json")
+        assert result.returncode == 0, result.stderr
+        return [r["name"] for r in json.loads(result.stdout) if r.get("host") == host]
+
+    def settled(self, total: int) -> None:
+        """Every host sees the others' agents: `total` agents in the hive, the manager too."""
+        for host in self.by_host:
+            elsewhere = total - len(self.local_agents(host))
+            self.wait_until(
+                host,
+                f"{elsewhere} agents elsewhere",
+                lambda s, n=elsewhere: s.elsewhere == n,  # type: ignore[misc]
+            )
+
+    def close(self) -> None:
+        for hive in self.by_host.values():
+            hive.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def hosts_of(cluster: NatsCluster, names: Sequence[str] = HOSTS) -> Iterator[Hosts]:
+    """Started hive-cores for `names`, all linked; stopped and removed on exit."""
+    hosts = Hosts(cluster, {h: host_env(cluster, h) for h in names})
+    try:
+        hosts.start()
+        hosts.linked()
+        yield hosts
+    finally:
+        hosts.close()

@@ -1,0 +1,67 @@
+"""Three hive-cores on one NATS JetStream cluster: names, the directory, cross-host messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.client import HiveClient
+from hive_share.models import Message
+from tests.multihost.hives import Hosts, hosts_of
+from tests.multihost.nats_cluster import NatsCluster
+
+WAIT = 20.0
+"""Seconds a receiver's long-poll waits for a message from another host."""
+
+
+@pytest.fixture
+def hosts(nats_cluster: NatsCluster) -> Iterator[Hosts]:
+    with hosts_of(nats_cluster) as joined:
+        yield joined
+
+
+def ok(hosts: Hosts, host: str, *args: str, stdin: str | None = None) -> str:
+    result = hosts[host].cli(*args, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def receive(client: HiveClient, count: int) -> list[Message]:
+    """`count` messages, however many long-polls they take (each bounded)."""
+    got: list[Message] = []
+    while len(got) < count:
+        answer = await client.call(rq.Recv(cmd="recv", wait_seconds=WAIT), rs.Messages)
+        assert answer.messages, f"nothing more arrived within {WAIT}s; got {got}"
+        got += answer.messages
+    await client.call(rq.Ack(cmd="ack", ids=[m.id for m in got]), rs.Acked)
+    return got
+
+
+async def test_a_message_crosses_hosts_and_the_reply_comes_back(hosts: Hosts) -> None:
+    hosts["a"].spawn_idle("ada")
+    hosts["b"].spawn_idle("bea")
+    hosts.settled(3)  # the manager, ada and bea
+    listed = json.loads(ok(hosts, "c", "list", "--json"))
+    assert {(r["name"], r["host"]) for r in listed} >= {("ada", "a"), ("bea", "b")}
+    ok(hosts, "a", "send", "bea", "-", stdin="from the operator on a")
+    async with HiveClient(hosts["a"].agent_sock("ada")) as ada:
+        await ada.call(rq.Send(cmd="send", to="bea", body="hello from ada"), rs.Sent)
+        async with HiveClient(hosts["b"].agent_sock("bea")) as bea:
+            got = await receive(bea, 2)
+            assert [(m.sender, m.body) for m in got] == [
+                ("operator", "from the operator on a"),
+                ("ada", "hello from ada"),
+            ]
+            await bea.call(rq.Send(cmd="send", to="ada", body="hello back"), rs.Sent)
+        back = await receive(ada, 1)
+    assert [(m.sender, m.body) for m in back] == [("bea", "hello back")]
+    info = json.loads(ok(hosts, "a", "hosts", "--json"))
+    assert info["federated"] is True
+    mine = info["hosts"][0]
+    assert (mine["host"], mine["this"], mine["link"]) == ("a", True, "up")
+    assert (mine["forwarded"], mine["received"], mine["pending_forwards"]) == (2, 1, 0)
+    assert {h["host"] for h in info["hosts"]} == {"a", "b", "c"}

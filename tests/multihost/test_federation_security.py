@@ -1,0 +1,128 @@
+"""Trust between hosts: NATS users held to their own subjects, forged origins refused, and
+one name in the hive however many hosts claim it at once."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import nats.errors
+import pytest
+
+from hive_core.federation import names
+from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.client import HiveClient
+from tests.multihost.hives import HIVE_ID, Hosts, host_env, hosts_of
+from tests.multihost.nats_cluster import NatsCluster, User
+
+WAIT = 20.0
+
+
+def users(*hosts: str) -> dict[str, User]:
+    """A NATS user per host, with exactly the permissions hive-core documents."""
+    found = {}
+    for host in hosts:
+        publish, subscribe = names.permissions(HIVE_ID, host)
+        found[host] = User(f"pw-{host}", publish, subscribe)
+    return found
+
+
+def with_users(cluster: NatsCluster, host: str, password: str | None = None) -> dict[str, str]:
+    login = f"{host}:{password or f'pw-{host}'}@"
+    urls = [u.replace("nats://", f"nats://{login}") for u in cluster.urls]
+    return host_env(cluster, host, urls)
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path / "nats", users=users("a", "b", "c")) as cluster:
+        yield cluster
+
+
+async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: NatsCluster) -> None:
+    hosts = Hosts(secured, {h: with_users(secured, h) for h in ("a", "b", "c")})
+    try:
+        hosts.start()
+        hosts.linked()
+        hosts["a"].spawn_idle("ada")
+        hosts["b"].spawn_idle("bea")
+        hosts.settled(3)
+        forged = (
+            names.Forwarded(
+                origin="a", id=1, sender="ada", recipient="bea", body="forged", sent_at=1.0
+            )
+            .model_dump_json()
+            .encode()
+        )
+        nc = await nats.connect(
+            secured.urls[0].replace("nats://", "nats://c:pw-c@"), inbox_prefix="_INBOX_c"
+        )
+        try:
+            js = nc.jetstream()
+            # c may not publish as a: NATS itself refuses the subject.
+            with pytest.raises((nats.errors.Error, TimeoutError)):
+                await js.publish(names.msg_subject(HIVE_ID, "b", "a"), forged, timeout=2)
+            # On its own subject, c's payload claiming a is refused by b.
+            await js.publish(names.msg_subject(HIVE_ID, "b", "c"), forged, timeout=5)
+            # ... and so is a message from an agent c does not run.
+            sneaky = forged.replace(b'"origin":"a"', b'"origin":"c"')
+            await js.publish(names.msg_subject(HIVE_ID, "b", "c"), sneaky, timeout=5)
+        finally:
+            await nc.close()
+        async with HiveClient(hosts["a"].agent_sock("ada")) as ada:
+            await ada.call(rq.Send(cmd="send", to="bea", body="real"), rs.Sent)
+        async with HiveClient(hosts["b"].agent_sock("bea")) as bea:
+            got = await bea.call(rq.Recv(cmd="recv", wait_seconds=WAIT), rs.Messages)
+        # One stream, read in order: the forged ones came first and were refused.
+        assert [(m.sender, m.body) for m in got.messages] == [("ada", "real")]
+        info = json.loads(hosts["b"].cli("hosts", "--json").stdout)["hosts"][0]
+        assert (info["received"], info["refused"]) == (1, 2)
+        log = hosts["b"].log()
+        assert "it claims to come from host a" in log
+        assert "its sender ada is not on that host (a)" in log
+    finally:
+        hosts.close()
+
+
+async def test_wrong_credentials_keep_a_host_out(secured: NatsCluster) -> None:
+    hosts = Hosts(secured, {"a": with_users(secured, "a", password="wrong")})
+    try:
+        hosts.start()
+        hosts.wait_until("a", "NATS down", lambda s: s.link == "down")
+        info = json.loads(hosts["a"].cli("hosts", "--json").stdout)["hosts"][0]
+        assert "Authorization" in (info["link_error"] or ""), info
+        refused = hosts["a"].cli("spawn", "solo")  # a name needs the hive's directory
+        assert refused.returncode == 1
+        assert "out of reach (NATS link down)" in refused.stderr
+    finally:
+        hosts.close()
+
+
+@pytest.fixture
+def hosts(nats_cluster: NatsCluster) -> Iterator[Hosts]:
+    with hosts_of(nats_cluster) as joined:
+        yield joined
+
+
+def test_one_name_spawned_on_two_hosts_at_once_is_one_agent(hosts: Hosts) -> None:
+    results = {}
+
+    def spawn(host: str) -> None:
+        results[host] = hosts[host].cli("spawn", "twin")
+
+    threads = [threading.Thread(target=spawn, args=(h,)) for h in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    codes = sorted(r.returncode for r in results.values())
+    assert codes == [0, 1], {h: (r.returncode, r.stderr) for h, r in results.items()}
+    loser = next(h for h, r in results.items() if r.returncode)
+    winner = "b" if loser == "a" else "a"
+    assert f"agent 'twin' already exists on host {winner}" in results[loser].stderr
+    assert "twin" in hosts.local_agents(winner)
+    assert "twin" not in hosts.local_agents(loser)
