@@ -11,6 +11,7 @@ from hive_share.models import (
     AgentUsage,
     Approval,
     AttentionItem,
+    HostInfo,
     LinkState,
     Message,
     NotifyTarget,
@@ -128,12 +129,13 @@ class NotifyChanged(WireModel):
 
 
 class HostsChanged(WireModel):
-    """A hive that spans hosts: this host's NATS link changed, or another host was heard
-    from for the first time. `hosts` names every host this one knows, itself first."""
+    """A hive that spans hosts: this host's NATS link changed, or another host's heartbeat
+    came (every 10 s). `hosts` is every host this one knows, itself first, as `hosts`
+    answers (`last_seen_seconds` as of the event)."""
 
     kind: Literal["hosts_changed"] = "hosts_changed"
     link: LinkState
-    hosts: list[str]
+    hosts: list[HostInfo]
 
 
 class Resync(WireModel):

@@ -215,7 +215,8 @@ class Snapshot:
         """The snapshot as the JSON `GET /api/state` answers."""
         async with self._lock:
             seq = await self._refresh()
-            text = self._encode(seq)
+            hosts = await self._hosts()
+            text = self._encode(seq, hosts)
         self._wanted.set()
         return text.encode("utf-8")
 
@@ -255,7 +256,15 @@ class Snapshot:
             return [dump(q) for q in await s.questions.pending(operator_only=True)]
         return [dump(m) for m in await s.broker.recent(OPERATOR, limit=INBOX_PAGE)]
 
-    def _encode(self, seq: int) -> str:
+    async def _hosts(self) -> str:
+        """The hive's hosts (`hosts` answers the same), read at each fetch: a few rows."""
+        fed = self.s.federation
+        if fed is None:
+            return '{"federated":false,"link":null,"hosts":[]}'
+        hosts = [dump(h) for h in await fed.hosts()]
+        return encode({"federated": True, "link": fed.link.state, "hosts": hosts})
+
+    def _encode(self, seq: int, hosts: str) -> str:
         s = self.s
         if self._usage.text is None:
             self._usage.text = encode({"usage": self._usage.rows, "hourly": self._usage.hourly})
@@ -274,6 +283,7 @@ class Snapshot:
             "attention": self._attention,
             "usage": usage,
             "notify": encode([dump(t) for t in s.notifier.status()]),
+            "hosts": hosts,
         }
         return "{" + ",".join(f'"{k}":{v}' for k, v in parts.items()) + "}"
 
@@ -334,6 +344,9 @@ class Snapshot:
             if name not in self._agents:
                 state: AgentState = "prepared" if prepared else "tombstone"
                 self._agents[name] = _Row(AgentInfo(name=name, role="agent", state=state))
+        if s.federation is not None:  # the other hosts' agents, as the directory shows them
+            for remote in s.federation.remote_agents():
+                self._agents.setdefault(remote.name, _Row(remote))
         self._flow.reset(s, flow, more)
         self._attention = encode([dump(i) for i in attention])
         self._stale.update(DB_SECTIONS)

@@ -48,12 +48,13 @@ class Directory:
         s: Services,
         link: Link,
         view: RemoteView,
-        on_new_host: Callable[[], None] | None = None,
+        on_host_seen: Callable[[], None] | None = None,
     ) -> None:
         self._s = s
         self._link = link
         self._view = view
-        self._on_new_host = on_new_host
+        self._on_host_seen = on_host_seen
+        """Called after each heartbeat of another host."""
 
     @property
     def _host(self) -> str:
@@ -194,5 +195,6 @@ class Directory:
         if entry.host != key:
             logger.error("refused the host entry %s: it names host %s", key, entry.host)
             return
-        if await self._view.put_host(entry, self._s.clock.now()) and self._on_new_host:
-            self._on_new_host()
+        await self._view.put_host(entry, self._s.clock.now())
+        if self._on_host_seen is not None:
+            self._on_host_seen()

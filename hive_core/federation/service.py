@@ -12,6 +12,7 @@ import logging
 
 import anyio
 import nats.errors
+from anyio.abc import TaskGroup
 
 from hive_core import agent_info, lifecycle
 from hive_core.errors import AlreadyExists, HiveError
@@ -42,6 +43,7 @@ class Federation:
         self.outbox = Outbox(s, self.link)
         self.inbound = Inbound(s, self.link, self.directory, self.view)
         self._republish = anyio.Event()
+        self._tg: TaskGroup | None = None
 
     async def load(self) -> None:
         await self.view.load()
@@ -105,6 +107,7 @@ class Federation:
     async def run(self) -> None:
         """Every part, until cancelled."""
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             tg.start_soon(self.link.run, name="nats link")
             tg.start_soon(self.directory.watch_agents, name="federation: agents")
             tg.start_soon(self.directory.watch_hosts, name="federation: hosts")
@@ -115,9 +118,14 @@ class Federation:
             tg.start_soon(self.inbound.run, name="federation: inbound")
 
     def hosts_changed(self) -> None:
-        """Tell the bus the link's state and the hosts known (a host was heard from first)."""
-        known = [self.host, *sorted(self.view.hosts)]
-        self._s.bus.publish(events.HostsChanged(link=self.link.state, hosts=known))
+        """Tell the bus the link's state and the hosts as they are now (soon: counting the
+        pending forwards reads the database)."""
+        if self._tg is not None:
+            self._tg.start_soon(self._publish_hosts)
+
+    async def _publish_hosts(self) -> None:
+        hosts = await self.hosts()
+        self._s.bus.publish(events.HostsChanged(link=self.link.state, hosts=hosts))
 
     def _link_changed(self, state: LinkState) -> None:
         self.hosts_changed()

@@ -92,9 +92,8 @@ class RemoteView:
         )
         self._bus.publish(events.ContainerRemoved(name=name))
 
-    async def put_host(self, entry: HostEntry, now: float) -> bool:
-        """Note a heartbeat; True when the host is new to this one."""
-        new = entry.host not in self.hosts
+    async def put_host(self, entry: HostEntry, now: float) -> None:
+        """Note a heartbeat."""
         self.hosts[entry.host] = HostSeen(entry, now)
         text = entry.model_dump_json()
         await self._db.write(
@@ -106,4 +105,3 @@ class RemoteView:
             ),
             one_statement=True,
         )
-        return new

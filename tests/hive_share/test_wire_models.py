@@ -365,7 +365,10 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     events.ContainerStateChanged: events.ContainerStateChanged(agent=AGENT),
     events.ContainerRemoved: events.ContainerRemoved(name="alice"),
     events.AttentionChanged: events.AttentionChanged(items=[ATTENTION]),
-    events.HostsChanged: events.HostsChanged(link="up", hosts=["alpha", "beta"]),
+    events.HostsChanged: events.HostsChanged(
+        link="up",
+        hosts=[HostInfo(host="beta", this=False, capacity=30, agents=1, last_seen_seconds=4.5)],
+    ),
     events.NotifyChanged: events.NotifyChanged(
         targets=[NotifyTarget(url="json://hook.example/x", severity="warn", failing=True)]
     ),

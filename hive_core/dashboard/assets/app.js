@@ -65,6 +65,7 @@ const state = {
   attention: [], // the attention list, ranked by the server
   version: "",
   backend: "", // "local" (child processes) or "nixos" (containers)
+  hosts: { federated: false, link: null, list: [], at: 0 }, // the hive's hosts, when it spans several
 };
 
 const ui = {
@@ -215,9 +216,10 @@ const AGENT_ORDER = {
   name: agentSort,
 };
 
-/** The words an agent is found by: its name, status text, state, turn state and badges. */
+/** The words an agent is found by: its name, status text, state, turn state, badges and
+ * host. */
 function agentWords(agent) {
-  const words = [agent.name, agent.status, agent.state, agent.turn_state, agent.role, agent.model];
+  const words = [agent.name, agent.status, agent.state, agent.turn_state, agent.role, agent.model, agent.host];
   if (agent.state === "running") words.push(agent.alive ? "alive" : "dead not answering");
   if (agent.login === "needs_login") words.push("needs login");
   if (agent.login === "claude_missing") words.push("claude missing");
@@ -476,6 +478,94 @@ function renderTomb(agent) {
   return entry;
 }
 
+// ---------------------------------------------------------------- hosts (a hive across hosts)
+
+function thisHost() {
+  const me = state.hosts.list.find((h) => h && h.this);
+  return me ? str(me.host) : "";
+}
+
+/** Whether `agent` runs on another host: its row shows what the hive's directory holds. */
+const isRemote = (agent) => state.hosts.federated && typeof agent.host === "string" && agent.host !== thisHost();
+
+function setHosts(federated, link, hosts) {
+  state.hosts = { federated: !!federated, link: link ? str(link) : null, list: Array.isArray(hosts) ? hosts : [], at: mono() };
+  scheduleAgents();
+}
+
+function hostDashboard(host) {
+  const url = str(host && host.dashboard_url);
+  return /^https?:\/\/[^\s]+$/.test(url) ? url : "";
+}
+
+function hostHead(name) {
+  const info = state.hosts.list.find((h) => h && str(h.host) === name);
+  const mine = name === thisHost();
+  const head = el("div", { cls: "host-head", attrs: { "data-host": name } });
+  head.appendChild(vspan("host-name", name));
+  if (mine) {
+    const link = state.hosts.link || "connecting";
+    head.appendChild(chip("this host", "accent", "the host whose dashboard this is"));
+    const err = info && info.link_error ? ` — ${visibleString(info.link_error)}` : "";
+    head.appendChild(chip(`NATS ${link}`, link === "up" ? "ok" : link === "down" ? "bad" : "warn", `this host's link to the hive's other hosts${err}`));
+    if (info && info.pending_forwards) head.appendChild(chip(`${info.pending_forwards} to hand on`, "warn", "messages for other hosts' agents, committed here and waiting for the link"));
+  } else if (info) {
+    const ago = Math.max(0, Number(info.last_seen_seconds) || 0) + (mono() - state.hosts.at);
+    head.appendChild(chip(`seen ${duration(ago)} ago`, ago > 60 ? "bad" : "dim", "the time since its last heartbeat reached this host (every 10 s)"));
+  } else {
+    head.appendChild(chip("not heard from", "warn", "no heartbeat of this host has reached this one"));
+  }
+  const url = mine ? "" : hostDashboard(info);
+  if (url) {
+    head.appendChild(el("a", { cls: "link", text: "its dashboard ↗", attrs: { href: url, target: "_blank", rel: "noopener noreferrer", title: `act on ${name}'s agents on ${visibleString(url)}` } }));
+  }
+  return head;
+}
+
+function renderRemote(agent) {
+  const name = str(agent.name);
+  const entry = agentEntry(name);
+  const line = el("div", { cls: "agent-line" });
+  const nameCell = el("span", { cls: "agent-name", attrs: { title: `${visibleString(name)}, on host ${visibleString(agent.host)}` } });
+  nameCell.appendChild(visible(name));
+  const ident = el("span", { cls: "ident" }, nameCell);
+  if (agent.role === "manager") ident.appendChild(chip("manager", "accent", "the hive's manager agent"));
+  line.appendChild(ident);
+  const running = agent.state === "running";
+  line.appendChild(el("span", { cls: "chips" },
+    chip(agent.state, running ? "ok" : "dim", `state on ${visibleString(agent.host)}, as the hive's directory shows it`),
+    chip(`on ${str(agent.host)}`, "info", "another host's agent: act on it on that host's dashboard")));
+  line.appendChild(vspan("status", ""));
+  const actions = el("span", { cls: "actions" });
+  const url = hostDashboard(state.hosts.list.find((h) => h && str(h.host) === agent.host));
+  if (url) actions.appendChild(el("a", { cls: "link", text: `open on ${str(agent.host)} ↗`, attrs: { href: url, target: "_blank", rel: "noopener noreferrer", "data-action": "open-host" } }));
+  line.appendChild(actions);
+  entry.box.setAttribute("data-state", str(agent.state));
+  entry.box.setAttribute("data-host", str(agent.host));
+  entry.box.classList.add("remote");
+  if (entry.line) entry.line.replaceWith(line);
+  else entry.box.append(line);
+  entry.line = line;
+  entry.uptime = null;
+  return entry;
+}
+
+/** The rows with a head per host (this host first), when the hive spans hosts. */
+function groupByHost(shown) {
+  if (!state.hosts.federated) return shown.map((a) => ui.agentBoxes.get(a.name).box);
+  const me = thisHost();
+  const groups = new Map([[me, []]]);
+  for (const h of state.hosts.list) if (h && !groups.has(str(h.host))) groups.set(str(h.host), []);
+  for (const a of shown) {
+    const host = isRemote(a) ? str(a.host) : me;
+    if (!groups.has(host)) groups.set(host, []);
+    groups.get(host).push(ui.agentBoxes.get(a.name).box);
+  }
+  const names = [...groups.keys()];
+  const order = [me, ...names.filter((n) => n !== me).sort()];
+  return order.flatMap((host) => [hostHead(host), ...groups.get(host)]);
+}
+
 function renderAgents() {
   const list = $("agents-list");
   const tombList = $("tombstones-list");
@@ -501,13 +591,13 @@ function renderAgents() {
 
   // Only the rows whose agent changed are built again; the rest are moved, if at all.
   for (const a of live) {
-    if (ui.allDirty || ui.dirty.has(a.name) || !ui.agentBoxes.has(a.name)) renderAgent(a);
+    if (ui.allDirty || ui.dirty.has(a.name) || !ui.agentBoxes.has(a.name)) (isRemote(a) ? renderRemote : renderAgent)(a);
   }
   ui.dirty.clear();
   ui.allDirty = false;
   const query = agentQuery();
   const shown = live.filter((a) => agentMatches(a, query)).sort(AGENT_ORDER[$("agent-sort").value] || agentSort);
-  const boxes = shown.map((a) => ui.agentBoxes.get(a.name).box);
+  const boxes = groupByHost(shown);
   // Transients for agents not (yet) known, e.g. a spawn in progress.
   for (const t of state.transients.values()) {
     if (!state.agents.has(t.agent)) {
@@ -1525,6 +1615,8 @@ function applySnapshot(snap) {
   setAttention(snap.attention);
   usage.reset(snap.usage);
   renderNotify(snap.notify);
+  const hosts = snap.hosts || {};
+  setHosts(hosts.federated, hosts.link, hosts.hosts);
   flowMarks.clear();
   flow.reset((Array.isArray(snap.messages) ? snap.messages : []).map((m) => ({ ...m, state: m.state in STATE_RANK ? m.state : "queued" })), Boolean(snap.more_messages));
   updatePrompt();
@@ -1628,6 +1720,9 @@ function handleEvent(ev) {
       return;
     case "notify_changed":
       renderNotify(ev.targets);
+      return;
+    case "hosts_changed":
+      setHosts(true, ev.link, ev.hosts);
       return;
     case "container_removed":
       if (typeof ev.name === "string" && state.agents.delete(ev.name)) scheduleAgents();

@@ -1,0 +1,62 @@
+"""A hive across hosts in Chromium: each host's dashboard groups the agents by host, shows
+its NATS link and the others' last heartbeat, and offers another host's agents no action
+but a link to that host's dashboard; on a phone too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.browser import PHONE, Shots, browser, open_dashboard, problems
+from tests.multihost.hives import Hosts, hosts_of
+from tests.multihost.nats_cluster import NatsCluster
+
+
+@pytest.fixture
+def hosts(nats_cluster: NatsCluster) -> Iterator[Hosts]:
+    with hosts_of(nats_cluster, ("a", "b")) as joined:
+        joined["a"].spawn_idle("ada")
+        joined["b"].spawn_idle("bea")
+        joined.settled(3)
+        yield joined
+
+
+async def test_the_dashboard_groups_agents_by_host(hosts: Hosts, tmp_path: Path) -> None:
+    shots = Shots(tmp_path / "shots")
+    async with browser() as b:
+        page = await open_dashboard(b, hosts["a"])
+        heads = page.locator("#agents-list .host-head")
+        await heads.nth(1).wait_for()
+        assert await heads.evaluate_all("hs => hs.map(h => h.dataset.host)") == ["a", "b"]
+        mine = page.locator('#agents-list .host-head[data-host="a"]')
+        assert "this host" in await mine.inner_text()
+        await mine.get_by_text("NATS up").wait_for()
+        other = page.locator('#agents-list .host-head[data-host="b"]')
+        await other.get_by_text("seen").wait_for()
+        assert await other.locator("a.link").get_attribute("href") == dashboard_url(hosts, "b")
+        remote = page.locator('[data-agent="bea"]')
+        assert await remote.get_attribute("data-host") == "b"
+        await remote.get_by_text("on b", exact=True).wait_for()
+        assert await remote.locator("button").count() == 0  # acted on at its own host
+        assert await remote.locator('[data-action="open-host"]').count() == 1
+        local = page.locator('[data-agent="ada"]')
+        assert await local.locator('[data-action="start"]').count() == 1
+        await page.fill("#agent-filter", "b")  # the filter finds agents by host too
+        assert await page.locator('[data-agent="bea"]').is_visible()
+        assert not await page.locator('[data-agent="ada"]').is_visible()
+        await page.fill("#agent-filter", "")
+        await shots.take(page, "dashboard-hosts")
+        phone = await open_dashboard(b, hosts["a"], viewport=PHONE)
+        row = phone.locator('[data-agent="bea"]')
+        await row.wait_for()
+        box = await row.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= PHONE["width"]
+        await shots.take(phone, "dashboard-hosts-phone")
+        assert problems(page) == [] and problems(phone) == []
+
+
+def dashboard_url(hosts: Hosts, host: str) -> str:
+    port = (hosts[host].run_dir / "dashboard.port").read_text().strip()
+    return f"http://127.0.0.1:{port}/"
