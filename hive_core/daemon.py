@@ -321,9 +321,12 @@ class Daemon:
 
     async def _open_dashboard(self, s: Services, host: SocketServer) -> Dashboard:
         """The dashboard with its port bound; its actions run as the operator through the
-        host socket's dispatch. The sockets answer while the web stack (a third of the
-        start-up) is imported; what needs the rest of start-up waits at the gate."""
+        host socket's dispatch (as do other hosts' requests, the hive spanning hosts). The
+        sockets answer while the web stack (a third of the start-up) is imported; what
+        needs the rest of start-up waits at the gate."""
         as_operator = Conn(id=OPERATOR_CONN, principal=host.principal)
+        if s.federation is not None:
+            s.federation.rpc.dispatch = lambda raw: host.dispatch_raw(raw, as_operator)
         self._step("loading the dashboard")
         web = await gil.import_off_loop("hive_core.dashboard.server")
         dashboard: Dashboard = await web.Dashboard.open(

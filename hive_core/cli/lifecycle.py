@@ -175,4 +175,5 @@ def nats_permissions(
         if not FEDERATION_ID.fullmatch(value):
             fail(f"{what}: {value[:40]!r} is not 1-32 of a-z, 0-9 and '-'")
     publish, subscribe = permissions(hive, host)
-    print(json.dumps({"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}))
+    block = {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
+    print(json.dumps({**block, "allow_responses": True}))  # answers to the other hosts

@@ -16,6 +16,8 @@ from hive_share.base import AgentName, AgentState, Principal, Role, WireModel
 from hive_share.request_fields import MAX_BODY, Id
 
 HostId = str
+FORWARDED = frozenset({"start", "stop", "kill", "restart", "rebuild", "destroy"})
+"""The operator's verbs that act on another host's agent through that host."""
 
 
 def msg_stream(hive: str) -> str:
@@ -34,6 +36,15 @@ def msg_filter(hive: str, dest: str) -> str:
 def msg_consumer(dest: str) -> str:
     """The durable consumer `dest` reads its messages with."""
     return f"msg-{dest}"
+
+
+def rpc_subject(hive: str, dest: str, origin: str) -> str:
+    """A request from host `origin` to run on host `dest` (core NATS request/reply)."""
+    return f"hive.{hive}.rpc.{dest}.{origin}"
+
+
+def rpc_filter(hive: str, dest: str) -> str:
+    return f"hive.{hive}.rpc.{dest}.*"
 
 
 def names_bucket(hive: str) -> str:
@@ -59,9 +70,10 @@ def forward_key(origin: str, message_id: int) -> str:
 
 def permissions(hive: str, host: str) -> tuple[list[str], list[str]]:
     """The subjects host `host`'s NATS user must be allowed to publish and to subscribe to,
-    and no more: its own messages' origin, its own directory keys, its own consumer (whose
-    filter the create subject names, so it cannot read another host's messages), the hive's
-    buckets to read, and replies on its own inbox prefix."""
+    and no more: its own messages' and requests' origin, its own directory keys, its own
+    consumer (whose filter the create subject names, so it cannot read another host's
+    messages), the hive's buckets to read, the requests for it, and replies on its own
+    inbox prefix."""
     stream = msg_stream(hive)
     consumer = msg_consumer(host)
     publish = [
@@ -91,8 +103,9 @@ def permissions(hive: str, host: str) -> tuple[list[str], list[str]]:
         f"$KV.{agents_bucket(hive)}.{host}.>",
         f"$KV.{hosts_bucket(hive)}.{host}",
         msg_subject(hive, "*", host),
+        rpc_subject(hive, "*", host),
     ]
-    return publish, [f"{inbox_prefix(host)}.>"]
+    return publish, [f"{inbox_prefix(host)}.>", rpc_filter(hive, host)]
 
 
 def inbox_prefix(host: str) -> str:

@@ -9,6 +9,8 @@ while NATS is away), and runs it beside everything else.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 import nats.errors
@@ -20,9 +22,11 @@ from hive_core.federation.directory import HEARTBEAT, Directory
 from hive_core.federation.inbound import Inbound
 from hive_core.federation.link import Link
 from hive_core.federation.outbox import Outbox
+from hive_core.federation.rpc import Rpc
 from hive_core.federation.view import RemoteView
 from hive_core.services import Services
 from hive_share import events
+from hive_share.base import WireModel
 from hive_share.models import AgentInfo, HostInfo, LinkState
 from hive_share.names import MANAGER_NAME
 
@@ -42,6 +46,7 @@ class Federation:
         self.directory = Directory(s, self.link, self.view, self.hosts_changed)
         self.outbox = Outbox(s, self.link)
         self.inbound = Inbound(s, self.link, self.directory, self.view)
+        self.rpc = Rpc(self.link, lambda name: s.registry.find(name) is not None, self._spawn)
         self._republish = anyio.Event()
         self._tg: TaskGroup | None = None
 
@@ -116,6 +121,19 @@ class Federation:
             tg.start_soon(self._follow_bus, name="federation: agent changes")
             tg.start_soon(self.outbox.run, name="federation: outbox")
             tg.start_soon(self.inbound.run, name="federation: inbound")
+            tg.start_soon(self.rpc.serve, name="federation: requests")
+
+    def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if self._tg is not None:
+            self._tg.start_soon(work)
+
+    async def forward(self, host: str, request: dict[str, Any]) -> WireModel:
+        """Run an operator's request on `host` (an agent of it named); its answer.
+
+        Raises:
+            Unreachable: the host or NATS did not answer.
+        """
+        return await self.rpc.call(host, request)
 
     def hosts_changed(self) -> None:
         """Tell the bus the link's state and the hosts as they are now (soon: counting the

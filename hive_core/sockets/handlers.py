@@ -20,7 +20,8 @@ from hive_core import (
     open_threads,
 )
 from hive_core.containers.nixos import NixosBackend
-from hive_core.errors import Forbidden, InvalidRequest, UnknownAgent
+from hive_core.errors import Forbidden, InvalidRequest
+from hive_core.federation.names import FORWARDED
 from hive_core.services import Services
 from hive_core.sockets.server import Conn
 from hive_share import PROTOCOL_VERSION, helper
@@ -196,6 +197,8 @@ async def _coordination(s: Services, req: Coordination, conn: Conn) -> WireModel
 
 async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel:  # noqa: C901
     who = conn.principal.name
+    if (host := _elsewhere(s, req)) is not None and s.federation is not None:
+        return await s.federation.forward(host, req.model_dump(mode="json"))  # runs there
     match req:
         case rq.Send():
             return await _messages(s, req, conn)
@@ -215,17 +218,17 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
         case rq.Deny(id=approval_id, reason=reason):
             return rs.Done(detail=await approval_flow.deny(s, approval_id, reason, who))
         case rq.Start(name=name):
-            return rs.Done(detail=await lifecycle.start(s, _here(s, name), who))
+            return rs.Done(detail=await lifecycle.start(s, name, who))
         case rq.Stop(name=name):
-            return rs.Done(detail=await lifecycle.stop(s, _here(s, name), who))
+            return rs.Done(detail=await lifecycle.stop(s, name, who))
         case rq.Kill(name=name):
-            return rs.Done(detail=await lifecycle.kill(s, _here(s, name), who))
+            return rs.Done(detail=await lifecycle.kill(s, name, who))
         case rq.Restart(name=name):
-            return rs.Done(detail=await lifecycle.restart(s, _here(s, name), who))
+            return rs.Done(detail=await lifecycle.restart(s, name, who))
         case rq.Rebuild(name=name):
-            return rs.Done(detail=await lifecycle.rebuild(s, _here(s, name), who))
+            return rs.Done(detail=await lifecycle.rebuild(s, name, who))
         case rq.Destroy(name=name, purge=purge):
-            return rs.Done(detail=await lifecycle.destroy(s, _here(s, name), purge, who))
+            return rs.Done(detail=await lifecycle.destroy(s, name, purge, who))
         case rq.List():
             return rs.Agents(agents=await agent_info.list_agents(s, tombstones=True))
         case rq.Hosts():
@@ -293,17 +296,14 @@ async def _attention(s: Services) -> list[AttentionItem]:
     return await s.attention.compute()
 
 
-def _here(s: Services, name: str) -> str:
-    """`name`, unless it is another host's agent: that host's hive-core acts on it.
-
-    Raises:
-        UnknownAgent: naming the host `name` runs on.
-    """
-    if s.federation is not None and s.registry.find(name) is None:
-        host = s.federation.host_of(name)
-        if host is not None:
-            raise UnknownAgent(f"{name} runs on host {host}: act on it with that host's hive-core")
-    return name
+def _elsewhere(s: Services, req: rq.HostRequest) -> str | None:
+    """The host that runs the agent `req` acts on, when that is another host's agent."""
+    if s.federation is None or req.cmd not in FORWARDED:
+        return None
+    name = getattr(req, "name", None)
+    if not isinstance(name, str) or s.registry.find(name) is not None:
+        return None
+    return s.federation.host_of(name)
 
 
 def _sub_agent(name: str) -> str:

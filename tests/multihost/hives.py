@@ -90,6 +90,13 @@ class Hosts:
         assert result.returncode == 0, result.stderr
         return [r["name"] for r in json.loads(result.stdout) if r.get("host") == host]
 
+    def running_agents(self, host: str) -> list[str]:
+        """The agents `host` runs itself whose harness is up, by its own `list --json`."""
+        result = self[host].cli("list", "--json")
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)
+        return [r["name"] for r in rows if r.get("host") == host and r["state"] == "running"]
+
     def settled(self, total: int) -> None:
         """Every host sees the others' agents: `total` agents in the hive, the manager too."""
         for host in self.by_host:

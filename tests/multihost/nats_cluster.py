@@ -61,6 +61,8 @@ class User(NamedTuple):
     password: str
     publish: Sequence[str]
     subscribe: Sequence[str]
+    allow_responses: bool = False
+    """May answer a request sent to it, whatever its publish allow list says."""
 
 
 def worker_port_base() -> int:
@@ -319,11 +321,12 @@ class NatsCluster:
 
     def _users_text(self) -> str:
         entries = []
-        for user, (password, publish, subscribe) in self.users.items():
+        for user, (password, publish, subscribe, responses) in self.users.items():
             entries.append(
                 f"    {{ user: {_q(user)}, password: {_q(password)}, permissions: {{\n"
                 f"      publish: {{ allow: {_list(publish)} }}\n"
-                f"      subscribe: {{ allow: {_list(subscribe)} }}\n    }} }}\n"
+                f"      subscribe: {{ allow: {_list(subscribe)} }}\n"
+                f"      allow_responses: {'true' if responses else 'false'}\n    }} }}\n"
             )
         return "".join(entries)
 

@@ -65,3 +65,21 @@ async def test_a_message_crosses_hosts_and_the_reply_comes_back(hosts: Hosts) ->
     assert (mine["host"], mine["this"], mine["link"]) == ("a", True, "up")
     assert (mine["forwarded"], mine["received"], mine["pending_forwards"]) == (2, 1, 0)
     assert {h["host"] for h in info["hosts"]} == {"a", "b", "c"}
+
+
+def test_another_hosts_agent_is_acted_on_where_it_runs(hosts: Hosts) -> None:
+    hosts["b"].spawn_idle("bea")
+    hosts.settled(2)  # the manager and bea
+    assert ok(hosts, "a", "start", "bea").strip() == "started bea"
+    assert "bea" in hosts.running_agents("b")
+    assert ok(hosts, "c", "stop", "bea").strip() == "stopped bea"
+    assert "bea" not in hosts.running_agents("b")
+    manager = next(h for h in ("a", "b", "c") if "hm1nd" in hosts.local_agents(h))
+    asker = next(h for h in ("a", "b", "c") if h != manager)
+    refused = hosts[asker].cli("destroy", "hm1nd")  # refused there, and said so here
+    assert refused.returncode == 1
+    assert "the manager cannot be destroyed" in refused.stderr
+    hosts["b"].stop()
+    gone = hosts["a"].cli("start", "bea")
+    assert gone.returncode == 1
+    assert "host b is not answering" in gone.stderr, gone.stderr

@@ -1,6 +1,6 @@
 """A hive across hosts in Chromium: each host's dashboard groups the agents by host, shows
-its NATS link and the others' last heartbeat, and offers another host's agents no action
-but a link to that host's dashboard; on a phone too."""
+its NATS link and the others' last heartbeat, links another host's agent to that host's
+dashboard and runs its lifecycle buttons there; on a phone too."""
 
 from __future__ import annotations
 
@@ -39,8 +39,10 @@ async def test_the_dashboard_groups_agents_by_host(hosts: Hosts, tmp_path: Path)
         remote = page.locator('[data-agent="bea"]')
         assert await remote.get_attribute("data-host") == "b"
         await remote.get_by_text("on b", exact=True).wait_for()
-        assert await remote.locator("button").count() == 0  # acted on at its own host
         assert await remote.locator('[data-action="open-host"]').count() == 1
+        await remote.locator('[data-action="start"]').click()  # run on b, through a
+        await remote.get_by_text("running", exact=True).wait_for()  # b's entry, live
+        assert "bea" in hosts.running_agents("b")
         local = page.locator('[data-agent="ada"]')
         assert await local.locator('[data-action="start"]').count() == 1
         await page.fill("#agent-filter", "b")  # the filter finds agents by host too

@@ -27,7 +27,7 @@ def users(*hosts: str) -> dict[str, User]:
     found = {}
     for host in hosts:
         publish, subscribe = names.permissions(HIVE_ID, host)
-        found[host] = User(f"pw-{host}", publish, subscribe)
+        found[host] = User(f"pw-{host}", publish, subscribe, allow_responses=True)
     return found
 
 
@@ -71,6 +71,15 @@ async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: Nats
             # ... and so is a message from an agent c does not run.
             sneaky = forged.replace(b'"origin":"a"', b'"origin":"c"')
             await js.publish(names.msg_subject(HIVE_ID, "b", "c"), sneaky, timeout=5)
+            # Requests: c may not ask as a, and b runs only lifecycle verbs on its own agents.
+            with pytest.raises((nats.errors.Error, TimeoutError)):
+                await nc.request(names.rpc_subject(HIVE_ID, "b", "a"), b"{}", timeout=2)
+            asks = [({"cmd": "spawn", "name": "evil"}, "verb_not_allowed"),
+                    ({"cmd": "stop", "name": "ada"}, "unknown_agent")]  # fmt: skip
+            for ask, code in asks:
+                subject = names.rpc_subject(HIVE_ID, "b", "c")
+                reply = await nc.request(subject, json.dumps(ask).encode(), timeout=10)
+                assert json.loads(reply.data)["code"] == code
         finally:
             await nc.close()
         async with HiveClient(hosts["a"].agent_sock("ada")) as ada:

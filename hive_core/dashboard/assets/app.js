@@ -534,11 +534,19 @@ function renderRemote(agent) {
   const running = agent.state === "running";
   line.appendChild(el("span", { cls: "chips" },
     chip(agent.state, running ? "ok" : "dim", `state on ${visibleString(agent.host)}, as the hive's directory shows it`),
-    chip(`on ${str(agent.host)}`, "info", "another host's agent: act on it on that host's dashboard")));
+    chip(`on ${str(agent.host)}`, "info", "another host's agent: these buttons act on it there; its page, logs and config are on that host's dashboard")));
   line.appendChild(vspan("status", ""));
   const actions = el("span", { cls: "actions" });
   const url = hostDashboard(state.hosts.list.find((h) => h && str(h.host) === agent.host));
   if (url) actions.appendChild(el("a", { cls: "link", text: `open on ${str(agent.host)} ↗`, attrs: { href: url, target: "_blank", rel: "noopener noreferrer", "data-action": "open-host" } }));
+  // Run on its host (hive-core hands the request on): the lifecycle actions only.
+  if (running) {
+    actions.appendChild(buttonFor(entry, name, "stop", "stop"));
+    actions.appendChild(buttonFor(entry, name, "restart", "restart"));
+  } else {
+    actions.appendChild(buttonFor(entry, name, "start", "start"));
+  }
+  if (agent.role !== "manager") actions.appendChild(buttonFor(entry, name, "destroy", "destroy", { danger: true }));
   line.appendChild(actions);
   entry.box.setAttribute("data-state", str(agent.state));
   entry.box.setAttribute("data-host", str(agent.host));

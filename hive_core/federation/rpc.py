@@ -1,0 +1,110 @@
+"""Acting on another host's agent: the request goes to that host and runs there.
+
+An operator's lifecycle request (start, stop, kill, restart, rebuild, destroy) naming an
+agent of another host is sent to it as a NATS request on `hive.<hive>.rpc.<dest>.<origin>`
+and run by that host's own host-socket dispatch, as the operator's; its answer comes back
+whole, an error too. The last token is the asking host, which NATS permissions let only it
+publish; a host serves only the verbs in `FORWARDED`, on agents it runs. Nothing is queued:
+a host out of reach is an `unreachable` answer, at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from hive_core.errors import Unreachable
+from hive_core.federation import names
+from hive_core.federation.link import Link
+from hive_core.federation.names import FORWARDED
+from hive_share import responses as rs
+from hive_share.base import WireModel
+from hive_share.responses import Error
+
+logger = logging.getLogger(__name__)
+
+RPC_WAIT = 180.0
+"""Seconds an asking host waits for the answer: a stop waits out a harness's grace, a
+rebuild a build."""
+
+Dispatch = Callable[[dict[str, Any]], Awaitable[WireModel]]
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
+"""Runs a coroutine function as a task of the federation (each request is answered in a
+task of its own: a stop waiting out a grace holds up no other request)."""
+
+
+class Rpc:
+    def __init__(self, link: Link, runs_here: Callable[[str], bool], spawn: Spawn) -> None:
+        self._link = link
+        self._runs_here = runs_here
+        self._spawn = spawn
+        self.dispatch: Dispatch | None = None
+        """The host socket's dispatch as the operator's (set once the sockets exist)."""
+        self._sub: Subscription | None = None
+
+    async def serve(self) -> None:
+        """Answer the other hosts' requests (after the link is up; again after it came back,
+        the client subscribes again by itself)."""
+        await self._link.up()
+        nc = self._link.nc
+        if nc is None:
+            return
+        subject = names.rpc_filter(self._link.hive, self._link.host)
+        self._sub = await nc.subscribe(subject, cb=self._received)
+
+    async def call(self, host: str, request: dict[str, Any]) -> WireModel:
+        """Run `request` on `host`, as the operator there; its answer (an `Error` too).
+
+        Raises:
+            Unreachable: NATS or the host did not answer within `RPC_WAIT`.
+        """
+        nc = self._link.nc
+        if nc is None or self._link.state != "up":
+            raise Unreachable(
+                f"host {host} is out of reach (NATS link {self._link.state}); try again "
+                "once `hive-core hosts` shows the link up"
+            )
+        subject = names.rpc_subject(self._link.hive, host, self._link.host)
+        try:
+            reply = await nc.request(subject, json.dumps(request).encode(), timeout=RPC_WAIT)
+        except nats.errors.NoRespondersError:
+            raise Unreachable(f"host {host} is not answering (its hive-core is down?)") from None
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unreachable(f"host {host} did not answer: {exc}") from None
+        return rs.RESPONSE.validate_json(reply.data)
+
+    async def _received(self, msg: Msg) -> None:
+        self._spawn(lambda: self._answer(msg))
+
+    async def _answer(self, msg: Msg) -> None:
+        origin = msg.subject.rsplit(".", 1)[-1]
+        answer = await self._run(origin, msg.data)
+        try:
+            await msg.respond(answer.model_dump_json().encode())
+        except nats.errors.Error as exc:
+            logger.warning("could not answer host %s: %s", origin, exc)
+
+    async def _run(self, origin: str, data: bytes) -> WireModel:
+        try:
+            request = json.loads(data)
+        except ValueError:
+            return Error(code="malformed", error="a request from another host must be JSON")
+        if not isinstance(request, dict) or request.get("cmd") not in FORWARDED:
+            return Error(code="verb_not_allowed", error="other hosts may ask only " + _verbs())
+        name = request.get("name")
+        if not isinstance(name, str) or not self._runs_here(name):
+            return Error(code="unknown_agent", error=f"no agent {name!r} on host {self._link.host}")
+        if self.dispatch is None:
+            return Error(code="shutting_down", error=f"host {self._link.host} is starting")
+        logger.info("host %s asks: %s %s", origin, request["cmd"], name)
+        return await self.dispatch(request)
+
+
+def _verbs() -> str:
+    return ", ".join(sorted(FORWARDED))
