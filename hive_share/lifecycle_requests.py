@@ -13,10 +13,12 @@ from hive_share.request_fields import Id
 
 
 class Spawn(WireModel):
-    """Create and start an agent (operator only)."""
+    """Create and start an agent (operator only); in a hive across hosts, on `host`, else
+    on the host with the most free places."""
 
     cmd: Literal["spawn"]
     name: AgentName
+    host: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")] | None = None
 
 
 class RequestSpawn(WireModel):

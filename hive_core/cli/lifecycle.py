@@ -26,9 +26,24 @@ app = typer.Typer()
 
 
 @app.command("spawn")
-def spawn(name: Agent, run_dir: RunDir = None) -> None:
+def spawn(
+    name: Agent,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="HOST",
+            help="On this host of the hive (default: the one with the most free places).",
+            show_default=False,
+        ),
+    ] = None,
+    run_dir: RunDir = None,
+) -> None:
     """Create and start an agent now (the operator needs no approval)."""
-    detail(run_dir, cmd="spawn", name=agent_name(name))
+    if host is None:
+        detail(run_dir, cmd="spawn", name=agent_name(name))
+    else:
+        detail(run_dir, cmd="spawn", name=agent_name(name), host=host)
 
 
 @app.command("request-spawn")

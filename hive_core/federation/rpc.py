@@ -1,10 +1,11 @@
 """Acting on another host's agent: the request goes to that host and runs there.
 
 An operator's lifecycle request (start, stop, kill, restart, rebuild, destroy) naming an
-agent of another host is sent to it as a NATS request on `hive.<hive>.rpc.<dest>.<origin>`
-and run by that host's own host-socket dispatch, as the operator's; its answer comes back
-whole, an error too. The last token is the asking host, which NATS permissions let only it
-publish; a host serves only the verbs in `FORWARDED`, on agents it runs. Nothing is queued:
+agent of another host, or a spawn placed on another host, is sent to it as a NATS request
+on `hive.<hive>.rpc.<dest>.<origin>` and run by that host's own host-socket dispatch, as
+the operator's; its answer comes back whole, an error too. The last token is the asking
+host, which NATS permissions let only it publish; a host serves only the verbs in
+`FORWARDED`, on agents it runs, and spawns that name it as their host. Nothing is queued:
 a host out of reach is an `unreachable` answer, at once.
 """
 
@@ -95,10 +96,15 @@ class Rpc:
             request = json.loads(data)
         except ValueError:
             return Error(code="malformed", error="a request from another host must be JSON")
-        if not isinstance(request, dict) or request.get("cmd") not in FORWARDED:
+        cmd = request.get("cmd") if isinstance(request, dict) else None
+        if cmd not in FORWARDED and cmd != "spawn":
             return Error(code="verb_not_allowed", error="other hosts may ask only " + _verbs())
         name = request.get("name")
-        if not isinstance(name, str) or not self._runs_here(name):
+        if cmd == "spawn":
+            if request.get("host") != self._link.host:  # placed here by the asking host
+                return Error(code="invalid_request", error=f"a spawn sent to host "
+                             f"{self._link.host} names it as its host")  # fmt: skip
+        elif not isinstance(name, str) or not self._runs_here(name):
             return Error(code="unknown_agent", error=f"no agent {name!r} on host {self._link.host}")
         if self.dispatch is None:
             return Error(code="shutting_down", error=f"host {self._link.host} is starting")
@@ -107,4 +113,4 @@ class Rpc:
 
 
 def _verbs() -> str:
-    return ", ".join(sorted(FORWARDED))
+    return ", ".join(sorted(FORWARDED | {"spawn"}))

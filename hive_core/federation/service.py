@@ -32,6 +32,8 @@ from hive_share.names import MANAGER_NAME
 
 logger = logging.getLogger(__name__)
 
+PLACE_FRESH = 60.0
+"""Seconds since a host's last heartbeat beyond which no agent is placed on it."""
 REPUBLISH_RETRY = 2.0
 """Seconds before this host's agents are published again after a failure."""
 
@@ -134,6 +136,20 @@ class Federation:
             Unreachable: the host or NATS did not answer.
         """
         return await self.rpc.call(host, request)
+
+    def place(self) -> str:
+        """The host a new agent goes to: the one with the most free places (its capacity
+        less its agents), this one on a tie; hosts not heard from within `PLACE_FRESH`
+        are left out."""
+        now = self._s.clock.now()
+        best, free = self.host, self._s.settings.host_capacity - len(self._s.registry.all())
+        for name, seen in sorted(self.view.hosts.items()):
+            if now - seen.seen_at > PLACE_FRESH:
+                continue
+            room = seen.entry.capacity - seen.entry.agents
+            if room > free:
+                best, free = name, room
+        return best
 
     def hosts_changed(self) -> None:
         """Tell the bus the link's state and the hosts as they are now (soon: counting the

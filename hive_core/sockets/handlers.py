@@ -20,7 +20,7 @@ from hive_core import (
     open_threads,
 )
 from hive_core.containers.nixos import NixosBackend
-from hive_core.errors import Forbidden, InvalidRequest
+from hive_core.errors import Forbidden, InvalidRequest, NotFound
 from hive_core.federation.names import FORWARDED
 from hive_core.services import Services
 from hive_core.sockets.server import Conn
@@ -204,7 +204,10 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return await _messages(s, req, conn)
         case rq.Version() | rq.Ping():
             return await _common(s, req, conn)
-        case rq.Spawn(name=name):
+        case rq.Spawn(name=name, host=host):
+            if (there := _placed(s, host)) is not None and s.federation is not None:
+                request = {"cmd": "spawn", "name": name, "host": there}
+                return await s.federation.forward(there, request)  # spawned there
             info = await lifecycle.spawn(s, name, who)
             return rs.Done(detail=f"spawned {info.name} (pid {info.pid}, web port {info.web_port})")
         case rq.RequestSpawn(name=name):
@@ -294,6 +297,26 @@ async def _attention(s: Services) -> list[AttentionItem]:
     if s.attention is None:
         raise InvalidRequest("the attention list is not running yet")
     return await s.attention.compute()
+
+
+def _placed(s: Services, host: str | None) -> str | None:
+    """The other host a spawn goes to: `host`, or (none named) the one with the most free
+    places; None for this host.
+
+    Raises:
+        InvalidRequest: a host named on a hive of one host.
+        NotFound: no such host in the hive.
+    """
+    fed = s.federation
+    if fed is None:
+        if host is not None:
+            raise InvalidRequest("host: this hive runs on one host (no HIVE_NATS_URL)")
+        return None
+    if host is None:
+        host = fed.place()
+    elif host != fed.host and host not in fed.view.hosts:
+        raise NotFound(f"no host {host!r} in the hive; `hive-core hosts` lists them")
+    return None if host == fed.host else host
 
 
 def _elsewhere(s: Services, req: rq.HostRequest) -> str | None:

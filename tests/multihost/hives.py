@@ -84,6 +84,14 @@ class Hosts:
                 host, f"NATS up, {total} hosts", lambda s: s.link == "up" and s.hosts >= total
             )
 
+    def spawn_idle(self, host: str, *names: str) -> None:
+        """Spawn agents on `host` (named: the hive would place them by free places), then
+        stop their harnesses: the socket stays, and the test is the agent."""
+        for name in names:
+            for args in (("spawn", name, "--host", host), ("stop", name)):
+                result = self[host].cli(*args)
+                assert result.returncode == 0, result.stderr
+
     def local_agents(self, host: str) -> list[str]:
         """The agents `host` runs itself (its `list --json` rows of its own host)."""
         result = self[host].cli("list", "--json")

@@ -11,7 +11,7 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
 from hive_share.models import Message
-from tests.multihost.hives import Hosts, hosts_of
+from tests.multihost.hives import Hosts, host_env, hosts_of
 from tests.multihost.nats_cluster import NatsCluster
 
 WAIT = 20.0
@@ -42,8 +42,8 @@ async def receive(client: HiveClient, count: int) -> list[Message]:
 
 
 async def test_a_message_crosses_hosts_and_the_reply_comes_back(hosts: Hosts) -> None:
-    hosts["a"].spawn_idle("ada")
-    hosts["b"].spawn_idle("bea")
+    hosts.spawn_idle("a", "ada")
+    hosts.spawn_idle("b", "bea")
     hosts.settled(3)  # the manager, ada and bea
     listed = json.loads(ok(hosts, "c", "list", "--json"))
     assert {(r["name"], r["host"]) for r in listed} >= {("ada", "a"), ("bea", "b")}
@@ -68,7 +68,7 @@ async def test_a_message_crosses_hosts_and_the_reply_comes_back(hosts: Hosts) ->
 
 
 def test_another_hosts_agent_is_acted_on_where_it_runs(hosts: Hosts) -> None:
-    hosts["b"].spawn_idle("bea")
+    hosts.spawn_idle("b", "bea")
     hosts.settled(2)  # the manager and bea
     assert ok(hosts, "a", "start", "bea").strip() == "started bea"
     assert "bea" in hosts.running_agents("b")
@@ -83,3 +83,23 @@ def test_another_hosts_agent_is_acted_on_where_it_runs(hosts: Hosts) -> None:
     gone = hosts["a"].cli("start", "bea")
     assert gone.returncode == 1
     assert "host b is not answering" in gone.stderr, gone.stderr
+
+
+def test_a_spawn_goes_to_the_host_named_or_with_the_most_free_places(
+    nats_cluster: NatsCluster,
+) -> None:
+    capacity = {"a": "1", "b": "6", "c": "2"}
+    envs = {h: {**host_env(nats_cluster, h), "HIVE_HOST_CAPACITY": n} for h, n in capacity.items()}
+    hosts = Hosts(nats_cluster, envs)
+    try:
+        hosts.start()
+        hosts.linked()
+        assert "spawned roam" in ok(hosts, "a", "spawn", "roam")  # b has the most room
+        assert "roam" in hosts.local_agents("b")
+        ok(hosts, "a", "spawn", "pinned", "--host", "c")
+        assert "pinned" in hosts.local_agents("c")
+        nowhere = hosts["a"].cli("spawn", "lost", "--host", "zz")
+        assert nowhere.returncode == 1
+        assert "no host 'zz' in the hive" in nowhere.stderr
+    finally:
+        hosts.close()

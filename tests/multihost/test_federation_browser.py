@@ -17,8 +17,8 @@ from tests.multihost.nats_cluster import NatsCluster
 @pytest.fixture
 def hosts(nats_cluster: NatsCluster) -> Iterator[Hosts]:
     with hosts_of(nats_cluster, ("a", "b")) as joined:
-        joined["a"].spawn_idle("ada")
-        joined["b"].spawn_idle("bea")
+        joined.spawn_idle("a", "ada")
+        joined.spawn_idle("b", "bea")
         joined.settled(3)
         yield joined
 

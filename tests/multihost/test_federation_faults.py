@@ -28,8 +28,8 @@ after about 10 s; a lost delivery comes again after 10 s)."""
 @pytest.fixture
 def hosts(nats_cluster: NatsCluster) -> Iterator[Hosts]:
     with hosts_of(nats_cluster) as joined:
-        joined["a"].spawn_idle("ada")
-        joined["b"].spawn_idle("bea")
+        joined.spawn_idle("a", "ada")
+        joined.spawn_idle("b", "bea")
         joined.settled(3)
         yield joined
 
@@ -150,7 +150,7 @@ async def test_messages_survive_nats_and_hive_core_faults(
 async def test_with_nats_gone_local_work_goes_on_and_the_queue_flushes_after(
     hosts: Hosts, nats_cluster: NatsCluster
 ) -> None:
-    hosts["a"].spawn_idle("amy")
+    hosts.spawn_idle("a", "amy")
     for i in range(len(nats_cluster.nodes)):
         nats_cluster.kill(i)
     hosts.wait_until("a", "NATS down", lambda s: s.link == "down")

@@ -26,5 +26,8 @@ def test_a_hive_of_one_host_never_imports_nats(tmp_path: Path) -> None:
             result = hive.cli(*args, stdin="hello")
             assert result.returncode == 0, result.stderr
         assert hive.cli("hosts").stdout.startswith("this hive runs on one host")
+        elsewhere = hive.cli("spawn", "far", "--host", "beta")
+        assert elsewhere.returncode == 1
+        assert "host: this hive runs on one host" in elsewhere.stderr
     assert not mark.exists()
     assert "NATS" not in hive.log()

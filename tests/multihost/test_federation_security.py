@@ -48,8 +48,8 @@ async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: Nats
     try:
         hosts.start()
         hosts.linked()
-        hosts["a"].spawn_idle("ada")
-        hosts["b"].spawn_idle("bea")
+        hosts.spawn_idle("a", "ada")
+        hosts.spawn_idle("b", "bea")
         hosts.settled(3)
         forged = (
             names.Forwarded(
@@ -74,7 +74,8 @@ async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: Nats
             # Requests: c may not ask as a, and b runs only lifecycle verbs on its own agents.
             with pytest.raises((nats.errors.Error, TimeoutError)):
                 await nc.request(names.rpc_subject(HIVE_ID, "b", "a"), b"{}", timeout=2)
-            asks = [({"cmd": "spawn", "name": "evil"}, "verb_not_allowed"),
+            asks = [({"cmd": "approve", "id": 1}, "verb_not_allowed"),
+                    ({"cmd": "spawn", "name": "evil", "host": "c"}, "invalid_request"),
                     ({"cmd": "stop", "name": "ada"}, "unknown_agent")]  # fmt: skip
             for ask, code in asks:
                 subject = names.rpc_subject(HIVE_ID, "b", "c")
@@ -121,7 +122,7 @@ def test_one_name_spawned_on_two_hosts_at_once_is_one_agent(hosts: Hosts) -> Non
     results = {}
 
     def spawn(host: str) -> None:
-        results[host] = hosts[host].cli("spawn", "twin")
+        results[host] = hosts[host].cli("spawn", "twin", "--host", host)
 
     threads = [threading.Thread(target=spawn, args=(h,)) for h in ("a", "b")]
     for t in threads:
