@@ -16,8 +16,12 @@ from hive_share.base import AgentName, AgentState, Principal, Role, WireModel
 from hive_share.request_fields import MAX_BODY, Id
 
 HostId = str
-FORWARDED = frozenset({"start", "stop", "kill", "restart", "rebuild", "destroy"})
-"""The operator's verbs that act on another host's agent through that host."""
+FORWARDED = frozenset(
+    {"start", "stop", "kill", "restart", "rebuild", "destroy", "relay", "harness_log", "login_link"}
+)
+"""The operator's verbs on one agent that run on its host when it is another host's: the
+lifecycle, its harness's controls and events (`relay`: cancel, new session, model, logs),
+its harness log, and a login link to its page."""
 
 
 def msg_stream(hive: str) -> str:

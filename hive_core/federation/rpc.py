@@ -1,7 +1,8 @@
 """Acting on another host's agent: the request goes to that host and runs there.
 
-An operator's lifecycle request (start, stop, kill, restart, rebuild, destroy) naming an
-agent of another host, or a spawn placed on another host, is sent to it as a NATS request
+An operator's request on one agent (`FORWARDED`: its lifecycle, its harness's controls and
+events, its log, a login link) naming an agent of another host, or a spawn placed on
+another host, is sent to it as a NATS request
 on `hive.<hive>.rpc.<dest>.<origin>` and run by that host's own host-socket dispatch, as
 the operator's; its answer comes back whole, an error too. The last token is the asking
 host, which NATS permissions let only it publish; a host serves only the verbs in

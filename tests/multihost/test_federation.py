@@ -72,6 +72,13 @@ def test_another_hosts_agent_is_acted_on_where_it_runs(hosts: Hosts) -> None:
     hosts.settled(2)  # the manager and bea
     assert ok(hosts, "a", "start", "bea").strip() == "started bea"
     assert "bea" in hosts.running_agents("b")
+    assert ok(hosts, "a", "logs", "bea", "--raw").strip()  # b's harness log, read on b
+    ok(hosts, "c", "logs", "bea")  # its turns, through its harness on b
+    link = ok(hosts, "c", "login-link", "bea")
+    port = next(
+        r["web_port"] for r in json.loads(ok(hosts, "b", "list", "--json")) if r["name"] == "bea"
+    )
+    assert f":{port}/login?code=" in link
     assert ok(hosts, "c", "stop", "bea").strip() == "stopped bea"
     assert "bea" not in hosts.running_agents("b")
     manager = next(h for h in ("a", "b", "c") if "hm1nd" in hosts.local_agents(h))
