@@ -1,13 +1,12 @@
 """Acting on another host's agent: the request goes to that host and runs there.
 
 An operator's request on one agent (`FORWARDED`: its lifecycle, its harness's controls and
-events, its log, a login link) naming an agent of another host, or a spawn placed on
-another host, is sent to it as a NATS request
-on `hive.<hive>.rpc.<dest>.<origin>` and run by that host's own host-socket dispatch, as
-the operator's; its answer comes back whole, an error too. The last token is the asking
-host, which NATS permissions let only it publish; a host serves only the verbs in
-`FORWARDED`, on agents it runs, and spawns that name it as their host. Nothing is queued:
-a host out of reach is an `unreachable` answer, at once.
+events, its log, a login link) naming another host's agent, or a spawn placed on another
+host, is sent to that host as a NATS request on `hive.<hive>.rpc.<dest>.<origin>` and run
+by its own host-socket dispatch, as the operator's; its answer comes back whole, an error
+too. The last token is the asking host, which NATS permissions let only it publish; a host
+serves only the verbs in `FORWARDED`, on agents it runs, and spawns that name it as their
+host. Nothing is queued: a host out of reach is an `unreachable` answer, at once.
 """
 
 from __future__ import annotations
