@@ -180,25 +180,31 @@ async def send_to_wake(
     async with asyncio.timeout(PHASE_TIMEOUT):
         for i in range(warmup + rounds):
             to, sender = _wake_pair(i, agents, total)
-            receiver = swarm.receivers[to]
-            await receiver.parked()
-            body = f"wake {i}"
-            request = swarm.send_request(to, body)
-            start = time.perf_counter()
-            sent = asyncio.create_task(swarm.senders[sender].call(request, rs.Sent))
-            messages = await receiver.take()
-            elapsed = time.perf_counter() - start
-            await sent
-            if [m.body for m in messages] != [body]:
-                raise BenchError(f"expected [{body!r}], got {[m.body for m in messages]}")
-            await receiver.ack(messages)
-            receiver.arm()
-            # Its ack is committed before that recv parks: let it, so the next round's
-            # send never shares a commit with it and the ack stays outside the timing.
-            await receiver.parked()
+            request = swarm.send_request(to, f"wake {i}")
+            elapsed = await timed_wake(swarm.receivers[to], swarm.senders[sender], request)
             if i >= warmup:
                 samples.append(elapsed)
     return samples
+
+
+async def timed_wake(receiver: Receiver, sender: HiveClient, request: rq.Send) -> float:
+    """Seconds from just before `sender` sends `request` until `receiver`'s parked recv
+    returns it; the send's reply and the ack stay outside the timing, and `receiver` is
+    parked again on return."""
+    await receiver.parked()
+    start = time.perf_counter()
+    sent = asyncio.create_task(sender.call(request, rs.Sent))
+    messages = await receiver.take()
+    elapsed = time.perf_counter() - start
+    await sent
+    if [m.body for m in messages] != [request.body]:
+        raise BenchError(f"expected [{request.body!r}], got {[m.body for m in messages]}")
+    await receiver.ack(messages)
+    receiver.arm()
+    # Its ack is committed before that recv parks: let it, so the next round's send never
+    # shares a commit with it and the ack stays outside the timing.
+    await receiver.parked()
+    return elapsed
 
 
 def burst_targets(senders: int, agents: int, per_sender: int) -> list[int]:

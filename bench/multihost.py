@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import fleet, report, turn
-from bench.broker import BenchError, Receiver
+from bench.broker import BenchError, Receiver, timed_wake
 from bench.daemon import Daemon, launched, wait_ready
 from bench.stats import p50, p99
 from hive_share import requests as rq
@@ -132,20 +132,8 @@ async def measure(alpha: Daemon, beta: Daemon, pacing: Pacing) -> tuple[list[flo
                 receiver.arm()
             for i in range(2 * (pacing.warmup + pacing.rounds)):
                 to, receiver, into = ("near", near, same) if i % 2 == 0 else ("far", far, cross)
-                await receiver.parked()
-                body = f"wake {i}"
-                start = time.perf_counter()
-                sent = asyncio.create_task(
-                    operator.call(rq.Send(cmd="send", to=to, body=body), rs.Sent)
-                )
-                messages = await receiver.take()
-                elapsed = time.perf_counter() - start
-                await sent
-                if [m.body for m in messages] != [body]:
-                    raise BenchError(f"expected [{body!r}], got {[m.body for m in messages]}")
-                await receiver.ack(messages)
-                receiver.arm()
-                await receiver.parked()
+                request = rq.Send(cmd="send", to=to, body=f"wake {i}")
+                elapsed = await timed_wake(receiver, operator, request)
                 if i >= 2 * pacing.warmup:
                     into.append(elapsed)
         finally:

@@ -7,6 +7,7 @@ demand), answers non-streaming requests too, and records every request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
@@ -173,6 +174,9 @@ class FakeAnthropic:
         self.script = script
         self.seen: list[Seen] = []
         self._changed = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        """Set when the server stops (on its own loop, made with its first request)."""
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -193,9 +197,19 @@ class FakeAnthropic:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()
+
+    async def _think(self, seconds: float) -> None:
+        """A model's thinking time: `seconds`, cut short when the fake API stops (so its
+        shutdown never waits out a scripted delay)."""
+        if self._stopping is None:
+            self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def wait_for(self, predicate: Callable[[list[Seen]], bool], what: str) -> None:
         """Block until `predicate(seen)` holds; fail after a bound."""
@@ -220,7 +234,7 @@ class FakeAnthropic:
         if reply.hold is not None:
             await asyncio.to_thread(reply.hold.wait, WAIT_BOUND)
         if reply.delay > 0:
-            await asyncio.sleep(reply.delay)
+            await self._think(reply.delay)
         if reply.status != 200:
             return JSONResponse(
                 {"type": "error",

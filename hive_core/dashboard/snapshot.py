@@ -43,7 +43,7 @@ from hive_core.message_reads import RESPONSE_BUDGET
 from hive_core.services import Services
 from hive_share import events
 from hive_share.events import Frame
-from hive_share.models import AgentInfo, AgentState, Message, dump
+from hive_share.models import AgentInfo, AgentState, HostInfo, LinkState, Message, dump
 from hive_share.names import OPERATOR
 
 QUEUE = 8192
@@ -205,6 +205,8 @@ class Snapshot:
         self._usage = _Usage()
         self._usage_stale = True
         self._attention = "[]"
+        self._hosts = _hosts_text(None, [])
+        """The hive's hosts as `hosts_changed` last told them (a hive of one host: none)."""
         self._sections: dict[str, str] = {}
         self._stale: set[str] = set()
         self._wanted = anyio.Event()
@@ -215,8 +217,7 @@ class Snapshot:
         """The snapshot as the JSON `GET /api/state` answers."""
         async with self._lock:
             seq = await self._refresh()
-            hosts = await self._hosts()
-            text = self._encode(seq, hosts)
+            text = self._encode(seq)
         self._wanted.set()
         return text.encode("utf-8")
 
@@ -256,15 +257,7 @@ class Snapshot:
             return [dump(q) for q in await s.questions.pending(operator_only=True)]
         return [dump(m) for m in await s.broker.recent(OPERATOR, limit=INBOX_PAGE)]
 
-    async def _hosts(self) -> str:
-        """The hive's hosts (`hosts` answers the same), read at each fetch: a few rows."""
-        fed = self.s.federation
-        if fed is None:
-            return '{"federated":false,"link":null,"hosts":[]}'
-        hosts = [dump(h) for h in await fed.hosts()]
-        return encode({"federated": True, "link": fed.link.state, "hosts": hosts})
-
-    def _encode(self, seq: int, hosts: str) -> str:
+    def _encode(self, seq: int) -> str:
         s = self.s
         if self._usage.text is None:
             self._usage.text = encode({"usage": self._usage.rows, "hourly": self._usage.hourly})
@@ -283,7 +276,7 @@ class Snapshot:
             "attention": self._attention,
             "usage": usage,
             "notify": encode([dump(t) for t in s.notifier.status()]),
-            "hosts": hosts,
+            "hosts": self._hosts,
         }
         return "{" + ",".join(f'"{k}":{v}' for k, v in parts.items()) + "}"
 
@@ -347,6 +340,7 @@ class Snapshot:
         if s.federation is not None:  # the other hosts' agents, as the directory shows them
             for remote in s.federation.remote_agents():
                 self._agents.setdefault(remote.name, _Row(remote))
+            self._hosts = _hosts_text(s.federation.link.state, await s.federation.hosts())
         self._flow.reset(s, flow, more)
         self._attention = encode([dump(i) for i in attention])
         self._stale.update(DB_SECTIONS)
@@ -359,6 +353,8 @@ class Snapshot:
         for ev in evs:
             if isinstance(ev, events.ContainerStateChanged | events.ContainerRemoved):
                 self._agent_changed(ev)
+            elif isinstance(ev, events.HostsChanged):
+                self._hosts = _hosts_text(ev.link, ev.hosts)
             elif isinstance(ev, events.Sent | events.Leased | events.Released | events.Delivered):
                 self._message_changed(ev)
             elif isinstance(ev, events.ApprovalAdded | events.ApprovalStarted):
@@ -461,3 +457,10 @@ class Snapshot:
                 if s.backend.status(name).pid == rows[name].info.pid:
                     changed = agent_info.info(s, record, answered)
                     s.bus.publish(events.ContainerStateChanged(agent=changed))
+
+
+def _hosts_text(link: LinkState | None, hosts: list[HostInfo]) -> str:
+    """`/api/state`'s `hosts`: whether the hive spans hosts, this host's link, the hosts."""
+    if link is None:
+        return '{"federated":false,"link":null,"hosts":[]}'
+    return encode({"federated": True, "link": link, "hosts": [dump(h) for h in hosts]})

@@ -80,22 +80,26 @@ class Directory:
         kv = self._kv(names.names_bucket(self._link.hive))
         try:
             await kv.create(name, self._host.encode())
-            return
-        except nats.js.errors.KeyWrongLastSequenceError:
-            pass
+        except nats.js.errors.KeyWrongLastSequenceError:  # held: by this host, or another
+            holder = await self.holder(name)
+            if holder is not None and holder != self._host:
+                raise AlreadyExists(f"agent {name!r} already exists on host {holder}") from None
         except (nats.errors.Error, TimeoutError) as exc:
             raise Unreachable(f"could not claim the name {name!r} across the hive: {exc}") from exc
-        holder = await self.holder(name)
-        if holder is not None and holder != self._host:
-            raise AlreadyExists(f"agent {name!r} already exists on host {holder}")
 
     async def holder(self, name: str) -> str | None:
-        """The host holding `name`, or None."""
+        """The host holding `name`, or None.
+
+        Raises:
+            Unreachable: NATS is away.
+        """
         kv = self._kv(names.names_bucket(self._link.hive))
         try:
             entry = await kv.get(name)
         except nats.js.errors.KeyNotFoundError:
             return None
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unreachable(f"could not look up {name!r} across the hive: {exc}") from exc
         return None if entry.value is None else entry.value.decode(errors="replace")
 
     async def release(self, name: str) -> None:

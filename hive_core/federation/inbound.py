@@ -45,7 +45,8 @@ ACK_WAIT = 10.0
 """Seconds JetStream waits for an ack before it delivers the message again (and, one being
 in flight at a time, before anything after it)."""
 RETRY = 1.0
-"""Seconds before following the stream again after the link or a commit failed."""
+"""Seconds before following the stream again after the link failed, and before a message
+that could not be committed comes again."""
 
 
 class Inbound:
@@ -86,18 +87,12 @@ class Inbound:
                         batch = await sub.fetch(FETCH, timeout=FETCH_WAIT)
                     except nats.errors.TimeoutError:
                         continue
-                    await self._take_all(batch)
+                    for msg in batch:  # one: `max_ack_pending` is 1
+                        if not await self._take(msg):
+                            await msg.nak(delay=RETRY)  # again in a moment, before the rest
             except (nats.errors.Error, TimeoutError) as exc:
                 logger.warning("following this host's messages stopped: %s", exc)
             await anyio.sleep(RETRY)
-
-    async def _take_all(self, batch: list[Msg]) -> None:
-        for n, msg in enumerate(batch):
-            if not await self._take(msg):
-                for later in batch[n:]:  # again after it, in order
-                    await later.nak()
-                await anyio.sleep(RETRY)
-                return
 
     async def _take(self, msg: Msg) -> bool:
         """Commit and ack one message, or refuse it; False: it could not be committed now."""
@@ -135,7 +130,7 @@ class Inbound:
             return origin
         try:
             return await self._directory.holder(sender) or ""
-        except (HiveError, nats.errors.Error, TimeoutError) as exc:
+        except HiveError as exc:
             logger.warning("could not look up the host of %s: %s", sender, exc)
             return None
 

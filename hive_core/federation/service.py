@@ -203,9 +203,8 @@ class Federation:
     async def _follow_bus(self) -> None:
         """Publish each change of this host's agents as it happens."""
         await self.link.up()
-        kinds = ("container_state_changed", "container_removed")
-        while True:
-            sub = self._s.bus.subscribe(kinds=kinds)
+        while True:  # a destroy gives its entry back itself (`release`)
+            sub = self._s.bus.subscribe(kinds=("container_state_changed",))
             try:
                 async for frame in sub:
                     event = frame.event

@@ -49,10 +49,16 @@ async def test_the_dashboard_groups_agents_by_host(hosts: Hosts, tmp_path: Path)
         assert await page.locator('[data-agent="bea"]').is_visible()
         assert not await page.locator('[data-agent="ada"]').is_visible()
         await page.fill("#agent-filter", "")
+        await page.mouse.move(0, 0)  # no button left hovered where start was clicked
         await shots.take(page, "dashboard-hosts")
         phone = await open_dashboard(b, hosts["a"], viewport=PHONE)
         row = phone.locator('[data-agent="bea"]')
         await row.wait_for()
+        await row.scroll_into_view_if_needed()  # the other host's head and its agent
+        stop = row.locator('[data-action="stop"]')
+        assert not await stop.is_visible()  # folded on a phone, as this host's rows are
+        await row.locator('[data-action="menu"]').click()
+        assert await stop.is_visible()
         box = await row.bounding_box()
         assert box is not None and box["x"] + box["width"] <= PHONE["width"]
         await shots.take(phone, "dashboard-hosts-phone")

@@ -547,6 +547,7 @@ function renderRemote(agent) {
     actions.appendChild(buttonFor(entry, name, "start", "start"));
   }
   if (agent.role !== "manager") actions.appendChild(buttonFor(entry, name, "destroy", "destroy", { danger: true }));
+  actions.appendChild(menuButton(entry, name)); // folds them, as on this host's rows
   line.appendChild(actions);
   entry.box.setAttribute("data-state", str(agent.state));
   entry.box.setAttribute("data-host", str(agent.host));
