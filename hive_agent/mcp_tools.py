@@ -248,12 +248,14 @@ def _manager(server: MCPServer[Any], tools: Tools) -> None:
         return "\n".join(lines) or "Nothing needs attention."
 
     @server.tool(structured_output=False)
-    async def request_spawn(name: str) -> str:
-        """Ask the operator to approve a new agent `name`."""
+    async def request_spawn(name: str, host: str | None = None) -> str:
+        """Ask the operator to approve a new agent `name`; in a hive across hosts, on
+        `host` (default: the host with the most free places)."""
         got = await tools.call(
-            make(rq.RequestSpawn, cmd="request_spawn", name=name), rs.ApprovalResult
+            make(rq.RequestSpawn, cmd="request_spawn", name=name, host=host), rs.ApprovalResult
         )
-        return f"Queued approval {got.approval.id}: spawn {name}. The operator decides."
+        where = f" on host {got.approval.host}" if got.approval.host else ""
+        return f"Queued approval {got.approval.id}{where}: spawn {name}. The operator decides."
 
     @server.tool(structured_output=False)
     async def request_init_config(name: str) -> str:

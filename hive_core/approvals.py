@@ -122,6 +122,15 @@ class Approvals:
 
         return [_approval(r) for r in await self._db.read(select)]
 
+    async def ended_since(self, since: float) -> list[int]:
+        """The ids of the approvals that ended at or after `since`."""
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT id FROM approvals WHERE resolved_at >= ? ORDER BY id", (since,)
+            ).fetchall()
+        )
+        return [int(r[0]) for r in rows]
+
     async def claim(self, approval_id: int) -> Approval:
         """pending → in_progress: the operator's approval, taken before anything is done.
 

@@ -68,6 +68,12 @@ def ranked(items: Iterable[AttentionItem]) -> list[AttentionItem]:
     return sorted(items, key=lambda i: (RANK[i.severity], i.since, i.key))
 
 
+def _held(host: str | None) -> tuple[str, str]:
+    """How a summary and a command name the host holding an item: nothing for this host's,
+    ` on HOST` and ` --host HOST` for another's."""
+    return ("", "") if host is None else (f" on {host}", f" --host {host}")
+
+
 def _line(text: str) -> str:
     """The first line of `text`, cut to SUMMARY_CHARS."""
     first = text.strip().splitlines()[0] if text.strip() else ""
@@ -135,40 +141,52 @@ class Attention:
 
     async def _approvals(self) -> list[AttentionItem]:
         items = []
-        for a in await self._s.approvals.pending():
-            if a.kind == "budget":
+        fed = self._s.federation
+        remote = [] if fed is None else fed.items.remote_approvals()
+        for a in [*await self._s.approvals.pending(), *remote]:
+            if a.kind == "budget" and a.host is None:
                 continue  # its over_budget item stands for it (ref: the approval's id)
             what = {"spawn": f"spawn {a.agent}", "apply_commit": f"deploy a config to {a.agent}",
-                    "update": "update every outdated agent"}[a.kind]  # fmt: skip
-            under_way = a.status == "in_progress"
+                    "update": "update every outdated agent",
+                    "budget": f"let {a.agent} spend more"}[a.kind]  # fmt: skip
+            under_way = " (under way)" if a.status == "in_progress" else ""
+            where, held = _held(a.host)
             items.append(
                 AttentionItem(
-                    key=f"approval:{a.id}",
+                    key=f"approval:{a.host + ':' if a.host else ''}{a.id}",
                     kind="approval",
                     agent=None if a.kind == "update" else a.agent,
-                    summary=f"approval {a.id}: {what}" + (" (under way)" if under_way else ""),
+                    summary=f"approval {a.id}{where}: {what}{under_way}",
                     since=a.created_at,
                     severity="info" if under_way else "warn",
-                    action=f"hive-core show {a.id}; hive-core approve {a.id} or deny {a.id}",
+                    action=f"hive-core show {a.id}{held}; "
+                    f"hive-core approve {a.id}{held} or deny {a.id}{held}",
                     ref=a.id,
+                    host=a.host,
                 )
             )
         return items
 
     async def _questions(self) -> list[AttentionItem]:
-        return [
-            AttentionItem(
-                key=f"question:{q.id}",
-                kind="question",
-                agent=q.asker,
-                summary=f"{q.asker} asks: {_line(q.question)}",
-                since=q.created_at,
-                severity="warn",
-                action=f"hive-core answer {q.id} ANSWER",
-                ref=q.id,
+        fed = self._s.federation
+        remote = [] if fed is None else fed.items.remote_questions()
+        items = []
+        for q in [*await self._s.questions.pending(operator_only=True), *remote]:
+            where, held = _held(q.host)
+            items.append(
+                AttentionItem(
+                    key=f"question:{q.host + ':' if q.host else ''}{q.id}",
+                    kind="question",
+                    agent=q.asker,
+                    summary=f"{q.asker}{where} asks: {_line(q.question)}",
+                    since=q.created_at,
+                    severity="warn",
+                    action=f"hive-core answer {q.id} ANSWER{held}",
+                    ref=q.id,
+                    host=q.host,
+                )
             )
-            for q in await self._s.questions.pending(operator_only=True)
-        ]
+        return items
 
     async def _operator_inbox(self) -> list[AttentionItem]:
         def unread(conn: sqlite3.Connection) -> tuple[int, float | None]:

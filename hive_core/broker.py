@@ -116,9 +116,12 @@ class Broker:
             raise too_fast(sender)
         return await self._store(sender, to, body, idempotency_key, now, remote)
 
-    async def accept(self, sender: str, to: str, body: str, key: str) -> bool:
+    async def accept(
+        self, sender: str, to: str, body: str, key: str, event: HelperEvent | None = None
+    ) -> bool:
         """Commit a message another host forwarded (its sender was held to its own host's
-        throttle); returns whether it was here already (the same key).
+        throttle; `event`: a helper event that host's hive-core sent); returns whether it
+        was here already (the same key).
 
         Raises:
             UnknownAgent: `to` is not an agent of this host.
@@ -127,21 +130,29 @@ class Broker:
         """
         if not self._is_recipient(to):
             raise UnknownAgent(f"no agent named {to!r} on this host")
-        _, duplicate = await self._store(sender, to, body, key, self._clock.now(), None)
+        _, duplicate = await self._store(sender, to, body, key, self._clock.now(), None, event)
         return duplicate
 
     async def _store(
-        self, sender: str, to: str, body: str, key: str | None, now: float, remote: str | None
+        self,
+        sender: str,
+        to: str,
+        body: str,
+        key: str | None,
+        now: float,
+        remote: str | None,
+        event: HelperEvent | None = None,
     ) -> tuple[int, bool]:
         """Commit one message (with its `forwards` row when `remote` names its host), or find
         the one its key stored; `(id, duplicate)`."""
+        payload = None if event is None else event.model_dump_json()
 
         def insert(conn: sqlite3.Connection) -> tuple[int, sqlite3.Row | None]:
             cursor = conn.execute(
-                "INSERT INTO messages (sender, recipient, body, idempotency_key, sent_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender, idempotency_key) "
+                "INSERT INTO messages (sender, recipient, body, idempotency_key, sent_at, event) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender, idempotency_key) "
                 "WHERE idempotency_key IS NOT NULL DO NOTHING",
-                (sender, to, body, key, now),
+                (sender, to, body, key, now, payload),
             )
             if cursor.rowcount == 1 and cursor.lastrowid is not None:
                 if remote is not None:
@@ -167,7 +178,7 @@ class Broker:
             return msg_id, True
         # The row as stored, from what was stored: no read back, no decoding.
         self._delivered_to_inbox(
-            Message(id=msg_id, sender=sender, recipient=to, body=body, sent_at=now)
+            Message(id=msg_id, sender=sender, recipient=to, body=body, sent_at=now, event=event)
         )
         if remote is not None:
             self._forwarded()
@@ -176,6 +187,10 @@ class Broker:
     def knows(self, name: str) -> bool:
         """Whether `name` has an inbox on this host."""
         return self._is_recipient(name)
+
+    def reaches(self, name: str) -> bool:
+        """Whether `name` has an inbox on this host or is another host's agent."""
+        return self._is_recipient(name) or self._host_of(name) is not None
 
     async def notify(
         self,
@@ -188,11 +203,16 @@ class Broker:
         `together` runs in the same transaction first; when it returns False nothing is
         stored and None is returned (e.g. the reminder was cancelled meanwhile).
 
+        Another host's agent is told through the outbox, as a message to it would be.
+
         Raises:
             UnknownAgent: nobody by that name has an inbox.
         """
+        remote = None
         if not self._is_recipient(to):
-            raise UnknownAgent(f"no agent named {to!r} to tell: {summary(event)}")
+            remote = self._host_of(to)
+            if remote is None:
+                raise UnknownAgent(f"no agent named {to!r} to tell: {summary(event)}")
         now = self._clock.now()
         body = summary(event)
         payload = event.model_dump_json()
@@ -205,11 +225,17 @@ class Broker:
                 "VALUES (?, ?, ?, ?, ?) RETURNING *",
                 (HIVE_SENDER, to, body, now, payload),
             ).fetchone()
+            if remote is not None:
+                conn.execute(
+                    "INSERT INTO forwards (message_id, host) VALUES (?, ?)", (row["id"], remote)
+                )
             return row
 
         stored = await self._db.write(insert)
         if stored is None:
             return None
+        if remote is not None:
+            self._forwarded()
         message = message_from_row(stored)
         self._delivered_to_inbox(message)
         return message.id

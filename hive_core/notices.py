@@ -19,9 +19,11 @@ logger = logging.getLogger(__name__)
 
 async def tell_requester(s: Services, approval: Approval) -> None:
     """An agent that asked for something hears how it ended (the operator sees it directly)."""
-    if approval.requester == OPERATOR or not s.registry.is_recipient(approval.requester):
+    requester = approval.requester
+    if requester == OPERATOR or not s.broker.reaches(requester):
         return
-    await s.broker.notify(approval.requester, _resolved(approval))
+    elsewhere = not s.registry.is_recipient(requester)  # another host's agent asked
+    await s.broker.notify(requester, _resolved(approval, s.settings.host_id if elsewhere else None))
 
 
 async def announce(s: Services, approval: Approval) -> None:
@@ -36,10 +38,10 @@ async def announce(s: Services, approval: Approval) -> None:
         await s.broker.notify(OPERATOR, _resolved(approval))
 
 
-def _resolved(approval: Approval) -> helper.ApprovalResolved:
+def _resolved(approval: Approval, host: str | None = None) -> helper.ApprovalResolved:
     return helper.ApprovalResolved(
         id=approval.id, approval_kind=approval.kind, agent=approval.agent,
-        status=approval.status, reason=approval.reason,
+        status=approval.status, reason=approval.reason, host=host,
     )  # fmt: skip
 
 

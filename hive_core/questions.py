@@ -196,6 +196,15 @@ class Questions:
         )
         return [_question(r) for r in rows]
 
+    async def ended_since(self, since: float, *, operator_only: bool = False) -> list[int]:
+        """The ids of the questions answered, cancelled or expired at or after `since`."""
+        where = "resolved_at >= ?" + (" AND target IS NULL" if operator_only else "")
+        rows = await self._db.read(
+            lambda c: c.execute(f"SELECT id FROM questions WHERE {where} ORDER BY id", (since,))
+            .fetchall()
+        )  # fmt: skip
+        return [int(r[0]) for r in rows]
+
     async def open_for(self, agent: str) -> list[Question]:
         """Unanswered questions asked by `agent` or waiting for its answer."""
         rows = await self._db.read(

@@ -169,14 +169,23 @@ def approvals(rows: Sequence[Approval], now: float | None = None) -> str:
         return "no pending approvals"
     # `rows` are the approvals that have not ended: pending, or approved and under way.
     now = time.time() if now is None else now
+    table_rows = [
+        [str(a.id), a.kind, a.agent, a.requester, duration(now - a.created_at), _change(a)]
+        for a in rows
+    ]
+    return _with_hosts(["ID", "KIND", "AGENT", "REQUESTER", "AGE", "CHANGE"], table_rows, rows)
+
+
+def _with_hosts(headers: list[str], cells: list[list[str]], rows: Sequence[Any]) -> str:
+    """`table`, with a HOST column after the id when the items come from a hive across
+    hosts (each has its host then)."""
+    if not any(getattr(r, "host", None) for r in rows):
+        return table(headers, cells)
+    hosts = [clean(getattr(r, "host", None) or "-") for r in rows]
     return table(
-        ["ID", "KIND", "AGENT", "REQUESTER", "AGE", "CHANGE"],
-        [
-            [str(a.id), a.kind, a.agent, a.requester, duration(now - a.created_at),
-             _change(a)]
-            for a in rows
-        ],
-    )  # fmt: skip
+        [headers[0], "HOST", *headers[1:]],
+        [[row[0], host, *row[1:]] for row, host in zip(cells, hosts, strict=True)],
+    )
 
 
 def _change(a: Approval) -> str:
@@ -302,14 +311,12 @@ def questions(rows: Sequence[Question], now: float | None = None) -> str:
     if not rows:
         return "no pending questions"
     now = time.time() if now is None else now
-    return table(
-        ["ID", "FROM", "AGE", "OPTIONS", "QUESTION"],
-        [
-            [str(q.id), q.asker, duration(now - q.created_at),
-             clean(" | ".join(q.options), 40) if q.options else "-", clean(q.question, 160)]
-            for q in rows
-        ],
-    )  # fmt: skip
+    cells = [
+        [str(q.id), q.asker, duration(now - q.created_at),
+         clean(" | ".join(q.options), 40) if q.options else "-", clean(q.question, 160)]
+        for q in rows
+    ]  # fmt: skip
+    return _with_hosts(["ID", "FROM", "AGE", "OPTIONS", "QUESTION"], cells, rows)
 
 
 def reminders(rows: Sequence[Reminder], now: float | None = None) -> str:

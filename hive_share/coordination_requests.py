@@ -10,7 +10,7 @@ from pydantic import Field
 
 from hive_share.base import BudgetWindow
 from hive_share.models import AgentName, WireModel
-from hive_share.request_fields import MAX_QUESTION, Id, StateFilePath
+from hive_share.request_fields import MAX_QUESTION, HostId, Id, StateFilePath
 
 
 class Ask(WireModel):
@@ -35,6 +35,8 @@ class AnswerQuestion(WireModel):
     cmd: Literal["answer"]
     id: Id
     answer: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION)]
+    host: HostId | None = None
+    """Operator: the host that holds it, when it is another host's (`questions` shows it)."""
 
 
 class CancelQuestion(WireModel):
@@ -42,6 +44,8 @@ class CancelQuestion(WireModel):
 
     cmd: Literal["cancel_question"]
     id: Id
+    host: HostId | None = None
+    """The host that holds it, when it is another host's."""
 
 
 class Questions(WireModel):

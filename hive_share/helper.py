@@ -61,6 +61,9 @@ class ApprovalResolved(WireModel):
     agent: str
     status: ApprovalStatus
     reason: str | None = None
+    host: str | None = None
+    """The host that held the approval, when it is another host's than yours (its id is
+    that host's)."""
 
 
 class Stuck(WireModel):

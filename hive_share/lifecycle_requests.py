@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from hive_share.models import AgentName, WireModel
-from hive_share.request_fields import Id
+from hive_share.request_fields import HostId, Id
 
 
 class Spawn(WireModel):
@@ -18,14 +18,16 @@ class Spawn(WireModel):
 
     cmd: Literal["spawn"]
     name: AgentName
-    host: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")] | None = None
+    host: HostId | None = None
 
 
 class RequestSpawn(WireModel):
-    """Queue a spawn for the operator's approval."""
+    """Queue a spawn for the operator's approval; in a hive across hosts, of an agent on
+    `host` (the approval is that host's), else on the host with the most free places."""
 
     cmd: Literal["request_spawn"]
     name: AgentName
+    host: HostId | None = None
 
 
 class RequestInitConfig(WireModel):
@@ -56,6 +58,8 @@ class ShowApproval(WireModel):
 
     cmd: Literal["show_approval"]
     id: Id
+    host: HostId | None = None
+    """The host that holds it, when it is another host's (`pending` shows it)."""
 
 
 class Approve(WireModel):
@@ -63,6 +67,8 @@ class Approve(WireModel):
 
     cmd: Literal["approve"]
     id: Id
+    host: HostId | None = None
+    """The host that holds it, when it is another host's (`pending` shows it)."""
 
 
 class Deny(WireModel):
@@ -71,6 +77,8 @@ class Deny(WireModel):
     cmd: Literal["deny"]
     id: Id
     reason: Annotated[str, Field(max_length=4096)] = ""
+    host: HostId | None = None
+    """The host that holds it, when it is another host's (`pending` shows it)."""
 
 
 class Start(WireModel):

@@ -86,6 +86,8 @@ class AttentionItem(WireModel):
     """The command that resolves it."""
     ref: int | None = None
     """The approval's or question's id, for the item's buttons."""
+    host: str | None = None
+    """The host holding that approval or question, when it is another host's."""
 
 
 class Approval(WireModel):
@@ -101,6 +103,9 @@ class Approval(WireModel):
     reason: str | None = None
     commit: str | None = None
     """`apply_commit`: the proposed commit, pinned as tag `proposal/<id>`."""
+    host: str | None = None
+    """The host that holds it, when it is another host's of the hive (its id is that
+    host's); None: this host's."""
     diff: str | None = None
     """`apply_commit`: the unified diff from what was deployed to the proposal."""
 
@@ -154,6 +159,9 @@ class Question(WireModel):
     answer: str | None = None
     answerer: str | None = None
     resolved_at: float | None = None
+    host: str | None = None
+    """The host that holds it, when it is another host's of the hive (its id is that
+    host's); None: this host's."""
 
 
 class Reminder(WireModel):

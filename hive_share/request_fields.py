@@ -23,6 +23,8 @@ MAX_QUESTION = 8 * 1024
 Id = Annotated[int, Field(gt=0, le=INT64_MAX)]
 """A row id: positive and within SQLite's 64-bit integers."""
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+HostId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+"""A host of a hive that spans hosts (`HIVE_HOST_ID`)."""
 StateFilePath = Annotated[str, Field(min_length=8, max_length=1024, pattern=r"^/state/[^\x00]+$")]
 
 

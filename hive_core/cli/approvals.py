@@ -11,6 +11,7 @@ from hive_core.cli.common import (
     TAKES_NEGATIVE_NUMBERS,
     ApprovalId,
     AsJson,
+    HeldBy,
     RunDir,
     call,
     cli_name,
@@ -54,9 +55,11 @@ def update(run_dir: RunDir = None) -> None:
 
 
 @app.command("show", context_settings=TAKES_NEGATIVE_NUMBERS)
-def show(id: ApprovalId, as_json: AsJson = False, run_dir: RunDir = None) -> None:
+def show(
+    id: ApprovalId, host: HeldBy = None, as_json: AsJson = False, run_dir: RunDir = None
+) -> None:
     """One approval whole: a proposed config change with its diff."""
-    got = call(run_dir, request(cmd="show_approval", id=id), "approval")["approval"]
+    got = call(run_dir, request(cmd="show_approval", id=id, host=host), "approval")["approval"]
     if as_json:
         emit_json(got)
     else:
@@ -64,9 +67,9 @@ def show(id: ApprovalId, as_json: AsJson = False, run_dir: RunDir = None) -> Non
 
 
 @app.command("approve", context_settings=TAKES_NEGATIVE_NUMBERS)
-def approve(id: ApprovalId, run_dir: RunDir = None) -> None:
-    """Approve a pending request and carry it out."""
-    detail(run_dir, cmd="approve", id=id)
+def approve(id: ApprovalId, host: HeldBy = None, run_dir: RunDir = None) -> None:
+    """Approve a pending request and carry it out (on the host holding it)."""
+    detail(run_dir, cmd="approve", id=id, host=host)
 
 
 @app.command("deny", context_settings=TAKES_NEGATIVE_NUMBERS)
@@ -75,7 +78,8 @@ def deny(
     reason: Annotated[
         str, typer.Option("--reason", help="Recorded with the denial.", show_default=False)
     ] = "",
+    host: HeldBy = None,
     run_dir: RunDir = None,
 ) -> None:
     """Deny a pending request."""
-    detail(run_dir, cmd="deny", id=id, reason=reason)
+    detail(run_dir, cmd="deny", id=id, reason=reason, host=host)

@@ -185,6 +185,16 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 Agent = Annotated[str, typer.Argument(metavar="NAME", help="Agent name.", show_default=False)]
 ApprovalId = Annotated[int, typer.Argument(metavar="ID", help="Approval id.", show_default=False)]
 QuestionId = Annotated[int, typer.Argument(metavar="ID", help="Question id.", show_default=False)]
+HeldBy = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        metavar="HOST",
+        help="The host holding it, in a hive across hosts (the HOST column of `pending` and "
+        "`questions`); it is decided there.",
+        show_default=False,
+    ),
+]
 
 TAKES_NEGATIVE_NUMBERS = {"ignore_unknown_options": True}
 """Context settings of a command with an ID argument: `-3` is that ID (refused by the

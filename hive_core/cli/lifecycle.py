@@ -47,11 +47,25 @@ def spawn(
 
 
 @app.command("request-spawn")
-def request_spawn(name: Agent, run_dir: RunDir = None) -> None:
+def request_spawn(
+    name: Agent,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="HOST",
+            help="Of an agent on this host of the hive, whose approval it is (default: the "
+            "one with the most free places).",
+            show_default=False,
+        ),
+    ] = None,
+    run_dir: RunDir = None,
+) -> None:
     """Queue a spawn for approval (as the manager would)."""
-    req = request(cmd="request_spawn", name=agent_name(name))
+    req = request(cmd="request_spawn", name=agent_name(name), host=host)
     approval = call(run_dir, req, "approval")["approval"]
-    print(f"queued approval {approval['id']}: spawn {approval['agent']}")
+    where = f" on host {approval['host']}" if approval.get("host") else ""
+    print(f"queued approval {approval['id']}{where}: spawn {approval['agent']}")
 
 
 @app.command("start")

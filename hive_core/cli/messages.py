@@ -12,6 +12,7 @@ from hive_core.cli.common import (
     TAKES_NEGATIVE_NUMBERS,
     AsJson,
     CliError,
+    HeldBy,
     QuestionId,
     RunDir,
     agent_name,
@@ -145,18 +146,20 @@ def questions(as_json: AsJson = False, run_dir: RunDir = None) -> None:
 def answer_question(
     id: QuestionId,
     answer: Annotated[str, typer.Argument(metavar="TEXT", help="The answer.", show_default=False)],
+    host: HeldBy = None,
     run_dir: RunDir = None,
 ) -> None:
     """Answer a question as the operator (any question: the operator may override)."""
-    req = request(cmd="answer", id=id, answer=answer)
+    req = request(cmd="answer", id=id, answer=answer, host=host)
     question = call(run_dir, req, "question")["question"]
     print(f"answered question {question['id']} (asked by {question['asker']})")
 
 
 @app.command("cancel-question", context_settings=TAKES_NEGATIVE_NUMBERS)
-def cancel_question(id: QuestionId, run_dir: RunDir = None) -> None:
+def cancel_question(id: QuestionId, host: HeldBy = None, run_dir: RunDir = None) -> None:
     """Withdraw a pending question; its asker is told."""
-    question = call(run_dir, request(cmd="cancel_question", id=id), "question")["question"]
+    req = request(cmd="cancel_question", id=id, host=host)
+    question = call(run_dir, req, "question")["question"]
     print(f"cancelled question {question['id']} (asked by {question['asker']})")
 
 

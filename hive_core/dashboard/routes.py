@@ -108,31 +108,37 @@ async def history(
     return await read(request, lambda: views.history(s, before, after, limit))
 
 
+def _item(cmd: str, item_id: int, host: str | None) -> dict[str, Any]:
+    """The request deciding an approval or question; `?host=` names the host holding it
+    when it is another host's (the snapshot's `host` field)."""
+    return {"cmd": cmd, "id": item_id} | ({} if host is None else {"host": host})
+
+
 @router.post("/api/approvals/{approval_id}/approve")
-async def approve(request: Request, approval_id: int) -> Response:
-    return await act(request, {"cmd": "approve", "id": approval_id})
+async def approve(request: Request, approval_id: int, host: str | None = None) -> Response:
+    return await act(request, _item("approve", approval_id, host))
 
 
 @router.post("/api/approvals/{approval_id}/deny")
-async def deny(request: Request, approval_id: int) -> Response:
-    return await act(request, {"cmd": "deny", "id": approval_id}, DenyBody)
+async def deny(request: Request, approval_id: int, host: str | None = None) -> Response:
+    return await act(request, _item("deny", approval_id, host), DenyBody)
 
 
 @router.get("/api/approvals/{approval_id}")
-async def show_approval(request: Request, approval_id: int) -> Response:
+async def show_approval(request: Request, approval_id: int, host: str | None = None) -> Response:
     if not has_session(request):
         return unauthorized()
-    return reply(await context(request).operator({"cmd": "show_approval", "id": approval_id}))
+    return reply(await context(request).operator(_item("show_approval", approval_id, host)))
 
 
 @router.post("/api/questions/{question_id}/answer")
-async def answer(request: Request, question_id: int) -> Response:
-    return await act(request, {"cmd": "answer", "id": question_id}, AnswerBody)
+async def answer(request: Request, question_id: int, host: str | None = None) -> Response:
+    return await act(request, _item("answer", question_id, host), AnswerBody)
 
 
 @router.post("/api/questions/{question_id}/cancel")
-async def cancel_question(request: Request, question_id: int) -> Response:
-    return await act(request, {"cmd": "cancel_question", "id": question_id})
+async def cancel_question(request: Request, question_id: int, host: str | None = None) -> Response:
+    return await act(request, _item("cancel_question", question_id, host))
 
 
 @router.post("/api/send")

@@ -251,10 +251,13 @@ class Snapshot:
 
     async def _read(self, section: str) -> list[dict[str, Any]]:
         s = self.s
-        if section == "approvals":
-            return [dump(a) for a in await s.approvals.pending()]
+        items = None if s.federation is None else s.federation.items
+        if section == "approvals":  # the other hosts' open ones too, with their host
+            remote = [] if items is None else items.remote_approvals()
+            return [dump(a) for a in [*await s.approvals.pending(), *remote]]
         if section == "questions":
-            return [dump(q) for q in await s.questions.pending(operator_only=True)]
+            remote_q = [] if items is None else items.remote_questions()
+            return [dump(q) for q in [*await s.questions.pending(operator_only=True), *remote_q]]
         return [dump(m) for m in await s.broker.recent(OPERATOR, limit=INBOX_PAGE)]
 
     def _encode(self, seq: int) -> str:

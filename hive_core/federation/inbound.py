@@ -7,12 +7,12 @@ connection) comes again before anything after it, and the commit order here is t
 stream's order, which is each sender's order.
 
 Each message is checked (its payload's origin is the subject's last token, which only
-that host may publish; its sender is that host's agent or the operator; its recipient is
-an agent here), committed into this host's broker with its forward key as the idempotency
-key, and only then acknowledged. A redelivery (this host died before the ack) finds the
-key used and is acknowledged as the duplicate it is. A message that fails the checks is
-refused for good (`term`) and logged; one that cannot be committed now is left
-unacknowledged and comes again, so order holds.
+that host may publish; its sender is that host's agent, its operator, or its hive-core
+with a helper event; its recipient is an agent here), committed into this host's broker
+with its forward key as the idempotency key, and only then acknowledged. A redelivery (this
+host died before the ack) finds the key used and is acknowledged as the duplicate it is. A
+message that fails the checks is refused for good (`term`) and logged; one that cannot be
+committed now is left unacknowledged and comes again, so order holds.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from hive_core.federation.link import Link
 from hive_core.federation.names import Forwarded
 from hive_core.federation.view import RemoteView
 from hive_core.services import Services
+from hive_share.helper import HIVE_SENDER
 from hive_share.names import OPERATOR
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,9 @@ class Inbound:
             return await self._refuse(msg, origin, f"its payload is invalid: {exc.errors()[0]}")
         if fw.origin != origin:
             return await self._refuse(msg, origin, f"it claims to come from host {fw.origin}")
-        if fw.sender != OPERATOR:
+        if fw.event is not None and fw.sender != HIVE_SENDER:
+            return await self._refuse(msg, origin, f"an event sent as {fw.sender}")
+        if fw.sender not in (OPERATOR, HIVE_SENDER):  # the origin's hive-core: its own word
             holder = await self._holder(fw.sender, origin)
             if holder is None:
                 return False  # the directory cannot tell now: again later
@@ -112,7 +115,7 @@ class Inbound:
                 return await self._refuse(msg, origin, why)
         key = names.forward_key(origin, fw.id)
         try:
-            duplicate = await self._s.broker.accept(fw.sender, fw.recipient, fw.body, key)
+            duplicate = await self._s.broker.accept(fw.sender, fw.recipient, fw.body, key, fw.event)
         except (StorageError, ShuttingDown) as exc:
             logger.warning("could not take message %s from %s now: %s", fw.id, origin, exc)
             return False

@@ -2,7 +2,7 @@
 
 The link connects to every server of `HIVE_NATS_URL` (the client moves to another when
 one goes), keeps trying while none answers (hive-core starts and serves without NATS), and
-once connected makes sure the message stream and the directory's buckets exist. Others
+once connected makes sure the message and item streams and the directory's buckets exist. Others
 wait for it with `up()`; `state` is what the dashboard and `hive-core hosts` show.
 """
 
@@ -175,10 +175,19 @@ class Link:
             num_replicas=replicas,
             duplicate_window=DUPLICATE_WINDOW,
         )
-        try:
-            await js.stream_info(stream.name or "")
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(stream)
+        items = StreamConfig(
+            name=names.events_stream(self.hive),
+            subjects=[names.events_filter(self.hive)],
+            retention=RetentionPolicy.LIMITS,
+            max_msgs_per_subject=1,  # one item's last state: a reader starting late needs no more
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+        )
+        for config in (stream, items):
+            try:
+                await js.stream_info(config.name or "")
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(config)
         for bucket in (
             names.names_bucket(self.hive),
             names.agents_bucket(self.hive),

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field
 
 from hive_share.base import AgentName, AgentState, Principal, Role, WireModel
+from hive_share.helper import HelperEvent
+from hive_share.models import Approval, Question
 from hive_share.request_fields import MAX_BODY, Id
 
 HostId = str
@@ -22,6 +24,10 @@ FORWARDED = frozenset(
 """The operator's verbs on one agent that run on its host when it is another host's: the
 lifecycle, its harness's controls and events (`relay`: cancel, new session, model, logs),
 its harness log, and a login link to its page."""
+DECIDED = frozenset({"show_approval", "approve", "deny", "answer", "cancel_question"})
+"""The operator's verbs on an approval or question that run on the host holding it when the
+request names another host (`host`)."""
+ItemKind = Literal["approval", "question"]
 
 
 def msg_stream(hive: str) -> str:
@@ -51,6 +57,20 @@ def rpc_filter(hive: str, dest: str) -> str:
     return f"hive.{hive}.rpc.{dest}.*"
 
 
+def events_stream(hive: str) -> str:
+    """The operator's open items of every host: the last state of each, one per subject."""
+    return f"HIVE_{hive}_EVENTS"
+
+
+def events_subject(hive: str, host: str, kind: ItemKind, item_id: int) -> str:
+    """Where host `host` publishes the state of one of its approvals or questions."""
+    return f"hive.{hive}.events.{host}.{kind}.{item_id}"
+
+
+def events_filter(hive: str) -> str:
+    return f"hive.{hive}.events.>"
+
+
 def names_bucket(hive: str) -> str:
     """Agent name → the host that holds it (claimed with a create: one host wins)."""
     return f"hive-{hive}-names"
@@ -74,12 +94,13 @@ def forward_key(origin: str, message_id: int) -> str:
 
 def permissions(hive: str, host: str) -> tuple[list[str], list[str]]:
     """The subjects host `host`'s NATS user must be allowed to publish and to subscribe to,
-    and no more: its own messages' and requests' origin, its own directory keys, its own
-    consumer (whose filter the create subject names, so it cannot read another host's
+    and no more: its own messages' and requests' origin, its own directory keys and open
+    items, its own consumer (whose filter the create subject names, so it cannot read another host's
     messages), the hive's buckets to read, the requests for it, and replies on its own
     inbox prefix."""
     stream = msg_stream(hive)
     consumer = msg_consumer(host)
+    ev = events_stream(hive)
     publish = [
         "$JS.API.INFO",
         f"$JS.API.STREAM.INFO.{stream}",
@@ -88,6 +109,12 @@ def permissions(hive: str, host: str) -> tuple[list[str], list[str]]:
         f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.{msg_filter(hive, host)}",
         f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
         f"$JS.ACK.{stream}.{consumer}.>",
+        f"$JS.API.STREAM.INFO.{ev}",
+        f"$JS.API.STREAM.CREATE.{ev}",
+        f"$JS.API.CONSUMER.CREATE.{ev}",
+        f"$JS.API.CONSUMER.INFO.{ev}.>",
+        f"$JS.API.CONSUMER.DELETE.{ev}.>",
+        f"$JS.FC.{ev}.>",
     ]
     for bucket in (names_bucket(hive), agents_bucket(hive), hosts_bucket(hive)):
         kv = f"KV_{bucket}"  # a bucket's stream; wildcards match whole tokens only
@@ -108,6 +135,7 @@ def permissions(hive: str, host: str) -> tuple[list[str], list[str]]:
         f"$KV.{hosts_bucket(hive)}.{host}",
         msg_subject(hive, "*", host),
         rpc_subject(hive, "*", host),
+        f"hive.{hive}.events.{host}.>",
     ]
     return publish, [f"{inbox_prefix(host)}.>", rpc_filter(hive, host)]
 
@@ -125,10 +153,14 @@ class Forwarded(WireModel):
     """The sender's host; must match the subject's last token."""
     id: Id
     """The message's id on its origin host."""
-    sender: Principal
+    sender: Principal | Literal["hive"]
+    """An agent of the origin, its operator, or its hive-core (`hive`, with `event`)."""
     recipient: AgentName
     body: str = Field(max_length=MAX_BODY)
     sent_at: float
+    event: HelperEvent | None = None
+    """A helper event the origin's hive-core sent (sender `hive`): how an approval of the
+    recipient's ended, say."""
 
 
 class AgentEntry(WireModel):
@@ -154,3 +186,17 @@ class HostEntry(WireModel):
     version: str = Field(max_length=64)
     seen_at: float
     """When the host wrote this, by its own clock."""
+
+
+class ItemEntry(WireModel):
+    """The state of one of a host's approvals or operator questions, as the other hosts
+    mirror it (subject `hive.<hive>.events.<host>.<kind>.<id>`)."""
+
+    v: Literal[1] = 1
+    host: str = Field(min_length=1, max_length=32)
+    """The host holding it; must match the subject's host token."""
+    seq: int = Field(ge=1)
+    """Counts up with every state this host publishes: a reader keeps the highest it took
+    for each item and skips anything older."""
+    approval: Approval | None = None
+    question: Question | None = None

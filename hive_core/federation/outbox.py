@@ -23,6 +23,7 @@ from hive_core.federation.link import JS_TIMEOUT, Link
 from hive_core.federation.names import Forwarded
 from hive_core.services import Services
 from hive_share import events
+from hive_share.helper import HELPER_EVENT
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Outbox:
             recipient=row["recipient"],
             body=row["body"],
             sent_at=row["sent_at"],
+            event=None if row["event"] is None else HELPER_EVENT.validate_json(row["event"]),
         )
         await self._link.js.publish(
             names.msg_subject(self._link.hive, row["host"], origin),
@@ -122,7 +124,7 @@ class Outbox:
 
 def _pending_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     rows: list[sqlite3.Row] = conn.execute(
-        "SELECT m.id, m.sender, m.recipient, m.body, m.sent_at, f.host FROM forwards f "
+        "SELECT m.id, m.sender, m.recipient, m.body, m.sent_at, m.event, f.host FROM forwards f "
         "JOIN messages m ON m.id = f.message_id WHERE f.forwarded_at IS NULL "
         "ORDER BY f.message_id LIMIT ?",
         (BATCH,),

@@ -1,12 +1,17 @@
 """Acting on another host's agent: the request goes to that host and runs there.
 
 An operator's request on one agent (`FORWARDED`: its lifecycle, its harness's controls and
-events, its log, a login link) naming another host's agent, or a spawn placed on another
-host, is sent to that host as a NATS request on `hive.<hive>.rpc.<dest>.<origin>` and run
-by its own host-socket dispatch, as the operator's; its answer comes back whole, an error
-too. The last token is the asking host, which NATS permissions let only it publish; a host
-serves only the verbs in `FORWARDED`, on agents it runs, and spawns that name it as their
-host. Nothing is queued: a host out of reach is an `unreachable` answer, at once.
+events, its log, a login link) naming another host's agent, a decision on an approval or
+question another host holds (`DECIDED`: it names that host), or a spawn or a spawn approval
+placed on another host (`PLACED`), is sent to that host as a NATS request on
+`hive.<hive>.rpc.<dest>.<origin>` and run there by its own host-socket dispatch, as the
+operator's; its answer comes back whole, an error too. The last token is the asking host,
+which NATS permissions let only it publish; a host serves only the verbs in `FORWARDED`, on
+agents it runs, and decisions and spawns that name it as their host (a spawn approval for
+an agent of the asking host, which hears how it ends, or for its operator). A decision runs
+through the same compare-and-set as one taken here, so of two hosts approving one approval,
+one carries it out and the other is told it was. Nothing is queued: a host out of reach is
+an `unreachable` answer, at once.
 """
 
 from __future__ import annotations
@@ -20,31 +25,45 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from hive_core.errors import Unreachable
+from hive_core.errors import HiveError, Unreachable
 from hive_core.federation import names
 from hive_core.federation.link import Link
-from hive_core.federation.names import FORWARDED
+from hive_core.federation.names import DECIDED, FORWARDED
 from hive_share import responses as rs
 from hive_share.base import WireModel
+from hive_share.names import OPERATOR
 from hive_share.responses import Error
 
 logger = logging.getLogger(__name__)
 
+PLACED = frozenset({"spawn", "request_spawn"})
+"""A spawn, or a spawn approval, placed on this host by another."""
 RPC_WAIT = 180.0
 """Seconds an asking host waits for the answer: a stop waits out a harness's grace, a
 rebuild a build."""
 
 Dispatch = Callable[[dict[str, Any]], Awaitable[WireModel]]
+RequestSpawn = Callable[[str, str], Awaitable[WireModel]]
+"""Queues a spawn approval here: the agent's name and who asked (raises HiveError)."""
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 """Runs a coroutine function as a task of the federation (each request is answered in a
 task of its own: a stop waiting out a grace holds up no other request)."""
 
 
 class Rpc:
-    def __init__(self, link: Link, runs_here: Callable[[str], bool], spawn: Spawn) -> None:
+    def __init__(
+        self,
+        link: Link,
+        runs_here: Callable[[str], bool],
+        host_of: Callable[[str], str | None],
+        spawn: Spawn,
+        request_spawn: RequestSpawn,
+    ) -> None:
         self._link = link
         self._runs_here = runs_here
+        self._host_of = host_of
         self._spawn = spawn
+        self._request_spawn = request_spawn
         self.dispatch: Dispatch | None = None
         """The host socket's dispatch as the operator's (set once the sockets exist)."""
         self._sub: Subscription | None = None
@@ -97,10 +116,16 @@ class Rpc:
         except ValueError:
             return Error(code="malformed", error="a request from another host must be JSON")
         cmd = request.get("cmd") if isinstance(request, dict) else None
-        if cmd not in FORWARDED and cmd != "spawn":
+        if cmd not in FORWARDED | DECIDED | PLACED:
             return Error(code="verb_not_allowed", error="other hosts may ask only " + _verbs())
         name = request.get("name")
-        if cmd == "spawn":
+        if cmd == "request_spawn":
+            return await self._queue_spawn(origin, request)
+        if cmd in DECIDED:
+            if request.get("host") != self._link.host:  # held here, as the asking host saw
+                return Error(code="invalid_request", error=f"a decision sent to host "
+                             f"{self._link.host} names it as the item's host")  # fmt: skip
+        elif cmd == "spawn":
             if request.get("host") != self._link.host:  # placed here by the asking host
                 return Error(code="invalid_request", error=f"a spawn sent to host "
                              f"{self._link.host} names it as its host")  # fmt: skip
@@ -108,9 +133,27 @@ class Rpc:
             return Error(code="unknown_agent", error=f"no agent {name!r} on host {self._link.host}")
         if self.dispatch is None:
             return Error(code="shutting_down", error=f"host {self._link.host} is starting")
-        logger.info("host %s asks: %s %s", origin, request["cmd"], name)
+        what = request.get("id") if cmd in DECIDED else name
+        logger.info("host %s asks: %s %s", origin, cmd, what)
         return await self.dispatch(request)
+
+    async def _queue_spawn(self, origin: str, request: dict[str, Any]) -> WireModel:
+        """A spawn approval placed here by another host, for its operator or one of its
+        agents (the manager), who hears how it ends."""
+        name, requester = request.get("name"), request.get("requester")
+        if request.get("host") != self._link.host:
+            return Error(code="invalid_request", error=f"a spawn request sent to host "
+                         f"{self._link.host} names it as its host")  # fmt: skip
+        if not isinstance(name, str) or not isinstance(requester, str):
+            return Error(code="malformed", error="request_spawn: name and requester, strings")
+        if requester != OPERATOR and self._host_of(requester) != origin:
+            return Error(code="forbidden", error=f"{requester} is not an agent of host {origin}")
+        logger.info("host %s asks: request_spawn %s for %s", origin, name, requester)
+        try:
+            return await self._request_spawn(name, requester)
+        except HiveError as exc:
+            return Error(code=exc.code, error=exc.message)
 
 
 def _verbs() -> str:
-    return ", ".join(sorted(FORWARDED | {"spawn"}))
+    return ", ".join(sorted(FORWARDED | DECIDED | PLACED))

@@ -1,5 +1,6 @@
-"""The federation as one task of the daemon: the link, the directory, the outbox and the
-inbound stream, and what the rest of hive-core asks of them.
+"""The federation as one task of the daemon: the link, the directory, the outbox, the
+inbound stream, the operator's items and the requests between hosts, and what the rest of
+hive-core asks of them.
 
 The daemon makes a `Federation` only when `HIVE_NATS_URL` is set, loads its view of the
 other hosts from hive.sqlite before the sockets open (so sends to their agents are taken
@@ -16,16 +17,18 @@ import anyio
 import nats.errors
 from anyio.abc import TaskGroup
 
-from hive_core import agent_info, lifecycle
+from hive_core import agent_info, approval_flow, lifecycle
 from hive_core.errors import AlreadyExists, HiveError
 from hive_core.federation.directory import HEARTBEAT, Directory
 from hive_core.federation.inbound import Inbound
+from hive_core.federation.items import Items
 from hive_core.federation.link import Link
 from hive_core.federation.outbox import Outbox
 from hive_core.federation.rpc import Rpc
 from hive_core.federation.view import RemoteView
 from hive_core.services import Services
 from hive_share import events
+from hive_share import responses as rs
 from hive_share.base import WireModel
 from hive_share.models import AgentInfo, HostInfo, LinkState
 from hive_share.names import MANAGER_NAME
@@ -48,7 +51,14 @@ class Federation:
         self.directory = Directory(s, self.link, self.view, self.hosts_changed)
         self.outbox = Outbox(s, self.link)
         self.inbound = Inbound(s, self.link, self.directory, self.view)
-        self.rpc = Rpc(self.link, lambda name: s.registry.find(name) is not None, self._spawn)
+        self.items = Items(s, self.link)
+        self.rpc = Rpc(
+            self.link,
+            lambda name: s.registry.find(name) is not None,
+            self.view.host_of,
+            self._spawn,
+            self._request_spawn,
+        )
         self._republish = anyio.Event()
         self._tg: TaskGroup | None = None
 
@@ -124,6 +134,8 @@ class Federation:
             tg.start_soon(self.outbox.run, name="federation: outbox")
             tg.start_soon(self.inbound.run, name="federation: inbound")
             tg.start_soon(self.rpc.serve, name="federation: requests")
+            tg.start_soon(self.items.publish, name="federation: this host's items")
+            tg.start_soon(self.items.follow, name="federation: the hive's items")
 
     def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if self._tg is not None:
@@ -136,6 +148,11 @@ class Federation:
             Unreachable: the host or NATS did not answer.
         """
         return await self.rpc.call(host, request)
+
+    async def _request_spawn(self, name: str, requester: str) -> WireModel:
+        """A spawn approval another host placed here."""
+        approval = await approval_flow.request_spawn(self._s, name, requester)
+        return rs.ApprovalResult(approval=approval)
 
     def place(self) -> str:
         """The host a new agent goes to: the one with the most free places (its capacity
@@ -166,6 +183,7 @@ class Federation:
         if state == "up":
             self._republish.set()  # entries may have been missed while it was away
             self.outbox.poke()
+            self.items.poke()
 
     async def _heartbeats(self) -> None:
         await self.link.up()

@@ -21,13 +21,13 @@ from hive_core import (
 )
 from hive_core.containers.nixos import NixosBackend
 from hive_core.errors import Forbidden, InvalidRequest, NotFound
-from hive_core.federation.names import FORWARDED
+from hive_core.federation.names import DECIDED, FORWARDED
 from hive_core.services import Services
 from hive_core.sockets.server import Conn
 from hive_share import PROTOCOL_VERSION, helper
 from hive_share import requests as rq
 from hive_share import responses as rs
-from hive_share.models import AttentionItem, WireModel
+from hive_share.models import Approval, AttentionItem, Question, WireModel
 from hive_share.names import MANAGER_NAME
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,9 @@ async def _coordination(s: Services, req: Coordination, conn: Conn) -> WireModel
         case rq.Ask(question=text, to=to, options=options, ttl_seconds=ttl):
             asked = await s.questions.ask(me, to, text, options, ttl)
             return rs.QuestionResult(question=asked)
-        case rq.AnswerQuestion(id=question_id, answer=answer):
+        case rq.AnswerQuestion(id=question_id, answer=answer, host=host):
+            if host is not None:  # an agent's questions are its own host's
+                raise InvalidRequest("host: only the operator answers another host's questions")
             return rs.QuestionResult(question=await s.questions.answer(question_id, answer, me))
         case rq.Remind(message=message, at=at, in_seconds=delay, file_path=path):
             reminder = await s.reminders.add(me, message, at, delay, path)
@@ -210,8 +212,8 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
                 return await s.federation.forward(there, request)  # spawned there
             info = await lifecycle.spawn(s, name, who)
             return rs.Done(detail=f"spawned {info.name} (pid {info.pid}, web port {info.web_port})")
-        case rq.RequestSpawn(name=name):
-            return rs.ApprovalResult(approval=await approval_flow.request_spawn(s, name, who))
+        case rq.RequestSpawn(name=name, host=host):
+            return await _request_spawn(s, name, host, who)
         case rq.Update():
             return rs.ApprovalResult(approval=await approval_flow.request_update(s, who))
         case rq.ShowApproval(id=approval_id):
@@ -243,7 +245,7 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
         case rq.CancelQuestion(id=question_id):
             return rs.QuestionResult(question=await s.questions.cancel(question_id))
         case rq.Questions():
-            return rs.QuestionsResult(questions=await s.questions.pending(operator_only=True))
+            return rs.QuestionsResult(questions=await _hive_questions(s))
         case rq.ListReminders(id=reminder_id, agent=agent):
             return rs.RemindersResult(reminders=await s.reminders.listing(agent, reminder_id))
         case rq.GetOpenThreads():
@@ -266,7 +268,7 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
                 raise InvalidRequest("the dashboard is not listening yet")
             return rs.Done(detail=s.login_link())
         case rq.Pending():
-            return rs.Approvals(approvals=await s.approvals.pending())
+            return rs.Approvals(approvals=await _hive_approvals(s))
         case rq.Attention() | rq.Usage():
             return await _overview(s, req, for_manager=False)
         case rq.NotifyStatus():
@@ -299,6 +301,39 @@ async def _attention(s: Services) -> list[AttentionItem]:
     return await s.attention.compute()
 
 
+async def _hive_approvals(s: Services) -> list[Approval]:
+    """The approvals that have not ended; in a hive across hosts, every host's, each with
+    its host."""
+    mine = await s.approvals.pending()
+    if s.federation is None:
+        return mine
+    here = {"host": s.federation.host}
+    return [*(a.model_copy(update=here) for a in mine), *s.federation.items.remote_approvals()]
+
+
+async def _hive_questions(s: Services) -> list[Question]:
+    """The operator's open questions; in a hive across hosts, every host's, each with its
+    host."""
+    mine = await s.questions.pending(operator_only=True)
+    if s.federation is None:
+        return mine
+    here = {"host": s.federation.host}
+    return [*(q.model_copy(update=here) for q in mine), *s.federation.items.remote_questions()]
+
+
+async def _request_spawn(s: Services, name: str, host: str | None, who: str) -> WireModel:
+    """Queue a spawn approval on the host the agent is to run on (`host`, or the one with
+    the most free places): the approval is that host's, decided there; `who` hears how it
+    ends wherever it runs."""
+    if (there := _placed(s, host)) is not None and s.federation is not None:
+        request = {"cmd": "request_spawn", "name": name, "host": there, "requester": who}
+        answer = await s.federation.forward(there, request)
+        if isinstance(answer, rs.ApprovalResult):  # its id is that host's
+            return rs.ApprovalResult(approval=answer.approval.model_copy(update={"host": there}))
+        return answer
+    return rs.ApprovalResult(approval=await approval_flow.request_spawn(s, name, who))
+
+
 def _placed(s: Services, host: str | None) -> str | None:
     """The other host a spawn goes to: `host`, or (none named) the one with the most free
     places; None for this host.
@@ -320,13 +355,35 @@ def _placed(s: Services, host: str | None) -> str | None:
 
 
 def _elsewhere(s: Services, req: rq.HostRequest) -> str | None:
-    """The host that runs the agent `req` acts on, when that is another host's agent."""
+    """The host that runs the agent `req` acts on, or holds the approval or question it
+    decides, when that is another host.
+
+    Raises:
+        InvalidRequest: a host named on a hive of one host.
+        NotFound: no such host in the hive.
+    """
+    if req.cmd in DECIDED:
+        return _holder(s, getattr(req, "host", None))
     if s.federation is None or req.cmd not in FORWARDED:
         return None
     name = getattr(req, "name", None)
     if not isinstance(name, str) or s.registry.find(name) is not None:
         return None
     return s.federation.host_of(name)
+
+
+def _holder(s: Services, host: str | None) -> str | None:
+    """`host` when it is another host of the hive; None for this host (or none named)."""
+    if host is None:
+        return None
+    fed = s.federation
+    if fed is None:
+        raise InvalidRequest("host: this hive runs on one host (no HIVE_NATS_URL)")
+    if host == fed.host:
+        return None
+    if host not in fed.view.hosts:
+        raise NotFound(f"no host {host!r} in the hive; `hive-core hosts` lists them")
+    return host
 
 
 def _sub_agent(name: str) -> str:
@@ -339,8 +396,8 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
     """The manager's lifecycle verbs; every other verb it has is an agent's verb."""
     who = conn.principal.name
     match req:
-        case rq.RequestSpawn(name=name):
-            return rs.ApprovalResult(approval=await approval_flow.request_spawn(s, name, who))
+        case rq.RequestSpawn(name=name, host=host):
+            return await _request_spawn(s, name, host, who)
         case rq.RequestInitConfig(name=name):
             repos = await lifecycle.init_config(s, name)
             if isinstance(s.backend, NixosBackend):  # the running manager sees them now

@@ -157,6 +157,9 @@ def test_request_spawn_pending_approve_and_deny(hive: Hive) -> None:
     assert "already approved" in refused(hive.cli("approve", "1"))
     assert "already denied" in refused(hive.cli("deny", "2"))
     assert "no approval with id 99" in refused(hive.cli("approve", "99"))
+    one_host = "host: this hive runs on one host (no HIVE_NATS_URL)"
+    assert one_host in refused(hive.cli("approve", "1", "--host", "beta"))
+    assert one_host in refused(hive.cli("answer", "1", "yes", "--host", "beta"))
 
 
 async def test_inbox_shows_agent_messages_with_control_bytes_escaped(hive: Hive) -> None:
@@ -360,6 +363,7 @@ def test_version_prints_the_package_version() -> None:
         (["answer", "0", "yes"], "ID: must be > 0"),
         (["answer", "1", ""], "TEXT: must be at least 1 character"),
         (["cancel-question", "-3"], "ID: must be > 0"),
+        (["approve", "1", "--host", "Beta"], "--host: must match"),
         (["serve", "--dashboard-port", "70000"], "bad setting --dashboard-port: "),
         (["serve", "--operator-pronouns", " "], "bad setting --operator-pronouns: "),
     ],

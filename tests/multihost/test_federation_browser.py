@@ -1,9 +1,13 @@
 """A hive across hosts in Chromium: each host's dashboard groups the agents by host, shows
 its NATS link and the others' last heartbeat, links another host's agent to that host's
-dashboard and runs its lifecycle buttons there; on a phone too."""
+dashboard and runs its lifecycle buttons there, and shows every host's approvals, decided on
+the host holding them, once; on a phone too."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +72,47 @@ async def test_the_dashboard_groups_agents_by_host(hosts: Hosts, tmp_path: Path)
 def dashboard_url(hosts: Hosts, host: str) -> str:
     port = (hosts[host].run_dir / "dashboard.port").read_text().strip()
     return f"http://127.0.0.1:{port}/"
+
+
+async def test_another_hosts_approval_is_approved_here_and_only_once(
+    nats_cluster: NatsCluster, tmp_path: Path
+) -> None:
+    shots = Shots(tmp_path / "shots")
+    with hosts_of(nats_cluster) as hosts:
+        async with browser() as b:
+            on_a = await open_dashboard(b, hosts["a"])
+            on_c = await open_dashboard(b, hosts["c"])
+            queued = hosts["b"].cli("request-spawn", "bob", "--host", "b")
+            found = re.search(r"queued approval (\d+)", queued.stdout)
+            assert found is not None, queued.stderr
+            approval = found[1]
+            card_a = on_a.locator(f'[data-approval="b/{approval}"]')
+            card_c = on_c.locator(f'[data-approval="b/{approval}"]')
+            await card_a.get_by_text("on b", exact=True).wait_for()
+            await card_c.get_by_text("on b", exact=True).wait_for()
+            needs = on_a.locator(f'[data-attention="approval:b:{approval}"]')
+            await needs.get_by_text(f"approval {approval} on b: spawn bob").wait_for()
+            await shots.take(on_a, "dashboard-approval-other-host")
+            phone = await open_dashboard(b, hosts["a"], viewport=PHONE)
+            on_phone = phone.locator(f'[data-approval="b/{approval}"]')
+            await on_phone.scroll_into_view_if_needed()
+            box = await on_phone.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= PHONE["width"]
+            await shots.take(phone, "dashboard-approval-other-host-phone")
+
+            c = hosts["c"].proc
+            assert c is not None
+            os.kill(c.pid, signal.SIGSTOP)  # c hears nothing until after its click
+            try:
+                await card_a.locator('[data-action="approve"]').click()
+                done = f"approved {approval}: spawned bob"
+                await on_a.locator(".toast", has_text=done).wait_for()
+                await card_a.wait_for(state="detached")
+                assert "bob" in hosts.local_agents("b")
+                await card_c.locator('[data-action="approve"]').click()  # still shown on c
+            finally:
+                os.kill(c.pid, signal.SIGCONT)
+            told = f"approval {approval} is already approved"
+            await on_c.locator(".toast", has_text=told).wait_for()
+            await card_c.wait_for(state="detached")  # and c hears it ended
+            assert problems(on_a) == [] and problems(on_c) == [] and problems(phone) == []

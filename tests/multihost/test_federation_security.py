@@ -13,9 +13,11 @@ import nats.errors
 import pytest
 
 from hive_core.federation import names
+from hive_share import helper
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
+from tests.e2e.dashboard import session, stream
 from tests.multihost.hives import HIVE_ID, Hosts, host_env, hosts_of
 from tests.multihost.nats_cluster import NatsCluster, User
 
@@ -71,11 +73,22 @@ async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: Nats
             # ... and so is a message from an agent c does not run.
             sneaky = forged.replace(b'"origin":"a"', b'"origin":"c"')
             await js.publish(names.msg_subject(HIVE_ID, "b", "c"), sneaky, timeout=5)
+            # ... and a helper event from anyone but c's hive-core itself.
+            event = helper.ApprovalResolved(id=1, approval_kind="spawn", agent="bea",
+                                            status="approved")  # fmt: skip
+            posing = names.Forwarded(origin="c", id=2, sender="operator", recipient="bea",
+                                     body="approved", sent_at=1.0, event=event)  # fmt: skip
+            await js.publish(
+                names.msg_subject(HIVE_ID, "b", "c"), posing.model_dump_json().encode(), timeout=5
+            )
             # Requests: c may not ask as a, and b runs only lifecycle verbs on its own agents.
             with pytest.raises((nats.errors.Error, TimeoutError)):
                 await nc.request(names.rpc_subject(HIVE_ID, "b", "a"), b"{}", timeout=2)
-            asks = [({"cmd": "approve", "id": 1}, "verb_not_allowed"),
+            asks = [({"cmd": "list"}, "verb_not_allowed"),
+                    ({"cmd": "approve", "id": 1}, "invalid_request"),  # names no host
                     ({"cmd": "spawn", "name": "evil", "host": "c"}, "invalid_request"),
+                    ({"cmd": "request_spawn", "name": "evil", "host": "b",
+                      "requester": "ada"}, "forbidden"),  # a's agent, asked by c
                     ({"cmd": "stop", "name": "ada"}, "unknown_agent")]  # fmt: skip
             for ask, code in asks:
                 subject = names.rpc_subject(HIVE_ID, "b", "c")
@@ -90,10 +103,16 @@ async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: Nats
         # One stream, read in order: the forged ones came first and were refused.
         assert [(m.sender, m.body) for m in got.messages] == [("ada", "real")]
         info = json.loads(hosts["b"].cli("hosts", "--json").stdout)["hosts"][0]
-        assert (info["received"], info["refused"]) == (1, 2)
+        assert (info["received"], info["refused"]) == (1, 3)
         log = hosts["b"].log()
         assert "it claims to come from host a" in log
         assert "its sender ada is not on that host (a)" in log
+        assert "an event sent as operator" in log
+        # The hosts' items travel under these permissions too.
+        async with session(hosts["a"]) as on_a, stream(on_a, "approval_added") as seen:
+            queued = hosts["b"].cli("request-spawn", "later", "--host", "b")
+            assert queued.returncode == 0, queued.stderr
+            await seen.until("approval_added", approval__host="b", approval__agent="later")
     finally:
         hosts.close()
 

@@ -720,11 +720,29 @@ function renderDiff(diff) {
 
 const EAGER_DIFF = 200000;
 
+/** An approval's or question's key on this page: its id, and its host when another host
+ * of the hive holds it (ids are each host's own). */
+function itemKey(x) {
+  return x.host ? `${str(x.host)}/${str(x.id)}` : str(x.id);
+}
+
+/** The query naming the host that holds an item, for its actions. */
+function hostQuery(x) {
+  return x.host ? `?host=${encodeURIComponent(str(x.host))}` : "";
+}
+
+/** What names an item in a toast or title: `approval 3`, or `approval 3 on host b`. */
+function itemName(what, x) {
+  return `${what} ${str(x.id)}${x.host ? ` on ${visibleString(x.host)}` : ""}`;
+}
+
 function renderApproval(a) {
   const id = str(a.id);
-  const node = el("article", { cls: "card approval", attrs: { "data-approval": id } });
+  const key = itemKey(a);
+  const node = el("article", { cls: "card approval", attrs: { "data-approval": key } });
   const head = el("div", { cls: "card-head" },
-    chip(`#${id}`, "dim", `approval ${id}`),
+    chip(`#${id}`, "dim", itemName("approval", a)),
+    a.host ? chip(`on ${visibleString(a.host)}`, "info", `held and carried out by host ${visibleString(a.host)}`) : null,
     chip(str(a.kind).replace("_", " "), a.kind === "spawn" ? "info" : a.kind === "update" ? "warn" : "accent", `kind: ${visibleString(a.kind)}`),
     el("span", { cls: "who" }, vspan("agent-name", a.agent)),
     el("span", { cls: "dim", text: "by" }),
@@ -792,8 +810,8 @@ function renderApproval(a) {
 
   const approve = el("button", { cls: "primary", text: "approve", attrs: { type: "button", "data-action": "approve" } });
   approve.addEventListener("click", () => {
-    ui.decided.add(id);
-    busy(approve, () => post(`/api/approvals/${encodeURIComponent(id)}/approve`, {}));
+    ui.decided.add(key);
+    busy(approve, () => post(`/api/approvals/${encodeURIComponent(id)}/approve${hostQuery(a)}`, {}));
   });
 
   const deny = el("button", { cls: "danger", text: "deny", attrs: { type: "button", "data-action": "deny" } });
@@ -812,8 +830,8 @@ function renderApproval(a) {
     deny.hidden = false;
   });
   const doDeny = () => {
-    ui.decided.add(id);
-    busy(sendDeny, () => post(`/api/approvals/${encodeURIComponent(id)}/deny`, { reason: reason.value.trim() }));
+    ui.decided.add(key);
+    busy(sendDeny, () => post(`/api/approvals/${encodeURIComponent(id)}/deny${hostQuery(a)}`, { reason: reason.value.trim() }));
   };
   sendDeny.addEventListener("click", doDeny);
   reason.addEventListener("keydown", (ev) => {
@@ -836,7 +854,7 @@ function renderApproval(a) {
 
 function putApproval(a) {
   // A status change redraws the card (its buttons depend on it).
-  const id = str(a.id);
+  const id = itemKey(a);
   const node = ui.approvalNodes.get(id);
   if (node) {
     node.remove();
@@ -856,7 +874,7 @@ function renderApprovals() {
     }
   }
   const nodes = items.map((a) => {
-    const id = str(a.id);
+    const id = itemKey(a);
     let node = ui.approvalNodes.get(id);
     if (!node) {
       node = renderApproval(a);
@@ -898,12 +916,13 @@ function ttlText(q) {
 
 function renderQuestion(q) {
   const id = str(q.id);
-  const node = el("article", { cls: "card question", attrs: { "data-question": id } });
+  const node = el("article", { cls: "card question", attrs: { "data-question": itemKey(q) } });
   const ttl = el("span", { cls: "ttl dim", text: ttlText(q), attrs: { title: q.expires_at ? `expires ${fullTime(q.expires_at)}` : "never expires" } });
   node._ttl = ttl;
   node._q = q;
   node.appendChild(el("div", { cls: "card-head" },
-    chip(`#${id}`, "dim", `question ${id}`),
+    chip(`#${id}`, "dim", itemName("question", q)),
+    q.host ? chip(`on ${visibleString(q.host)}`, "info", `held by host ${visibleString(q.host)}`) : null,
     vspan("agent-name", q.asker),
     el("span", { cls: "dim", text: "asks" }),
     el("span", { cls: "spacer" }),
@@ -914,7 +933,7 @@ function renderQuestion(q) {
   }
   node.appendChild(el("div", { cls: "question-text" }, visible(q.question, true)));
 
-  const answer = (text, btn) => busy(btn, () => post(`/api/questions/${encodeURIComponent(id)}/answer`, { answer: text }));
+  const answer = (text, btn) => busy(btn, () => post(`/api/questions/${encodeURIComponent(id)}/answer${hostQuery(q)}`, { answer: text }));
   if (Array.isArray(q.options) && q.options.length) {
     const opts = el("div", { cls: "options" });
     for (const option of q.options) {
@@ -944,7 +963,7 @@ function renderQuestion(q) {
     }
   });
   const cancel = el("button", { cls: "danger", text: "cancel", attrs: { type: "button", "data-action": "cancel", title: "cancel this question" } });
-  cancel.addEventListener("click", () => busy(cancel, () => post(`/api/questions/${encodeURIComponent(id)}/cancel`, {})));
+  cancel.addEventListener("click", () => busy(cancel, () => post(`/api/questions/${encodeURIComponent(id)}/cancel${hostQuery(q)}`, {})));
   node.appendChild(el("div", { cls: "card-actions answer-line" }, input, send, cancel));
   return node;
 }
@@ -959,7 +978,7 @@ function renderQuestions() {
     }
   }
   const nodes = items.map((q) => {
-    const id = str(q.id);
+    const id = itemKey(q);
     let node = ui.questionNodes.get(id);
     if (!node) {
       node = renderQuestion(q);
@@ -1050,20 +1069,21 @@ function itemButton(label, title, act) {
 function itemActions(item) {
   const name = str(item.agent);
   const ref = item.ref === null || item.ref === undefined ? "" : str(item.ref);
+  const held = { id: ref, host: item.host }; // another host's approval or question: its host
   const out = [];
   switch (item.kind) {
     case "approval": {
-      const a = state.approvals.get(ref);
+      const a = state.approvals.get(itemKey(held));
       if (a && a.status === "pending") {
-        out.push(confirmButton(el("button", { text: "approve", attrs: { type: "button", "data-action": "approve", title: `approve ${ref}` } }),
-          (btn) => busy(btn, () => post(`/api/approvals/${encodeURIComponent(ref)}/approve`, {}))));
+        out.push(confirmButton(el("button", { text: "approve", attrs: { type: "button", "data-action": "approve", title: `approve ${itemName("approval", held)}` } }),
+          (btn) => busy(btn, () => post(`/api/approvals/${encodeURIComponent(ref)}/approve${hostQuery(held)}`, {}))));
       }
-      out.push(itemButton("show", "its card, with the diff and deny", () => reveal(ui.approvalNodes.get(ref))));
+      out.push(itemButton("show", "its card, with the diff and deny", () => reveal(ui.approvalNodes.get(itemKey(held)))));
       break;
     }
     case "question":
       out.push(itemButton("answer", "its card", () => {
-        const node = ui.questionNodes.get(ref);
+        const node = ui.questionNodes.get(itemKey(held));
         reveal(node);
         const input = node && node.querySelector("input, textarea");
         if (input) input.focus({ preventScroll: true });
@@ -1603,12 +1623,12 @@ function applySnapshot(snap) {
 
   state.approvals = new Map();
   for (const a of Array.isArray(snap.approvals) ? snap.approvals : []) {
-    if (a && a.id !== undefined && (a.status === undefined || a.status === "pending" || a.status === "in_progress")) state.approvals.set(str(a.id), a);
+    if (a && a.id !== undefined && (a.status === undefined || a.status === "pending" || a.status === "in_progress")) state.approvals.set(itemKey(a), a);
   }
 
   state.questions = new Map();
   for (const q of Array.isArray(snap.questions) ? snap.questions : []) {
-    if (isOperatorQuestion(q)) state.questions.set(str(q.id), { ...q });
+    if (isOperatorQuestion(q)) state.questions.set(itemKey(q), { ...q });
   }
 
   const inbox = (Array.isArray(snap.inbox) ? snap.inbox : []).filter((m) => m && m.id !== undefined);
@@ -1668,7 +1688,7 @@ function handleEvent(ev) {
       const a = ev.approval;
       if (!a || a.id === undefined) return;
       putApproval(a);
-      notify(`approval ${a.id}: ${str(a.kind).replace("_", " ")}`, `${str(a.agent)} (by ${str(a.requester)})`, `approval-${a.id}`);
+      notify(`${itemName("approval", a)}: ${str(a.kind).replace("_", " ")}`, `${str(a.agent)} (by ${str(a.requester)})`, `approval-${itemKey(a)}`);
       return;
     }
     case "approval_started": {
@@ -1680,25 +1700,25 @@ function handleEvent(ev) {
     case "approval_resolved": {
       const a = ev.approval;
       if (!a || a.id === undefined) return;
-      const had = state.approvals.delete(str(a.id));
+      const had = state.approvals.delete(itemKey(a));
       renderApprovals();
-      if (ui.decided.delete(str(a.id))) return; // the action's own answer said it
+      if (ui.decided.delete(itemKey(a))) return; // the action's own answer said it
       const reason = str(a.reason);
-      toast(`approval ${a.id}: ${str(a.status)}${reason ? ` — ${reason}` : ""}`, a.status === "failed" ? "error" : had ? "" : "info");
+      toast(`${itemName("approval", a)}: ${str(a.status)}${reason ? ` — ${reason}` : ""}`, a.status === "failed" ? "error" : had ? "" : "info");
       return;
     }
     case "question_added": {
       const q = ev.question;
       if (!isOperatorQuestion(q)) return;
-      state.questions.set(str(q.id), { ...q });
+      state.questions.set(itemKey(q), { ...q });
       renderQuestions();
-      notify(`question from ${str(q.asker)}`, str(q.question), `question-${q.id}`);
+      notify(`question from ${str(q.asker)}`, str(q.question), `question-${itemKey(q)}`);
       return;
     }
     case "question_resolved": {
       const q = ev.question;
       if (!q || q.id === undefined) return;
-      if (state.questions.delete(str(q.id))) renderQuestions();
+      if (state.questions.delete(itemKey(q))) renderQuestions();
       return;
     }
     case "transient_set": {
