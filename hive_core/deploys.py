@@ -23,11 +23,12 @@ from pathlib import Path
 import anyio
 
 from hive_core import config_repos, git
-from hive_core.errors import BackendError, InvalidRequest, NotFound
+from hive_core.errors import BackendError, InvalidRequest, NotFound, UnknownAgent
 from hive_core.git import GitError, Repo, TooMuchOutput
 from hive_core.services import Services
 from hive_core.specs import spec_for
 from hive_share import agent_config
+from hive_share import responses as rs
 from hive_share.models import Approval, ApprovalStatus
 
 logger = logging.getLogger(__name__)
@@ -401,3 +402,34 @@ async def _tag(repo: Repo, tag: str, sha: str, message: str, cwd: Path) -> None:
     records an ending, and an approval ends once)."""
     await git.run(repo, "tag", "--annotate", "--file=-", tag, sha,
                   cwd=cwd, stdin=message.encode())  # fmt: skip
+
+
+CONFIG_FILES_MAX = 50
+"""Files of a deployed config shown at most (`deployed_files`)."""
+CONFIG_FILE_MAX = 64 * 1024
+"""Bytes of each shown at most."""
+
+
+async def deployed_files(s: Services, name: str) -> rs.ConfigFiles:
+    """The files of `name`'s deployed config commit (at most `CONFIG_FILES_MAX`, each cut
+    at `CONFIG_FILE_MAX` bytes): the dashboard's config view. Raises: UnknownAgent."""
+    record = s.registry.find(name)
+    if record is None:
+        raise UnknownAgent(f"no agent named {name!r}")
+    files: dict[str, str] = {}
+    sha = record.deployed_commit
+    if sha is not None:
+        applied = applied_repo(s, name)
+        cwd = s.settings.agents_dir
+        for entry in (await tree(applied, sha, cwd))[:CONFIG_FILES_MAX]:
+            if entry.kind != "blob":
+                continue
+            try:
+                _, blob = await git.run(applied, "cat-file", "blob", entry.oid, cwd=cwd,
+                                        max_output=CONFIG_FILE_MAX)  # fmt: skip
+            except git.TooMuchOutput as exc:
+                blob = exc.head
+            text = blob.decode("utf-8", errors="replace")
+            cut = entry.size is not None and entry.size > CONFIG_FILE_MAX
+            files[entry.path] = text + ("\n… (cut)" if cut else "")
+    return rs.ConfigFiles(commit=sha, files=files)

@@ -81,6 +81,13 @@ class Deny(WireModel):
     """The host that holds it, when it is another host's (`pending` shows it)."""
 
 
+class DeployedConfig(WireModel):
+    """An agent's deployed config: its commit and its files (the dashboard's config view)."""
+
+    cmd: Literal["deployed_config"]
+    name: AgentName
+
+
 class Start(WireModel):
     cmd: Literal["start"]
     name: AgentName

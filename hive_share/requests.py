@@ -59,6 +59,7 @@ from hive_share.harness_requests import (
 from hive_share.lifecycle_requests import (
     Approve,
     Deny,
+    DeployedConfig,
     Destroy,
     Hosts,
     Kill,
@@ -125,6 +126,7 @@ __all__ = [
     "CancelReminder",
     "Compact",
     "Deny",
+    "DeployedConfig",
     "Destroy",
     "Events",
     "GetOpenThreads",
@@ -212,6 +214,7 @@ HostRequest = Annotated[
     | Restart
     | Rebuild
     | Destroy
+    | DeployedConfig
     | List
     | Hosts
     | Pending
@@ -345,6 +348,7 @@ AnyRequest = Annotated[
     | Restart
     | Rebuild
     | Destroy
+    | DeployedConfig
     | List
     | Hosts
     | Pending

@@ -187,6 +187,17 @@ class LoginProgress(WireModel):
     """The CLI asked for the code and none was given yet."""
 
 
+class ConfigFiles(WireModel):
+    """`deployed_config`: the commit an agent runs and its files (each cut at 64 KiB, at
+    most 50)."""
+
+    ok: Literal[True] = True
+    result: Literal["deployed_config"] = "deployed_config"
+    commit: str | None
+    """None: nothing deployed yet."""
+    files: dict[str, str]
+
+
 class LogLines(WireModel):
     """`harness_log`: lines of a harness log, and the offset to continue from."""
 
@@ -313,6 +324,7 @@ Response = Annotated[
     | TurnEvents
     | LoginProgress
     | LogLines
+    | ConfigFiles
     | QuestionResult
     | QuestionsResult
     | ReminderResult

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from hive_core.dashboard.context import Body, act, context, error, unauthorized
+from hive_core.dashboard.context import Body, act, context, elsewhere, error, unauthorized
 from hive_front import CSRF_HEADER, csrf_problem, host_name
 from hive_share.sessions import bearer
 
@@ -34,8 +34,8 @@ async def page_link(request: Request, name: str) -> Response:
     """A one-time link to the agent's own page (the dashboard opens it), on the host name
     the operator reached the dashboard by (one it answers to: the Host check passed)."""
     response = await act(request, {"cmd": "login_link", "name": name})
-    if response.status_code != 200:
-        return response
+    if response.status_code != 200 or elsewhere(context(request).s, name):
+        return response  # another host's agent: a link on its host's address, made there
     link = json.loads(bytes(response.body))
     return JSONResponse({**link, "detail": on_host(link["detail"], request.headers["host"])})
 

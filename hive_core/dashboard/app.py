@@ -25,10 +25,11 @@ from hive_core.bus import Subscription
 from hive_core.dashboard import act, agent_page, login, routes
 from hive_core.dashboard import streams as stream_routes
 from hive_core.dashboard.auth import Credentials
-from hive_core.dashboard.context import Context, Operator, invalid_parameter
+from hive_core.dashboard.context import Context, invalid_parameter
 from hive_core.dashboard.guards import Csrf, HostCheck, SecurityHeaders
 from hive_core.dashboard.snapshot import Snapshot
 from hive_core.dashboard.streams import MAX_STREAMS
+from hive_core.dashboard.views import Operator
 from hive_core.services import Services
 from hive_front import ASSETS as FRONT_ASSETS
 from hive_front import allowed_hosts

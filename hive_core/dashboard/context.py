@@ -23,6 +23,7 @@ from hive_core.dashboard import views
 from hive_core.dashboard.auth import Credentials
 from hive_core.dashboard.guards import Csrf
 from hive_core.dashboard.snapshot import Snapshot
+from hive_core.dashboard.views import Operator
 from hive_core.errors import HiveError
 from hive_core.services import Services
 from hive_share.models import WireModel, dump
@@ -52,9 +53,6 @@ HTTP_STATUS: dict[str, int] = {
     "internal": 500,
 }
 
-Operator = Callable[[dict[str, Any]], Awaitable[WireModel]]
-"""Runs one host-socket request as the operator and returns its response."""
-
 
 class Body(BaseModel):
     """A route's JSON body: exactly these fields, no coercion."""
@@ -83,6 +81,12 @@ class Context:
 def context(request: Request) -> Context:
     ctx: Context = request.app.state.hive
     return ctx
+
+
+def elsewhere(s: Services, name: str) -> bool:
+    """Whether `name` is another host's agent (its log and config are read there)."""
+    fed = s.federation
+    return fed is not None and s.registry.find(name) is None and fed.host_of(name) is not None
 
 
 def has_session(request: Request) -> bool:

@@ -22,6 +22,7 @@ from hive_core.dashboard.context import (
     act,
     agent_problem,
     context,
+    elsewhere,
     error,
     has_session,
     read,
@@ -167,11 +168,17 @@ async def agent_action(request: Request, name: str, action: str) -> Response:
 async def log(request: Request, name: str, lines: int = 200) -> Response:
     if problem := agent_problem(name, lines):
         return problem
-    return await read(request, lambda: views.log_tail(context(request).s, name, lines))
+    ctx = context(request)
+    if has_session(request) and elsewhere(ctx.s, name):  # read on its host
+        return reply(await ctx.operator({"cmd": "harness_log", "name": name, "lines": lines}))
+    return await read(request, lambda: views.log_tail(ctx.s, name, lines))
 
 
 @router.get("/api/agents/{name}/config")
 async def config(request: Request, name: str) -> Response:
     if problem := agent_problem(name, 1):
         return problem
-    return await read(request, lambda: views.deployed_config(context(request).s, name))
+    ctx = context(request)
+    if has_session(request) and elsewhere(ctx.s, name):  # read on its host
+        return reply(await ctx.operator({"cmd": "deployed_config", "name": name}))
+    return await read(request, lambda: views.deployed_config(ctx.s, name))

@@ -22,12 +22,15 @@ from hive_core.dashboard.context import (
     Context,
     agent_problem,
     context,
+    elsewhere,
     error,
     has_ticket,
+    reply,
     unauthorized,
 )
 from hive_core.errors import HiveError
 from hive_share.events import DASHBOARD_EVENT_KINDS, Frame, Resync
+from hive_share.responses import LogLines
 
 STREAM_QUEUE = 256
 """Frames one event-stream subscriber may lag behind before it is cut off with `resync`."""
@@ -75,7 +78,14 @@ async def log_stream(request: Request, name: str, lines: int = 200) -> Response:
     if ctx.log_streams >= MAX_LOG_STREAMS:
         return error(503, f"{MAX_LOG_STREAMS} log streams are open already", "busy")
     ctx.log_streams += 1  # taken before the tail is read, so no two requests share a place
-    follow = views.log_follow(ctx.s, name, lines)
+    if elsewhere(ctx.s, name):  # read on its host
+        tail = await ctx.operator({"cmd": "harness_log", "name": name, "lines": lines})
+        if not isinstance(tail, LogLines):
+            ctx.log_streams -= 1
+            return reply(tail)
+        follow = views.remote_log_follow(ctx.operator, name, tail)
+    else:
+        follow = views.log_follow(ctx.s, name, lines)
     try:
         first = await anext(follow)
     except HiveError as exc:

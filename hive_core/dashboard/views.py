@@ -4,17 +4,21 @@ an agent's log and config."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 
-from hive_core import deploys, git, harness_log, message_reads
-from hive_core.errors import BackendError, UnknownAgent
+from hive_core import deploys, harness_log, message_reads
+from hive_core.errors import BackendError
 from hive_core.services import Services
-from hive_share.models import Message, dump
+from hive_share.models import Message, WireModel, dump
+from hive_share.responses import Error, LogLines
 
 logger = logging.getLogger(__name__)
+
+Operator = Callable[[dict[str, Any]], Awaitable[WireModel]]
+"""Runs one host-socket request as the operator and returns its response."""
 
 FLOW_PAGE = 100
 """Messages in the snapshot's flow, and in one page of backfill."""
@@ -23,8 +27,8 @@ INBOX_PAGE = 50
 LOG_LINES_MAX = harness_log.LINES_MAX
 LOG_FOLLOW_INTERVAL = 0.5
 """How often a followed log file is checked for growth (server side; the page never polls)."""
-CONFIG_FILES_MAX = 50
-CONFIG_FILE_MAX = 64 * 1024
+REMOTE_LOG_INTERVAL = 1.0
+"""How often another host's agent's followed log is read on its host."""
 
 
 def flow_item(s: Services, message: Message) -> dict[str, Any]:
@@ -73,23 +77,24 @@ async def log_follow(s: Services, name: str, lines: int) -> AsyncIterator[list[s
 
 async def deployed_config(s: Services, name: str) -> dict[str, Any]:
     """The files of `name`'s deployed config commit. Raises: UnknownAgent."""
-    record = s.registry.find(name)
-    if record is None:
-        raise UnknownAgent(f"no agent named {name!r}")
-    files: dict[str, str] = {}
-    sha = record.deployed_commit
-    if sha is not None:
-        applied = deploys.applied_repo(s, name)
-        cwd = s.settings.agents_dir
-        for entry in (await deploys.tree(applied, sha, cwd))[:CONFIG_FILES_MAX]:
-            if entry.kind != "blob":
-                continue
-            try:
-                _, blob = await git.run(applied, "cat-file", "blob", entry.oid, cwd=cwd,
-                                        max_output=CONFIG_FILE_MAX)  # fmt: skip
-            except git.TooMuchOutput as exc:
-                blob = exc.head
-            text = blob.decode("utf-8", errors="replace")
-            cut = entry.size is not None and entry.size > CONFIG_FILE_MAX
-            files[entry.path] = text + ("\n… (cut)" if cut else "")
-    return {"commit": sha, "files": files}
+    got = await deploys.deployed_files(s, name)
+    return {"commit": got.commit, "files": got.files}
+
+
+async def remote_log_follow(
+    operator: Operator, name: str, first: LogLines
+) -> AsyncIterator[list[str]]:
+    """Another host's agent's log: its tail (`first`, read there), then what was appended,
+    read on its host every `REMOTE_LOG_INTERVAL` (as `logs --raw -f` reads it)."""
+    yield first.lines
+    offset = first.offset
+    while True:
+        await anyio.sleep(REMOTE_LOG_INTERVAL)
+        got = await operator({"cmd": "harness_log", "name": name, "offset": offset})
+        if isinstance(got, Error):  # its host or NATS away this time: read again later
+            logger.debug("reading the log of %s on its host: %s", name, got.error)
+            continue
+        assert isinstance(got, LogLines)
+        offset = got.offset
+        if got.lines:
+            yield got.lines

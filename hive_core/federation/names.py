@@ -19,11 +19,14 @@ from hive_share.request_fields import MAX_BODY, Id
 
 HostId = str
 FORWARDED = frozenset(
-    {"start", "stop", "kill", "restart", "rebuild", "destroy", "relay", "harness_log", "login_link"}
-)
+    {
+        "start", "stop", "kill", "restart", "rebuild", "destroy", "relay", "harness_log",
+        "login_link", "deployed_config",
+    }
+)  # fmt: skip
 """The operator's verbs on one agent that run on its host when it is another host's: the
 lifecycle, its harness's controls and events (`relay`: cancel, new session, model, logs),
-its harness log, and a login link to its page."""
+its harness log, a login link to its page, and its deployed config."""
 DECIDED = frozenset({"show_approval", "approve", "deny", "answer", "cancel_question"})
 """The operator's verbs on an approval or question that run on the host holding it when the
 request names another host (`host`)."""

@@ -13,6 +13,7 @@ from hive_core import (
     approval_flow,
     attention,
     build_version,
+    deploys,
     harness_calls,
     harness_log,
     lifecycle,
@@ -250,6 +251,8 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
             return rs.RemindersResult(reminders=await s.reminders.listing(agent, reminder_id))
         case rq.GetOpenThreads():
             return await open_threads.hive_wide(s)
+        case rq.DeployedConfig(name=name):
+            return await deploys.deployed_files(s, name)
         case rq.Relay(name=name, request=request):
             return await harness_calls.relay(s, name, request)
         case rq.HarnessLog(name=name, lines=lines, offset=None):

@@ -275,5 +275,5 @@ async def test_the_config_view_reads_a_big_file_only_up_to_its_cut(hive: Hive) -
         tracemalloc.stop()
 
     text = got["files"]["big.txt"]
-    assert text.endswith("\n… (cut)") and len(text) <= views.CONFIG_FILE_MAX + 10
+    assert text.endswith("\n… (cut)") and len(text) <= deploys.CONFIG_FILE_MAX + 10
     assert peak < 2 * 1024 * 1024

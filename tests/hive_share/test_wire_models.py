@@ -141,6 +141,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     requests.LoginStatus: requests.LoginStatus(cmd="login_status", after=5, wait_seconds=1),
     requests.Events: requests.Events(cmd="events", after=3, limit=10, wait_seconds=2),
     requests.HarnessLog: requests.HarnessLog(cmd="harness_log", name="alice", offset=10),
+    requests.DeployedConfig: requests.DeployedConfig(cmd="deployed_config", name="alice"),
     requests.Relay: requests.Relay(
         cmd="relay", name="alice", request=requests.SetModel(cmd="set_model", model="claude-y")
     ),
@@ -244,6 +245,7 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         waiting_for_code=True,
     ),
     responses.LogLines: responses.LogLines(lines=["a", "b"], truncated=True, offset=40),
+    responses.ConfigFiles: responses.ConfigFiles(commit="4b8e", files={"agent.toml": "x"}),
     responses.HarnessState: responses.HarnessState(
         turn_state="idle",
         turns_run=3,

@@ -55,6 +55,13 @@ async def test_the_dashboard_groups_agents_by_host(hosts: Hosts, tmp_path: Path)
         await page.fill("#agent-filter", "")
         await page.mouse.move(0, 0)  # no button left hovered where start was clicked
         await shots.take(page, "dashboard-hosts")
+        await remote.locator('[data-action="page"]').wait_for()  # its page: a link made on b
+        await remote.locator('[data-action="config"]').click()  # b's deployed config, read there
+        await remote.locator(".config-panel", has_text="agent.toml").wait_for()
+        await remote.locator('[data-action="log"]').click()  # b's harness log, read there
+        await page.locator("#log-term", has_text="bea").wait_for()
+        await page.locator("#log-follow").check()  # and followed there
+        await page.locator("#log-status", has_text="following").wait_for()
         phone = await open_dashboard(b, hosts["a"], viewport=PHONE)
         row = phone.locator('[data-agent="bea"]')
         await row.wait_for()

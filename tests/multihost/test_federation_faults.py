@@ -1,25 +1,46 @@
 """Cross-host messages through faults: a NATS node killed, one stopped and continued, a
-hive-core killed and restarted, and NATS gone altogether. Nothing is lost or duplicated,
-each sender's order holds, and each message arrives once its destination host is back."""
+hive-core killed and restarted, and NATS gone altogether while local sends and turns go on.
+Nothing is lost or duplicated, each sender's order holds, and each message arrives once its
+destination host is back.
+
+The default suite runs them small; the larger run (docs/multihost.md) sets
+`HIVE_TEST_MULTIHOST_ROUNDS` (fault rounds, the three faults in turn),
+`HIVE_TEST_MULTIHOST_PER_ROUND` (messages each way in each round) and
+`HIVE_TEST_NATS_OUTAGE` (seconds NATS stays away while local work goes on)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from hive_core.send_throttle import SEND_RATE
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import ClientError, HiveClient
 from hive_share.models import Message
-from tests.multihost.hives import Hosts, hosts_of
+from hive_share.responses import Error
+from tests.e2e.hive import short_tmp
+from tests.e2e.turns import operator_send, turn_env, turns_done
+from tests.fake_anthropic import FakeAnthropic, Reply, Seen, text
+from tests.multihost.hives import Hosts, host_env, hosts_of
 from tests.multihost.nats_cluster import NatsCluster
 
-PER_ROUND = 15
+ROUNDS = int(os.environ.get("HIVE_TEST_MULTIHOST_ROUNDS", "3"))
+"""Fault rounds: a NATS server killed, one stopped, the destination's hive-core killed, in
+turn."""
+PER_ROUND = int(os.environ.get("HIVE_TEST_MULTIHOST_PER_ROUND", "15"))
 """Messages each direction sends in each round."""
+OUTAGE = float(os.environ.get("HIVE_TEST_NATS_OUTAGE", "0"))
+"""Seconds NATS stays away while local sends and turns go on (at least one pass of them)."""
+PACE = 1 / SEND_RATE
+"""Seconds a sender told to slow down waits before sending again: one token of its bucket."""
 WAIT = 30.0
 """Seconds a receiver may wait for what was sent to it (a stopped NATS server is noticed
 after about 10 s; a lost delivery comes again after 10 s)."""
@@ -45,11 +66,16 @@ class Inbox:
 
 
 async def send_batch(hosts: Hosts, host: str, me: str, to: str, numbers: range) -> None:
+    """Send each of `numbers` once, as an agent does: past its burst a sender is told to
+    slow down (`busy`), and sends the same message again a moment later."""
     async with HiveClient(hosts[host].agent_sock(me)) as client:
         for n in numbers:
             key = f"{me}-{to}-{n}"
             req = rq.Send(cmd="send", to=to, body=f"{me}-{n}", idempotency_key=key)
-            await client.call(req, rs.Sent)
+            while isinstance(answer := await client.request(req), Error):
+                assert answer.code == "busy", answer
+                await asyncio.sleep(PACE)
+            assert isinstance(answer, rs.Sent), answer
 
 
 async def receive(hosts: Hosts, host: str, me: str, inbox: Inbox, total: int) -> None:
@@ -117,56 +143,85 @@ def check(inbox: Inbox, sender: str, total: int) -> None:
     assert all(m.sender == sender for m in inbox.seen.values())
 
 
+@pytest.mark.timeout(120 + ROUNDS * (20 + 2 * PER_ROUND / SEND_RATE))  # the larger run's size
 async def test_messages_survive_nats_and_hive_core_faults(
     hosts: Hosts, nats_cluster: NatsCluster
 ) -> None:
     at_a, at_b = Receiver(hosts, "a", "ada"), Receiver(hosts, "b", "bea")
-    rounds = 3
     async with receiving(at_a, at_b):
-        for r in range(rounds):
+        for r in range(ROUNDS):
             numbers = range(r * PER_ROUND, (r + 1) * PER_ROUND)
-            if r == 0:  # a server gone: the other two keep the quorum
+            fault = r % 3
+            if fault == 0:  # a server gone: the other two keep the quorum
                 nats_cluster.kill(0)
-            elif r == 1:  # a server that keeps its sockets open and answers nothing
+            elif fault == 1:  # a server that keeps its sockets open and answers nothing
                 nats_cluster.pause(1)
             else:  # the destination's hive-core dies; its messages wait on the stream
                 at_b.up.clear()
                 hosts["b"].kill9()
             await send_batch(hosts, "a", "ada", "bea", numbers)
-            if r == 2:
+            if fault == 2:
                 hosts["b"].start()
                 at_b.up.set()
             await send_batch(hosts, "b", "bea", "ada", numbers)
             await at_a.has(numbers.stop)  # through the fault, before it is healed
             await at_b.has(numbers.stop)
-            if r == 0:
+            if fault == 0:
                 nats_cluster.restart(0)
-            elif r == 1:
+            elif fault == 1:
                 nats_cluster.resume(1)
-    check(at_b.inbox, "ada", rounds * PER_ROUND)
-    check(at_a.inbox, "bea", rounds * PER_ROUND)
+    check(at_b.inbox, "ada", ROUNDS * PER_ROUND)
+    check(at_a.inbox, "bea", ROUNDS * PER_ROUND)
 
 
+def answer_ok(seen: Seen) -> Reply:
+    return text("ok")
+
+
+@pytest.mark.timeout(120 + 2 * OUTAGE)
 async def test_with_nats_gone_local_work_goes_on_and_the_queue_flushes_after(
-    hosts: Hosts, nats_cluster: NatsCluster
+    nats_cluster: NatsCluster,
 ) -> None:
-    hosts.spawn_idle("a", "amy")
+    root = short_tmp()
+    with FakeAnthropic(answer_ok) as fake:
+        envs = {h: {**host_env(nats_cluster, h), **turn_env(fake, root)} for h in ("a", "b")}
+        hosts = Hosts(nats_cluster, envs)
+        try:
+            hosts.start()
+            hosts.linked()
+            hosts.spawn_idle("a", "ada", "amy")
+            hosts.spawn_idle("b", "bea")
+            assert hosts["a"].cli("spawn", "tia", "--host", "a").returncode == 0  # turns on
+            hosts.settled(5)
+            await outage(hosts, nats_cluster)
+        finally:
+            hosts.close()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+async def outage(hosts: Hosts, nats_cluster: NatsCluster) -> None:
     for i in range(len(nats_cluster.nodes)):
         nats_cluster.kill(i)
     hosts.wait_until("a", "NATS down", lambda s: s.link == "down")
-    # Local sends and receives go on; sends to another host's agent are taken and queued.
-    await send_batch(hosts, "a", "ada", "amy", range(3))
-    await send_batch(hosts, "a", "ada", "bea", range(5))
+    # Local sends, receives and turns go on; sends to another host's agent are taken and
+    # queued. Passes of them until the outage has lasted OUTAGE seconds.
+    passes, ends = 0, time.monotonic() + OUTAGE
     local = Inbox()
-    await receive(hosts, "a", "amy", local, 3)
-    check(local, "ada", 3)
+    while passes == 0 or time.monotonic() < ends:
+        await send_batch(hosts, "a", "ada", "amy", range(3 * passes, 3 * passes + 3))
+        await send_batch(hosts, "a", "ada", "bea", range(5 * passes, 5 * passes + 5))
+        await receive(hosts, "a", "amy", local, 3 * passes + 3)
+        await operator_send(hosts["a"], "tia", f"still here? ({passes})")
+        await turns_done(hosts["a"], "tia", passes + 1)
+        passes += 1
+    check(local, "ada", 3 * passes)
     pending = hosts["a"].cli("hosts", "--json")
-    assert '"pending_forwards": 5' in pending.stdout, pending.stdout
+    assert f'"pending_forwards": {5 * passes}' in pending.stdout, pending.stdout
     with pytest.raises(ClientError, match="out of reach"):
         async with HiveClient(hosts["a"].host_sock) as op:
             await op.call(rq.Spawn(cmd="spawn", name="zed"), rs.Done)
     nats_cluster.start()  # all three again, on their stores
     remote = Inbox()
     async with asyncio.timeout(WAIT * 2):
-        await receive(hosts, "b", "bea", remote, 5)
-    check(remote, "ada", 5)
+        await receive(hosts, "b", "bea", remote, 5 * passes)
+    check(remote, "ada", 5 * passes)

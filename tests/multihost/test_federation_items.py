@@ -145,3 +145,28 @@ async def test_the_managers_spawn_request_is_queued_and_answered_across_hosts(
         )
         nowhere = await hm1nd.request(rq.RequestSpawn(cmd="request_spawn", name="dot", host="zz"))
         assert isinstance(nowhere, Error) and nowhere.code == "not_found"
+
+
+async def test_an_agents_message_to_the_operator_shows_on_every_host(hosts: Hosts) -> None:
+    hosts.spawn_idle("b", "bea")
+    long = "from b: " + "x" * 3000
+    async with (
+        session(hosts["a"]) as on_a,
+        stream(on_a, "remote_inbox,attention_changed") as seen_a,
+        HiveClient(hosts["b"].agent_sock("bea")) as bea,
+    ):
+        await bea.call(rq.Send(cmd="send", to="operator", body=long), rs.Sent)
+        frame = await seen_a.until("remote_inbox", host="b", inbox__unread=1)
+        (shown,) = frame["event"]["inbox"]["recent"]
+        assert shown["sender"] == "bea" and shown["body"].endswith(" … (cut)")
+        state = (await on_a.get("/api/state")).json()
+        assert [(m["host"], m["sender"]) for m in state["inbox"]] == [("b", "bea")]
+        while "inbox:b" not in {i["key"] for i in frame["event"].get("items", [])}:
+            frame = await seen_a.until("attention_changed")
+        (item,) = [i for i in frame["event"]["items"] if i["key"] == "inbox:b"]
+        assert item["summary"] == "1 unread message to the operator on b"
+        assert item["action"] == "hive-core inbox --host b"
+        (read,) = json.loads(ok(hosts, "a", "inbox", "--host", "b", "--json"))
+        assert (read["sender"], read["body"]) == ("bea", long)  # whole, read on b
+        await seen_a.until("remote_inbox", host="b", inbox__unread=0)
+    assert json.loads(ok(hosts, "b", "inbox", "--json"))[0]["delivered_at"] is not None

@@ -534,18 +534,25 @@ function renderRemote(agent) {
   const running = agent.state === "running";
   line.appendChild(el("span", { cls: "chips" },
     chip(agent.state, running ? "ok" : "dim", `state on ${visibleString(agent.host)}, as the hive's directory shows it`),
-    chip(`on ${str(agent.host)}`, "info", "another host's agent: these buttons act on it there; its page, logs and config are on that host's dashboard")));
+    chip(`on ${str(agent.host)}`, "info", "another host's agent: its buttons, page, log and config are run and read on that host")));
   line.appendChild(vspan("status", ""));
   const actions = el("span", { cls: "actions" });
+  const link = agentPageLink(agent); // a link on its host's address, made there
+  if (link) actions.appendChild(link);
   const url = hostDashboard(state.hosts.list.find((h) => h && str(h.host) === agent.host));
   if (url) actions.appendChild(el("a", { cls: "link", text: `open on ${str(agent.host)} ↗`, attrs: { href: url, target: "_blank", rel: "noopener noreferrer", "data-action": "open-host" } }));
-  // Run on its host (hive-core hands the request on): the lifecycle actions only.
+  // Run on its host (hive-core hands the request on), as on this host's rows.
   if (running) {
     actions.appendChild(buttonFor(entry, name, "stop", "stop"));
     actions.appendChild(buttonFor(entry, name, "restart", "restart"));
+    actions.appendChild(buttonFor(entry, name, "kill", "kill", { danger: true }));
+    actions.appendChild(buttonFor(entry, name, "new-session", "new session", { title: `start a fresh claude session for ${name}` }));
   } else {
     actions.appendChild(buttonFor(entry, name, "start", "start"));
   }
+  actions.appendChild(buttonFor(entry, name, "rebuild", "rebuild"));
+  actions.appendChild(itemButton("log", `${name}'s log, read on ${visibleString(agent.host)}`, () => showLog(name)));
+  actions.appendChild(configButton(entry, name));
   if (agent.role !== "manager") actions.appendChild(buttonFor(entry, name, "destroy", "destroy", { danger: true }));
   actions.appendChild(menuButton(entry, name)); // folds them, as on this host's rows
   line.appendChild(actions);
@@ -553,7 +560,7 @@ function renderRemote(agent) {
   entry.box.setAttribute("data-host", str(agent.host));
   entry.box.classList.add("remote");
   if (entry.line) entry.line.replaceWith(line);
-  else entry.box.append(line);
+  else entry.box.append(line, entry.panel);
   entry.line = line;
   entry.uptime = null;
   return entry;
