@@ -68,6 +68,21 @@ def ranked(items: Iterable[AttentionItem]) -> list[AttentionItem]:
     return sorted(items, key=lambda i: (RANK[i.severity], i.since, i.key))
 
 
+def _unread(count: int, oldest: float, host: str | None) -> AttentionItem:
+    """The item of an operator inbox with unread messages: this host's, or `host`'s."""
+    where, held = _held(host)
+    return AttentionItem(
+        key="inbox" if host is None else f"inbox:{host}",
+        kind="operator_message",
+        agent=None,
+        summary=f"{count} unread message{'s' if count != 1 else ''} to the operator{where}",
+        since=oldest,
+        severity="info",
+        action=f"hive-core inbox{held}",
+        host=host,
+    )
+
+
 def _held(host: str | None) -> tuple[str, str]:
     """How a summary and a command name the host holding an item: nothing for this host's,
     ` on HOST` and ` --host HOST` for another's."""
@@ -198,19 +213,14 @@ class Attention:
             return int(row[0]), row[1]
 
         count, oldest = await self._s.db.read(unread)
-        if not count or oldest is None:
-            return []
-        return [
-            AttentionItem(
-                key="inbox",
-                kind="operator_message",
-                agent=None,
-                summary=f"{count} unread message{'s' if count != 1 else ''} to the operator",
-                since=oldest,
-                severity="info",
-                action="hive-core inbox",
-            )
-        ]
+        items = []
+        if count and oldest is not None:
+            items.append(_unread(count, oldest, None))
+        fed = self._s.federation
+        for host, inbox in [] if fed is None else sorted(fed.items.inboxes.items()):
+            if inbox.unread and inbox.oldest_unread is not None:
+                items.append(_unread(inbox.unread, inbox.oldest_unread, host))
+        return items
 
     def _crashed(self) -> list[AttentionItem]:
         items = []

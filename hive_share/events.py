@@ -12,6 +12,7 @@ from hive_share.models import (
     Approval,
     AttentionItem,
     HostInfo,
+    InboxSummary,
     LinkState,
     Message,
     NotifyTarget,
@@ -82,6 +83,14 @@ class TransientCleared(WireModel):
     agent: str
     action: str
     outcome: str
+
+
+class RemoteInbox(WireModel):
+    """Another host's operator inbox changed: its summary as that host published it."""
+
+    kind: Literal["remote_inbox"] = "remote_inbox"
+    host: str
+    inbox: InboxSummary
 
 
 class QuestionAdded(WireModel):
@@ -162,6 +171,7 @@ DashboardEvent = Annotated[
     | ContainerRemoved
     | AttentionChanged
     | HostsChanged
+    | RemoteInbox
     | Resync,
     Field(discriminator="kind"),
 ]

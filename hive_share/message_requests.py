@@ -9,7 +9,14 @@ from pydantic import AfterValidator, Field
 
 from hive_share.framing import INT64_MAX
 from hive_share.models import Principal, WireModel
-from hive_share.request_fields import MAX_BODY, MAX_WAIT_SECONDS, Id, IdempotencyKey, fits_json
+from hive_share.request_fields import (
+    MAX_BODY,
+    MAX_WAIT_SECONDS,
+    HostId,
+    Id,
+    IdempotencyKey,
+    fits_json,
+)
 
 
 class Version(WireModel):
@@ -62,3 +69,5 @@ class Inbox(WireModel):
     after: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None
     """Follow: only messages with an id above this one (0: all), oldest first; a wait lasts
     until there is one."""
+    host: HostId | None = None
+    """Another host's operator inbox, read (and marked read) on that host."""

@@ -69,6 +69,17 @@ class Message(WireModel):
     """Set on helper events (sender `hive`); `body` then holds a one-line summary."""
 
 
+class InboxSummary(WireModel):
+    """Another host's operator inbox as this host shows it: how many wait unread (and
+    since when), and its newest messages (bodies cut; `hive-core inbox --host H` reads
+    them whole, and marks them read)."""
+
+    unread: int = Field(ge=0)
+    oldest_unread: float | None = None
+    recent: list[Message]
+    """Newest first."""
+
+
 class AttentionItem(WireModel):
     """One thing that waits on the operator or signals trouble (`hive-core attention`, the
     dashboard's first panel). It stays while its cause does: never removed by a timer."""

@@ -112,6 +112,16 @@ def inbox(
     wait_seconds: Wait = None,
     before: Before = None,
     after: After = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="HOST",
+            help="Another host's operator inbox, in a hive across hosts: read (and marked "
+            "read) there.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: AsJson = False,
     run_dir: RunDir = None,
 ) -> None:
@@ -119,7 +129,9 @@ def inbox(
 
     With --wait, only new ones (unread, or above --after); exit 1 when none came in time.
     """
-    req = request(cmd="inbox", limit=limit, wait_seconds=wait_seconds, before=before, after=after)
+    req = request(
+        cmd="inbox", limit=limit, wait_seconds=wait_seconds, before=before, after=after, host=host
+    )
     messages = call(run_dir, req, "messages")["messages"]
     if wait_seconds is not None and after is None:
         # Shown messages are marked read: the unread ones are those not shown before.

@@ -258,7 +258,9 @@ class Snapshot:
         if section == "questions":
             remote_q = [] if items is None else items.remote_questions()
             return [dump(q) for q in [*await s.questions.pending(operator_only=True), *remote_q]]
-        return [dump(m) for m in await s.broker.recent(OPERATOR, limit=INBOX_PAGE)]
+        mine = [dump(m) for m in await s.broker.recent(OPERATOR, limit=INBOX_PAGE)]
+        inboxes = {} if items is None else items.inboxes
+        return mine + [{**dump(m), "host": h} for h, box in inboxes.items() for m in box.recent]
 
     def _encode(self, seq: int) -> str:
         s = self.s
@@ -367,6 +369,8 @@ class Snapshot:
                 self._usage_stale = True  # a budget's grant
             elif isinstance(ev, events.QuestionAdded | events.QuestionResolved):
                 self._stale.add("questions")
+            elif isinstance(ev, events.RemoteInbox):
+                self._stale.add("inbox")
             elif isinstance(ev, events.AttentionChanged):
                 self._attention = encode([dump(i) for i in ev.items])
             elif isinstance(ev, events.UsageChanged):

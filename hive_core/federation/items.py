@@ -22,6 +22,7 @@ within `RECENT`, is published again (a change still unpublished when the last ru
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import anyio
 import nats.errors
@@ -37,7 +38,8 @@ from hive_core.federation.names import ItemEntry, ItemKind
 from hive_core.services import Services
 from hive_share import events
 from hive_share.events import DashboardEvent
-from hive_share.models import Approval, Question
+from hive_share.models import Approval, InboxSummary, Message, Question
+from hive_share.names import OPERATOR
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +50,34 @@ RETRY = 2.0
 MAX_DIFF = 200_000
 """Characters of a proposed commit's diff published with its approval; a longer one is
 left out (`hive-core show ID --host H` reads it from its host)."""
+INBOX_RECENT = 20
+"""The newest messages of this host's operator inbox the others show."""
+INBOX_BODY = 2000
+"""Characters of each of their bodies the others show (`hive-core inbox --host` reads them
+whole)."""
 KINDS = ("approval_added", "approval_started", "approval_resolved")
 QUESTION_KINDS = ("question_added", "question_resolved")
+INBOX_KINDS = ("sent", "delivered")
 
 
 def _own(event: DashboardEvent) -> bool:
-    """An event of one of this host's own approvals or operator questions."""
+    """An event of one of this host's own approvals or operator questions, or of its
+    operator inbox."""
     if isinstance(event, events.ApprovalAdded | events.ApprovalStarted | events.ApprovalResolved):
         return event.approval.host is None
     if isinstance(event, events.QuestionAdded | events.QuestionResolved):
         return event.question.host is None and event.question.target is None
+    if isinstance(event, events.Sent):
+        return event.message.recipient == OPERATOR
+    if isinstance(event, events.Delivered):
+        return event.recipient == OPERATOR
     return False
+
+
+def _cut(message: Message) -> Message:
+    if len(message.body) <= INBOX_BODY:
+        return message
+    return message.model_copy(update={"body": message.body[:INBOX_BODY] + " … (cut)"})
 
 
 class Items:
@@ -74,6 +93,8 @@ class Items:
         """The other hosts' open approvals, by (host, id)."""
         self.questions: dict[tuple[str, int], Question] = {}
         """The other hosts' open operator questions, by (host, id)."""
+        self.inboxes: dict[str, InboxSummary] = {}
+        """The other hosts' operator inboxes, by host."""
         self._taken: dict[tuple[str, str, int], int] = {}
         """The highest sequence number taken for each item of another host."""
         self.published = 0
@@ -93,7 +114,9 @@ class Items:
 
     async def publish(self) -> None:
         """Publish the state of each of this host's items as it changes, until cancelled."""
-        sub = self._s.bus.subscribe(kinds=(*KINDS, *QUESTION_KINDS), where=_own, maxsize=0)
+        sub = self._s.bus.subscribe(
+            kinds=(*KINDS, *QUESTION_KINDS, *INBOX_KINDS), where=_own, maxsize=0
+        )
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._note, sub)
@@ -116,6 +139,8 @@ class Items:
                 event, events.ApprovalAdded | events.ApprovalStarted | events.ApprovalResolved
             ):
                 self._dirty[("approval", event.approval.id)] = None
+            elif isinstance(event, events.Sent | events.Delivered):
+                self._dirty[("inbox", 0)] = None
             self._wake.set()
 
     async def _note_at_start(self) -> None:
@@ -128,6 +153,7 @@ class Items:
             self._dirty[("question", question.id)] = None
         for question_id in await self._s.questions.ended_since(since, operator_only=True):
             self._dirty[("question", question_id)] = None
+        self._dirty[("inbox", 0)] = None
         self._seq = int(self._s.clock.now() * 1_000_000)
         self._wake.set()
 
@@ -159,6 +185,8 @@ class Items:
 
     async def _entry(self, kind: ItemKind, item_id: int) -> ItemEntry:
         self._seq += 1
+        if kind == "inbox":
+            return ItemEntry(host=self._link.host, seq=self._seq, inbox=await self._inbox())
         if kind == "question":
             question = await self._s.questions.get(item_id)
             return ItemEntry(host=self._link.host, seq=self._seq, question=question)
@@ -166,6 +194,21 @@ class Items:
         if approval.diff is not None and len(approval.diff) > MAX_DIFF:
             approval = approval.model_copy(update={"diff": None})
         return ItemEntry(host=self._link.host, seq=self._seq, approval=approval)
+
+    async def _inbox(self) -> InboxSummary:
+        def unread(conn: sqlite3.Connection) -> tuple[int, float | None]:
+            row = conn.execute(
+                "SELECT count(*), min(sent_at) FROM messages "
+                "WHERE recipient = ? AND delivered_at IS NULL",
+                (OPERATOR,),
+            ).fetchone()
+            return int(row[0]), row[1]
+
+        count, oldest = await self._s.db.read(unread)
+        recent = await self._s.broker.recent(OPERATOR, INBOX_RECENT)
+        return InboxSummary(
+            unread=count, oldest_unread=oldest, recent=[_cut(m) for m in reversed(recent)]
+        )
 
     # -- the other hosts' items ------------------------------------------------------------
 
@@ -201,6 +244,14 @@ class Items:
             entry = ItemEntry.model_validate_json(msg.data)
         except ValidationError as exc:
             self._refuse(msg.subject, f"its payload is invalid: {exc.errors()[0]['msg']}")
+            return
+        if kind == "inbox":
+            if entry.host != host or entry.inbox is None or ref != "0":
+                self._refuse(msg.subject, f"it names host {entry.host} and another item")
+            elif entry.seq > self._taken.get((host, kind, 0), 0):
+                self._taken[(host, kind, 0)] = entry.seq
+                self.inboxes[host] = entry.inbox
+                self._s.bus.publish(events.RemoteInbox(host=host, inbox=entry.inbox))
             return
         item = entry.approval if kind == "approval" else entry.question
         if entry.host != host or item is None or str(item.id) != ref:

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from hive_share.base import AgentName, AgentState, Principal, Role, WireModel
 from hive_share.helper import HelperEvent
-from hive_share.models import Approval, Question
+from hive_share.models import Approval, InboxSummary, Question
 from hive_share.request_fields import MAX_BODY, Id
 
 HostId = str
@@ -27,10 +27,10 @@ FORWARDED = frozenset(
 """The operator's verbs on one agent that run on its host when it is another host's: the
 lifecycle, its harness's controls and events (`relay`: cancel, new session, model, logs),
 its harness log, a login link to its page, and its deployed config."""
-DECIDED = frozenset({"show_approval", "approve", "deny", "answer", "cancel_question"})
-"""The operator's verbs on an approval or question that run on the host holding it when the
-request names another host (`host`)."""
-ItemKind = Literal["approval", "question"]
+DECIDED = frozenset({"show_approval", "approve", "deny", "answer", "cancel_question", "inbox"})
+"""The operator's verbs on what a host holds (an approval, a question, its operator inbox)
+that run on that host when the request names another host (`host`)."""
+ItemKind = Literal["approval", "question", "inbox"]
 
 
 def msg_stream(hive: str) -> str:
@@ -203,3 +203,5 @@ class ItemEntry(WireModel):
     for each item and skips anything older."""
     approval: Approval | None = None
     question: Question | None = None
+    inbox: InboxSummary | None = None
+    """Its operator inbox (kind `inbox`, id 0)."""

@@ -13,6 +13,7 @@ from hive_share.models import (
     Approval,
     AttentionItem,
     HostInfo,
+    InboxSummary,
     Message,
     NotifyOutcome,
     NotifyTarget,
@@ -370,6 +371,14 @@ SAMPLES: dict[type[WireModel], WireModel] = {
     events.HostsChanged: events.HostsChanged(
         link="up",
         hosts=[HostInfo(host="beta", this=False, capacity=30, agents=1, last_seen_seconds=4.5)],
+    ),
+    events.RemoteInbox: events.RemoteInbox(
+        host="beta",
+        inbox=InboxSummary(
+            unread=1,
+            oldest_unread=1.5,
+            recent=[Message(id=3, sender="bea", recipient="operator", body="hi", sent_at=1.5)],
+        ),
     ),
     events.NotifyChanged: events.NotifyChanged(
         targets=[NotifyTarget(url="json://hook.example/x", severity="warn", failing=True)]

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.client import HiveClient
 from tests.e2e.browser import PHONE, Shots, browser, open_dashboard, problems
 from tests.multihost.hives import Hosts, hosts_of
 from tests.multihost.nats_cluster import NatsCluster
@@ -53,6 +56,12 @@ async def test_the_dashboard_groups_agents_by_host(hosts: Hosts, tmp_path: Path)
         assert await page.locator('[data-agent="bea"]').is_visible()
         assert not await page.locator('[data-agent="ada"]').is_visible()
         await page.fill("#agent-filter", "")
+        async with HiveClient(hosts["b"].agent_sock("bea")) as bea:  # b's operator inbox
+            await bea.call(rq.Send(cmd="send", to="operator", body="done on b"), rs.Sent)
+        told = page.locator('#inbox-list [data-inbox^="b/"]', has_text="done on b")
+        await told.get_by_text("on b", exact=True).wait_for()
+        needs = page.locator('[data-attention="inbox:b"]')
+        await needs.get_by_text("1 unread message to the operator on b").wait_for()
         await page.mouse.move(0, 0)  # no button left hovered where start was clicked
         await shots.take(page, "dashboard-hosts")
         await remote.locator('[data-action="page"]').wait_for()  # its page: a link made on b

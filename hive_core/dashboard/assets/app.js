@@ -1310,7 +1310,7 @@ function flowRelease(ids) {
 const INBOX_CAP = 300;
 
 function renderInboxItem(m) {
-  const item = el("article", { cls: "inbox-item", attrs: { "data-inbox": str(m.id) } });
+  const item = el("article", { cls: "inbox-item", attrs: { "data-inbox": itemKey(m) } });
   const reply = el("button", { cls: "link", text: "reply", attrs: { type: "button", title: "reply in the compose line" } });
   reply.addEventListener("click", () => {
     if (NAME_RE.test(str(m.sender))) {
@@ -1323,6 +1323,7 @@ function renderInboxItem(m) {
   item.appendChild(el("div", { cls: "inbox-head" },
     el("span", { cls: "ts dim", text: clockTime(m.sent_at), attrs: { title: fullTime(m.sent_at) } }),
     vspan("from", m.sender),
+    m.host ? chip(`on ${visibleString(m.host)}`, "info", `in host ${visibleString(m.host)}'s operator inbox: hive-core inbox --host ${visibleString(m.host)} reads it whole`) : null,
     el("span", { cls: "spacer" }),
     m.sender !== "hive" ? reply : null));
   item.appendChild(el("div", { cls: "inbox-body" }, bodyNode(m.body, m.event && m.event.kind ? `event: ${visibleString(m.event.kind)}` : "")));
@@ -1339,8 +1340,19 @@ function renderInbox() {
   setCount("inbox", state.inbox.length);
 }
 
+/** Another host's operator inbox changed: its newest messages replace those shown. */
+function inboxOf(host, inbox) {
+  const recent = (inbox && Array.isArray(inbox.recent) ? inbox.recent : []).filter((m) => m && m.id !== undefined);
+  const mine = state.inbox.filter((m) => m.host !== host);
+  const all = mine.concat(recent.map((m) => ({ ...m, host })));
+  all.sort((x, y) => (Number(y.sent_at) || 0) - (Number(x.sent_at) || 0) || (Number(y.id) || 0) - (Number(x.id) || 0));
+  state.inbox = all.slice(0, INBOX_CAP);
+  ui.inboxIds = new Set(state.inbox.map(itemKey));
+  renderInbox();
+}
+
 function inboxAdd(m) {
-  const id = str(m.id);
+  const id = itemKey(m);
   if (ui.inboxIds.has(id)) return;
   ui.inboxIds.add(id);
   state.inbox.unshift(m);
@@ -1350,7 +1362,7 @@ function inboxAdd(m) {
   list.prepend(renderInboxItem(m));
   while (state.inbox.length > INBOX_CAP) {
     const gone = state.inbox.pop();
-    ui.inboxIds.delete(str(gone.id));
+    ui.inboxIds.delete(itemKey(gone));
     const last = list.lastElementChild;
     if (last) last.remove();
   }
@@ -1641,7 +1653,7 @@ function applySnapshot(snap) {
   const inbox = (Array.isArray(snap.inbox) ? snap.inbox : []).filter((m) => m && m.id !== undefined);
   inbox.sort((x, y) => (Number(y.sent_at) || 0) - (Number(x.sent_at) || 0) || (Number(y.id) || 0) - (Number(x.id) || 0));
   state.inbox = inbox.slice(0, INBOX_CAP);
-  ui.inboxIds = new Set(state.inbox.map((m) => str(m.id)));
+  ui.inboxIds = new Set(state.inbox.map(itemKey));
 
   ui.allDirty = true;
   renderAgents();
@@ -1722,6 +1734,9 @@ function handleEvent(ev) {
       notify(`question from ${str(q.asker)}`, str(q.question), `question-${itemKey(q)}`);
       return;
     }
+    case "remote_inbox":
+      if (typeof ev.host === "string" && ev.host) inboxOf(ev.host, ev.inbox);
+      return;
     case "question_resolved": {
       const q = ev.question;
       if (!q || q.id === undefined) return;
