@@ -158,10 +158,12 @@ def _coordination(server: MCPServer[Any], tools: Tools) -> None:
         return f"Asked question {got.question.id} to {to or 'the operator'}."
 
     @server.tool(structured_output=False)
-    async def answer(id: int, answer: str) -> str:
-        """Answer a question someone asked you (from a question_asked event)."""
+    async def answer(id: int, answer: str, host: str | None = None) -> str:
+        """Answer a question someone asked you (from a question_asked event); `host`: the
+        event's `host`, when it names one (the asker is on another host)."""
         await tools.call(
-            make(rq.AnswerQuestion, cmd="answer", id=id, answer=answer), rs.QuestionResult
+            make(rq.AnswerQuestion, cmd="answer", id=id, answer=answer, host=host),
+            rs.QuestionResult,
         )
         return f"Answered question {id}."
 

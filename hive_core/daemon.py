@@ -242,7 +242,7 @@ class Daemon:
             broker=broker,
             approvals=Approvals(db, bus, self.clock),
             transients=Transients(db, bus, self.clock),
-            questions=Questions(db, bus, self.clock, broker),
+            questions=Questions(db, bus, self.clock, broker, st.host_id),
             reminders=Reminders(db, self.clock, broker, st.agents_dir),
             backend=backend,
             liveness=Liveness(),

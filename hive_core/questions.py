@@ -39,11 +39,15 @@ def _question(row: sqlite3.Row) -> Question:
 
 
 class Questions:
-    def __init__(self, db: Database, bus: EventBus, clock: Clock, broker: Broker) -> None:
+    def __init__(
+        self, db: Database, bus: EventBus, clock: Clock, broker: Broker, host: str
+    ) -> None:
         self._db = db
         self._bus = bus
         self._clock = clock
         self._broker = broker
+        self._host = host
+        """This host's id: a target on another host is told where the question is held."""
 
     async def ask(
         self,
@@ -61,7 +65,7 @@ class Questions:
         """
         if target == asker:
             raise InvalidRequest("you cannot ask yourself; leave `to` empty to ask the operator")
-        if target is not None and not self._broker.knows(target):
+        if target is not None and not self._broker.reaches(target):
             raise UnknownAgent(f"no agent named {target!r} to ask")
         now = self._clock.now()
         expires = now + ttl_seconds if ttl_seconds is not None else None
@@ -84,12 +88,13 @@ class Questions:
 
         question = _question(await self._db.write(insert))
         self._bus.publish(events.QuestionAdded(question=question))
-        if target is not None:
+        if target is not None:  # another host's agent hears it through the outbox
+            elsewhere = None if self._broker.knows(target) else self._host
             await self._broker.notify(
                 target,
                 helper.QuestionAsked(
                     id=question.id, asker=asker, question=text, options=options,
-                    expires_at=expires,
+                    expires_at=expires, host=elsewhere,
                 ),
             )  # fmt: skip
         return question

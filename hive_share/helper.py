@@ -101,6 +101,9 @@ class QuestionAsked(WireModel):
     question: str
     options: list[str] | None = None
     expires_at: float | None = None
+    host: str | None = None
+    """The asker's host, when it is another host of the hive than yours: the question is
+    held there (answer with this `host`)."""
 
 
 class QuestionAnswered(WireModel):
@@ -178,8 +181,9 @@ def summary(event: HelperEvent) -> str:
             return f"approval {approval_id} ({kind} {agent}) was {status}"
         case Stuck() | BudgetReached():
             return _trouble(event)
-        case QuestionAsked(id=qid, asker=asker):
-            return f"{asker} asks you question {qid}"
+        case QuestionAsked(id=qid, asker=asker, host=host):
+            where = "" if host is None else f" (on host {host})"
+            return f"{asker}{where} asks you question {qid}"
         case QuestionAnswered(id=qid, outcome=outcome, answerer=answerer):
             return f"question {qid} was {outcome} by {answerer}"
         case ReminderDue(id=rid):

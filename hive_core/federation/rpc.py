@@ -45,6 +45,9 @@ rebuild a build."""
 Dispatch = Callable[[dict[str, Any]], Awaitable[WireModel]]
 RequestSpawn = Callable[[str, str], Awaitable[WireModel]]
 """Queues a spawn approval here: the agent's name and who asked (raises HiveError)."""
+Answer = Callable[[int, str, str], Awaitable[WireModel]]
+"""Answers a question held here: its id, the answer, and the agent answering (raises
+HiveError)."""
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 """Runs a coroutine function as a task of the federation (each request is answered in a
 task of its own: a stop waiting out a grace holds up no other request)."""
@@ -58,12 +61,14 @@ class Rpc:
         host_of: Callable[[str], str | None],
         spawn: Spawn,
         request_spawn: RequestSpawn,
+        answer: Answer,
     ) -> None:
         self._link = link
         self._runs_here = runs_here
         self._host_of = host_of
         self._spawn = spawn
         self._request_spawn = request_spawn
+        self._answer_for = answer
         self.dispatch: Dispatch | None = None
         """The host socket's dispatch as the operator's (set once the sockets exist)."""
         self._sub: Subscription | None = None
@@ -121,6 +126,8 @@ class Rpc:
         name = request.get("name")
         if cmd == "request_spawn":
             return await self._queue_spawn(origin, request)
+        if cmd == "answer" and "answerer" in request:
+            return await self._agent_answers(origin, request)
         if cmd in DECIDED:
             if request.get("host") != self._link.host:  # held here, as the asking host saw
                 return Error(code="invalid_request", error=f"a decision sent to host "
@@ -151,6 +158,23 @@ class Rpc:
         logger.info("host %s asks: request_spawn %s for %s", origin, name, requester)
         try:
             return await self._request_spawn(name, requester)
+        except HiveError as exc:
+            return Error(code=exc.code, error=exc.message)
+
+    async def _agent_answers(self, origin: str, request: dict[str, Any]) -> WireModel:
+        """An agent of the asking host answers a question held here (asked of it by an
+        agent of this host)."""
+        question_id, answer, answerer = (request.get(k) for k in ("id", "answer", "answerer"))
+        if request.get("host") != self._link.host:
+            return Error(code="invalid_request", error=f"an answer sent to host "
+                         f"{self._link.host} names it as the question's host")  # fmt: skip
+        if not isinstance(question_id, int) or not isinstance(answer, str):
+            return Error(code="malformed", error="answer: an integer id and a string answer")
+        if not isinstance(answerer, str) or self._host_of(answerer) != origin:
+            return Error(code="forbidden", error=f"{answerer} is not an agent of host {origin}")
+        logger.info("host %s asks: answer %s for %s", origin, question_id, answerer)
+        try:
+            return await self._answer_for(question_id, answer, answerer)
         except HiveError as exc:
             return Error(code=exc.code, error=exc.message)
 

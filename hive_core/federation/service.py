@@ -58,6 +58,7 @@ class Federation:
             self.view.host_of,
             self._spawn,
             self._request_spawn,
+            self._answer,
         )
         self._republish = anyio.Event()
         self._tg: TaskGroup | None = None
@@ -153,6 +154,11 @@ class Federation:
         """A spawn approval another host placed here."""
         approval = await approval_flow.request_spawn(self._s, name, requester)
         return rs.ApprovalResult(approval=approval)
+
+    async def _answer(self, question_id: int, answer: str, answerer: str) -> WireModel:
+        """Another host's agent answers a question held here."""
+        question = await self._s.questions.answer(question_id, answer, answerer)
+        return rs.QuestionResult(question=question)
 
     def place(self) -> str:
         """The host a new agent goes to: the one with the most free places (its capacity

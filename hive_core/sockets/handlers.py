@@ -178,8 +178,10 @@ async def _coordination(s: Services, req: Coordination, conn: Conn) -> WireModel
             asked = await s.questions.ask(me, to, text, options, ttl)
             return rs.QuestionResult(question=asked)
         case rq.AnswerQuestion(id=question_id, answer=answer, host=host):
-            if host is not None:  # an agent's questions are its own host's
-                raise InvalidRequest("host: only the operator answers another host's questions")
+            if (there := _holder(s, host)) is not None and s.federation is not None:
+                request = {"cmd": "answer", "id": question_id, "answer": answer, "host": there,
+                           "answerer": me}  # fmt: skip
+                return await s.federation.forward(there, request)  # held there
             return rs.QuestionResult(question=await s.questions.answer(question_id, answer, me))
         case rq.Remind(message=message, at=at, in_seconds=delay, file_path=path):
             reminder = await s.reminders.add(me, message, at, delay, path)

@@ -103,7 +103,7 @@ def services(
         broker=broker,
         approvals=Approvals(db, bus, clock),
         transients=Transients(db, bus, clock),
-        questions=Questions(db, bus, clock, broker),
+        questions=Questions(db, bus, clock, broker, "here"),
         reminders=Reminders(db, clock, broker, state_dir / "agents"),
         backend=backend,
         liveness=Liveness(),

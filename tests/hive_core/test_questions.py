@@ -42,7 +42,7 @@ async def broker(
 
 @pytest.fixture
 def questions(db: Database, bus: EventBus, clock: FakeClock, broker: Broker) -> Questions:
-    return Questions(db, bus, clock, broker)
+    return Questions(db, bus, clock, broker, "here")
 
 
 async def _new_messages(broker: Broker, who: str) -> list[helper.HelperEvent]:

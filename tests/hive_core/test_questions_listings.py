@@ -112,7 +112,7 @@ async def test_questions_survive_reopening_the_database(
     db: Database, db_path: Path, bus: EventBus, clock: FakeClock, recipients: set[str]
 ) -> None:
     broker = Broker(db, bus, clock, lambda name: name in recipients)
-    questions = Questions(db, bus, clock, broker)
+    questions = Questions(db, bus, clock, broker, "here")
     pending = await questions.ask("alice", "bob", "still there?", ["yes", "no"], 60.0)
     answered = await questions.ask("bob", None, "ok?", None, None)
     answered = await questions.answer(answered.id, "fine", OPERATOR)
@@ -122,7 +122,7 @@ async def test_questions_survive_reopening_the_database(
     reopened = await Database.open(db_path)
     try:
         broker2 = Broker(reopened, bus, clock, lambda name: name in recipients)
-        questions2 = Questions(reopened, bus, clock, broker2)
+        questions2 = Questions(reopened, bus, clock, broker2, "here")
         assert await questions2.get(pending.id) == pending
         assert await questions2.get(answered.id) == answered
         assert await questions2.pending() == [pending]

@@ -110,11 +110,10 @@ async def test_a_question_to_the_operator_is_answered_from_another_host(hosts: H
         (news,) = told.messages
         assert isinstance(news.event, helper.QuestionAnswered), news
         assert (news.event.answer, news.event.answerer) == ("yes", "operator")
-        own = await bea.request(
-            rq.AnswerQuestion(cmd="answer", id=question, answer="yes", host="a")
+        again = await bea.request(
+            rq.AnswerQuestion(cmd="answer", id=question, answer="yes", host="b")
         )
-        assert isinstance(own, Error) and own.code == "invalid_request"
-        assert "only the operator answers another host's questions" in own.error
+        assert isinstance(again, Error) and again.code == "forbidden"  # the operator's
     assert json.loads(ok(hosts, "b", "questions", "--json")) == []
 
 
@@ -170,3 +169,30 @@ async def test_an_agents_message_to_the_operator_shows_on_every_host(hosts: Host
         assert (read["sender"], read["body"]) == ("bea", long)  # whole, read on b
         await seen_a.until("remote_inbox", host="b", inbox__unread=0)
     assert json.loads(ok(hosts, "b", "inbox", "--json"))[0]["delivered_at"] is not None
+
+
+async def test_an_agent_asks_another_hosts_agent_and_hears_its_answer(hosts: Hosts) -> None:
+    hosts.spawn_idle("a", "ada")
+    hosts.spawn_idle("b", "bea")
+    hosts.settled(3)
+    async with (
+        HiveClient(hosts["a"].agent_sock("ada")) as ada,
+        HiveClient(hosts["b"].agent_sock("bea")) as bea,
+    ):
+        ask = rq.Ask(cmd="ask", question="which branch?", to="bea", options=["main", "dev"])
+        asked = (await ada.call(ask, rs.QuestionResult)).question
+        got = await bea.call(rq.Recv(cmd="recv", wait_seconds=20), rs.Messages)
+        (news,) = got.messages
+        assert news.sender == "hive" and isinstance(news.event, helper.QuestionAsked)
+        assert (news.event.id, news.event.asker, news.event.host) == (asked.id, "ada", "a")
+        assert news.body == f"ada (on host a) asks you question {asked.id}"
+        await bea.call(rq.Ack(cmd="ack", ids=[news.id]), rs.Acked)
+        here = await bea.request(rq.AnswerQuestion(cmd="answer", id=asked.id, answer="main"))
+        assert isinstance(here, Error) and here.code == "not_found"  # held on a, not on b
+        answered = rq.AnswerQuestion(cmd="answer", id=asked.id, answer="main", host="a")
+        done = (await bea.call(answered, rs.QuestionResult)).question
+        assert (done.status, done.answer, done.answerer) == ("answered", "main", "bea")
+        told = await ada.call(rq.Recv(cmd="recv", wait_seconds=20), rs.Messages)
+        (answer,) = told.messages
+        assert isinstance(answer.event, helper.QuestionAnswered)
+        assert (answer.event.answer, answer.event.answerer) == ("main", "bea")

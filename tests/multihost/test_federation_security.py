@@ -89,6 +89,8 @@ async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: Nats
                     ({"cmd": "spawn", "name": "evil", "host": "c"}, "invalid_request"),
                     ({"cmd": "request_spawn", "name": "evil", "host": "b",
                       "requester": "ada"}, "forbidden"),  # a's agent, asked by c
+                    ({"cmd": "answer", "id": 1, "answer": "x", "host": "b",
+                      "answerer": "ada"}, "forbidden"),  # the same
                     ({"cmd": "stop", "name": "ada"}, "unknown_agent")]  # fmt: skip
             for ask, code in asks:
                 subject = names.rpc_subject(HIVE_ID, "b", "c")
