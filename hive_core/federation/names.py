@@ -9,6 +9,7 @@ publish, and which B checks against the payload's `origin`.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -87,6 +88,19 @@ def agents_bucket(hive: str) -> str:
 def hosts_bucket(hive: str) -> str:
     """`<host>` → that host's heartbeat entry, written only by it."""
     return f"hive-{hive}-hosts"
+
+
+def page_on(dashboard_url: str | None, link: str) -> str:
+    """A link another host made to one of its agents' pages (on its loopback), on the name
+    that host's dashboard is reached by (its public URL when set), the page's port kept."""
+    if not dashboard_url:
+        return link
+    name = urlsplit(dashboard_url).hostname
+    parts = urlsplit(link)
+    if not name or parts.port is None:
+        return link
+    host = f"[{name}]" if ":" in name else name
+    return parts._replace(netloc=f"{host}:{parts.port}").geturl()
 
 
 def forward_key(origin: str, message_id: int) -> str:

@@ -19,6 +19,7 @@ from anyio.abc import TaskGroup
 
 from hive_core import agent_info, approval_flow, lifecycle
 from hive_core.errors import AlreadyExists, HiveError
+from hive_core.federation import names
 from hive_core.federation.directory import HEARTBEAT, Directory
 from hive_core.federation.inbound import Inbound
 from hive_core.federation.items import Items
@@ -159,6 +160,12 @@ class Federation:
         """Another host's agent answers a question held here."""
         question = await self._s.questions.answer(question_id, answer, answerer)
         return rs.QuestionResult(question=question)
+
+    def page_on(self, host: str, link: str) -> str:
+        """A link `host` made to one of its agents' pages, on the name its dashboard is
+        reached by (its heartbeat's public or dashboard URL)."""
+        seen = self.view.hosts.get(host)
+        return names.page_on(None if seen is None else seen.entry.dashboard_url, link)
 
     def place(self) -> str:
         """The host a new agent goes to: the one with the most free places (its capacity

@@ -203,7 +203,10 @@ async def _coordination(s: Services, req: Coordination, conn: Conn) -> WireModel
 async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel:  # noqa: C901
     who = conn.principal.name
     if (host := _elsewhere(s, req)) is not None and s.federation is not None:
-        return await s.federation.forward(host, req.model_dump(mode="json"))  # runs there
+        answered = await s.federation.forward(host, req.model_dump(mode="json"))  # runs there
+        if isinstance(req, rq.LoginLink) and isinstance(answered, rs.Done):
+            return rs.Done(detail=s.federation.page_on(host, answered.detail))
+        return answered
     match req:
         case rq.Send():
             return await _messages(s, req, conn)

@@ -67,7 +67,22 @@ async def test_a_message_crosses_hosts_and_the_reply_comes_back(hosts: Hosts) ->
     assert {h["host"] for h in info["hosts"]} == {"a", "b", "c"}
 
 
-def test_another_hosts_agent_is_acted_on_where_it_runs(hosts: Hosts) -> None:
+@pytest.fixture
+def public_b(nats_cluster: NatsCluster) -> Iterator[Hosts]:
+    """Hosts a, b and c, b's dashboard reached by a name of its own (`HIVE_PUBLIC_URL`)."""
+    envs = {h: host_env(nats_cluster, h) for h in ("a", "b", "c")}
+    envs["b"]["HIVE_PUBLIC_URL"] = "http://b.hive.test:7357"
+    hosts = Hosts(nats_cluster, envs)
+    try:
+        hosts.start()
+        hosts.linked()
+        yield hosts
+    finally:
+        hosts.close()
+
+
+def test_another_hosts_agent_is_acted_on_where_it_runs(public_b: Hosts) -> None:
+    hosts = public_b
     hosts.spawn_idle("b", "bea")
     hosts.settled(2)  # the manager and bea
     assert ok(hosts, "a", "start", "bea").strip() == "started bea"
@@ -78,7 +93,7 @@ def test_another_hosts_agent_is_acted_on_where_it_runs(hosts: Hosts) -> None:
     port = next(
         r["web_port"] for r in json.loads(ok(hosts, "b", "list", "--json")) if r["name"] == "bea"
     )
-    assert f":{port}/login?code=" in link
+    assert link.startswith(f"http://b.hive.test:{port}/login?code="), link  # b's name
     assert ok(hosts, "c", "stop", "bea").strip() == "stopped bea"
     assert "bea" not in hosts.running_agents("b")
     manager = next(h for h in ("a", "b", "c") if "hm1nd" in hosts.local_agents(h))
