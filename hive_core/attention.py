@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from hive_core import message_reads
 from hive_core.services import Services
 from hive_share.events import AttentionChanged, DashboardEvent, Resync, Sent
 from hive_share.models import AttentionItem, Severity
@@ -204,15 +205,7 @@ class Attention:
         return items
 
     async def _operator_inbox(self) -> list[AttentionItem]:
-        def unread(conn: sqlite3.Connection) -> tuple[int, float | None]:
-            row = conn.execute(
-                "SELECT count(*), min(sent_at) FROM messages "
-                "WHERE recipient = ? AND delivered_at IS NULL",
-                (OPERATOR,),
-            ).fetchone()
-            return int(row[0]), row[1]
-
-        count, oldest = await self._s.db.read(unread)
+        count, oldest = await message_reads.unread(self._s.db, OPERATOR)
         items = []
         if count and oldest is not None:
             items.append(_unread(count, oldest, None))

@@ -142,6 +142,21 @@ async def has_news(db: Database, recipient: str, before: int | None, after: int 
     return await db.read(newer)
 
 
+async def unread(db: Database, recipient: str) -> tuple[int, float | None]:
+    """How many messages to `recipient` are not delivered yet, and when the oldest was
+    sent (None: none)."""
+
+    def select(conn: sqlite3.Connection) -> tuple[int, float | None]:
+        row = conn.execute(
+            "SELECT count(*), min(sent_at) FROM messages "
+            "WHERE recipient = ? AND delivered_at IS NULL",
+            (recipient,),
+        ).fetchone()
+        return int(row[0]), row[1]
+
+    return await db.read(select)
+
+
 async def undelivered_count(db: Database, recipient: str) -> int:
     """How many messages to `recipient` are not delivered yet."""
 

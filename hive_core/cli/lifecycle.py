@@ -24,21 +24,19 @@ from hive_core.cli.common import (
 
 app = typer.Typer()
 
+OnHost = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        metavar="HOST",
+        help="On this host of the hive (default: the one with the most free places).",
+        show_default=False,
+    ),
+]
+
 
 @app.command("spawn")
-def spawn(
-    name: Agent,
-    host: Annotated[
-        str | None,
-        typer.Option(
-            "--host",
-            metavar="HOST",
-            help="On this host of the hive (default: the one with the most free places).",
-            show_default=False,
-        ),
-    ] = None,
-    run_dir: RunDir = None,
-) -> None:
+def spawn(name: Agent, host: OnHost = None, run_dir: RunDir = None) -> None:
     """Create and start an agent now (the operator needs no approval)."""
     if host is None:
         detail(run_dir, cmd="spawn", name=agent_name(name))
@@ -47,21 +45,9 @@ def spawn(
 
 
 @app.command("request-spawn")
-def request_spawn(
-    name: Agent,
-    host: Annotated[
-        str | None,
-        typer.Option(
-            "--host",
-            metavar="HOST",
-            help="Of an agent on this host of the hive, whose approval it is (default: the "
-            "one with the most free places).",
-            show_default=False,
-        ),
-    ] = None,
-    run_dir: RunDir = None,
-) -> None:
-    """Queue a spawn for approval (as the manager would)."""
+def request_spawn(name: Agent, host: OnHost = None, run_dir: RunDir = None) -> None:
+    """Queue a spawn for approval (as the manager would); in a hive across hosts the
+    approval is that host's."""
     req = request(cmd="request_spawn", name=agent_name(name), host=host)
     approval = call(run_dir, req, "approval")["approval"]
     where = f" on host {approval['host']}" if approval.get("host") else ""

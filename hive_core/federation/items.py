@@ -22,7 +22,6 @@ within `RECENT`, is published again (a change still unpublished when the last ru
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 import anyio
 import nats.errors
@@ -30,6 +29,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from pydantic import ValidationError
 
+from hive_core import message_reads
 from hive_core.bus import Subscription
 from hive_core.errors import HiveError
 from hive_core.federation import names
@@ -196,15 +196,7 @@ class Items:
         return ItemEntry(host=self._link.host, seq=self._seq, approval=approval)
 
     async def _inbox(self) -> InboxSummary:
-        def unread(conn: sqlite3.Connection) -> tuple[int, float | None]:
-            row = conn.execute(
-                "SELECT count(*), min(sent_at) FROM messages "
-                "WHERE recipient = ? AND delivered_at IS NULL",
-                (OPERATOR,),
-            ).fetchone()
-            return int(row[0]), row[1]
-
-        count, oldest = await self._s.db.read(unread)
+        count, oldest = await message_reads.unread(self._s.db, OPERATOR)
         recent = await self._s.broker.recent(OPERATOR, INBOX_RECENT)
         return InboxSummary(
             unread=count, oldest_unread=oldest, recent=[_cut(m) for m in reversed(recent)]

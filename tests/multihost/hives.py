@@ -122,9 +122,15 @@ class Hosts:
 
 
 @contextmanager
-def hosts_of(cluster: NatsCluster, names: Sequence[str] = HOSTS) -> Iterator[Hosts]:
-    """Started hive-cores for `names`, all linked; stopped and removed on exit."""
-    hosts = Hosts(cluster, {h: host_env(cluster, h) for h in names})
+def hosts_of(
+    cluster: NatsCluster,
+    names: Sequence[str] = HOSTS,
+    extra: Mapping[str, Mapping[str, str]] | None = None,
+) -> Iterator[Hosts]:
+    """Started hive-cores for `names` (with `extra` settings by host), all linked; stopped
+    and removed on exit."""
+    more = extra or {}
+    hosts = Hosts(cluster, {h: {**host_env(cluster, h), **more.get(h, {})} for h in names})
     try:
         hosts.start()
         hosts.linked()

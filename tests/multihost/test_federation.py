@@ -70,15 +70,8 @@ async def test_a_message_crosses_hosts_and_the_reply_comes_back(hosts: Hosts) ->
 @pytest.fixture
 def public_b(nats_cluster: NatsCluster) -> Iterator[Hosts]:
     """Hosts a, b and c, b's dashboard reached by a name of its own (`HIVE_PUBLIC_URL`)."""
-    envs = {h: host_env(nats_cluster, h) for h in ("a", "b", "c")}
-    envs["b"]["HIVE_PUBLIC_URL"] = "http://b.hive.test:7357"
-    hosts = Hosts(nats_cluster, envs)
-    try:
-        hosts.start()
-        hosts.linked()
-        yield hosts
-    finally:
-        hosts.close()
+    with hosts_of(nats_cluster, extra={"b": {"HIVE_PUBLIC_URL": "http://b.hive.test:7357"}}) as h:
+        yield h
 
 
 def test_another_hosts_agent_is_acted_on_where_it_runs(public_b: Hosts) -> None:
