@@ -97,8 +97,6 @@ class Items:
         """The other hosts' operator inboxes, by host."""
         self._taken: dict[tuple[str, str, int], int] = {}
         """The highest sequence number taken for each item of another host."""
-        self.published = 0
-        self.refused = 0
 
     def remote_approvals(self) -> list[Approval]:
         return sorted(self.approvals.values(), key=lambda a: (a.created_at, a.host or "", a.id))
@@ -174,7 +172,6 @@ class Items:
                     timeout=JS_TIMEOUT,
                     stream=names.events_stream(self._link.hive),
                 )
-                self.published += 1
             except HiveError as exc:  # not in the database (a defect): nothing to publish
                 logger.error("could not read %s %d to publish it: %s", *key, exc.message)
             except (nats.errors.Error, TimeoutError) as exc:
@@ -259,7 +256,6 @@ class Items:
             self._question(item.model_copy(update={"host": host}))
 
     def _refuse(self, subject: str, why: str) -> None:
-        self.refused += 1
         logger.error("refused the item on %s: %s", subject, why)
 
     def _approval(self, approval: Approval) -> None:

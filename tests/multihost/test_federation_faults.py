@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import shutil
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
-from hive_core.send_throttle import SEND_RATE
+from hive_core.send_throttle import SEND_BURST, SEND_RATE
 from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import ClientError, HiveClient
 from hive_share.models import Message
-from hive_share.responses import Error
+from hive_share.names import OPERATOR
 from tests.e2e.hive import short_tmp
 from tests.e2e.turns import operator_send, turn_env, turns_done
 from tests.fake_anthropic import FakeAnthropic, Reply, Seen, text
@@ -39,19 +41,27 @@ PER_ROUND = int(os.environ.get("HIVE_TEST_MULTIHOST_PER_ROUND", "15"))
 """Messages each direction sends in each round."""
 OUTAGE = float(os.environ.get("HIVE_TEST_NATS_OUTAGE", "0"))
 """Seconds NATS stays away while local sends and turns go on (at least one pass of them)."""
-PACE = 1 / SEND_RATE
-"""Seconds a sender told to slow down waits before sending again: one token of its bucket."""
+SENDERS = math.ceil(ROUNDS * PER_ROUND / SEND_BURST)
+"""Agents sending each way: each sends at most one burst in all, so no send is told to slow
+down (the larger run sends more than one agent may at once)."""
 WAIT = 30.0
 """Seconds a receiver may wait for what was sent to it (a stopped NATS server is noticed
 after about 10 s; a lost delivery comes again after 10 s)."""
 
 
+def sender(base: str, n: int) -> str:
+    """The agent that sends message `n` of `base`'s: `base` for the first burst, then
+    `base1`, `base2`, …"""
+    k = int(n // SEND_BURST)
+    return base if k == 0 else f"{base}{k}"
+
+
 @pytest.fixture
 def hosts(nats_cluster: NatsCluster) -> Iterator[Hosts]:
     with hosts_of(nats_cluster) as joined:
-        joined.spawn_idle("a", "ada")
-        joined.spawn_idle("b", "bea")
-        joined.settled(3)
+        for host, base in (("a", "ada"), ("b", "bea")):
+            joined.spawn_idle(host, *(sender(base, int(k * SEND_BURST)) for k in range(SENDERS)))
+        joined.settled(1 + 2 * SENDERS)
         yield joined
 
 
@@ -61,21 +71,20 @@ class Inbox:
 
     seen: dict[int, Message] = field(default_factory=dict)
 
-    def bodies(self) -> list[str]:
-        return [m.body for m in self.seen.values()]
 
-
-async def send_batch(hosts: Hosts, host: str, me: str, to: str, numbers: range) -> None:
-    """Send each of `numbers` once, as an agent does: past its burst a sender is told to
-    slow down (`busy`), and sends the same message again a moment later."""
-    async with HiveClient(hosts[host].agent_sock(me)) as client:
+async def send_batch(hosts: Hosts, host: str, base: str, to: str, numbers: range) -> None:
+    """Send each of `numbers` once, each from its sender (`sender(base, n)`; `operator`:
+    the operator)."""
+    clients: dict[str, HiveClient] = {}
+    async with contextlib.AsyncExitStack() as stack:
         for n in numbers:
+            me = base if base == OPERATOR else sender(base, n)
+            if me not in clients:
+                sock = hosts[host].host_sock if me == OPERATOR else hosts[host].agent_sock(me)
+                clients[me] = await stack.enter_async_context(HiveClient(sock))
             key = f"{me}-{to}-{n}"
             req = rq.Send(cmd="send", to=to, body=f"{me}-{n}", idempotency_key=key)
-            while isinstance(answer := await client.request(req), Error):
-                assert answer.code == "busy", answer
-                await asyncio.sleep(PACE)
-            assert isinstance(answer, rs.Sent), answer
+            await clients[me].call(req, rs.Sent)
 
 
 async def receive(hosts: Hosts, host: str, me: str, inbox: Inbox, total: int) -> None:
@@ -137,13 +146,20 @@ async def receiving(*receivers: Receiver) -> AsyncIterator[None]:
                 await task
 
 
-def check(inbox: Inbox, sender: str, total: int) -> None:
-    expected = [f"{sender}-{n}" for n in range(total)]
-    assert inbox.bodies() == expected  # each once (no second commit), in the sender's order
-    assert all(m.sender == sender for m in inbox.seen.values())
+def check(inbox: Inbox, base: str, total: int) -> None:
+    """`inbox` holds messages 0 to `total` of `base`'s, each once (no second commit), in
+    each sender's order."""
+    expected: defaultdict[str, list[str]] = defaultdict(list)
+    for n in range(total):
+        me = base if base == OPERATOR else sender(base, n)
+        expected[me].append(f"{me}-{n}")
+    got: defaultdict[str, list[str]] = defaultdict(list)
+    for m in inbox.seen.values():
+        got[m.sender].append(m.body)
+    assert got == expected
 
 
-@pytest.mark.timeout(120 + ROUNDS * (20 + 2 * PER_ROUND / SEND_RATE))  # the larger run's size
+@pytest.mark.timeout(120 + ROUNDS * (20 + PER_ROUND / SEND_RATE))  # the larger run's size
 async def test_messages_survive_nats_and_hive_core_faults(
     hosts: Hosts, nats_cluster: NatsCluster
 ) -> None:
@@ -189,10 +205,10 @@ async def test_with_nats_gone_local_work_goes_on_and_the_queue_flushes_after(
         try:
             hosts.start()
             hosts.linked()
-            hosts.spawn_idle("a", "ada", "amy")
+            hosts.spawn_idle("a", "amy")
             hosts.spawn_idle("b", "bea")
             assert hosts["a"].cli("spawn", "tia", "--host", "a").returncode == 0  # turns on
-            hosts.settled(5)
+            hosts.settled(4)
             await outage(hosts, nats_cluster)
         finally:
             hosts.close()
@@ -204,17 +220,18 @@ async def outage(hosts: Hosts, nats_cluster: NatsCluster) -> None:
         nats_cluster.kill(i)
     hosts.wait_until("a", "NATS down", lambda s: s.link == "down")
     # Local sends, receives and turns go on; sends to another host's agent are taken and
-    # queued. Passes of them until the outage has lasted OUTAGE seconds.
+    # queued. Passes of them until the outage has lasted OUTAGE seconds; the operator sends
+    # (never told to slow down, however long the outage).
     passes, ends = 0, time.monotonic() + OUTAGE
     local = Inbox()
     while passes == 0 or time.monotonic() < ends:
-        await send_batch(hosts, "a", "ada", "amy", range(3 * passes, 3 * passes + 3))
-        await send_batch(hosts, "a", "ada", "bea", range(5 * passes, 5 * passes + 5))
+        await send_batch(hosts, "a", OPERATOR, "amy", range(3 * passes, 3 * passes + 3))
+        await send_batch(hosts, "a", OPERATOR, "bea", range(5 * passes, 5 * passes + 5))
         await receive(hosts, "a", "amy", local, 3 * passes + 3)
         await operator_send(hosts["a"], "tia", f"still here? ({passes})")
         await turns_done(hosts["a"], "tia", passes + 1)
         passes += 1
-    check(local, "ada", 3 * passes)
+    check(local, OPERATOR, 3 * passes)
     pending = hosts["a"].cli("hosts", "--json")
     assert f'"pending_forwards": {5 * passes}' in pending.stdout, pending.stdout
     with pytest.raises(ClientError, match="out of reach"):
@@ -224,4 +241,4 @@ async def outage(hosts: Hosts, nats_cluster: NatsCluster) -> None:
     remote = Inbox()
     async with asyncio.timeout(WAIT * 2):
         await receive(hosts, "b", "bea", remote, 5 * passes)
-    check(remote, "ada", 5 * passes)
+    check(remote, OPERATOR, 5 * passes)

@@ -358,6 +358,25 @@ function agentEntry(name) {
   return entry;
 }
 
+/** An agent's buttons into `actions`, the same on this host's rows and another host's (whose
+ * run there); `more` go before config. */
+function agentButtons(actions, entry, agent, ...more) {
+  const name = str(agent.name);
+  if (agent.state === "running") {
+    actions.appendChild(buttonFor(entry, name, "stop", "stop"));
+    actions.appendChild(buttonFor(entry, name, "restart", "restart"));
+    actions.appendChild(buttonFor(entry, name, "kill", "kill", { danger: true }));
+    actions.appendChild(buttonFor(entry, name, "new-session", "new session", { title: `start a fresh claude session for ${name}` }));
+  } else {
+    actions.appendChild(buttonFor(entry, name, "start", "start"));
+  }
+  actions.appendChild(buttonFor(entry, name, "rebuild", "rebuild"));
+  for (const button of more) actions.appendChild(button);
+  actions.appendChild(configButton(entry, name));
+  // The manager is recreated at once when it is gone: it can be stopped, not destroyed.
+  if (agent.role !== "manager") actions.appendChild(buttonFor(entry, name, "destroy", "destroy", { danger: true }));
+}
+
 function renderAgentLine(agent, entry) {
   const name = str(agent.name);
   const running = agent.state === "running";
@@ -422,18 +441,7 @@ function renderAgentLine(agent, entry) {
   const actions = el("span", { cls: "actions" });
   const link = agentPageLink(agent);
   if (link) actions.appendChild(link);
-  if (running) {
-    actions.appendChild(buttonFor(entry, name, "stop", "stop"));
-    actions.appendChild(buttonFor(entry, name, "restart", "restart"));
-    actions.appendChild(buttonFor(entry, name, "kill", "kill", { danger: true }));
-    actions.appendChild(buttonFor(entry, name, "new-session", "new session", { title: `start a fresh claude session for ${name}` }));
-  } else {
-    actions.appendChild(buttonFor(entry, name, "start", "start"));
-  }
-  actions.appendChild(buttonFor(entry, name, "rebuild", "rebuild"));
-  actions.appendChild(configButton(entry, name));
-  // The manager is recreated at once when it is gone: it can be stopped, not destroyed.
-  if (agent.role !== "manager") actions.appendChild(buttonFor(entry, name, "destroy", "destroy", { danger: true }));
+  agentButtons(actions, entry, agent);
   actions.appendChild(menuButton(entry, name));
   line.appendChild(actions);
 
@@ -542,18 +550,7 @@ function renderRemote(agent) {
   const url = hostDashboard(state.hosts.list.find((h) => h && str(h.host) === agent.host));
   if (url) actions.appendChild(el("a", { cls: "link", text: `open on ${str(agent.host)} ↗`, attrs: { href: url, target: "_blank", rel: "noopener noreferrer", "data-action": "open-host" } }));
   // Run on its host (hive-core hands the request on), as on this host's rows.
-  if (running) {
-    actions.appendChild(buttonFor(entry, name, "stop", "stop"));
-    actions.appendChild(buttonFor(entry, name, "restart", "restart"));
-    actions.appendChild(buttonFor(entry, name, "kill", "kill", { danger: true }));
-    actions.appendChild(buttonFor(entry, name, "new-session", "new session", { title: `start a fresh claude session for ${name}` }));
-  } else {
-    actions.appendChild(buttonFor(entry, name, "start", "start"));
-  }
-  actions.appendChild(buttonFor(entry, name, "rebuild", "rebuild"));
-  actions.appendChild(itemButton("log", `${name}'s log, read on ${visibleString(agent.host)}`, () => showLog(name)));
-  actions.appendChild(configButton(entry, name));
-  if (agent.role !== "manager") actions.appendChild(buttonFor(entry, name, "destroy", "destroy", { danger: true }));
+  agentButtons(actions, entry, agent, itemButton("log", `${name}'s log, read on ${visibleString(agent.host)}`, () => showLog(name)));
   actions.appendChild(menuButton(entry, name)); // folds them, as on this host's rows
   line.appendChild(actions);
   entry.box.setAttribute("data-state", str(agent.state));
