@@ -107,6 +107,20 @@ class Hive:
             if state.encode() in data.split(b"\n"):
                 return
 
+    def drain_notify(self) -> None:
+        """Note every notification waiting now, without waiting: the kernel queues only a
+        few datagrams, and the daemon drops a status line it cannot queue."""
+        self._notify.setblocking(False)
+        try:
+            while True:
+                try:
+                    data = self._notify.recv(4096)
+                except BlockingIOError:
+                    return
+                self._note_status(data)
+        finally:
+            self._notify.settimeout(READY_TIMEOUT)
+
     def _note_status(self, data: bytes) -> None:
         for line in data.decode(errors="replace").split("\n"):
             if line.startswith("STATUS="):

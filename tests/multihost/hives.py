@@ -91,6 +91,8 @@ class Hosts:
             for args in (("spawn", name, "--host", host), ("stop", name)):
                 result = self[host].cli(*args)
                 assert result.returncode == 0, result.stderr
+            for hive in self.by_host.values():  # what each host said of it, before the
+                hive.drain_notify()  # kernel's queue of them fills and later ones are lost
 
     def local_agents(self, host: str) -> list[str]:
         """The agents `host` runs itself (its `list --json` rows of its own host)."""
