@@ -111,6 +111,11 @@ def _common(server: MCPServer[Any], tools: Tools) -> None:
             if me.config_root
             else ""
         )
+        if me.remote_config_root:
+            where += (
+                f" An agent of another host has its working copy at {me.remote_config_root}"
+                "/<agent>/proposed once request_init_config(<agent>) made it."
+            )
         return f"You are {me.name} ({me.role}).{where}"
 
 

@@ -33,10 +33,13 @@ async def request_spawn(s: Services, name: str, requester: str) -> Approval:
     return await s.approvals.add("spawn", name, requester)
 
 
-async def request_apply_commit(s: Services, agent: str, commit: str, requester: str) -> Approval:
-    """Queue a proposed config commit for the operator. Raises: see `deploys.propose`."""
+async def request_apply_commit(
+    s: Services, agent: str, commit: str, requester: str, bundle: deploys.Bundle | None = None
+) -> Approval:
+    """Queue a proposed config commit for the operator (from `bundle` when the manager runs
+    on another host). Raises: see `deploys.propose`."""
     async with s.lock(agent):
-        return await deploys.propose(s, agent, commit, requester)
+        return await deploys.propose(s, agent, commit, requester, bundle)
 
 
 async def request_update(s: Services, requester: str) -> Approval:
@@ -71,6 +74,7 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
     except ShuttingDown:
         raise  # left in_progress: the next start reconciles it
     except HiveError as exc:
+        await _share(s, approval)
         await _end(s, approval_id, "failed", exc.message)
         raise
     except Exception as exc:  # a defect: still one recorded ending, and the requester told
@@ -78,8 +82,16 @@ async def approve(s: Services, approval_id: int, actor: str) -> str:
         why = f"{approval.kind} of {approval.agent} failed: {type(exc).__name__}: {exc}"
         await _end(s, approval_id, "failed", why)
         raise BackendError(why) from None
+    await _share(s, approval)
     await _end(s, approval_id, "approved", done)
     return f"approved {approval_id}: {done}"
+
+
+async def _share(s: Services, approval: Approval) -> None:
+    """On a hive of several hosts, share a config a deploy moved before its requester hears
+    how it ended: the manager of another host then finds it in its working copy's remote."""
+    if approval.kind == "apply_commit" and s.federation is not None:
+        await s.federation.configs.share_now(approval.agent)
 
 
 async def _end(s: Services, approval_id: int, status: ApprovalStatus, reason: str) -> None:

@@ -103,7 +103,9 @@ def _clear(agent_dir: Path, sub: str) -> None:
         os.close(fd)
 
 
-async def _clone_proposed(agent_dir: Path, cwd: Path) -> None:
+async def clone_proposed(agent_dir: Path, cwd: Path) -> None:
+    """Make `agent_dir/proposed` afresh: a clone of `agent_dir/applied` with it as the
+    remote `applied`."""
     await anyio.to_thread.run_sync(_clear, agent_dir, "proposed")
     await git.run(None, "clone", "--quiet", "--no-hardlinks", f"--origin={REMOTE}",
                   "--branch=main", "--", str(agent_dir / "applied"),
@@ -147,6 +149,6 @@ async def seed(agents_dir: Path, name: str) -> tuple[str, bool]:
         seeded = True
         logger.info("seeded the config of %s at %s", name, sha[:12])
     if await head(Repo.at(agent_dir / "proposed"), agents_dir) is None:
-        await _clone_proposed(agent_dir, agents_dir)
+        await clone_proposed(agent_dir, agents_dir)
         seeded = True
     return sha, seeded

@@ -55,13 +55,19 @@ ROLLED_BACK = re.compile(r"^rolled back to ([0-9a-f]{40}|[0-9a-f]{64})$", re.MUL
 DEPLOYED_OVER = re.compile(r"^deployed over ([0-9a-f]{40}|[0-9a-f]{64})$", re.MULTILINE)
 COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
+Bundle = tuple[Path, str]
+"""A git bundle file holding a proposed commit, and the one ref in it to fetch."""
+
 
 def applied_repo(s: Services, agent: str) -> Repo:
     return Repo.at(s.settings.agents_dir / agent / "applied")
 
 
-async def propose(s: Services, agent: str, commit: str, requester: str) -> Approval:
-    """Fetch `commit` from the agent's `proposed/` and queue it for the operator.
+async def propose(
+    s: Services, agent: str, commit: str, requester: str, bundle: Bundle | None = None
+) -> Approval:
+    """Fetch `commit` from the agent's `proposed/` (or from `bundle`, as the manager of
+    another host sent it) and queue it for the operator.
 
     Raises:
         NotFound: the agent has no config repos.
@@ -77,10 +83,10 @@ async def propose(s: Services, agent: str, commit: str, requester: str) -> Appro
     base = await config_repos.head(applied, cwd)
     if base is None:
         raise NotFound(f"{agent} has no config repos; request_init_config({agent!r}) first")
-    proposed = cwd / agent / "proposed"
+    source, want = (cwd / agent / "proposed", commit) if bundle is None else bundle
     try:
         await git.run(applied, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                      "--", str(proposed), commit, cwd=cwd)  # fmt: skip
+                      "--", str(source), want, cwd=cwd)  # fmt: skip
         _, out = await git.run(applied, "rev-parse", "--verify", f"{commit}^{{commit}}", cwd=cwd)
     except GitError as exc:
         raise InvalidRequest(f"commit {commit} is not in {agent}'s proposed repo: {exc}") from None

@@ -416,6 +416,12 @@ class Settings(BaseSettings):
         return self.state_dir / "agents"
 
     @property
+    def remote_config_dir(self) -> Path:
+        """Working copies of other hosts' agents' config (`<agent>/applied`, a mirror, and
+        `<agent>/proposed`), made for the manager when federated."""
+        return self.state_dir / "remote"
+
+    @property
     def host_socket(self) -> Path:
         return host_socket(self.run_dir)
 

@@ -153,7 +153,8 @@ class AgentInfo(WireModel):
     """The stuck signals active for it now (`stuck_repetition`, `ping_pong`, …): its badges."""
     host: str | None = None
     """The host it runs on, when the hive spans hosts (None on a hive of one host). Another
-    host's agent carries what the hive's directory holds: name, role, state, page port."""
+    host's agent carries what the hive's directory holds: name, role, state, page port, and
+    the config commit its host shared."""
 
 
 class Question(WireModel):

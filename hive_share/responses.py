@@ -127,6 +127,9 @@ class Identity(WireModel):
     config_root: str | None = None
     """The manager only: the directory holding `<agent>/proposed`, each agent's config
     working copy."""
+    remote_config_root: str | None = None
+    """The manager of a hive of several hosts only: the directory holding the working copies
+    of other hosts' agents (`<agent>/proposed`, made by `request_init_config`)."""
 
 
 class ConfigRepos(WireModel):

@@ -80,7 +80,8 @@ class Binds:
         """The container's bind mounts as `systemd-nspawn` flags: its state dir at `/state`
         and its socket dir at `/run/hive`; the manager also gets the meta flake read-only at
         `/meta` and, at the host's own paths, every agent's `proposed/` read-write and
-        `applied/` read-only (the working copies' `applied` remote), as they are when it
+        `applied/` read-only (the working copies' `applied` remote), other hosts' agents'
+        too (`<state>/remote`), as they are when it
         starts (`share_with_manager` adds those that appear while it runs).
 
         Raises: BackendError (a path that cannot be written into the conf file).
@@ -98,20 +99,21 @@ class Binds:
 
     def _manager_views(self) -> list[tuple[str, list[Bind]]]:
         """What the manager's container sees beyond its own dirs, in groups bound together:
-        the meta flake (`meta`), then each agent dir with config repos, in name order
-        (`applied/` read-only, then `proposed/` read-write, at their host paths).
+        the meta flake (`meta`), then each agent dir with config repos, in name order, then
+        each working copy of another host's agent (`applied/` read-only, then `proposed/`
+        read-write, at their host paths).
 
         Raises: BackendError (a path with odd characters).
         """
         meta_dir = self._settings.meta_dir
         views = [("meta", [Bind(meta_dir, META_IN_CONTAINER, read_only=True)])]
-        agents_dir = self._settings.agents_dir
-        for entry in sorted(agents_dir.iterdir()) if agents_dir.is_dir() else []:
-            if entry.is_symlink() or not (entry / "proposed").is_dir():
-                continue
-            applied, proposed = entry / "applied", entry / "proposed"
-            views.append((entry.name, [Bind(applied, str(applied), read_only=True),
-                                       Bind(proposed, str(proposed))]))  # fmt: skip
+        for root in (self._settings.agents_dir, self._settings.remote_config_dir):
+            for entry in sorted(root.iterdir()) if root.is_dir() else []:
+                if entry.is_symlink() or not (entry / "proposed").is_dir():
+                    continue
+                applied, proposed = entry / "applied", entry / "proposed"
+                views.append((entry.name, [Bind(applied, str(applied), read_only=True),
+                                           Bind(proposed, str(proposed))]))  # fmt: skip
         _check_paths([bind.source for _, group in views for bind in group])
         return views
 

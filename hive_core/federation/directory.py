@@ -3,9 +3,9 @@
 - `names`: agent name → the host holding it. A spawn claims its name with a create, which
   only one host can win; a destroy releases it. A name claimed by another host is refused
   with that host named.
-- `agents`: `<host>.<name>` → the agent's entry (role, state, page port). Each host writes
-  only keys under its own id (NATS permissions hold it to that); a reader takes an entry
-  only when its key's host, its `host` field and its name agree.
+- `agents`: `<host>.<name>` → the agent's entry (role, state, page port, shared config).
+  Each host writes only keys under its own id (NATS permissions hold it to that); a reader
+  takes an entry only when its key's host, its `host` field and its name agree.
 - `hosts`: `<host>` → its heartbeat (dashboard URL, capacity, agents, version, time).
 
 Both watches write what they see into `RemoteView`, which the broker and `list` read.
@@ -26,7 +26,7 @@ from hive_core import __version__
 from hive_core.errors import AlreadyExists, HiveError, Unreachable
 from hive_core.federation import names
 from hive_core.federation.link import Link
-from hive_core.federation.names import AgentEntry, HostEntry
+from hive_core.federation.names import AgentEntry, ConfigRef, HostEntry
 from hive_core.federation.view import RemoteView
 from hive_core.services import Services
 from hive_share.models import AgentInfo
@@ -55,6 +55,10 @@ class Directory:
         self._view = view
         self._on_host_seen = on_host_seen
         """Called after each heartbeat of another host."""
+        self.config_of: Callable[[str], ConfigRef | None] = lambda name: None
+        """This host's agent's config as shared (`Configs.ref`)."""
+        self.on_agent: Callable[[AgentEntry], None] = lambda entry: None
+        """Called with each entry of another host's agent taken (`Configs.seen`)."""
 
     @property
     def _host(self) -> str:
@@ -122,6 +126,7 @@ class Directory:
             role=agent.role,
             state=agent.state,
             web_port=agent.web_port,
+            config=self.config_of(agent.name),
         )
         kv = self._kv(names.agents_bucket(self._link.hive))
         await kv.put(f"{self._host}.{agent.name}", entry.model_dump_json().encode())
@@ -173,20 +178,26 @@ class Directory:
         if op in (KV_DEL, KV_PURGE) or value is None:
             await self._view.drop_agent(name, host)
             return
+        entry = _taken(key, value)
+        if entry is not None:
+            await self._view.put_agent(entry)
+            self.on_agent(entry)
+
+    async def entry(self, host: str, name: str) -> AgentEntry | None:
+        """Another host's agent's entry as the directory holds it now (None: none, or one
+        refused).
+
+        Raises:
+            Unreachable: NATS is away.
+        """
+        key = f"{host}.{name}"
         try:
-            entry = AgentEntry.model_validate_json(value)
-        except ValidationError as exc:
-            logger.error("refused the directory entry %s: %s", key, exc.errors()[0]["msg"])
-            return
-        if entry.host != host or entry.name != name:
-            logger.error(
-                "refused the directory entry %s: it names %s on host %s",
-                key,
-                entry.name,
-                entry.host,
-            )
-            return
-        await self._view.put_agent(entry)
+            got = await self._kv(names.agents_bucket(self._link.hive)).get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unreachable(f"could not look up {key} in the hive's directory: {exc}") from exc
+        return None if got.value is None else _taken(key, got.value)
 
     async def _on_host(self, key: str, value: bytes | None, op: str | None) -> None:
         if key == self._host or op in (KV_DEL, KV_PURGE) or value is None:
@@ -202,3 +213,19 @@ class Directory:
         await self._view.put_host(entry, self._s.clock.now())
         if self._on_host_seen is not None:
             self._on_host_seen()
+
+
+def _taken(key: str, value: bytes) -> AgentEntry | None:
+    """The entry under `key`, when it is valid and names the key's host and agent."""
+    host, _, name = key.partition(".")
+    try:
+        entry = AgentEntry.model_validate_json(value)
+    except ValidationError as exc:
+        logger.error("refused the directory entry %s: %s", key, exc.errors()[0]["msg"])
+        return None
+    if entry.host != host or entry.name != name:
+        logger.error(
+            "refused the directory entry %s: it names %s on host %s", key, entry.name, entry.host
+        )
+        return None
+    return entry

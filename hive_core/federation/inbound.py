@@ -13,11 +13,16 @@ with its forward key as the idempotency key, and only then acknowledged. A redel
 host died before the ack) finds the key used and is acknowledged as the duplicate it is. A
 message that fails the checks is refused for good (`term`) and logged; one that cannot be
 committed now is left unacknowledged and comes again, so order holds.
+
+How a config proposal of another host ended is committed only after this host's copy of
+that agent's config caught up with its directory entry (`Configs.catch_up`): the manager
+told of a deploy finds the deployed commit in its working copy's remote.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import anyio
 import nats.errors
@@ -32,7 +37,7 @@ from hive_core.federation.link import Link
 from hive_core.federation.names import Forwarded
 from hive_core.federation.view import RemoteView
 from hive_core.services import Services
-from hive_share.helper import HIVE_SENDER
+from hive_share.helper import HIVE_SENDER, ApprovalResolved
 from hive_share.names import OPERATOR
 
 logger = logging.getLogger(__name__)
@@ -51,11 +56,20 @@ that could not be committed comes again."""
 
 
 class Inbound:
-    def __init__(self, s: Services, link: Link, directory: Directory, view: RemoteView) -> None:
+    def __init__(
+        self,
+        s: Services,
+        link: Link,
+        directory: Directory,
+        view: RemoteView,
+        catch_up: Callable[[str, str], Awaitable[None]],
+    ) -> None:
         self._s = s
         self._link = link
         self._directory = directory
         self._view = view
+        self._catch_up = catch_up
+        """Brings the mirror here of a host's agent's config up to date (`Configs.catch_up`)."""
         self.received = 0
         """Messages from other hosts committed here since start (duplicates not counted)."""
         self.refused = 0
@@ -113,6 +127,9 @@ class Inbound:
             if holder != origin:
                 why = f"its sender {fw.sender} is not on that host ({holder or 'nowhere'})"
                 return await self._refuse(msg, origin, why)
+        ended = fw.event
+        if isinstance(ended, ApprovalResolved) and ended.approval_kind == "apply_commit":
+            await self._catch_up(origin, ended.agent)  # the manager pulls what it deployed
         key = names.forward_key(origin, fw.id)
         try:
             duplicate = await self._s.broker.accept(fw.sender, fw.recipient, fw.body, key, fw.event)

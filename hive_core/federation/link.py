@@ -2,7 +2,8 @@
 
 The link connects to every server of `HIVE_NATS_URL` (the client moves to another when
 one goes), keeps trying while none answers (hive-core starts and serves without NATS), and
-once connected makes sure the message and item streams and the directory's buckets exist. Others
+once connected makes sure the message and item streams, the directory's buckets and the
+config store exist. Others
 wait for it with `up()`; `state` is what the dashboard and `hive-core hosts` show.
 """
 
@@ -19,8 +20,9 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import ObjectStoreConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
 from hive_core.federation import names
 from hive_core.settings import Settings
@@ -41,6 +43,9 @@ RECONNECT_WAIT = 0.5
 DUPLICATE_WINDOW = 600.0
 """Seconds JetStream remembers a `Nats-Msg-Id`; the destination's key is the dedupe that
 lasts (a message republished later is a no-op there)."""
+CONFIG_STORE_BYTES = 256 * 1024 * 1024
+"""Bytes the config store may hold: every agent's bundle and the proposals on their way
+(each at most a few MB: `deploys.MAX_TREE` bounds a commit)."""
 JS_TIMEOUT = 5.0
 """Seconds one JetStream API call or publish may take."""
 
@@ -74,6 +79,7 @@ class Link:
         self.nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._kv: dict[str, KeyValue] = {}
+        self._obs: ObjectStore | None = None
 
     @property
     def hive(self) -> str:
@@ -91,6 +97,13 @@ class Link:
 
     def kv(self, bucket: str) -> KeyValue:
         return self._kv[bucket]
+
+    @property
+    def configs(self) -> ObjectStore:
+        """The config store (`names.config_bucket`)."""
+        if self._obs is None:
+            raise RuntimeError("the NATS link is not up")
+        return self._obs
 
     async def up(self) -> None:
         """Wait until the link has been up once (the stream and buckets exist)."""
@@ -198,6 +211,16 @@ class Link:
             except nats.js.errors.BucketNotFoundError:
                 kv = await js.create_key_value(bucket=bucket, history=1, replicas=replicas)
             self._kv[bucket] = kv
+        try:
+            self._obs = await js.object_store(names.config_bucket(self.hive))
+        except nats.js.errors.BucketNotFoundError:
+            store = ObjectStoreConfig(
+                description="config repos between hosts, as git bundles",
+                max_bytes=CONFIG_STORE_BYTES,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            )
+            self._obs = await js.create_object_store(names.config_bucket(self.hive), store)
         self._js = js
 
     async def _error(self, exc: Exception) -> None:

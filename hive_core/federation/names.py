@@ -8,6 +8,7 @@ publish, and which B checks against the payload's `origin`.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -75,6 +76,26 @@ def events_filter(hive: str) -> str:
     return f"hive.{hive}.events.>"
 
 
+def config_bucket(hive: str) -> str:
+    """The object store carrying config repos between hosts as git bundles: `<host>/<agent>`
+    (an agent's deployed config, from its host) and `<host>/proposals/<nonce>` (a commit
+    another host's manager proposes). Every host may write any object, so none is taken on
+    its own word: a reader takes one only when its digest is the one its host named on a
+    subject only that host may publish on (its directory entry, or its request)."""
+    return f"hive-{hive}-config"
+
+
+def config_object(host: str, agent: str) -> str:
+    """The name of `agent`'s deployed config, as its host `host` publishes it."""
+    return f"{host}/{agent}"
+
+
+PROPOSAL_OBJECT = re.compile(r"^(?P<host>[a-z0-9-]{1,32})/proposals/[0-9a-f]{32}$")
+"""The name of a proposed commit's bundle: the proposing host's id first."""
+PROPOSAL_REF = re.compile(r"^refs/proposals/[0-9a-f]{32}$")
+"""The one ref a proposal's bundle holds."""
+
+
 def names_bucket(hive: str) -> str:
     """Agent name → the host that holds it (claimed with a create: one host wins)."""
     return f"hive-{hive}-names"
@@ -113,11 +134,12 @@ def permissions(hive: str, host: str) -> tuple[list[str], list[str]]:
     """The subjects host `host`'s NATS user must be allowed to publish and to subscribe to,
     and no more: its own messages' and requests' origin, its own directory keys and open
     items, its own consumer (whose filter the create subject names, so it cannot read another host's
-    messages), the hive's buckets to read, the requests for it, and replies on its own
-    inbox prefix."""
+    messages), the hive's buckets to read, the config store (`config_bucket`), the requests
+    for it, and replies on its own inbox prefix."""
     stream = msg_stream(hive)
     consumer = msg_consumer(host)
     ev = events_stream(hive)
+    obj = f"OBJ_{config_bucket(hive)}"
     publish = [
         "$JS.API.INFO",
         f"$JS.API.STREAM.INFO.{stream}",
@@ -147,6 +169,18 @@ def permissions(hive: str, host: str) -> tuple[list[str], list[str]]:
             f"$JS.FC.{kv}.>",
         ]
     publish += [
+        "$JS.API.STREAM.NAMES",  # the client finds an object's stream by its subject
+        f"$JS.API.STREAM.INFO.{obj}",
+        f"$JS.API.STREAM.CREATE.{obj}",
+        f"$JS.API.STREAM.PURGE.{obj}",  # an object's old chunks, once replaced
+        f"$JS.API.STREAM.MSG.GET.{obj}",
+        f"$JS.API.DIRECT.GET.{obj}.>",
+        f"$JS.API.CONSUMER.CREATE.{obj}",
+        f"$JS.API.CONSUMER.CREATE.{obj}.>",
+        f"$JS.API.CONSUMER.INFO.{obj}.>",
+        f"$JS.API.CONSUMER.DELETE.{obj}.>",
+        f"$JS.FC.{obj}.>",
+        f"$O.{config_bucket(hive)}.>",
         f"$KV.{names_bucket(hive)}.>",
         f"$KV.{agents_bucket(hive)}.{host}.>",
         f"$KV.{hosts_bucket(hive)}.{host}",
@@ -180,6 +214,15 @@ class Forwarded(WireModel):
     recipient's ended, say."""
 
 
+class ConfigRef(WireModel):
+    """An agent's deployed config as its host shared it: the commit `applied/main` is at,
+    and the digest of the bundle of it in the config store."""
+
+    commit: str = Field(pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})$")
+    digest: str = Field(min_length=1, max_length=100)
+    """The object store's `SHA-256=<base64>` of the bundle."""
+
+
 class AgentEntry(WireModel):
     """One agent as the hive's directory holds it (key `<host>.<name>`)."""
 
@@ -190,6 +233,8 @@ class AgentEntry(WireModel):
     state: AgentState
     web_port: int | None = Field(default=None, ge=1, le=65535)
     """Its page's port on its host (the host's `dashboard_url` names the host)."""
+    config: ConfigRef | None = None
+    """Its deployed config in the config store; None until its host shared it."""
 
 
 class HostEntry(WireModel):

@@ -2,8 +2,8 @@
 
 An operator's request on one agent (`FORWARDED`: its lifecycle, its harness's controls and
 events, its log, a login link) naming another host's agent, a decision on an approval or
-question another host holds (`DECIDED`: it names that host), or a spawn or a spawn approval
-placed on another host (`PLACED`), is sent to that host as a NATS request on
+question another host holds (`DECIDED`: it names that host), or a spawn, a spawn approval
+or a config commit placed on another host (`PLACED`), is sent to that host as a NATS request on
 `hive.<hive>.rpc.<dest>.<origin>` and run there by its own host-socket dispatch, as the
 operator's; its answer comes back whole, an error too. The last token is the asking host,
 which NATS permissions let only it publish; a host serves only the verbs in `FORWARDED`, on
@@ -36,8 +36,9 @@ from hive_share.responses import Error
 
 logger = logging.getLogger(__name__)
 
-PLACED = frozenset({"spawn", "request_spawn"})
-"""A spawn, or a spawn approval, placed on this host by another."""
+PLACED = frozenset({"spawn", "request_spawn", "request_apply_commit"})
+"""A spawn, a spawn approval, or a config commit for one of this host's agents, placed on
+this host by another."""
 RPC_WAIT = 180.0
 """Seconds an asking host waits for the answer: a stop waits out a harness's grace, a
 rebuild a build."""
@@ -48,6 +49,9 @@ RequestSpawn = Callable[[str, str], Awaitable[WireModel]]
 Answer = Callable[[int, str, str], Awaitable[WireModel]]
 """Answers a question held here: its id, the answer, and the agent answering (raises
 HiveError)."""
+Receive = Callable[[str, dict[str, Any]], Awaitable[WireModel]]
+"""Queues a config commit another host's manager proposes (`Configs.receive`): the asking
+host and the request."""
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 """Runs a coroutine function as a task of the federation (each request is answered in a
 task of its own: a stop waiting out a grace holds up no other request)."""
@@ -62,6 +66,7 @@ class Rpc:
         spawn: Spawn,
         request_spawn: RequestSpawn,
         answer: Answer,
+        receive: Receive,
     ) -> None:
         self._link = link
         self._runs_here = runs_here
@@ -69,6 +74,7 @@ class Rpc:
         self._spawn = spawn
         self._request_spawn = request_spawn
         self._answer_for = answer
+        self._receive = receive
         self.dispatch: Dispatch | None = None
         """The host socket's dispatch as the operator's (set once the sockets exist)."""
         self._sub: Subscription | None = None
@@ -124,10 +130,8 @@ class Rpc:
         if cmd not in FORWARDED | DECIDED | PLACED:
             return Error(code="verb_not_allowed", error="other hosts may ask only " + _verbs())
         name = request.get("name")
-        if cmd == "request_spawn":
-            return await self._queue_spawn(origin, request)
-        if cmd == "answer" and "answerer" in request:
-            return await self._agent_answers(origin, request)
+        if (for_agent := self._for_agent(cmd, request)) is not None:
+            return await for_agent(origin, request)
         if cmd in DECIDED:
             if request.get("host") != self._link.host:  # held here, as the asking host saw
                 return Error(code="invalid_request", error=f"a decision sent to host "
@@ -143,6 +147,24 @@ class Rpc:
         what = request.get("id") if cmd in DECIDED else name
         logger.info("host %s asks: %s %s", origin, cmd, what)
         return await self.dispatch(request)
+
+    def _for_agent(self, cmd: str, request: dict[str, Any]) -> Receive | None:
+        """How a request made for an agent of the asking host (or its operator) is run here,
+        when it is one."""
+        if cmd == "request_spawn":
+            return self._queue_spawn
+        if cmd == "answer" and "answerer" in request:
+            return self._agent_answers
+        if cmd == "request_apply_commit":
+            return self._queue_commit
+        return None
+
+    async def _queue_commit(self, origin: str, request: dict[str, Any]) -> WireModel:
+        """A config commit the asking host's manager proposes for an agent of this host."""
+        if request.get("host") != self._link.host:
+            return Error(code="invalid_request", error=f"a config commit sent to host "
+                         f"{self._link.host} names it as its agent's host")  # fmt: skip
+        return await self._receive(origin, request)
 
     async def _queue_spawn(self, origin: str, request: dict[str, Any]) -> WireModel:
         """A spawn approval placed here by another host, for its operator or one of its

@@ -1,6 +1,6 @@
 """The federation as one task of the daemon: the link, the directory, the outbox, the
-inbound stream, the operator's items and the requests between hosts, and what the rest of
-hive-core asks of them.
+inbound stream, the operator's items, the requests between hosts and the config repos
+shared between them, and what the rest of hive-core asks of them.
 
 The daemon makes a `Federation` only when `HIVE_NATS_URL` is set, loads its view of the
 other hosts from hive.sqlite before the sockets open (so sends to their agents are taken
@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 from hive_core import agent_info, approval_flow, lifecycle
 from hive_core.errors import AlreadyExists, HiveError
 from hive_core.federation import names
+from hive_core.federation.configs import Configs
 from hive_core.federation.directory import HEARTBEAT, Directory
 from hive_core.federation.inbound import Inbound
 from hive_core.federation.items import Items
@@ -50,8 +51,13 @@ class Federation:
         self.view = RemoteView(s.db, s.bus, st.host_id)
         self.link = Link(st, self._link_changed)
         self.directory = Directory(s, self.link, self.view, self.hosts_changed)
+        self.configs = Configs(
+            s, self.link, self.view, self.directory, lambda host, ask: self.rpc.call(host, ask)
+        )
+        self.directory.config_of = self.configs.ref
+        self.directory.on_agent = self.configs.seen
         self.outbox = Outbox(s, self.link)
-        self.inbound = Inbound(s, self.link, self.directory, self.view)
+        self.inbound = Inbound(s, self.link, self.directory, self.view, self.configs.catch_up)
         self.items = Items(s, self.link)
         self.rpc = Rpc(
             self.link,
@@ -60,6 +66,7 @@ class Federation:
             self._spawn,
             self._request_spawn,
             self._answer,
+            self.configs.receive,
         )
         self._republish = anyio.Event()
         self._tg: TaskGroup | None = None
@@ -138,6 +145,8 @@ class Federation:
             tg.start_soon(self.rpc.serve, name="federation: requests")
             tg.start_soon(self.items.publish, name="federation: this host's items")
             tg.start_soon(self.items.follow, name="federation: the hive's items")
+            tg.start_soon(self.configs.share, name="federation: this host's configs")
+            tg.start_soon(self.configs.follow, name="federation: other hosts' configs")
 
     def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if self._tg is not None:
@@ -197,6 +206,7 @@ class Federation:
             self._republish.set()  # entries may have been missed while it was away
             self.outbox.poke()
             self.items.poke()
+            self.configs.poke()
 
     async def _heartbeats(self) -> None:
         await self.link.up()
@@ -232,13 +242,16 @@ class Federation:
                 self._republish.set()
 
     async def _follow_bus(self) -> None:
-        """Publish each change of this host's agents as it happens."""
+        """Publish each change of this host's agents as it happens, and look at their configs
+        after each one and each approval's ending (a deploy moves a config)."""
         await self.link.up()
+        kinds = ("container_state_changed", "container_removed", "approval_resolved")
         while True:  # a destroy gives its entry back itself (`release`)
-            sub = self._s.bus.subscribe(kinds=("container_state_changed",))
+            sub = self._s.bus.subscribe(kinds=kinds)
             try:
                 async for frame in sub:
                     event = frame.event
+                    self.configs.noticed(event)
                     try:
                         if (
                             isinstance(event, events.ContainerStateChanged)

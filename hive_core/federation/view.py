@@ -56,6 +56,7 @@ class RemoteView:
             state=entry.state,
             web_port=entry.web_port,
             host=entry.host,
+            deployed_commit=None if entry.config is None else entry.config.commit,
         )
 
     def host_of(self, name: str) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 import anyio
 
@@ -30,6 +30,9 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.models import Approval, AttentionItem, Question, WireModel
 from hive_share.names import MANAGER_NAME
+
+if TYPE_CHECKING:
+    from hive_core.federation.service import Federation
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +120,11 @@ async def _reports(s: Services, req: Reports, conn: Conn) -> WireModel:
                 role=conn.principal.kind,
                 web_port=record.web_port if record else None,
                 config_root=str(s.settings.agents_dir) if me == MANAGER_NAME else None,
+                remote_config_root=(
+                    str(s.settings.remote_config_dir)
+                    if me == MANAGER_NAME and s.federation is not None
+                    else None
+                ),
             )
         case rq.LoginState(state=state, detail=detail, expires_at=expires_at):
             await notices.login_state(s, me, state, detail, expires_at)
@@ -380,6 +388,38 @@ def _elsewhere(s: Services, req: rq.HostRequest) -> str | None:
     return s.federation.host_of(name)
 
 
+async def _config(
+    s: Services, req: rq.RequestInitConfig | rq.RequestApplyCommit, who: str
+) -> WireModel:
+    """The manager's config verbs, on an agent of this host or of another."""
+    match req:
+        case rq.RequestInitConfig(name=name):
+            if (fed := _runs_elsewhere(s, name)) is not None:
+                repos = await fed.configs.working_copy(name)
+            else:
+                repos = await lifecycle.init_config(s, name)
+            if isinstance(s.backend, NixosBackend):  # the running manager sees them now
+                await s.backend.share_with_manager()
+            return repos
+        case rq.RequestApplyCommit(agent=agent, commit=commit):
+            if (fed := _runs_elsewhere(s, agent)) is None:
+                approval = await approval_flow.request_apply_commit(s, agent, commit, who)
+                return rs.ApprovalResult(approval=approval)
+            answer = await fed.configs.propose(agent, commit, who)
+            if isinstance(answer, rs.ApprovalResult):  # its id is that host's
+                there = {"host": fed.host_of(agent)}
+                return rs.ApprovalResult(approval=answer.approval.model_copy(update=there))
+            return answer
+
+
+def _runs_elsewhere(s: Services, name: str) -> Federation | None:
+    """The federation, when agent `name` runs on another host (not on this one)."""
+    fed = s.federation
+    if fed is None or s.registry.find(name) is not None or fed.host_of(name) is None:
+        return None
+    return fed
+
+
 def _holder(s: Services, host: str | None) -> str | None:
     """`host` when it is another host of the hive; None for this host (or none named)."""
     if host is None:
@@ -406,14 +446,8 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
     match req:
         case rq.RequestSpawn(name=name, host=host):
             return await _request_spawn(s, name, host, who)
-        case rq.RequestInitConfig(name=name):
-            repos = await lifecycle.init_config(s, name)
-            if isinstance(s.backend, NixosBackend):  # the running manager sees them now
-                await s.backend.share_with_manager()
-            return repos
-        case rq.RequestApplyCommit(agent=agent, commit=commit):
-            approval = await approval_flow.request_apply_commit(s, agent, commit, who)
-            return rs.ApprovalResult(approval=approval)
+        case rq.RequestInitConfig() | rq.RequestApplyCommit():
+            return await _config(s, req, who)
         case rq.Update():
             return rs.ApprovalResult(approval=await approval_flow.request_update(s, who))
         case rq.Start(name=name):

@@ -159,8 +159,8 @@ def _manager_flags(nixos: NixosHive) -> list[str]:
     return flags.split("=", 1)[1].strip('"').split()
 
 
-def _repo_flags(hive: Hive, name: str) -> list[str]:
-    agent = hive.state_dir / "agents" / name
+def _repo_flags(hive: Hive, name: str, root: str = "agents") -> list[str]:
+    agent = hive.state_dir / root / name
     return [f"--bind-ro={agent / 'applied'}", f"--bind={agent / 'proposed'}"]
 
 
@@ -175,6 +175,8 @@ def _live_binds(hive: Hive, name: str) -> list[list[str]]:
 def test_the_manager_gets_the_working_copies_bound_at_their_host_paths(nixos: NixosHive) -> None:
     hive = nixos.hive
     _ok(hive.cli("spawn", "bob"))
+    for repo in ("applied", "proposed"):  # another host's agent's, as a hive of hosts has
+        (hive.state_dir / "remote" / "tess" / repo).mkdir(parents=True)
     _ok(hive.cli("restart", "hm1nd"))  # the binds are written before a container starts
     agents = hive.state_dir / "agents"
     assert _manager_flags(nixos) == [
@@ -183,6 +185,7 @@ def test_the_manager_gets_the_working_copies_bound_at_their_host_paths(nixos: Ni
         f"--bind-ro={nixos.meta}:/meta",
         *_repo_flags(hive, "bob"),
         *_repo_flags(hive, "hm1nd"),
+        *_repo_flags(hive, "tess", root="remote"),
     ]
     bob = (nixos.shims.conf / "h-bob.conf").read_text()
     assert "proposed" not in bob and str(agents / "hm1nd") not in bob and "/meta" not in bob

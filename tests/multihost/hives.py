@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from hive_core.federation import names
 from tests.e2e.hive import Hive, short_tmp
-from tests.multihost.nats_cluster import NatsCluster
+from tests.multihost.nats_cluster import NatsCluster, User
 
 HIVE_ID = "t"
 HOSTS = ("a", "b", "c")
@@ -36,6 +37,22 @@ def seen(line: str) -> Seen | None:
     if found is None:
         return None
     return Seen(found[1], int(found[2]), int(found[3]))
+
+
+def users(*hosts: str) -> dict[str, User]:
+    """A NATS user per host, with exactly the permissions hive-core documents."""
+    found = {}
+    for host in hosts:
+        publish, subscribe = names.permissions(HIVE_ID, host)
+        found[host] = User(f"pw-{host}", publish, subscribe, allow_responses=True)
+    return found
+
+
+def with_users(cluster: NatsCluster, host: str, password: str | None = None) -> dict[str, str]:
+    """`host`'s settings, logging in as its user (`users`)."""
+    login = f"{host}:{password or f'pw-{host}'}@"
+    urls = [u.replace("nats://", f"nats://{login}") for u in cluster.urls]
+    return host_env(cluster, host, urls)
 
 
 def host_env(cluster: NatsCluster, host: str, urls: Sequence[str] | None = None) -> dict[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import nats.errors
@@ -18,31 +17,10 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
 from tests.e2e.dashboard import session, stream
-from tests.multihost.hives import HIVE_ID, Hosts, host_env, hosts_of
-from tests.multihost.nats_cluster import NatsCluster, User
+from tests.multihost.hives import HIVE_ID, Hosts, hosts_of, with_users
+from tests.multihost.nats_cluster import NatsCluster
 
 WAIT = 20.0
-
-
-def users(*hosts: str) -> dict[str, User]:
-    """A NATS user per host, with exactly the permissions hive-core documents."""
-    found = {}
-    for host in hosts:
-        publish, subscribe = names.permissions(HIVE_ID, host)
-        found[host] = User(f"pw-{host}", publish, subscribe, allow_responses=True)
-    return found
-
-
-def with_users(cluster: NatsCluster, host: str, password: str | None = None) -> dict[str, str]:
-    login = f"{host}:{password or f'pw-{host}'}@"
-    urls = [u.replace("nats://", f"nats://{login}") for u in cluster.urls]
-    return host_env(cluster, host, urls)
-
-
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[NatsCluster]:
-    with NatsCluster(tmp_path / "nats", users=users("a", "b", "c")) as cluster:
-        yield cluster
 
 
 async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: NatsCluster) -> None:
