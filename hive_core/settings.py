@@ -248,6 +248,9 @@ class Settings(BaseSettings):
     """This hive-core's id among the hive's hosts (default: the short host name)."""
     nats_creds: Path | None = None
     """A NATS credentials file (user JWT and NKey seed) this host connects with."""
+    nats_nkey_seed: Path | None = None
+    """A NATS user's NKey seed file (`SU…`, as `hive-core nats-nkey` writes it) this host
+    signs the server's challenge with; the server lists the user's public key."""
     nats_tls_ca: Path | None = None
     """The CA that signs the NATS servers' certificates (TLS to them is then required)."""
     nats_tls_cert: Path | None = None
@@ -293,7 +296,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("nats_creds", "nats_tls_ca", "nats_tls_cert", "nats_tls_key")
+    @field_validator("nats_creds", "nats_nkey_seed", "nats_tls_ca", "nats_tls_cert", "nats_tls_key")
     @classmethod
     def _absolute_file(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().absolute()
@@ -388,9 +391,13 @@ class Settings(BaseSettings):
         """
         if not self.nats_url:
             return
-        for path in (self.nats_creds, self.nats_tls_ca, self.nats_tls_cert, self.nats_tls_key):
+        files = (self.nats_creds, self.nats_nkey_seed, self.nats_tls_ca, self.nats_tls_cert,
+                 self.nats_tls_key)  # fmt: skip
+        for path in files:
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} (a NATS credentials or TLS file) is not a file")
+        if self.nats_creds is not None and self.nats_nkey_seed is not None:
+            raise ValueError("HIVE_NATS_CREDS or HIVE_NATS_NKEY_SEED: one way to log in, not both")
         if (self.nats_tls_cert is None) != (self.nats_tls_key is None):
             raise ValueError("HIVE_NATS_TLS_CERT and HIVE_NATS_TLS_KEY go together")
         tls = self.nats_tls_ca is not None

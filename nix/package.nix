@@ -45,6 +45,7 @@ python3Packages.buildPythonApplication {
     typer
     click
     nats-py
+    nkeys
   ];
 
   # The build id (hive_share/build.py): the digest of this source's packages, computed once

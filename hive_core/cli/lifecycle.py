@@ -2,6 +2,7 @@
 list, hosts, nats-permissions, and login-link (a one-time link to the dashboard or an
 agent's page)."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -161,6 +162,26 @@ def login_link(
 ) -> None:
     """Print a one-time login link (valid for 10 minutes): the dashboard's, or NAME's page."""
     detail(run_dir, cmd="login_link", name=agent_name(name) if name is not None else None)
+
+
+@app.command("nats-nkey")
+def nats_nkey(
+    seed_file: Annotated[
+        Path,
+        typer.Argument(
+            help="The seed file: read when it exists, else made (0600).", show_default=False
+        ),
+    ],
+) -> None:
+    """Print the public key of a NATS user's NKey seed file, making a new seed there first
+    when there is no such file: the key goes in the server's `users` (`nkey: U…`), the file
+    in HIVE_NATS_NKEY_SEED (docs/multihost.md)."""
+    from hive_core.federation.nkey import public_key
+
+    try:
+        print(public_key(seed_file))
+    except (OSError, ValueError) as exc:
+        fail(f"{seed_file}: {exc}")
 
 
 @app.command("nats-permissions")

@@ -11,5 +11,9 @@ so a redelivery is a no-op on arrival.
 - `directory.py`: who runs where: name claims, each host's agents, the hosts' heartbeats.
 - `outbox.py`: messages to other hosts' agents, published in id order until acknowledged.
 - `inbound.py`: this host's messages from the others, committed, then acknowledged.
+- `rpc.py`: the operator's requests on another host's agents and items, run there.
+- `items.py`: each host's approvals, questions and operator inbox, mirrored everywhere.
+- `configs.py`: agents' config repos between hosts, as git bundles in an object store.
+- `nkey.py`: a host's NKey seed, and the public key the NATS server names.
 - `service.py`: the pieces together, as one task of the daemon.
 """

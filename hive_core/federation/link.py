@@ -170,6 +170,8 @@ class Link:
         }
         if self._st.nats_creds is not None:
             options["user_credentials"] = str(self._st.nats_creds)
+        if self._st.nats_nkey_seed is not None:
+            options["nkeys_seed"] = str(self._st.nats_nkey_seed)
         context = tls_context(self._st)
         if context is not None:
             options["tls"] = context

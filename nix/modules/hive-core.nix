@@ -151,6 +151,17 @@ in
           secret never enters the Nix store.
         '';
       };
+      nkeySeedFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/secrets/hive-alpha.nk";
+        description = ''
+          This host's NATS user NKey seed file (HIVE_NATS_NKEY_SEED), instead of a
+          credentials file; `hive-core nats-nkey FILE` makes one and prints the public key
+          for the server's users. A string, not a path, so the secret never enters the Nix
+          store.
+        '';
+      };
       hiveId = mkOption {
         type = types.strMatching "[a-z0-9][a-z0-9-]{0,31}";
         default = "hive";
@@ -268,6 +279,9 @@ in
         }
         // lib.optionalAttrs (cfg.federation.credentialsFile != null) {
           HIVE_NATS_CREDS = cfg.federation.credentialsFile;
+        }
+        // lib.optionalAttrs (cfg.federation.nkeySeedFile != null) {
+          HIVE_NATS_NKEY_SEED = cfg.federation.nkeySeedFile;
         }
         // lib.optionalAttrs (cfg.federation.tlsCaFile != null) {
           HIVE_NATS_TLS_CA = cfg.federation.tlsCaFile;

@@ -63,6 +63,9 @@ class User(NamedTuple):
     subscribe: Sequence[str]
     allow_responses: bool = False
     """May answer a request sent to it, whatever its publish allow list says."""
+    nkey: str | None = None
+    """Its NKey's public key (`U…`): it logs in by signing with that key's seed, and the
+    password is not used."""
 
 
 def worker_port_base() -> int:
@@ -321,9 +324,10 @@ class NatsCluster:
 
     def _users_text(self) -> str:
         entries = []
-        for user, (password, publish, subscribe, responses) in self.users.items():
+        for user, (password, publish, subscribe, responses, nkey) in self.users.items():
+            login = f"nkey: {_q(nkey)}" if nkey else f"user: {_q(user)}, password: {_q(password)}"
             entries.append(
-                f"    {{ user: {_q(user)}, password: {_q(password)}, permissions: {{\n"
+                f"    {{ {login}, permissions: {{\n"
                 f"      publish: {{ allow: {_list(publish)} }}\n"
                 f"      subscribe: {{ allow: {_list(subscribe)} }}\n"
                 f"      allow_responses: {'true' if responses else 'false'}\n    }} }}\n"

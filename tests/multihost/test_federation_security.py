@@ -4,8 +4,11 @@ one name in the hive however many hosts claim it at once."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import nats
 import nats.errors
@@ -17,8 +20,8 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
 from tests.e2e.dashboard import session, stream
-from tests.multihost.hives import HIVE_ID, Hosts, hosts_of, with_users
-from tests.multihost.nats_cluster import NatsCluster
+from tests.multihost.hives import HIVE_ID, Hosts, host_env, hosts_of, with_users
+from tests.multihost.nats_cluster import NatsCluster, User
 
 WAIT = 20.0
 
@@ -109,6 +112,52 @@ async def test_wrong_credentials_keep_a_host_out(secured: NatsCluster) -> None:
         assert "out of reach (NATS link down)" in refused.stderr
     finally:
         hosts.close()
+
+
+def nats_nkey(seed: Path) -> str:
+    """`hive-core nats-nkey SEED`'s output: the seed's public key."""
+    made = subprocess.run([sys.executable, "-m", "hive_core", "nats-nkey", str(seed)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+async def test_hosts_log_in_with_their_nkeys(tmp_path: Path) -> None:
+    """Each host signs in with its own NKey seed (`hive-core nats-nkey` makes it and prints
+    the key the server lists), held to its permissions; a seed the server does not list
+    keeps its host out."""
+    seeds = {h: tmp_path / f"{h}.nk" for h in ("a", "b", "x")}
+    keys = {host: nats_nkey(seed) for host, seed in seeds.items()}
+    for host, seed in seeds.items():
+        assert keys[host].startswith("U") and oct(seed.stat().st_mode & 0o777) == "0o600"
+    assert nats_nkey(seeds["a"]) == keys["a"]  # read, not made anew
+    signed = {
+        h: User("", *names.permissions(HIVE_ID, h), allow_responses=True, nkey=keys[h])
+        for h in ("a", "b")
+    }
+    with NatsCluster(tmp_path / "nats", users=signed) as cluster:
+        envs = {h: {**host_env(cluster, h), "HIVE_NATS_NKEY_SEED": str(seeds[h])} for h in "ab"}
+        hosts = Hosts(cluster, envs)
+        stranger = Hosts(cluster, {"x": {**host_env(cluster, "x"),
+                                         "HIVE_NATS_NKEY_SEED": str(seeds["x"])}})  # fmt: skip
+        try:
+            hosts.start()
+            hosts.linked()
+            hosts.spawn_idle("a", "ada")
+            hosts.spawn_idle("b", "bea")
+            hosts.settled(3)
+            async with HiveClient(hosts["a"].agent_sock("ada")) as ada:
+                await ada.call(rq.Send(cmd="send", to="bea", body="signed"), rs.Sent)
+            async with HiveClient(hosts["b"].agent_sock("bea")) as bea:
+                got = await bea.call(rq.Recv(cmd="recv", wait_seconds=WAIT), rs.Messages)
+            assert [(m.sender, m.body) for m in got.messages] == [("ada", "signed")]
+            stranger.start()
+            stranger.wait_until("x", "NATS down", lambda s: s.link == "down")
+            info = json.loads(stranger["x"].cli("hosts", "--json").stdout)["hosts"][0]
+            assert "Authorization" in (info["link_error"] or ""), info
+        finally:
+            stranger.close()
+            hosts.close()
 
 
 @pytest.fixture

@@ -262,6 +262,16 @@ def test_the_host_module_joins_the_hive_over_nats_without_needing_it_to_start(
     assert service["after"] == ["network.target", "network-online.target"]
     assert service["wants"] == ["network-online.target"]
     assert "requires" not in service or "nats.service" not in service["requires"]
+    nkey = host(
+        """{ enable = true;
+             federation = {
+               enable = true;
+               natsUrl = [ "nats://127.0.0.1:4222" ];
+               nkeySeedFile = "/run/secrets/hive-alpha.nk";
+             }; }"""
+    )["service"]["environment"]
+    assert nkey["HIVE_NATS_NKEY_SEED"] == "/run/secrets/hive-alpha.nk"
+    assert "HIVE_NATS_CREDS" not in nkey
     off = host("{ enable = true; }")["service"]
     assert not any(k.startswith("HIVE_NATS") for k in off["environment"])
     assert off["wants"] == []
