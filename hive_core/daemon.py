@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -68,6 +68,7 @@ from hive_core.transients import Transients
 from hive_core.usage import Usage
 from hive_share import gil
 from hive_share import requests as rq
+from hive_share.base import WireModel
 from hive_share.names import MANAGER_NAME, OPERATOR
 
 if TYPE_CHECKING:
@@ -326,7 +327,15 @@ class Daemon:
         needs the rest of start-up waits at the gate."""
         as_operator = Conn(id=OPERATOR_CONN, principal=host.principal)
         if s.federation is not None:
-            s.federation.rpc.dispatch = lambda raw: host.dispatch_raw(raw, as_operator)
+
+            def as_asked(raw: dict[str, Any], by: str | None) -> Awaitable[WireModel]:
+                """As the operator, or as the manager of the asking host (`by`)."""
+                if by is None:
+                    return host.dispatch_raw(raw, as_operator)
+                manager = Principal(kind=host.principal.kind, name=by)
+                return host.dispatch_raw(raw, Conn(id=OPERATOR_CONN, principal=manager))
+
+            s.federation.rpc.dispatch = as_asked
         self._step("loading the dashboard")
         web = await gil.import_off_loop("hive_core.dashboard.server")
         dashboard: Dashboard = await web.Dashboard.open(

@@ -43,7 +43,11 @@ RPC_WAIT = 180.0
 """Seconds an asking host waits for the answer: a stop waits out a harness's grace, a
 rebuild a build."""
 
-Dispatch = Callable[[dict[str, Any]], Awaitable[WireModel]]
+Dispatch = Callable[[dict[str, Any], str | None], Awaitable[WireModel]]
+"""Runs a request here as the operator's, or (a name given) as that agent of the asking
+host's: the manager's."""
+MANAGED = frozenset({"start", "kill", "restart", "rebuild"})
+"""The verbs the manager of another host may run on this host's agents, as itself (`by`)."""
 RequestSpawn = Callable[[str, str], Awaitable[WireModel]]
 """Queues a spawn approval here: the agent's name and who asked (raises HiveError)."""
 Answer = Callable[[int, str, str], Awaitable[WireModel]]
@@ -129,9 +133,27 @@ class Rpc:
         cmd = request.get("cmd") if isinstance(request, dict) else None
         if cmd not in FORWARDED | DECIDED | PLACED:
             return Error(code="verb_not_allowed", error="other hosts may ask only " + _verbs())
-        name = request.get("name")
         if (for_agent := self._for_agent(cmd, request)) is not None:
             return await for_agent(origin, request)
+        by = request.pop("by", None)
+        if (refused := self._refused(origin, cmd, request, by)) is not None:
+            return refused
+        if self.dispatch is None:
+            return Error(code="shutting_down", error=f"host {self._link.host} is starting")
+        what = request.get("id") if cmd in DECIDED else request.get("name")
+        logger.info("host %s asks: %s %s%s", origin, cmd, what, f" for {by}" if by else "")
+        return await self.dispatch(request, by)
+
+    def _refused(
+        self, origin: str, cmd: str, request: dict[str, Any], by: object
+    ) -> WireModel | None:
+        """Why a decision, a spawn or a verb on an agent is not run here, if it is not."""
+        name = request.get("name")
+        if by is not None and (
+            cmd not in MANAGED or not isinstance(by, str) or self._host_of(by) != origin
+        ):
+            return Error(code="forbidden", error=f"{str(by)[:40]!r} is not an agent of host "
+                         f"{origin} that may ask {cmd}")  # fmt: skip
         if cmd in DECIDED:
             if request.get("host") != self._link.host:  # held here, as the asking host saw
                 return Error(code="invalid_request", error=f"a decision sent to host "
@@ -142,11 +164,7 @@ class Rpc:
                              f"{self._link.host} names it as its host")  # fmt: skip
         elif not isinstance(name, str) or not self._runs_here(name):
             return Error(code="unknown_agent", error=f"no agent {name!r} on host {self._link.host}")
-        if self.dispatch is None:
-            return Error(code="shutting_down", error=f"host {self._link.host} is starting")
-        what = request.get("id") if cmd in DECIDED else name
-        logger.info("host %s asks: %s %s", origin, cmd, what)
-        return await self.dispatch(request)
+        return None
 
     def _for_agent(self, cmd: str, request: dict[str, Any]) -> Receive | None:
         """How a request made for an agent of the asking host (or its operator) is run here,

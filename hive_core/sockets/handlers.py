@@ -440,6 +440,19 @@ def _sub_agent(name: str) -> str:
     return name
 
 
+async def _manage(
+    s: Services, req: rq.Start | rq.Kill | rq.Restart | rq.Rebuild, who: str
+) -> WireModel:
+    """The manager's lifecycle verbs on a sub-agent, of this host or (run there, as the
+    manager's) of another."""
+    name = _sub_agent(req.name)
+    if (fed := _runs_elsewhere(s, name)) is not None and (there := fed.host_of(name)):
+        return await fed.forward(there, {"cmd": req.cmd, "name": name, "by": who})
+    act = {"start": lifecycle.start, "kill": lifecycle.kill, "restart": lifecycle.restart,
+           "rebuild": lifecycle.rebuild}[req.cmd]  # fmt: skip
+    return rs.Done(detail=await act(s, name, who))
+
+
 async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> WireModel:
     """The manager's lifecycle verbs; every other verb it has is an agent's verb."""
     who = conn.principal.name
@@ -450,14 +463,8 @@ async def handle_manager(s: Services, req: rq.ManagerRequest, conn: Conn) -> Wir
             return await _config(s, req, who)
         case rq.Update():
             return rs.ApprovalResult(approval=await approval_flow.request_update(s, who))
-        case rq.Start(name=name):
-            return rs.Done(detail=await lifecycle.start(s, _sub_agent(name), who))
-        case rq.Kill(name=name):
-            return rs.Done(detail=await lifecycle.kill(s, _sub_agent(name), who))
-        case rq.Restart(name=name):
-            return rs.Done(detail=await lifecycle.restart(s, _sub_agent(name), who))
-        case rq.Rebuild(name=name):
-            return rs.Done(detail=await lifecycle.rebuild(s, _sub_agent(name), who))
+        case rq.Start() | rq.Kill() | rq.Restart() | rq.Rebuild():
+            return await _manage(s, req, who)
         case rq.List():
             return rs.Agents(agents=await agent_info.list_agents(s, tombstones=False))
         case rq.Attention() | rq.Usage():

@@ -4,8 +4,10 @@ host as a bundle and decided there, under the NATS permissions hive-core documen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import sqlite3
 from pathlib import Path
 
 import nats
@@ -127,11 +129,31 @@ async def test_the_manager_changes_another_hosts_agents_config(secured: NatsClus
             forged = await hm1nd.request(tom)
             assert isinstance(forged, Error) and forged.code == "backend", forged
             assert f"is not the bundle host {there}'s directory entry names" in forged.error
+            # The manager runs the lifecycle of another host's agent there, as itself.
+            started = await hm1nd.call(rq.Start(cmd="start", name="tess"), rs.Done)
+            assert started.detail == "started tess"
+            assert "tess" in hosts.running_agents(there)
+            killed = await hm1nd.call(rq.Kill(cmd="kill", name="tess"), rs.Done)
+            assert killed.detail == "killed tess"
+            assert "tess" not in hosts.running_agents(there)
+        assert _actors(hosts, there, "tess") == [("start", "hm1nd"), ("kill", "hm1nd")]
         listed = json.loads(cli(hosts, third, "list", "--json"))
         assert {r["name"]: r.get("deployed_commit") for r in listed}["tess"] == sha
         await _forged_proposals_refused(secured, third, there, second)
     finally:
         hosts.close()
+
+
+def _actors(hosts: Hosts, host: str, agent: str) -> list[tuple[str, str]]:
+    """Who started and stopped `agent` on `host`, as its hive-core recorded it."""
+    db = hosts[host].state_dir / "hive.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        rows = conn.execute(
+            "SELECT action, actor FROM transients WHERE agent = ? AND action IN "
+            "('start', 'kill') ORDER BY id",
+            (agent,),
+        ).fetchall()
+    return [(str(a), str(b)) for a, b in rows]
 
 
 async def _proposals_in_store(cluster: NatsCluster, host: str) -> list[str]:
@@ -172,6 +194,8 @@ async def _forged_proposals_refused(
     base = {"cmd": "request_apply_commit", "host": there, "agent": "tess", "commit": commit,
             "ref": f"refs/proposals/{nonce}", "requester": "operator"}  # fmt: skip
     asks = [
+        ({"cmd": "kill", "name": "tess", "by": "hm1nd"}, "forbidden"),  # not its manager
+        ({"cmd": "destroy", "name": "tess", "by": "hm1nd"}, "forbidden"),
         ({"bundle": f"{there}/proposals/{nonce}", "digest": digest}, "forbidden"),
         ({"bundle": own, "digest": digest, "requester": "hm1nd"}, "forbidden"),
         ({"bundle": own, "digest": "SHA-256=" + "A" * 43 + "="}, "backend"),
