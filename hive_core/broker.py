@@ -33,6 +33,7 @@ from hive_core.send_throttle import SendThrottle, too_fast
 from hive_share import events
 from hive_share.helper import HIVE_SENDER, HelperEvent, summary
 from hive_share.models import Message
+from hive_share.names import OPERATOR
 
 FlowState = Literal["queued", "leased", "delivered"]
 HoldCheck = Callable[[str], Awaitable[bool]]
@@ -415,40 +416,39 @@ class Broker:
         whether older ones exist: the dashboard's message flow."""
         return await message_reads.flow(self._db, limit, before)
 
-    async def recent(
-        self, recipient: str, limit: int, before: int | None = None, after: int | None = None
+    async def operator_recent(
+        self, limit: int, before: int | None = None, after: int | None = None
     ) -> list[Message]:
-        """The newest `limit` messages to `recipient` (below id `before`, when given) that fit
-        one reply, oldest first; with `after`, the oldest `limit` above that id instead, so
-        a reader following the inbox skips none."""
-        return await message_reads.recent(self._db, recipient, limit, before, after)
+        """The newest `limit` messages to the operator (below id `before`, when given) that
+        fit one reply, oldest first; with `after`, the oldest `limit` above that id instead,
+        so a reader following the inbox skips none."""
+        return await message_reads.operator_recent(self._db, limit, before, after)
 
-    async def inbox(
+    async def operator_inbox(
         self,
-        recipient: str,
         limit: int,
         wait_seconds: float,
         before: int | None = None,
         after: int | None = None,
     ) -> list[Message]:
-        """The newest `limit` messages to `recipient` (below id `before` to page back), or the
-        oldest `limit` above id `after` (to follow it), oldest first; marks the unread ones
-        among them delivered.
+        """The newest `limit` messages to the operator (below id `before` to page back), or
+        the oldest `limit` above id `after` (to follow it), oldest first; marks the unread
+        ones among them delivered.
 
         Waits up to `wait_seconds` while there is nothing unread, or, with `after`, nothing
         above `after`.
         """
-        box = self._inbox(recipient)
+        box = self._inbox(OPERATOR)
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
             box.wake.clear()
-            if await message_reads.has_news(self._db, recipient, before, after):
+            if await message_reads.operator_has_news(self._db, before, after):
                 break
             if not await self._wait(box, deadline):
                 break
 
-        messages = await self.recent(recipient, limit, before, after)
-        await self._mark_delivered(recipient, [m.id for m in messages if m.delivered_at is None])
+        messages = await self.operator_recent(limit, before, after)
+        await self._mark_delivered(OPERATOR, [m.id for m in messages if m.delivered_at is None])
         return messages
 
     async def undelivered_count(self, recipient: str) -> int:

@@ -12,6 +12,7 @@ from hive_core.db import Database
 from hive_core.rows import decode
 from hive_share.helper import HELPER_EVENT
 from hive_share.models import Message
+from hive_share.names import OPERATOR
 
 RESPONSE_BUDGET = 900 * 1024
 """Bytes of message bodies one `recv`/`inbox` answer may carry (lines are capped at 1 MiB)."""
@@ -97,47 +98,47 @@ async def flow_after(db: Database, limit: int, after: int) -> tuple[list[Message
     return kept, len(rows) > len(kept)
 
 
-async def recent(
-    db: Database, recipient: str, limit: int, before: int | None, after: int | None
+OPERATOR_PAGE_AFTER = (
+    "SELECT * FROM messages WHERE recipient = 'operator' AND id > ? AND id < ? ORDER BY id LIMIT ?"
+)
+OPERATOR_PAGE = (
+    "SELECT * FROM (SELECT * FROM messages WHERE recipient = 'operator' AND id < ? "
+    "ORDER BY id DESC LIMIT ?) ORDER BY id"
+)
+OPERATOR_NEWER = "SELECT 1 FROM messages WHERE recipient = 'operator' AND id > ? AND id < ? LIMIT 1"
+OPERATOR_READS = (OPERATOR_PAGE_AFTER, OPERATOR_PAGE, OPERATOR_NEWER)
+"""The reads of the operator's inbox, read or not: its recipient is written out, so
+sqlite takes them from `messages_to_operator` (an index of the operator's messages
+alone, which a send to an agent does not touch)."""
+
+
+async def operator_recent(
+    db: Database, limit: int, before: int | None, after: int | None
 ) -> list[Message]:
-    """The newest `limit` messages to `recipient` (below id `before`) that fit one reply,
+    """The newest `limit` messages to the operator (below id `before`) that fit one reply,
     oldest first; with `after`, the oldest `limit` above that id instead."""
     below = before if before is not None else NO_ID_ABOVE
     if after is not None:
 
         def select_after(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return conn.execute(
-                "SELECT * FROM messages WHERE recipient = ? AND id > ? AND id < ? "
-                "ORDER BY id LIMIT ?",
-                (recipient, after, below, limit),
-            ).fetchall()
+            return conn.execute(OPERATOR_PAGE_AFTER, (after, below, limit)).fetchall()
 
         return fit([message_from_row(r) for r in await db.read(select_after)])
 
     def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-        return conn.execute(
-            "SELECT * FROM (SELECT * FROM messages WHERE recipient = ? AND id < ? "
-            "ORDER BY id DESC LIMIT ?) ORDER BY id",
-            (recipient, below, limit),
-        ).fetchall()
+        return conn.execute(OPERATOR_PAGE, (below, limit)).fetchall()
 
     return fit([message_from_row(r) for r in await db.read(select)], newest_first=True)
 
 
-async def has_news(db: Database, recipient: str, before: int | None, after: int | None) -> bool:
+async def operator_has_news(db: Database, before: int | None, after: int | None) -> bool:
     """What ends an `inbox` wait: an unread message, or one between `after` and `before`."""
     if after is None:
-        return await undelivered_count(db, recipient) > 0
+        return await undelivered_count(db, OPERATOR) > 0
     below = before if before is not None else NO_ID_ABOVE
 
     def newer(conn: sqlite3.Connection) -> bool:
-        return (
-            conn.execute(
-                "SELECT 1 FROM messages WHERE recipient = ? AND id > ? AND id < ? LIMIT 1",
-                (recipient, after, below),
-            ).fetchone()
-            is not None
-        )
+        return conn.execute(OPERATOR_NEWER, (after, below)).fetchone() is not None
 
     return await db.read(newer)
 

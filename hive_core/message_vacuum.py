@@ -7,6 +7,7 @@ import logging
 import sqlite3
 
 from hive_core.db import Database
+from hive_core.message_reads import NO_ID_ABOVE
 
 logger = logging.getLogger(__name__)
 
@@ -20,15 +21,29 @@ between two chunks instead of waiting for a month of deletes."""
 
 async def vacuum(db: Database, now: float) -> int:
     """Delete delivered messages older than the retention window, `VACUUM_CHUNK` per write;
-    returns how many went."""
+    returns how many went.
+
+    No index orders messages by delivery (an ack would keep one up to date for the vacuum
+    alone): ids grow with time, and a message is delivered after it is sent, so every
+    message to delete comes before the first one sent since the cutoff. The vacuum finds
+    that id on the read connection, then deletes in id order below it.
+    """
     cutoff = now - RETENTION_SECONDS
     chunk_size = VACUUM_CHUNK
 
+    def first_recent(conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "SELECT id FROM messages WHERE sent_at >= ? ORDER BY id LIMIT 1", (cutoff,)
+        ).fetchone()
+        return NO_ID_ABOVE if row is None else int(row[0])
+
+    below = await db.read(first_recent)
+
     def delete(conn: sqlite3.Connection) -> int:
         cur = conn.execute(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
-            "WHERE delivered_at IS NOT NULL AND delivered_at < ? LIMIT ?)",
-            (cutoff, chunk_size),
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE id < ? "
+            "AND delivered_at IS NOT NULL AND delivered_at < ? ORDER BY id LIMIT ?)",
+            (below, cutoff, chunk_size),
         )
         return cur.rowcount
 

@@ -258,7 +258,7 @@ class Snapshot:
         if section == "questions":
             remote_q = [] if items is None else items.remote_questions()
             return [dump(q) for q in [*await s.questions.pending(operator_only=True), *remote_q]]
-        mine = [dump(m) for m in await s.broker.recent(OPERATOR, limit=INBOX_PAGE)]
+        mine = [dump(m) for m in await s.broker.operator_recent(limit=INBOX_PAGE)]
         inboxes = {} if items is None else items.inboxes
         return mine + [{**dump(m), "host": h} for h, box in inboxes.items() for m in box.recent]
 

@@ -194,7 +194,7 @@ class Items:
 
     async def _inbox(self) -> InboxSummary:
         count, oldest = await message_reads.unread(self._s.db, OPERATOR)
-        recent = await self._s.broker.recent(OPERATOR, INBOX_RECENT)
+        recent = await self._s.broker.operator_recent(INBOX_RECENT)
         return InboxSummary(
             unread=count, oldest_unread=oldest, recent=[_cut(m) for m in reversed(recent)]
         )

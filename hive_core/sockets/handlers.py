@@ -292,7 +292,7 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
         case rq.NotifyTest():
             return rs.NotifyTested(outcomes=await s.notifier.test())
         case rq.Inbox(limit=limit, wait_seconds=wait, before=before, after=after):
-            return rs.Messages(messages=await s.broker.inbox(who, limit, wait, before, after))
+            return rs.Messages(messages=await s.broker.operator_inbox(limit, wait, before, after))
         case _:
             assert_never(req)
 

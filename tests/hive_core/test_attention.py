@@ -92,7 +92,7 @@ async def test_unread_operator_messages_are_one_item_until_read(
             "operator_message", "2 unread messages to the operator", T0,
         )  # fmt: skip
         assert for_manager([item]) == []  # the manager never sees the operator's inbox
-        await h.s.broker.inbox(OPERATOR, 10, 0)
+        await h.s.broker.operator_inbox(10, 0)
         assert await h.attention.compute() == []
 
 

@@ -276,13 +276,34 @@ async def test_vacuum_deletes_in_chunks_until_every_old_message_is_gone(
     assert [r[0] for r in _rows(db_path)] == [kept]
 
 
+async def test_vacuum_keeps_an_old_message_delivered_within_the_window(
+    broker: Broker, clock: FakeClock, db_path: Path
+) -> None:
+    gone, _ = await broker.send("alice", "bob", "read at once", None)
+    late, _ = await broker.send("alice", "bob", "read a month later", None)
+    await broker.recv("bob", owner=1, wait_seconds=0, limit=1)
+    await broker.ack("bob", owner=1, ids=[gone])
+    clock.advance(29 * DAY)
+    await broker.recv("bob", owner=1, wait_seconds=0, limit=1)
+    await broker.ack("bob", owner=1, ids=[late])
+    clock.advance(2 * DAY)
+    recent, _ = await broker.send("alice", "bob", "sent since the cutoff", None)
+
+    assert await broker.vacuum(clock.now()) == 1
+
+    assert [r[0] for r in _rows(db_path)] == [late, recent]
+    clock.advance(29 * DAY)
+    assert await broker.vacuum(clock.now()) == 1  # 30 days after it was read
+    assert [r[0] for r in _rows(db_path)] == [recent]
+
+
 async def test_inbox_returns_the_newest_messages_oldest_first_and_marks_them_delivered(
     broker: Broker, db_path: Path
 ) -> None:
     ids = [(await broker.send("alice", "operator", f"m{i}", None))[0] for i in range(5)]
     await broker.send("alice", "bob", "not for the operator", None)
 
-    got = await broker.inbox("operator", limit=3, wait_seconds=0)
+    got = await broker.operator_inbox(limit=3, wait_seconds=0)
 
     assert [m.id for m in got] == ids[2:]
     assert [m.body for m in got] == ["m2", "m3", "m4"]
@@ -293,11 +314,11 @@ async def test_inbox_returns_the_newest_messages_oldest_first_and_marks_them_del
 
 async def test_inbox_of_an_empty_inbox_returns_nothing_without_waiting(broker: Broker) -> None:
     async with asyncio.timeout(5):
-        assert await broker.inbox("operator", limit=10, wait_seconds=0) == []
+        assert await broker.operator_inbox(limit=10, wait_seconds=0) == []
 
 
 async def test_a_waiting_inbox_is_woken_by_a_send(broker: Broker, db: Database) -> None:
-    waiting = asyncio.create_task(broker.inbox("operator", limit=10, wait_seconds=30))
+    waiting = asyncio.create_task(broker.operator_inbox(limit=10, wait_seconds=30))
     await _barrier(db)
     assert not waiting.done()
 
@@ -370,7 +391,7 @@ async def test_the_operator_pages_back_through_an_inbox_too_big_for_one_reply(
     seen: list[str] = []
     before: int | None = None
     while True:
-        page = await broker.inbox("operator", limit=50, wait_seconds=0, before=before)
+        page = await broker.operator_inbox(limit=50, wait_seconds=0, before=before)
         if not page:
             break
         assert len(page) < len(bodies), "one reply held more than its byte budget"
@@ -386,11 +407,11 @@ async def test_inbox_after_an_id_returns_the_oldest_above_it_so_a_follower_skips
     ids = [(await broker.send("alice", "operator", f"m{i}", None))[0] for i in range(7)]
     seen: list[int] = []
     after = 0
-    while page := await broker.inbox("operator", limit=3, wait_seconds=0, after=after):
+    while page := await broker.operator_inbox(limit=3, wait_seconds=0, after=after):
         seen += [m.id for m in page]
         after = page[-1].id
     assert seen == ids
-    assert [m.id for m in await broker.inbox("operator", 10, 0, after=ids[4])] == ids[5:]
+    assert [m.id for m in await broker.operator_inbox(10, 0, after=ids[4])] == ids[5:]
     assert await broker.undelivered_count("operator") == 0
 
 
@@ -398,7 +419,7 @@ async def test_inbox_after_waits_past_older_unread_messages_until_a_newer_one(
     broker: Broker, db: Database
 ) -> None:
     old, _ = await broker.send("alice", "operator", "old and unread", None)
-    waiting = asyncio.create_task(broker.inbox("operator", 10, wait_seconds=30, after=old))
+    waiting = asyncio.create_task(broker.operator_inbox(10, wait_seconds=30, after=old))
     await _barrier(db)
     assert not waiting.done(), "an unread message at or below `after` ended the wait"
 
@@ -413,4 +434,4 @@ async def test_inbox_after_waits_past_older_unread_messages_until_a_newer_one(
 async def test_inbox_after_with_nothing_newer_times_out_empty(broker: Broker) -> None:
     last, _ = await broker.send("alice", "operator", "seen", None)
     async with asyncio.timeout(5):
-        assert await broker.inbox("operator", 10, wait_seconds=0.05, after=last) == []
+        assert await broker.operator_inbox(10, wait_seconds=0.05, after=last) == []

@@ -136,7 +136,7 @@ async def test_the_kept_snapshot_is_the_fresh_one_after_every_kind_of_change(
         # The operator's inbox, read.
         await s.broker.send("alice", OPERATOR, "done with the build", None)
         assert (await h.same())["inbox"][-1]["body"] == "done with the build"
-        await s.broker.inbox(OPERATOR, limit=10, wait_seconds=0)
+        await s.broker.operator_inbox(limit=10, wait_seconds=0)
         assert (await h.same())["inbox"][-1]["delivered_at"] is not None
 
         # Approvals and questions, from asked to ended.
