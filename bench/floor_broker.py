@@ -33,6 +33,20 @@ from pathlib import Path
 from typing import Any
 
 MAX_LINE = 1 << 20
+SCHEMA = """CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    body TEXT NOT NULL,
+    idempotency_key TEXT,
+    sent_at REAL NOT NULL,
+    delivered_at REAL);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
+    ON messages(sender, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_undelivered
+    ON messages(recipient, id) WHERE delivered_at IS NULL;"""
+"""The one table: a durable row per send, its idempotency key unique per sender, and each
+recipient's undelivered messages in id order."""
 Write = Callable[[sqlite3.Connection], Any]
 
 
@@ -48,20 +62,7 @@ class Writer(threading.Thread):
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = FULL")
-        self.conn.executescript(
-            """CREATE TABLE IF NOT EXISTS messages (
-                   id INTEGER PRIMARY KEY AUTOINCREMENT,
-                   sender TEXT NOT NULL,
-                   recipient TEXT NOT NULL,
-                   body TEXT NOT NULL,
-                   idempotency_key TEXT,
-                   sent_at REAL NOT NULL,
-                   delivered_at REAL);
-               CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency
-                   ON messages(sender, idempotency_key) WHERE idempotency_key IS NOT NULL;
-               CREATE INDEX IF NOT EXISTS messages_undelivered
-                   ON messages(recipient, id) WHERE delivered_at IS NULL;"""
-        )
+        self.conn.executescript(SCHEMA)
 
     def submit(self, write: Write) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()

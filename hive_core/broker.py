@@ -345,8 +345,11 @@ class Broker:
 
         def update(conn: sqlite3.Connection) -> list[int]:
             # The rows, then the UPDATE of the same rows in the same transaction: an
-            # UPDATE … RETURNING of a few rows costs sqlite about four times the two.
-            where = f"id IN ({','.join('?' * len(ids))}) AND recipient = ? AND delivered_at IS NULL"
+            # UPDATE … RETURNING of a few rows costs sqlite about four times the two. Found
+            # by id (`+recipient` keeps sqlite off the undelivered index, which the UPDATE
+            # changes: a search of it costs three times the rowid lookups).
+            marks = ",".join("?" * len(ids))
+            where = f"id IN ({marks}) AND +recipient = ? AND delivered_at IS NULL"
             rows = conn.execute(f"SELECT id FROM messages WHERE {where}", (*ids, recipient))
             done = sorted(r[0] for r in rows)
             if done:
