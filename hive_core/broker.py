@@ -342,23 +342,25 @@ class Broker:
         if not ids:
             return 0
         now = self._clock.now()
+        unique = sorted(set(ids))
+        marks = ",".join("?" * len(unique))
+        # Found by id: `+recipient` keeps sqlite off the undelivered index, which the UPDATE
+        # changes (a search of it costs three times the rowid lookups).
+        where = f"id IN ({marks}) AND +recipient = ? AND delivered_at IS NULL"
 
-        def update(conn: sqlite3.Connection) -> list[int]:
-            # The rows, then the UPDATE of the same rows in the same transaction: an
-            # UPDATE … RETURNING of a few rows costs sqlite about four times the two. Found
-            # by id (`+recipient` keeps sqlite off the undelivered index, which the UPDATE
-            # changes: a search of it costs three times the rowid lookups).
-            marks = ",".join("?" * len(ids))
-            where = f"id IN ({marks}) AND +recipient = ? AND delivered_at IS NULL"
-            rows = conn.execute(f"SELECT id FROM messages WHERE {where}", (*ids, recipient))
-            done = sorted(r[0] for r in rows)
-            if done:
-                conn.execute(
-                    f"UPDATE messages SET delivered_at = ? WHERE {where}", (now, *ids, recipient)
-                )
-            return done
+        def update(conn: sqlite3.Connection) -> int:
+            sql = f"UPDATE messages SET delivered_at = ? WHERE {where}"
+            return conn.execute(sql, (now, *unique, recipient)).rowcount
 
-        done = await self._db.write(update, one_statement=True)
+        def marked(conn: sqlite3.Connection) -> list[int]:
+            sql = f"SELECT id FROM messages WHERE id IN ({marks}) AND delivered_at = ?"
+            return sorted(r[0] for r in conn.execute(sql, (*unique, now)))
+
+        # One statement: every id is undelivered as a rule (leased to the acking connection,
+        # or shown unread by the operator's inbox), so the count says they all were; when it
+        # says fewer (another reader delivered some first), the ones marked now are read back.
+        count = await self._db.write(update, one_statement=True)
+        done = unique if count == len(unique) else await self._db.read(marked)
         inbox = self._inbox(recipient)
         inbox.forget(done)
         for i in ids:

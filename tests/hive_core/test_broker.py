@@ -198,6 +198,25 @@ async def test_ack_by_a_connection_that_does_not_hold_the_lease_is_a_conflict(
     assert _rows(db_path)[0][4] is None
 
 
+async def test_marking_delivered_counts_and_announces_only_what_it_marked(
+    broker: Broker, bus: EventBus, clock: FakeClock
+) -> None:
+    """Two readers of one inbox (the operator's, twice at once): what the first marked
+    delivered, the second neither counts nor announces again."""
+    first, _ = await broker.send("alice", "operator", "read by the first", None)
+    await broker.operator_inbox(limit=10, wait_seconds=0)
+    second, _ = await broker.send("alice", "operator", "new", None)
+    clock.advance(5)
+    sub = bus.subscribe(kinds=("delivered",))
+
+    assert await broker._mark_delivered("operator", [first, second, second]) == 1
+
+    frames = await drain(sub)
+    assert [f.event for f in frames] == [
+        events.Delivered(recipient="operator", ids=[second], delivered_at=clock.now())
+    ]
+
+
 async def test_ack_of_a_message_never_received_is_a_conflict(broker: Broker) -> None:
     msg_id, _ = await broker.send("alice", "bob", "m", None)
     with pytest.raises(Conflict):
