@@ -54,6 +54,13 @@ def validate_agent_name(name: object) -> str:
     """
     if not isinstance(name, str):
         raise InvalidName(f"agent name must be a string, got {type(name).__name__}")
+    if (
+        0 < len(name) <= MAX_NAME_LEN
+        and _GRAMMAR.fullmatch(name) is not None
+        and not name.endswith("-")
+        and name not in RESERVED
+    ):
+        return name  # checked on every request: the messages are built only for a bad one
     shown = ascii(name[:40]) + ("…" if len(name) > 40 else "")
     if not name:
         raise InvalidName("agent name is empty")
@@ -68,9 +75,7 @@ def validate_agent_name(name: object) -> str:
         )
     if name.endswith("-"):
         raise InvalidName(f"agent name {shown} must not end with '-'")
-    if name in RESERVED:
-        raise InvalidName(f"agent name {shown} is reserved")
-    return name
+    raise InvalidName(f"agent name {shown} is reserved")
 
 
 def validate_principal(name: object) -> str:
