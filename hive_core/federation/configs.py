@@ -36,13 +36,14 @@ import anyio
 import nats.errors
 import nats.js.errors
 from nats.js.api import ObjectMeta
+from pydantic import ValidationError
 
 from hive_core import agent_info, approval_flow, config_repos, deploys, git
 from hive_core.errors import BackendError, HiveError, InvalidRequest, NotFound, Unreachable
 from hive_core.federation import names
 from hive_core.federation.directory import Directory
 from hive_core.federation.link import Link
-from hive_core.federation.names import PROPOSAL_OBJECT, PROPOSAL_REF, AgentEntry, ConfigRef
+from hive_core.federation.names import PROPOSAL_OBJECT, AgentEntry, ConfigRef, ProposedCommit
 from hive_core.federation.view import RemoteView
 from hive_core.git import GitError, Repo
 from hive_core.services import Services
@@ -368,18 +369,10 @@ class Configs:
             info = await self._link.configs.put(key, bundle)
         except NATS_ERRORS as exc:
             raise Unreachable(f"could not put the commit into the config store: {exc}") from exc
-        request = {
-            "cmd": "request_apply_commit",
-            "host": entry.host,
-            "agent": name,
-            "commit": commit,
-            "requester": requester,
-            "bundle": key,
-            "ref": ref,
-            "digest": info.digest,
-        }
+        asked = ProposedCommit(host=entry.host, agent=name, commit=commit, requester=requester,
+                               bundle=key, ref=ref, digest=info.digest or "")  # fmt: skip
         try:
-            return await self._ask(entry.host, request)
+            return await self._ask(entry.host, asked.model_dump())
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(*NATS_ERRORS):
                 await self._link.configs.delete(key)
@@ -387,29 +380,27 @@ class Configs:
     async def receive(self, origin: str, request: dict[str, Any]) -> WireModel:
         """A commit another host's manager proposes for an agent of this host: fetched from
         its bundle into the agent's `applied/` and queued as a proposal here."""
-        agent, commit, requester = (request.get(k) for k in ("agent", "commit", "requester"))
-        key, ref, digest = (request.get(k) for k in ("bundle", "ref", "digest"))
-        fields = (agent, commit, requester, key, ref, digest)
-        if not all(isinstance(f, str) for f in fields):
-            return Error(code="malformed", error="request_apply_commit: agent, commit, "
-                         "requester, bundle, ref and digest, strings")  # fmt: skip
-        assert isinstance(agent, str) and isinstance(commit, str) and isinstance(requester, str)
-        assert isinstance(key, str) and isinstance(ref, str) and isinstance(digest, str)
-        found = PROPOSAL_OBJECT.match(key)
-        if found is None or found["host"] != origin or PROPOSAL_REF.match(ref) is None:
-            return Error(code="forbidden", error=f"{key} is not a proposal of host {origin}")
-        if requester != OPERATOR and self._view.host_of(requester) != origin:
-            return Error(code="forbidden", error=f"{requester} is not an agent of host {origin}")
-        logger.info("host %s asks: request_apply_commit %s to %s for %s", origin, commit[:12],
-                    agent, requester)  # fmt: skip
         try:
-            if self._s.registry.find(agent) is None:
-                return Error(code="unknown_agent", error=f"no agent {agent!r} on host "
-                             f"{self._link.host}")  # fmt: skip
-            data = await self._get(key, digest, f"host {origin}'s request")
+            asked = ProposedCommit.model_validate(request)
+        except ValidationError as exc:
+            return Error(code="malformed", error=f"request_apply_commit: {exc.errors()[0]['msg']}")
+        found = PROPOSAL_OBJECT.match(asked.bundle)
+        if found is None or found["host"] != origin:
+            why = f"{asked.bundle} is not a proposal of host {origin}"
+            return Error(code="forbidden", error=why)
+        who = asked.requester
+        if who != OPERATOR and self._view.host_of(who) != origin:
+            return Error(code="forbidden", error=f"{who} is not an agent of host {origin}")
+        logger.info("host %s asks: request_apply_commit %s to %s for %s", origin,
+                    asked.commit[:12], asked.agent, who)  # fmt: skip
+        if self._s.registry.find(asked.agent) is None:
+            return Error(code="unknown_agent", error=f"no agent {asked.agent!r} on host "
+                         f"{self._link.host}")  # fmt: skip
+        try:
+            data = await self._get(asked.bundle, asked.digest, f"host {origin}'s request")
             async with self._bundle_file(data) as path:
                 approval = await approval_flow.request_apply_commit(
-                    self._s, agent, commit, requester, (path, ref)
+                    self._s, asked.agent, asked.commit, who, (path, asked.ref)
                 )
         except HiveError as exc:
             return Error(code=exc.code, error=exc.message)

@@ -90,6 +90,8 @@ def config_object(host: str, agent: str) -> str:
     return f"{host}/{agent}"
 
 
+COMMIT_ID = r"^([0-9a-f]{40}|[0-9a-f]{64})$"
+"""A full git commit id (SHA-1 or SHA-256)."""
 PROPOSAL_OBJECT = re.compile(r"^(?P<host>[a-z0-9-]{1,32})/proposals/[0-9a-f]{32}$")
 """The name of a proposed commit's bundle: the proposing host's id first."""
 PROPOSAL_REF = re.compile(r"^refs/proposals/[0-9a-f]{32}$")
@@ -214,11 +216,28 @@ class Forwarded(WireModel):
     recipient's ended, say."""
 
 
+class ProposedCommit(WireModel):
+    """A config commit the asking host's manager proposes for an agent of the host asked
+    (`request_apply_commit` as a request between hosts): the bundle holding it in the
+    config store, and the bundle's digest."""
+
+    cmd: Literal["request_apply_commit"] = "request_apply_commit"
+    host: str = Field(min_length=1, max_length=32)
+    """The agent's host: the one asked."""
+    agent: AgentName
+    commit: str = Field(pattern=COMMIT_ID)
+    requester: Principal
+    bundle: str = Field(pattern=PROPOSAL_OBJECT.pattern)
+    ref: str = Field(pattern=PROPOSAL_REF.pattern)
+    """The one ref in the bundle."""
+    digest: str = Field(min_length=1, max_length=100)
+
+
 class ConfigRef(WireModel):
     """An agent's deployed config as its host shared it: the commit `applied/main` is at,
     and the digest of the bundle of it in the config store."""
 
-    commit: str = Field(pattern=r"^([0-9a-f]{40}|[0-9a-f]{64})$")
+    commit: str = Field(pattern=COMMIT_ID)
     digest: str = Field(min_length=1, max_length=100)
     """The object store's `SHA-256=<base64>` of the bundle."""
 

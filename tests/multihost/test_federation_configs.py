@@ -199,8 +199,8 @@ async def _forged_proposals_refused(
         ({"bundle": f"{there}/proposals/{nonce}", "digest": digest}, "forbidden"),
         ({"bundle": own, "digest": digest, "requester": "hm1nd"}, "forbidden"),
         ({"bundle": own, "digest": "SHA-256=" + "A" * 43 + "="}, "backend"),
-        ({"bundle": own, "digest": digest, "ref": "refs/heads/main"}, "forbidden"),
-        ({"bundle": own, "digest": digest, "agent": "nobody"}, "unknown_agent"),
+        ({"bundle": own, "digest": digest, "ref": "refs/heads/main"}, "malformed"),
+        ({"bundle": own, "digest": digest, "agent": "zed"}, "unknown_agent"),
         ({"bundle": own, "digest": digest, "host": forger}, "invalid_request"),
     ]
     nc = await nats.connect(

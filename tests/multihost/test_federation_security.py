@@ -26,14 +26,26 @@ from tests.multihost.nats_cluster import NatsCluster, User
 WAIT = 20.0
 
 
+def with_ada_and_bea(hosts: Hosts) -> None:
+    """Start `hosts` (a and b among them), linked, with agent ada on a and bea on b."""
+    hosts.start()
+    hosts.linked()
+    hosts.spawn_idle("a", "ada")
+    hosts.spawn_idle("b", "bea")
+    hosts.settled(3)
+
+
+def kept_out(hosts: Hosts, host: str) -> None:
+    """`host`'s link stays down, and `hosts` says the server refused its login."""
+    hosts.wait_until(host, "NATS down", lambda s: s.link == "down")
+    info = json.loads(hosts[host].cli("hosts", "--json").stdout)["hosts"][0]
+    assert "Authorization" in (info["link_error"] or ""), info
+
+
 async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: NatsCluster) -> None:
     hosts = Hosts(secured, {h: with_users(secured, h) for h in ("a", "b", "c")})
     try:
-        hosts.start()
-        hosts.linked()
-        hosts.spawn_idle("a", "ada")
-        hosts.spawn_idle("b", "bea")
-        hosts.settled(3)
+        with_ada_and_bea(hosts)
         forged = (
             names.Forwarded(
                 origin="a", id=1, sender="ada", recipient="bea", body="forged", sent_at=1.0
@@ -104,9 +116,7 @@ async def test_wrong_credentials_keep_a_host_out(secured: NatsCluster) -> None:
     hosts = Hosts(secured, {"a": with_users(secured, "a", password="wrong")})
     try:
         hosts.start()
-        hosts.wait_until("a", "NATS down", lambda s: s.link == "down")
-        info = json.loads(hosts["a"].cli("hosts", "--json").stdout)["hosts"][0]
-        assert "Authorization" in (info["link_error"] or ""), info
+        kept_out(hosts, "a")
         refused = hosts["a"].cli("spawn", "solo")  # a name needs the hive's directory
         assert refused.returncode == 1
         assert "out of reach (NATS link down)" in refused.stderr
@@ -141,20 +151,14 @@ async def test_hosts_log_in_with_their_nkeys(tmp_path: Path) -> None:
         stranger = Hosts(cluster, {"x": {**host_env(cluster, "x"),
                                          "HIVE_NATS_NKEY_SEED": str(seeds["x"])}})  # fmt: skip
         try:
-            hosts.start()
-            hosts.linked()
-            hosts.spawn_idle("a", "ada")
-            hosts.spawn_idle("b", "bea")
-            hosts.settled(3)
+            with_ada_and_bea(hosts)
             async with HiveClient(hosts["a"].agent_sock("ada")) as ada:
                 await ada.call(rq.Send(cmd="send", to="bea", body="signed"), rs.Sent)
             async with HiveClient(hosts["b"].agent_sock("bea")) as bea:
                 got = await bea.call(rq.Recv(cmd="recv", wait_seconds=WAIT), rs.Messages)
             assert [(m.sender, m.body) for m in got.messages] == [("ada", "signed")]
             stranger.start()
-            stranger.wait_until("x", "NATS down", lambda s: s.link == "down")
-            info = json.loads(stranger["x"].cli("hosts", "--json").stdout)["hosts"][0]
-            assert "Authorization" in (info["link_error"] or ""), info
+            kept_out(stranger, "x")
         finally:
             stranger.close()
             hosts.close()
