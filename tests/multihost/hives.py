@@ -67,7 +67,7 @@ def host_env(cluster: NatsCluster, host: str, urls: Sequence[str] | None = None)
 class Hosts:
     """The hive-cores of one hive, by host id."""
 
-    def __init__(self, cluster: NatsCluster, envs: Mapping[str, Mapping[str, str]]) -> None:
+    def __init__(self, cluster: NatsCluster | None, envs: Mapping[str, Mapping[str, str]]) -> None:
         self.cluster = cluster
         self.root = short_tmp()
         self.by_host: dict[str, Hive] = {}
@@ -138,6 +138,22 @@ class Hosts:
         for hive in self.by_host.values():
             hive.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def with_ada_and_bea(hosts: Hosts) -> None:
+    """Start `hosts` (a and b among them), linked, with agent ada on a and bea on b."""
+    hosts.start()
+    hosts.linked()
+    hosts.spawn_idle("a", "ada")
+    hosts.spawn_idle("b", "bea")
+    hosts.settled(3)
+
+
+def kept_out(hosts: Hosts, host: str) -> None:
+    """`host`'s link stays down, and `hosts` says the server refused its login."""
+    hosts.wait_until(host, "NATS down", lambda s: s.link == "down")
+    info = json.loads(hosts[host].cli("hosts", "--json").stdout)["hosts"][0]
+    assert "Authorization" in (info["link_error"] or ""), info
 
 
 @contextmanager

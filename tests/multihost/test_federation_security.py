@@ -20,26 +20,18 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
 from tests.e2e.dashboard import session, stream
-from tests.multihost.hives import HIVE_ID, Hosts, host_env, hosts_of, with_users
+from tests.multihost.hives import (
+    HIVE_ID,
+    Hosts,
+    host_env,
+    hosts_of,
+    kept_out,
+    with_ada_and_bea,
+    with_users,
+)
 from tests.multihost.nats_cluster import NatsCluster, User
 
 WAIT = 20.0
-
-
-def with_ada_and_bea(hosts: Hosts) -> None:
-    """Start `hosts` (a and b among them), linked, with agent ada on a and bea on b."""
-    hosts.start()
-    hosts.linked()
-    hosts.spawn_idle("a", "ada")
-    hosts.spawn_idle("b", "bea")
-    hosts.settled(3)
-
-
-def kept_out(hosts: Hosts, host: str) -> None:
-    """`host`'s link stays down, and `hosts` says the server refused its login."""
-    hosts.wait_until(host, "NATS down", lambda s: s.link == "down")
-    info = json.loads(hosts[host].cli("hosts", "--json").stdout)["hosts"][0]
-    assert "Authorization" in (info["link_error"] or ""), info
 
 
 async def test_a_forged_origin_is_refused_and_the_real_ones_arrive(secured: NatsCluster) -> None:
