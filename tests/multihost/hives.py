@@ -13,9 +13,11 @@ import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from hive_core.federation import names
 from tests.e2e.hive import Hive, short_tmp
+from tests.git import git
 from tests.multihost.nats_cluster import NatsCluster, User
 
 HIVE_ID = "t"
@@ -154,6 +156,19 @@ def kept_out(hosts: Hosts, host: str) -> None:
     hosts.wait_until(host, "NATS down", lambda s: s.link == "down")
     info = json.loads(hosts[host].cli("hosts", "--json").stdout)["hosts"][0]
     assert "Authorization" in (info["link_error"] or ""), info
+
+
+def deployed(hosts: Hosts, host: str, agent: str) -> str:
+    """The config commit `agent` runs on `host` (its `applied/main`)."""
+    return git(hosts[host].state_dir / "agents" / agent / "applied", "rev-parse", "main")
+
+
+def change(proposed: Path, line: str) -> str:
+    """Commit `line` added to `agent.toml` in the working copy `proposed`; the commit."""
+    toml = proposed / "agent.toml"
+    toml.write_text(toml.read_text() + line)
+    git(proposed, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", line.strip())
+    return git(proposed, "rev-parse", "HEAD")
 
 
 @contextmanager

@@ -6,7 +6,6 @@ the host holding them, once; on a phone too."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from hive_share import requests as rq
 from hive_share import responses as rs
 from hive_share.client import HiveClient
 from tests.e2e.browser import PHONE, Shots, browser, open_dashboard, problems
-from tests.multihost.hives import Hosts, hosts_of
+from tests.multihost.hives import HOSTS, Hosts, change, deployed, hosts_of
 from tests.multihost.nats_cluster import NatsCluster
 
 
@@ -93,21 +92,33 @@ def dashboard_url(hosts: Hosts, host: str) -> str:
 async def test_another_hosts_approval_is_approved_here_and_only_once(
     nats_cluster: NatsCluster, tmp_path: Path
 ) -> None:
+    """The manager proposes a config change for b's agent; a's dashboard approves it and
+    it deploys on b; c's click on the card it still shows is told it is done."""
     shots = Shots(tmp_path / "shots")
     with hosts_of(nats_cluster) as hosts:
+        hosts.spawn_idle("b", "bea")
+        hosts.settled(2)
+        manager = next(h for h in HOSTS if "hm1nd" in hosts.local_agents(h))
+        stopped = hosts[manager].cli("stop", "hm1nd")  # the test speaks as the manager
+        assert stopped.returncode == 0, stopped.stderr
+        async with HiveClient(hosts[manager].manager_sock) as hm1nd:
+            init = rq.RequestInitConfig(cmd="request_init_config", name="bea")
+            proposed = Path((await hm1nd.call(init, rs.ConfigRepos)).proposed)
+            commit = change(proposed, 'model = "claude-sonnet-4-5"\n')
+            asked = rq.RequestApplyCommit(cmd="request_apply_commit", agent="bea", commit=commit)
+            approval = (await hm1nd.call(asked, rs.ApprovalResult)).approval.id
         async with browser() as b:
             on_a = await open_dashboard(b, hosts["a"])
             on_c = await open_dashboard(b, hosts["c"])
-            queued = hosts["b"].cli("request-spawn", "bob", "--host", "b")
-            found = re.search(r"queued approval (\d+)", queued.stdout)
-            assert found is not None, queued.stderr
-            approval = found[1]
             card_a = on_a.locator(f'[data-approval="b/{approval}"]')
             card_c = on_c.locator(f'[data-approval="b/{approval}"]')
             await card_a.get_by_text("on b", exact=True).wait_for()
             await card_c.get_by_text("on b", exact=True).wait_for()
+            await card_a.get_by_text('+model = "claude-sonnet-4-5"').wait_for()  # its diff
+            shared = deployed(hosts, "b", "bea")[:12]  # the row: the commit b shared
+            await on_a.locator('[data-agent="bea"]').get_by_text(shared).wait_for()
             needs = on_a.locator(f'[data-attention="approval:b:{approval}"]')
-            await needs.get_by_text(f"approval {approval} on b: spawn bob").wait_for()
+            await needs.get_by_text(f"approval {approval} on b: deploy a config to bea").wait_for()
             await shots.take(on_a, "dashboard-approval-other-host")
             phone = await open_dashboard(b, hosts["a"], viewport=PHONE)
             on_phone = phone.locator(f'[data-approval="b/{approval}"]')
@@ -121,10 +132,10 @@ async def test_another_hosts_approval_is_approved_here_and_only_once(
             os.kill(c.pid, signal.SIGSTOP)  # c hears nothing until after its click
             try:
                 await card_a.locator('[data-action="approve"]').click()
-                done = f"approved {approval}: spawned bob"
+                done = f"approved {approval}: deployed {commit[:12]} to bea"
                 await on_a.locator(".toast", has_text=done).wait_for()
                 await card_a.wait_for(state="detached")
-                assert "bob" in hosts.local_agents("b")
+                assert deployed(hosts, "b", "bea") == commit  # carried out on b
                 await card_c.locator('[data-action="approve"]').click()  # still shown on c
             finally:
                 os.kill(c.pid, signal.SIGCONT)

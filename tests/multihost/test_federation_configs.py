@@ -8,7 +8,6 @@ import contextlib
 import json
 import secrets
 import sqlite3
-from pathlib import Path
 
 import nats
 from nats.js.api import ObjectMeta
@@ -21,7 +20,7 @@ from hive_share.client import HiveClient
 from hive_share.responses import Error
 from tests.e2e.dashboard import session, stream
 from tests.git import git
-from tests.multihost.hives import HIVE_ID, HOSTS, Hosts, with_users
+from tests.multihost.hives import HIVE_ID, HOSTS, Hosts, change, deployed, with_users
 from tests.multihost.nats_cluster import NatsCluster
 
 WAIT = 20.0
@@ -31,17 +30,6 @@ def cli(hosts: Hosts, host: str, *args: str) -> str:
     result = hosts[host].cli(*args)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def deployed(hosts: Hosts, host: str, agent: str) -> str:
-    return git(hosts[host].state_dir / "agents" / agent / "applied", "rev-parse", "main")
-
-
-def change(proposed: Path, line: str) -> str:
-    toml = proposed / "agent.toml"
-    toml.write_text(toml.read_text() + line)
-    git(proposed, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", line.strip())
-    return git(proposed, "rev-parse", "HEAD")
 
 
 async def test_the_manager_changes_another_hosts_agents_config(secured: NatsCluster) -> None:

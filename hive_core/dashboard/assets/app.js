@@ -540,9 +540,11 @@ function renderRemote(agent) {
   if (agent.role === "manager") ident.appendChild(chip("manager", "accent", "the hive's manager agent"));
   line.appendChild(ident);
   const running = agent.state === "running";
-  line.appendChild(el("span", { cls: "chips" },
+  const chips = el("span", { cls: "chips" },
     chip(agent.state, running ? "ok" : "dim", `state on ${visibleString(agent.host)}, as the hive's directory shows it`),
-    chip(`on ${str(agent.host)}`, "info", "another host's agent: its buttons, page, log and config are run and read on that host")));
+    chip(`on ${str(agent.host)}`, "info", "another host's agent: its buttons, page, log and config are run and read on that host"));
+  if (agent.deployed_commit) chips.appendChild(chip(shortCommit(agent.deployed_commit), ["dim", "extra"], `deployed commit ${visibleString(agent.deployed_commit)}, as its host shared it`));
+  line.appendChild(chips);
   line.appendChild(vspan("status", ""));
   const actions = el("span", { cls: "actions" });
   const link = agentPageLink(agent); // a link on its host's address, made there
