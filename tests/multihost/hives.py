@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hive_core.federation import names
+from hive_share import requests as rq
+from hive_share import responses as rs
+from hive_share.client import HiveClient
 from tests.e2e.hive import Hive, short_tmp
 from tests.git import git
 from tests.multihost.nats_cluster import NatsCluster, User
@@ -169,6 +172,23 @@ def change(proposed: Path, line: str) -> str:
     toml.write_text(toml.read_text() + line)
     git(proposed, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", line.strip())
     return git(proposed, "rev-parse", "HEAD")
+
+
+async def login_holds(hosts: Hosts, stranger: Hosts, body: str) -> None:
+    """Hosts a and b of `hosts` join and carry `body` from ada to bea, and the one host of
+    `stranger`, x, is refused its login; both are closed at the end."""
+    try:
+        with_ada_and_bea(hosts)
+        async with HiveClient(hosts["a"].agent_sock("ada")) as ada:
+            await ada.call(rq.Send(cmd="send", to="bea", body=body), rs.Sent)
+        async with HiveClient(hosts["b"].agent_sock("bea")) as bea:
+            got = await bea.call(rq.Recv(cmd="recv", wait_seconds=20), rs.Messages)
+        assert [(m.sender, m.body) for m in got.messages] == [("ada", body)]
+        stranger.start()
+        kept_out(stranger, "x")
+    finally:
+        stranger.close()
+        hosts.close()
 
 
 @contextmanager

@@ -19,10 +19,7 @@ import nkeys
 import pytest
 
 from hive_core.federation import names
-from hive_share import requests as rq
-from hive_share import responses as rs
-from hive_share.client import HiveClient
-from tests.multihost.hives import HIVE_ID, Hosts, kept_out, with_ada_and_bea
+from tests.multihost.hives import HIVE_ID, Hosts, login_holds
 from tests.multihost.nats_cluster import SERVER_READY, Node, find_binary, worker_port_base
 
 WAIT = 20.0
@@ -117,15 +114,4 @@ async def test_hosts_log_in_with_credentials_files(
     node, creds = operator_mode
     hosts = Hosts(None, {h: _env(node, h, creds[h]) for h in ("a", "b")})
     stranger = Hosts(None, {"x": _env(node, "x", creds["x"])})
-    try:
-        with_ada_and_bea(hosts)
-        async with HiveClient(hosts["a"].agent_sock("ada")) as ada:
-            await ada.call(rq.Send(cmd="send", to="bea", body="by creds"), rs.Sent)
-        async with HiveClient(hosts["b"].agent_sock("bea")) as bea:
-            got = await bea.call(rq.Recv(cmd="recv", wait_seconds=WAIT), rs.Messages)
-        assert [(m.sender, m.body) for m in got.messages] == [("ada", "by creds")]
-        stranger.start()
-        kept_out(stranger, "x")
-    finally:
-        stranger.close()
-        hosts.close()
+    await login_holds(hosts, stranger, "by creds")

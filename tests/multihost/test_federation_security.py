@@ -26,6 +26,7 @@ from tests.multihost.hives import (
     host_env,
     hosts_of,
     kept_out,
+    login_holds,
     with_ada_and_bea,
     with_users,
 )
@@ -142,18 +143,7 @@ async def test_hosts_log_in_with_their_nkeys(tmp_path: Path) -> None:
         hosts = Hosts(cluster, envs)
         stranger = Hosts(cluster, {"x": {**host_env(cluster, "x"),
                                          "HIVE_NATS_NKEY_SEED": str(seeds["x"])}})  # fmt: skip
-        try:
-            with_ada_and_bea(hosts)
-            async with HiveClient(hosts["a"].agent_sock("ada")) as ada:
-                await ada.call(rq.Send(cmd="send", to="bea", body="signed"), rs.Sent)
-            async with HiveClient(hosts["b"].agent_sock("bea")) as bea:
-                got = await bea.call(rq.Recv(cmd="recv", wait_seconds=WAIT), rs.Messages)
-            assert [(m.sender, m.body) for m in got.messages] == [("ada", "signed")]
-            stranger.start()
-            kept_out(stranger, "x")
-        finally:
-            stranger.close()
-            hosts.close()
+        await login_holds(hosts, stranger, "signed")
 
 
 @pytest.fixture
