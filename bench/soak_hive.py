@@ -184,6 +184,17 @@ class SoakHive(Layout):
                                   r["sent_at"], r["delivered_at"]))  # fmt: skip
         return out
 
+    def undelivered(self) -> list[int]:
+        """The soak's messages to agents hive.sqlite holds undelivered (read-only, while it
+        runs too): whatever the model's records missed, such as a send whose result its
+        turn never read back."""
+        rows = _rows(
+            self.state_dir / "hive.sqlite",
+            "SELECT id, body FROM messages WHERE delivered_at IS NULL AND event IS NULL "
+            "AND recipient != 'operator'",
+        )
+        return [r["id"] for r in rows if NONCE.search(str(r["body"]))]
+
     def delivered(self, ids: list[int]) -> set[int]:
         """Which of `ids` hive.sqlite has marked delivered (read-only, while it runs too)."""
         if not ids:
