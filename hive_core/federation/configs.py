@@ -374,8 +374,11 @@ class Configs:
         try:
             return await self._ask(entry.host, asked.model_dump())
         finally:
-            with anyio.CancelScope(shield=True), contextlib.suppress(*NATS_ERRORS):
-                await self._link.configs.delete(key)
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._link.configs.delete(key)
+                except NATS_ERRORS as exc:  # left in the store; harmless, but said
+                    logger.warning("could not take %s out of the config store: %s", key, exc)
 
     async def receive(self, origin: str, request: dict[str, Any]) -> WireModel:
         """A commit another host's manager proposes for an agent of this host: fetched from

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, assert_never
+from typing import assert_never
 
 import anyio
 
@@ -21,18 +21,15 @@ from hive_core import (
     open_threads,
 )
 from hive_core.containers.nixos import NixosBackend
-from hive_core.errors import Forbidden, InvalidRequest, NotFound
-from hive_core.federation.names import DECIDED, FORWARDED
+from hive_core.errors import Forbidden, InvalidRequest
 from hive_core.services import Services
+from hive_core.sockets import routing
 from hive_core.sockets.server import Conn
 from hive_share import PROTOCOL_VERSION, helper
 from hive_share import requests as rq
 from hive_share import responses as rs
-from hive_share.models import Approval, AttentionItem, Question, WireModel
+from hive_share.models import AttentionItem, WireModel
 from hive_share.names import MANAGER_NAME
-
-if TYPE_CHECKING:
-    from hive_core.federation.service import Federation
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +183,7 @@ async def _coordination(s: Services, req: Coordination, conn: Conn) -> WireModel
             asked = await s.questions.ask(me, to, text, options, ttl)
             return rs.QuestionResult(question=asked)
         case rq.AnswerQuestion(id=question_id, answer=answer, host=host):
-            if (there := _holder(s, host)) is not None and s.federation is not None:
+            if (there := routing.holder(s, host)) is not None and s.federation is not None:
                 request = {"cmd": "answer", "id": question_id, "answer": answer, "host": there,
                            "answerer": me}  # fmt: skip
                 return await s.federation.forward(there, request)  # held there
@@ -210,7 +207,7 @@ async def _coordination(s: Services, req: Coordination, conn: Conn) -> WireModel
 
 async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel:  # noqa: C901
     who = conn.principal.name
-    if (host := _elsewhere(s, req)) is not None and s.federation is not None:
+    if (host := routing.elsewhere(s, req)) is not None and s.federation is not None:
         answered = await s.federation.forward(host, req.model_dump(mode="json"))  # runs there
         if isinstance(req, rq.LoginLink) and isinstance(answered, rs.Done):
             return rs.Done(detail=s.federation.page_on(host, answered.detail))
@@ -221,7 +218,7 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
         case rq.Version() | rq.Ping():
             return await _common(s, req, conn)
         case rq.Spawn(name=name, host=host):
-            if (there := _placed(s, host)) is not None and s.federation is not None:
+            if (there := routing.placed(s, host)) is not None and s.federation is not None:
                 request = {"cmd": "spawn", "name": name, "host": there}
                 return await s.federation.forward(there, request)  # spawned there
             info = await lifecycle.spawn(s, name, who)
@@ -259,7 +256,7 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
         case rq.CancelQuestion(id=question_id):
             return rs.QuestionResult(question=await s.questions.cancel(question_id))
         case rq.Questions():
-            return rs.QuestionsResult(questions=await _hive_questions(s))
+            return rs.QuestionsResult(questions=await routing.hive_questions(s))
         case rq.ListReminders(id=reminder_id, agent=agent):
             return rs.RemindersResult(reminders=await s.reminders.listing(agent, reminder_id))
         case rq.GetOpenThreads():
@@ -284,7 +281,7 @@ async def handle_host(s: Services, req: rq.HostRequest, conn: Conn) -> WireModel
                 raise InvalidRequest("the dashboard is not listening yet")
             return rs.Done(detail=s.login_link())
         case rq.Pending():
-            return rs.Approvals(approvals=await _hive_approvals(s))
+            return rs.Approvals(approvals=await routing.hive_approvals(s))
         case rq.Attention() | rq.Usage():
             return await _overview(s, req, for_manager=False)
         case rq.NotifyStatus():
@@ -317,75 +314,15 @@ async def _attention(s: Services) -> list[AttentionItem]:
     return await s.attention.compute()
 
 
-async def _hive_approvals(s: Services) -> list[Approval]:
-    """The approvals that have not ended; in a hive across hosts, every host's, each with
-    its host."""
-    mine = await s.approvals.pending()
-    if s.federation is None:
-        return mine
-    here = {"host": s.federation.host}
-    return [*(a.model_copy(update=here) for a in mine), *s.federation.items.remote_approvals()]
-
-
-async def _hive_questions(s: Services) -> list[Question]:
-    """The operator's open questions; in a hive across hosts, every host's, each with its
-    host."""
-    mine = await s.questions.pending(operator_only=True)
-    if s.federation is None:
-        return mine
-    here = {"host": s.federation.host}
-    return [*(q.model_copy(update=here) for q in mine), *s.federation.items.remote_questions()]
-
-
 async def _request_spawn(s: Services, name: str, host: str | None, who: str) -> WireModel:
     """Queue a spawn approval on the host the agent is to run on (`host`, or the one with
     the most free places): the approval is that host's, decided there; `who` hears how it
     ends wherever it runs."""
-    if (there := _placed(s, host)) is not None and s.federation is not None:
+    if (there := routing.placed(s, host)) is not None and s.federation is not None:
         request = {"cmd": "request_spawn", "name": name, "host": there, "requester": who}
         answer = await s.federation.forward(there, request)
-        if isinstance(answer, rs.ApprovalResult):  # its id is that host's
-            return rs.ApprovalResult(approval=answer.approval.model_copy(update={"host": there}))
-        return answer
+        return routing.stamped(answer, there)
     return rs.ApprovalResult(approval=await approval_flow.request_spawn(s, name, who))
-
-
-def _placed(s: Services, host: str | None) -> str | None:
-    """The other host a spawn goes to: `host`, or (none named) the one with the most free
-    places; None for this host.
-
-    Raises:
-        InvalidRequest: a host named on a hive of one host.
-        NotFound: no such host in the hive.
-    """
-    fed = s.federation
-    if fed is None:
-        if host is not None:
-            raise InvalidRequest("host: this hive runs on one host (no HIVE_NATS_URL)")
-        return None
-    if host is None:
-        host = fed.place()
-    elif host != fed.host and host not in fed.view.hosts:
-        raise NotFound(f"no host {host!r} in the hive; `hive-core hosts` lists them")
-    return None if host == fed.host else host
-
-
-def _elsewhere(s: Services, req: rq.HostRequest) -> str | None:
-    """The host that runs the agent `req` acts on, or holds the approval or question it
-    decides, when that is another host.
-
-    Raises:
-        InvalidRequest: a host named on a hive of one host.
-        NotFound: no such host in the hive.
-    """
-    if req.cmd in DECIDED:
-        return _holder(s, getattr(req, "host", None))
-    if s.federation is None or req.cmd not in FORWARDED:
-        return None
-    name = getattr(req, "name", None)
-    if not isinstance(name, str) or s.registry.find(name) is not None:
-        return None
-    return s.federation.host_of(name)
 
 
 async def _config(
@@ -394,7 +331,7 @@ async def _config(
     """The manager's config verbs, on an agent of this host or of another."""
     match req:
         case rq.RequestInitConfig(name=name):
-            if (fed := _runs_elsewhere(s, name)) is not None:
+            if (fed := routing.runs_elsewhere(s, name)) is not None:
                 repos = await fed.configs.working_copy(name)
             else:
                 repos = await lifecycle.init_config(s, name)
@@ -402,36 +339,11 @@ async def _config(
                 await s.backend.share_with_manager()
             return repos
         case rq.RequestApplyCommit(agent=agent, commit=commit):
-            if (fed := _runs_elsewhere(s, agent)) is None:
+            if (fed := routing.runs_elsewhere(s, agent)) is None:
                 approval = await approval_flow.request_apply_commit(s, agent, commit, who)
                 return rs.ApprovalResult(approval=approval)
             answer = await fed.configs.propose(agent, commit, who)
-            if isinstance(answer, rs.ApprovalResult):  # its id is that host's
-                there = {"host": fed.host_of(agent)}
-                return rs.ApprovalResult(approval=answer.approval.model_copy(update=there))
-            return answer
-
-
-def _runs_elsewhere(s: Services, name: str) -> Federation | None:
-    """The federation, when agent `name` runs on another host (not on this one)."""
-    fed = s.federation
-    if fed is None or s.registry.find(name) is not None or fed.host_of(name) is None:
-        return None
-    return fed
-
-
-def _holder(s: Services, host: str | None) -> str | None:
-    """`host` when it is another host of the hive; None for this host (or none named)."""
-    if host is None:
-        return None
-    fed = s.federation
-    if fed is None:
-        raise InvalidRequest("host: this hive runs on one host (no HIVE_NATS_URL)")
-    if host == fed.host:
-        return None
-    if host not in fed.view.hosts:
-        raise NotFound(f"no host {host!r} in the hive; `hive-core hosts` lists them")
-    return host
+            return routing.stamped(answer, fed.host_of(agent))
 
 
 def _sub_agent(name: str) -> str:
@@ -446,7 +358,7 @@ async def _manage(
     """The manager's lifecycle verbs on a sub-agent, of this host or (run there, as the
     manager's) of another."""
     name = _sub_agent(req.name)
-    if (fed := _runs_elsewhere(s, name)) is not None and (there := fed.host_of(name)):
+    if (fed := routing.runs_elsewhere(s, name)) is not None and (there := fed.host_of(name)):
         return await fed.forward(there, {"cmd": req.cmd, "name": name, "by": who})
     act = {"start": lifecycle.start, "kill": lifecycle.kill, "restart": lifecycle.restart,
            "rebuild": lifecycle.rebuild}[req.cmd]  # fmt: skip
