@@ -8,13 +8,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hive_core.db import MAX_BATCH, Database, wal_backlog
+from hive_core.db import HOLD_AT_MOST, MAX_BATCH, Database, wal_backlog
 from hive_core.errors import StorageError
 from tests.hive_core.test_db import _bodies
 
@@ -173,3 +174,90 @@ def test_a_database_left_open_does_not_hold_up_the_exit(db_path: Path) -> None:
         [sys.executable, "-c", script, str(db_path)], capture_output=True, timeout=30
     )
     assert done.returncode == 0, done.stderr
+
+
+async def _answered(db: Database, fn: Callable[[sqlite3.Connection], Any]) -> threading.Event:
+    """Queue `fn`; the event is set on the loop once its caller has been answered."""
+    answered = threading.Event()
+
+    async def write() -> None:
+        try:
+            await db.write(fn)
+        finally:
+            answered.set()
+
+    asyncio.get_running_loop().create_task(write())
+    await asyncio.sleep(0)  # the write is queued
+    return answered
+
+
+async def test_a_batch_is_answered_once_the_next_queued_batch_has_run_its_writes(
+    db: Database,
+) -> None:
+    started, gate = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def first(conn: sqlite3.Connection) -> None:
+        started.set()
+        assert gate.wait(10), "the test never opened the gate"
+
+    def second(conn: sqlite3.Connection) -> None:
+        seen.append(first_answered.is_set())
+
+    first_answered = await _answered(db, first)
+    assert await asyncio.to_thread(started.wait, 10)  # the first batch runs alone
+    second_answered = await _answered(db, second)  # queued while the first batch runs
+    gate.set()
+    assert await asyncio.to_thread(second_answered.wait, 10)
+    assert first_answered.is_set()
+    # The first batch committed before the second's writes ran, and its answer went out
+    # only after them: they ran without the loop handling that answer meanwhile.
+    assert seen == [False]
+
+
+async def test_a_held_answer_goes_out_when_the_next_batch_has_nothing_to_run(
+    db: Database,
+) -> None:
+    started, gate = threading.Event(), threading.Event()
+
+    def first(conn: sqlite3.Connection) -> int:
+        started.set()
+        assert gate.wait(10), "the test never opened the gate"
+        return _keyed("first", "k1")(conn)
+
+    first_write = asyncio.create_task(db.write(first))
+    assert await asyncio.to_thread(started.wait, 10)  # the first batch runs alone
+    gone = asyncio.create_task(db.write(_keyed("abandoned", "k2"), one_statement=True))
+    await asyncio.sleep(0)  # queued behind the first batch, with a call of its own
+    gone.cancel()
+    gate.set()
+    async with asyncio.timeout(10):
+        first_id = await first_write
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert await _bodies(db) == {"first": first_id}
+
+
+async def test_slow_writes_of_the_next_batch_do_not_keep_an_answer_held(db: Database) -> None:
+    started, gate = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def first(conn: sqlite3.Connection) -> None:
+        started.set()
+        assert gate.wait(10), "the test never opened the gate"
+
+    def slow(conn: sqlite3.Connection) -> None:
+        end = time.perf_counter() + 2 * HOLD_AT_MOST  # a write that takes this long
+        while time.perf_counter() < end:
+            conn.execute("SELECT count(*) FROM messages").fetchone()
+
+    def after(conn: sqlite3.Connection) -> None:
+        seen.append(first_answered.wait(10))
+
+    first_answered = await _answered(db, first)
+    assert await asyncio.to_thread(started.wait, 10)  # the first batch runs alone
+    await _answered(db, slow)
+    last = await _answered(db, after)
+    gate.set()
+    assert await asyncio.to_thread(last.wait, 20)
+    assert seen == [True]
