@@ -5,11 +5,11 @@ run as its own process, which a cancel reaches through `current`."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 
 from hive_agent import invocation
 from hive_agent.classify import classify
 from hive_agent.claude import ClaudeProcess, RunOutcome
+from hive_agent.mcp_host import McpHost
 from hive_agent.settings import HarnessSettings
 from hive_agent.stream import TurnObserver
 from hive_agent.turn_record import TurnResult
@@ -28,7 +28,7 @@ class ClaudeRuns:
         self,
         settings: HarnessSettings,
         env: Mapping[str, str],
-        mcp_socket: Path,
+        mcp: McpHost,
         cancelled: Callable[[], bool],
         emit: Callable[[LiveEvent], Awaitable[None]],
         set_state: Callable[[TurnState], Awaitable[None]],
@@ -38,7 +38,7 @@ class ClaudeRuns:
     ) -> None:
         self._settings = settings
         self._env = env
-        self._mcp_socket = mcp_socket
+        self._mcp = mcp
         self._cancelled = cancelled
         """True once the operator cancelled the turn: no further run starts."""
         self._emit = emit
@@ -107,8 +107,9 @@ class ClaudeRuns:
             OSError: the run's files could not be written.
         """
         inv = invocation.build(
-            self._settings, self._env, config, self._mcp_socket, prompt, model, continue_session
-        )
+            self._settings, self._env, config, self._mcp.path, self._mcp.endpoint, prompt, model,
+            continue_session,
+        )  # fmt: skip
         self.current = ClaudeProcess(inv, on_spent=self._spent, on_init=self._claude_up)
         try:
             return await self.current.run(self._emit)
@@ -120,3 +121,4 @@ class ClaudeRuns:
             return RunOutcome(TurnObserver(), None, False, f"cannot run {inv.claude_bin}: {exc}")
         finally:
             self.current = None
+            self._mcp.end_requests()  # claude is gone: its tool calls must not go on

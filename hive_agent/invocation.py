@@ -1,6 +1,6 @@
 """What one claude run is built from: the prompt and model, the role prompt and settings
-files, the MCP config (the `hyperhive` relay and agent.toml's servers, written to
-MCP_CONFIG_FILE), the allowed tools and the environment."""
+files, the MCP config (the `hyperhive` server over HTTP, or its relay, and agent.toml's
+servers, written to MCP_CONFIG_FILE), the allowed tools and the environment."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hive_agent import prompts, relay
 from hive_agent.claude import CLAUDE_ENV, Invocation
+from hive_agent.mcp_http import Endpoint
 from hive_agent.settings import HarnessSettings
 from hive_share import agent_config
 
@@ -27,24 +28,33 @@ def claude_env(
     return env
 
 
-def write_mcp_config(state: Path, mcp_socket: Path, config: agent_config.AgentConfig) -> Path:
-    """Write `--mcp-config` (when it changed): the relay to `mcp_socket`, then agent.toml's
-    servers.
+def our_server(mcp_socket: Path, endpoint: Endpoint | None) -> dict[str, object]:
+    """How claude reaches the `hyperhive` server: over HTTP at `endpoint` with its bearer
+    header, or, when the harness has no port (`endpoint` None), through the stdio relay to
+    `mcp_socket`."""
+    if endpoint is not None:
+        return {"type": "http", "url": endpoint.url, "headers": endpoint.headers}
+    return {
+        "command": relay.command()[0],
+        "args": relay.command()[1:],
+        "env": {"HIVE_MCP_SOCKET": str(mcp_socket)},
+    }
+
+
+def write_mcp_config(
+    state: Path, mcp_socket: Path, endpoint: Endpoint | None, config: agent_config.AgentConfig
+) -> Path:
+    """Write `--mcp-config` (when it changed; owner-only: it holds the bearer secret): our
+    server, then agent.toml's servers.
 
     Raises:
         OSError: the file could not be written.
     """
-    servers: dict[str, object] = {
-        agent_config.OUR_SERVER: {
-            "command": relay.command()[0],
-            "args": relay.command()[1:],
-            "env": {"HIVE_MCP_SOCKET": str(mcp_socket)},
-        }
-    }
+    servers: dict[str, object] = {agent_config.OUR_SERVER: our_server(mcp_socket, endpoint)}
     for key, server in config.mcp_servers.items():
         servers[key] = {"command": server.command, "args": server.args, "env": server.env}
     path = state / MCP_CONFIG_FILE
-    prompts.write_if_changed(path, json.dumps({"mcpServers": servers}, indent=2))
+    prompts.write_if_changed(path, json.dumps({"mcpServers": servers}, indent=2), mode=0o600)
     return path
 
 
@@ -53,6 +63,7 @@ def build(
     env: Mapping[str, str],
     config: agent_config.AgentConfig,
     mcp_socket: Path,
+    endpoint: Endpoint | None,
     prompt: str,
     model: str,
     continue_session: bool,
@@ -71,7 +82,7 @@ def build(
         role_prompt=prompts.write_role_prompt(
             settings.state, settings.role, settings.agent_name, settings.operator_pronouns
         ),
-        mcp_config=write_mcp_config(settings.state, mcp_socket, config),
+        mcp_config=write_mcp_config(settings.state, mcp_socket, endpoint, config),
         allowed_tools=["mcp__hyperhive", *agent_config.allowed_patterns(config)],
         cwd=settings.state,
         env=claude_env(env, config, settings.state),

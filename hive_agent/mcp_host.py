@@ -1,12 +1,14 @@
-"""Hosts the warm `hyperhive` MCP server inside the harness, one session per connection.
+"""Hosts the warm `hyperhive` MCP server inside the harness.
 
-claude launches `hive-agent mcp` (a byte relay) each turn; the relay connects
-here. The harness listens as it starts, but imports the SDK and builds the server only
-when a turn first needs it (`start`, called before claude is spawned), in a thread while
-claude starts; a session that comes first waits for it. The SDK is about 25 MiB of a
-harness's memory, so a harness that has not run a turn does without it. The listener,
-its sessions and the build are tasks of the task group the host is given (the harness's):
-cancelling its scope ends them and removes the socket.
+claude reaches it over streamable HTTP on a loopback port with the harness's bearer secret
+(`mcp_http.py`); `hive-agent mcp` (a stdio byte relay, for any other MCP client, and for
+claude when no port could be bound) reaches it on `mcp.sock`, one session per connection.
+The harness binds both as it starts, but imports the SDK and builds the server only when a
+turn first needs it (`start`, called before claude is spawned), in a thread while claude
+starts; a request or session that comes first waits for it. The SDK is about 25 MiB of a
+harness's memory, so a harness that has not run a turn does without it. The listeners,
+the sessions and the build are tasks of the task group the host is given (the harness's):
+cancelling its scope ends them and removes the socket; `stop` ends the HTTP server first.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import anyio.abc
 import anyio.to_thread
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from hive_agent import unix_server
+from hive_agent import mcp_http, unix_server
 from hive_share import gil
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,16 @@ class McpHost:
         self._tasks = tasks
         """Where the listener and the build run (the sessions in a task group of their own)."""
         self._server: Any = None
+        self._http: mcp_http.HttpServer | None = None
+        self._requests: mcp_http.InFlight | None = None
+        self._sock: Any = None
+        """The HTTP port's listening socket until its server takes it."""
+        self.endpoint: mcp_http.Endpoint | None = None
+        """Where claude reaches the server over HTTP; None until bound, or if no port could
+        be bound (claude then gets the relay)."""
+        self._stopped = anyio.Event()
+        self.http_ended = anyio.Event()
+        """Set once the HTTP server has stopped serving (after `stop`, or a failure)."""
         self._listening = False
         self._starting = anyio.Lock()
         self._building: anyio.Event | None = None
@@ -103,6 +115,11 @@ class McpHost:
                     os.unlink(self.path)
                 await self._tasks.start(self._listen)
                 self._listening = True
+            if self.endpoint is None and not self._stopped.is_set():
+                try:
+                    self._sock, self.endpoint = mcp_http.bind()
+                except OSError:
+                    logger.exception("no loopback port for the MCP server; claude gets the relay")
 
     async def start(self) -> None:
         """Listen, and have the server built: a turn calls it before it spawns claude.
@@ -126,12 +143,47 @@ class McpHost:
     async def _build_server(self, done: anyio.Event) -> None:
         try:
             with gil.responsive():  # the loop answers meanwhile (pings, claude's output)
-                self._server = await anyio.to_thread.run_sync(self._build)
+                server, served = await anyio.to_thread.run_sync(self._build)
+            self._server = server
+            if served is not None and not self._stopped.is_set():
+                self._requests, self._http = served
+                self._sock = None
+                self._tasks.start_soon(self._serve_http, self._http)
         except Exception:
             logger.exception("the MCP server could not be built; the next turn tries again")
         finally:
             self._building = None
             done.set()
+
+    async def _serve_http(self, http: mcp_http.HttpServer) -> None:
+        try:
+            await http.serve()
+        except Exception:
+            logger.exception("the MCP server's HTTP listener stopped")
+        finally:
+            self.http_ended.set()
+
+    async def wind_down(self, seconds: float) -> bool:
+        """`stop`, then wait up to `seconds` for the HTTP server to end; whether it did."""
+        self.stop()
+        if self._http is None:
+            return True
+        with anyio.move_on_after(seconds):
+            await self.http_ended.wait()
+        return self.http_ended.is_set()
+
+    def stop(self) -> None:
+        """End the HTTP server (its open requests get a second); the relay's sessions end
+        with the task group."""
+        self._stopped.set()
+        if self._http is not None:
+            self._http.stop()
+        self._close_port()
+
+    def _close_port(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     async def _built_server(self) -> Any:
         if self._server is None:
@@ -149,11 +201,24 @@ class McpHost:
             await unix_server.serve(self.path, self._session, task_status=task_status)
         finally:
             self._listening = False
+            self._close_port()  # bound, and never handed to the HTTP server
 
-    def _build(self) -> Any:
+    def _build(self) -> tuple[Any, tuple[mcp_http.InFlight, mcp_http.HttpServer] | None]:
+        """In a thread: the server, and its HTTP app and the server of it on the bound port
+        (if any)."""
         from hive_agent.mcp_tools import Tools, build_server
 
-        return build_server(self._role, Tools(self._core_socket, self._on_status))
+        server = build_server(self._role, Tools(self._core_socket, self._on_status))
+        if self._sock is None or self.endpoint is None:
+            return server, None
+        app = mcp_http.build_app(server, self.endpoint.secret)
+        return server, (app, mcp_http.HttpServer(app, self._sock))
+
+    def end_requests(self) -> None:
+        """End the HTTP requests under way: called once a claude run has exited, whose tool
+        calls must not go on (a `recv` would take the next turn's messages)."""
+        if self._requests is not None:
+            self._requests.cancel()
 
     async def _session(self, stream: anyio.abc.ByteStream) -> None:
         self.sessions += 1

@@ -32,8 +32,9 @@ def write_role_prompt(state_dir: Path, role: str, name: str, pronouns: str) -> P
     return path
 
 
-def write_if_changed(path: Path, text: str) -> None:
-    """Replace `path` atomically with `text`, unless it already holds exactly that."""
+def write_if_changed(path: Path, text: str, mode: int = 0o666) -> None:
+    """Replace `path` atomically with `text` (a new file gets `mode`), unless it already
+    holds exactly that (`mode` is masked by the umask)."""
     data = text.encode("utf-8")
     try:
         same = path.read_bytes() == data
@@ -42,7 +43,10 @@ def write_if_changed(path: Path, text: str) -> None:
     if same:
         return
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
+    tmp.unlink(missing_ok=True)  # left by a write cut short, perhaps with another mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
 
 

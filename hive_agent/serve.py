@@ -42,6 +42,8 @@ CONNECT_ATTEMPTS = 20
 PRUNE_INTERVAL = 3600.0
 STOP_GRACE = 10.0
 PAGE_GRACE = 2.0
+MCP_GRACE = 2.0
+"""Seconds the MCP server's HTTP listener has to close when the harness stops."""
 """Seconds the agent page has to close its connections when the harness stops."""
 USAGE_GRACE = 2.0
 """Seconds a turn-usage report under way has to end when the harness stops (what it leaves
@@ -161,8 +163,8 @@ class _Controls:
 
 
 async def _listen_mcp(harness: Harness) -> None:
-    """Listen on `mcp.sock` now (the SDK waits for the first turn); a failure is logged, and
-    the first turn tries again."""
+    """Listen on `mcp.sock` and bind the MCP server's port now (the SDK waits for the first
+    turn); a failure is logged, and the first turn tries again."""
     try:
         await harness.mcp.listen()
     except Exception:
@@ -261,6 +263,8 @@ async def _run(
         if not await turns.end_within(STOP_GRACE):
             logger.warning("turn did not wind down in %.0fs", STOP_GRACE)
     turns.scope.cancel()  # idle in a long-poll: the lease ends with the connection
+    if not await harness.mcp.wind_down(MCP_GRACE):  # no claude runs now
+        logger.warning("the MCP server's HTTP listener did not close within %.0fs", MCP_GRACE)
     if not await harness.usage.wind_down(USAGE_GRACE):
         logger.warning("turn usage unsent after %.0fs: it goes at the next start", USAGE_GRACE)
     if not await page_task.end_within(PAGE_GRACE):

@@ -115,7 +115,7 @@ class Harness:
         self.usage = UsageReporter(settings.socket, stats, tasks)
         """What each turn cost, sent to hive-core until it has it."""
         self._runs = ClaudeRuns(
-            settings, self.env, self.mcp.path, lambda: self._cancel_asked,
+            settings, self.env, self.mcp, lambda: self._cancel_asked,
             self.emit, self._set_state, self._login.report, self.watch.spent, self._claude_up,
         )  # fmt: skip
         self._place: Place | None = None

@@ -33,7 +33,7 @@ class HeldBuild:
         assert self.release.wait(BOUND), "the build was never released"
         if self.calls <= self.failing:
             raise RuntimeError("the SDK is broken")
-        return object()
+        return object(), None  # the server, and no HTTP server to run
 
 
 @asynccontextmanager
