@@ -119,6 +119,7 @@ class Configs:
         """Put each of this host's agents' configs into the store whenever its commit moved,
         and take out those of agents no longer here; until cancelled."""
         await self._link.up()
+        await self._sweep()
         self._share.set()
         while True:
             with anyio.move_on_after(RESHARE):
@@ -145,6 +146,32 @@ class Configs:
             if failed:  # the link went meanwhile: again in a moment
                 await anyio.sleep(RETRY)
                 self._share.set()
+
+    async def _sweep(self) -> None:
+        """Take out the configs this host put into the store for agents it no longer has
+        (destroyed while it was away from NATS, or just before a restart: which ones were
+        shared is kept in memory only); what fails is logged and left."""
+        try:
+            objects = await self._link.configs.list(ignore_deletes=True)
+        except nats.js.errors.NotFoundError:
+            return  # an empty store
+        except NATS_ERRORS as exc:
+            logger.warning("could not list the config store: %s", exc)
+            return
+        mine = f"{self._link.host}/"
+        for info in objects:
+            host_name, _, agent = (info.name or "").partition("/")
+            if f"{host_name}/" != mine or "/" in agent or not agent:
+                continue  # another host's, or a proposal
+            if self._s.registry.find(agent) is not None:
+                continue
+            try:
+                await self._link.configs.delete(info.name)
+                logger.info("took out the config of %s, no longer on this host", agent)
+            except nats.js.errors.ObjectNotFoundError:
+                pass
+            except NATS_ERRORS as exc:
+                logger.warning("could not take the config of %s out: %s", agent, exc)
 
     async def share_now(self, name: str) -> None:
         """Share `name`'s config now if it moved (a deploy ended), its entry too; what

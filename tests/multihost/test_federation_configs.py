@@ -4,12 +4,14 @@ host as a bundle and decided there, under the NATS permissions hive-core documen
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
 import sqlite3
 
 import nats
+from nats.aio.client import Client
 from nats.js.api import ObjectMeta
 
 from hive_core.federation import names
@@ -128,8 +130,50 @@ async def test_the_manager_changes_another_hosts_agents_config(secured: NatsClus
         listed = json.loads(cli(hosts, third, "list", "--json"))
         assert {r["name"]: r.get("deployed_commit") for r in listed}["tess"] == sha
         await _forged_proposals_refused(secured, third, there, second)
+
+        # A config left in the store for an agent the host no longer has (destroyed just
+        # before a restart) is taken out when it starts again; its agents' stay.
+        ghost = names.config_object(there, "ghost")
+        await _forge(secured, there, ghost)
+        assert hosts[there].stop() == 0
+        hosts[there].start()
+        await _deleted(secured, third, ghost)
+        kept = await _store_names(secured, third)
+        assert {names.config_object(there, "tess"), names.config_object(there, "tom")} <= kept
     finally:
         hosts.close()
+
+
+async def _store_names(cluster: NatsCluster, host: str) -> set[str]:
+    """The objects in the config store, as `host` lists them."""
+    nc = await _connect(cluster, host)
+    try:
+        store = await nc.jetstream().object_store(names.config_bucket(HIVE_ID))
+        return {o.name for o in await store.list(ignore_deletes=True) if o.name}
+    finally:
+        await nc.close()
+
+
+async def _deleted(cluster: NatsCluster, host: str, key: str) -> None:
+    """Return once the store marks `key` deleted (bounded), as `host` watches it."""
+    nc = await _connect(cluster, host)
+    try:
+        store = await nc.jetstream().object_store(names.config_bucket(HIVE_ID))
+        watcher = await store.watch()
+        async with asyncio.timeout(WAIT):
+            async for info in watcher:  # the current objects, a None, then the changes
+                if info is not None and info.name == key and info.deleted:
+                    break
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    finally:
+        await nc.close()
+
+
+async def _connect(cluster: NatsCluster, host: str) -> Client:
+    return await nats.connect(
+        cluster.urls[0].replace("nats://", f"nats://{host}:pw-{host}@"),
+        inbox_prefix=names.inbox_prefix(host),
+    )
 
 
 def _actors(hosts: Hosts, host: str, agent: str) -> list[tuple[str, str]]:
