@@ -5,7 +5,9 @@ after a warm-up round, each running in alternating order: hive (an operator `sen
 → its harness's `turn_status` says the turn ended); replay (the argv, environment, directory
 and niceness the harness gave its claude, captured on its first turn, run by the bench through
 the same `setpriv` guard, its relay on the harness's warm MCP host); replay0 (the same at
-niceness 0); floor and bare (`claude_turn_mcp_floor_p50`'s run and its baseline's).
+niceness 0); http (the bare command line with only the harness's MCP server, over HTTP as
+the harness gives it); floor and bare (`claude_turn_mcp_floor_p50`'s run, a minimal stdio
+server of the same tools, and its baseline's).
 
 Wall-clock stamps (`time.time()`, bash's `$EPOCHREALTIME`) come from a bash wrapper named as
 the claude binary in every mode, proxies ("taps") the bench puts in front of the harness's
@@ -47,9 +49,10 @@ from tests.fake_anthropic import FakeAnthropic, Reply, Seen, text
 ROUNDS = 7
 QUICK_ROUNDS = 2
 WARMUP = 1
-MODES = ("hive", "replay", "replay0", "floor", "bare")
-DIFFS = (("hive", "replay"), ("replay", "replay0"), ("replay0", "floor"), ("floor", "bare"))
-"""Neighbouring modes: their differences, phase by phase, add up to hive − bare."""
+MODES = ("hive", "replay", "replay0", "http", "floor", "bare")
+DIFFS = (("hive", "replay"), ("replay", "replay0"), ("replay0", "http"), ("http", "bare"))
+"""Neighbouring modes: their differences, phase by phase, add up to hive − bare (floor, a
+stdio server, is beside them: what the same tools cost over stdio)."""
 AGENT = real_turn.AGENT
 BOUND = real_turn.TURN_TIMEOUT
 """Bound on one run, one call, one tap's close."""
@@ -332,6 +335,9 @@ class Account:
         env = dict(p.split("=", 1) for p in pairs if "=" in p and "BENCH_TURN_CAPTURE" not in p)
         guarded = [*death_guard(), str(wrapper), *argv]
         nice = [shutil.which("nice") or "nice", "-n", str(self.nice)] if self.nice else []
+        http = _only_ours(argv[argv.index("--mcp-config") + 1], self.root / "mcp-http.json")
+        self.commands |= {"http": ([*bare, "--mcp-config", str(http), "--strict-mcp-config"],
+                                   self.env, self.root / "cwd")}  # fmt: skip
         self.commands |= {"replay": ([*nice, *guarded], env, Path(cwd))}
         self.commands |= {"replay0": (guarded, env, Path(cwd))}
         got = await harness.call(rq.Events(cmd="events", limit=1000), rs.TurnEvents)
@@ -404,6 +410,14 @@ async def _rounds(account: Account, wrapper: Path, rounds: int) -> None:
                             account.runs[mode].append(got[mode])
 
 
+def _only_ours(config: str, into: Path) -> Path:
+    """A copy of the MCP config at `config` with only our server (as the harness gave it)."""
+    ours = json.loads(Path(config).read_text())["mcpServers"]["hyperhive"]
+    into.write_text(json.dumps({"mcpServers": {"hyperhive": ours}}))
+    into.chmod(0o600)  # it holds the harness's bearer secret
+    return into
+
+
 def _phases(stamps: Stamps) -> dict[str, float]:
     """Seconds from each milestone the run has to its next, by the later one."""
     keys = [key for key, _ in BOUNDARIES if key in stamps]
@@ -446,7 +460,8 @@ def emit(runs: Mapping[str, list[Stamps]]) -> None:
         got, med[mode] = sorted(_total(s) for s in runs[mode]), _median(runs[mode], _total)
         kib = _median(runs[mode], lambda s: s.get("_body_bytes", 0)) / 1024
         report.note(f"{mode}: {med[mode]:.3f} s [{got[0]:.3f}–{got[-1]:.3f}], {kib:.1f} KiB sent")
-    for value, baseline in (("hive", "bare"), ("floor", "bare"), *DIFFS[:3], ("hive", "floor")):
+    pairs = (("hive", "bare"), ("http", "bare"), ("floor", "bare"), *DIFFS[:3], ("floor", "http"))
+    for value, baseline in pairs:
         over = "" if baseline == "bare" else f"_over_{baseline}"
         report.emit(report.latency(f"turn_account_{value}{over}_p50", med[value], med[baseline]))
 

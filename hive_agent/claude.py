@@ -37,7 +37,13 @@ CLAUDE_ENV = {
     "ENABLE_TOOL_SEARCH": "false",
     "DISABLE_AUTOUPDATER": "1",
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "MCP_PROTOCOL_NEGOTIATION": "legacy",
 }
+"""What every claude run gets (docs/gotchas.md): no tool search (the MCP tools' schemas go to
+the model), no updates or other traffic, and the classic `initialize` handshake with MCP
+servers. The CLI's newer one opens a `subscriptions/listen` stream and waits about 50 ms
+before it lists the tools, before every turn; the variable is the CLI's own, and a CLI
+without it negotiates as it would anyway."""
 
 BUILTIN_TOOLS = (
     "Bash", "Read", "Write", "Edit", "Glob", "Grep", "NotebookEdit", "WebFetch", "WebSearch",
