@@ -4,15 +4,15 @@
 after a warm-up round, each running in alternating order: hive (an operator `send` to `r0`
 → its harness's `turn_status` says the turn ended); replay (the argv, environment, directory
 and niceness the harness gave its claude, captured on its first turn, run by the bench through
-the same `setpriv` guard, its relay on the harness's warm MCP host); replay0 (the same at
+the same `setpriv` guard, reaching the harness's warm MCP server); replay0 (the same at
 niceness 0); http (the bare command line with only the harness's MCP server, over HTTP as
 the harness gives it); floor and bare (`claude_turn_mcp_floor_p50`'s run, a minimal stdio
 server of the same tools, and its baseline's).
 
 Wall-clock stamps (`time.time()`, bash's `$EPOCHREALTIME`) come from a bash wrapper named as
-the claude binary in every mode, proxies ("taps") the bench puts in front of the harness's
-`mcp.sock` and hive-core's `agent.sock` for `r0`, the floor server run under FLOOR_STAMPS, the
-fake API's script, the harness's stored events and the stream-json lines the bench reads.
+the claude binary in every mode, a proxy ("tap") the bench puts in front of hive-core's
+`agent.sock` for `r0`, the floor server run under FLOOR_STAMPS, the fake API's script, the
+harness's stored events and the stream-json lines the bench reads.
 The per-phase medians go to stderr as a table, the totals to stdout as bench lines.
 """
 
@@ -64,12 +64,12 @@ BOUNDARIES = (
     ("start", "start: the send (hive), the spawn call"), ("sent", "send answered (Sent)"),
     ("slot_asked", "harness woke: turn_slot take"), ("slot_granted", "turn_slot granted"),
     ("turn_started", "turn_started event"), ("thinking", "thinking event"),
-    ("spawn", "claude spawned (wrapper)"), ("mcp_up", "MCP server up (relay connected)"),
+    ("spawn", "claude spawned (wrapper)"), ("mcp_up", "MCP server up (the floor)"),
     ("mcp_probe", "server/discover probe answered"), ("mcp_init", "handshake answered"),
     ("mcp_tools_asked", "tools/list asked"), ("mcp_tools", "tools/list answered"),
     ("init", "system/init read (hive: turn_slot started)"), ("api", "first API request read"),
     ("assistant", "assistant line read (hive: text event)"),
-    ("mcp_stop", "MCP server stopped (SIGINT / relay gone)"), ("exit", "claude exited (wrapper)"),
+    ("mcp_stop", "MCP server stopped (the floor: SIGINT)"), ("exit", "claude exited (wrapper)"),
     ("reaped", "run returned (hive: token_usage event)"),
     ("loose_ends", "get_open_threads answered"), ("turn_ended", "turn_ended event"),
     ("idle", "idle event"), ("status", "turn_status answered at the bench"),
@@ -116,13 +116,11 @@ signal.signal(signal.SIGINT, stop); sys.stdin, sys.stdout = lines(), Out()
 exec(compile(open(floor).read(), floor, "exec"), {{"__name__": "__main__"}})
 """
 """Run as `python -I -S -c FLOOR_STAMPS mcp_floor.py DESCRIPTION LOG`: the floor server,
-noting in LOG its start, the milestones of its answers (as `Tap.mcp` finds them in the
-relay's) and its stop (SIGINT, or stdin closed)."""
+noting in LOG its start, the milestones of its answers and its stop (SIGINT, or stdin
+closed)."""
 
 _CMD = re.compile(rb'"cmd"\s*:\s*"([^"]+)"')
 _ACTION = re.compile(rb'"action"\s*:\s*"([^"]+)"')
-_METHOD = re.compile(rb'"method"\s*:\s*"([^"]+)"')
-_ID = re.compile(rb'"id"\s*:\s*"?([^",}]+)')
 HARNESS_CALLS = {("turn_slot", "take"): ("slot_asked", "slot_granted"),
                  ("turn_slot", "started"): ("init", ""),
                  ("get_open_threads", ""): ("", "loose_ends")}  # fmt: skip
@@ -196,29 +194,6 @@ class Tap:
             self.closes.append(time.time())
         if not writer.is_closing() and writer.can_write_eof():
             writer.write_eof()
-
-    def mcp(self) -> Stamps:
-        """The MCP milestones of the first connection (one claude run's relay): its accept,
-        the answers of `MCP_ANSWERS`, `tools/list` asked, and the relay gone."""
-        first = min((n for _, n, _, _ in self.lines), default=0)
-        got: Stamps = {}
-        methods: dict[str, str] = {}
-        for t, n, way, head in self.lines:
-            ident, method = _group(_ID, head), _group(_METHOD, head)
-            if n == first and way == "in":
-                methods[ident] = method
-                if method == "tools/list":
-                    got.setdefault("mcp_tools_asked", t)
-            elif n == first:
-                method = methods.get(ident, "")
-                if method == "server/discover" and "mcp_probe" in got:
-                    method = "initialize"  # the second discover: the handshake
-                if method in MCP_ANSWERS and (method == "server/discover" or b'"result"' in head):
-                    got.setdefault(MCP_ANSWERS[method], t)
-        for key, times in (("mcp_up", self.accepts), ("mcp_stop", self.closes)):
-            if times:
-                got[key] = times[0]
-        return got
 
     def harness_calls(self) -> Stamps:
         """The harness's turn-slot take (asked, granted), its `started` (it read claude's
@@ -311,14 +286,14 @@ class Account:
         self.daemon, self.root, self.fake, self.env = daemon, root, fake, env
         self.runs: dict[str, list[Stamps]] = {mode: [] for mode in MODES}
         self.commands: dict[str, tuple[list[str], Mapping[str, str], Path]] = {}
-        self.mcp_tap = Tap(daemon.harness_socket(AGENT).with_name("mcp.sock"))
         self.agent_tap = Tap(daemon.agent_socket(AGENT))
         self.seq = self.nice = 0
 
     async def prepare(self, wrapper: Path, harness: HiveClient) -> None:
         """After the first turn: the floor's config and the command the harness ran."""
         described = self.root / "mcp-floor.json"
-        described.write_text(json.dumps(await describe_server(self.mcp_tap.path)))
+        mcp_socket = self.daemon.harness_socket(AGENT).with_name("mcp.sock")
+        described.write_text(json.dumps(await describe_server(mcp_socket)))
         args = ["-I", "-S", "-c", FLOOR_STAMPS, str(real_turn.FLOOR_SERVER), str(described)]
         server = {"command": sys.executable, "args": [*args, str(self.root / "floor.log")]}
         config = self.root / "mcp-floor-config.json"
@@ -347,9 +322,8 @@ class Account:
         """One run of `mode`'s command, with its wrapper's, server's and tap's stamps."""
         argv, env, cwd = self.commands[mode]
         log = self.root / f"{mode}.log"
-        self.mcp_tap.clear()
         stamps, init = await _cli_run(argv, {**env, "BENCH_TURN_LOG": str(log)}, cwd)
-        stamps |= _read_log(log) | self.fake.take() | self.mcp_tap.mcp()  # relays only
+        stamps |= _read_log(log) | self.fake.take()
         servers = {s.get("name"): s.get("status") for s in init.get("mcp_servers", [])}
         if mode != "bare" and servers.get("hyperhive") != "connected":
             raise BenchError(f"{mode}: the MCP server did not connect: {servers}")
@@ -357,8 +331,7 @@ class Account:
 
     async def hive(self, operator: HiveClient, harness: HiveClient, n: int) -> Stamps:
         """Operator `send` → `turn_status` says turn `n` ended; with the harness's events."""
-        for tap in (self.mcp_tap, self.agent_tap):
-            tap.clear()
+        self.agent_tap.clear()
         body = f"bench turn {n}"
         send = rq.Send(cmd="send", to=AGENT, body=body, idempotency_key=new_idempotency_key())
         stamps: Stamps = {"start": time.time()}
@@ -379,7 +352,7 @@ class Account:
             if key := EVENTS.get(now if now and ended else str(event.kind)):
                 stamps.setdefault(key, row.ts)
         stamps |= _read_log(self.root / "hive.log") | self.fake.take()
-        return stamps | self.mcp_tap.mcp() | self.agent_tap.harness_calls()
+        return stamps | self.agent_tap.harness_calls()
 
 
 async def _rounds(account: Account, wrapper: Path, rounds: int) -> None:
@@ -392,7 +365,7 @@ async def _rounds(account: Account, wrapper: Path, rounds: int) -> None:
         ):
             await account.hive(operator, harness, 1)  # the harness's first: the SDK, login
             await account.prepare(wrapper, harness)
-            async with account.mcp_tap, account.agent_tap:
+            async with account.agent_tap:
                 for r in range(WARMUP + rounds):
                     got = {
                         m: await (
