@@ -17,7 +17,6 @@ binds) is `nixos_binds.py`'s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -353,8 +352,9 @@ class NixosBackend:
 def parse_journal(out: bytes) -> list[tuple[int, str]]:
     """`journalctl -o json` lines as (realtime in µs, "<UTC time> <message>")."""
     entries = []
+    unreadable = 0
     for raw in out.splitlines():
-        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+        try:
             entry = json.loads(raw)
             stamp = int(entry["__REALTIME_TIMESTAMP"])
             message = entry.get("MESSAGE")
@@ -363,5 +363,10 @@ def parse_journal(out: bytes) -> list[tuple[int, str]]:
             elif not isinstance(message, str):
                 message = ""
             when = datetime.fromtimestamp(stamp / 1e6, UTC).isoformat(timespec="seconds")
-            entries.append((stamp, f"{when} {message}"))
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, OSError):
+            unreadable += 1
+            continue
+        entries.append((stamp, f"{when} {message}"))
+    if unreadable:
+        logger.warning("skipped %d journal lines that were not journal entries", unreadable)
     return entries

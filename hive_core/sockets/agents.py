@@ -6,7 +6,8 @@ a socket opened by a request outlives the request, and none outlives the daemon.
 
 from __future__ import annotations
 
-import contextlib
+import errno
+import logging
 import os
 from collections.abc import Callable
 
@@ -14,6 +15,8 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from hive_core.sockets.server import SocketServer
+
+logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 5.0
 
@@ -58,8 +61,11 @@ class AgentSockets:
         if server is None:
             return
         await server.close(drain_timeout)
-        with contextlib.suppress(OSError):
+        try:
             os.rmdir(server.path.parent)
+        except OSError as exc:  # gone, or the harness's sockets are still in it: both fine
+            if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY):
+                logger.warning("could not remove %s: %s", server.path.parent, exc.strerror)
 
     async def close_all(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
         async with anyio.create_task_group() as tg:
