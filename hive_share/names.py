@@ -54,28 +54,28 @@ def validate_agent_name(name: object) -> str:
     """
     if not isinstance(name, str):
         raise InvalidName(f"agent name must be a string, got {type(name).__name__}")
-    if (
-        0 < len(name) <= MAX_NAME_LEN
-        and _GRAMMAR.fullmatch(name) is not None
-        and not name.endswith("-")
-        and name not in RESERVED
-    ):
-        return name  # checked on every request: the messages are built only for a bad one
-    shown = ascii(name[:40]) + ("…" if len(name) > 40 else "")
     if not name:
         raise InvalidName("agent name is empty")
     if len(name) > MAX_NAME_LEN:
         raise InvalidName(
-            f"agent name {shown} is {len(name)} characters; at most {MAX_NAME_LEN} allowed"
+            f"agent name {_shown(name)} is {len(name)} characters; at most {MAX_NAME_LEN} allowed"
         )
     if _GRAMMAR.fullmatch(name) is None:
         raise InvalidName(
-            f"agent name {shown} must be lowercase ASCII letters, digits and '-', "
+            f"agent name {_shown(name)} must be lowercase ASCII letters, digits and '-', "
             "starting with a letter"
         )
     if name.endswith("-"):
-        raise InvalidName(f"agent name {shown} must not end with '-'")
-    raise InvalidName(f"agent name {shown} is reserved")
+        raise InvalidName(f"agent name {_shown(name)} must not end with '-'")
+    if name in RESERVED:
+        raise InvalidName(f"agent name {_shown(name)} is reserved")
+    return name
+
+
+def _shown(name: str) -> str:
+    """`name` as an error message quotes it (checked on every request: built only for a bad
+    one)."""
+    return ascii(name[:40]) + ("…" if len(name) > 40 else "")
 
 
 def validate_principal(name: object) -> str:
