@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,12 @@ class McpHost:
         self._server: Any = None
         self._http: mcp_http.HttpServer | None = None
         self._requests: mcp_http.InFlight | None = None
-        self._sock: Any = None
+        self._sock: socket.socket | None = None
         """The HTTP port's listening socket until its server takes it."""
         self.endpoint: mcp_http.Endpoint | None = None
         """Where claude reaches the server over HTTP; None until bound, or if no port could
         be bound (claude then gets the relay)."""
-        self._stopped = anyio.Event()
+        self._stopped = False
         self.http_ended = anyio.Event()
         """Set once the HTTP server has stopped serving (after `stop`, or a failure)."""
         self._listening = False
@@ -115,7 +116,7 @@ class McpHost:
                     os.unlink(self.path)
                 await self._tasks.start(self._listen)
                 self._listening = True
-            if self.endpoint is None and not self._stopped.is_set():
+            if self.endpoint is None and not self._stopped:
                 try:
                     self._sock, self.endpoint = mcp_http.bind()
                 except OSError:
@@ -145,7 +146,7 @@ class McpHost:
             with gil.responsive():  # the loop answers meanwhile (pings, claude's output)
                 server, served = await anyio.to_thread.run_sync(self._build)
             self._server = server
-            if served is not None and not self._stopped.is_set():
+            if served is not None and not self._stopped:
                 self._requests, self._http = served
                 self._sock = None
                 self._tasks.start_soon(self._serve_http, self._http)
@@ -159,7 +160,9 @@ class McpHost:
         try:
             await http.serve()
         except Exception:
-            logger.exception("the MCP server's HTTP listener stopped")
+            # Its port is gone: from the next run on, claude gets the relay.
+            logger.exception("the MCP server's HTTP listener failed; claude gets the relay")
+            self.endpoint, self._http, self._requests = None, None, None
         finally:
             self.http_ended.set()
 
@@ -175,7 +178,7 @@ class McpHost:
     def stop(self) -> None:
         """End the HTTP server (its open requests get a second); the relay's sessions end
         with the task group."""
-        self._stopped.set()
+        self._stopped = True
         if self._http is not None:
             self._http.stop()
         self._close_port()

@@ -163,7 +163,10 @@ class HttpServer:
         self._sock = sock
 
     async def serve(self) -> None:
-        await self._server.serve(sockets=[self._sock])
+        try:
+            await self._server.serve(sockets=[self._sock])
+        finally:
+            self._sock.close()  # uvicorn's own, unless it failed before it took it
 
     def stop(self) -> None:
         self._server.should_exit = True

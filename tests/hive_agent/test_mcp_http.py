@@ -16,6 +16,7 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+import uvicorn
 
 from hive_agent import invocation
 from hive_agent.mcp_host import McpHost
@@ -169,3 +170,21 @@ async def test_ending_the_requests_ends_a_tool_call_and_its_connection_to_hive_c
             await closed.wait()
             assert answers[0].status_code == 503
         serving.cancel_scope.cancel()
+
+
+async def test_a_listener_that_fails_hands_claude_the_relay(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async def broken(self: uvicorn.Server, sockets: object = None) -> None:
+        raise RuntimeError("the port is gone")
+
+    monkeypatch.setattr(uvicorn.Server, "serve", broken)
+    async with _host() as host:
+        bound = host.endpoint is not None
+        await host.start()
+        await host.http_ended.wait()
+        assert bound
+        assert host.endpoint is None  # the next run's config names the relay
+        config = invocation.write_mcp_config(tmp_path, host.path, host.endpoint, AgentConfig())
+        ours = json.loads(config.read_text())["mcpServers"]["hyperhive"]
+        assert ours["env"] == {"HIVE_MCP_SOCKET": str(host.path)}
