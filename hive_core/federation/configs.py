@@ -158,10 +158,9 @@ class Configs:
         except NATS_ERRORS as exc:
             logger.warning("could not list the config store: %s", exc)
             return
-        mine = f"{self._link.host}/"
         for info in objects:
             host_name, _, agent = (info.name or "").partition("/")
-            if f"{host_name}/" != mine or "/" in agent or not agent:
+            if host_name != self._link.host or not agent or "/" in agent:
                 continue  # another host's, or a proposal
             if self._s.registry.find(agent) is not None:
                 continue
