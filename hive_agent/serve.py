@@ -42,9 +42,9 @@ CONNECT_ATTEMPTS = 20
 PRUNE_INTERVAL = 3600.0
 STOP_GRACE = 10.0
 PAGE_GRACE = 2.0
+"""Seconds the agent page has to close its connections when the harness stops."""
 MCP_GRACE = 2.0
 """Seconds the MCP server's HTTP listener has to close when the harness stops."""
-"""Seconds the agent page has to close its connections when the harness stops."""
 USAGE_GRACE = 2.0
 """Seconds a turn-usage report under way has to end when the harness stops (what it leaves
 unsent goes at the next start)."""
