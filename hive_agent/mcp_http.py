@@ -90,10 +90,6 @@ class InFlight:
         self._app = app
         self._scopes: set[anyio.CancelScope] = set()
 
-    @property
-    def under_way(self) -> int:
-        return len(self._scopes)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
